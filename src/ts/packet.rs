@@ -23,7 +23,6 @@ mod field {
     pub const FLAGS_PID: core::ops::Range<usize> = 1..3;
     pub const CONTROL: usize = 3;
     pub const AF_LEN: usize = 4;
-    pub const AF_FLAGS: usize = 5;
 }
 
 /// The two scrambling bits of the header (ETSI TS 100 289: 00 clear, 10 even

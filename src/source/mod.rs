@@ -1,0 +1,254 @@
+//! Where a mux's packets come from.
+//!
+//! A `Source` hands out whole, aligned 188-byte packets. Implementations:
+//! `FileSource` (a `.ts` file paced in real time by its PCR); a DVB adapter
+//! and a remote HTTP stream implement the same trait in later work.
+//!
+//! `Resync` turns any byte stream into aligned packets: it locks on three
+//! sync bytes 188 apart, and counts every byte it had to skip.
+
+pub mod file;
+
+use std::time::Duration;
+
+pub use file::{FileSource, FileSourceConfig};
+
+/// What one `read` produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Packets were appended.
+    Data,
+    /// Packets were appended and they follow a break in the stream (file
+    /// looped, sync regained): clocks and counters restart.
+    Discontinuity,
+    /// Nothing yet; call again.
+    Idle,
+}
+
+/// Why a source cannot go on.
+#[derive(Debug)]
+pub enum SourceError {
+    /// The file ended and the source does not loop.
+    Eof,
+    /// A whole pass over the input was mostly not transport packets.
+    NoPackets {
+        what: String,
+        bytes: u64,
+    },
+    Io {
+        what: String,
+        err: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceError::Eof => write!(f, "end of input"),
+            SourceError::NoPackets { what, bytes } => {
+                write!(f, "{what}: no MPEG-TS packets found in {bytes} bytes (no sync byte 0x47 every 188 bytes): not a transport stream?")
+            }
+            SourceError::Io { what, err } => write!(f, "{what}: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// Counters every source keeps.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SourceStats {
+    pub bytes: u64,
+    pub packets: u64,
+    /// Bytes skipped to regain packet sync.
+    pub bytes_skipped: u64,
+    pub sync_losses: u64,
+    pub discontinuities: u64,
+    /// Passes over a file (loops).
+    pub loops: u64,
+    /// A trailing partial packet at the end of a file.
+    pub truncated_packets: u64,
+}
+
+pub trait Source: Send {
+    /// What this source is, for logs and /status ("file samples/mux.ts").
+    fn describe(&self) -> String;
+    /// Wait at most `timeout` and append whole packets to `buf`.
+    fn read(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<ReadOutcome, SourceError>;
+    fn stats(&self) -> SourceStats;
+}
+
+/// Packet alignment over an arbitrary byte stream.
+#[derive(Debug, Default)]
+pub struct Resync {
+    /// Bytes carried over between calls (less than one packet, or unsynced).
+    carry: Vec<u8>,
+    synced: bool,
+    pub stats: SourceStats,
+}
+
+impl Resync {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forget partial data (e.g. on file loop); counts it as truncated.
+    pub fn reset(&mut self) {
+        if !self.carry.is_empty() {
+            self.stats.truncated_packets += 1;
+            self.stats.bytes_skipped += self.carry.len() as u64;
+        }
+        self.carry.clear();
+        self.synced = false;
+    }
+
+    /// At the end of an input: hand out what is left if it is whole packets,
+    /// count the rest as a truncated packet.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let carry = std::mem::take(&mut self.carry);
+        let mut i = 0;
+        while i + 188 <= carry.len() && carry[i] == 0x47 {
+            out.extend_from_slice(&carry[i..i + 188]);
+            self.stats.packets += 1;
+            i += 188;
+        }
+        if i < carry.len() {
+            self.stats.truncated_packets += 1;
+            self.stats.bytes_skipped += (carry.len() - i) as u64;
+        }
+        self.synced = false;
+    }
+
+    /// Append the aligned packets found in `input` (plus carried bytes) to
+    /// `out`. Bounded: the carry never exceeds 3 packets.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        self.stats.bytes += input.len() as u64;
+        let owned;
+        let data: &[u8] = if self.carry.is_empty() {
+            input
+        } else {
+            self.carry.extend_from_slice(input);
+            owned = std::mem::take(&mut self.carry);
+            &owned
+        };
+        let mut i = 0;
+        let n = data.len();
+        loop {
+            if self.synced {
+                // Fast path: consecutive packets.
+                while i + 188 <= n && data[i] == 0x47 {
+                    out.extend_from_slice(&data[i..i + 188]);
+                    self.stats.packets += 1;
+                    i += 188;
+                }
+                if i + 188 <= n {
+                    self.synced = false;
+                    self.stats.sync_losses += 1;
+                } else {
+                    break;
+                }
+            }
+            // Hunt: a sync byte confirmed by the next two packets, or by as
+            // many as the buffer holds at its end.
+            let mut found = None;
+            let mut j = i;
+            while j < n {
+                if data[j] == 0x47 {
+                    let ok1 = j + 188 >= n || data[j + 188] == 0x47;
+                    let ok2 = j + 376 >= n || data[j + 376] == 0x47;
+                    if j + 376 < n && ok1 && ok2 {
+                        found = Some(j);
+                        break;
+                    }
+                    if j + 376 >= n {
+                        // Not enough data to confirm: keep from here.
+                        break;
+                    }
+                }
+                j += 1;
+            }
+            self.stats.bytes_skipped += (j - i) as u64;
+            i = j;
+            match found {
+                Some(_) => self.synced = true,
+                None => break,
+            }
+        }
+        let rest = &data[i..];
+        // Keep at most 3 packets' worth to finish confirming sync.
+        let keep = rest.len().min(3 * 188);
+        self.stats.bytes_skipped += (rest.len() - keep) as u64;
+        let rest = &rest[rest.len() - keep..];
+        let mut carry = std::mem::take(&mut self.carry);
+        carry.clear();
+        carry.extend_from_slice(rest);
+        self.carry = carry;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkts(n: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        for i in 0..n {
+            let mut p = [i as u8; 188];
+            p[0] = 0x47;
+            v.extend_from_slice(&p);
+        }
+        v
+    }
+
+    #[test]
+    fn aligned_input_passes_through_in_any_split() {
+        let data = pkts(20);
+        for split in [1usize, 7, 188, 189, 1000] {
+            let mut r = Resync::new();
+            let mut out = Vec::new();
+            for c in data.chunks(split) {
+                r.push(c, &mut out);
+            }
+            // The last packet cannot be confirmed by the next two: it waits.
+            assert!(out.len() >= 17 * 188, "split {split}: {}", out.len());
+            assert_eq!(&out[..], &data[..out.len()]);
+            assert_eq!(r.stats.bytes_skipped, 0, "split {split}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_skipped_and_counted() {
+        let mut data = vec![0x47, 1, 2, 3, 0x47, 9];
+        data.extend_from_slice(&pkts(10));
+        let mut r = Resync::new();
+        let mut out = Vec::new();
+        r.push(&data, &mut out);
+        assert_eq!(out.len() % 188, 0);
+        assert_eq!(&out[..188], &pkts(1)[..]);
+        assert_eq!(r.stats.bytes_skipped, 6);
+    }
+
+    #[test]
+    fn random_bytes_yield_nothing_and_stay_bounded() {
+        let mut x = 0x1234_5678u32;
+        let data: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 8) as u8
+            })
+            .collect();
+        let mut r = Resync::new();
+        let mut out = Vec::new();
+        for c in data.chunks(4096) {
+            r.push(c, &mut out);
+            assert!(r.carry.len() <= 3 * 188);
+        }
+        assert!(
+            out.len() < 188 * 4,
+            "random data locked too often: {}",
+            out.len()
+        );
+    }
+}
