@@ -332,7 +332,11 @@ fn find_start_code(buf: &[u8], from: usize) -> Option<usize> {
 /// (recovery point)? `nal` is the NAL after its header byte, emulation
 /// prevention bytes included (removed here).
 fn sei_has_recovery_point(nal: &[u8]) -> bool {
-    let mut rbsp = Rbsp { b: nal, pos: 0, zeros: 0 };
+    let mut rbsp = Rbsp {
+        b: nal,
+        pos: 0,
+        zeros: 0,
+    };
     loop {
         let Some(t) = rbsp.sei_value() else {
             return false;
@@ -482,6 +486,222 @@ impl EntryPointGate {
             self.detector.abandon();
             emit(&self.held, false);
             self.held.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ts::packet::write_header;
+
+    /// Packetize one PES (header + `es`) on PID 0x100, `chunk` ES bytes per
+    /// packet (stuffing through the adaptation field), cc from `cc`.
+    fn pes_packets(es: &[u8], chunk: usize, cc: &mut u8) -> Vec<[u8; PACKET_SIZE]> {
+        let mut pes = vec![0, 0, 1, 0xE0, 0, 0, 0x80, 0x80, 5];
+        let mut t = [0u8; 5];
+        crate::ts::pes::encode_pts(90_000, 2, &mut t);
+        pes.extend_from_slice(&t);
+        pes.extend_from_slice(es);
+        let mut out = Vec::new();
+        let mut first = true;
+        for piece in pes.chunks(chunk.clamp(1, 184)) {
+            let mut p = [0xFFu8; PACKET_SIZE];
+            write_header(&mut p, 0x100, first, *cc);
+            *cc = (*cc + 1) & 0x0F;
+            first = false;
+            let af = 184 - piece.len();
+            if af > 0 {
+                p[3] |= 0x20;
+                p[4] = (af - 1) as u8;
+                if af > 1 {
+                    p[5] = 0;
+                }
+            }
+            p[4 + af..].copy_from_slice(piece);
+            out.push(p);
+        }
+        out
+    }
+
+    fn verdicts(
+        codec: VideoCodec,
+        pkts: &[[u8; PACKET_SIZE]],
+    ) -> (Vec<(usize, bool)>, EntryPointDetector) {
+        let mut d = EntryPointDetector::new(codec);
+        let mut v = Vec::new();
+        for (i, p) in pkts.iter().enumerate() {
+            if let Some(x) = d.push(&Packet::new_checked(&p[..]).unwrap()) {
+                v.push((i, x));
+            }
+        }
+        (v, d)
+    }
+
+    const MPEG2_I: &[u8] = &[
+        0, 0, 1, 0xB3, 0x14, 0x00, 0xF0, 0x13, 0xFF, 0xFF, 0xE0, 0x18, // sequence_header
+        0, 0, 1, 0xB8, 0, 8, 0, 0, // GOP
+        0, 0, 1, 0x00, 0x00, 0x0F, 0xFF, 0xF8, // picture, I
+        0, 0, 1, 0x01, 0x22, 0x33,
+    ];
+
+    #[test]
+    fn mpeg2_split_everywhere() {
+        // Every split size puts start codes across packet boundaries.
+        for chunk in 1..=40 {
+            let mut cc = 0;
+            let pkts = pes_packets(MPEG2_I, chunk, &mut cc);
+            let (v, _) = verdicts(VideoCodec::Mpeg2, &pkts);
+            assert_eq!(v.len(), 1, "chunk {chunk}");
+            assert!(v[0].1, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn mpeg2_needs_sequence_header_and_i() {
+        let mut cc = 0;
+        let no_seq = &MPEG2_I[12..];
+        let (v, _) = verdicts(VideoCodec::Mpeg2, &pes_packets(no_seq, 184, &mut cc));
+        assert_eq!(v, vec![(0, false)]);
+        let mut p_pic = MPEG2_I.to_vec();
+        p_pic[25] = 0x10; // picture_coding_type 2 (P)
+        let (v, _) = verdicts(VideoCodec::Mpeg2, &pes_packets(&p_pic, 184, &mut cc));
+        assert_eq!(v, vec![(0, false)]);
+    }
+
+    #[test]
+    fn h264_idr_sei_and_non_idr() {
+        let idr = [
+            0, 0, 0, 1, 9, 0xF0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68, 0xCE, 0, 0, 1, 0x65, 0x88,
+        ];
+        let non = [0, 0, 0, 1, 9, 0xF0, 0, 0, 1, 0x41, 0x9A, 0, 0, 1, 0x65];
+        // SEI: user data (type 5, 3 bytes, with an emulation prevention
+        // byte), then recovery point (type 6), then a non-IDR slice.
+        let sei = [
+            0, 0, 1, 0x06, 5, 4, 0, 0, 3, 1, 7, 6, 1, 0x84, 0x80, 0, 0, 1, 0x41, 0x9A,
+        ];
+        let sei_no_rp = [
+            0, 0, 1, 0x06, 5, 4, 0, 0, 3, 6, 9, 0x80, 0, 0, 1, 0x41, 0x9A,
+        ];
+        for chunk in 1..=30 {
+            for (es, want) in [
+                (&idr[..], true),
+                (&non[..], false),
+                (&sei[..], true),
+                (&sei_no_rp[..], false),
+            ] {
+                let mut cc = 3;
+                let (v, _) = verdicts(VideoCodec::H264, &pes_packets(es, chunk, &mut cc));
+                assert_eq!(v.len(), 1, "chunk {chunk} {es:?}");
+                assert_eq!(v[0].1, want, "chunk {chunk} {es:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn hevc_irap() {
+        let cra = [0, 0, 0, 1, 0x46, 1, 0, 0, 1, 0x40, 1, 0, 0, 1, 0x2A, 1];
+        let trail = [0, 0, 0, 1, 0x46, 1, 0, 0, 1, 0x02, 1];
+        let mut cc = 0;
+        assert_eq!(
+            verdicts(VideoCodec::Hevc, &pes_packets(&cra, 184, &mut cc)).0,
+            vec![(0, true)]
+        );
+        assert_eq!(
+            verdicts(VideoCodec::Hevc, &pes_packets(&trail, 184, &mut cc)).0,
+            vec![(0, false)]
+        );
+    }
+
+    #[test]
+    fn scrambled_and_cc_gap_say_no() {
+        let mut cc = 0;
+        let mut pkts = pes_packets(MPEG2_I, 8, &mut cc);
+        pkts[0][3] |= 0x80; // even key on the start packet
+        let (v, d) = verdicts(VideoCodec::Mpeg2, &pkts);
+        assert_eq!(v, vec![(0, false)]);
+        assert_eq!(d.stats.scrambled, 1);
+
+        let mut cc = 0;
+        let mut pkts = pes_packets(MPEG2_I, 8, &mut cc);
+        pkts.remove(2);
+        let (v, d) = verdicts(VideoCodec::Mpeg2, &pkts);
+        assert_eq!(v, vec![(2, false)]);
+        assert_eq!(d.stats.cc_gaps, 1);
+
+        // A duplicate packet is ignored, not a gap.
+        let mut cc = 0;
+        let mut pkts = pes_packets(MPEG2_I, 8, &mut cc);
+        pkts.insert(2, pkts[1]);
+        let (v, d) = verdicts(VideoCodec::Mpeg2, &pkts);
+        assert_eq!(v.len(), 1);
+        assert!(v[0].1);
+        assert_eq!(d.stats.duplicates, 1);
+    }
+
+    #[test]
+    fn undecided_pes_is_bounded() {
+        // A long PES with no start code: the scan stops at SCAN_LIMIT.
+        let es = vec![0x55u8; SCAN_LIMIT * 2];
+        let mut cc = 0;
+        let pkts = pes_packets(&es, 184, &mut cc);
+        let (v, d) = verdicts(VideoCodec::H264, &pkts);
+        assert_eq!(v.len(), 1);
+        assert!(!v[0].1);
+        assert!(v[0].0 < SCAN_LIMIT / 184 + 2);
+        assert_eq!(d.stats.scan_limit, 1);
+
+        // The gate lets go of held packets before MAX_HELD_PACKETS.
+        let mut gate = EntryPointGate::new(VideoCodec::H264, 0x100);
+        let mut emitted = 0;
+        let mut max_held = 0;
+        for p in &pkts {
+            gate.push(&Packet::new_checked(&p[..]).unwrap(), |b, _| {
+                emitted += b.len()
+            });
+            max_held = max_held.max(gate.held_packets());
+        }
+        assert!(max_held <= MAX_HELD_PACKETS);
+        assert_eq!(emitted, pkts.len() * PACKET_SIZE);
+    }
+
+    #[test]
+    fn never_panics_on_noise() {
+        // xorshift noise as ES and as whole packets.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for codec in [
+            VideoCodec::Mpeg2,
+            VideoCodec::H264,
+            VideoCodec::Hevc,
+            VideoCodec::Other,
+        ] {
+            let mut gate = EntryPointGate::new(codec, 0x100);
+            for _ in 0..3000 {
+                let mut p = [0u8; PACKET_SIZE];
+                for b in p.iter_mut() {
+                    // Many zeros and ones so start codes appear.
+                    *b = match rnd() % 4 {
+                        0 | 1 => 0,
+                        2 => 1,
+                        _ => rnd() as u8,
+                    };
+                }
+                p[0] = 0x47;
+                p[1] = (p[1] & 0xE0) | 0x01;
+                p[2] = 0x00;
+                if rnd() % 3 == 0 {
+                    p[4..8].copy_from_slice(&[0, 0, 1, 0xE0]);
+                }
+                if let Ok(pkt) = Packet::new_checked(&p[..]) {
+                    gate.push(&pkt, |_, _| {});
+                }
+            }
         }
     }
 }

@@ -270,7 +270,12 @@ mod tests {
 
     #[test]
     fn pts_dts_round_trip() {
-        for &(p, d) in &[(0u64, 0u64), (1, 0), (PTS_WRAP - 1, PTS_WRAP - 3), (123_456_789, 123_450_000)] {
+        for &(p, d) in &[
+            (0u64, 0u64),
+            (1, 0),
+            (PTS_WRAP - 1, PTS_WRAP - 3),
+            (123_456_789, 123_450_000),
+        ] {
             let b = header(Some(p), Some(d), 3);
             let h = PesHeader::new_checked(&b[..]).unwrap();
             assert_eq!(h.stream_id(), 0xE0);
@@ -293,15 +298,24 @@ mod tests {
         }
         let mut bad = b.clone();
         bad[2] = 2;
-        assert_eq!(PesHeader::new_checked(&bad[..]).err(), Some(Error::Malformed));
+        assert_eq!(
+            PesHeader::new_checked(&bad[..]).err(),
+            Some(Error::Malformed)
+        );
         // PTS_DTS_flags announcing more than PES_header_data_length holds.
         let mut bad = b.clone();
         bad[8] = 4;
-        assert_eq!(PesHeader::new_checked(&bad[..]).err(), Some(Error::Malformed));
+        assert_eq!(
+            PesHeader::new_checked(&bad[..]).err(),
+            Some(Error::Malformed)
+        );
         // Padding stream: no optional header.
         let pad = [0, 0, 1, 0xBE, 0, 2, 0xFF, 0xFF];
         let h = PesHeader::new_checked(&pad[..]).unwrap();
-        assert_eq!((h.pts(), h.payload_offset(), h.pes_packet_length()), (None, 6, 2));
+        assert_eq!(
+            (h.pts(), h.payload_offset(), h.pes_packet_length()),
+            (None, 6, 2)
+        );
     }
 
     #[test]
