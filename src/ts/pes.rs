@@ -261,7 +261,7 @@ mod tests {
             encode_pts(d, 1, &mut t);
             opt.extend_from_slice(&t);
         }
-        opt.extend(std::iter::repeat(0xFF).take(extra));
+        opt.extend(std::iter::repeat_n(0xFF, extra));
         v.push(opt.len() as u8);
         v.extend_from_slice(&opt);
         v.extend_from_slice(&[0, 0, 0, 1, 9]);
