@@ -9,8 +9,10 @@
 
 pub mod crc;
 pub mod descriptor;
+pub mod es;
 pub mod packet;
 pub mod pat;
+pub mod pes;
 pub mod pmt;
 pub mod section;
 
