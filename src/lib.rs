@@ -2,4 +2,5 @@
 //! operator's guide and ../ARCHITECTURE in the design docs for the map.
 
 pub mod cli;
+pub mod config;
 pub mod ts;
