@@ -105,11 +105,15 @@ impl Cidr {
 
 fn mask_v4(prefix_len: u8) -> u32 {
     // checked_shl: a shift by 32 would overflow; /0 matches everything.
-    u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0)
+    u32::MAX
+        .checked_shl(32 - u32::from(prefix_len))
+        .unwrap_or(0)
 }
 
 fn mask_v6(prefix_len: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(prefix_len)).unwrap_or(0)
+    u128::MAX
+        .checked_shl(128 - u32::from(prefix_len))
+        .unwrap_or(0)
 }
 
 impl FromStr for Cidr {
@@ -165,8 +169,20 @@ mod tests {
     fn cidr_bad_input() {
         use CidrError::*;
         let cases: &[(&str, CidrError)] = &[
-            ("10.0.0.0/33", PrefixTooLong { prefix_len: 33, max: 32 }),
-            ("::1/129", PrefixTooLong { prefix_len: 129, max: 128 }),
+            (
+                "10.0.0.0/33",
+                PrefixTooLong {
+                    prefix_len: 33,
+                    max: 32,
+                },
+            ),
+            (
+                "::1/129",
+                PrefixTooLong {
+                    prefix_len: 129,
+                    max: 128,
+                },
+            ),
             ("1.2.3", MissingPrefix),
             ("1.2.3/8", BadAddress("1.2.3".into())),
             ("10.0.0.0", MissingPrefix),

@@ -180,10 +180,16 @@ impl<'de> Visitor<'de> for KeyVisitor {
         f.write_str("a table key")
     }
     fn visit_str<E>(self, v: &str) -> Result<Key, E> {
-        Ok(Key { name: v.to_string(), span: None })
+        Ok(Key {
+            name: v.to_string(),
+            span: None,
+        })
     }
     fn visit_string<E>(self, v: String) -> Result<Key, E> {
-        Ok(Key { name: v, span: None })
+        Ok(Key {
+            name: v,
+            span: None,
+        })
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Key, A::Error> {
         let mut start: Option<usize> = None;

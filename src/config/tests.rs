@@ -120,7 +120,11 @@ fn config_defaults() {
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     assert!(c.access.control.iter().any(|n| n.contains(ip("127.0.0.1"))));
     assert!(!c.access.control.iter().any(|n| n.contains(ip("10.0.0.1"))));
-    assert!(c.access.stream.iter().any(|n| n.contains(ip("192.168.1.2"))));
+    assert!(c
+        .access
+        .stream
+        .iter()
+        .any(|n| n.contains(ip("192.168.1.2"))));
     assert!(!c.access.stream.iter().any(|n| n.contains(ip("8.8.8.8"))));
     // An empty token means none.
     let c = parse_ok(&format!("[access]\ntoken = \"\"\n{}", CH));
@@ -283,6 +287,13 @@ fn config_errors_name_line_and_key() {
             "channel = [{ name = \"a\", source = [{ file = \"a.ts\", program = 99999 }] }]\n",
             &[(1, "channel[0].source[0].program", "99999 is out of range")],
         ),
+        (
+            &format!("# c\n\nserver.listen = \"nope\"\naccess.bogus = 1\n{}", CH),
+            &[
+                (3, "server.listen", "is not an address:port"),
+                (4, "access.bogus", "unknown key"),
+            ],
+        ),
         // A datetime is a TOML type too.
         (
             &format!("[server]\nmax_clients = 1979-05-27\n{}", CH),
@@ -292,7 +303,13 @@ fn config_errors_name_line_and_key() {
     for (text, want) in cases {
         let got = parse_err(text);
         let show: Vec<String> = got.iter().map(|d| d.to_string()).collect();
-        assert_eq!(got.len(), want.len(), "snippet:\n{}\ngot:\n{}", text, show.join("\n"));
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "snippet:\n{}\ngot:\n{}",
+            text,
+            show.join("\n")
+        );
         for (d, (line, key, msg)) in got.iter().zip(want.iter()) {
             assert_eq!(d.file, "capbox.toml");
             assert_eq!(
@@ -302,7 +319,13 @@ fn config_errors_name_line_and_key() {
                 text,
                 d
             );
-            assert!(d.message.contains(msg), "snippet:\n{}\ngot: {}\nwant: {}", text, d, msg);
+            assert!(
+                d.message.contains(msg),
+                "snippet:\n{}\ngot: {}\nwant: {}",
+                text,
+                d,
+                msg
+            );
         }
     }
 }
@@ -315,14 +338,22 @@ fn config_diagnostic_display() {
         key: "channel[3].source[0].program".into(),
         message: "no such service 0x1f4".into(),
     };
-    assert_eq!(d.to_string(), "capbox.toml:12: channel[3].source[0].program: no such service 0x1f4");
-    let errs = parse_err("[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nprogram = 0\n");
+    assert_eq!(
+        d.to_string(),
+        "capbox.toml:12: channel[3].source[0].program: no such service 0x1f4"
+    );
+    let errs =
+        parse_err("[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nprogram = 0\n");
     assert_eq!(
         errs[0].to_string(),
         "capbox.toml:5: channel[0].source[0].program: 0 is out of range; expected a program_number 1..=65535"
     );
     let syntax = parse_err("[server\n");
-    assert!(syntax[0].to_string().starts_with("capbox.toml:1: "), "{}", syntax[0]);
+    assert!(
+        syntax[0].to_string().starts_with("capbox.toml:1: "),
+        "{}",
+        syntax[0]
+    );
 }
 
 #[test]
@@ -349,7 +380,10 @@ fn config_diag_at_and_sources() {
             ("arte", "channel[1].source[0]", 2),
         ]
     );
-    let d = c.diag_at("channel[0].source[0].program", "no such service 0x1f4 in samples/mux.ts (services: 1, 2, 3)");
+    let d = c.diag_at(
+        "channel[0].source[0].program",
+        "no such service 0x1f4 in samples/mux.ts (services: 1, 2, 3)",
+    );
     assert_eq!(
         d.to_string(),
         "capbox.toml:24: channel[0].source[0].program: no such service 0x1f4 in samples/mux.ts (services: 1, 2, 3)"
@@ -369,7 +403,11 @@ fn config_diff_by_channel() {
     assert!(Config::diff(&old, &old).is_empty());
     // Moving lines around (a comment on top) changes nothing.
     let shifted = parse_ok(&format!("# header\n\n{}", GOOD));
-    assert!(Config::diff(&old, &shifted).is_empty(), "{:?}", Config::diff(&old, &shifted));
+    assert!(
+        Config::diff(&old, &shifted).is_empty(),
+        "{:?}",
+        Config::diff(&old, &shifted)
+    );
     let new_text = GOOD
         .replace("program = 2", "program = 3")
         .replace("name = \"france2\"", "name = \"france3\"")
@@ -380,9 +418,15 @@ fn config_diff_by_channel() {
     assert_eq!(d.removed, ["france2"]);
     assert_eq!(d.changed, ["arte"]);
     assert!(!d.server_changed);
-    let d = Config::diff(&old, &parse_ok(&GOOD.replace("max_clients = 64", "max_clients = 65")));
+    let d = Config::diff(
+        &old,
+        &parse_ok(&GOOD.replace("max_clients = 64", "max_clients = 65")),
+    );
     assert!(d.server_changed && d.added.is_empty() && d.changed.is_empty());
-    let d = Config::diff(&old, &parse_ok(&GOOD.replace("flush_ms = 20", "flush_ms = 21")));
+    let d = Config::diff(
+        &old,
+        &parse_ok(&GOOD.replace("flush_ms = 20", "flush_ms = 21")),
+    );
     assert!(d.server_changed);
     // Any source setting counts.
     let swapped = parse_ok(&GOOD.replace("loop = false", "loop = true"));
@@ -399,14 +443,22 @@ fn config_example_file_is_valid() {
     assert!(!c.channels.is_empty());
     // Relative files resolve against examples/, not the working directory.
     let examples = path.parent().unwrap();
-    assert!(c.sources().all(|(_, s)| s.file.is_absolute() || s.file.starts_with(examples)));
+    assert!(c
+        .sources()
+        .all(|(_, s)| s.file.is_absolute() || s.file.starts_with(examples)));
 }
 
 #[test]
 fn config_load_errors() {
     let errs = load(Path::new("/nonexistent/capbox.toml")).unwrap_err();
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].to_string().starts_with("/nonexistent/capbox.toml: cannot read: "), "{}", errs[0]);
+    assert!(
+        errs[0]
+            .to_string()
+            .starts_with("/nonexistent/capbox.toml: cannot read: "),
+        "{}",
+        errs[0]
+    );
     let errs = load(Path::new("/")).unwrap_err();
     assert!(errs[0].message.contains("not a regular file"));
     let dir = std::env::temp_dir().join(format!("capbox-config-test-{}", std::process::id()));
@@ -428,7 +480,14 @@ fn config_demo() {
     let got: Vec<(&str, Option<&str>, Option<&str>, u16)> = c
         .channels
         .iter()
-        .map(|ch| (ch.name.as_str(), ch.tvg_name.as_deref(), ch.group.as_deref(), ch.sources[0].program))
+        .map(|ch| {
+            (
+                ch.name.as_str(),
+                ch.tvg_name.as_deref(),
+                ch.group.as_deref(),
+                ch.sources[0].program,
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -438,7 +497,9 @@ fn config_demo() {
             ("music", Some("Demo Music"), Some("Music"), 3),
         ]
     );
-    assert!(c.sources().all(|(_, s)| s.file == Path::new("samples/mux.ts") && s.looping));
+    assert!(c
+        .sources()
+        .all(|(_, s)| s.file == Path::new("samples/mux.ts") && s.looping));
     assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
     // The demo obeys the same rules as a file: names and labels pass the walk.
     let mut text = String::from("[server]\nlisten = \"127.0.0.1:8080\"\n");

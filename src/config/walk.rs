@@ -142,7 +142,15 @@ impl Walker {
         }
     }
 
-    fn int(&mut self, t: &mut Table, name: &str, lo: i64, hi: i64, default: i64, what: &str) -> i64 {
+    fn int(
+        &mut self,
+        t: &mut Table,
+        name: &str,
+        lo: i64,
+        hi: i64,
+        default: i64,
+        what: &str,
+    ) -> i64 {
         let Some(f) = self.take(t, name) else {
             return default;
         };
@@ -182,7 +190,12 @@ impl Walker {
     }
 
     /// A string value, or None if absent or not a string (reported).
-    fn string<'a>(&mut self, t: &mut Table<'a>, name: &str, what: &str) -> Option<(String, Field<'a>)> {
+    fn string<'a>(
+        &mut self,
+        t: &mut Table<'a>,
+        name: &str,
+        what: &str,
+    ) -> Option<(String, Field<'a>)> {
         let f = self.take(t, name)?;
         match f.node {
             Node::String(s) => Some((s.clone(), f)),
@@ -197,7 +210,8 @@ impl Walker {
     /// attribute, so quotes and control characters (a newline would start a
     /// new playlist line) are refused.
     fn label(&mut self, t: &mut Table, name: &str) -> Option<String> {
-        let what = "a non-empty string of at most 128 characters without quotes or control characters";
+        let what =
+            "a non-empty string of at most 128 characters without quotes or control characters";
         let (s, f) = self.string(t, name, what)?;
         let problem = if s.is_empty() {
             Some("empty".to_string())
@@ -210,7 +224,11 @@ impl Walker {
         };
         match problem {
             Some(p) => {
-                self.error(f.line, &f.path, format!("{}; expected {} (or leave the key out)", p, what));
+                self.error(
+                    f.line,
+                    &f.path,
+                    format!("{}; expected {} (or leave the key out)", p, what),
+                );
                 None
             }
             None => Some(s),
@@ -222,7 +240,10 @@ impl Walker {
             return cidrs(default);
         };
         let Node::Array(items) = f.node else {
-            self.wrong_type(&f, "an array of networks such as [\"10.0.0.0/8\", \"::1/128\"]");
+            self.wrong_type(
+                &f,
+                "an array of networks such as [\"10.0.0.0/8\", \"::1/128\"]",
+            );
             return cidrs(default);
         };
         let mut out = Vec::new();
@@ -267,21 +288,35 @@ fn parse_int_text(s: &str) -> Option<i64> {
 
 const ROOT_KEYS: &[&str] = &["server", "access", "buffers", "channel"];
 const SERVER_KEYS: &[&str] = &["listen", "write_timeout_ms", "max_clients"];
-const ACCESS_KEYS: &[&str] = &["stream", "playlist", "metrics", "status", "control", "token"];
+const ACCESS_KEYS: &[&str] = &[
+    "stream", "playlist", "metrics", "status", "control", "token",
+];
 const BUFFERS_KEYS: &[&str] = &["ring_bytes", "chunk_bytes", "flush_ms"];
 const CHANNEL_KEYS: &[&str] = &["name", "tvg_id", "tvg_name", "group", "source"];
 const SOURCE_KEYS: &[&str] = &["file", "program", "loop"];
 
 const MIB: i64 = 1024 * 1024;
 
-pub(super) fn parse(text: &str, file_name: &str, base_dir: &Path) -> Result<Config, Vec<Diagnostic>> {
+pub(super) fn parse(
+    text: &str,
+    file_name: &str,
+    base_dir: &Path,
+) -> Result<Config, Vec<Diagnostic>> {
     let mut w = Walker::new(text, file_name);
     let root = match node::parse_document(text) {
         Ok(root) => root,
         Err(e) => {
             let line = e.span().map(|s| w.line_at(s.start)).unwrap_or(0);
             // message() is toml's text without the rendered source excerpt.
-            let msg = e.message().trim_end().to_string();
+            // It may span lines ("invalid table header\nexpected …"); a
+            // diagnostic is one line.
+            let msg = e
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
             w.error(line, "", msg);
             return Err(w.errors);
         }
@@ -304,7 +339,11 @@ pub(super) fn parse(text: &str, file_name: &str, base_dir: &Path) -> Result<Conf
     };
     let channels = match w.take(&mut top, "channel") {
         None => {
-            w.error(0, "channel", "missing; expected at least one [[channel]] table".to_string());
+            w.error(
+                0,
+                "channel",
+                "missing; expected at least one [[channel]] table".to_string(),
+            );
             Vec::new()
         }
         Some(f) => channels(&mut w, f, base_dir),
@@ -328,7 +367,11 @@ pub(super) fn parse(text: &str, file_name: &str, base_dir: &Path) -> Result<Conf
 fn server(w: &mut Walker, f: Field) -> ServerConfig {
     let d = ServerConfig::default();
     let Some(mut t) = open(w, &f) else { return d };
-    let listen = match w.string(&mut t, "listen", "an address:port string such as \"0.0.0.0:8080\"") {
+    let listen = match w.string(
+        &mut t,
+        "listen",
+        "an address:port string such as \"0.0.0.0:8080\"",
+    ) {
         None => d.listen,
         Some((s, f)) => match s.parse::<SocketAddr>() {
             Ok(a) => a,
@@ -342,8 +385,22 @@ fn server(w: &mut Walker, f: Field) -> ServerConfig {
             }
         },
     };
-    let write_timeout_ms = w.int(&mut t, "write_timeout_ms", 100, 600_000, 10_000, "milliseconds");
-    let max_clients = w.int(&mut t, "max_clients", 1, 65_536, 512, "a number of connections");
+    let write_timeout_ms = w.int(
+        &mut t,
+        "write_timeout_ms",
+        100,
+        600_000,
+        10_000,
+        "milliseconds",
+    );
+    let max_clients = w.int(
+        &mut t,
+        "max_clients",
+        1,
+        65_536,
+        512,
+        "a number of connections",
+    );
     w.finish(t, SERVER_KEYS);
     ServerConfig {
         listen,
@@ -424,8 +481,22 @@ fn access(w: &mut Walker, f: Field) -> AccessConfig {
 fn buffers(w: &mut Walker, f: Field) -> BuffersConfig {
     let d = BuffersConfig::default();
     let Some(mut t) = open(w, &f) else { return d };
-    let ring = w.int(&mut t, "ring_bytes", MIB, 1024 * MIB, d.ring_bytes as i64, "bytes");
-    let chunk = w.int(&mut t, "chunk_bytes", 16 * 1024, MIB, d.chunk_bytes as i64, "bytes");
+    let ring = w.int(
+        &mut t,
+        "ring_bytes",
+        MIB,
+        1024 * MIB,
+        d.ring_bytes as i64,
+        "bytes",
+    );
+    let chunk = w.int(
+        &mut t,
+        "chunk_bytes",
+        16 * 1024,
+        MIB,
+        d.chunk_bytes as i64,
+        "bytes",
+    );
     if chunk > ring / 4 {
         // Both in range but a ring must hold several chunks for a slow
         // client to lag without being dropped at once.
@@ -439,7 +510,14 @@ fn buffers(w: &mut Walker, f: Field) -> BuffersConfig {
         );
         w.error(line, &path, msg);
     }
-    let flush = w.int(&mut t, "flush_ms", 1, 1000, d.flush_ms as i64, "milliseconds");
+    let flush = w.int(
+        &mut t,
+        "flush_ms",
+        1,
+        1000,
+        d.flush_ms as i64,
+        "milliseconds",
+    );
     w.finish(t, BUFFERS_KEYS);
     BuffersConfig {
         ring_bytes: ring as usize,
@@ -461,7 +539,12 @@ fn name_problem(name: &str) -> Option<String> {
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(*c)))
     {
-        return Some(format!("{:?} contains {:?}", name, c));
+        let hint = if c.is_ascii_uppercase() {
+            " (names are lowercase)"
+        } else {
+            ""
+        };
+        return Some(format!("{:?} contains {:?}{}", name, c, hint));
     }
     if name.bytes().all(|b| b == b'.') {
         return Some(format!("{:?} is only dots", name));
@@ -475,14 +558,20 @@ fn channels(w: &mut Walker, f: Field, base_dir: &Path) -> Vec<ChannelConfig> {
         return Vec::new();
     };
     if items.is_empty() {
-        w.error(f.line, &f.path, "empty; expected at least one [[channel]] table".to_string());
+        w.error(
+            f.line,
+            &f.path,
+            "empty; expected at least one [[channel]] table".to_string(),
+        );
     }
     let mut out = Vec::new();
     // name → line where first defined.
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         let path = format!("channel[{}]", i);
-        let Some(mut t) = w.table(item, &path, f.line) else { continue };
+        let Some(mut t) = w.table(item, &path, f.line) else {
+            continue;
+        };
         let name_what = "a channel name such as \"france2\" ([a-z0-9._-], at most 64)";
         let name = match w.string(&mut t, "name", name_what) {
             None => {
@@ -552,18 +641,32 @@ fn sources(w: &mut Walker, f: Field, base_dir: &Path) -> Vec<SourceConfig> {
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let path = format!("{}[{}]", f.path, i);
-        let Some(mut t) = w.table(item, &path, f.line) else { continue };
+        let Some(mut t) = w.table(item, &path, f.line) else {
+            continue;
+        };
         let file_what = "a path to an MPEG-TS file (relative to the config file's directory)";
         let file = match w.string(&mut t, "file", file_what) {
             None => {
                 if !t.entries.iter().any(|e| e.key.name == "file") {
-                    w.error(t.line, &join(&path, "file"), format!("missing; expected {}", file_what));
+                    w.error(
+                        t.line,
+                        &join(&path, "file"),
+                        format!("missing; expected {}", file_what),
+                    );
                 }
                 None
             }
             Some((s, ff)) if s.is_empty() || s.contains('\0') => {
-                let what = if s.is_empty() { "empty" } else { "contains a NUL byte" };
-                w.error(ff.line, &ff.path, format!("{}; expected {}", what, file_what));
+                let what = if s.is_empty() {
+                    "empty"
+                } else {
+                    "contains a NUL byte"
+                };
+                w.error(
+                    ff.line,
+                    &ff.path,
+                    format!("{}; expected {}", what, file_what),
+                );
                 None
             }
             Some((s, _)) => Some(s),
