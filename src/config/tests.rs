@@ -131,11 +131,14 @@ fn config_defaults() {
     assert_eq!(c.access.token, None);
 }
 
+/// A snippet and the (line, key, message substring) of each error.
+type Case<'a> = (&'a str, &'a [(usize, &'a str, &'a str)]);
+
 /// snippet → (line, key, message substring) for each expected error, all of
 /// them, in order.
 #[test]
 fn config_errors_name_line_and_key() {
-    let cases: &[(&str, &[(usize, &str, &str)])] = &[
+    let cases: &[Case] = &[
         // Syntax errors come from toml, with their line.
         ("[server\nlisten = 1\n", &[(1, "", "")]),
         (

@@ -37,6 +37,7 @@ struct Entry<'a> {
 
 /// A value taken from a table, with what is needed to report on it.
 struct Field<'a> {
+    sp: &'a SpNode,
     node: &'a Node,
     path: String,
     line: usize,
@@ -109,7 +110,8 @@ impl Walker {
             })
             .collect();
         if !path.is_empty() {
-            self.lines.insert(path.to_string(), line);
+            // `take` may have recorded the key's line already; keep it.
+            self.lines.entry(path.to_string()).or_insert(line);
         }
         Some(Table {
             path: path.to_string(),
@@ -128,6 +130,7 @@ impl Walker {
         let line = self.span_line(&e.value.span, e.line);
         self.lines.insert(path.clone(), e.line);
         Some(Field {
+            sp: e.value,
             node: &e.value.node,
             path,
             line,
@@ -217,10 +220,10 @@ impl Walker {
             Some("empty".to_string())
         } else if s.chars().count() > 128 {
             Some(format!("{} characters long", s.chars().count()))
-        } else if let Some(c) = s.chars().find(|c| c.is_control() || *c == '"') {
-            Some(format!("contains {:?}", c))
         } else {
-            None
+            s.chars()
+                .find(|c| c.is_control() || *c == '"')
+                .map(|c| format!("contains {:?}", c))
         };
         match problem {
             Some(p) => {
@@ -409,35 +412,9 @@ fn server(w: &mut Walker, f: Field) -> ServerConfig {
     }
 }
 
-/// Opens a taken field as a table (the field's node is inside its entry).
+/// Opens a taken field as a table.
 fn open<'a>(w: &mut Walker, f: &Field<'a>) -> Option<Table<'a>> {
-    // Field keeps the bare Node; tables need the SpNode for their span, but
-    // the field's line is already that of the table, so a spanless wrapper
-    // suffices.
-    let Node::Table(_) = f.node else {
-        w.wrong_type(f, "a table");
-        return None;
-    };
-    let entries = match f.node {
-        Node::Table(items) => items,
-        _ => return None,
-    };
-    let line = f.line;
-    let entries = entries
-        .iter()
-        .map(|(key, value)| Entry {
-            key,
-            value,
-            line: w.span_line(&key.span, w.span_line(&value.span, line)),
-            used: false,
-        })
-        .collect();
-    w.lines.entry(f.path.clone()).or_insert(line);
-    Some(Table {
-        path: f.path.clone(),
-        line,
-        entries,
-    })
+    w.table(f.sp, &f.path, f.line)
 }
 
 fn access(w: &mut Walker, f: Field) -> AccessConfig {
