@@ -56,7 +56,7 @@ impl Node {
                 format!("string {:?}{}", short, ell)
             }
             Node::Integer(i) => format!("integer {}", i),
-            Node::Float(f) => format!("float {}", f),
+            Node::Float(f) => format!("float {:?}", f),
             Node::Boolean(b) => format!("boolean {}", b),
             Node::Datetime(d) => format!("datetime {}", d),
         }
