@@ -1,7 +1,8 @@
 //! capbox: the userland of a DVB capture box. See README.md for the
-//! operator's guide and ../ARCHITECTURE in the design docs for the map.
+//! operator's guide.
 
 pub mod cli;
+pub mod config;
 pub mod remux;
 pub mod source;
 pub mod ts;

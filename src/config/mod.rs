@@ -1,0 +1,459 @@
+//! The capbox configuration: `/etc/capbox/capbox.toml` by default.
+//!
+//! Owns the TOML schema, its defaults and its validation. Promises:
+//! - every key has a documented default except `channel.name` and
+//!   `channel.source.file`; the reference is the doc comments below and
+//!   `src/config/REFERENCE.md`;
+//! - a bad file is refused as a whole, with **all** the errors found, each as
+//!   `capbox.toml:12: channel[3].source[0].program: what is wrong; what is
+//!   expected` (file, 1-based line, key path with 0-based indexes);
+//! - unknown keys are errors (a typo must not silently fall back to a
+//!   default on a box in a rack);
+//! - parsing never panics and reads at most `MAX_FILE_BYTES`;
+//! - the access token never appears in `Debug` output.
+//!
+//! Checks that need the files themselves (is program 0x1f4 in that mux?) are
+//! the caller's: `Config::sources` and `Config::diag_at` let it report them in
+//! the same format, on the line where the key was written.
+
+mod cidr;
+mod node;
+mod walk;
+
+#[cfg(test)]
+mod tests;
+
+pub use cidr::{Cidr, CidrError};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where the daemon looks when the CLI is given no `--config`.
+pub const DEFAULT_PATH: &str = "/etc/capbox/capbox.toml";
+
+/// Config files are a few KiB; anything this large is a wrong path (a TS
+/// file, a log) and is refused before it is read into memory.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// One problem in a config file, in compiler style.
+///
+/// `Display` is `file:line: key: message`; `line` 0 (not known, e.g. the file
+/// cannot be read) and an empty `key` (a TOML syntax error) are left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    /// 1-based; 0 when no line applies.
+    pub line: usize,
+    /// Key path with 0-based indexes, e.g. `channel[3].source[0].program`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+/// The whole configuration, validated.
+///
+/// Equality of two configs (for reload) is `Config::diff`; the derived
+/// `PartialEq` also compares where things were written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The file name as given to `load`/`parse`, used in diagnostics.
+    pub file: String,
+    /// Directory that relative `file` paths of sources were resolved against.
+    pub base_dir: PathBuf,
+    pub server: ServerConfig,
+    pub access: AccessConfig,
+    pub buffers: BuffersConfig,
+    /// `[[channel]]` tables in file order. At least one.
+    pub channels: Vec<ChannelConfig>,
+    /// Line of every key path written in the file (and of each table).
+    lines: BTreeMap<String, usize>,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `listen`, default `0.0.0.0:8080`: address and port of the HTTP server
+    /// (`"[::]:8080"` for IPv6 dual-stack).
+    pub listen: SocketAddr,
+    /// `write_timeout_ms`, default 10000, 100..=600000: a client that accepts
+    /// no bytes for this long is dropped (and counted) so that one stalled
+    /// reader cannot hold buffers.
+    pub write_timeout_ms: u64,
+    /// `max_clients`, default 512, 1..=65536: HTTP connections beyond this are
+    /// refused with 503 (and counted).
+    pub max_clients: usize,
+}
+
+/// `[access]`: who may use which class of routes.
+///
+/// Each list is of CIDR networks (`"10.0.0.0/8"`, `"::1/128"`); a client is
+/// admitted when its address is in any of them. An empty list admits nobody.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessConfig {
+    /// `stream`, default private networks (`DEFAULT_LAN`): `/stream/<name>`.
+    pub stream: Vec<Cidr>,
+    /// `playlist`, default `DEFAULT_LAN`: `/playlist.m3u`.
+    pub playlist: Vec<Cidr>,
+    /// `metrics`, default `DEFAULT_LAN`: `/metrics`.
+    pub metrics: Vec<Cidr>,
+    /// `status`, default `DEFAULT_LAN`: `/status`.
+    pub status: Vec<Cidr>,
+    /// `control`, default loopback only (`DEFAULT_LOCAL`): routes that change
+    /// state (pin a source, reload).
+    pub control: Vec<Cidr>,
+    /// `token`, default `""` (none): when set, stream and playlist requests
+    /// must also carry it as `?token=` or `Authorization: Bearer`. Never
+    /// logged, never in `Debug`.
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for AccessConfig {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("AccessConfig")
+            .field("stream", &self.stream)
+            .field("playlist", &self.playlist)
+            .field("metrics", &self.metrics)
+            .field("status", &self.status)
+            .field("control", &self.control)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Default allow-list of read-only routes: loopback and private networks.
+pub const DEFAULT_LAN: [&str; 6] = [
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+];
+
+/// Default allow-list of control routes: loopback only.
+pub const DEFAULT_LOCAL: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+
+/// `[buffers]`: per-channel memory. Memory is bounded by
+/// `channels × ring_bytes` plus per-client socket buffers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuffersConfig {
+    /// `ring_bytes`, default 8388608 (8 MiB, about 4 s of a 16 Mbit/s HD
+    /// service), 1 MiB..=1 GiB: the ring each channel's clients read from;
+    /// a client that falls further behind is dropped.
+    pub ring_bytes: usize,
+    /// `chunk_bytes`, default 32768, 16 KiB..=1 MiB and at most
+    /// `ring_bytes / 4`: unit of writes to clients.
+    pub chunk_bytes: usize,
+    /// `flush_ms`, default 50, 1..=1000: a partly filled chunk is sent after
+    /// this long, bounding latency on low-rate services (radio).
+    pub flush_ms: u64,
+}
+
+/// One `[[channel]]`: what a client asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelConfig {
+    /// `name`, required, unique, `[a-z0-9._-]{1,64}` and not only dots: the
+    /// `<name>` in `/stream/<name>`.
+    pub name: String,
+    /// `tvg_id`, default `name`: the `tvg-id` of the playlist entry (the
+    /// EPG key of the processing layer).
+    pub tvg_id: String,
+    /// `tvg_name`, default none: the playlist title; when none, the caller
+    /// uses the service name from the SDT, else `name`.
+    pub tvg_name: Option<String>,
+    /// `group`, default none: the playlist `group-title`.
+    pub group: Option<String>,
+    /// `[[channel.source]]` tables in order of preference. At least one.
+    pub sources: Vec<SourceConfig>,
+    /// Line of the `[[channel]]` header (or of the table).
+    pub line: usize,
+    /// Key path of this channel, e.g. `channel[3]`.
+    pub key: String,
+}
+
+/// One `[[channel.source]]`: one way to get the channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// `file`, required: a recorded MPEG-TS mux; relative paths are resolved
+    /// against the config file's directory (this field is the result).
+    pub file: PathBuf,
+    /// `file` as written, for messages.
+    pub file_as_written: String,
+    /// `program`, default 1, 1..=65535: the program_number (service_id) of
+    /// the service in the mux. TOML accepts hex: `program = 0x1f4`.
+    pub program: u16,
+    /// `loop`, default true: restart at the end of the file.
+    pub looping: bool,
+    /// Line of the `[[channel.source]]` header (or of the table).
+    pub line: usize,
+    /// Key path of this source, e.g. `channel[3].source[0]`.
+    pub key: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            write_timeout_ms: 10_000,
+            max_clients: 512,
+        }
+    }
+}
+
+fn cidrs(list: &[&str]) -> Vec<Cidr> {
+    // The defaults are constants checked by the tests; filter_map keeps this
+    // free of unwrap all the same.
+    list.iter().filter_map(|s| s.parse().ok()).collect()
+}
+
+impl Default for AccessConfig {
+    fn default() -> AccessConfig {
+        AccessConfig {
+            stream: cidrs(&DEFAULT_LAN),
+            playlist: cidrs(&DEFAULT_LAN),
+            metrics: cidrs(&DEFAULT_LAN),
+            status: cidrs(&DEFAULT_LAN),
+            control: cidrs(&DEFAULT_LOCAL),
+            token: None,
+        }
+    }
+}
+
+impl Default for BuffersConfig {
+    fn default() -> BuffersConfig {
+        BuffersConfig {
+            ring_bytes: 8 * 1024 * 1024,
+            chunk_bytes: 32 * 1024,
+            flush_ms: 50,
+        }
+    }
+}
+
+/// What a reload changes: channels compared by name, field by field
+/// (where they were written in the file does not count).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigDiff {
+    /// In the new config only, in new file order.
+    pub added: Vec<String>,
+    /// In the old config only, in old file order.
+    pub removed: Vec<String>,
+    /// In both, with different settings or sources, in new file order.
+    pub changed: Vec<String>,
+    /// `[server]`, `[access]` or `[buffers]` differ.
+    pub server_changed: bool,
+}
+
+impl ConfigDiff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && !self.server_changed
+    }
+}
+
+impl ChannelConfig {
+    /// Same settings and sources, ignoring line numbers and key paths.
+    pub fn same_settings(&self, other: &ChannelConfig) -> bool {
+        self.name == other.name
+            && self.tvg_id == other.tvg_id
+            && self.tvg_name == other.tvg_name
+            && self.group == other.group
+            && self.sources.len() == other.sources.len()
+            && self
+                .sources
+                .iter()
+                .zip(&other.sources)
+                .all(|(a, b)| a.same_settings(b))
+    }
+}
+
+impl SourceConfig {
+    /// Same file, program and looping, ignoring where it was written.
+    pub fn same_settings(&self, other: &SourceConfig) -> bool {
+        self.file == other.file && self.program == other.program && self.looping == other.looping
+    }
+}
+
+/// Reads and validates a config file. The file name in diagnostics is `path`
+/// as given; relative source files resolve against `path`'s directory.
+pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
+    let file = path.display().to_string();
+    let fail = |message: String| {
+        vec![Diagnostic {
+            file: file.clone(),
+            line: 0,
+            key: String::new(),
+            message,
+        }]
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {}", e)))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".to_string()));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(fail(format!(
+            "{} bytes; a config file is at most {} bytes (wrong path?)",
+            meta.len(),
+            MAX_FILE_BYTES
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {}", e)))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        vec![Diagnostic {
+            file: file.clone(),
+            line,
+            key: String::new(),
+            message: "not valid UTF-8; TOML files are UTF-8".to_string(),
+        }]
+    })?;
+    let base_dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    parse(&text, &file, &base_dir)
+}
+
+/// Validates config text. `file_name` is only used in diagnostics; relative
+/// source files resolve against `base_dir`.
+pub fn parse(text: &str, file_name: &str, base_dir: &Path) -> Result<Config, Vec<Diagnostic>> {
+    walk::parse(text, file_name, base_dir)
+}
+
+impl Config {
+    /// A config with defaults everywhere and the given channels (used by
+    /// `demo_config` and tests). Line numbers are 0 (not from a file).
+    pub fn with_channels(file: &str, base_dir: &Path, channels: Vec<ChannelConfig>) -> Config {
+        Config {
+            file: file.to_string(),
+            base_dir: base_dir.to_path_buf(),
+            server: ServerConfig::default(),
+            access: AccessConfig::default(),
+            buffers: BuffersConfig::default(),
+            channels,
+            lines: BTreeMap::new(),
+        }
+    }
+
+    /// Every source with its channel, in file order, for checks that need
+    /// the files (e.g. is `program` a service of the mux). Report problems
+    /// with `diag_at(&format!("{}.program", source.key), …)`.
+    pub fn sources(&self) -> impl Iterator<Item = (&ChannelConfig, &SourceConfig)> {
+        self.channels
+            .iter()
+            .flat_map(|c| c.sources.iter().map(move |s| (c, s)))
+    }
+
+    /// The channel called `name`.
+    pub fn channel(&self, name: &str) -> Option<&ChannelConfig> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
+    /// The 1-based line where `key_path` (e.g. `channel[3].source[0].program`)
+    /// was written. A key left to its default has no line of its own; its
+    /// closest written ancestor's line is returned (the table header). 0 when
+    /// nothing on the path was written (e.g. a generated config).
+    pub fn line_of(&self, key_path: &str) -> usize {
+        let mut path = key_path;
+        loop {
+            if let Some(&line) = self.lines.get(path) {
+                return line;
+            }
+            // Strip the last `.key` or `[i]`.
+            match path.rfind(['.', '[']) {
+                Some(cut) => path = &path[..cut],
+                None => return 0,
+            }
+        }
+    }
+
+    /// A diagnostic about `key_path`, in this config's file at the line
+    /// where the key (or its closest written ancestor) is.
+    pub fn diag_at(&self, key_path: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            file: self.file.clone(),
+            line: self.line_of(key_path),
+            key: key_path.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// What changes from `old` to `new`, for a reload that restarts only the
+    /// channels that changed.
+    pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
+        let mut d = ConfigDiff {
+            server_changed: old.server != new.server
+                || old.access != new.access
+                || old.buffers != new.buffers,
+            ..ConfigDiff::default()
+        };
+        for c in &new.channels {
+            match old.channel(&c.name) {
+                None => d.added.push(c.name.clone()),
+                Some(o) if !o.same_settings(c) => d.changed.push(c.name.clone()),
+                Some(_) => {}
+            }
+        }
+        for c in &old.channels {
+            if new.channel(&c.name).is_none() {
+                d.removed.push(c.name.clone());
+            }
+        }
+        d
+    }
+}
+
+/// The config of `capbox demo`: three channels over programs 1, 2 and 3 of
+/// `samples_dir/mux.ts`, served on `listen`.
+pub fn demo_config(samples_dir: &Path, listen: SocketAddr) -> Config {
+    let mux = samples_dir.join("mux.ts");
+    let channel = |i: usize, name: &str, title: &str, group: &str, program: u16| ChannelConfig {
+        name: name.to_string(),
+        tvg_id: format!("{}.demo", name),
+        tvg_name: Some(title.to_string()),
+        group: Some(group.to_string()),
+        sources: vec![SourceConfig {
+            file: mux.clone(),
+            file_as_written: mux.display().to_string(),
+            program,
+            looping: true,
+            line: 0,
+            key: format!("channel[{}].source[0]", i),
+        }],
+        line: 0,
+        key: format!("channel[{}]", i),
+    };
+    let mut cfg = Config::with_channels(
+        "<demo>",
+        samples_dir,
+        vec![
+            channel(0, "news", "Demo News", "News", 1),
+            channel(1, "sport", "Demo Sport", "Sport", 2),
+            channel(2, "music", "Demo Music", "Music", 3),
+        ],
+    );
+    cfg.server.listen = listen;
+    cfg
+}

@@ -1,0 +1,517 @@
+//! Tests of the schema walk: every error class with its line and key path,
+//! defaults, reload diff, the shipped example and the demo config.
+
+use super::*;
+use std::net::IpAddr;
+
+const GOOD: &str = r#"# a small but complete config
+[server]
+listen = "127.0.0.1:9000"
+write_timeout_ms = 5000
+max_clients = 64
+
+[access]
+stream = ["10.0.0.0/8", "2001:db8::/32"]
+token = "s3cret-token_0123"
+
+[buffers]
+ring_bytes = 2097152
+chunk_bytes = 65536
+flush_ms = 20
+
+[[channel]]
+name = "france2"
+tvg_id = "France2.fr"
+tvg_name = "France 2"
+group = "News"
+
+[[channel.source]]
+file = "samples/mux.ts"
+program = 0x1f4
+loop = false
+
+[[channel.source]]
+file = "/srv/ts/backup.ts"
+
+[[channel]]
+name = "arte"
+
+[[channel.source]]
+file = "arte.ts"
+program = 2
+"#;
+
+fn parse_ok(text: &str) -> Config {
+    match parse(text, "capbox.toml", Path::new("/etc/capbox")) {
+        Ok(c) => c,
+        Err(errs) => {
+            let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            panic!("unexpected errors:\n{}", all.join("\n"))
+        }
+    }
+}
+
+fn parse_err(text: &str) -> Vec<Diagnostic> {
+    match parse(text, "capbox.toml", Path::new("/etc/capbox")) {
+        Ok(c) => panic!("accepted bad config:\n{}\n{:?}", text, c),
+        Err(errs) => errs,
+    }
+}
+
+/// A minimal valid channel, appended to snippets that test other tables.
+const CH: &str = "\n[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\n";
+
+#[test]
+fn config_good_file_parses() {
+    let c = parse_ok(GOOD);
+    assert_eq!(c.server.listen, "127.0.0.1:9000".parse().unwrap());
+    assert_eq!(c.server.write_timeout_ms, 5000);
+    assert_eq!(c.server.max_clients, 64);
+    assert_eq!(c.access.stream.len(), 2);
+    assert!(c.access.stream[1].contains("2001:db8::5".parse().unwrap()));
+    assert_eq!(c.access.token.as_deref(), Some("s3cret-token_0123"));
+    // Unset lists keep their defaults.
+    assert_eq!(c.access.playlist, AccessConfig::default().playlist);
+    assert_eq!(c.buffers.ring_bytes, 2 * 1024 * 1024);
+    assert_eq!(c.buffers.chunk_bytes, 65536);
+    assert_eq!(c.buffers.flush_ms, 20);
+    assert_eq!(c.channels.len(), 2);
+    let f2 = &c.channels[0];
+    assert_eq!(f2.name, "france2");
+    assert_eq!(f2.tvg_id, "France2.fr");
+    assert_eq!(f2.tvg_name.as_deref(), Some("France 2"));
+    assert_eq!(f2.group.as_deref(), Some("News"));
+    assert_eq!((f2.key.as_str(), f2.line), ("channel[0]", 16));
+    assert_eq!(f2.sources.len(), 2);
+    let s0 = &f2.sources[0];
+    assert_eq!(s0.file, Path::new("/etc/capbox/samples/mux.ts"));
+    assert_eq!(s0.file_as_written, "samples/mux.ts");
+    assert_eq!(s0.program, 0x1f4);
+    assert!(!s0.looping);
+    assert_eq!((s0.key.as_str(), s0.line), ("channel[0].source[0]", 22));
+    // Absolute paths stay as written; program and loop default.
+    let s1 = &f2.sources[1];
+    assert_eq!(s1.file, Path::new("/srv/ts/backup.ts"));
+    assert_eq!((s1.program, s1.looping), (1, true));
+    let arte = &c.channels[1];
+    assert_eq!(arte.tvg_id, "arte");
+    assert_eq!((arte.tvg_name.as_ref(), arte.group.as_ref()), (None, None));
+    assert_eq!(arte.sources[0].file, Path::new("/etc/capbox/arte.ts"));
+}
+
+#[test]
+fn config_defaults() {
+    let c = parse_ok(CH);
+    assert_eq!(c.server, ServerConfig::default());
+    assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(c.server.write_timeout_ms, 10_000);
+    assert_eq!(c.server.max_clients, 512);
+    assert_eq!(c.buffers.ring_bytes, 8_388_608);
+    assert_eq!(c.buffers.chunk_bytes, 32_768);
+    assert_eq!(c.buffers.flush_ms, 50);
+    assert_eq!(c.access.token, None);
+    let lan: Vec<String> = c.access.stream.iter().map(|c| c.to_string()).collect();
+    assert_eq!(lan, DEFAULT_LAN);
+    for list in [&c.access.playlist, &c.access.metrics, &c.access.status] {
+        assert_eq!(list, &c.access.stream);
+    }
+    let local: Vec<String> = c.access.control.iter().map(|c| c.to_string()).collect();
+    assert_eq!(local, DEFAULT_LOCAL);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert!(c.access.control.iter().any(|n| n.contains(ip("127.0.0.1"))));
+    assert!(!c.access.control.iter().any(|n| n.contains(ip("10.0.0.1"))));
+    assert!(c
+        .access
+        .stream
+        .iter()
+        .any(|n| n.contains(ip("192.168.1.2"))));
+    assert!(!c.access.stream.iter().any(|n| n.contains(ip("8.8.8.8"))));
+    // An empty token means none.
+    let c = parse_ok(&format!("[access]\ntoken = \"\"\n{}", CH));
+    assert_eq!(c.access.token, None);
+}
+
+/// A snippet and the (line, key, message substring) of each error.
+type Case<'a> = (&'a str, &'a [(usize, &'a str, &'a str)]);
+
+/// snippet → (line, key, message substring) for each expected error, all of
+/// them, in order.
+#[test]
+fn config_errors_name_line_and_key() {
+    let cases: &[Case] = &[
+        // Syntax errors come from toml, with their line.
+        ("[server\nlisten = 1\n", &[(1, "", "")]),
+        (
+            "[[channel]]\nname = \"a\"\nname = \"b\"\n",
+            &[(3, "", "duplicate key")],
+        ),
+        // Unknown keys, top level and nested.
+        (
+            &format!("bogus = 1\n{}", CH),
+            &[(1, "bogus", "unknown key; expected one of: server, access, buffers, channel")],
+        ),
+        (
+            &format!("[server]\nlisten = \"0.0.0.0:1\"\nlisen = \"x\"\n{}", CH),
+            &[(3, "server.lisen", "unknown key; expected one of: listen, write_timeout_ms")],
+        ),
+        (
+            "[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nprogramme = 3\n",
+            &[(5, "channel[0].source[0].programme", "expected one of: file, program, loop")],
+        ),
+        (
+            &format!("[buffers]\n[buffers.extra]\nx = 1\n{}", CH),
+            &[(2, "buffers.extra", "unknown key")],
+        ),
+        // Wrong types.
+        (
+            &format!("[server]\nmax_clients = \"many\"\n{}", CH),
+            &[(2, "server.max_clients", "found string \"many\"; expected a number of connections 1..=65536")],
+        ),
+        (
+            "[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nprogram = \"0x1f4\"\n",
+            &[(5, "channel[0].source[0].program", "write it without quotes")],
+        ),
+        (
+            "[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nloop = \"yes\"\n",
+            &[(5, "channel[0].source[0].loop", "found string \"yes\"; expected true or false")],
+        ),
+        (
+            "[[channel]]\nname = 7\n[[channel.source]]\nfile = \"a.ts\"\n",
+            &[(2, "channel[0].name", "found integer 7; expected a channel name")],
+        ),
+        (
+            "server = 5\n[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = 1.5\n",
+            &[
+                (1, "server", "found integer 5; expected a table"),
+                (5, "channel[0].source[0].file", "found float 1.5; expected a path"),
+            ],
+        ),
+        (
+            "[channel]\nname = \"a\"\n",
+            &[(1, "channel", "expected an array of tables: write [[channel]], not [channel]")],
+        ),
+        (
+            &format!("[access]\nstream = \"10.0.0.0/8\"\n{}", CH),
+            &[(2, "access.stream", "expected an array of networks")],
+        ),
+        // Ranges.
+        (
+            "[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nprogram = 0\n",
+            &[(5, "channel[0].source[0].program", "0 is out of range; expected a program_number 1..=65535")],
+        ),
+        (
+            "[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nprogram = 65536\n",
+            &[(5, "channel[0].source[0].program", "65536 is out of range")],
+        ),
+        (
+            &format!("[server]\nwrite_timeout_ms = 0\nmax_clients = 0\n{}", CH),
+            &[
+                (2, "server.write_timeout_ms", "0 is out of range; expected milliseconds 100..=600000"),
+                (3, "server.max_clients", "0 is out of range"),
+            ],
+        ),
+        (
+            &format!("[buffers]\nring_bytes = 1000\nchunk_bytes = 2000000\nflush_ms = -1\n{}", CH),
+            &[
+                (2, "buffers.ring_bytes", "1000 is out of range; expected bytes 1048576..=1073741824"),
+                (3, "buffers.chunk_bytes", "2000000 is out of range; expected bytes 16384..=1048576"),
+                (4, "buffers.flush_ms", "-1 is out of range"),
+            ],
+        ),
+        (
+            &format!("[buffers]\nring_bytes = 1048576\nchunk_bytes = 1048576\n{}", CH),
+            &[(3, "buffers.chunk_bytes", "more than a quarter of ring_bytes (1048576); expected at most 262144")],
+        ),
+        // Address and network syntax.
+        (
+            &format!("[server]\nlisten = \"0.0.0.0\"\n{}", CH),
+            &[(2, "server.listen", "\"0.0.0.0\" is not an address:port")],
+        ),
+        (
+            &format!(
+                "[access]\nstream = [\n  \"10.0.0.0/8\",\n  \"10.0.0.0/33\",\n  \"1.2.3\",\n]\ncontrol = [\"::1/129\", 5]\n{}",
+                CH
+            ),
+            &[
+                (4, "access.stream[1]", "\"10.0.0.0/33\": prefix /33 is longer than 32 bits"),
+                (5, "access.stream[2]", "\"1.2.3\": missing /prefix"),
+                (7, "access.control[0]", "prefix /129 is longer than 128 bits"),
+                (7, "access.control[1]", "found integer 5; expected a network string"),
+            ],
+        ),
+        (
+            &format!("[access]\ntoken = \"short\"\n{}", CH),
+            &[(2, "access.token", "refused (value not shown)")],
+        ),
+        // Channels: names, duplicates, sources.
+        (
+            concat!(
+                "[[channel]]\nname = \"news\"\n[[channel.source]]\nfile = \"a.ts\"\n",
+                "[[channel]]\nname = \"News 24\"\n[[channel.source]]\nfile = \"a.ts\"\n",
+                "[[channel]]\nname = \"news\"\n[[channel.source]]\nfile = \"a.ts\"\n",
+                "[[channel]]\nname = \"..\"\n[[channel.source]]\nfile = \"a.ts\"\n",
+            ),
+            &[
+                (6, "channel[1].name", "\"News 24\" contains 'N'"),
+                (10, "channel[2].name", "duplicate channel name \"news\" (first at line 2)"),
+                (14, "channel[3].name", "only dots"),
+            ],
+        ),
+        (
+            "[[channel]]\ntvg_id = \"x\"\n[[channel.source]]\nfile = \"a.ts\"\n",
+            &[(1, "channel[0].name", "missing; expected a channel name")],
+        ),
+        (
+            "[[channel]]\nname = \"a\"\n\n[[channel]]\nname = \"b\"\nsource = []\n",
+            &[
+                (1, "channel[0].source", "no sources"),
+                (6, "channel[1].source", "no sources"),
+            ],
+        ),
+        (
+            "[[channel]]\nname = \"a\"\n[[channel.source]]\nprogram = 2\n",
+            &[(3, "channel[0].source[0].file", "missing; expected a path")],
+        ),
+        (
+            "[[channel]]\nname = \"a\"\ntvg_name = \"A\\nB\"\ngroup = \"\"\n[[channel.source]]\nfile = \"a.ts\"\n",
+            &[
+                (3, "channel[0].tvg_name", "contains '\\n'"),
+                (4, "channel[0].group", "empty"),
+            ],
+        ),
+        ("", &[(0, "channel", "missing; expected at least one [[channel]]")]),
+        ("channel = []\n", &[(1, "channel", "empty; expected at least one")]),
+        // Dotted keys have no span in toml; the walk still finds a line.
+        (
+            &format!("server.listen = \"nope\"\n{}", CH),
+            &[(1, "server.listen", "is not an address:port")],
+        ),
+        (
+            "channel = [{ name = \"a\", source = [{ file = \"a.ts\", program = 99999 }] }]\n",
+            &[(1, "channel[0].source[0].program", "99999 is out of range")],
+        ),
+        (
+            &format!("# c\n\nserver.listen = \"nope\"\naccess.bogus = 1\n{}", CH),
+            &[
+                (3, "server.listen", "is not an address:port"),
+                (4, "access.bogus", "unknown key"),
+            ],
+        ),
+        // A datetime is a TOML type too.
+        (
+            &format!("[server]\nmax_clients = 1979-05-27\n{}", CH),
+            &[(2, "server.max_clients", "found datetime 1979-05-27")],
+        ),
+    ];
+    for (text, want) in cases {
+        let got = parse_err(text);
+        let show: Vec<String> = got.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "snippet:\n{}\ngot:\n{}",
+            text,
+            show.join("\n")
+        );
+        for (d, (line, key, msg)) in got.iter().zip(want.iter()) {
+            assert_eq!(d.file, "capbox.toml");
+            assert_eq!(
+                (d.line, d.key.as_str()),
+                (*line, *key),
+                "snippet:\n{}\ngot: {}",
+                text,
+                d
+            );
+            assert!(
+                d.message.contains(msg),
+                "snippet:\n{}\ngot: {}\nwant: {}",
+                text,
+                d,
+                msg
+            );
+        }
+    }
+}
+
+#[test]
+fn config_diagnostic_display() {
+    let d = Diagnostic {
+        file: "capbox.toml".into(),
+        line: 12,
+        key: "channel[3].source[0].program".into(),
+        message: "no such service 0x1f4".into(),
+    };
+    assert_eq!(
+        d.to_string(),
+        "capbox.toml:12: channel[3].source[0].program: no such service 0x1f4"
+    );
+    let errs =
+        parse_err("[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nprogram = 0\n");
+    assert_eq!(
+        errs[0].to_string(),
+        "capbox.toml:5: channel[0].source[0].program: 0 is out of range; expected a program_number 1..=65535"
+    );
+    let syntax = parse_err("[server\n");
+    assert!(
+        syntax[0].to_string().starts_with("capbox.toml:1: "),
+        "{}",
+        syntax[0]
+    );
+}
+
+#[test]
+fn config_token_never_shown() {
+    let text = format!("[access]\ntoken = \"bad token with spaces\"\n{}", CH);
+    let errs = parse_err(&text);
+    assert!(!errs[0].to_string().contains("spaces"), "{}", errs[0]);
+    let c = parse_ok(&format!("[access]\ntoken = \"Zm9vYmFyYmF6\"\n{}", CH));
+    assert!(!format!("{:?}", c).contains("Zm9vYmFyYmF6"));
+}
+
+#[test]
+fn config_diag_at_and_sources() {
+    let c = parse_ok(GOOD);
+    let srcs: Vec<(&str, &str, u16)> = c
+        .sources()
+        .map(|(ch, s)| (ch.name.as_str(), s.key.as_str(), s.program))
+        .collect();
+    assert_eq!(
+        srcs,
+        [
+            ("france2", "channel[0].source[0]", 0x1f4),
+            ("france2", "channel[0].source[1]", 1),
+            ("arte", "channel[1].source[0]", 2),
+        ]
+    );
+    let d = c.diag_at(
+        "channel[0].source[0].program",
+        "no such service 0x1f4 in samples/mux.ts (services: 1, 2, 3)",
+    );
+    assert_eq!(
+        d.to_string(),
+        "capbox.toml:24: channel[0].source[0].program: no such service 0x1f4 in samples/mux.ts (services: 1, 2, 3)"
+    );
+    // A defaulted key reports at its table's header.
+    assert_eq!(c.line_of("channel[0].source[1].program"), 27);
+    assert_eq!(c.line_of("channel[1].source[0].file"), 34);
+    assert_eq!(c.line_of("channel[1]"), 30);
+    assert_eq!(c.line_of("access.stream[1]"), 8);
+    assert_eq!(c.line_of("server.listen"), 3);
+    assert_eq!(c.line_of("nothing.here"), 0);
+}
+
+#[test]
+fn config_diff_by_channel() {
+    let old = parse_ok(GOOD);
+    assert!(Config::diff(&old, &old).is_empty());
+    // Moving lines around (a comment on top) changes nothing.
+    let shifted = parse_ok(&format!("# header\n\n{}", GOOD));
+    assert!(
+        Config::diff(&old, &shifted).is_empty(),
+        "{:?}",
+        Config::diff(&old, &shifted)
+    );
+    let new_text = GOOD
+        .replace("program = 2", "program = 3")
+        .replace("name = \"france2\"", "name = \"france3\"")
+        + "\n[[channel]]\nname = \"extra\"\n[[channel.source]]\nfile = \"x.ts\"\n";
+    let new = parse_ok(&new_text);
+    let d = Config::diff(&old, &new);
+    assert_eq!(d.added, ["france3", "extra"]);
+    assert_eq!(d.removed, ["france2"]);
+    assert_eq!(d.changed, ["arte"]);
+    assert!(!d.server_changed);
+    let d = Config::diff(
+        &old,
+        &parse_ok(&GOOD.replace("max_clients = 64", "max_clients = 65")),
+    );
+    assert!(d.server_changed && d.added.is_empty() && d.changed.is_empty());
+    let d = Config::diff(
+        &old,
+        &parse_ok(&GOOD.replace("flush_ms = 20", "flush_ms = 21")),
+    );
+    assert!(d.server_changed);
+    // Any source setting counts.
+    let swapped = parse_ok(&GOOD.replace("loop = false", "loop = true"));
+    assert_eq!(Config::diff(&old, &swapped).changed, ["france2"]);
+}
+
+#[test]
+fn config_example_file_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/capbox.toml");
+    let c = load(&path).unwrap_or_else(|errs| {
+        let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        panic!("{}", all.join("\n"))
+    });
+    assert!(!c.channels.is_empty());
+    // Relative files resolve against examples/, not the working directory.
+    let examples = path.parent().unwrap();
+    assert!(c
+        .sources()
+        .all(|(_, s)| s.file.is_absolute() || s.file.starts_with(examples)));
+}
+
+#[test]
+fn config_load_errors() {
+    let errs = load(Path::new("/nonexistent/capbox.toml")).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0]
+            .to_string()
+            .starts_with("/nonexistent/capbox.toml: cannot read: "),
+        "{}",
+        errs[0]
+    );
+    let errs = load(Path::new("/")).unwrap_err();
+    assert!(errs[0].message.contains("not a regular file"));
+    let dir = std::env::temp_dir().join(format!("capbox-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("bad.toml");
+    std::fs::write(&p, b"# ok\n# \xff\n").unwrap();
+    let errs = load(&p).unwrap_err();
+    assert_eq!((errs[0].line, errs[0].message.contains("UTF-8")), (2, true));
+    std::fs::write(&p, CH).unwrap();
+    let c = load(&p).unwrap();
+    assert_eq!(c.channels[0].sources[0].file, dir.join("a.ts"));
+    assert_eq!(c.file, p.display().to_string());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn config_demo() {
+    let c = demo_config(Path::new("samples"), "127.0.0.1:8080".parse().unwrap());
+    let got: Vec<(&str, Option<&str>, Option<&str>, u16)> = c
+        .channels
+        .iter()
+        .map(|ch| {
+            (
+                ch.name.as_str(),
+                ch.tvg_name.as_deref(),
+                ch.group.as_deref(),
+                ch.sources[0].program,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("news", Some("Demo News"), Some("News"), 1),
+            ("sport", Some("Demo Sport"), Some("Sport"), 2),
+            ("music", Some("Demo Music"), Some("Music"), 3),
+        ]
+    );
+    assert!(c
+        .sources()
+        .all(|(_, s)| s.file == Path::new("samples/mux.ts") && s.looping));
+    assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
+    // The demo obeys the same rules as a file: names and labels pass the walk.
+    let mut text = String::from("[server]\nlisten = \"127.0.0.1:8080\"\n");
+    for ch in &c.channels {
+        text += &format!(
+            "[[channel]]\nname = {:?}\ntvg_id = {:?}\ntvg_name = {:?}\ngroup = {:?}\n[[channel.source]]\nfile = \"mux.ts\"\nprogram = {}\n",
+            ch.name, ch.tvg_id, ch.tvg_name.as_deref().unwrap(), ch.group.as_deref().unwrap(), ch.sources[0].program
+        );
+    }
+    let parsed = parse(&text, "demo.toml", Path::new("samples")).unwrap();
+    assert!(Config::diff(&c, &parsed).is_empty());
+}

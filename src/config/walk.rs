@@ -1,0 +1,667 @@
+//! The validating walk over a spanned TOML tree (see `node.rs`).
+//!
+//! Owns the schema: which keys exist, their types, ranges and defaults, and
+//! the cross-checks (unique channel names). Promises: every problem found is
+//! reported (the walk goes on after an error, using the default in place of a
+//! bad value), each with the key path and the line it was written on; a
+//! `Config` is returned only when there are none. Values are never echoed for
+//! `access.token`.
+
+use super::node::{self, Key, Node, SpNode};
+use super::*;
+
+use std::net::SocketAddr;
+
+struct Walker {
+    file: String,
+    /// Byte offset of the start of every line, for span → line.
+    line_starts: Vec<usize>,
+    errors: Vec<Diagnostic>,
+    lines: BTreeMap<String, usize>,
+}
+
+/// A table being read: its entries, and which of them the schema used.
+struct Table<'a> {
+    path: String,
+    line: usize,
+    entries: Vec<Entry<'a>>,
+}
+
+struct Entry<'a> {
+    key: &'a Key,
+    value: &'a SpNode,
+    /// Line of the key (else of the value, else of the table).
+    line: usize,
+    used: bool,
+}
+
+/// A value taken from a table, with what is needed to report on it.
+struct Field<'a> {
+    sp: &'a SpNode,
+    node: &'a Node,
+    path: String,
+    line: usize,
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{}.{}", prefix, key)
+    }
+}
+
+impl Walker {
+    fn new(text: &str, file: &str) -> Walker {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Walker {
+            file: file.to_string(),
+            line_starts,
+            errors: Vec::new(),
+            lines: BTreeMap::new(),
+        }
+    }
+
+    fn line_at(&self, offset: usize) -> usize {
+        // Number of line starts at or before offset = 1-based line number.
+        self.line_starts.partition_point(|&s| s <= offset)
+    }
+
+    fn span_line(&self, span: &Option<std::ops::Range<usize>>, fallback: usize) -> usize {
+        match span {
+            Some(r) => self.line_at(r.start),
+            None => fallback,
+        }
+    }
+
+    fn error(&mut self, line: usize, key: &str, message: String) {
+        self.errors.push(Diagnostic {
+            file: self.file.clone(),
+            line,
+            key: key.to_string(),
+            message,
+        });
+    }
+
+    fn wrong_type(&mut self, f: &Field, expected: &str) {
+        let msg = format!("found {}; expected {}", f.node.describe(), expected);
+        self.error(f.line, &f.path, msg);
+    }
+
+    /// Opens `node` as a table, or reports that it is not one.
+    fn table<'a>(&mut self, node: &'a SpNode, path: &str, line: usize) -> Option<Table<'a>> {
+        let line = self.span_line(&node.span, line);
+        let Node::Table(items) = &node.node else {
+            let msg = format!("found {}; expected a table", node.node.describe());
+            self.error(line, path, msg);
+            return None;
+        };
+        let entries = items
+            .iter()
+            .map(|(key, value)| {
+                let kline = self.span_line(&key.span, self.span_line(&value.span, line));
+                Entry {
+                    key,
+                    value,
+                    line: kline,
+                    used: false,
+                }
+            })
+            .collect();
+        if !path.is_empty() {
+            // `take` may have recorded the key's line already; keep it.
+            self.lines.entry(path.to_string()).or_insert(line);
+        }
+        Some(Table {
+            path: path.to_string(),
+            line,
+            entries,
+        })
+    }
+
+    /// Takes key `name` from the table, recording its line.
+    fn take<'a>(&mut self, t: &mut Table<'a>, name: &str) -> Option<Field<'a>> {
+        let e = t.entries.iter_mut().find(|e| e.key.name == name)?;
+        e.used = true;
+        let path = join(&t.path, name);
+        // Errors about a value go to the value's line (a multi-line array
+        // element may be below its key).
+        let line = self.span_line(&e.value.span, e.line);
+        self.lines.insert(path.clone(), e.line);
+        Some(Field {
+            sp: e.value,
+            node: &e.value.node,
+            path,
+            line,
+        })
+    }
+
+    /// Reports the keys of `t` the schema did not take.
+    fn finish(&mut self, t: Table, expected: &[&str]) {
+        for e in t.entries.iter().filter(|e| !e.used) {
+            let msg = format!("unknown key; expected one of: {}", expected.join(", "));
+            self.error(e.line, &join(&t.path, &e.key.name), msg);
+        }
+    }
+
+    fn int(
+        &mut self,
+        t: &mut Table,
+        name: &str,
+        lo: i64,
+        hi: i64,
+        default: i64,
+        what: &str,
+    ) -> i64 {
+        let Some(f) = self.take(t, name) else {
+            return default;
+        };
+        match f.node {
+            Node::Integer(i) if (lo..=hi).contains(i) => *i,
+            Node::Integer(i) => {
+                let msg = format!("{} is out of range; expected {} {}..={}", i, what, lo, hi);
+                self.error(f.line, &f.path, msg);
+                default
+            }
+            Node::String(s) if parse_int_text(s).is_some() => {
+                let msg = format!(
+                    "found string {:?}; expected {} {}..={} (an integer: write it without quotes)",
+                    s, what, lo, hi
+                );
+                self.error(f.line, &f.path, msg);
+                default
+            }
+            _ => {
+                self.wrong_type(&f, &format!("{} {}..={} (an integer)", what, lo, hi));
+                default
+            }
+        }
+    }
+
+    fn boolean(&mut self, t: &mut Table, name: &str, default: bool) -> bool {
+        let Some(f) = self.take(t, name) else {
+            return default;
+        };
+        match f.node {
+            Node::Boolean(b) => *b,
+            _ => {
+                self.wrong_type(&f, "true or false");
+                default
+            }
+        }
+    }
+
+    /// A string value, or None if absent or not a string (reported).
+    fn string<'a>(
+        &mut self,
+        t: &mut Table<'a>,
+        name: &str,
+        what: &str,
+    ) -> Option<(String, Field<'a>)> {
+        let f = self.take(t, name)?;
+        match f.node {
+            Node::String(s) => Some((s.clone(), f)),
+            _ => {
+                self.wrong_type(&f, what);
+                None
+            }
+        }
+    }
+
+    /// A playlist text (tvg_id, tvg_name, group): goes into an `#EXTINF`
+    /// attribute, so quotes and control characters (a newline would start a
+    /// new playlist line) are refused.
+    fn label(&mut self, t: &mut Table, name: &str) -> Option<String> {
+        let what =
+            "a non-empty string of at most 128 characters without quotes or control characters";
+        let (s, f) = self.string(t, name, what)?;
+        let problem = if s.is_empty() {
+            Some("empty".to_string())
+        } else if s.chars().count() > 128 {
+            Some(format!("{} characters long", s.chars().count()))
+        } else {
+            s.chars()
+                .find(|c| c.is_control() || *c == '"')
+                .map(|c| format!("contains {:?}", c))
+        };
+        match problem {
+            Some(p) => {
+                self.error(
+                    f.line,
+                    &f.path,
+                    format!("{}; expected {} (or leave the key out)", p, what),
+                );
+                None
+            }
+            None => Some(s),
+        }
+    }
+
+    fn cidr_list(&mut self, t: &mut Table, name: &str, default: &[&str]) -> Vec<Cidr> {
+        let Some(f) = self.take(t, name) else {
+            return cidrs(default);
+        };
+        let Node::Array(items) = f.node else {
+            self.wrong_type(
+                &f,
+                "an array of networks such as [\"10.0.0.0/8\", \"::1/128\"]",
+            );
+            return cidrs(default);
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{}[{}]", f.path, i);
+            let line = self.span_line(&item.span, f.line);
+            self.lines.insert(path.clone(), line);
+            match &item.node {
+                Node::String(s) => match s.parse::<Cidr>() {
+                    Ok(c) => out.push(c),
+                    Err(e) => {
+                        let msg = format!(
+                            "{:?}: {}; expected a network such as \"10.0.0.0/8\" or \"fc00::/7\"",
+                            s, e
+                        );
+                        self.error(line, &path, msg);
+                    }
+                },
+                other => {
+                    let msg = format!(
+                        "found {}; expected a network string such as \"10.0.0.0/8\"",
+                        other.describe()
+                    );
+                    self.error(line, &path, msg);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A string that is an integer in TOML's own spellings, for the hint "write
+/// it without quotes".
+fn parse_int_text(s: &str) -> Option<i64> {
+    let s = s.trim().replace('_', "");
+    if let Some(h) = s.strip_prefix("0x") {
+        i64::from_str_radix(h, 16).ok()
+    } else {
+        s.parse().ok()
+    }
+}
+
+const ROOT_KEYS: &[&str] = &["server", "access", "buffers", "channel"];
+const SERVER_KEYS: &[&str] = &["listen", "write_timeout_ms", "max_clients"];
+const ACCESS_KEYS: &[&str] = &[
+    "stream", "playlist", "metrics", "status", "control", "token",
+];
+const BUFFERS_KEYS: &[&str] = &["ring_bytes", "chunk_bytes", "flush_ms"];
+const CHANNEL_KEYS: &[&str] = &["name", "tvg_id", "tvg_name", "group", "source"];
+const SOURCE_KEYS: &[&str] = &["file", "program", "loop"];
+
+const MIB: i64 = 1024 * 1024;
+
+pub(super) fn parse(
+    text: &str,
+    file_name: &str,
+    base_dir: &Path,
+) -> Result<Config, Vec<Diagnostic>> {
+    let mut w = Walker::new(text, file_name);
+    let root = match node::parse_document(text) {
+        Ok(root) => root,
+        Err(e) => {
+            let line = e.span().map(|s| w.line_at(s.start)).unwrap_or(0);
+            // message() is toml's text without the rendered source excerpt.
+            // It may span lines ("invalid table header\nexpected …"); a
+            // diagnostic is one line.
+            let msg = e
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+            w.error(line, "", msg);
+            return Err(w.errors);
+        }
+    };
+    let Some(mut top) = w.table(&root, "", 1) else {
+        return Err(w.errors);
+    };
+
+    let server = match w.take(&mut top, "server") {
+        None => ServerConfig::default(),
+        Some(f) => server(&mut w, f),
+    };
+    let access = match w.take(&mut top, "access") {
+        None => AccessConfig::default(),
+        Some(f) => access(&mut w, f),
+    };
+    let buffers = match w.take(&mut top, "buffers") {
+        None => BuffersConfig::default(),
+        Some(f) => buffers(&mut w, f),
+    };
+    let channels = match w.take(&mut top, "channel") {
+        None => {
+            w.error(
+                0,
+                "channel",
+                "missing; expected at least one [[channel]] table".to_string(),
+            );
+            Vec::new()
+        }
+        Some(f) => channels(&mut w, f, base_dir),
+    };
+    w.finish(top, ROOT_KEYS);
+
+    if !w.errors.is_empty() {
+        return Err(w.errors);
+    }
+    Ok(Config {
+        file: file_name.to_string(),
+        base_dir: base_dir.to_path_buf(),
+        server,
+        access,
+        buffers,
+        channels,
+        lines: w.lines,
+    })
+}
+
+fn server(w: &mut Walker, f: Field) -> ServerConfig {
+    let d = ServerConfig::default();
+    let Some(mut t) = open(w, &f) else { return d };
+    let listen = match w.string(
+        &mut t,
+        "listen",
+        "an address:port string such as \"0.0.0.0:8080\"",
+    ) {
+        None => d.listen,
+        Some((s, f)) => match s.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                let msg = format!(
+                    "{:?} is not an address:port; expected e.g. \"0.0.0.0:8080\" or \"[::]:8080\"",
+                    s
+                );
+                w.error(f.line, &f.path, msg);
+                d.listen
+            }
+        },
+    };
+    let write_timeout_ms = w.int(
+        &mut t,
+        "write_timeout_ms",
+        100,
+        600_000,
+        10_000,
+        "milliseconds",
+    );
+    let max_clients = w.int(
+        &mut t,
+        "max_clients",
+        1,
+        65_536,
+        512,
+        "a number of connections",
+    );
+    w.finish(t, SERVER_KEYS);
+    ServerConfig {
+        listen,
+        write_timeout_ms: write_timeout_ms as u64,
+        max_clients: max_clients as usize,
+    }
+}
+
+/// Opens a taken field as a table.
+fn open<'a>(w: &mut Walker, f: &Field<'a>) -> Option<Table<'a>> {
+    w.table(f.sp, &f.path, f.line)
+}
+
+fn access(w: &mut Walker, f: Field) -> AccessConfig {
+    let d = AccessConfig::default();
+    let Some(mut t) = open(w, &f) else { return d };
+    let stream = w.cidr_list(&mut t, "stream", &DEFAULT_LAN);
+    let playlist = w.cidr_list(&mut t, "playlist", &DEFAULT_LAN);
+    let metrics = w.cidr_list(&mut t, "metrics", &DEFAULT_LAN);
+    let status = w.cidr_list(&mut t, "status", &DEFAULT_LAN);
+    let control = w.cidr_list(&mut t, "control", &DEFAULT_LOCAL);
+    let token = match w.string(&mut t, "token", "a string") {
+        None => None,
+        Some((s, _)) if s.is_empty() => None,
+        Some((s, f)) => {
+            // Never echo the token: error messages reach logs.
+            let ok_chars = s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            if !ok_chars || !(8..=256).contains(&s.len()) {
+                let msg = "refused (value not shown); expected 8..=256 characters from \
+                           A-Z a-z 0-9 - . _ ~ (usable in a URL without escaping), or \"\" for none"
+                    .to_string();
+                w.error(f.line, &f.path, msg);
+                None
+            } else {
+                Some(s)
+            }
+        }
+    };
+    w.finish(t, ACCESS_KEYS);
+    AccessConfig {
+        stream,
+        playlist,
+        metrics,
+        status,
+        control,
+        token,
+    }
+}
+
+fn buffers(w: &mut Walker, f: Field) -> BuffersConfig {
+    let d = BuffersConfig::default();
+    let Some(mut t) = open(w, &f) else { return d };
+    let ring = w.int(
+        &mut t,
+        "ring_bytes",
+        MIB,
+        1024 * MIB,
+        d.ring_bytes as i64,
+        "bytes",
+    );
+    let chunk = w.int(
+        &mut t,
+        "chunk_bytes",
+        16 * 1024,
+        MIB,
+        d.chunk_bytes as i64,
+        "bytes",
+    );
+    if chunk > ring / 4 {
+        // Both in range but a ring must hold several chunks for a slow
+        // client to lag without being dropped at once.
+        let path = join(&t.path, "chunk_bytes");
+        let line = w.lines.get(&path).copied().unwrap_or(t.line);
+        let msg = format!(
+            "{} is more than a quarter of ring_bytes ({}); expected at most {}",
+            chunk,
+            ring,
+            ring / 4
+        );
+        w.error(line, &path, msg);
+    }
+    let flush = w.int(
+        &mut t,
+        "flush_ms",
+        1,
+        1000,
+        d.flush_ms as i64,
+        "milliseconds",
+    );
+    w.finish(t, BUFFERS_KEYS);
+    BuffersConfig {
+        ring_bytes: ring as usize,
+        chunk_bytes: chunk as usize,
+        flush_ms: flush as u64,
+    }
+}
+
+/// Why `name` cannot be a channel name (it is a URL path segment and a
+/// metrics label), or None.
+fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("empty".to_string());
+    }
+    if name.len() > 64 {
+        return Some(format!("{} characters long", name.len()));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(*c)))
+    {
+        let hint = if c.is_ascii_uppercase() {
+            " (names are lowercase)"
+        } else {
+            ""
+        };
+        return Some(format!("{:?} contains {:?}{}", name, c, hint));
+    }
+    if name.bytes().all(|b| b == b'.') {
+        return Some(format!("{:?} is only dots", name));
+    }
+    None
+}
+
+fn channels(w: &mut Walker, f: Field, base_dir: &Path) -> Vec<ChannelConfig> {
+    let Node::Array(items) = f.node else {
+        w.wrong_type(&f, "an array of tables: write [[channel]], not [channel]");
+        return Vec::new();
+    };
+    if items.is_empty() {
+        w.error(
+            f.line,
+            &f.path,
+            "empty; expected at least one [[channel]] table".to_string(),
+        );
+    }
+    let mut out = Vec::new();
+    // name → line where first defined.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("channel[{}]", i);
+        let Some(mut t) = w.table(item, &path, f.line) else {
+            continue;
+        };
+        let name_what = "a channel name such as \"france2\" ([a-z0-9._-], at most 64)";
+        let name = match w.string(&mut t, "name", name_what) {
+            None => {
+                if !t.entries.iter().any(|e| e.key.name == "name") {
+                    let msg = format!("missing; expected {}", name_what);
+                    w.error(t.line, &join(&path, "name"), msg);
+                }
+                None
+            }
+            Some((n, nf)) => match name_problem(&n) {
+                Some(p) => {
+                    w.error(nf.line, &nf.path, format!("{}; expected {}", p, name_what));
+                    None
+                }
+                None => {
+                    if let Some(first) = seen.get(&n) {
+                        let msg = format!(
+                            "duplicate channel name {:?} (first at line {}); expected unique names",
+                            n, first
+                        );
+                        w.error(nf.line, &nf.path, msg);
+                    } else {
+                        seen.insert(n.clone(), nf.line);
+                    }
+                    Some(n)
+                }
+            },
+        };
+        let tvg_id = w.label(&mut t, "tvg_id");
+        let tvg_name = w.label(&mut t, "tvg_name");
+        let group = w.label(&mut t, "group");
+        let sources = match w.take(&mut t, "source") {
+            None => {
+                let msg = "no sources; expected at least one [[channel.source]] table with a file"
+                    .to_string();
+                w.error(t.line, &join(&path, "source"), msg);
+                Vec::new()
+            }
+            Some(sf) => sources(w, sf, base_dir),
+        };
+        let line = t.line;
+        w.finish(t, CHANNEL_KEYS);
+        if let Some(name) = name {
+            out.push(ChannelConfig {
+                tvg_id: tvg_id.unwrap_or_else(|| name.clone()),
+                name,
+                tvg_name,
+                group,
+                sources,
+                line,
+                key: path,
+            });
+        }
+    }
+    out
+}
+
+fn sources(w: &mut Walker, f: Field, base_dir: &Path) -> Vec<SourceConfig> {
+    let Node::Array(items) = f.node else {
+        w.wrong_type(&f, "an array of tables: write [[channel.source]]");
+        return Vec::new();
+    };
+    if items.is_empty() {
+        let msg = "no sources; expected at least one [[channel.source]] table with a file";
+        w.error(f.line, &f.path, msg.to_string());
+    }
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{}[{}]", f.path, i);
+        let Some(mut t) = w.table(item, &path, f.line) else {
+            continue;
+        };
+        let file_what = "a path to an MPEG-TS file (relative to the config file's directory)";
+        let file = match w.string(&mut t, "file", file_what) {
+            None => {
+                if !t.entries.iter().any(|e| e.key.name == "file") {
+                    w.error(
+                        t.line,
+                        &join(&path, "file"),
+                        format!("missing; expected {}", file_what),
+                    );
+                }
+                None
+            }
+            Some((s, ff)) if s.is_empty() || s.contains('\0') => {
+                let what = if s.is_empty() {
+                    "empty"
+                } else {
+                    "contains a NUL byte"
+                };
+                w.error(
+                    ff.line,
+                    &ff.path,
+                    format!("{}; expected {}", what, file_what),
+                );
+                None
+            }
+            Some((s, _)) => Some(s),
+        };
+        let program = w.int(&mut t, "program", 1, 65_535, 1, "a program_number");
+        let looping = w.boolean(&mut t, "loop", true);
+        let line = t.line;
+        w.finish(t, SOURCE_KEYS);
+        if let Some(written) = file {
+            out.push(SourceConfig {
+                file: base_dir.join(&written),
+                file_as_written: written,
+                program: program as u16,
+                looping,
+                line,
+                key: path,
+            });
+        }
+    }
+    out
+}
