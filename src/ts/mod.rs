@@ -13,6 +13,7 @@ pub mod packet;
 pub mod pat;
 pub mod pmt;
 pub mod section;
+pub mod tdt;
 pub mod text;
 
 pub use packet::{Packet, PACKET_SIZE, SYNC_BYTE};
