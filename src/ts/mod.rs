@@ -8,7 +8,7 @@
 //! untrusted bytes from tuners, files and the network.
 
 pub mod cat;
-
+pub mod collector;
 pub mod crc;
 pub mod descriptor;
 pub mod eit;
