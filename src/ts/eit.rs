@@ -247,14 +247,10 @@ impl EitRepr {
             self.last_section_number,
             &body,
         );
-        // reserved_future_use = 1 as DVB SI writes it; current_next as read.
-        v[1] |= 0x40;
         if !self.current_next {
             v[5] &= !1;
         }
-        let n = v.len();
-        let crc = super::crc::crc32_mpeg2(&v[..n - 4]);
-        v[n - 4..].copy_from_slice(&crc.to_be_bytes());
+        super::sdt::set_reserved_future_use(&mut v);
         Ok(v)
     }
 }

@@ -136,14 +136,16 @@ impl NitRepr {
         }
         body.extend_from_slice(&(0xF000 | tsl.len() as u16).to_be_bytes());
         body.extend_from_slice(&tsl);
-        Ok(build_long_section(
+        let mut v = build_long_section(
             self.table_id,
             self.network_id,
             self.version,
             self.section_number,
             self.last_section_number,
             &body,
-        ))
+        );
+        super::sdt::set_reserved_future_use(&mut v);
+        Ok(v)
     }
 }
 

@@ -166,14 +166,23 @@ impl SdtRepr {
             self.last_section_number,
             &body,
         );
-        // DVB SI sets reserved_future_use (the bit after the indicator) to 1,
-        // as ffmpeg and biTStream do.
-        v[1] |= 0x40;
-        let n = v.len();
-        let crc = super::crc::crc32_mpeg2(&v[..n - 4]);
-        v[n - 4..].copy_from_slice(&crc.to_be_bytes());
+        set_reserved_future_use(&mut v);
         Ok(v)
     }
+}
+
+/// DVB SI sections set reserved_future_use (the bit after
+/// section_syntax_indicator) to 1, as ffmpeg and biTStream write it;
+/// `build_long_section` writes the MPEG private_indicator 0. Fix the bit and
+/// the CRC.
+pub(crate) fn set_reserved_future_use(v: &mut [u8]) {
+    if v.len() < 7 {
+        return;
+    }
+    v[1] |= 0x40;
+    let n = v.len();
+    let crc = super::crc::crc32_mpeg2(&v[..n - 4]);
+    v[n - 4..].copy_from_slice(&crc.to_be_bytes());
 }
 
 #[cfg(test)]
