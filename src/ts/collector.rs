@@ -36,8 +36,12 @@ pub struct CollectorStats {
     pub version_changes: u64,
     /// current_next_indicator = 0: not applicable yet, ignored.
     pub not_current: u64,
-    /// Short-form sections or sections that fail `Section::new_checked`.
+    /// Sections that fail `Section::new_checked`, or whose section_number
+    /// exceeds last_section_number.
     pub malformed: u64,
+    /// Short-form sections (TDT, TOT, …): complete by themselves, not
+    /// collected.
+    pub short_form: u64,
     /// Sections dropped because `max_tables` tables were already tracked.
     pub table_overflow: u64,
     /// Sections dropped because `max_bytes` were already buffered.
@@ -128,7 +132,11 @@ impl TableCollector {
     pub fn push(&mut self, section: &[u8]) -> Push {
         let s = match Section::new_checked(section) {
             Ok(s) if s.syntax_indicator() => s,
-            _ => {
+            Ok(_) => {
+                self.stats.short_form += 1;
+                return Push::Dropped;
+            }
+            Err(_) => {
                 self.stats.malformed += 1;
                 return Push::Dropped;
             }
@@ -282,6 +290,8 @@ mod tests {
         assert_eq!(c.push(&other), Push::Dropped);
         assert_eq!(c.stats.table_overflow, 1);
         assert_eq!(c.push(&[0x70, 0x70, 0x05, 0, 0, 0, 0, 0]), Push::Dropped);
+        assert_eq!(c.stats.short_form, 1);
+        assert_eq!(c.push(&[0x42, 0xF0, 0x20, 0]), Push::Dropped);
         assert_eq!(c.stats.malformed, 1);
         // section_number above last.
         let bad = build_long_section(0x40, 1, 0, 5, 1, &[0xF0, 0, 0xF0, 0]);

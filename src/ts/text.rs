@@ -185,7 +185,7 @@ fn decode_ucs2(text: &[u8], out: &mut String) {
             Err(_) => out.push('\u{FFFD}'),
         }
     }
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         out.push('\u{FFFD}');
     }
 }
