@@ -7,14 +7,22 @@
 //! parses from a checked view and emits into bytes. Everything here is fed
 //! untrusted bytes from tuners, files and the network.
 
+pub mod cat;
+pub mod collector;
 pub mod crc;
 pub mod descriptor;
+pub mod eit;
 pub mod es;
+pub mod nit;
 pub mod packet;
 pub mod pat;
 pub mod pes;
 pub mod pmt;
+pub mod sdt;
 pub mod section;
+pub mod tdt;
+pub mod text;
+pub mod tot;
 
 pub use packet::{Packet, PACKET_SIZE, SYNC_BYTE};
 
