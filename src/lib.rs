@@ -2,4 +2,6 @@
 //! operator's guide and ../ARCHITECTURE in the design docs for the map.
 
 pub mod cli;
+pub mod fanout;
+pub mod http;
 pub mod ts;
