@@ -532,6 +532,23 @@ impl Reader {
         }
     }
 
+    /// Has this reader's next chunk already been dropped from the ring? Call
+    /// it for a client whose socket is full (it is not calling `next`): then
+    /// it is cut and counted here, and `next` returns `Lagged` from now on.
+    pub fn check_lagging(&mut self) -> Option<u64> {
+        if !self.cut {
+            let i = lock(&self.ring.inner);
+            let front = i.chunks.front().map(|c| c.seq).unwrap_or(i.next_seq);
+            let fell_off = self.next_seq < front;
+            drop(i);
+            if fell_off {
+                self.cut_lagging();
+            }
+        }
+        self.cut
+            .then(|| self.ring.total_bytes().saturating_sub(self.offset))
+    }
+
     fn cut_lagging(&mut self) {
         if !self.cut {
             self.cut = true;

@@ -467,6 +467,24 @@ impl Server {
             }
         }
         let mut dead = Vec::new();
+        // A client whose socket is full never asks its reader for more, so
+        // look for ones that fell off the ring here.
+        for (t, c) in self.conns.iter_mut() {
+            if let Kind::Stream(s) = &mut c.kind {
+                if let Some(behind) = s.reader.check_lagging() {
+                    self.stats.cut_lagging += 1;
+                    log::info!(
+                        "http: {} on '{}' cut: {behind} bytes behind the ring",
+                        c.peer,
+                        s.channel
+                    );
+                    dead.push(*t);
+                }
+            }
+        }
+        for t in dead.drain(..) {
+            self.close(t);
+        }
         for (t, c) in self.conns.iter() {
             let stalled = now.saturating_duration_since(c.last_progress) > self.cfg.write_timeout;
             match &c.kind {
