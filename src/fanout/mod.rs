@@ -465,6 +465,8 @@ impl Reader {
     }
 
     /// The next bytes for this client. Never blocks beyond the ring's mutex.
+    // Not an Iterator: `Pending` is not the end, and `Lagged` is final.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Next {
         loop {
             if self.cut {

@@ -14,7 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::access::RouteClass;
 use super::{Backend, HttpConfig, Shared};
-use crate::fanout::{Next, NotifyId, Piece, Reader, Ring, StartAt};
+use crate::fanout::{Next, NotifyId, Piece, Reader, Ring, RingStatsSnapshot, StartAt};
 
 const LISTENER: Token = Token(0);
 pub(super) const WAKER: Token = Token(1);
@@ -28,6 +28,8 @@ const OUT_HIGH_WATER: usize = 256 << 10;
 /// After our last byte, how long we drain a closing client's input so the
 /// kernel does not turn unread input into a RST that eats the response.
 const LINGER: Duration = Duration::from_secs(2);
+/// Connections beyond max_clients that still get a 503 (then dropped).
+const MAX_CLIENTS_OVERFLOW: usize = 64;
 
 #[derive(Default)]
 struct Stats {
@@ -223,13 +225,15 @@ impl Server {
             self.emfile_burst = 0;
         }
         self.stats.accepted += 1;
-        if self.conns.len() >= self.cfg.max_clients {
+        let now = Instant::now();
+        let over = self.conns.len() >= self.cfg.max_clients;
+        if over {
             self.stats.cut_max_clients += 1;
-            // One best-effort write; the socket is fresh so it has room.
-            let _ = sock.write(
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 17\r\nConnection: close\r\n\r\ntoo many clients\n",
-            );
-            return;
+            // Answer 503 and linger briefly so the client reads it rather
+            // than a RST; past a small overflow just drop the socket.
+            if self.conns.len() >= self.cfg.max_clients + MAX_CLIENTS_OVERFLOW {
+                return;
+            }
         }
         let _ = sock.set_nodelay(true);
         let token = Token(self.next_token);
@@ -242,24 +246,36 @@ impl Server {
             log::warn!("http: register {peer}: {e}");
             return;
         }
-        let now = Instant::now();
-        self.conns.insert(
-            token,
-            Conn {
-                sock,
-                peer,
-                inbuf: Vec::new(),
-                out: Vec::new(),
-                out_pos: 0,
-                kind: Kind::Requests,
-                connected: now,
-                since_request: now,
-                last_progress: now,
-                close_after_out: false,
-                user_agent: String::new(),
-                eof: false,
-            },
-        );
+        let mut c = Conn {
+            sock,
+            peer,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            kind: Kind::Requests,
+            connected: now,
+            since_request: now,
+            last_progress: now,
+            close_after_out: false,
+            user_agent: String::new(),
+            eof: false,
+        };
+        if over {
+            respond(
+                &mut c,
+                1,
+                503,
+                "text/plain",
+                b"too many clients\n",
+                false,
+                false,
+            );
+            c.kind = Kind::Closing {
+                until: now + LINGER,
+            };
+        }
+        self.conns.insert(token, c);
+        self.drive(token, false);
     }
 
     fn close(&mut self, token: Token) {
@@ -797,11 +813,12 @@ impl Server {
         for (ch, n) in &per_channel {
             let _ = writeln!(m, "capbox_http_clients{{channel=\"{}\"}} {n}", escape(ch));
         }
-        let rings: Vec<(String, crate::fanout::RingStatsSnapshot)> = per_channel
+        let rings: Vec<(String, RingStatsSnapshot)> = per_channel
             .keys()
             .filter_map(|ch| self.backend.stream(ch).map(|r| (ch.clone(), r.snapshot())))
             .collect();
-        let fields: [(&str, &str, fn(&crate::fanout::RingStatsSnapshot) -> u64); 10] = [
+        type Field = (&'static str, &'static str, fn(&RingStatsSnapshot) -> u64);
+        let fields: [Field; 10] = [
             ("bytes_in_total", "counter", |s| s.bytes_in),
             ("packets_in_total", "counter", |s| s.packets_in),
             ("chunks_total", "counter", |s| s.chunks),
@@ -964,11 +981,7 @@ fn extract(req: &httparse::Request) -> Request {
                     r.keep_alive = true;
                 }
             }
-            "content-length" => {
-                if value != "0" {
-                    r.has_body = true;
-                }
-            }
+            "content-length" if value != "0" => r.has_body = true,
             "transfer-encoding" => r.has_body = true,
             _ => {}
         }
