@@ -3,6 +3,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod fanout;
+pub mod http;
 pub mod remux;
 pub mod source;
 pub mod ts;

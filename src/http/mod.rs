@@ -1,0 +1,151 @@
+//! The HTTP/1.x server: one mio event-loop thread for every client, nothing
+//! per client but a socket, a small buffer and a fan-out [`Reader`].
+//!
+//! Why not tiny_http: 0.12 spawns two threads per client, has no write
+//! timeout, buffers without bound for HTTP/1.0 clients and panics its accept
+//! thread on EMFILE (its issue #195). This server is mio + httparse.
+//!
+//! Promises:
+//! - Never blocks on a client: non-blocking sockets, a client with no write
+//!   progress for `write_timeout` is cut, a client that fell off the ring is
+//!   cut; neither slows the channel writer or the other clients.
+//! - Bounded: request headers ≤ 8 KiB, a full request within 10 s, at most
+//!   `max_clients` connections, per-client output at most one response or
+//!   one chunk.
+//! - Closed by default (see [`access`]); every refusal and every cut is
+//!   counted in `/metrics`.
+//! - accept() failing with EMFILE/ENFILE pauses accepting for ~100 ms, logs
+//!   once per burst, counts, and keeps serving existing clients.
+//!
+//! [`Reader`]: crate::fanout::Reader
+
+pub mod access;
+mod server;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::fanout::Ring;
+
+pub use access::{Access, Cidr, CidrError, RouteAccess, RouteClass};
+
+/// What the server serves. Implemented by the daemon (channels, monitor).
+pub trait Backend: Send + Sync + 'static {
+    /// The ring of a channel, if it exists.
+    fn stream(&self, channel: &str) -> Option<Arc<Ring>>;
+    fn channel_names(&self) -> Vec<String>;
+    /// M3U playlist whose stream URLs start with `base_url` (`http://host:port`).
+    fn playlist(&self, base_url: &str) -> String;
+    /// Prometheus text; the server appends its own and the rings' metrics.
+    fn metrics(&self) -> String;
+    /// JSON; the server adds a `clients` table.
+    fn status(&self) -> serde_json::Value;
+    /// XMLTV, if the box has an EPG.
+    fn epg(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// A client whose socket accepts no byte for this long is cut.
+    pub write_timeout: Duration,
+    /// Connections of all kinds; more are answered 503 and closed.
+    pub max_clients: usize,
+    pub access: Access,
+    /// A connection must send a complete request head within this (slowloris).
+    pub request_timeout: Duration,
+    /// Largest request head accepted; more is answered 431.
+    pub max_header_bytes: usize,
+}
+
+impl HttpConfig {
+    pub fn new(listen: SocketAddr) -> HttpConfig {
+        HttpConfig {
+            listen,
+            write_timeout: Duration::from_secs(10),
+            max_clients: 512,
+            access: Access::default(),
+            request_timeout: Duration::from_secs(10),
+            max_header_bytes: 8 << 10,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig::new(SocketAddr::from(([0, 0, 0, 0], 8080)))
+    }
+}
+
+pub(crate) struct Shared {
+    stop: AtomicBool,
+    access: Mutex<Access>,
+}
+
+/// The running server. Dropping it stops the server.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    waker: Arc<mio::Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The bound address (the real port when `listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Replace the access rules; applies to requests parsed from now on.
+    pub fn set_access(&self, access: Access) {
+        *self.shared.access.lock().unwrap_or_else(|e| e.into_inner()) = access;
+    }
+
+    /// Stop the event loop, close every connection and wait for the thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Bind `cfg.listen` and start the event-loop thread.
+pub fn spawn(cfg: HttpConfig, backend: Arc<dyn Backend>) -> io::Result<ServerHandle> {
+    let listener = mio::net::TcpListener::bind(cfg.listen)?;
+    let addr = listener.local_addr()?;
+    let poll = mio::Poll::new()?;
+    let waker = Arc::new(mio::Waker::new(poll.registry(), server::WAKER)?);
+    let shared = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        access: Mutex::new(cfg.access.clone()),
+    });
+    let mut srv = server::Server::new(poll, listener, cfg, backend, shared.clone(), waker.clone())?;
+    let thread = std::thread::Builder::new()
+        .name(format!("http {addr}"))
+        .spawn(move || srv.run())?;
+    Ok(ServerHandle {
+        addr,
+        shared,
+        waker,
+        thread: Some(thread),
+    })
+}

@@ -1,0 +1,1042 @@
+//! The event loop: accept, parse requests, route, and pump stream clients
+//! from their fan-out readers. Single thread; every socket non-blocking.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use super::access::RouteClass;
+use super::{Backend, HttpConfig, Shared};
+use crate::fanout::{Next, NotifyId, Piece, Reader, Ring, RingStatsSnapshot, StartAt};
+
+const LISTENER: Token = Token(0);
+pub(super) const WAKER: Token = Token(1);
+const FIRST_CLIENT: usize = 2;
+/// How often timeouts are checked, and the poll timeout.
+const TICK: Duration = Duration::from_millis(100);
+/// Accept pause after EMFILE/ENFILE: long enough for clients to leave.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// A response larger than this stops pipelined parsing until it drains.
+const OUT_HIGH_WATER: usize = 256 << 10;
+/// After our last byte, how long we drain a closing client's input so the
+/// kernel does not turn unread input into a RST that eats the response.
+const LINGER: Duration = Duration::from_secs(2);
+/// Connections beyond max_clients that still get a 503 (then dropped).
+const MAX_CLIENTS_OVERFLOW: usize = 64;
+
+#[derive(Default)]
+struct Stats {
+    requests: BTreeMap<(&'static str, u16), u64>,
+    bad_requests: u64,
+    refused: u64,
+    bytes_sent: u64,
+    accepted: u64,
+    accept_emfile: u64,
+    accept_other: u64,
+    cut_lagging: u64,
+    cut_write_timeout: u64,
+    cut_max_clients: u64,
+    cut_request_timeout: u64,
+    cut_header_too_large: u64,
+}
+
+struct StreamClient {
+    channel: String,
+    reader: Reader,
+    cur: Option<Piece>,
+    cur_pos: usize,
+    bytes: u64,
+    /// The reader said Pending: pump again when a ring publishes.
+    waiting: bool,
+}
+
+enum Kind {
+    Requests,
+    Stream(Box<StreamClient>),
+    /// Output done, write side shut: drain input until EOF or `until`.
+    Closing {
+        until: Instant,
+    },
+}
+
+struct Conn {
+    sock: TcpStream,
+    peer: SocketAddr,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    out_pos: usize,
+    kind: Kind,
+    connected: Instant,
+    /// When the connection started waiting for its current request.
+    since_request: Instant,
+    last_progress: Instant,
+    close_after_out: bool,
+    user_agent: String,
+    eof: bool,
+}
+
+/// What to do with a connection after driving it.
+#[derive(PartialEq, Eq)]
+enum Fate {
+    Keep,
+    Close,
+}
+
+struct Request {
+    head: bool,
+    method: String,
+    path: String,
+    query: String,
+    version: u8,
+    host: Option<String>,
+    user_agent: Option<String>,
+    bearer: Option<String>,
+    keep_alive: bool,
+    has_body: bool,
+}
+
+pub(super) struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    listening: bool,
+    paused_until: Option<Instant>,
+    emfile_burst: u64,
+    cfg: HttpConfig,
+    backend: Arc<dyn Backend>,
+    shared: Arc<Shared>,
+    waker: Arc<mio::Waker>,
+    conns: HashMap<Token, Conn>,
+    next_token: usize,
+    rings: HashMap<usize, (Arc<Ring>, NotifyId)>,
+    stats: Stats,
+    last_sweep: Instant,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl Server {
+    pub(super) fn new(
+        poll: Poll,
+        mut listener: TcpListener,
+        cfg: HttpConfig,
+        backend: Arc<dyn Backend>,
+        shared: Arc<Shared>,
+        waker: Arc<mio::Waker>,
+    ) -> io::Result<Server> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Server {
+            poll,
+            listener,
+            listening: true,
+            paused_until: None,
+            emfile_burst: 0,
+            cfg,
+            backend,
+            shared,
+            waker,
+            conns: HashMap::new(),
+            next_token: FIRST_CLIENT,
+            rings: HashMap::new(),
+            stats: Stats::default(),
+            last_sweep: Instant::now(),
+        })
+    }
+
+    pub(super) fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        log::info!("http: listening on {:?}", self.listener.local_addr());
+        while !self.shared.stop.load(Ordering::SeqCst) {
+            if let Err(e) = self.poll.poll(&mut events, Some(TICK)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("http: poll failed: {e}");
+                    std::thread::sleep(TICK);
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => self.pump_waiting(),
+                    t => {
+                        let readable = ev.is_readable() || ev.is_read_closed();
+                        self.drive(t, readable);
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now.saturating_duration_since(self.last_sweep) >= TICK {
+                self.last_sweep = now;
+                self.sweep(now);
+            }
+        }
+        for (ring, id) in self.rings.values() {
+            ring.remove_notify(*id);
+        }
+        self.conns.clear();
+    }
+
+    fn accept(&mut self) {
+        while self.listening {
+            match self.listener.accept() {
+                Ok((sock, peer)) => self.accepted(sock, peer),
+                Err(e) if would_block(&e) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                    self.stats.accept_emfile += 1;
+                    if self.emfile_burst == 0 {
+                        log::warn!(
+                            "http: accept: {e}; pausing accept for {ACCEPT_PAUSE:?}, serving {} clients",
+                            self.conns.len()
+                        );
+                    }
+                    self.emfile_burst += 1;
+                    // The pending connection stays in the backlog; stop
+                    // polling the listener so the loop does not spin on it.
+                    let _ = self.poll.registry().deregister(&mut self.listener);
+                    self.listening = false;
+                    self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    return;
+                }
+                Err(e) => {
+                    // ECONNABORTED and friends: that client is gone; go on.
+                    self.stats.accept_other += 1;
+                    log::debug!("http: accept: {e}");
+                }
+            }
+        }
+    }
+
+    fn accepted(&mut self, mut sock: TcpStream, peer: SocketAddr) {
+        if self.emfile_burst > 0 {
+            log::info!(
+                "http: accepting again after {} EMFILE/ENFILE refusals",
+                self.emfile_burst
+            );
+            self.emfile_burst = 0;
+        }
+        self.stats.accepted += 1;
+        let now = Instant::now();
+        let over = self.conns.len() >= self.cfg.max_clients;
+        if over {
+            self.stats.cut_max_clients += 1;
+            // Answer 503 and linger briefly so the client reads it rather
+            // than a RST; past a small overflow just drop the socket.
+            if self.conns.len() >= self.cfg.max_clients + MAX_CLIENTS_OVERFLOW {
+                return;
+            }
+        }
+        let _ = sock.set_nodelay(true);
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            log::warn!("http: register {peer}: {e}");
+            return;
+        }
+        let mut c = Conn {
+            sock,
+            peer,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            kind: Kind::Requests,
+            connected: now,
+            since_request: now,
+            last_progress: now,
+            close_after_out: false,
+            user_agent: String::new(),
+            eof: false,
+        };
+        if over {
+            respond(
+                &mut c,
+                1,
+                503,
+                "text/plain",
+                b"too many clients\n",
+                false,
+                false,
+            );
+            c.kind = Kind::Closing {
+                until: now + LINGER,
+            };
+        }
+        self.conns.insert(token, c);
+        self.drive(token, false);
+    }
+
+    fn close(&mut self, token: Token) {
+        if let Some(mut c) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut c.sock);
+        }
+    }
+
+    fn drive(&mut self, token: Token, readable: bool) {
+        let Some(mut c) = self.conns.remove(&token) else {
+            return;
+        };
+        let fate = self.drive_conn(&mut c, readable);
+        if fate == Fate::Keep {
+            self.conns.insert(token, c);
+        } else {
+            let _ = self.poll.registry().deregister(&mut c.sock);
+        }
+    }
+
+    fn drive_conn(&mut self, c: &mut Conn, readable: bool) -> Fate {
+        if readable && self.read_input(c) == Fate::Close {
+            return Fate::Close;
+        }
+        loop {
+            if let Kind::Requests = c.kind {
+                if self.process_requests(c) == Fate::Close {
+                    return Fate::Close;
+                }
+            }
+            let unparsed = c.inbuf.len();
+            match self.write_out(c) {
+                Ok(true) => {}
+                Ok(false) => return Fate::Keep,
+                Err(()) => return Fate::Close,
+            }
+            // Output drained.
+            if c.close_after_out {
+                if c.eof {
+                    return Fate::Close;
+                }
+                let _ = c.sock.shutdown(Shutdown::Write);
+                c.kind = Kind::Closing {
+                    until: Instant::now() + LINGER,
+                };
+                c.close_after_out = false;
+                return Fate::Keep;
+            }
+            match c.kind {
+                Kind::Stream(_) => return self.pump_stream(c),
+                Kind::Closing { .. } => return Fate::Keep,
+                Kind::Requests => {
+                    // More pipelined requests may wait in the socket, left
+                    // unread while output was high.
+                    if !c.eof && self.read_input(c) == Fate::Close {
+                        return Fate::Close;
+                    }
+                    // Nothing new since the parser last stopped, or no
+                    // complete head: wait for more input (or close at EOF).
+                    if c.inbuf.len() == unparsed || !has_complete_head(&c.inbuf) {
+                        return if c.eof { Fate::Close } else { Fate::Keep };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read until WouldBlock (or until the head limit for request parsing).
+    fn read_input(&mut self, c: &mut Conn) -> Fate {
+        let mut buf = [0u8; 8192];
+        loop {
+            if matches!(c.kind, Kind::Requests)
+                && c.inbuf.len() > self.cfg.max_header_bytes + buf.len()
+            {
+                // Enough to decide; the rest waits in the socket.
+                return Fate::Keep;
+            }
+            match c.sock.read(&mut buf) {
+                Ok(0) => {
+                    c.eof = true;
+                    // A request client may half-close after its request:
+                    // answer what it sent, then close.
+                    return match c.kind {
+                        Kind::Requests => Fate::Keep,
+                        _ => Fate::Close,
+                    };
+                }
+                Ok(n) => {
+                    if let Kind::Requests = c.kind {
+                        c.inbuf.extend_from_slice(&buf[..n]);
+                    }
+                    // Stream and closing clients have nothing more to say:
+                    // their input is discarded.
+                }
+                Err(e) if would_block(&e) => return Fate::Keep,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Fate::Close,
+            }
+        }
+    }
+
+    /// Ok(true): all output written; Ok(false): the socket is full.
+    fn write_out(&mut self, c: &mut Conn) -> Result<bool, ()> {
+        while c.out_pos < c.out.len() {
+            match c.sock.write(&c.out[c.out_pos..]) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    c.out_pos += n;
+                    c.last_progress = Instant::now();
+                    self.stats.bytes_sent += n as u64;
+                }
+                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(()),
+            }
+        }
+        c.out.clear();
+        c.out_pos = 0;
+        Ok(true)
+    }
+
+    fn pump_waiting(&mut self) {
+        let tokens: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(&c.kind, Kind::Stream(s) if s.waiting))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in tokens {
+            self.drive(t, false);
+        }
+    }
+
+    /// Write ring data until the socket is full or the reader is pending.
+    fn pump_stream(&mut self, c: &mut Conn) -> Fate {
+        let Kind::Stream(s) = &mut c.kind else {
+            return Fate::Keep;
+        };
+        loop {
+            if s.cur.is_none() {
+                match s.reader.next() {
+                    Next::Data(p) => {
+                        s.cur = Some(p);
+                        s.cur_pos = 0;
+                        s.waiting = false;
+                    }
+                    Next::Pending => {
+                        s.waiting = true;
+                        // Nothing to send is not a lack of progress.
+                        c.last_progress = Instant::now();
+                        return Fate::Keep;
+                    }
+                    Next::Lagged { behind_bytes } => {
+                        self.stats.cut_lagging += 1;
+                        log::info!(
+                            "http: {} on '{}' cut: {behind_bytes} bytes behind the ring",
+                            c.peer,
+                            s.channel
+                        );
+                        return Fate::Close;
+                    }
+                }
+            }
+            let Some(piece) = &s.cur else {
+                continue;
+            };
+            let data = piece.as_ref();
+            // Straight from the shared chunk: no copy.
+            match c.sock.write(&data[s.cur_pos..]) {
+                Ok(0) => return Fate::Close,
+                Ok(n) => {
+                    s.cur_pos += n;
+                    s.bytes += n as u64;
+                    self.stats.bytes_sent += n as u64;
+                    c.last_progress = Instant::now();
+                    if s.cur_pos >= data.len() {
+                        s.cur = None;
+                    }
+                }
+                Err(e) if would_block(&e) => return Fate::Keep,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Fate::Close,
+            }
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        if let Some(t) = self.paused_until {
+            if now >= t {
+                self.paused_until = None;
+                match self.poll.registry().register(
+                    &mut self.listener,
+                    LISTENER,
+                    Interest::READABLE,
+                ) {
+                    Ok(()) => {
+                        self.listening = true;
+                        self.accept();
+                    }
+                    Err(e) => {
+                        log::warn!("http: re-register listener: {e}");
+                        self.paused_until = Some(now + ACCEPT_PAUSE);
+                    }
+                }
+            }
+        }
+        let mut dead = Vec::new();
+        // A client whose socket is full never asks its reader for more, so
+        // look for ones that fell off the ring here.
+        for (t, c) in self.conns.iter_mut() {
+            if let Kind::Stream(s) = &mut c.kind {
+                if let Some(behind) = s.reader.check_lagging() {
+                    self.stats.cut_lagging += 1;
+                    log::info!(
+                        "http: {} on '{}' cut: {behind} bytes behind the ring",
+                        c.peer,
+                        s.channel
+                    );
+                    dead.push(*t);
+                }
+            }
+        }
+        for t in dead.drain(..) {
+            self.close(t);
+        }
+        for (t, c) in self.conns.iter() {
+            let stalled = now.saturating_duration_since(c.last_progress) > self.cfg.write_timeout;
+            match &c.kind {
+                Kind::Stream(s) => {
+                    let has_data = !s.waiting || c.out_pos < c.out.len();
+                    if has_data && stalled {
+                        s.reader.note_cut_timeout();
+                        self.stats.cut_write_timeout += 1;
+                        log::info!(
+                            "http: {} on '{}' cut: no write progress for {:?}",
+                            c.peer,
+                            s.channel,
+                            self.cfg.write_timeout
+                        );
+                        dead.push(*t);
+                    }
+                }
+                Kind::Requests => {
+                    if c.out_pos < c.out.len() {
+                        if stalled {
+                            self.stats.cut_write_timeout += 1;
+                            dead.push(*t);
+                        }
+                    } else if now.saturating_duration_since(c.since_request)
+                        > self.cfg.request_timeout
+                    {
+                        if !c.inbuf.is_empty() {
+                            self.stats.cut_request_timeout += 1;
+                        }
+                        dead.push(*t);
+                    }
+                }
+                Kind::Closing { until } => {
+                    if now >= *until || (c.out_pos < c.out.len() && stalled) {
+                        dead.push(*t);
+                    }
+                }
+            }
+        }
+        for t in dead {
+            self.close(t);
+        }
+    }
+
+    /// Parse and answer complete requests in `inbuf` while output is small.
+    fn process_requests(&mut self, c: &mut Conn) -> Fate {
+        while matches!(c.kind, Kind::Requests)
+            && !c.close_after_out
+            && c.out.len() - c.out_pos < OUT_HIGH_WATER
+        {
+            let mut headers = [httparse::EMPTY_HEADER; 48];
+            let mut req = httparse::Request::new(&mut headers);
+            let parsed = req.parse(&c.inbuf);
+            let n = match parsed {
+                Ok(httparse::Status::Complete(n)) if n <= self.cfg.max_header_bytes => n,
+                Ok(httparse::Status::Complete(_)) => {
+                    self.too_large(c);
+                    return Fate::Keep;
+                }
+                Ok(httparse::Status::Partial) => {
+                    if c.inbuf.len() > self.cfg.max_header_bytes {
+                        self.too_large(c);
+                    }
+                    return Fate::Keep;
+                }
+                Err(httparse::Error::TooManyHeaders) => {
+                    self.too_large(c);
+                    return Fate::Keep;
+                }
+                Err(e) => {
+                    self.stats.bad_requests += 1;
+                    *self.stats.requests.entry(("bad", 400)).or_default() += 1;
+                    log::debug!("http: {}: bad request: {e}", c.peer);
+                    respond(c, 1, 400, "text/plain", b"bad request\n", false, false);
+                    return Fate::Keep;
+                }
+            };
+            let r = extract(&req);
+            c.inbuf.drain(..n);
+            c.since_request = Instant::now();
+            if let Some(ua) = &r.user_agent {
+                c.user_agent = ua.chars().take(200).collect();
+            }
+            self.route(c, r);
+        }
+        Fate::Keep
+    }
+
+    fn too_large(&mut self, c: &mut Conn) {
+        self.stats.bad_requests += 1;
+        self.stats.cut_header_too_large += 1;
+        *self.stats.requests.entry(("bad", 431)).or_default() += 1;
+        c.inbuf.clear();
+        respond(
+            c,
+            1,
+            431,
+            "text/plain",
+            b"request header fields too large\n",
+            false,
+            false,
+        );
+    }
+
+    fn route(&mut self, c: &mut Conn, r: Request) {
+        let (class, name): (Option<RouteClass>, &'static str) = match r.path.as_str() {
+            p if p.starts_with("/stream/") => (Some(RouteClass::Stream), "stream"),
+            "/playlist.m3u" => (Some(RouteClass::Playlist), "playlist"),
+            "/metrics" => (Some(RouteClass::Metrics), "metrics"),
+            "/status" => (Some(RouteClass::Status), "status"),
+            "/epg.xml" => (Some(RouteClass::Epg), "epg"),
+            p if p.starts_with("/control/") => (Some(RouteClass::Control), "control"),
+            _ => (None, "other"),
+        };
+        let keep = r.keep_alive && !r.has_body;
+        let v = r.version;
+        let count = |stats: &mut Stats, code: u16| {
+            *stats.requests.entry((name, code)).or_default() += 1;
+        };
+        if r.method != "GET" && !r.head {
+            count(&mut self.stats, 405);
+            respond(
+                c,
+                v,
+                405,
+                "text/plain",
+                b"only GET and HEAD\n",
+                false,
+                false,
+            );
+            return;
+        }
+        let Some(class) = class else {
+            count(&mut self.stats, 404);
+            let body = format!("no route '{}'\n", r.path);
+            respond(c, v, 404, "text/plain", body.as_bytes(), r.head, keep);
+            return;
+        };
+        let token = query_param(&r.query, "token").or(r.bearer.clone());
+        let allowed = self
+            .shared
+            .access
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .route(class)
+            .allows(c.peer.ip(), token.as_deref());
+        if !allowed {
+            self.stats.refused += 1;
+            count(&mut self.stats, 403);
+            log::info!("http: {} refused {} {}", c.peer, r.method, r.path);
+            respond(c, v, 403, "text/plain", b"forbidden\n", r.head, keep);
+            return;
+        }
+        match class {
+            RouteClass::Stream => {
+                let channel = percent_decode(&r.path["/stream/".len()..]);
+                let Some(ring) = self.backend.stream(&channel) else {
+                    count(&mut self.stats, 404);
+                    let body = format!(
+                        "no channel '{}' (channels: {})\n",
+                        channel,
+                        self.backend.channel_names().join(", ")
+                    );
+                    respond(c, v, 404, "text/plain", body.as_bytes(), r.head, keep);
+                    return;
+                };
+                count(&mut self.stats, 200);
+                // No Content-Length and no chunked coding: the body ends when
+                // the connection does. Range is ignored on purpose (live).
+                let _ = write!(
+                    VecWriter(&mut c.out),
+                    "HTTP/1.{v} 200 OK\r\nContent-Type: video/mp2t\r\nConnection: close\r\n\
+                     Cache-Control: no-cache, no-store\r\nAccept-Ranges: none\r\n\r\n"
+                );
+                if r.head {
+                    c.close_after_out = true;
+                    return;
+                }
+                self.watch(&ring);
+                let reader = ring.subscribe(StartAt::LatestEntryPoint);
+                log::info!("http: {} streams '{channel}'", c.peer);
+                c.inbuf = Vec::new();
+                c.kind = Kind::Stream(Box::new(StreamClient {
+                    channel,
+                    reader,
+                    cur: None,
+                    cur_pos: 0,
+                    bytes: 0,
+                    waiting: false,
+                }));
+            }
+            RouteClass::Playlist => {
+                let host = r.host.clone().unwrap_or_else(|| {
+                    self.listener
+                        .local_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default()
+                });
+                let body = self.backend.playlist(&format!("http://{host}"));
+                count(&mut self.stats, 200);
+                respond(c, v, 200, "audio/x-mpegurl", body.as_bytes(), r.head, keep);
+            }
+            RouteClass::Metrics => {
+                count(&mut self.stats, 200);
+                let body = self.metrics();
+                respond(
+                    c,
+                    v,
+                    200,
+                    "text/plain; version=0.0.4",
+                    body.as_bytes(),
+                    r.head,
+                    keep,
+                );
+            }
+            RouteClass::Status => {
+                count(&mut self.stats, 200);
+                let body = self.status(c);
+                respond(c, v, 200, "application/json", body.as_bytes(), r.head, keep);
+            }
+            RouteClass::Epg => match self.backend.epg() {
+                Some(x) => {
+                    count(&mut self.stats, 200);
+                    respond(c, v, 200, "application/xml", x.as_bytes(), r.head, keep);
+                }
+                None => {
+                    count(&mut self.stats, 404);
+                    respond(c, v, 404, "text/plain", b"no EPG\n", r.head, keep);
+                }
+            },
+            RouteClass::Control => {
+                count(&mut self.stats, 404);
+                respond(c, v, 404, "text/plain", b"no such control\n", r.head, keep);
+            }
+        }
+    }
+
+    /// Make sure publishing on `ring` wakes this loop.
+    fn watch(&mut self, ring: &Arc<Ring>) {
+        let key = Arc::as_ptr(ring) as usize;
+        if self.rings.contains_key(&key) {
+            return;
+        }
+        let w = self.waker.clone();
+        let id = ring.add_notify(Box::new(move || {
+            let _ = w.wake();
+        }));
+        self.rings.insert(key, (ring.clone(), id));
+    }
+
+    fn metrics(&self) -> String {
+        let mut m = self.backend.metrics();
+        if !m.is_empty() && !m.ends_with('\n') {
+            m.push('\n');
+        }
+        let s = &self.stats;
+        let _ = writeln!(m, "# TYPE capbox_http_requests_total counter");
+        for ((route, code), n) in &s.requests {
+            let _ = writeln!(
+                m,
+                "capbox_http_requests_total{{route=\"{route}\",code=\"{code}\"}} {n}"
+            );
+        }
+        let _ = writeln!(m, "# TYPE capbox_http_bad_requests_total counter");
+        let _ = writeln!(m, "capbox_http_bad_requests_total {}", s.bad_requests);
+        let _ = writeln!(m, "# TYPE capbox_http_refused_total counter");
+        let _ = writeln!(m, "capbox_http_refused_total {}", s.refused);
+        let _ = writeln!(m, "# TYPE capbox_http_bytes_sent_total counter");
+        let _ = writeln!(m, "capbox_http_bytes_sent_total {}", s.bytes_sent);
+        let _ = writeln!(m, "# TYPE capbox_http_connections_accepted_total counter");
+        let _ = writeln!(m, "capbox_http_connections_accepted_total {}", s.accepted);
+        let _ = writeln!(m, "# TYPE capbox_http_connections gauge");
+        let _ = writeln!(m, "capbox_http_connections {}", self.conns.len() + 1);
+        let _ = writeln!(m, "# TYPE capbox_http_accept_errors_total counter");
+        let _ = writeln!(
+            m,
+            "capbox_http_accept_errors_total{{kind=\"emfile\"}} {}",
+            s.accept_emfile
+        );
+        let _ = writeln!(
+            m,
+            "capbox_http_accept_errors_total{{kind=\"other\"}} {}",
+            s.accept_other
+        );
+        let _ = writeln!(m, "# TYPE capbox_http_clients_cut_total counter");
+        for (reason, n) in [
+            ("lagging", s.cut_lagging),
+            ("write_timeout", s.cut_write_timeout),
+            ("max_clients", s.cut_max_clients),
+            ("request_timeout", s.cut_request_timeout),
+            ("header_too_large", s.cut_header_too_large),
+        ] {
+            let _ = writeln!(
+                m,
+                "capbox_http_clients_cut_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        let mut per_channel: BTreeMap<String, u64> = self
+            .backend
+            .channel_names()
+            .into_iter()
+            .map(|n| (n, 0))
+            .collect();
+        for c in self.conns.values() {
+            if let Kind::Stream(s) = &c.kind {
+                *per_channel.entry(s.channel.clone()).or_default() += 1;
+            }
+        }
+        let _ = writeln!(m, "# TYPE capbox_http_clients gauge");
+        for (ch, n) in &per_channel {
+            let _ = writeln!(m, "capbox_http_clients{{channel=\"{}\"}} {n}", escape(ch));
+        }
+        let rings: Vec<(String, RingStatsSnapshot)> = per_channel
+            .keys()
+            .filter_map(|ch| self.backend.stream(ch).map(|r| (ch.clone(), r.snapshot())))
+            .collect();
+        type Field = (&'static str, &'static str, fn(&RingStatsSnapshot) -> u64);
+        let fields: [Field; 10] = [
+            ("bytes_in_total", "counter", |s| s.bytes_in),
+            ("packets_in_total", "counter", |s| s.packets_in),
+            ("chunks_total", "counter", |s| s.chunks),
+            ("chunks_dropped_by_budget_total", "counter", |s| {
+                s.chunks_dropped_by_budget
+            }),
+            ("bytes_held", "gauge", |s| s.bytes_held),
+            ("clients", "gauge", |s| s.clients_now),
+            ("clients_total", "counter", |s| s.clients_total),
+            ("clients_cut_lagging_total", "counter", |s| {
+                s.clients_cut_lagging
+            }),
+            ("clients_cut_timeout_total", "counter", |s| {
+                s.clients_cut_timeout
+            }),
+            ("packets_skipped_at_start_total", "counter", |s| {
+                s.packets_skipped_at_start
+            }),
+        ];
+        for (name, kind, get) in fields {
+            let _ = writeln!(m, "# TYPE capbox_fanout_{name} {kind}");
+            for (ch, snap) in &rings {
+                let _ = writeln!(
+                    m,
+                    "capbox_fanout_{name}{{channel=\"{}\"}} {}",
+                    escape(ch),
+                    get(snap)
+                );
+            }
+        }
+        m
+    }
+
+    fn status(&self, me: &Conn) -> String {
+        let now = Instant::now();
+        let mut clients = Vec::new();
+        let mut rows: Vec<&Conn> = self.conns.values().collect();
+        rows.push(me);
+        for c in rows {
+            let mut row = serde_json::json!({
+                "address": c.peer.to_string(),
+                "user_agent": c.user_agent,
+                "connected_seconds": now.saturating_duration_since(c.connected).as_secs(),
+            });
+            if let Kind::Stream(s) = &c.kind {
+                let (behind, age) = s.reader.lag();
+                let unsent = s
+                    .cur
+                    .as_ref()
+                    .map(|p| p.as_ref().len() - s.cur_pos)
+                    .unwrap_or(0) as u64;
+                row["channel"] = s.channel.clone().into();
+                row["bytes"] = s.bytes.into();
+                row["lag_bytes"] = (behind + unsent).into();
+                row["lag_ms"] = (age.as_millis() as u64).into();
+            }
+            clients.push(row);
+        }
+        let mut v = self.backend.status();
+        match v.as_object_mut() {
+            Some(o) => {
+                o.insert("clients".into(), clients.into());
+            }
+            None => {
+                v = serde_json::json!({ "backend": v, "clients": clients });
+            }
+        }
+        let mut s = v.to_string();
+        s.push('\n');
+        s
+    }
+}
+
+/// Write a complete non-stream response into the connection's output.
+fn respond(
+    c: &mut Conn,
+    version: u8,
+    code: u16,
+    ctype: &str,
+    body: &[u8],
+    head: bool,
+    keep_alive: bool,
+) {
+    let reason = match code {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    };
+    let conn = if keep_alive { "keep-alive" } else { "close" };
+    let _ = write!(
+        VecWriter(&mut c.out),
+        "HTTP/1.{} {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
+         Connection: {conn}\r\nCache-Control: no-cache\r\n\r\n",
+        version.min(1),
+        body.len()
+    );
+    if !head {
+        c.out.extend_from_slice(body);
+    }
+    if !keep_alive {
+        c.close_after_out = true;
+        c.inbuf.clear();
+    }
+}
+
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for VecWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn has_complete_head(b: &[u8]) -> bool {
+    b.windows(4).any(|w| w == b"\r\n\r\n") || b.windows(2).any(|w| w == b"\n\n")
+}
+
+fn extract(req: &httparse::Request) -> Request {
+    let method = req.method.unwrap_or("").to_string();
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let version = req.version.unwrap_or(0);
+    let mut r = Request {
+        head: method == "HEAD",
+        method,
+        path: path.to_string(),
+        query: query.to_string(),
+        version,
+        host: None,
+        user_agent: None,
+        bearer: None,
+        keep_alive: version >= 1,
+        has_body: false,
+    };
+    for h in req.headers.iter() {
+        let value = String::from_utf8_lossy(h.value).trim().to_string();
+        let name = h.name.to_ascii_lowercase();
+        match name.as_str() {
+            "host" => r.host = Some(value),
+            "user-agent" => r.user_agent = Some(value),
+            "authorization" => {
+                if let Some(t) = value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+                {
+                    r.bearer = Some(t.trim().to_string());
+                }
+            }
+            "connection" => {
+                let v = value.to_ascii_lowercase();
+                if v.contains("close") {
+                    r.keep_alive = false;
+                } else if v.contains("keep-alive") {
+                    r.keep_alive = true;
+                }
+            }
+            "content-length" if value != "0" => r.has_body = true,
+            "transfer-encoding" => r.has_body = true,
+            _ => {}
+        }
+    }
+    r
+}
+
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(x) = hex {
+                out.push(x);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Escape a Prometheus label value.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_and_query() {
+        assert_eq!(percent_decode("France%202"), "France 2");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(
+            query_param("a=1&token=x%21", "token").as_deref(),
+            Some("x!")
+        );
+        assert_eq!(query_param("a=1", "token"), None);
+    }
+}
