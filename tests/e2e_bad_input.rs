@@ -264,10 +264,22 @@ fn e2e_program_not_in_file_names_key_line_and_services() {
     let line = line_of(&body, "program = 7");
     let (_d, path) = write_cfg("no-program", &body);
     let want = format!("capbox.toml:{line}: channel[1].source[0].program");
+    // The services in the file, by name or by service_id after "services".
     let services = |s: &str| {
-        ["Demo News", "Demo Sport", "Demo Music"]
+        let names = ["Demo News", "Demo Sport", "Demo Music"]
             .iter()
-            .all(|n| s.contains(n))
+            .all(|n| s.contains(n));
+        let ids = s.lines().any(|l| {
+            l.contains(&want)
+                && l.split("services").nth(1).is_some_and(|t| {
+                    let toks: Vec<&str> = t
+                        .split(|c: char| !c.is_ascii_alphanumeric())
+                        .filter(|x| !x.is_empty())
+                        .collect();
+                    ["1", "2", "3"].iter().all(|n| toks.contains(n))
+                })
+        });
+        names || ids
     };
     let (code, out) = run_capbox(
         &["check-config", "--config", &path],
