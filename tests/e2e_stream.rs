@@ -138,8 +138,9 @@ fn e2e_ten_second_capture_decodes_without_error() {
 fn e2e_psi_first_and_continuity_counters() {
     let srv = Server::start("cc", &demo_toml());
     srv.wait_up(&chans());
-    // 12 s: long enough to often cross the 20 s file's loop point too.
-    let caps = capture_all(srv.addr, &chans(), Duration::from_secs(12));
+    // 22 s: the server started at the top of the 20 s file, so every capture
+    // crosses the loop point once.
+    let caps = capture_all(srv.addr, &chans(), Duration::from_secs(22));
     for (e, cap) in EXPECT.iter().zip(&caps) {
         assert!(cap.len() > 100 * TS, "{}: {} bytes", e.ch, cap.len());
         let first = packets(cap).next().unwrap();
@@ -185,10 +186,26 @@ fn e2e_psi_first_and_continuity_counters() {
             &stray[..stray.len().min(10)]
         );
 
-        // PIDs capbox writes itself: strictly continuous from the start.
+        let mut last_pcr = None;
+        let mut loops = 0;
+        for p in packets(cap).filter(|p| pid(p) == pcr_pid) {
+            if let Some(v) = pcr(p) {
+                if last_pcr.is_some_and(|l| v < l) {
+                    loops += 1;
+                }
+                last_pcr = Some(v);
+            }
+        }
+        assert_eq!(
+            loops, 1,
+            "{}: capture should cross the file loop once",
+            e.ch
+        );
+        // PIDs capbox writes itself: strictly continuous from the start,
+        // across the loop too.
         let (errs, _) = cc_errors(cap, &[0, pmt_pid, 0x11], false);
         assert!(errs.is_empty(), "{}: PSI CC errors: {errs:#?}", e.ch);
-        assert!(count_pid(cap, 0x11) > 0, "{}: no SDT in 12 s", e.ch);
+        assert!(count_pid(cap, 0x11) > 0, "{}: no SDT", e.ch);
         // ES PIDs: passed through; only the loop point may break them.
         let (errs, tolerated) = cc_errors(cap, &es_pids, true);
         println!(
@@ -207,4 +224,26 @@ fn e2e_psi_first_and_continuity_counters() {
             assert!(count_pid(cap, p) > 0, "{}: no packets on 0x{p:x}", e.ch);
         }
     }
+}
+
+/// The CC checker itself, on ffmpeg-made bytes: clean file clean, the file
+/// played twice only breaks at the loop point, one dropped packet is caught.
+#[test]
+fn e2e_cc_checker_catches_a_dropped_packet() {
+    let mux = std::fs::read(sample_mux()).unwrap();
+    let es = [0x101, 0x102, 0x201, 0x202, 0x203, 0x301, 0x302];
+    let (errs, tol) = cc_errors(&mux, &es, false);
+    assert!(errs.is_empty() && tol.is_empty(), "{errs:?}");
+    let twice = [&mux[..], &mux[..]].concat();
+    let (errs, tol) = cc_errors(&twice, &es, true);
+    assert!(errs.is_empty(), "{errs:?}");
+    println!("loop breaks in the sample played twice: {}", tol.len());
+    let (errs, _) = cc_errors(&twice, &es, false);
+    assert_eq!(errs.len(), tol.len());
+    let n = packets(&mux)
+        .position(|p| pid(p) == 0x202 && !pusi(p))
+        .unwrap();
+    let cut = [&mux[..n * TS], &mux[(n + 1) * TS..]].concat();
+    let (errs, _) = cc_errors(&cut, &es, true);
+    assert_eq!(errs.len(), 1, "{errs:?}");
 }
