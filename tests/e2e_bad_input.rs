@@ -129,7 +129,11 @@ fn e2e_pmt_crc_error_channel_not_up() {
     let mut m = Vec::new();
     let ok = wait_until(Duration::from_secs(10), || {
         m = srv.metrics();
-        m.iter().any(|s| s.name.contains("crc") && s.value > 0.0)
+        m.iter().any(|s| {
+            s.name.contains("crc")
+                && s.labels.get("channel").map(String::as_str) == Some("bad")
+                && s.value > 0.0
+        })
     });
     assert!(
         ok,
@@ -141,6 +145,14 @@ fn e2e_pmt_crc_error_channel_not_up() {
     }
     std::thread::sleep(Duration::from_secs(2));
     let m = srv.metrics();
+    let sport_crc = m
+        .iter()
+        .filter(|s| {
+            s.name.contains("crc") && s.labels.get("channel").map(String::as_str) == Some("sport")
+        })
+        .map(|s| s.value)
+        .sum::<f64>();
+    assert_eq!(sport_crc, 0.0, "CRC errors charged to the clean channel");
     assert_eq!(
         metric(&m, "capbox_channel_pmt_seen", "bad"),
         Some(0.0),
