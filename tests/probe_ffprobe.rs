@@ -476,3 +476,309 @@ fn bytes_option_bounds_the_read() {
     assert_eq!(v["bytes_read"], 100 * 1024);
     assert_eq!(v["programs"].as_array().unwrap().len(), 3);
 }
+
+/// PMT (program 1 of samples/mux.ts with CA descriptors and a subtitle
+/// stream), CAT and NIT written with Debian's libbitstream headers, so the
+/// CA/network picture is checked on bytes capbox did not write.
+const PSI_GEN_C: &str = r#"
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <bitstream/mpeg/psi.h>
+#include <bitstream/dvb/si.h>
+
+static const char *dir;
+static void out(const char *name, const uint8_t *s)
+{
+    char path[4096];
+    size_t len = psi_get_length(s) + PSI_HEADER_SIZE;
+    snprintf(path, sizeof(path), "%s/%s.sec", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(s, 1, len, f) != len) { perror(path); exit(1); }
+    fclose(f);
+}
+
+static uint16_t ca(uint8_t *d, uint16_t sysid, uint16_t pid)
+{
+    desc09_init(d);
+    desc09_set_sysid(d, sysid);
+    desc09_set_pid(d, pid);
+    return DESC_HEADER_SIZE + desc_get_length(d);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) return 2;
+    dir = argv[1];
+
+    uint8_t *pmt = psi_allocate();
+    pmt_init(pmt);
+    pmt_set_program(pmt, 1);
+    psi_set_version(pmt, 9);
+    psi_set_current(pmt);
+    pmt_set_pcrpid(pmt, 0x101);
+    uint16_t pil = ca(pmt + PMT_HEADER_SIZE, 0x1802, 0x601);
+    pmt_set_desclength(pmt, pil);
+    uint8_t *es = pmt + PMT_HEADER_SIZE + pil;
+    uint16_t total = pil;
+
+    pmtn_init(es);
+    pmtn_set_streamtype(es, 0x1b);
+    pmtn_set_pid(es, 0x101);
+    pmtn_set_desclength(es, 0);
+    total += PMT_ES_SIZE;
+    es += PMT_ES_SIZE;
+
+    pmtn_init(es);
+    pmtn_set_streamtype(es, 0x0f);
+    pmtn_set_pid(es, 0x102);
+    uint8_t *d = es + PMT_ES_SIZE;
+    desc0a_init(d);
+    desc_set_length(d, DESC0A_LANGUAGE_SIZE);
+    uint8_t *l = desc0a_get_language(d, 0);
+    desc0an_set_code(l, (const uint8_t *)"fra");
+    desc0an_set_audiotype(l, 0);
+    uint16_t dl = DESC_HEADER_SIZE + desc_get_length(d);
+    dl += ca(d + dl, 0x0500, 0x602);
+    pmtn_set_desclength(es, dl);
+    total += PMT_ES_SIZE + dl;
+    es += PMT_ES_SIZE + dl;
+
+    pmtn_init(es);
+    pmtn_set_streamtype(es, 0x06);
+    pmtn_set_pid(es, 0x104);
+    d = es + PMT_ES_SIZE;
+    desc59_init(d);
+    desc_set_length(d, DESC59_LANGUAGE_SIZE);
+    l = desc59_get_language(d, 0);
+    desc59n_set_code(l, (const uint8_t *)"eng");
+    desc59n_set_subtitlingtype(l, 0x10);
+    desc59n_set_compositionpage(l, 1);
+    desc59n_set_ancillarypage(l, 1);
+    dl = DESC_HEADER_SIZE + desc_get_length(d);
+    pmtn_set_desclength(es, dl);
+    total += PMT_ES_SIZE + dl;
+
+    pmt_set_length(pmt, total);
+    psi_set_crc(pmt);
+    if (!pmt_validate(pmt)) { fprintf(stderr, "pmt invalid\n"); return 1; }
+    out("pmt", pmt);
+
+    uint8_t *cat = psi_allocate();
+    cat_init(cat);
+    psi_set_version(cat, 1);
+    psi_set_current(cat);
+    dl = ca(cat + CAT_HEADER_SIZE, 0x0500, 0x020);
+    dl += ca(cat + CAT_HEADER_SIZE + dl, 0x1802, 0x021);
+    cat_set_length(cat, dl);
+    psi_set_crc(cat);
+    if (!cat_validate(cat)) { fprintf(stderr, "cat invalid\n"); return 1; }
+    out("cat", cat);
+
+    uint8_t *nit = psi_allocate();
+    nit_init(nit, true);
+    nit_set_nid(nit, 0x3001);
+    psi_set_version(nit, 3);
+    psi_set_current(nit);
+    psi_set_section(nit, 0);
+    psi_set_lastsection(nit, 0);
+    d = nit + NIT_HEADER_SIZE;
+    desc40_init(d);
+    desc40_set_networkname(d, (const uint8_t *)"\x0B" "CapNet T\xE9l\xE9 \xA4", 14);
+    uint16_t ndl = DESC_HEADER_SIZE + desc_get_length(d);
+    nit_set_desclength(nit, ndl);
+    uint8_t *h2 = nit_get_header2(nit);
+    nith_init(h2);
+    nith_set_tslength(h2, 0);
+    nit_set_length(nit, ndl + NIT_HEADER2_SIZE);
+    psi_set_crc(nit);
+    if (!nit_validate(nit)) { fprintf(stderr, "nit invalid\n"); return 1; }
+    out("nit", nit);
+    return 0;
+}
+"#;
+
+/// Compile and run PSI_GEN_C; `None` (loudly) when cc or the headers are
+/// absent.
+fn libbitstream_sections() -> Option<PathBuf> {
+    if !Path::new("/usr/include/bitstream/mpeg/psi.h").exists() {
+        eprintln!("!!!!! SKIPPING: apt-get install libbitstream-dev !!!!!");
+        return None;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe-psi");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("psi_gen.c");
+    std::fs::write(&src, PSI_GEN_C).unwrap();
+    let exe = dir.join("psi_gen");
+    let st = match Command::new("cc")
+        .args(["-std=gnu99", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .status()
+    {
+        Ok(st) => st,
+        Err(_) => {
+            eprintln!("!!!!! SKIPPING: no C compiler (cc) !!!!!");
+            return None;
+        }
+    };
+    assert!(st.success(), "compiling {src:?} failed");
+    let out = Command::new(&exe).arg(&dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "psi_gen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(dir)
+}
+
+fn pid_of(p: &[u8]) -> u16 {
+    u16::from_be_bytes([p[1], p[2]]) & 0x1FFF
+}
+
+#[test]
+fn ca_network_scrambling_cc_and_unreferenced_pids() {
+    let Some(dir) = libbitstream_sections() else {
+        return;
+    };
+    let sec = |n: &str| std::fs::read(dir.join(format!("{n}.sec"))).unwrap();
+    let (pmt, cat, nit) = (sec("pmt"), sec("cat"), sec("nit"));
+    let data = std::fs::read(SAMPLE).unwrap();
+    let mut out = Vec::new();
+    let (mut cc_pmt, mut cc_cat, mut cc_nit, mut cc_x) = (0u8, 0u8, 0u8, [0u8; 4]);
+    let mut sport_video = 0u32;
+    let mut dropped = 0u64;
+    for (i, p) in data.chunks_exact(188).enumerate() {
+        match pid_of(p) {
+            // The libbitstream PMT replaces ffmpeg's, packet for packet.
+            0x1000 => capbox::ts::section::packetize(&pmt, 0x1000, &mut cc_pmt, &mut out),
+            // Audio of program 1 marked scrambled (even key).
+            0x102 => {
+                out.extend_from_slice(p);
+                let n = out.len();
+                out[n - 185] = (out[n - 185] & 0x3F) | 0x80;
+            }
+            // Every 100th packet of the Sport video lost: one CC error each
+            // (never 16 in a row, so none can hide).
+            0x201 => {
+                sport_video += 1;
+                if sport_video % 100 == 50 {
+                    dropped += 1;
+                } else {
+                    out.extend_from_slice(p);
+                }
+            }
+            _ => out.extend_from_slice(p),
+        }
+        if i % 500 == 0 {
+            capbox::ts::section::packetize(&cat, 0x0001, &mut cc_cat, &mut out);
+            capbox::ts::section::packetize(&nit, 0x0010, &mut cc_nit, &mut out);
+            // EMM, ECM and an orphan PID: null-payload packets.
+            for (k, pid) in [0x020u16, 0x601, 0x602, 0x1234].into_iter().enumerate() {
+                let mut q = [0xFFu8; 188];
+                capbox::ts::packet::write_header(&mut q, pid, false, cc_x[k]);
+                cc_x[k] = (cc_x[k] + 1) & 0x0F;
+                out.extend_from_slice(&q);
+            }
+        }
+    }
+    assert!(dropped > 5);
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe_ca.ts");
+    std::fs::write(&path, &out).unwrap();
+
+    let v = probe_json(&path);
+    assert_eq!(v["network_id"], 0x3001);
+    assert_eq!(v["network_name"], "CapNet Télé €");
+    let emm: Vec<(u64, u64)> = v["emm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["ca_system_id"].as_u64().unwrap(),
+                c["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(emm, [(0x0500, 0x020), (0x1802, 0x021)]);
+    let p1 = &v["programs"][0];
+    let ecm: Vec<(u64, u64, &str)> = p1["ca"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["ca_system_id"].as_u64().unwrap(),
+                c["pid"].as_u64().unwrap(),
+                c["ca_system"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ecm,
+        [(0x0500, 0x602, "Viaccess"), (0x1802, 0x601, "Nagravision")]
+    );
+    let streams = p1["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 3);
+    assert_eq!(streams[1]["scrambled"], true);
+    assert_eq!(streams[0]["scrambled"], false);
+    assert_eq!(streams[1]["languages"], serde_json::json!(["fra"]));
+    assert_eq!(streams[2]["pid"], 0x104);
+    assert_eq!(streams[2]["kind"], "subtitles");
+    assert_eq!(streams[2]["codec"], "dvb_subtitle");
+    assert_eq!(streams[2]["languages"], serde_json::json!(["eng"]));
+    assert_eq!(streams[2]["packets"], 0);
+
+    assert_eq!(v["unreferenced_pids"], serde_json::json!([0x1234]));
+    for p in v["pids"].as_array().unwrap() {
+        let pid = p["pid"].as_u64().unwrap();
+        let want_cc = if pid == 0x201 { dropped } else { 0 };
+        assert_eq!(p["cc_errors"].as_u64(), Some(want_cc), "PID {pid:#x}");
+        assert_eq!(p["scrambled"], pid == 0x102, "PID {pid:#x}");
+        assert_eq!(p["referenced"], pid != 0x1234, "PID {pid:#x}");
+    }
+
+    let text = String::from_utf8(probe(&[&path]).stdout).unwrap();
+    assert_fits_80(&text);
+    for needle in [
+        "CA 0x1802 Nagravision  ECM PID 0x0601",
+        "EMM: CA 0x0500 Viaccess  EMM PID 0x0020",
+        "network \"CapNet Télé €\"",
+        "Unreferenced PIDs (1): 0x1234",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn without_pcr_the_pts_clock_gives_the_rates() {
+    let data = std::fs::read(SAMPLE).unwrap();
+    let mut out = data.clone();
+    let mut cleared = 0;
+    for p in out.chunks_exact_mut(188) {
+        // adaptation field present, non-empty, PCR_flag set: clear the flag
+        // (the PCR bytes stay, as stuffing).
+        if p[3] & 0x20 != 0 && p[4] > 0 && p[5] & 0x10 != 0 {
+            p[5] &= !0x10;
+            cleared += 1;
+        }
+    }
+    assert!(cleared > 400);
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe_no_pcr.ts");
+    std::fs::write(&path, &out).unwrap();
+    let v = probe_json(&path);
+    let full = probe_json(Path::new(SAMPLE));
+    assert_eq!(v["clock"], "pts");
+    assert_eq!(full["clock"], "pcr");
+    let (a, b) = (
+        v["duration_s"].as_f64().unwrap(),
+        full["duration_s"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() / b < 0.03, "PTS {a} s vs PCR {b} s");
+    for p in v["pids"].as_array().unwrap() {
+        assert_eq!(p["pcr"], false);
+    }
+}
