@@ -143,7 +143,7 @@ fn compare(input: &Path) -> usize {
                 "PID {pid:#x} kind"
             );
             let our_lang = os["languages"].as_array().unwrap().first().cloned();
-            let their_lang = ts["tags"]["language"].as_str().map(|s| Value::from(s));
+            let their_lang = ts["tags"]["language"].as_str().map(Value::from);
             assert_eq!(our_lang, their_lang, "PID {pid:#x} language");
             streams += 1;
         }
@@ -191,6 +191,7 @@ fn sample_mux_matches_ffprobe() {
     assert_eq!(ours["original_network_id"], 0x20FA);
     assert_eq!(ours["clock"], "pcr");
     assert_eq!(ours["unreferenced_pids"].as_array().unwrap().len(), 0);
+    assert_eq!(ours["missing_pids"].as_array().unwrap().len(), 0);
     for p in ours["pids"].as_array().unwrap() {
         assert_eq!(p["cc_errors"], 0, "PID {}", p["pid"]);
         assert_eq!(p["scrambled"], false);
@@ -733,6 +734,8 @@ fn ca_network_scrambling_cc_and_unreferenced_pids() {
     assert_eq!(streams[2]["packets"], 0);
 
     assert_eq!(v["unreferenced_pids"], serde_json::json!([0x1234]));
+    // The subtitle stream and the Nagravision EMM PID carry no packet.
+    assert_eq!(v["missing_pids"], serde_json::json!([0x021, 0x104]));
     for p in v["pids"].as_array().unwrap() {
         let pid = p["pid"].as_u64().unwrap();
         let want_cc = if pid == 0x201 { dropped } else { 0 };

@@ -675,6 +675,12 @@ impl Probe {
             })
             .collect();
 
+        // Named by a table but never seen: a stream the mux lost.
+        let missing: Vec<u16> = usage
+            .keys()
+            .copied()
+            .filter(|p| *p > 0x1F && *p != pid::NULL && !self.pids.contains_key(p))
+            .collect();
         let mut pids = Vec::new();
         let mut unreferenced = Vec::new();
         for (&p, st) in &self.pids {
@@ -747,6 +753,7 @@ impl Probe {
             emm,
             pids,
             unreferenced_pids: unreferenced,
+            missing_pids: missing,
             psi,
         }
     }
@@ -1051,6 +1058,8 @@ pub struct Report {
     pub emm: Vec<CaReport>,
     pub pids: Vec<PidReport>,
     pub unreferenced_pids: Vec<u16>,
+    /// PIDs a table names (PMT, PCR, ECM, EMM, streams) with no packet.
+    pub missing_pids: Vec<u16>,
     pub psi: PsiStats,
 }
 
@@ -1222,6 +1231,18 @@ impl Report {
                 .collect();
             l(format!(
                 "Unreferenced PIDs ({}): {}",
+                list.len(),
+                list.join(" ")
+            ));
+        }
+        if !self.missing_pids.is_empty() {
+            let list: Vec<String> = self
+                .missing_pids
+                .iter()
+                .map(|p| format!("0x{p:04X}"))
+                .collect();
+            l(format!(
+                "Referenced but absent PIDs ({}): {}",
                 list.len(),
                 list.join(" ")
             ));
