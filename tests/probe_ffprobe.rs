@@ -785,3 +785,32 @@ fn without_pcr_the_pts_clock_gives_the_rates() {
         assert_eq!(p["pcr"], false);
     }
 }
+
+#[test]
+fn http_live_stream_is_read_until_seconds_run_out() {
+    let data = std::fs::read(SAMPLE).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut b = [0u8; 4096];
+        let _ = s.read(&mut b);
+        s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let _ = s.write_all(&data[..500 * 188]);
+        // A live stream never ends: hold the connection until the client
+        // gives up (its close makes this read return).
+        let _ = s.read(&mut b);
+    });
+    let url = format!("http://localhost:{port}/");
+    let out = probe(&[url.as_str(), "--json", "--seconds", "0.5"]);
+    server.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["bytes_read"], 500 * 188);
+    assert_eq!(v["programs"].as_array().unwrap().len(), 3);
+}
