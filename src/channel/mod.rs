@@ -363,7 +363,14 @@ impl Worker {
                             c.name.clone(),
                         )
                     };
-                    let prog = self.remux.add_program(program);
+                    let Some(prog) = self.remux.try_add_program(program) else {
+                        ch.set_down(format!(
+                            "more than {} channels on {}: not served",
+                            Remux::MAX_PROGRAMS,
+                            self.describe()
+                        ));
+                        continue;
+                    };
                     log::info!(
                         "channel '{name}': program {program} from {}",
                         self.describe()

@@ -2,6 +2,7 @@
 //! `main.rs` only calls `main()`. Output for the console fits 80 columns.
 
 pub mod log;
+pub mod probe;
 pub mod status;
 
 use crate::config::{self, Config};
@@ -37,7 +38,7 @@ pub fn main() -> i32 {
         "demo" => demo(rest),
         "check-config" => check_config(rest),
         "status" => status::run(rest),
-        "probe" => probe(rest),
+        "probe" => probe::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             0
@@ -51,12 +52,6 @@ pub fn main() -> i32 {
             2
         }
     }
-}
-
-fn probe(args: &[String]) -> i32 {
-    let _ = args;
-    eprintln!("capbox probe: not available in this build");
-    2
 }
 
 fn wants_help(args: &[String]) -> bool {

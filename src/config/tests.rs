@@ -1,6 +1,8 @@
 //! Tests of the schema walk: every error class with its line and key path,
 //! defaults, reload diff, the shipped example and the demo config.
 
+// Compiled only under #[cfg(test)] (see the parent module).
+#[cfg(test)]
 use super::*;
 use std::net::IpAddr;
 

@@ -1,3 +1,5 @@
+// Compiled only under #[cfg(test)] (see the parent module).
+#[cfg(test)]
 use super::*;
 use crate::ts::packet::write_header;
 use crate::ts::section::{build_long_section, packetize};

@@ -315,9 +315,27 @@ impl Remux {
         r
     }
 
-    /// Ask for a program; returns its index for `program()`.
+    /// Most programs one `Remux` produces (one bit each in the PID map).
+    pub const MAX_PROGRAMS: usize = 64;
+
+    /// Ask for a program; returns its index for `program()`, or `None` when
+    /// `MAX_PROGRAMS` are already produced from this mux.
+    pub fn try_add_program(&mut self, program_number: u16) -> Option<usize> {
+        if self.programs.len() >= Self::MAX_PROGRAMS {
+            return None;
+        }
+        Some(self.add_program_unchecked(program_number))
+    }
+
+    /// Like `try_add_program`, for callers that stay below `MAX_PROGRAMS`
+    /// (tests, benchmarks); past it the program is not added and index
+    /// `MAX_PROGRAMS - 1` is returned.
     pub fn add_program(&mut self, program_number: u16) -> usize {
-        assert!(self.programs.len() < 64, "at most 64 programs per mux");
+        self.try_add_program(program_number)
+            .unwrap_or(Self::MAX_PROGRAMS - 1)
+    }
+
+    fn add_program_unchecked(&mut self, program_number: u16) -> usize {
         self.programs.push(ProgramOut::new(program_number));
         self.pcr_pid_of.push(NONE);
         if let Some(pat) = self.pat.clone() {
