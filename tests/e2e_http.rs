@@ -60,6 +60,16 @@ fn e2e_playlist_urls_from_host_header() {
         ("sport", "Sport.demo", "My Sport", "Sport"),
         ("music", "music", "Demo Music", "Music"),
     ];
+    // REFERENCE/example: "One [[channel]] per channel ..., in playlist order".
+    let order: Vec<&str> = entries
+        .iter()
+        .map(|(_, u)| u.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        ["news", "sport", "music"],
+        "playlist is not in config order:\n{text}"
+    );
     for ((inf, url), (ch, id, name, group)) in entries.iter().zip(want) {
         assert!(inf.contains(&format!("tvg-id=\"{id}\"")), "{ch}: {inf}");
         assert!(inf.contains(&format!("tvg-name=\"{name}\"")), "{ch}: {inf}");
@@ -267,6 +277,31 @@ fn e2e_http_versions_head_range_404() {
         looks_like_ts(&body),
         "Range: body is not TS starting with PAT"
     );
+
+    // An independent client: curl's HEAD over HTTP/1.0 and 1.1.
+    if have("curl") {
+        for v in ["--http1.0", "--http1.1"] {
+            let o = Command::new("curl")
+                .args(["-sS", "-I", "--max-time", "10", v])
+                .arg(format!("http://{}/stream/music", srv.addr))
+                .output()
+                .expect("curl");
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                o.status.success(),
+                "curl {v}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert!(
+                out.starts_with("HTTP/1.") && out.lines().next().unwrap().contains(" 200"),
+                "curl {v} -I: {out}"
+            );
+            assert!(
+                out.to_ascii_lowercase().contains("video/mp2t"),
+                "curl {v}: {out}"
+            );
+        }
+    }
 
     // Unknown channel: 404 naming it.
     let r = get(srv.addr, "/stream/nosuchchannel");

@@ -704,8 +704,13 @@ pub fn count_pid(b: &[u8], p: u16) -> usize {
 
 /// Whether `tool -version` runs; prints a loud skip message if not.
 pub fn have(tool: &str) -> bool {
+    let flag = if tool == "curl" {
+        "--version"
+    } else {
+        "-version"
+    };
     let ok = Command::new(tool)
-        .arg("-version")
+        .arg(flag)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
