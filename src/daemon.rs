@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 /// Shared state the HTTP server reads.
 pub struct App {
     channels: RwLock<BTreeMap<String, Arc<Channel>>>,
+    /// Channel names in config order: the playlist's and /status's order.
+    order: RwLock<Vec<String>>,
     started: Instant,
 }
 
@@ -145,6 +147,7 @@ impl Daemon {
     pub fn start(config: Config, realtime: bool) -> std::io::Result<Daemon> {
         let app = Arc::new(App {
             channels: RwLock::new(BTreeMap::new()),
+            order: RwLock::new(config.channels.iter().map(|c| c.name.clone()).collect()),
             started: Instant::now(),
         });
         let mut d = Daemon {
@@ -286,6 +289,8 @@ impl Daemon {
             log::info!("reload: channel '{name}' changed");
             self.remove_channel(name, true);
         }
+        *self.app.order.write().unwrap_or_else(|e| e.into_inner()) =
+            new.channels.iter().map(|c| c.name.clone()).collect();
         let old_listen = self.config.server.listen;
         self.config = new.clone();
         for name in diff.changed.iter().chain(diff.added.iter()) {
@@ -340,13 +345,11 @@ fn esc(s: &str) -> String {
 }
 
 impl App {
+    /// Channels in config order (the playlist's and /status's order).
     pub fn channels(&self) -> Vec<Arc<Channel>> {
-        self.channels
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
+        let order = self.order.read().unwrap_or_else(|e| e.into_inner());
+        order.iter().filter_map(|n| map.get(n).cloned()).collect()
     }
 }
 
@@ -360,12 +363,7 @@ impl Backend for App {
     }
 
     fn channel_names(&self) -> Vec<String> {
-        self.channels
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect()
+        self.channels().iter().map(|c| c.name()).collect()
     }
 
     fn playlist(&self, base_url: &str) -> String {
@@ -538,7 +536,7 @@ impl Backend for App {
                     "streams": st.streams,
                     "bytes": st.program_stats.packets_out * 188,
                     "input_cc_errors": st.program_stats.cc_errors,
-                    "missing_pids": st.program_stats.missing_pids,
+                    "missing_pids": st.missing_pids,
                     "psi_crc_errors": st.mux_stats.psi_crc_errors,
                     "entry_points": st.entry_points,
                     "program_stats": st.program_stats,

@@ -43,6 +43,9 @@ pub struct ChannelStatus {
     pub mux_stats: DemuxStats,
     pub source_stats: SourceStats,
     pub entry_points: u64,
+    /// ES PIDs named in the PMT that have carried no packet (after a grace
+    /// period of 2 s from the PMT's arrival).
+    pub missing_pids: Vec<u16>,
     /// Seconds since the runner last wrote into the ring.
     #[serde(skip)]
     pub last_data: Option<Instant>,
@@ -200,6 +203,9 @@ struct Output {
     gate: Option<EntryPointGate>,
     video: Option<(u16, VideoCodec)>,
     service_id: u16,
+    /// When the current PMT arrived: a PID is only called missing after a
+    /// grace period, not while the first packets are on their way.
+    pmt_at: Option<(u8, Instant)>,
 }
 
 struct Worker {
@@ -383,6 +389,7 @@ impl Worker {
                         gate: None,
                         video: None,
                         service_id: program,
+                        pmt_at: None,
                     });
                 }
                 Ok(Command::Remove(name)) => {
@@ -409,15 +416,26 @@ impl Worker {
             .pat()
             .map(|p| p.programs().map(|e| e.program_number).collect())
             .unwrap_or_default();
-        for o in &self.outputs {
+        let describe = self.describe();
+        for o in &mut self.outputs {
             let prog = self.remux.program(o.prog);
+            let pmt_version = prog.pmt.as_ref().map(|p| p.version);
+            match (pmt_version, o.pmt_at) {
+                (Some(v), Some((w, _))) if v == w => {}
+                (Some(v), _) => o.pmt_at = Some((v, Instant::now())),
+                (None, _) => o.pmt_at = None,
+            }
+            let settled = o
+                .pmt_at
+                .map(|(_, t)| t.elapsed() >= Duration::from_secs(2))
+                .unwrap_or(false);
             let mut st = lock(&o.ch.status);
             st.mux_stats = mux_stats;
             st.source_stats = source_stats;
             st.program_stats = prog.stats;
             st.program = o.service_id;
             st.pmt_pid = prog.pmt_pid;
-            st.source = self.describe();
+            st.source = describe.clone();
             st.source_errors = self.source_errors;
             if let Some(g) = &o.gate {
                 st.entry_points = g.detector.stats.entry_points;
@@ -476,10 +494,17 @@ impl Worker {
                 st.reason = "no PAT in the input yet".into();
             } else if fresh {
                 st.state = "up";
-                st.reason = if prog.stats.missing_pids > 0 {
+                let missing = prog.missing_pids();
+                st.missing_pids = if settled {
+                    missing.to_vec()
+                } else {
+                    Vec::new()
+                };
+                st.reason = if settled && !missing.is_empty() {
+                    let list: Vec<String> = missing.iter().map(|p| format!("{p:#06x}")).collect();
                     format!(
-                        "{} PID(s) named in the PMT carry no packets",
-                        prog.stats.missing_pids
+                        "PID(s) {} named in the PMT carry no packets",
+                        list.join(", ")
                     )
                 } else {
                     String::new()

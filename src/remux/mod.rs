@@ -141,6 +141,11 @@ impl ProgramOut {
         }
     }
 
+    /// PIDs the PMT names that have not carried a packet since it arrived.
+    pub fn missing_pids(&self) -> &[u16] {
+        &self.seen_pids
+    }
+
     /// The PAT and PMT packets of the current tables (for a new client).
     pub fn psi_packets(&self) -> Vec<u8> {
         if self.pmt.is_none() {
