@@ -8,6 +8,7 @@ use crate::http::{self, Access, Backend, Cidr, HttpConfig, RouteAccess, ServerHa
 use crate::source::Resync;
 use crate::ts::packet::Packet;
 use crate::ts::pat::PatRepr;
+use crate::ts::sdt::SdtRepr;
 use crate::ts::section::{Assembler, Section};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -62,8 +63,9 @@ pub fn access_of(c: &Config) -> Access {
     }
 }
 
-/// Look at the start of a source file: the services its PAT lists.
-pub fn scan_services(path: &Path) -> Result<Vec<u16>, String> {
+/// Look at the start of a source file: the services its PAT lists, with
+/// their names from the SDT where the file has one.
+pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> {
     let f =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut data = Vec::new();
@@ -74,35 +76,54 @@ pub fn scan_services(path: &Path) -> Result<Vec<u16>, String> {
     let mut pkts = Vec::with_capacity(data.len());
     r.push(&data, &mut pkts);
     r.finish(&mut pkts);
-    if pkts.is_empty() {
+    if pkts.len() * 2 < data.len() {
         return Err(format!(
             "{}: not a transport stream (no sync byte 0x47 every 188 bytes in {} bytes)",
             path.display(),
             data.len()
         ));
     }
-    let mut asm = Assembler::new();
+    let mut pat_asm = Assembler::new();
+    let mut sdt_asm = Assembler::new();
     let mut pat = None;
-    for raw in pkts.chunks_exact(188) {
+    let mut names: BTreeMap<u16, String> = BTreeMap::new();
+    for (i, raw) in pkts.chunks_exact(188).enumerate() {
         let Ok(p) = Packet::new_checked(raw) else {
             continue;
         };
-        if p.pid() != 0 {
-            continue;
-        }
-        asm.push(&p, |s| {
-            if let Ok(sec) = Section::new_checked(s) {
-                if let Ok(r) = PatRepr::parse(&sec) {
-                    pat.get_or_insert(r);
+        match p.pid() {
+            0 => pat_asm.push(&p, |s| {
+                if let Ok(sec) = Section::new_checked(s) {
+                    if let Ok(r) = PatRepr::parse(&sec) {
+                        pat.get_or_insert(r);
+                    }
                 }
-            }
-        });
-        if pat.is_some() {
+            }),
+            0x11 => sdt_asm.push(&p, |s| {
+                if let Ok(sec) = Section::new_checked(s) {
+                    if let Ok(sdt) = SdtRepr::parse(&sec) {
+                        if sdt.is_actual() {
+                            for svc in &sdt.services {
+                                if let Some(n) = svc.service_name() {
+                                    names.insert(svc.service_id, n);
+                                }
+                            }
+                        }
+                    }
+                }
+            }),
+            _ => {}
+        }
+        // The SDT comes at least every 2 s: 8 MB is plenty once the PAT is in.
+        if pat.is_some() && (!names.is_empty() || i > 40_000) {
             break;
         }
     }
     match pat {
-        Some(p) => Ok(p.programs().map(|e| e.program_number).collect()),
+        Some(p) => Ok(p
+            .programs()
+            .map(|e| (e.program_number, names.get(&e.program_number).cloned()))
+            .collect()),
         None => Err(format!(
             "{}: no PAT in the first {} bytes",
             path.display(),
@@ -115,17 +136,21 @@ pub fn scan_services(path: &Path) -> Result<Vec<u16>, String> {
 /// carry the program? Reported on the line of the key.
 pub fn check_sources(cfg: &Config) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let mut cache: BTreeMap<std::path::PathBuf, Result<Vec<u16>, String>> = BTreeMap::new();
+    let mut cache: BTreeMap<std::path::PathBuf, Result<Vec<(u16, Option<String>)>, String>> =
+        BTreeMap::new();
     for (_, src) in cfg.sources() {
         let r = cache
             .entry(src.file.clone())
             .or_insert_with(|| scan_services(&src.file));
         match r {
             Err(e) => out.push(cfg.diag_at(&format!("{}.file", src.key), e.clone())),
-            Ok(services) if !services.contains(&src.program) => {
+            Ok(services) if !services.iter().any(|(id, _)| *id == src.program) => {
                 let list = services
                     .iter()
-                    .map(|s| s.to_string())
+                    .map(|(id, name)| match name {
+                        Some(n) => format!("{id} \"{n}\""),
+                        None => id.to_string(),
+                    })
                     .collect::<Vec<_>>()
                     .join(", ");
                 out.push(cfg.diag_at(
