@@ -1,8 +1,10 @@
 //! capbox: the userland of a DVB capture box. See README.md for the
 //! operator's guide.
 
+pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod fanout;
 pub mod http;
 pub mod remux;

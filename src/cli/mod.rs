@@ -1,6 +1,274 @@
-//! Subcommands. `main.rs` only calls `main()`.
+//! Subcommands: `serve`, `demo`, `check-config`, `probe`, `status`.
+//! `main.rs` only calls `main()`. Output for the console fits 80 columns.
+
+pub mod log;
+pub mod status;
+
+use crate::config::{self, Config};
+use crate::daemon::{check_sources, Daemon};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+const USAGE: &str = "\
+capbox — the userland of a DVB capture box
+
+usage: capbox <command> [options]
+
+commands:
+  serve         run the box: channels from the config, served over HTTP
+  demo          serve the bundled sample channels on localhost
+  check-config  validate a config file without serving
+  probe         show programs, services and PIDs of a TS file or URL
+  status        ask the running capbox for its channels and clients
+
+`capbox <command> --help` shows each command's options.
+";
 
 pub fn main() -> i32 {
-    eprintln!("capbox: not wired yet");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    log::init();
+    let Some(cmd) = args.first() else {
+        eprint!("{USAGE}");
+        return 2;
+    };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "serve" => serve(rest),
+        "demo" => demo(rest),
+        "check-config" => check_config(rest),
+        "status" => status::run(rest),
+        "probe" => probe(rest),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            0
+        }
+        "-V" | "--version" => {
+            println!("capbox {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        other => {
+            eprintln!("capbox: unknown command '{other}'\n\n{USAGE}");
+            2
+        }
+    }
+}
+
+fn probe(args: &[String]) -> i32 {
+    let _ = args;
+    eprintln!("capbox probe: not available in this build");
     2
+}
+
+fn wants_help(args: &[String]) -> bool {
+    args.iter().any(|a| a == "-h" || a == "--help")
+}
+
+/// `--config PATH` (or `-c PATH`), default /etc/capbox/capbox.toml.
+fn config_path(args: &[String]) -> Result<PathBuf, String> {
+    let mut it = args.iter();
+    let mut path = PathBuf::from(config::DEFAULT_PATH);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" | "-c" => match it.next() {
+                Some(p) => path = PathBuf::from(p),
+                None => return Err("--config needs a path".into()),
+            },
+            s if s.starts_with("--config=") => path = PathBuf::from(&s["--config=".len()..]),
+            other => return Err(format!("unknown option '{other}'")),
+        }
+    }
+    Ok(path)
+}
+
+fn load(path: &Path) -> Option<Config> {
+    match config::load(path) {
+        Ok(c) => Some(c),
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            eprintln!("capbox: {} error(s) in {}", diags.len(), path.display());
+            None
+        }
+    }
+}
+
+const CHECK_HELP: &str = "\
+usage: capbox check-config [--config PATH]
+
+Validates the config (default /etc/capbox/capbox.toml) and the sources it
+names (files exist, are MPEG-TS, carry the programs). Prints one line per
+problem as `file:line: key: message`; exit status 0 when valid, 1 when not.
+";
+
+fn check_config(args: &[String]) -> i32 {
+    if wants_help(args) {
+        print!("{CHECK_HELP}");
+        return 0;
+    }
+    let path = match config_path(args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("capbox check-config: {e}\n\n{CHECK_HELP}");
+            return 2;
+        }
+    };
+    let Some(cfg) = load(&path) else { return 1 };
+    let diags = check_sources(&cfg);
+    for d in &diags {
+        eprintln!("{d}");
+    }
+    if diags.is_empty() {
+        println!("{}: ok, {} channel(s)", path.display(), cfg.channels.len());
+        0
+    } else {
+        eprintln!("capbox: {} error(s) in {}", diags.len(), path.display());
+        1
+    }
+}
+
+const SERVE_HELP: &str = "\
+usage: capbox serve [--config PATH]
+
+Runs the box: every channel of the config (default /etc/capbox/capbox.toml)
+is served at /stream/<name>. Logs go to stderr, one line per event
+(CAPBOX_LOG=debug for more). SIGHUP reloads the config, touching only the
+channels that changed; SIGINT or SIGTERM stops.
+";
+
+fn serve(args: &[String]) -> i32 {
+    if wants_help(args) {
+        print!("{SERVE_HELP}");
+        return 0;
+    }
+    let path = match config_path(args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("capbox serve: {e}\n\n{SERVE_HELP}");
+            return 2;
+        }
+    };
+    let Some(cfg) = load(&path) else { return 1 };
+    run_daemon(cfg, Some(path))
+}
+
+const DEMO_HELP: &str = "\
+usage: capbox demo [--listen ADDR] [--samples DIR]
+
+Serves the three sample channels of samples/mux.ts (news, sport, music) on
+127.0.0.1:8080 until Ctrl-C, and prints how to watch them.
+";
+
+fn demo(args: &[String]) -> i32 {
+    if wants_help(args) {
+        print!("{DEMO_HELP}");
+        return 0;
+    }
+    let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080));
+    let mut samples: Option<PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--listen" => match it.next().map(|s| s.parse()) {
+                Some(Ok(a)) => listen = a,
+                _ => {
+                    eprintln!("capbox demo: --listen needs an address like 127.0.0.1:8080");
+                    return 2;
+                }
+            },
+            "--samples" => match it.next() {
+                Some(p) => samples = Some(PathBuf::from(p)),
+                None => {
+                    eprintln!("capbox demo: --samples needs a directory");
+                    return 2;
+                }
+            },
+            other => {
+                eprintln!("capbox demo: unknown option '{other}'\n\n{DEMO_HELP}");
+                return 2;
+            }
+        }
+    }
+    let samples = samples.or_else(find_samples);
+    let Some(samples) = samples else {
+        eprintln!("capbox demo: cannot find samples/mux.ts (run from the source tree or pass --samples DIR)");
+        return 1;
+    };
+    let cfg = config::demo_config(&samples, listen);
+    run_daemon(cfg, None)
+}
+
+/// samples/ beside the binary's source tree or the current directory.
+fn find_samples() -> Option<PathBuf> {
+    let mut cands = vec![
+        PathBuf::from("samples"),
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/samples")),
+    ];
+    if let Ok(exe) = std::env::current_exe() {
+        for anc in exe.ancestors().skip(1).take(4) {
+            cands.push(anc.join("samples"));
+        }
+    }
+    cands.into_iter().find(|p| p.join("mux.ts").is_file())
+}
+
+fn run_daemon(cfg: Config, path: Option<PathBuf>) -> i32 {
+    use nix::sys::signal::{SigSet, Signal};
+    // Block the signals in every thread; this one waits for them.
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGHUP);
+    if let Err(e) = set.thread_block() {
+        eprintln!("capbox: cannot block signals: {e}");
+        return 1;
+    }
+    let demo = path.is_none();
+    let mut d = match Daemon::start(cfg, true) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("capbox: cannot start the HTTP server: {e}");
+            return 1;
+        }
+    };
+    if demo {
+        if let Some(addr) = d.local_addr() {
+            println!("capbox demo: serving 3 channels on http://{addr}/");
+            println!("  playlist:  http://{addr}/playlist.m3u");
+            println!("  watch:     ffplay http://{addr}/stream/news");
+            println!("         or  vlc http://{addr}/playlist.m3u");
+            println!("  status:    capbox status --url http://{addr}");
+            println!("  metrics:   curl http://{addr}/metrics");
+            println!("Ctrl-C stops.");
+        }
+    }
+    loop {
+        match set.wait() {
+            Ok(Signal::SIGHUP) => match &path {
+                Some(p) => {
+                    ::log::info!("SIGHUP: reloading {}", p.display());
+                    match config::load(p) {
+                        Ok(c) => d.reload(c),
+                        Err(diags) => {
+                            for diag in diags {
+                                ::log::error!("reload refused: {diag}");
+                            }
+                            ::log::error!("reload refused: keeping the running config");
+                        }
+                    }
+                }
+                None => ::log::info!("SIGHUP: the demo has no config file to reload"),
+            },
+            Ok(sig) => {
+                ::log::info!("{sig}: stopping");
+                break;
+            }
+            Err(e) => {
+                ::log::error!("waiting for signals: {e}");
+                break;
+            }
+        }
+    }
+    d.stop();
+    0
 }

@@ -154,7 +154,6 @@ impl Server {
 
     pub(super) fn run(&mut self) {
         let mut events = Events::with_capacity(1024);
-        log::info!("http: listening on {:?}", self.listener.local_addr());
         while !self.shared.stop.load(Ordering::SeqCst) {
             if let Err(e) = self.poll.poll(&mut events, Some(TICK)) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -680,7 +679,13 @@ impl Server {
                     return;
                 }
                 self.watch(&ring);
-                let reader = ring.subscribe(StartAt::LatestEntryPoint);
+                // `?start=live` skips the keyframe start (for comparison and
+                // for players that want the freshest bytes).
+                let start = match query_param(&r.query, "start").as_deref() {
+                    Some("live") => StartAt::Live,
+                    _ => StartAt::LatestEntryPoint,
+                };
+                let reader = ring.subscribe(start);
                 log::info!("http: {} streams '{channel}'", c.peer);
                 c.inbuf = Vec::new();
                 c.kind = Kind::Stream(Box::new(StreamClient {

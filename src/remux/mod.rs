@@ -35,7 +35,7 @@ pub const PSI_INTERVAL: u64 = PCR_HZ / 10;
 pub const SDT_INTERVAL: u64 = PCR_HZ / 2;
 
 /// Counters of the whole mux.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct DemuxStats {
     pub packets: u64,
     pub null_packets: u64,
@@ -57,7 +57,7 @@ pub struct DemuxStats {
 }
 
 /// Counters of one program's output.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct ProgramStats {
     pub packets_in: u64,
     pub packets_out: u64,
@@ -71,6 +71,8 @@ pub struct ProgramStats {
     pub scrambled_packets: u64,
     /// ES PIDs the PMT names that have not carried a packet yet.
     pub missing_pids: u64,
+    /// Adaptation-only packets inserted to flag an input discontinuity.
+    pub discontinuities_marked: u64,
 }
 
 /// The state and output of one wanted program.
@@ -100,6 +102,8 @@ pub struct ProgramOut {
     pat_packets: Vec<u8>,
     pmt_packets: Vec<u8>,
     seen_pids: Vec<u16>,
+    /// Carried PIDs whose next packet follows an input discontinuity.
+    disc_pending: Vec<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +137,7 @@ impl ProgramOut {
             pat_packets: Vec::new(),
             pmt_packets: Vec::new(),
             seen_pids: Vec::new(),
+            disc_pending: Vec::new(),
         }
     }
 
@@ -508,6 +513,29 @@ impl Remux {
                 prog.seen_pids.swap_remove(pos);
                 prog.stats.missing_pids = prog.seen_pids.len() as u64;
             }
+            if !prog.disc_pending.is_empty() {
+                if let Some(pos) = prog.disc_pending.iter().position(|&q| q == pid) {
+                    prog.disc_pending.swap_remove(pos);
+                    if pkt.has_payload() && !pkt.discontinuity() {
+                        // An adaptation-only packet flags the break; it does
+                        // not advance CC, so it takes the counter before the
+                        // packet it announces.
+                        let mut a = [0xFFu8; PACKET_SIZE];
+                        packet::write_header(
+                            &mut a,
+                            pid,
+                            false,
+                            pkt.continuity_counter().wrapping_sub(1),
+                        );
+                        a[3] = 0x20 | (pkt.continuity_counter().wrapping_sub(1) & 0x0F);
+                        a[4] = 183;
+                        a[5] = 0x80;
+                        prog.out.extend_from_slice(&a);
+                        prog.stats.packets_out += 1;
+                        prog.stats.discontinuities_marked += 1;
+                    }
+                }
+            }
             prog.out.extend_from_slice(raw);
             prog.stats.packets_out += 1;
         }
@@ -719,6 +747,42 @@ impl Remux {
                     self.role[p as usize] = PidRole::Carry;
                 }
             }
+        }
+    }
+
+    /// The input jumped (file looped, source restarted with the same
+    /// tables): continuity is not checked across it, and the first packet of
+    /// every carried PID afterwards is flagged with a discontinuity_indicator
+    /// so decoders downstream reset instead of counting errors.
+    pub fn input_discontinuity(&mut self) {
+        self.last_cc.iter_mut().for_each(|c| *c = 0xFF);
+        self.pat_asm.reset();
+        self.sdt_asm.reset();
+        self.eit_asm.reset();
+        self.tdt_asm.reset();
+        for (_, a) in self.pmt_asm.iter_mut() {
+            a.reset();
+        }
+        for (i, prog) in self.programs.iter_mut().enumerate() {
+            let bit = 1u64 << i;
+            prog.disc_pending = (0..8192u16)
+                .filter(|&p| self.carry[p as usize] & bit != 0)
+                .collect();
+        }
+        self.now = None;
+    }
+
+    /// Stop producing a program; the indexes of later programs shift down.
+    pub fn remove_program(&mut self, idx: usize) {
+        if idx >= self.programs.len() {
+            return;
+        }
+        self.programs.remove(idx);
+        self.pcr_pid_of.remove(idx);
+        if let Some(pat) = self.pat.clone() {
+            self.apply_pat(&pat);
+        } else {
+            self.recompute_carry();
         }
     }
 

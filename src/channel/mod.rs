@@ -1,0 +1,486 @@
+//! Channels and the threads that feed them.
+//!
+//! A `Channel` is what a client asks for: a name, its fan-out ring and what
+//! capbox knows of its health. A `MuxRunner` is one thread per input mux (a
+//! file today; an adapter later): it reads the source, runs the remux once
+//! for every channel on that mux, finds video entry points and writes each
+//! channel's ring. Channels on the same mux share one read and one demux.
+//!
+//! The runner never blocks on a client: the ring is the only thing between
+//! it and HTTP. Commands (add or remove a channel, stop) reach it through a
+//! channel it polls between reads, so a reload touches only what changed.
+
+use crate::config::{ChannelConfig, SourceConfig};
+use crate::fanout::{ChunkWriter, Ring};
+use crate::remux::{DemuxStats, ProgramStats, Remux};
+use crate::source::{FileSource, FileSourceConfig, ReadOutcome, Source, SourceError, SourceStats};
+use crate::ts::es::EntryPointGate;
+use crate::ts::packet::{Packet, PACKET_SIZE};
+use crate::ts::pmt::VideoCodec;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What an operator needs to know about a channel, refreshed by its runner.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ChannelStatus {
+    /// "starting", "up", "down".
+    pub state: &'static str,
+    /// Plain words: why the channel is not up ("source: … not a transport
+    /// stream", "no service 4 in the mux (services: 1, 2, 3)").
+    pub reason: String,
+    pub source: String,
+    pub service_name: Option<String>,
+    pub provider: Option<String>,
+    pub program: u16,
+    pub pmt_pid: Option<u16>,
+    pub pmt_version: Option<u8>,
+    pub streams: Vec<StreamStatus>,
+    pub program_stats: ProgramStats,
+    pub mux_stats: DemuxStats,
+    pub source_stats: SourceStats,
+    pub entry_points: u64,
+    /// Seconds since the runner last wrote into the ring.
+    #[serde(skip)]
+    pub last_data: Option<Instant>,
+    pub source_errors: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamStatus {
+    pub pid: u16,
+    pub stream_type: u8,
+    pub kind: &'static str,
+    pub language: Option<String>,
+}
+
+/// A channel: config, ring, status. Shared between its runner and HTTP.
+pub struct Channel {
+    pub config: Mutex<ChannelConfig>,
+    pub ring: Arc<Ring>,
+    pub status: Mutex<ChannelStatus>,
+}
+
+impl Channel {
+    pub fn new(config: ChannelConfig, ring: Arc<Ring>) -> Arc<Channel> {
+        let program = config.sources.first().map(|s| s.program).unwrap_or(0);
+        let source = config
+            .sources
+            .first()
+            .map(|s| format!("file {}", s.file_as_written))
+            .unwrap_or_default();
+        Arc::new(Channel {
+            config: Mutex::new(config),
+            ring,
+            status: Mutex::new(ChannelStatus {
+                state: "starting",
+                program,
+                source,
+                ..Default::default()
+            }),
+        })
+    }
+
+    pub fn name(&self) -> String {
+        lock(&self.config).name.clone()
+    }
+
+    pub fn status(&self) -> ChannelStatus {
+        lock(&self.status).clone()
+    }
+
+    fn set_down(&self, reason: String) {
+        let mut st = lock(&self.status);
+        if st.state != "down" || st.reason != reason {
+            log::warn!("channel '{}': down: {}", lock(&self.config).name, reason);
+        }
+        st.state = "down";
+        st.reason = reason;
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the
+/// data (counters, names) is still the best we have.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Which input a runner reads: channels with equal keys share a runner.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MuxKey {
+    pub file: PathBuf,
+    pub looping: bool,
+}
+
+impl MuxKey {
+    pub fn of(src: &SourceConfig) -> MuxKey {
+        MuxKey {
+            file: src.file.clone(),
+            looping: src.looping,
+        }
+    }
+}
+
+enum Command {
+    Add(Arc<Channel>),
+    Remove(String),
+}
+
+/// Handle on a running mux thread.
+pub struct MuxRunner {
+    pub key: MuxKey,
+    tx: Sender<Command>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Knobs of a runner (from `[buffers]`).
+#[derive(Debug, Clone, Copy)]
+pub struct RunnerConfig {
+    pub flush: Duration,
+    /// Pace by PCR (serve) or run as fast as possible (benchmarks).
+    pub realtime: bool,
+}
+
+impl MuxRunner {
+    pub fn spawn(key: MuxKey, cfg: RunnerConfig) -> std::io::Result<MuxRunner> {
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let key2 = key.clone();
+        let name = format!(
+            "mux {}",
+            key.file
+                .file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default()
+        );
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let mut w = Worker::new(key2, cfg, rx, stop2);
+            w.run();
+        })?;
+        Ok(MuxRunner {
+            key,
+            tx,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn add(&self, ch: Arc<Channel>) {
+        let _ = self.tx.send(Command::Add(ch));
+    }
+
+    pub fn remove(&self, name: &str) {
+        let _ = self.tx.send(Command::Remove(name.to_string()));
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for MuxRunner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One channel's output stage inside the runner.
+struct Output {
+    ch: Arc<Channel>,
+    prog: usize,
+    writer: ChunkWriter,
+    gate: Option<EntryPointGate>,
+    video: Option<(u16, VideoCodec)>,
+    service_id: u16,
+}
+
+struct Worker {
+    key: MuxKey,
+    cfg: RunnerConfig,
+    rx: Receiver<Command>,
+    stop: Arc<AtomicBool>,
+    remux: Remux,
+    outputs: Vec<Output>,
+    source: Option<FileSource>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    source_errors: u64,
+}
+
+impl Worker {
+    fn new(key: MuxKey, cfg: RunnerConfig, rx: Receiver<Command>, stop: Arc<AtomicBool>) -> Worker {
+        Worker {
+            key,
+            cfg,
+            rx,
+            stop,
+            remux: Remux::new(),
+            outputs: Vec::new(),
+            source: None,
+            retry_at: None,
+            backoff: Duration::from_secs(1),
+            source_errors: 0,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("file {}", self.key.file.display())
+    }
+
+    fn run(&mut self) {
+        let mut buf = Vec::with_capacity(256 * PACKET_SIZE);
+        let mut out = Vec::with_capacity(256 * PACKET_SIZE);
+        let mut last_status = Instant::now() - Duration::from_secs(1);
+        while !self.stop.load(Ordering::Relaxed) {
+            self.commands();
+            if self.outputs.is_empty() {
+                // Nobody wants this mux: idle until told otherwise.
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            if self.source.is_none() && !self.open() {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            buf.clear();
+            let res = match self.source.as_mut() {
+                Some(s) => s.read(&mut buf, Duration::from_millis(20)),
+                None => continue,
+            };
+            match res {
+                Ok(ReadOutcome::Discontinuity) => {
+                    self.remux.input_discontinuity();
+                    for o in &mut self.outputs {
+                        if let Some(g) = o.gate.as_mut() {
+                            g.detector.reset();
+                        }
+                    }
+                    self.remux.push(&buf);
+                }
+                Ok(ReadOutcome::Data) => self.remux.push(&buf),
+                Ok(ReadOutcome::Idle) => {}
+                Err(e) => {
+                    self.source_failed(e);
+                    continue;
+                }
+            }
+            self.backoff = Duration::from_secs(1);
+            let now = Instant::now();
+            for o in &mut self.outputs {
+                let prog = self.remux.program_mut(o.prog);
+                prog.take_output(&mut out);
+                if prog.psi_changed {
+                    prog.psi_changed = false;
+                    o.ch.ring.set_psi(prog.psi_packets());
+                }
+                if prog.video != o.video {
+                    o.video = prog.video;
+                    o.gate = o.video.map(|(pid, codec)| EntryPointGate::new(codec, pid));
+                }
+                if !out.is_empty() {
+                    match o.gate.as_mut() {
+                        Some(gate) => {
+                            let writer = &mut o.writer;
+                            for raw in out.chunks_exact(PACKET_SIZE) {
+                                if let Ok(pkt) = Packet::new_checked(raw) {
+                                    gate.push(&pkt, |bytes, ep| writer.push(bytes, ep));
+                                }
+                            }
+                        }
+                        None => o.writer.push(&out, false),
+                    }
+                    lock(&o.ch.status).last_data = Some(now);
+                }
+                o.writer.flush_if_older(now, self.cfg.flush);
+            }
+            if now.duration_since(last_status) >= Duration::from_millis(250) {
+                last_status = now;
+                self.refresh_status();
+            }
+        }
+    }
+
+    fn open(&mut self) -> bool {
+        if let Some(t) = self.retry_at {
+            if Instant::now() < t {
+                return false;
+            }
+        }
+        let mut cfg = FileSourceConfig::new(&self.key.file);
+        cfg.looping = self.key.looping;
+        cfg.realtime = self.cfg.realtime;
+        match FileSource::open(cfg) {
+            Ok(s) => {
+                log::info!(
+                    "{}: opened for {} channel(s)",
+                    self.describe(),
+                    self.outputs.len()
+                );
+                self.source = Some(s);
+                self.retry_at = None;
+                true
+            }
+            Err(e) => {
+                self.source_failed(e);
+                false
+            }
+        }
+    }
+
+    fn source_failed(&mut self, e: SourceError) {
+        self.source_errors += 1;
+        let what = match &e {
+            SourceError::Eof => format!("{}: end of file (loop = false)", self.describe()),
+            _ => e.to_string(),
+        };
+        log::error!("source {what}; retrying in {} s", self.backoff.as_secs());
+        for o in &self.outputs {
+            o.ch.set_down(format!("source: {what}"));
+            lock(&o.ch.status).source_errors = self.source_errors;
+        }
+        self.source = None;
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+        self.remux.reset_input();
+    }
+
+    fn commands(&mut self) {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Command::Add(ch)) => {
+                    let (program, name) = {
+                        let c = lock(&ch.config);
+                        (
+                            c.sources.first().map(|s| s.program).unwrap_or(0),
+                            c.name.clone(),
+                        )
+                    };
+                    let prog = self.remux.add_program(program);
+                    log::info!(
+                        "channel '{name}': program {program} from {}",
+                        self.describe()
+                    );
+                    let writer = ch.ring.writer();
+                    self.outputs.push(Output {
+                        ch,
+                        prog,
+                        writer,
+                        gate: None,
+                        video: None,
+                        service_id: program,
+                    });
+                }
+                Ok(Command::Remove(name)) => {
+                    if let Some(i) = self.outputs.iter().position(|o| o.ch.name() == name) {
+                        let o = self.outputs.remove(i);
+                        self.remux.remove_program(o.prog);
+                        for later in &mut self.outputs {
+                            if later.prog > o.prog {
+                                later.prog -= 1;
+                            }
+                        }
+                    }
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+            }
+        }
+    }
+
+    fn refresh_status(&mut self) {
+        let mux_stats = self.remux.stats;
+        let source_stats = self.source.as_ref().map(|s| s.stats()).unwrap_or_default();
+        let services: Vec<u16> = self
+            .remux
+            .pat()
+            .map(|p| p.programs().map(|e| e.program_number).collect())
+            .unwrap_or_default();
+        for o in &self.outputs {
+            let prog = self.remux.program(o.prog);
+            let mut st = lock(&o.ch.status);
+            st.mux_stats = mux_stats;
+            st.source_stats = source_stats;
+            st.program_stats = prog.stats;
+            st.program = o.service_id;
+            st.pmt_pid = prog.pmt_pid;
+            st.source = self.describe();
+            st.source_errors = self.source_errors;
+            if let Some(g) = &o.gate {
+                st.entry_points = g.detector.stats.entry_points;
+            }
+            if let Some((_, prov, name)) = prog.service_descriptor() {
+                st.service_name = Some(crate::ts::text::decode(&name));
+                st.provider = Some(crate::ts::text::decode(&prov));
+            }
+            if let Some(pmt) = &prog.pmt {
+                st.pmt_version = Some(pmt.version);
+                st.streams = pmt
+                    .streams
+                    .iter()
+                    .map(|s| StreamStatus {
+                        pid: s.elementary_pid,
+                        stream_type: s.stream_type,
+                        kind: s.kind().as_str(),
+                        language: s.any_language(),
+                    })
+                    .collect();
+            }
+            // Plain words for the state.
+            let fresh = st
+                .last_data
+                .map(|t| t.elapsed() < Duration::from_secs(2))
+                .unwrap_or(false);
+            if self.source.is_none() {
+                // set_down already said why.
+            } else if self.remux.pat().is_some() && prog.pmt_pid.is_none() {
+                st.state = "down";
+                st.reason = format!(
+                    "no service {} in the mux (services: {})",
+                    o.service_id,
+                    services
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            } else if prog.pmt_pid.is_some() && prog.pmt.is_none() {
+                st.state = "down";
+                st.reason = if mux_stats.psi_crc_errors > 0 {
+                    format!(
+                        "no valid PMT on PID {:#06x} ({} PSI CRC errors)",
+                        prog.pmt_pid.unwrap_or(0),
+                        mux_stats.psi_crc_errors
+                    )
+                } else {
+                    format!(
+                        "waiting for the PMT on PID {:#06x}",
+                        prog.pmt_pid.unwrap_or(0)
+                    )
+                };
+            } else if self.remux.pat().is_none() {
+                st.state = "down";
+                st.reason = "no PAT in the input yet".into();
+            } else if fresh {
+                st.state = "up";
+                st.reason = if prog.stats.missing_pids > 0 {
+                    format!(
+                        "{} PID(s) named in the PMT carry no packets",
+                        prog.stats.missing_pids
+                    )
+                } else {
+                    String::new()
+                };
+            } else {
+                st.state = "down";
+                st.reason = "no data from the source for 2 s".into();
+            }
+        }
+    }
+}

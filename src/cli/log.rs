@@ -1,0 +1,51 @@
+//! The logger: one line per event on stderr, `HH:MM:SS.mmm LEVEL message`
+//! (UTC). CAPBOX_LOG=error|warn|info|debug|trace sets the level (info).
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+struct Logger {
+    level: log::LevelFilter,
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= self.level
+    }
+
+    fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let s = now.as_secs() % 86400;
+        let line = format!(
+            "{:02}:{:02}:{:02}.{:03} {:<5} {}\n",
+            s / 3600,
+            (s / 60) % 60,
+            s % 60,
+            now.subsec_millis(),
+            r.level(),
+            r.args()
+        );
+        // One write per line so lines from threads do not interleave.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {}
+}
+
+pub fn init() {
+    let level = match std::env::var("CAPBOX_LOG").unwrap_or_default().as_str() {
+        "error" => log::LevelFilter::Error,
+        "warn" => log::LevelFilter::Warn,
+        "debug" => log::LevelFilter::Debug,
+        "trace" => log::LevelFilter::Trace,
+        _ => log::LevelFilter::Info,
+    };
+    if log::set_boxed_logger(Box::new(Logger { level })).is_ok() {
+        log::set_max_level(level);
+    }
+}

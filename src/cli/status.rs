@@ -1,0 +1,156 @@
+//! `capbox status`: asks the running capbox over HTTP and prints its
+//! channels and clients in 80 columns.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+const HELP: &str = "\
+usage: capbox status [--url http://127.0.0.1:8080] [--json]
+
+Asks the running capbox for /status and prints one line per channel (state,
+service, clients, bitrate, why it is down) and one per client.
+";
+
+/// GET a path from `http://host:port`; returns the body.
+pub fn http_get(base: &str, path: &str, timeout: Duration) -> Result<String, String> {
+    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
+    let addr = hostport
+        .to_socket_addrs()
+        .map_err(|e| format!("{hostport}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{hostport}: no address"))?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot reach capbox at {base}: {e}"))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: capbox-status\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.take(16 << 20)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("reading {path}: {e}"))?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed HTTP answer")?;
+    let status_line = head.lines().next().unwrap_or("");
+    if !status_line.contains(" 200 ") {
+        return Err(format!("{path}: {status_line}: {}", body.trim()));
+    }
+    Ok(body.to_string())
+}
+
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub fn run(args: &[String]) -> i32 {
+    let mut url = "http://127.0.0.1:8080".to_string();
+    let mut json = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => {
+                print!("{HELP}");
+                return 0;
+            }
+            "--url" => match it.next() {
+                Some(u) => url = u.clone(),
+                None => {
+                    eprintln!("capbox status: --url needs a value");
+                    return 2;
+                }
+            },
+            "--json" => json = true,
+            other => {
+                eprintln!("capbox status: unknown option '{other}'\n\n{HELP}");
+                return 2;
+            }
+        }
+    }
+    let body = match http_get(&url, "/status", Duration::from_secs(5)) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("capbox status: {e}");
+            return 1;
+        }
+    };
+    if json {
+        println!("{body}");
+        return 0;
+    }
+    let v: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("capbox status: /status is not JSON: {e}");
+            return 1;
+        }
+    };
+    print!("{}", render(&v));
+    0
+}
+
+/// The 80-column table.
+pub fn render(v: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let up = v["uptime_seconds"].as_u64().unwrap_or(0);
+    let rss = v["process"]["rss_bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0;
+    let _ = writeln!(
+        o,
+        "capbox {}  up {}h{:02}m  rss {:.1} MiB",
+        v["version"].as_str().unwrap_or("?"),
+        up / 3600,
+        (up / 60) % 60,
+        rss
+    );
+    let _ = writeln!(
+        o,
+        "{:<14} {:<5} {:<22} {:>4} {:>7}  {}",
+        "CHANNEL", "STATE", "SERVICE", "CLNT", "CC ERR", "NOTE"
+    );
+    let clients = v["clients"].as_array().cloned().unwrap_or_default();
+    for ch in v["channels"].as_array().cloned().unwrap_or_default() {
+        let name = ch["name"].as_str().unwrap_or("?");
+        let n = clients
+            .iter()
+            .filter(|c| c["channel"].as_str() == Some(name))
+            .count();
+        let line = format!(
+            "{:<14} {:<5} {:<22} {:>4} {:>7}  {}",
+            cut(name, 14),
+            cut(ch["state"].as_str().unwrap_or("?"), 5),
+            cut(ch["service_name"].as_str().unwrap_or("-"), 22),
+            n,
+            ch["input_cc_errors"].as_u64().unwrap_or(0),
+            ch["reason"].as_str().unwrap_or("")
+        );
+        let _ = writeln!(o, "{}", cut(&line, 80));
+    }
+    if !clients.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n{:<22} {:<14} {:>10} {:>8}  {}",
+            "CLIENT", "CHANNEL", "MBYTES", "LAG ms", "USER AGENT"
+        );
+        for c in clients {
+            let line = format!(
+                "{:<22} {:<14} {:>10.1} {:>8}  {}",
+                cut(c["address"].as_str().unwrap_or("?"), 22),
+                cut(c["channel"].as_str().unwrap_or("-"), 14),
+                c["bytes"].as_u64().unwrap_or(0) as f64 / 1e6,
+                c["lag_ms"].as_u64().unwrap_or(0),
+                c["user_agent"].as_str().unwrap_or("")
+            );
+            let _ = writeln!(o, "{}", cut(&line, 80));
+        }
+    }
+    o
+}

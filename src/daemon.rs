@@ -1,0 +1,588 @@
+//! The running box: channels, their mux runners and the HTTP server, wired
+//! from a `Config`; `reload` applies a new config touching only what changed.
+
+use crate::channel::{lock, Channel, MuxKey, MuxRunner, RunnerConfig};
+use crate::config::{self, Config, Diagnostic};
+use crate::fanout::{Ring, RingConfig};
+use crate::http::{self, Access, Backend, Cidr, HttpConfig, RouteAccess, ServerHandle};
+use crate::source::Resync;
+use crate::ts::packet::Packet;
+use crate::ts::pat::PatRepr;
+use crate::ts::section::{Assembler, Section};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Shared state the HTTP server reads.
+pub struct App {
+    channels: RwLock<BTreeMap<String, Arc<Channel>>>,
+    started: Instant,
+}
+
+pub struct Daemon {
+    pub app: Arc<App>,
+    config: Config,
+    runners: BTreeMap<MuxKey, MuxRunner>,
+    server: Option<ServerHandle>,
+    realtime: bool,
+}
+
+fn ring_config(c: &Config) -> RingConfig {
+    RingConfig {
+        max_bytes: c.buffers.ring_bytes,
+        chunk_bytes: c.buffers.chunk_bytes,
+        max_delay: Duration::from_millis(c.buffers.flush_ms),
+    }
+}
+
+fn route(list: &[config::Cidr], token: Option<&String>) -> RouteAccess {
+    RouteAccess {
+        allow: list
+            .iter()
+            .filter_map(|c| c.to_string().parse::<Cidr>().ok())
+            .collect(),
+        token: token.cloned(),
+    }
+}
+
+pub fn access_of(c: &Config) -> Access {
+    let t = c.access.token.as_ref();
+    Access {
+        stream: route(&c.access.stream, t),
+        playlist: route(&c.access.playlist, t),
+        metrics: route(&c.access.metrics, None),
+        status: route(&c.access.status, None),
+        epg: route(&c.access.playlist, t),
+        control: route(&c.access.control, None),
+    }
+}
+
+/// Look at the start of a source file: the services its PAT lists.
+pub fn scan_services(path: &Path) -> Result<Vec<u16>, String> {
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut data = Vec::new();
+    f.take(16 << 20)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut r = Resync::new();
+    let mut pkts = Vec::with_capacity(data.len());
+    r.push(&data, &mut pkts);
+    r.finish(&mut pkts);
+    if pkts.is_empty() {
+        return Err(format!(
+            "{}: not a transport stream (no sync byte 0x47 every 188 bytes in {} bytes)",
+            path.display(),
+            data.len()
+        ));
+    }
+    let mut asm = Assembler::new();
+    let mut pat = None;
+    for raw in pkts.chunks_exact(188) {
+        let Ok(p) = Packet::new_checked(raw) else {
+            continue;
+        };
+        if p.pid() != 0 {
+            continue;
+        }
+        asm.push(&p, |s| {
+            if let Ok(sec) = Section::new_checked(s) {
+                if let Ok(r) = PatRepr::parse(&sec) {
+                    pat.get_or_insert(r);
+                }
+            }
+        });
+        if pat.is_some() {
+            break;
+        }
+    }
+    match pat {
+        Some(p) => Ok(p.programs().map(|e| e.program_number).collect()),
+        None => Err(format!(
+            "{}: no PAT in the first {} bytes",
+            path.display(),
+            data.len()
+        )),
+    }
+}
+
+/// Checks that need the files: does each source exist, is it a TS, does it
+/// carry the program? Reported on the line of the key.
+pub fn check_sources(cfg: &Config) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut cache: BTreeMap<std::path::PathBuf, Result<Vec<u16>, String>> = BTreeMap::new();
+    for (_, src) in cfg.sources() {
+        let r = cache
+            .entry(src.file.clone())
+            .or_insert_with(|| scan_services(&src.file));
+        match r {
+            Err(e) => out.push(cfg.diag_at(&format!("{}.file", src.key), e.clone())),
+            Ok(services) if !services.contains(&src.program) => {
+                let list = services
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                out.push(cfg.diag_at(
+                    &format!("{}.program", src.key),
+                    format!(
+                        "no such service {:#x} ({}) in {} (services: {list})",
+                        src.program, src.program, src.file_as_written
+                    ),
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    out
+}
+
+impl Daemon {
+    /// Start every channel and the HTTP server.
+    pub fn start(config: Config, realtime: bool) -> std::io::Result<Daemon> {
+        let app = Arc::new(App {
+            channels: RwLock::new(BTreeMap::new()),
+            started: Instant::now(),
+        });
+        let mut d = Daemon {
+            app,
+            config: config.clone(),
+            runners: BTreeMap::new(),
+            server: None,
+            realtime,
+        };
+        for diag in check_sources(&config) {
+            log::warn!("{diag}");
+        }
+        for ch in &config.channels {
+            d.add_channel(ch.clone());
+        }
+        let mut hc = HttpConfig::new(config.server.listen);
+        hc.write_timeout = Duration::from_millis(config.server.write_timeout_ms);
+        hc.max_clients = config.server.max_clients;
+        hc.access = access_of(&config);
+        let backend: Arc<dyn Backend> = d.app.clone();
+        let server = http::spawn(hc, backend)?;
+        log::info!("listening on http://{}", server.local_addr());
+        d.server = Some(server);
+        Ok(d)
+    }
+
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().map(|s| s.local_addr())
+    }
+
+    fn runner_cfg(&self) -> RunnerConfig {
+        RunnerConfig {
+            flush: Duration::from_millis(self.config.buffers.flush_ms),
+            realtime: self.realtime,
+        }
+    }
+
+    fn add_channel(&mut self, cfg: config::ChannelConfig) {
+        let name = cfg.name.clone();
+        let Some(src) = cfg.sources.first().cloned() else {
+            return;
+        };
+        if cfg.sources.len() > 1 {
+            log::info!("channel '{name}': {} sources configured; failover between them is not implemented yet, using source[0]", cfg.sources.len());
+        }
+        // Keep the ring (and so the connected clients) of a channel that
+        // is being re-created by a reload.
+        let existing = self
+            .app
+            .channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&name)
+            .cloned();
+        let ch = match existing {
+            Some(old) => {
+                let ch = Channel::new(cfg, old.ring.clone());
+                ch
+            }
+            None => Channel::new(cfg, Ring::new(ring_config(&self.config))),
+        };
+        self.app
+            .channels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), ch.clone());
+        let key = MuxKey::of(&src);
+        if !self.runners.contains_key(&key) {
+            match MuxRunner::spawn(key.clone(), self.runner_cfg()) {
+                Ok(r) => {
+                    self.runners.insert(key.clone(), r);
+                }
+                Err(e) => {
+                    log::error!(
+                        "channel '{name}': cannot start a thread for {}: {e}",
+                        key.file.display()
+                    );
+                    return;
+                }
+            }
+        }
+        if let Some(r) = self.runners.get(&key) {
+            r.add(ch);
+        }
+    }
+
+    fn remove_channel(&mut self, name: &str, keep_ring: bool) {
+        let ch = self
+            .app
+            .channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
+        let Some(ch) = ch else { return };
+        let key = lock(&ch.config).sources.first().map(MuxKey::of);
+        if let Some(key) = key {
+            if let Some(r) = self.runners.get(&key) {
+                r.remove(name);
+            }
+        }
+        if !keep_ring {
+            self.app
+                .channels
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(name);
+        }
+    }
+
+    /// Apply a new config: only added, removed and changed channels are
+    /// touched; the clients of the others stay connected.
+    pub fn reload(&mut self, new: Config) {
+        let diff = Config::diff(&self.config, &new);
+        for diag in check_sources(&new) {
+            log::warn!("{diag}");
+        }
+        if diff.is_empty() {
+            log::info!("reload: nothing changed");
+            self.config = new;
+            return;
+        }
+        log::info!(
+            "reload: {} added, {} removed, {} changed{}",
+            diff.added.len(),
+            diff.removed.len(),
+            diff.changed.len(),
+            if diff.server_changed {
+                ", access/server settings changed"
+            } else {
+                ""
+            }
+        );
+        for name in &diff.removed {
+            log::info!("reload: channel '{name}' removed");
+            self.remove_channel(name, false);
+        }
+        for name in &diff.changed {
+            log::info!("reload: channel '{name}' changed");
+            self.remove_channel(name, true);
+        }
+        let old_listen = self.config.server.listen;
+        self.config = new.clone();
+        for name in diff.changed.iter().chain(diff.added.iter()) {
+            if let Some(c) = new.channel(name) {
+                if diff.added.contains(name) {
+                    log::info!("reload: channel '{name}' added");
+                }
+                self.add_channel(c.clone());
+            }
+        }
+        // Stop runners nobody uses any more.
+        let used: Vec<MuxKey> = new
+            .channels
+            .iter()
+            .filter_map(|c| c.sources.first().map(MuxKey::of))
+            .collect();
+        let unused: Vec<MuxKey> = self
+            .runners
+            .keys()
+            .filter(|k| !used.contains(k))
+            .cloned()
+            .collect();
+        for k in unused {
+            if let Some(r) = self.runners.remove(&k) {
+                r.stop();
+            }
+        }
+        if diff.server_changed {
+            if let Some(s) = &self.server {
+                s.set_access(access_of(&new));
+            }
+            if new.server.listen != old_listen {
+                log::warn!("reload: server.listen changed; restart capbox to move the listener");
+            }
+        }
+    }
+
+    pub fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+        for (_, r) in std::mem::take(&mut self.runners) {
+            r.stop();
+        }
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl App {
+    pub fn channels(&self) -> Vec<Arc<Channel>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+impl Backend for App {
+    fn stream(&self, channel: &str) -> Option<Arc<Ring>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(channel)
+            .map(|c| c.ring.clone())
+    }
+
+    fn channel_names(&self) -> Vec<String> {
+        self.channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn playlist(&self, base_url: &str) -> String {
+        let mut s = String::from("#EXTM3U\n");
+        for ch in self.channels() {
+            let c = lock(&ch.config).clone();
+            let st = ch.status();
+            let tvg_name = c
+                .tvg_name
+                .clone()
+                .or(st.service_name.clone())
+                .unwrap_or_else(|| c.name.clone());
+            let _ = writeln!(
+                s,
+                "#EXTINF:-1 tvg-id=\"{}\" tvg-name=\"{}\" group-title=\"{}\",{}",
+                c.tvg_id,
+                tvg_name,
+                c.group.clone().unwrap_or_default(),
+                tvg_name
+            );
+            let _ = writeln!(s, "{base_url}/stream/{}", c.name);
+        }
+        s
+    }
+
+    fn metrics(&self) -> String {
+        let mut m = String::with_capacity(4096);
+        let chans = self.channels();
+        let mut family =
+            |name: &str,
+             kind: &str,
+             help: &str,
+             f: &dyn Fn(&crate::channel::ChannelStatus) -> f64| {
+                let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for ch in &chans {
+                    let st = ch.status();
+                    let _ = writeln!(m, "{name}{{channel=\"{}\"}} {}", esc(&ch.name()), f(&st));
+                }
+            };
+        family(
+            "capbox_channel_up",
+            "gauge",
+            "1 when the channel has a PMT and fresh data.",
+            &|s| (s.state == "up") as u8 as f64,
+        );
+        family(
+            "capbox_channel_bytes_total",
+            "counter",
+            "Bytes written into the channel's ring.",
+            &|s| (s.program_stats.packets_out * 188) as f64,
+        );
+        family(
+            "capbox_channel_packets_total",
+            "counter",
+            "Packets written into the channel's ring.",
+            &|s| s.program_stats.packets_out as f64,
+        );
+        family(
+            "capbox_channel_input_packets_total",
+            "counter",
+            "Packets of the channel's PIDs read from the source.",
+            &|s| s.program_stats.packets_in as f64,
+        );
+        family(
+            "capbox_channel_input_cc_errors_total",
+            "counter",
+            "Continuity errors on the channel's PIDs in the input.",
+            &|s| s.program_stats.cc_errors as f64,
+        );
+        family(
+            "capbox_channel_pat_seen",
+            "gauge",
+            "1 once a PAT was read from the source.",
+            &|s| s.program_stats.pat_seen as u8 as f64,
+        );
+        family(
+            "capbox_channel_pmt_seen",
+            "gauge",
+            "1 once the program's PMT was read from the source.",
+            &|s| s.program_stats.pmt_seen as u8 as f64,
+        );
+        family(
+            "capbox_channel_pmt_changes_total",
+            "counter",
+            "PMT version changes followed.",
+            &|s| s.program_stats.pmt_version_changes as f64,
+        );
+        family(
+            "capbox_channel_missing_pids",
+            "gauge",
+            "PIDs named in the PMT that carried no packet.",
+            &|s| s.program_stats.missing_pids as f64,
+        );
+        family(
+            "capbox_channel_scrambled_packets_total",
+            "counter",
+            "Scrambled packets passed through.",
+            &|s| s.program_stats.scrambled_packets as f64,
+        );
+        family(
+            "capbox_channel_entry_points_total",
+            "counter",
+            "Video keyframes found.",
+            &|s| s.entry_points as f64,
+        );
+        family(
+            "capbox_channel_input_psi_crc_errors_total",
+            "counter",
+            "PSI/SI sections with a bad CRC in the channel's mux.",
+            &|s| s.mux_stats.psi_crc_errors as f64,
+        );
+        family(
+            "capbox_channel_input_psi_dropped_total",
+            "counter",
+            "PSI/SI sections dropped incomplete or malformed in the channel's mux.",
+            &|s| s.mux_stats.psi_dropped as f64,
+        );
+        family(
+            "capbox_channel_input_transport_errors_total",
+            "counter",
+            "Packets with transport_error_indicator in the channel's mux.",
+            &|s| s.mux_stats.transport_errors as f64,
+        );
+        family(
+            "capbox_channel_source_bytes_skipped_total",
+            "counter",
+            "Input bytes skipped to regain packet sync.",
+            &|s| s.source_stats.bytes_skipped as f64,
+        );
+        family(
+            "capbox_channel_source_errors_total",
+            "counter",
+            "Times the source failed (cannot open, not TS, ended).",
+            &|s| s.source_errors as f64,
+        );
+        family(
+            "capbox_channel_source_loops_total",
+            "counter",
+            "Times a file source looped to its start.",
+            &|s| s.source_stats.loops as f64,
+        );
+        let (rss, cpu) = process_usage();
+        let _ = writeln!(m, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}");
+        let _ = writeln!(m, "# HELP process_cpu_seconds_total User and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}");
+        let _ = writeln!(m, "# HELP capbox_uptime_seconds Seconds since capbox started.\n# TYPE capbox_uptime_seconds gauge\ncapbox_uptime_seconds {}", self.started.elapsed().as_secs());
+        m
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let chans: Vec<serde_json::Value> = self
+            .channels()
+            .iter()
+            .map(|ch| {
+                let c = lock(&ch.config).clone();
+                let st = ch.status();
+                let ring = ch.ring.snapshot();
+                serde_json::json!({
+                    "name": c.name,
+                    "tvg_id": c.tvg_id,
+                    "tvg_name": c.tvg_name,
+                    "group": c.group,
+                    "state": st.state,
+                    "reason": st.reason,
+                    "source": st.source,
+                    "program": st.program,
+                    "service_name": st.service_name,
+                    "provider": st.provider,
+                    "pmt_pid": st.pmt_pid,
+                    "pmt_version": st.pmt_version,
+                    "streams": st.streams,
+                    "bytes": st.program_stats.packets_out * 188,
+                    "input_cc_errors": st.program_stats.cc_errors,
+                    "missing_pids": st.program_stats.missing_pids,
+                    "psi_crc_errors": st.mux_stats.psi_crc_errors,
+                    "entry_points": st.entry_points,
+                    "program_stats": st.program_stats,
+                    "mux_stats": st.mux_stats,
+                    "source_stats": st.source_stats,
+                    "ring": ring,
+                })
+            })
+            .collect();
+        let (rss, cpu) = process_usage();
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "process": { "rss_bytes": rss, "cpu_seconds": cpu },
+            "channels": chans,
+        })
+    }
+}
+
+/// RSS in bytes and CPU seconds of this process, from /proc/self.
+pub fn process_usage() -> (u64, f64) {
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime is the 14th
+            // field overall, stime the 15th. Clock ticks are 100 Hz on Linux.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ut: f64 = f.get(11)?.parse().ok()?;
+            let st: f64 = f.get(12)?.parse().ok()?;
+            Some((ut + st) / 100.0)
+        })
+        .unwrap_or(0.0);
+    (rss, cpu)
+}
+
+/// Guard for tests and the demo: a mutex-held daemon.
+pub type Shared = Arc<Mutex<Daemon>>;
