@@ -85,20 +85,19 @@ fn main() {
         }
         i += 2;
     }
-    // `all`: every program of the PAT, found with a first pass.
-    let data = std::fs::read(&path).unwrap_or_else(|e| {
-        eprintln!("{path}: {e}");
-        std::process::exit(1)
-    });
-    let programs = programs.unwrap_or_else(|| all_programs(&data));
-    if mode != Mode::Mem {
-        drop(data);
-    }
-    let data = if mode == Mode::Mem {
-        std::fs::read(&path).unwrap_or_default()
+    // The file in memory only when needed: `mem` mode, and `all` (every
+    // program of the PAT, found with a first pass).
+    let need_data = mode == Mode::Mem || programs.is_none();
+    let data = if need_data {
+        std::fs::read(&path).unwrap_or_else(|e| {
+            eprintln!("{path}: {e}");
+            std::process::exit(1)
+        })
     } else {
         Vec::new()
     };
+    let programs = programs.unwrap_or_else(|| all_programs(&data));
+    let data = if mode == Mode::Mem { data } else { Vec::new() };
 
     let mut results = Vec::new();
     for n in 0..runs {

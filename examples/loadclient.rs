@@ -7,7 +7,9 @@
 //!   seconds. K of them (the last K) read at F × B bits/s by sleeping, with a
 //!   64 KiB receive buffer so the kernel does not hide how far behind they
 //!   are. With --pid, the server's CPU (utime+stime from /proc/PID/stat) over
-//!   the run and its VmRSS/VmHWM at the end are reported.
+//!   the run and its VmRSS/VmHWM at the end are reported; VmHWM is reset
+//!   at the start (so it is the peak during the load) and its value before
+//!   the reset (start-up included) is reported as vmhwm_before_kib.
 //!   Output: one `client i kind bytes eof` line per client, then `RESULT` lines.
 //!
 //! Latency: loadclient latency URL [--n N]
@@ -190,6 +192,15 @@ fn load(url: Url, args: &[String]) {
     let duration = Duration::from_secs_f64(secs);
     let connected = Arc::new(AtomicU64::new(0));
 
+    // Peak RSS so far (start-up included), then reset the peak so VmHWM at
+    // the end is the peak during the load (clear_refs "5", Linux ≥ 4.0).
+    let hwm_before = if pid != 0 {
+        let h = status_kib(pid, "VmHWM:").unwrap_or(0);
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        h
+    } else {
+        0
+    };
     let cpu0 = cpu_ticks(pid);
     let t0 = Instant::now();
     let mut handles = Vec::new();
@@ -273,7 +284,7 @@ fn load(url: Url, args: &[String]) {
             _ => f64::NAN,
         };
         println!(
-            "RESULT server pid={pid} wall_s={wall:.1} cpu_pct={cpu:.1} vmrss_kib={} vmhwm_kib={}",
+            "RESULT server pid={pid} wall_s={wall:.1} cpu_pct={cpu:.1} vmhwm_before_kib={hwm_before} vmrss_kib={} vmhwm_kib={}",
             status_kib(pid, "VmRSS:").unwrap_or(0),
             status_kib(pid, "VmHWM:").unwrap_or(0)
         );
