@@ -66,58 +66,72 @@ pub fn access_of(c: &Config) -> Access {
 /// Look at the start of a source file: the services its PAT lists, with
 /// their names from the SDT where the file has one.
 pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> {
-    let f =
+    let mut f =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mut data = Vec::new();
-    f.take(16 << 20)
-        .read_to_end(&mut data)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // Read in small blocks and stop as soon as the PAT and the SDT names
+    // are in: the daemon's memory must not peak at start-up.
+    const LIMIT: usize = 16 << 20;
+    let mut block = vec![0u8; 188 * 1024];
     let mut r = Resync::new();
-    let mut pkts = Vec::with_capacity(data.len());
-    r.push(&data, &mut pkts);
-    r.finish(&mut pkts);
-    if pkts.len() * 2 < data.len() {
-        return Err(format!(
-            "{}: not a transport stream (no sync byte 0x47 every 188 bytes in {} bytes)",
-            path.display(),
-            data.len()
-        ));
-    }
+    let mut pkts = Vec::with_capacity(block.len());
     let mut pat_asm = Assembler::new();
     let mut sdt_asm = Assembler::new();
     let mut pat = None;
     let mut names: BTreeMap<u16, String> = BTreeMap::new();
-    for (i, raw) in pkts.chunks_exact(188).enumerate() {
-        let Ok(p) = Packet::new_checked(raw) else {
-            continue;
-        };
-        match p.pid() {
-            0 => pat_asm.push(&p, |s| {
-                if let Ok(sec) = Section::new_checked(s) {
-                    if let Ok(r) = PatRepr::parse(&sec) {
-                        pat.get_or_insert(r);
+    let mut read = 0usize;
+    let mut packets = 0usize;
+    let mut eof = false;
+    while read < LIMIT && !eof {
+        let n = f
+            .read(&mut block)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        pkts.clear();
+        if n == 0 {
+            eof = true;
+            r.finish(&mut pkts);
+        } else {
+            read += n;
+            r.push(&block[..n], &mut pkts);
+        }
+        packets += pkts.len() / 188;
+        for raw in pkts.chunks_exact(188) {
+            let Ok(p) = Packet::new_checked(raw) else {
+                continue;
+            };
+            match p.pid() {
+                0 => pat_asm.push(&p, |s| {
+                    if let Ok(sec) = Section::new_checked(s) {
+                        if let Ok(r) = PatRepr::parse(&sec) {
+                            pat.get_or_insert(r);
+                        }
                     }
-                }
-            }),
-            0x11 => sdt_asm.push(&p, |s| {
-                if let Ok(sec) = Section::new_checked(s) {
-                    if let Ok(sdt) = SdtRepr::parse(&sec) {
-                        if sdt.is_actual() {
-                            for svc in &sdt.services {
-                                if let Some(n) = svc.service_name() {
-                                    names.insert(svc.service_id, n);
+                }),
+                0x11 => sdt_asm.push(&p, |s| {
+                    if let Ok(sec) = Section::new_checked(s) {
+                        if let Ok(sdt) = SdtRepr::parse(&sec) {
+                            if sdt.is_actual() {
+                                for svc in &sdt.services {
+                                    if let Some(n) = svc.service_name() {
+                                        names.insert(svc.service_id, n);
+                                    }
                                 }
                             }
                         }
                     }
-                }
-            }),
-            _ => {}
+                }),
+                _ => {}
+            }
         }
-        // The SDT comes at least every 2 s: 8 MB is plenty once the PAT is in.
-        if pat.is_some() && (!names.is_empty() || i > 40_000) {
+        // The SDT comes at least every 2 s: 8 MiB past the PAT is plenty.
+        if pat.is_some() && (!names.is_empty() || read > LIMIT / 2) {
             break;
         }
+    }
+    if packets * 188 * 2 < read {
+        return Err(format!(
+            "{}: not a transport stream (no sync byte 0x47 every 188 bytes in {read} bytes)",
+            path.display()
+        ));
     }
     match pat {
         Some(p) => Ok(p
@@ -125,9 +139,8 @@ pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> 
             .map(|e| (e.program_number, names.get(&e.program_number).cloned()))
             .collect()),
         None => Err(format!(
-            "{}: no PAT in the first {} bytes",
-            path.display(),
-            data.len()
+            "{}: no PAT in the first {read} bytes",
+            path.display()
         )),
     }
 }

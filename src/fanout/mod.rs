@@ -208,11 +208,18 @@ impl Ring {
         self.cfg
     }
 
+    /// A chunk is filled up to the first whole packet at or past
+    /// `chunk_bytes`: allocate exactly that, so the budget (which counts
+    /// allocated bytes) holds as much stream as it says.
+    fn chunk_capacity(&self) -> usize {
+        self.cfg.chunk_bytes.div_ceil(PACKET_SIZE) * PACKET_SIZE
+    }
+
     /// The writer for this ring; one per channel thread.
     pub fn writer(self: &Arc<Self>) -> ChunkWriter {
         ChunkWriter {
             ring: self.clone(),
-            buf: Vec::with_capacity(self.cfg.chunk_bytes),
+            buf: Vec::with_capacity(self.chunk_capacity()),
             entry_point: false,
             since: None,
         }
@@ -431,7 +438,10 @@ impl ChunkWriter {
         if self.buf.is_empty() {
             return;
         }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(self.ring.cfg.chunk_bytes));
+        let data = std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(self.ring.chunk_capacity()),
+        );
         let ep = std::mem::replace(&mut self.entry_point, false);
         self.since = None;
         self.ring.publish(data, ep);

@@ -42,6 +42,7 @@ pub struct DemuxStats {
     pub transport_errors: u64,
     /// Packets of a PID no wanted program uses.
     pub unused_packets: u64,
+    /// Continuity errors on the PIDs capbox uses (carried and PSI).
     pub cc_errors: u64,
     pub pat_sections: u64,
     pub pmt_sections: u64,
@@ -104,6 +105,8 @@ pub struct ProgramOut {
     seen_pids: Vec<u16>,
     /// Carried PIDs whose next packet follows an input discontinuity.
     disc_pending: Vec<u16>,
+    /// A PCR was seen on this program's own PCR PID: time its tables by it.
+    own_clock: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +141,7 @@ impl ProgramOut {
             pmt_packets: Vec::new(),
             seen_pids: Vec::new(),
             disc_pending: Vec::new(),
+            own_clock: false,
         }
     }
 
@@ -291,6 +295,8 @@ pub struct Remux {
     pub stats: DemuxStats,
     /// A PMT PID can carry several programs' PMTs; map program → pmt pid.
     pcr_pid_of: Vec<u16>,
+    /// The first PID seen with a PCR: the mux's reference clock.
+    ref_pcr_pid: Option<u16>,
 }
 
 impl Default for Remux {
@@ -315,6 +321,7 @@ impl Remux {
             now: None,
             stats: Default::default(),
             pcr_pid_of: Vec::new(),
+            ref_pcr_pid: None,
         };
         r.carry[pid::NULL as usize] = 0;
         r
@@ -382,6 +389,10 @@ impl Remux {
         self.role.iter_mut().for_each(|r| *r = PidRole::Unused);
         self.last_cc.iter_mut().for_each(|c| *c = 0xFF);
         self.now = None;
+        self.ref_pcr_pid = None;
+        for prog in self.programs.iter_mut() {
+            prog.own_clock = false;
+        }
     }
 
     /// Feed whole packets (`data.len()` a multiple of 188; a trailing partial
@@ -393,22 +404,41 @@ impl Remux {
     }
 
     fn push_packet(&mut self, raw: &[u8]) {
+        if raw.len() < PACKET_SIZE || raw[0] != packet::SYNC_BYTE {
+            self.stats.bad_packets += 1;
+            return;
+        }
+        self.stats.packets += 1;
+        let pid = (((raw[1] & 0x1F) as u16) << 8) | raw[2] as u16;
+        let p = pid as usize;
+        if raw[1] & 0x80 != 0 {
+            self.stats.transport_errors += 1;
+        }
+        // Fast path: most packets of a mux belong to services nobody asked
+        // for. Only a PCR is looked at there (it may be the mux clock).
+        if self.carry[p] == 0
+            && self.role[p] == PidRole::Unused
+            && !matches!(pid, pid::PAT | pid::SDT | pid::EIT | pid::TDT)
+        {
+            if pid == pid::NULL {
+                self.stats.null_packets += 1;
+            } else {
+                self.stats.unused_packets += 1;
+            }
+            if raw[3] & 0x20 != 0 && raw[4] >= 7 && raw[5] & 0x10 != 0 {
+                if let Some(pcr) = Packet::new_checked(raw).ok().and_then(|k| k.pcr()) {
+                    self.on_pcr(pid, pcr);
+                }
+            }
+            return;
+        }
         let Ok(pkt) = Packet::new_checked(raw) else {
             self.stats.bad_packets += 1;
             return;
         };
-        self.stats.packets += 1;
-        let pid = pkt.pid();
-        if pid == pid::NULL {
-            self.stats.null_packets += 1;
-            return;
-        }
-        if pkt.transport_error() {
-            self.stats.transport_errors += 1;
-        }
-        let p = pid as usize;
-        // Continuity (§2.4.3.3): counts per PID, ignoring duplicates and
-        // packets without payload, honouring the discontinuity_indicator.
+        // Continuity (§2.4.3.3) of the PIDs capbox uses: duplicates and
+        // packets without payload do not count, the discontinuity_indicator
+        // is honoured.
         let mut cc_error = false;
         if pkt.has_payload() {
             let cc = pkt.continuity_counter();
@@ -420,25 +450,7 @@ impl Remux {
             self.last_cc[p] = cc;
         }
         if let Some(pcr) = pkt.pcr() {
-            self.now = Some(pcr);
-            // Keep PAT/PMT and SDT at their rate, measured on the mux clock,
-            // even for a program whose streams are missing.
-            for prog in self.programs.iter_mut() {
-                let due = prog
-                    .last_psi
-                    .map(|l| packet::pcr_delta(l, pcr) >= PSI_INTERVAL)
-                    .unwrap_or(true);
-                if due {
-                    prog.insert_psi(Some(pcr));
-                }
-                let due = prog
-                    .last_sdt
-                    .map(|l| packet::pcr_delta(l, pcr) >= SDT_INTERVAL)
-                    .unwrap_or(true);
-                if due && prog.sdt.is_some() && prog.pmt.is_some() {
-                    prog.insert_sdt(Some(pcr));
-                }
-            }
+            self.on_pcr(pid, pcr);
         }
 
         match pid {
@@ -561,6 +573,45 @@ impl Remux {
             }
             prog.out.extend_from_slice(raw);
             prog.stats.packets_out += 1;
+        }
+    }
+
+    /// A PCR on `pid`. Each program keeps its tables' rate on its own clock
+    /// (its PCR PID) once that clock has been seen, else on the mux's
+    /// reference clock (the first PCR PID of the input): programs of one mux
+    /// may run on unrelated clocks, and mixing them would make every PCR
+    /// look like a jump.
+    fn on_pcr(&mut self, pid: u16, pcr: u64) {
+        if self.ref_pcr_pid.is_none() {
+            self.ref_pcr_pid = Some(pid);
+        }
+        if self.ref_pcr_pid == Some(pid) {
+            self.now = Some(pcr);
+        }
+        let reference = self.ref_pcr_pid;
+        for prog in self.programs.iter_mut() {
+            let own = prog.pmt.as_ref().map(|p| p.pcr_pid);
+            if own == Some(pid) {
+                prog.own_clock = true;
+            }
+            let clock = if prog.own_clock { own } else { reference };
+            if clock != Some(pid) {
+                continue;
+            }
+            let due = prog
+                .last_psi
+                .map(|l| packet::pcr_delta(l, pcr) >= PSI_INTERVAL)
+                .unwrap_or(true);
+            if due {
+                prog.insert_psi(Some(pcr));
+            }
+            let due = prog
+                .last_sdt
+                .map(|l| packet::pcr_delta(l, pcr) >= SDT_INTERVAL)
+                .unwrap_or(true);
+            if due && prog.sdt.is_some() && prog.pmt.is_some() {
+                prog.insert_sdt(Some(pcr));
+            }
         }
     }
 
@@ -697,6 +748,7 @@ impl Remux {
                 .find(|s| s.kind() == StreamKind::Video)
                 .and_then(|s| s.video_codec().map(|c| (s.elementary_pid, c)));
             prog.seen_pids = pmt.streams.iter().map(|s| s.elementary_pid).collect();
+            prog.own_clock = false;
             prog.stats.missing_pids = prog.seen_pids.len() as u64;
             prog.pmt = Some(pmt.clone());
             prog.rebuild_psi();
