@@ -817,7 +817,12 @@ impl Draft {
                 self.bandwidth_hz = Some(if v.eq_ignore_ascii_case("auto") {
                     0
                 } else {
-                    parse_scaled(v, HZ_UNITS).ok_or_else(|| bad(key, v))?
+                    match parse_scaled(v, HZ_UNITS).ok_or_else(|| bad(key, v))? {
+                        // "1.7 MHz" is 1.712 MHz in EN 302 755 (and in the
+                        // kernel's DTV_BANDWIDTH_HZ).
+                        1_700_000 => 1_712_000,
+                        hz => hz,
+                    }
                 })
             }
             "CODE_RATE_HP" => {
@@ -1576,5 +1581,263 @@ impl Tuning {
         }
         p.push((b::DTV_TUNE, 0));
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dvb::diseqc::{Scr, ScrStandard, Switch};
+    use crate::dvb::lnb::Lnb;
+
+    fn t(args: &str) -> Tuning {
+        Tuning::from_args(args).unwrap_or_else(|e| panic!("{args}: {e}"))
+    }
+
+    fn err(args: &str) -> String {
+        match Tuning::from_args(args) {
+            Ok(t) => panic!("{args} accepted: {t:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn parses_tune_args_dvbs2() {
+        let tu = t("dvbs2 11362000 V 22000000 8psk 3/4 0.35");
+        let Tuning::DvbS2(p) = tu else {
+            panic!("{tu:?}")
+        };
+        assert_eq!(p.frequency_khz, 11_362_000);
+        assert_eq!(p.symbol_rate, 22_000_000);
+        assert_eq!(p.polarization, Polarization::Vertical);
+        assert_eq!(p.modulation, Modulation::Psk8);
+        assert_eq!(p.fec, CodeRate::R3_4);
+        assert_eq!(p.rolloff, Rolloff::R35);
+        assert_eq!(p.stream_id, None);
+        // Units and word order.
+        assert_eq!(t("dvbs2 11362MHz v 22000k 0.35 3/4 8PSK"), tu);
+        assert_eq!(t("dvbs2 11.362GHz V 22M PSK/8 3/4 35"), tu);
+    }
+
+    #[test]
+    fn parses_tune_args_terrestrial_and_cable() {
+        let Tuning::DvbT(p) = t("dvbt 474000000 8MHz") else {
+            panic!()
+        };
+        assert_eq!((p.frequency_hz, p.bandwidth_hz), (474_000_000, 8_000_000));
+        assert_eq!(p.plp_id, None);
+        let Tuning::DvbT2(p) = t("dvbt2 490MHz 1.7MHz plp=3 guard=19/256 mode=32k") else {
+            panic!()
+        };
+        assert_eq!(
+            (p.frequency_hz, p.bandwidth_hz, p.plp_id),
+            (490_000_000, 1_712_000, Some(3))
+        );
+        let Tuning::DvbC(p) = t("dvbc 474MHz 6900k qam256") else {
+            panic!()
+        };
+        assert_eq!(
+            (p.symbol_rate, p.modulation),
+            (6_900_000, Modulation::Qam256)
+        );
+    }
+
+    #[test]
+    fn refuses_impossible_combinations() {
+        assert!(err("dvbs 11362000 V 22000000 8psk").contains("QPSK only"));
+        assert!(err("dvbs2 11362000 V 22000000 qam64").contains("DVB-S2 modulation"));
+        assert!(err("dvbs2 11362000 V 22000000 8psk 1/2").contains("no FEC 1/2"));
+        assert!(err("dvbt 474000000 8MHz plp=1").contains("use dvbt2"));
+        assert!(err("dvbt 474000000 8MHz guard=19/256").contains("DVB-T2 only"));
+        assert!(err("dvbt2 474000000 8MHz hierarchy=2").contains("hierarchical"));
+        assert!(err("dvbs2 11362000 V 90000000").contains("symbol rate"));
+        assert!(err("dvbs2 11362000 V 2200").contains("symbol rate"));
+        assert!(err("dvbs2 11362 V 22000000").contains("did you mean 11362MHz"));
+        assert!(err("dvbs2 9000000 V 22000000").contains("not in the L"));
+        assert!(err("dvbt 474000 8MHz").contains("out of band"));
+        assert!(err("dvbt 474000000 9MHz").contains("bandwidth"));
+        assert!(err("dvbt 474000000 10MHz").contains("bandwidth"));
+        assert!(t("dvbt2 474000000 10MHz").satellite().is_none());
+        assert!(err("dvbc 474000000 6900000 8psk").contains("QAM16"));
+        assert!(err("dvbs 11362000 V 22000000 isi=3").contains("multistream"));
+        assert!(err("dvbs2 11362000 V 22000000 isi=300").contains("ISI"));
+        assert!(err("dvbs2 11362000 V 22000000 pls=gold:300000").contains("18 bits"));
+        assert!(err("dvbs2 11362000 X 22000000").contains("POLARIZATION"));
+        assert!(err("atsc 474000000").contains("unsupported"));
+        assert!(err("dvbs2 11362000 V 22000000 frobnicate=1").contains("unknown key"));
+        assert!(err("dvbs2 11362000 V").contains("missing SYMBOL_RATE"));
+    }
+
+    #[test]
+    fn parses_config_pairs() {
+        let a = Tuning::from_pairs([
+            ("system", "dvb-s2"),
+            ("frequency", "11362MHz"),
+            ("polarisation", "V"),
+            ("symbol_rate", "22000000"),
+            ("modulation", "8psk"),
+            ("fec", "3/4"),
+            ("rolloff", "0.35"),
+        ])
+        .unwrap();
+        assert_eq!(a, t("dvbs2 11362000 V 22000000 8psk 3/4 0.35"));
+    }
+
+    #[test]
+    fn props_dvbs2_through_universal_lnb() {
+        // The vidtv rig locks DVB-S2 at IF 1612000 kHz = 11362 MHz − 9750.
+        let setup = LnbSetup::new(Lnb::UNIVERSAL);
+        let p = t("dvbs2 11362000 V 22000000 8psk 3/4 0.35")
+            .to_props(Some(&setup), PlsStyle::Mainline)
+            .unwrap();
+        assert_eq!(
+            p,
+            vec![
+                (b::DTV_CLEAR, 0),
+                (b::DTV_DELIVERY_SYSTEM, b::SYS_DVBS2),
+                (b::DTV_FREQUENCY, 1_612_000),
+                (b::DTV_SYMBOL_RATE, 22_000_000),
+                (b::DTV_MODULATION, b::PSK_8),
+                (b::DTV_INNER_FEC, b::FEC_3_4),
+                (b::DTV_ROLLOFF, b::ROLLOFF_35),
+                (b::DTV_PILOT, b::PILOT_AUTO),
+                (b::DTV_STREAM_ID, NO_STREAM_ID_FILTER),
+                (b::DTV_SCRAMBLING_SEQUENCE_INDEX, 0),
+                (b::DTV_TUNE, 0),
+            ]
+        );
+        // Without an LNB only an IF is accepted.
+        assert!(t("dvbs2 11362000 V 22000000")
+            .to_props(None, PlsStyle::Mainline)
+            .is_err());
+        let direct = t("dvbs2 1612000 V 22000000")
+            .to_props(None, PlsStyle::Mainline)
+            .unwrap();
+        assert_eq!(direct[2], (b::DTV_FREQUENCY, 1_612_000));
+    }
+
+    #[test]
+    fn props_multistream_both_styles() {
+        let tu = t("dvbs2 12648000 V 29500000 8psk 8/9 isi=1 pls=gold:121212");
+        let m = tu
+            .to_props(Some(&LnbSetup::new(Lnb::UNIVERSAL)), PlsStyle::Mainline)
+            .unwrap();
+        assert!(m.contains(&(b::DTV_STREAM_ID, 1)));
+        assert!(m.contains(&(b::DTV_SCRAMBLING_SEQUENCE_INDEX, 121_212)));
+        let tbs = tu
+            .to_props(Some(&LnbSetup::new(Lnb::UNIVERSAL)), PlsStyle::Tbs)
+            .unwrap();
+        assert!(tbs.contains(&(b::DTV_STREAM_ID, 1 | (121_212 << 8) | (1 << 26))));
+        assert!(!tbs
+            .iter()
+            .any(|(c, _)| *c == b::DTV_SCRAMBLING_SEQUENCE_INDEX));
+        // Root mode: TBS passes it through, mainline converts to gold.
+        let tu = t("dvbs2 11000000 H 30000000 isi=4 pls=root:16416");
+        let tbs = tu
+            .to_props(Some(&LnbSetup::new(Lnb::UNIVERSAL)), PlsStyle::Tbs)
+            .unwrap();
+        assert!(tbs.contains(&(b::DTV_STREAM_ID, 4 | (16416 << 8))));
+        let m = tu
+            .to_props(Some(&LnbSetup::new(Lnb::UNIVERSAL)), PlsStyle::Mainline)
+            .unwrap();
+        let gold = root_to_gold(16416).unwrap();
+        assert!(m.contains(&(b::DTV_SCRAMBLING_SEQUENCE_INDEX, gold)));
+        assert_eq!(gold_to_root(gold), 16416);
+        // TBS cannot carry a PLS without an ISI.
+        assert!(t("dvbs2 11000000 H 30000000 pls=gold:5")
+            .to_props(Some(&LnbSetup::new(Lnb::UNIVERSAL)), PlsStyle::Tbs)
+            .is_err());
+    }
+
+    #[test]
+    fn pls_sequence_endpoints() {
+        assert_eq!(gold_to_root(0), 1);
+        assert_eq!(root_to_gold(1), Some(0));
+        // One step of x^18 + x^7 + 1 from state 1 feeds bit 0 into bit 17.
+        assert_eq!(gold_to_root(1), 1 << 17);
+        assert_eq!(root_to_gold(0), None);
+        for g in [2u32, 8, 131_070, 262_141] {
+            assert_eq!(root_to_gold(gold_to_root(g)), Some(g));
+        }
+    }
+
+    #[test]
+    fn props_terrestrial_and_cable() {
+        let p = t("dvbt 474000000 8MHz")
+            .to_props(None, PlsStyle::Mainline)
+            .unwrap();
+        assert_eq!(
+            p,
+            vec![
+                (b::DTV_CLEAR, 0),
+                (b::DTV_DELIVERY_SYSTEM, b::SYS_DVBT),
+                (b::DTV_FREQUENCY, 474_000_000),
+                (b::DTV_BANDWIDTH_HZ, 8_000_000),
+                (b::DTV_CODE_RATE_HP, b::FEC_AUTO),
+                (b::DTV_CODE_RATE_LP, b::FEC_AUTO),
+                (b::DTV_GUARD_INTERVAL, b::GUARD_INTERVAL_AUTO),
+                (b::DTV_TRANSMISSION_MODE, b::TRANSMISSION_MODE_AUTO),
+                (b::DTV_HIERARCHY, b::HIERARCHY_AUTO),
+                (b::DTV_MODULATION, b::QAM_AUTO),
+                (b::DTV_TUNE, 0),
+            ]
+        );
+        let p = t("dvbt2 474000000 8MHz plp=2")
+            .to_props(None, PlsStyle::Tbs)
+            .unwrap();
+        assert_eq!(p[1], (b::DTV_DELIVERY_SYSTEM, b::SYS_DVBT2));
+        assert_eq!(p[p.len() - 2], (b::DTV_STREAM_ID, 2));
+        let p = t("dvbc 474000000 6900000 qam64")
+            .to_props(None, PlsStyle::Mainline)
+            .unwrap();
+        assert_eq!(
+            p,
+            vec![
+                (b::DTV_CLEAR, 0),
+                (b::DTV_DELIVERY_SYSTEM, b::SYS_DVBC_ANNEX_A),
+                (b::DTV_FREQUENCY, 474_000_000),
+                (b::DTV_SYMBOL_RATE, 6_900_000),
+                (b::DTV_MODULATION, b::QAM_64),
+                (b::DTV_INNER_FEC, b::FEC_AUTO),
+                (b::DTV_TUNE, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn props_unicable_tunes_user_band() {
+        let setup = LnbSetup {
+            lnb: Lnb::UNIVERSAL,
+            switch: Switch::Unicable(Scr {
+                standard: ScrStandard::En50607,
+                user_band: 0,
+                ub_freq_mhz: 1210,
+                position: 0,
+                pin: None,
+            }),
+        };
+        let p = t("dvbs2 11362000 V 22000000")
+            .to_props(Some(&setup), PlsStyle::Mainline)
+            .unwrap();
+        assert_eq!(p[2], (b::DTV_FREQUENCY, 1_210_000));
+    }
+
+    #[test]
+    fn args_round_trip() {
+        for a in [
+            "dvbs 10714000 H 22000000 5/6",
+            "dvbs2 11362000 V 22000000 8psk 3/4 0.35",
+            "dvbs2 12648000 V 29500000 8psk 8/9 isi=1 pls=gold:121212 pilot=on",
+            "dvbs2 11000000 L 30000000 16apsk 9/10 isi=4 pls=root:16416",
+            "dvbt 474000000 8MHz guard=1/8 mode=8k code_rate_hp=2/3 hierarchy=none",
+            "dvbt2 490000000 bandwidth=auto plp=3",
+            "dvbc 474000000 6900000 qam256",
+        ] {
+            let tu = t(a);
+            assert_eq!(t(&tu.to_args()), tu, "{a} -> {}", tu.to_args());
+            let pairs = tu.to_dvbv5_pairs();
+            let back = Tuning::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
+            assert_eq!(back, tu, "{a} via dvbv5 keys");
+        }
     }
 }
