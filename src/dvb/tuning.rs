@@ -937,7 +937,12 @@ impl Draft {
         }
         match system {
             System::DvbS => {
-                let modulation = self.modulation.unwrap_or(Modulation::Qpsk);
+                // QAM_AUTO is fe_modulation's only "auto" value: dvbv5 files
+                // write it as QAM/AUTO for "unknown", whatever the system.
+                let modulation = match self.modulation {
+                    None | Some(Modulation::QamAuto) => Modulation::Qpsk,
+                    Some(m) => m,
+                };
                 if modulation != Modulation::Qpsk {
                     return Err(impossible(format!(
                         "DVB-S is QPSK only, not {} (use dvbs2)",
@@ -987,10 +992,14 @@ impl Draft {
                 let modulation = self.modulation.unwrap_or(Modulation::Psk8);
                 if !matches!(
                     modulation,
-                    Modulation::Qpsk | Modulation::Psk8 | Modulation::Apsk16 | Modulation::Apsk32
+                    Modulation::Qpsk
+                        | Modulation::Psk8
+                        | Modulation::Apsk16
+                        | Modulation::Apsk32
+                        | Modulation::QamAuto
                 ) {
                     return Err(impossible(format!(
-                        "DVB-S2 modulation is QPSK, 8PSK, 16APSK or 32APSK, not {}",
+                        "DVB-S2 modulation is QPSK, 8PSK, 16APSK, 32APSK or auto, not {}",
                         modulation.dvbv5_name()
                     )));
                 }
@@ -1007,6 +1016,7 @@ impl Draft {
                             | CodeRate::R9_10
                             | CodeRate::Auto
                     ),
+                    Modulation::QamAuto => true,
                     Modulation::Apsk16 => matches!(
                         fec,
                         CodeRate::R2_3
@@ -1228,15 +1238,18 @@ impl Draft {
     }
 }
 
-/// Satellite downlink bands (kHz): C (3.4–4.2 GHz), Ku (10.7–12.75 GHz), Ka
-/// broadcast (17.3–21.2 GHz), or an L-band IF (950–2150 MHz) for a tuner
-/// used without LNB arithmetic.
+/// Satellite downlink bands (kHz): S (2.5–2.7 GHz, used in Indonesia), C
+/// with extended C (3.4–4.8 GHz), Ku
+/// (10.7–12.75 GHz), Ka broadcast including the 21.4–22 GHz BSS band
+/// (17.3–22 GHz), or an L-band IF (950–2150 MHz) for a tuner used without
+/// LNB arithmetic.
 fn check_sat_frequency(f: u32) -> Result<()> {
     let bands = [
         (950_000, 2_150_000),
-        (3_400_000, 4_200_000),
+        (2_500_000, 2_700_000),
+        (3_400_000, 4_800_000),
         (10_700_000, 12_750_000),
-        (17_300_000, 21_200_000),
+        (17_300_000, 22_000_000),
     ];
     if bands.iter().any(|(lo, hi)| (*lo..=*hi).contains(&f)) {
         return Ok(());
@@ -1247,7 +1260,7 @@ fn check_sat_frequency(f: u32) -> Result<()> {
         String::new()
     };
     Err(impossible(format!(
-        "satellite frequency {f} kHz is not in the L (IF), C, Ku or Ka band{hint}"
+        "satellite frequency {f} kHz is not in the L (IF), S, C, Ku or Ka band{hint}"
     )))
 }
 
