@@ -18,10 +18,9 @@ const KNOWN_BAD: &[(&str, usize, &str)] = &[
     // Frequencies written in MHz instead of kHz.
     ("dvb-s/Hispasat-30.0W", 180, "did you mean 12207MHz"),
     ("dvb-s/SES3_C-103.0W", 94, "did you mean 4090MHz"),
-    // Code rates the standard does not have: DVB-S has no 3/5 (EN 300 421
-    // §4.4.3), DVB-S2 8PSK has no 1/2 (EN 302 307-1 table 12).
+    // A code rate the standard does not have: DVB-S has no 3/5
+    // (EN 300 421 §4.4.3).
     ("dvb-s/Insat2E_C-83.0E", 139, "no FEC 3/5"),
-    ("dvb-s/Sirius-5.0E", 400, "no FEC 1/2"),
 ];
 
 /// Whole files whose every refused entry is bad upstream data: (file, number

@@ -989,7 +989,9 @@ impl Draft {
                 }))
             }
             _ => {
-                let modulation = self.modulation.unwrap_or(Modulation::Psk8);
+                // Absent means "let the demodulator find it": libdvbv5 writes
+                // a DVB-S2 entry without MODULATION back as QAM/AUTO.
+                let modulation = self.modulation.unwrap_or(Modulation::QamAuto);
                 if !matches!(
                     modulation,
                     Modulation::Qpsk
@@ -1109,9 +1111,7 @@ impl Draft {
             )));
         }
         let code_rate_hp = self.code_rate_hp.unwrap_or(CodeRate::Auto);
-        let code_rate_lp =
-            self.code_rate_lp
-                .unwrap_or(if t2 { CodeRate::None } else { CodeRate::Auto });
+        let code_rate_lp = self.code_rate_lp.unwrap_or(CodeRate::Auto); // absent = auto, as libdvbv5 writes it back
         for (k, cr) in [
             ("CODE_RATE_HP", code_rate_hp),
             ("CODE_RATE_LP", code_rate_lp),
@@ -1150,9 +1150,7 @@ impl Draft {
                 transmission_mode.dvbv5_name()
             )));
         }
-        let hierarchy =
-            self.hierarchy
-                .unwrap_or(if t2 { Hierarchy::None } else { Hierarchy::Auto });
+        let hierarchy = self.hierarchy.unwrap_or(Hierarchy::Auto);
         if t2 && !matches!(hierarchy, Hierarchy::None | Hierarchy::Auto) {
             return Err(impossible(
                 "DVB-T2 has no hierarchical modulation (it uses PLPs)".to_string(),
