@@ -78,18 +78,10 @@ fn normalize(mut v: Vec<ChannelEntry>) -> Vec<ChannelEntry> {
                     p.stream_id = None;
                 }
             }
-            Tuning::DvbS(p) => {
-                if p.pilot == Pilot::Off {
-                    p.pilot = Pilot::Auto;
-                }
-            }
+            Tuning::DvbS(p) if p.pilot == Pilot::Off => p.pilot = Pilot::Auto,
             // libdvbv5 writes STREAM_ID = 0 (PLP 0) where the file gave no
             // PLP; capbox keeps "no PLP" (NO_STREAM_ID_FILTER: driver picks).
-            Tuning::DvbT2(p) => {
-                if p.plp_id == Some(0) {
-                    p.plp_id = None;
-                }
-            }
+            Tuning::DvbT2(p) if p.plp_id == Some(0) => p.plp_id = None,
             _ => {}
         }
         // libdvbv5 drops keys it does not know; so do we compare without them.

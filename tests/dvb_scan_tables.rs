@@ -171,3 +171,38 @@ fn dvbv5_scan_output_sample_reads_services() {
     let snippet = channels::capbox_config_snippet(&v);
     assert!(snippet.contains("name = \"nine-canberra\""), "{snippet}");
 }
+
+/// ATSC and ISDB-T files are refused entry by entry as unsupported delivery
+/// systems (capbox tunes DVB-S/S2, DVB-T/T2, DVB-C), never as parse errors.
+#[test]
+fn other_systems_are_refused_as_unsupported() {
+    let mut total = 0;
+    for dir in ["atsc", "isdb-t"] {
+        let path = Path::new(ROOT).join(dir);
+        let Ok(rd) = std::fs::read_dir(&path) else {
+            eprintln!(
+                "\n!!! SKIPPED: {} missing; apt-get install dtv-scan-tables !!!\n",
+                path.display()
+            );
+            return;
+        };
+        let (mut files, mut refused) = (0, 0);
+        for p in rd.map(|e| e.unwrap().path()) {
+            let rel = format!("{dir}/{}", p.file_name().unwrap().to_string_lossy());
+            let (entries, errors) = channels::parse_lenient(&rel, &std::fs::read(&p).unwrap());
+            assert!(
+                entries.is_empty(),
+                "{rel}: {} entries accepted",
+                entries.len()
+            );
+            for e in &errors {
+                assert!(e.is_unsupported_system(), "{e}");
+            }
+            files += 1;
+            refused += errors.len();
+        }
+        eprintln!("{dir}: {files} files, {refused} entries refused as unsupported systems");
+        total += refused;
+    }
+    assert!(total > 0);
+}
