@@ -5,6 +5,7 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dvb;
 pub mod fanout;
 pub mod http;
 pub mod remux;
