@@ -104,6 +104,9 @@ cp /bin/busybox "$ird/bin/busybox"
 for a in sh mount insmod modprobe lsmod dd cat echo ls sleep poweroff uname dmesg printf head grep; do
     ln -sf busybox "$ird/bin/$a"
 done
+# The kernel's request_module runs /sbin/modprobe: vidtv's bridge loads its
+# tuner and demod that way.
+for a in modprobe insmod depmod poweroff; do ln -sf ../bin/busybox "$ird/sbin/$a"; done
 strip -o "$ird/bin/hw-tests" "$testbin"
 # Modules: what vidtv needs from the Debian kernel (mc, dvb-core and their
 # dependencies, per modinfo) plus the three vidtv modules; depmod -b makes

@@ -1,7 +1,13 @@
 //! The demux/dvr pair of an adapter: hardware PID filters whose packets go
-//! to dvr (`DMX_SET_PES_FILTER` with `DMX_OUT_TS_TAP`, `DMX_ADD_PID`,
-//! `DMX_REMOVE_PID`; PID 0x2000 for the whole TS) and the non-blocking dvr
-//! reader.
+//! to dvr (`DMX_SET_PES_FILTER` with `DMX_OUT_TS_TAP`; PID 0x2000 for the
+//! whole TS) and the non-blocking dvr reader.
+//!
+//! Several PIDs to dvr take one demux fd each ([`PidSet`]): dvb-core refuses
+//! `DMX_ADD_PID` (EINVAL) on a filter whose output is not
+//! `DMX_OUT_TSDEMUX_TAP` once it has a PID (dmxdev.c, "only TS packet
+//! filters may have multiple PIDs"; seen in the rig). `DMX_ADD_PID` /
+//! `DMX_REMOVE_PID` work on a TSDEMUX_TAP filter, whose TS is read from the
+//! demux fd itself ([`Output::Demux`]).
 //!
 //! Promises: both fds are O_NONBLOCK (a blocking dvr read waits to fill the
 //! whole buffer, FIELD-NOTES) so they fit a mio loop; `Dvr::read_timeout`
@@ -37,12 +43,23 @@ fn open_node(path: &Path, device: &str, flags: OFlag) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// One demux fd carrying one TS-output filter (several PIDs).
+/// Where a TS filter's packets go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// `DMX_OUT_TS_TAP`: to the adapter's dvr (one PID per demux fd).
+    Dvr,
+    /// `DMX_OUT_TSDEMUX_TAP`: readable from this demux fd; PIDs can be
+    /// added and removed on the running filter.
+    Demux,
+}
+
+/// One demux fd carrying one TS-output filter.
 #[derive(Debug)]
 pub struct Demux {
     fd: OwnedFd,
     device: String,
     pids: Vec<u16>,
+    pub stats: DvrStats,
 }
 
 impl Demux {
@@ -57,6 +74,7 @@ impl Demux {
             fd: open_node(path, device, OFlag::O_RDWR)?,
             device: device.to_string(),
             pids: Vec::new(),
+            stats: DvrStats::default(),
         })
     }
 
@@ -72,6 +90,11 @@ impl Demux {
     /// DMX_SET_PES_FILTER: pass `pid` (or [`FULL_TS`]) from the frontend to
     /// dvr as TS packets, started at once. Replaces any earlier filter.
     pub fn set_ts_filter(&mut self, pid: u16) -> Result<()> {
+        self.set_ts_filter_to(pid, Output::Dvr)
+    }
+
+    /// DMX_SET_PES_FILTER with the chosen output, started at once.
+    pub fn set_ts_filter_to(&mut self, pid: u16, output: Output) -> Result<()> {
         if pid > FULL_TS {
             return Err(DvbError::other(
                 &self.device,
@@ -82,7 +105,10 @@ impl Demux {
         let params = dmx_pes_filter_params {
             pid,
             input: DMX_IN_FRONTEND,
-            output: DMX_OUT_TS_TAP,
+            output: match output {
+                Output::Dvr => DMX_OUT_TS_TAP,
+                Output::Demux => DMX_OUT_TSDEMUX_TAP,
+            },
             pes_type: DMX_PES_OTHER,
             flags: DMX_IMMEDIATE_START,
         };
@@ -95,7 +121,8 @@ impl Demux {
         Ok(())
     }
 
-    /// DMX_ADD_PID: pass one more PID through the running filter.
+    /// DMX_ADD_PID: pass one more PID through the running filter (an
+    /// [`Output::Demux`] filter; dvb-core refuses it for [`Output::Dvr`]).
     pub fn add_pid(&mut self, pid: u16) -> Result<()> {
         if self.pids.contains(&pid) {
             return Ok(());
@@ -130,6 +157,102 @@ impl Demux {
         unsafe { capbox_sys::dmx_stop(self.fd.as_raw_fd()) }
             .map_err(|e| DvbError::new(&self.device, "DMX_STOP", e))?;
         Ok(())
+    }
+
+    /// Read TS from an [`Output::Demux`] filter, waiting up to `timeout`.
+    pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        read_timeout(&self.fd, &self.device, &mut self.stats, buf, timeout)
+    }
+}
+
+/// The PIDs an adapter passes to dvr: one demux fd per PID (see the module
+/// comment), opened and closed as PIDs come and go (a PMT change).
+#[derive(Debug)]
+pub struct PidSet {
+    adapter: u32,
+    demux: u32,
+    filters: std::collections::BTreeMap<u16, Demux>,
+}
+
+impl PidSet {
+    pub fn new(adapter: u32, demux: u32) -> PidSet {
+        PidSet {
+            adapter,
+            demux,
+            filters: Default::default(),
+        }
+    }
+
+    pub fn pids(&self) -> impl Iterator<Item = u16> + '_ {
+        self.filters.keys().copied()
+    }
+
+    /// Pass `pid` (or [`FULL_TS`]) to dvr; already passed is fine.
+    pub fn add(&mut self, pid: u16) -> Result<()> {
+        if self.filters.contains_key(&pid) {
+            return Ok(());
+        }
+        let mut d = Demux::open(self.adapter, self.demux)?;
+        d.set_ts_filter(pid)?;
+        self.filters.insert(pid, d);
+        Ok(())
+    }
+
+    /// Stop passing `pid` (closing its fd stops the filter).
+    pub fn remove(&mut self, pid: u16) {
+        self.filters.remove(&pid);
+    }
+
+    /// Make the set exactly `pids`.
+    pub fn set(&mut self, pids: &[u16]) -> Result<()> {
+        self.filters.retain(|p, _| pids.contains(p));
+        pids.iter().try_for_each(|&p| self.add(p))
+    }
+}
+
+/// One non-blocking read: Ok(0) when nothing is waiting or after an
+/// overflow (counted).
+fn read_once(fd: &OwnedFd, device: &str, stats: &mut DvrStats, buf: &mut [u8]) -> Result<usize> {
+    match nix::unistd::read(fd.as_raw_fd(), buf) {
+        Ok(n) => {
+            stats.reads += 1;
+            stats.bytes += n as u64;
+            Ok(n)
+        }
+        Err(Errno::EAGAIN) | Err(Errno::EINTR) => Ok(0),
+        Err(Errno::EOVERFLOW) => {
+            stats.overflows += 1;
+            Ok(0)
+        }
+        Err(e) => Err(DvbError::new(device, "read", e)),
+    }
+}
+
+/// Wait up to `timeout` for data (poll POLLIN), reading as soon as any is
+/// there; Ok(0) at the deadline.
+fn read_timeout(
+    fd: &OwnedFd,
+    device: &str,
+    stats: &mut DvrStats,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> Result<usize> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = read_once(fd, device, stats, buf)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(0);
+        }
+        let ms = u16::try_from((deadline - now).as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(DvbError::new(device, "poll", e)),
+        }
     }
 }
 
@@ -194,40 +317,12 @@ impl Dvr {
     /// One non-blocking read: Ok(0) when nothing is waiting (or after an
     /// overflow, which is counted).
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
-        match nix::unistd::read(self.fd.as_raw_fd(), buf) {
-            Ok(n) => {
-                self.stats.reads += 1;
-                self.stats.bytes += n as u64;
-                Ok(n)
-            }
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => Ok(0),
-            Err(Errno::EOVERFLOW) => {
-                self.stats.overflows += 1;
-                Ok(0)
-            }
-            Err(e) => Err(DvbError::new(&self.device, "read", e)),
-        }
+        read_once(&self.fd, &self.device, &mut self.stats, buf)
     }
 
     /// Wait up to `timeout` for data (poll POLLIN), then read once.
     pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let n = self.read(buf)?;
-            if n > 0 {
-                return Ok(n);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(0);
-            }
-            let ms = u16::try_from((deadline - now).as_millis()).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(DvbError::new(&self.device, "poll", e)),
-            }
-        }
+        read_timeout(&self.fd, &self.device, &mut self.stats, buf, timeout)
     }
 }
 

@@ -398,11 +398,12 @@ impl Frontend {
             // SAFETY: `arg.props` points at `num` initialised properties
             // alive for the call.
             unsafe { capbox_sys::fe_set_property(self.fd.as_raw_fd(), &arg) }.map_err(|e| {
+                let err = self.err("FE_SET_PROPERTY", e);
                 let names: Vec<String> = chunk
                     .iter()
                     .map(|&(c, v)| format!("{}={v}", prop_name(c)))
                     .collect();
-                self.err("FE_SET_PROPERTY", e).with_detail(names.join(" "))
+                err.with_detail(names.join(" "))
             })?;
         }
         Ok(())
@@ -523,6 +524,8 @@ impl Frontend {
     /// other error is returned.
     pub fn legacy_stats(&self) -> Result<LegacyStats> {
         let fd = self.fd.as_raw_fd();
+        // Each result is turned into a DvbError right after its ioctl, while
+        // errno still holds the raw value (see `DvbError::new`).
         let opt = |r: nix::Result<i32>, call: &'static str| -> Result<bool> {
             match r {
                 Ok(_) => Ok(true),

@@ -35,11 +35,18 @@ pub struct DvbError {
 }
 
 impl DvbError {
+    /// Call right after the failed syscall: nix maps errnos it has no name
+    /// for (ENOTSUPP 524 from DVB drivers) to `UnknownErrno` (0), so the raw
+    /// value is then taken from the thread's errno, still set.
     pub fn new(device: &str, call: &'static str, errno: Errno) -> DvbError {
+        let raw = match errno {
+            Errno::UnknownErrno => std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+            e => e as i32,
+        };
         DvbError {
             device: device.to_string(),
             call,
-            errno: errno as i32,
+            errno: raw,
             detail: String::new(),
         }
     }
