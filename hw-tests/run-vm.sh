@@ -90,11 +90,17 @@ if [ ! -s "$vmlinux" ]; then
 fi
 
 # ---- 4. the static test program ----
+# `cargo rustc` puts crt-static on the example's own link only, so the
+# capbox library and dependencies already built by `cargo build`/`cargo
+# test` in the repo's target dir are reused (a warm run relinks one binary);
+# glibc links statically as static-pie.
 stamp "building the in-VM test program"
-export CARGO_TARGET_DIR=$cache/target
-(cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build -q --example hw-tests --target x86_64-unknown-linux-gnu) || die "cargo build of the hw-tests example failed"
-testbin=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/debug/examples/hw-tests
+(cd "$repo" && cargo rustc -q --example hw-tests -- -C target-feature=+crt-static) \
+    || die "cargo build of the hw-tests example failed"
+target_dir=$(cd "$repo" && cargo metadata -q --format-version 1 --no-deps \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+testbin=$target_dir/debug/examples/hw-tests
+ldd "$testbin" 2>&1 | grep -qE 'statically linked|not a dynamic' || die "$testbin is not statically linked"
 
 # ---- 5. initramfs ----
 stamp "packing the initramfs"
