@@ -25,6 +25,8 @@ T0=$(date +%s.%N)
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 cache=${CAPBOX_HW_CACHE:-/var/cache/capbox-hw}
+# Not root (a developer's machine): keep the cache in the repo's target dir.
+mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$repo/target/hw
 vm_timeout=${CAPBOX_HW_TIMEOUT:-120}
 mkdir -p "$cache"
 
