@@ -130,6 +130,23 @@ fn find_usb(device: &Path) -> Option<UsbDevice> {
     None
 }
 
+/// The driver of the nearest device up from `device` that has one: a DVB
+/// node's parent is often a driverless i2c adapter or USB interface glue
+/// (vidtv's is `vidtv.0/i2c-0`; the driver sits on `vidtv.0`).
+fn find_driver(device: &Path) -> Option<String> {
+    let mut cur = Some(device);
+    while let Some(dir) = cur {
+        if let Ok(d) = fs::read_link(dir.join("driver")) {
+            return d.file_name().map(|n| n.to_string_lossy().into_owned());
+        }
+        if dir.file_name().map(|n| n == "devices").unwrap_or(true) {
+            break;
+        }
+        cur = dir.parent();
+    }
+    None
+}
+
 /// Discover adapters under `class_dir` (normally `/sys/class/dvb`) without
 /// opening any device.
 pub fn discover_in(class_dir: &Path) -> Discovery {
@@ -168,9 +185,7 @@ pub fn discover_in(class_dir: &Path) -> Discovery {
         }
         if a.device_path.is_none() {
             if let Ok(dev) = fs::canonicalize(ent.path().join("device")) {
-                a.driver = fs::read_link(dev.join("driver"))
-                    .ok()
-                    .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+                a.driver = find_driver(&dev);
                 a.usb = find_usb(&dev);
                 a.device_path = Some(dev);
             }
@@ -260,7 +275,11 @@ mod tests {
         fs::write(usbdev.join("serial"), "TBS 0042\n").unwrap();
         symlink(&drv, intf.join("driver")).unwrap();
         let plat = root.join("devices/platform/vidtv.0");
-        fs::create_dir_all(&plat).unwrap();
+        let plat_drv = root.join("bus/platform/drivers/vidtv");
+        fs::create_dir_all(&plat_drv).unwrap();
+        fs::create_dir_all(plat.join("i2c-0")).unwrap();
+        symlink(&plat_drv, plat.join("driver")).unwrap();
+        let plat = plat.join("i2c-0");
         let class = root.join("class/dvb");
         for (name, dev) in [
             ("dvb1.frontend0", &intf),
@@ -281,7 +300,7 @@ mod tests {
         let a0 = &d.adapters[0];
         assert_eq!(a0.number, 0);
         assert_eq!(a0.usb, None);
-        assert_eq!(a0.driver, None);
+        assert_eq!(a0.driver.as_deref(), Some("vidtv"));
         assert_eq!(a0.stable_name(), "adapter0");
         let a1 = &d.adapters[1];
         assert_eq!(a1.frontends.len(), 1);
