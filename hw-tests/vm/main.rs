@@ -342,6 +342,42 @@ fn main() {
         Err(e) => s.check("DVB-S2 1612 MHz IF lock", false, e),
     }
 
+    // 4b. The properties the tuning module emits for DVB-T2 PLPs and DVB-S2
+    // multistream (mainline PLS property, and the TBS packing of the PLS
+    // into DTV_STREAM_ID's high bits) pass dvb-core and still lock.
+    let t2 = [
+        (DTV_DELIVERY_SYSTEM, SYS_DVBT2),
+        (DTV_FREQUENCY, 474_000_000),
+        (DTV_BANDWIDTH_HZ, 8_000_000),
+        (DTV_STREAM_ID, 0),
+    ];
+    match tune_and_lock(&mut fe, &t2) {
+        Ok((t, st)) => s.check(
+            "DVB-T2 PLP 0 lock",
+            true,
+            format!("{st} after {} ms", t.as_millis()),
+        ),
+        Err(e) => s.check("DVB-T2 PLP 0 lock", false, e),
+    }
+    let mut ms = dvbs2.to_vec();
+    ms.push((DTV_STREAM_ID, 1));
+    ms.push((DTV_SCRAMBLING_SEQUENCE_INDEX, 262_141));
+    let r = tune_and_lock(&mut fe, &ms);
+    s.check(
+        "DVB-S2 multistream (ISI 1, PLS 262141) lock",
+        r.is_ok(),
+        format!("{r:?}"),
+    );
+    let mut tbs = dvbs2.to_vec();
+    // TBS layout: ISI in bits 0-7, PLS code in 8-25, PLS mode in 26-27.
+    tbs.push((DTV_STREAM_ID, (262_141 << 8) | 1));
+    let r = tune_and_lock(&mut fe, &tbs);
+    s.check(
+        "DVB-S2 TBS-packed stream id accepted",
+        r.is_ok(),
+        format!("{r:?}"),
+    );
+
     // 5. A wrong frequency: "no lock" in plain words, within the timeout.
     let mut wrong = dvbt();
     wrong[1].1 = 506_000_000;

@@ -543,24 +543,18 @@ impl Frontend {
             }
         };
         let (mut s, mut n, mut b, mut u) = (0u16, 0u16, 0u32, 0u32);
-        // SAFETY (all four): each points at a valid, writable integer of the
-        // type the ioctl writes.
-        let has_s = opt(
-            unsafe { capbox_sys::fe_read_signal_strength(fd, &mut s) },
-            "FE_READ_SIGNAL_STRENGTH",
-        )?;
-        let has_n = opt(
-            unsafe { capbox_sys::fe_read_snr(fd, &mut n) },
-            "FE_READ_SNR",
-        )?;
-        let has_b = opt(
-            unsafe { capbox_sys::fe_read_ber(fd, &mut b) },
-            "FE_READ_BER",
-        )?;
-        let has_u = opt(
-            unsafe { capbox_sys::fe_read_uncorrected_blocks(fd, &mut u) },
-            "FE_READ_UNCORRECTED_BLOCKS",
-        )?;
+        // SAFETY: `s` is a valid, writable u16, the type the ioctl writes.
+        let r = unsafe { capbox_sys::fe_read_signal_strength(fd, &mut s) };
+        let has_s = opt(r, "FE_READ_SIGNAL_STRENGTH")?;
+        // SAFETY: `n` is a valid, writable u16, the type the ioctl writes.
+        let r = unsafe { capbox_sys::fe_read_snr(fd, &mut n) };
+        let has_n = opt(r, "FE_READ_SNR")?;
+        // SAFETY: `b` is a valid, writable u32, the type the ioctl writes.
+        let r = unsafe { capbox_sys::fe_read_ber(fd, &mut b) };
+        let has_b = opt(r, "FE_READ_BER")?;
+        // SAFETY: `u` is a valid, writable u32, the type the ioctl writes.
+        let r = unsafe { capbox_sys::fe_read_uncorrected_blocks(fd, &mut u) };
+        let has_u = opt(r, "FE_READ_UNCORRECTED_BLOCKS")?;
         Ok(LegacyStats {
             signal_strength: has_s.then_some(s),
             snr: has_n.then_some(n),
