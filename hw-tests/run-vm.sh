@@ -59,6 +59,12 @@ headers=/usr/src/linux-headers-$kver
 [ -d "$headers" ] || die "$headers missing"
 stamp "kernel $kver"
 
+# Several runs may share the cache (engineers' worktrees, CI): the cached
+# kernel and vidtv steps run under a lock; each run packs and boots from
+# its own directory.
+exec 9>"$cache/.lock"
+flock 9
+
 # ---- 2. kernel image + modules ----
 kdir=$cache/kernel-$kver
 if [ ! -f "$kdir/done" ]; then
@@ -91,6 +97,10 @@ if [ ! -s "$vmlinux" ]; then
     mv "$vmlinux.tmp" "$vmlinux"
 fi
 
+flock -u 9
+run=$(mktemp -d "$cache/run.XXXXXX")
+trap 'rm -rf "$run"' EXIT
+
 # ---- 4. the static test program ----
 # `cargo rustc` puts crt-static on the example's own link only, so the
 # capbox library and dependencies already built by `cargo build`/`cargo
@@ -106,7 +116,7 @@ ldd "$testbin" 2>&1 | grep -qE 'statically linked|not a dynamic' || die "$testbi
 
 # ---- 5. initramfs ----
 stamp "packing the initramfs"
-ird=$cache/initramfs
+ird=$run/initramfs
 rm -rf "$ird" && mkdir -p "$ird"/{bin,sbin,dev,proc,sys,tmp,etc,lib64,lib/x86_64-linux-gnu,usr/share/dvb}
 cp /bin/busybox "$ird/bin/busybox"
 for a in sh mount insmod modprobe lsmod dd cat echo ls sleep poweroff uname dmesg printf head grep; do
@@ -149,20 +159,23 @@ done
 cp -r "$here/vm/files/." "$ird/etc/"
 cp "$here/vm/init" "$ird/init"
 chmod +x "$ird/init"
-(cd "$ird" && find . | cpio -o -H newc --quiet) >"$cache/initramfs.cpio"
-stamp "initramfs $(du -h "$cache/initramfs.cpio" | cut -f1)"
+(cd "$ird" && find . | cpio -o -H newc --quiet) >"$run/initramfs.cpio"
+rm -rf "$ird"
+stamp "initramfs $(du -h "$run/initramfs.cpio" | cut -f1)"
 
 # ---- 6. boot ----
 stamp "booting QEMU (tcg)"
+# The last run's serial log stays in the cache for a post-mortem.
 log=$cache/vm.log
 set +e
 timeout "$vm_timeout" qemu-system-x86_64 -accel tcg,thread=multi -smp 2 -m 512 \
     -nographic -no-reboot -nodefaults -serial stdio \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-    -kernel "$vmlinux" -initrd "$cache/initramfs.cpio" \
-    -append "console=ttyS0 quiet panic=-1 kver=$kver" </dev/null | tee "$log"
+    -kernel "$vmlinux" -initrd "$run/initramfs.cpio" \
+    -append "console=ttyS0 quiet panic=-1 kver=$kver" </dev/null | tee "$run/vm.log"
 rc=${PIPESTATUS[0]}
 set -e
+cp "$run/vm.log" "$log" 2>/dev/null || true
 stamp "QEMU exited with $rc"
 if [ "$rc" = 124 ]; then
     echo "run-vm: FAILED: VM timed out after ${vm_timeout}s (log: $log)"
