@@ -119,7 +119,7 @@ stamp "packing the initramfs"
 ird=$run/initramfs
 rm -rf "$ird" && mkdir -p "$ird"/{bin,sbin,dev,proc,sys,tmp,etc,lib64,lib/x86_64-linux-gnu,usr/share/dvb}
 cp /bin/busybox "$ird/bin/busybox"
-for a in sh mount insmod modprobe lsmod dd cat echo ls sleep poweroff uname dmesg printf head grep; do
+for a in sh mount insmod rmmod modprobe lsmod dd cat echo ls sleep poweroff uname dmesg printf head grep; do
     ln -sf busybox "$ird/bin/$a"
 done
 # The kernel's request_module runs /sbin/modprobe: vidtv's bridge loads its

@@ -631,6 +631,55 @@ fn main() {
         Err(e) => s.check("dvbv5-scan: same services", false, e),
     }
 
+    // 9. The driver goes away and comes back as another adapter number
+    // (like a USB tuner re-enumerated): discovery follows, the old node is
+    // an error that names it, and the new one tunes.
+    let r = (|| -> Result<String, String> {
+        let out = run_tool(
+            &[
+                "rmmod",
+                "dvb_vidtv_bridge",
+                "dvb_vidtv_demod",
+                "dvb_vidtv_tuner",
+            ],
+            Duration::from_secs(10),
+        )?;
+        if !adapter::discover().adapters.is_empty() {
+            return Err(format!("adapters still listed after rmmod: {out}"));
+        }
+        let gone = match Frontend::open(0, 0) {
+            Ok(_) => return Err("adapter0 still opens after rmmod".into()),
+            Err(e) => e.to_string(),
+        };
+        run_tool(
+            &["modprobe", "dvb-vidtv-bridge", "adapter_nums=2"],
+            Duration::from_secs(10),
+        )?;
+        let end = Instant::now() + Duration::from_secs(5);
+        while !std::path::Path::new("/dev/dvb/adapter2/frontend0").exists() && Instant::now() < end
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let d = adapter::discover();
+        let nums: Vec<u32> = d.adapters.iter().map(|a| a.number).collect();
+        if nums != [2] {
+            return Err(format!("after reload: adapters {nums:?}"));
+        }
+        let mut fe = Frontend::open(2, 0).map_err(|e| e.to_string())?;
+        let (_, st) = tune_and_lock(&mut fe, &dvbt())?;
+        Ok(format!(
+            "{gone}; back as {}: {st}",
+            d.adapters[0].stable_name()
+        ))
+    })();
+    s.check(
+        "driver reload: gone, then found again as adapter2",
+        r.as_ref()
+            .map(|t| t.contains("adapter0/frontend0: open failed") && t.contains("ENOENT"))
+            .unwrap_or(false),
+        format!("{r:?}"),
+    );
+
     println!(
         "hw-tests: {} passed, {} failed, {} ms in the VM",
         s.passes,
