@@ -392,6 +392,21 @@ fn main() {
         ),
     }
 
+    // Unlocked stats: no C/N and no error counters (not zeros); vidtv's
+    // strength claims dB with a garbage value (FIELD-NOTES), which must not
+    // come out as a number.
+    match fe.stats() {
+        Ok(st) => s.check(
+            "unlocked stats: C/N and counters not available",
+            st.cnr_db().is_none()
+                && st.ber().is_none()
+                && st.error_blocks().is_none()
+                && st.signal_dbm().is_none(),
+            format!("{} (strength {:?})", stats_line(&st), st.signal),
+        ),
+        Err(e) => s.check("unlocked stats: C/N and counters not available", false, e),
+    }
+
     // 6. The full TS on dvr for 1 s, parsed with capbox's wire code.
     let mut found = Found::default();
     match tune_and_lock(&mut fe, &dvbt()).and_then(|_| {
