@@ -4,7 +4,7 @@
 use crate::channel::{lock, Channel, MuxKey, MuxRunner, RunnerConfig};
 use crate::config::{self, Config, Diagnostic};
 use crate::fanout::{Ring, RingConfig};
-use crate::http::{self, Access, Backend, Cidr, HttpConfig, RouteAccess, ServerHandle};
+use crate::http::{self, Access, Backend, HttpConfig, RouteAccess, ServerHandle};
 use crate::source::Resync;
 use crate::ts::packet::Packet;
 use crate::ts::pat::PatRepr;
@@ -43,10 +43,7 @@ fn ring_config(c: &Config) -> RingConfig {
 
 fn route(list: &[config::Cidr], token: Option<&String>) -> RouteAccess {
     RouteAccess {
-        allow: list
-            .iter()
-            .filter_map(|c| c.to_string().parse::<Cidr>().ok())
-            .collect(),
+        allow: list.to_vec(),
         token: token.cloned(),
     }
 }
