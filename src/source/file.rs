@@ -261,8 +261,11 @@ impl Source for FileSource {
                                 let wait = due.min(deadline).saturating_duration_since(now);
                                 std::thread::sleep(wait);
                                 if Instant::now() < due {
-                                    // Timed out before it was due.
-                                    self.clock.unsee();
+                                    // Timed out before it was due. The next
+                                    // call times the same packet again and
+                                    // gets the same due time: the anchor is
+                                    // unchanged and a PCR equal to the last
+                                    // one is no jump.
                                     return Ok(ReadOutcome::Idle);
                                 }
                             }
@@ -311,14 +314,6 @@ impl FileSource {
     }
 }
 
-impl Clock {
-    /// The packet just timed was not released: let the next call see it
-    /// afresh (its PCR must not count as already seen).
-    fn unsee(&mut self) {
-        // Re-evaluating the same PCR gives the same due time because the
-        // anchor is unchanged and delta(last, same) = 0 is not a jump.
-    }
-}
 
 #[cfg(test)]
 mod tests {
