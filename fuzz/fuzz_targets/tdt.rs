@@ -1,0 +1,25 @@
+//! Section::new_checked on arbitrary bytes, then TdtRepr::parse; whatever parses
+//! must emit, and the emitted section must verify (CRC) and parse back to an
+//! equal TdtRepr.
+#![no_main]
+use capbox::ts::section::Section;
+use capbox::ts::tdt::TdtRepr;
+use libfuzzer_sys::fuzz_target;
+#[path = "common/mod.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(s) = Section::new_checked(data) else {
+        return;
+    };
+    common::walk_section(&s);
+    let Ok(r) = TdtRepr::parse(&s) else {
+        return;
+    };
+    common::time_round_trip(&r.utc_time_raw);
+    let _ = r.utc_time();
+    let b = r.emit();
+    let s2 = Section::new_verified(&b[..]).expect("emitted section must verify");
+    let r2 = TdtRepr::parse(&s2).expect("emitted section must parse");
+    assert_eq!(r, r2, "round trip");
+});
