@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::dvb::channels::ChannelEntry;
 use crate::dvb::demux::{Demux, Dvr, FULL_TS};
-use crate::dvb::frontend::Frontend;
+use crate::dvb::frontend::{Frontend, Voltage as FeVoltage};
 use crate::dvb::lnb::LnbSetup;
 use crate::dvb::tuning::{PlsStyle, Polarization, Tuning};
 use crate::dvb::DvbError;
@@ -600,6 +600,21 @@ impl Tuner for DvbTuner {
         let props = t
             .to_props(self.lnb.as_ref(), self.pls_style)
             .map_err(|e| DvbError::other(self.frontend.device(), "tune", e.to_string()))?;
+        // Satellite: the LNB's voltage and 22 kHz tone before tuning (the
+        // plain LNB only; DiSEqC switch gear is the serve path's).
+        if let (Some(sat), Some(setup)) = (t.satellite(), self.lnb.as_ref()) {
+            let plan = setup
+                .lnb
+                .plan(sat.frequency_khz, sat.polarization)
+                .map_err(|e| DvbError::other(self.frontend.device(), "LNB", e.to_string()))?;
+            self.frontend.set_tone(false)?;
+            self.frontend.set_voltage(match plan.voltage {
+                crate::dvb::lnb::Voltage::V13 => FeVoltage::V13,
+                crate::dvb::lnb::Voltage::V18 => FeVoltage::V18,
+                crate::dvb::lnb::Voltage::Off => FeVoltage::Off,
+            })?;
+            self.frontend.set_tone(plan.tone)?;
+        }
         self.frontend.tune(&props)?;
         match self.frontend.wait_lock(timeout) {
             Ok(st) => {
