@@ -118,6 +118,9 @@ pub struct AnalyzerStats {
     /// NIT transport streams without a usable delivery descriptor
     /// (none, frequency 0, or parameters `Tuning` refuses).
     pub nit_unusable: u64,
+    /// Sections of the wanted PIDs dropped by the assemblers (CRC-32
+    /// mismatch, lost packets, bad headers), as of `missing()`/report time.
+    pub section_errors: u64,
 }
 
 /// TS bytes in, PAT/PMT/SDT/NIT-actual knowledge out.
@@ -268,17 +271,19 @@ impl MuxAnalyzer {
             }
             table_id::SDT_ACTUAL => {
                 let v: Result<Vec<SdtRepr>, _> = parsed.iter().map(SdtRepr::parse).collect();
-                match v {
-                    Ok(v) => self.sdt = Some(v),
-                    Err(_) => self.stats.bad_tables += 1,
-                }
+                // A complete table that does not parse is still "seen":
+                // its repeats are the same bytes, waiting longer gains nothing.
+                self.sdt = Some(v.unwrap_or_else(|_| {
+                    self.stats.bad_tables += 1;
+                    Vec::new()
+                }));
             }
             table_id::NIT_ACTUAL => {
                 let v: Result<Vec<NitRepr>, _> = parsed.iter().map(NitRepr::parse).collect();
-                match v {
-                    Ok(v) => self.nit = Some(v),
-                    Err(_) => self.stats.bad_tables += 1,
-                }
+                self.nit = Some(v.unwrap_or_else(|_| {
+                    self.stats.bad_tables += 1;
+                    Vec::new()
+                }));
             }
             _ => {}
         }
@@ -335,6 +340,42 @@ impl MuxAnalyzer {
             .flatten()
             .all(|p| self.pmts.contains_key(p));
         pmts_done && self.sdt.is_some() && (!self.nit_expected() || self.nit.is_some())
+    }
+
+    /// Tables still missing for `is_complete` ("PAT", "PMT", "SDT", "NIT").
+    pub fn missing(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.pat.is_none() {
+            v.push("PAT");
+        }
+        if !self
+            .pmt_pids
+            .values()
+            .flatten()
+            .all(|p| self.pmts.contains_key(p))
+        {
+            v.push("PMT");
+        }
+        if self.sdt.is_none() {
+            v.push("SDT");
+        }
+        if self.nit_expected() && self.nit.is_none() {
+            v.push("NIT");
+        }
+        v
+    }
+
+    /// Counters including the assemblers' dropped sections.
+    pub fn stats_now(&self) -> AnalyzerStats {
+        let mut s = self.stats;
+        s.section_errors = self
+            .assemblers
+            .values()
+            .map(|a| {
+                a.stats.crc_errors + a.stats.incomplete + a.stats.malformed + a.stats.bad_pointer
+            })
+            .sum();
+        s
     }
 
     pub fn transport_stream_id(&self) -> Option<u16> {
@@ -677,6 +718,8 @@ pub struct MuxReport {
     pub original_network_id: Option<u16>,
     pub network_name: Option<String>,
     pub services: Vec<ServiceInfo>,
+    /// Tables not seen before the read time ran out.
+    pub missing: Vec<&'static str>,
     pub stats: AnalyzerStats,
 }
 
@@ -821,6 +864,7 @@ pub fn scan<T: Tuner>(
             original_network_id: None,
             network_name: None,
             services: Vec::new(),
+            missing: Vec::new(),
             stats: AnalyzerStats::default(),
         };
         match tuner.tune_lock(&tuning, opts.lock_timeout) {
@@ -849,7 +893,8 @@ pub fn scan<T: Tuner>(
                             }
                         }
                     }
-                    report.stats = a.stats;
+                    report.missing = a.missing();
+                    report.stats = a.stats_now();
                 }
             },
         }
@@ -906,9 +951,9 @@ pub fn progress_line(n: usize, total: usize, r: &MuxReport) -> String {
                 "locked, {k} service{}{}",
                 if k == 1 { "" } else { "s" },
                 if *complete {
-                    ""
+                    String::new()
                 } else {
-                    " (tables incomplete)"
+                    format!(" (no {})", r.missing.join("/"))
                 }
             )
         }
