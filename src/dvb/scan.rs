@@ -113,6 +113,8 @@ pub struct AnalyzerStats {
     pub bad_packets: u64,
     /// Complete tables that did not parse (PAT/PMT/SDT/NIT).
     pub bad_tables: u64,
+    /// table_id of the last one, for the log.
+    pub last_bad_table_id: Option<u8>,
     /// Programs past `MAX_PMTS` whose PMT is not collected.
     pub pmts_ignored: u64,
     /// NIT transport streams without a usable delivery descriptor
@@ -247,6 +249,7 @@ impl MuxAnalyzer {
         let Push::Complete(secs) = self.collector.push(bytes) else {
             return;
         };
+        let bad_before = self.stats.bad_tables;
         let parsed: Vec<Section<&[u8]>> = secs
             .iter()
             .filter_map(|s| Section::new_checked(&s[..]).ok())
@@ -286,6 +289,9 @@ impl MuxAnalyzer {
                 }));
             }
             _ => {}
+        }
+        if self.stats.bad_tables != bad_before {
+            self.stats.last_bad_table_id = Some(tid);
         }
     }
 
@@ -1065,6 +1071,46 @@ mod tests {
         a.push(&data[..188 * 2000]);
         assert_eq!(a.stats.resync_bytes, 3);
         assert!(a.is_complete());
+    }
+
+    #[test]
+    fn unparsable_nit_counts_as_seen() {
+        // PAT naming a network PID, so the NIT is awaited.
+        let pat = PatRepr {
+            transport_stream_id: 1,
+            version: 0,
+            section_number: 0,
+            last_section_number: 0,
+            entries: vec![crate::ts::pat::PatEntry {
+                program_number: 0,
+                pid: 0x10,
+            }],
+        };
+        let sdt = crate::ts::section::build_long_section(0x42, 1, 0, 0, 0, &[0, 1, 0xFF]);
+        // NIT whose transport_stream_loop_length runs past the section.
+        let nit = crate::ts::section::build_long_section(
+            0x40,
+            1,
+            0,
+            0,
+            0,
+            &[0xF0, 0, 0xF0, 7, 0, 1, 0, 1, 0xF0, 9, 0],
+        );
+        let mut ts = Vec::new();
+        let (mut c0, mut c1, mut c2) = (0, 0, 0);
+        packetize(&pat.emit(), pid::PAT, &mut c0, &mut ts);
+        packetize(&sdt, pid::SDT, &mut c1, &mut ts);
+        let mut a = MuxAnalyzer::new();
+        a.push(&ts);
+        assert_eq!(a.missing(), ["NIT"]);
+        assert!(!a.is_complete());
+        let mut n = Vec::new();
+        packetize(&nit, pid::NIT, &mut c2, &mut n);
+        a.push(&n);
+        assert!(a.is_complete());
+        assert_eq!(a.stats.bad_tables, 1);
+        assert_eq!(a.stats.last_bad_table_id, Some(0x40));
+        assert!(a.nit_muxes().is_empty());
     }
 
     #[test]
