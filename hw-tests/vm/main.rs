@@ -807,6 +807,23 @@ fn scan_checks(s: &mut Suite) {
         toml.lines().take(6).collect::<Vec<_>>().join(" | "),
     );
 
+    // A frontend held read-write by someone else: refused in words.
+    let busy = (|| -> Result<String, String> {
+        let _holder = Frontend::open(num, 0).map_err(|e| e.to_string())?;
+        let a = parse_args(&args)?;
+        match scan_to_files(&a, &mut Vec::new()) {
+            Ok(_) => Err("scan ran on a busy adapter".into()),
+            Err(e) => Ok(e),
+        }
+    })();
+    s.check(
+        "capbox scan: busy adapter refused, naming the reason",
+        busy.as_ref().is_ok_and(|e| {
+            e.starts_with(&format!("adapter{num} is in use")) && e.ends_with("use --force")
+        }),
+        format!("{busy:?}"),
+    );
+
     // Health: data flows (no events), then the filter stops while locked.
     let r = (|| -> Result<Vec<(u64, HealthEvent)>, String> {
         let mut fe = Frontend::open(num, 0).map_err(|e| e.to_string())?;

@@ -137,7 +137,7 @@ pub fn resolve_adapter(name: &str, adapters: &[adapter::Adapter]) -> Result<u32,
 pub fn busy_message(adapter: u32, e: &DvbError) -> Option<String> {
     (e.errno == libc::EBUSY).then(|| {
         format!(
-            "adapter{adapter} is in use ({} busy: capbox serve, dvbv5-zap or another scan?); use --force",
+            "adapter{adapter} is in use ({} busy; capbox serve?); use --force",
             e.device
         )
     })
