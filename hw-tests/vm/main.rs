@@ -695,6 +695,8 @@ fn main() {
         format!("{r:?}"),
     );
 
+    scan_checks(&mut s);
+
     println!(
         "hw-tests: {} passed, {} failed, {} ms in the VM",
         s.passes,
@@ -720,4 +722,161 @@ fn dvbv5_services(file: &str) -> BTreeMap<u16, String> {
         }
     }
     out
+}
+
+/// `capbox scan` (the CLI's scan_to_files) over an initial file with vidtv's
+/// DVB-T mux and a wrong frequency, compared with the dvbv5-scan run above;
+/// then the health monitor on a real dvr: the filter stopped while the
+/// frontend stays locked must give NoData. Runs on whichever adapter the
+/// reload check left (adapter2 normally).
+fn scan_checks(s: &mut Suite) {
+    use capbox::cli::scan::{parse_args, scan_to_files};
+    use capbox::dvb::health::{HealthConfig, HealthEvent, HealthMonitor, Observation};
+    use capbox::dvb::scan::MuxOutcome;
+
+    let Some(num) = adapter::discover().adapters.first().map(|a| a.number) else {
+        s.check("capbox scan", false, "no adapter left");
+        return;
+    };
+    let init = "[CHANNEL]\n\tDELIVERY_SYSTEM = DVBT\n\tFREQUENCY = 474000000\n\tBANDWIDTH_HZ = 8000000\n\n\
+                [CHANNEL]\n\tDELIVERY_SYSTEM = DVBT\n\tFREQUENCY = 506000000\n\tBANDWIDTH_HZ = 8000000\n";
+    let _ = std::fs::write("/tmp/capbox-init.conf", init);
+    let args: Vec<String> = [
+        format!("adapter{num}").as_str(),
+        "/tmp/capbox-init.conf",
+        "--out",
+        "/tmp/capbox-scan.conf",
+        "--config-out",
+        "/tmp/capbox-channels.toml",
+        "--timeout-ms",
+        "2000",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    let t = Instant::now();
+    let mut log = Vec::new();
+    let r = parse_args(&args).and_then(|a| scan_to_files(&a, &mut log));
+    let log = String::from_utf8_lossy(&log).into_owned();
+    print!("{log}");
+    let ms = t.elapsed().as_millis();
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            s.check("capbox scan", false, e);
+            return;
+        }
+    };
+    let beethoven = r
+        .muxes
+        .first()
+        .and_then(|m| m.services.iter().find(|x| x.service_id == 0x0880));
+    s.check(
+        "capbox scan: service Beethoven 0x0880, audio PID 0x0111",
+        beethoven
+            .is_some_and(|b| b.name.as_deref() == Some("Beethoven") && b.audio_pids() == [0x0111]),
+        format!(
+            "{beethoven:?} in {ms} ms; missing {:?}, {:?}",
+            r.muxes.first().map(|m| &m.missing),
+            r.muxes.first().map(|m| m.stats)
+        ),
+    );
+    s.check(
+        "capbox scan: wrong frequency reported as no lock",
+        matches!(
+            r.muxes.get(1).map(|m| &m.outcome),
+            Some(MuxOutcome::NoLock(_))
+        ) && log.contains("mux 2/2 506.000 MHz DVB-T no lock"),
+        log.lines()
+            .filter(|l| l.starts_with("mux "))
+            .collect::<Vec<_>>()
+            .join(" | "),
+    );
+    let mine =
+        dvbv5_services(&std::fs::read_to_string("/tmp/capbox-scan.conf").unwrap_or_default());
+    let theirs = dvbv5_services(&std::fs::read_to_string("/tmp/scan.conf").unwrap_or_default());
+    s.check(
+        "capbox scan: same services as dvbv5-scan",
+        !mine.is_empty() && mine == theirs,
+        format!("capbox {mine:?}, dvbv5-scan {theirs:?}"),
+    );
+    let toml = std::fs::read_to_string("/tmp/capbox-channels.toml").unwrap_or_default();
+    s.check(
+        "capbox scan: config snippet",
+        toml.contains("name = \"beethoven\"") && toml.contains("program = 2176"),
+        toml.lines().take(6).collect::<Vec<_>>().join(" | "),
+    );
+
+    // A frontend held read-write by someone else: refused in words.
+    let busy = (|| -> Result<String, String> {
+        let _holder = Frontend::open(num, 0).map_err(|e| e.to_string())?;
+        let a = parse_args(&args)?;
+        match scan_to_files(&a, &mut Vec::new()) {
+            Ok(_) => Err("scan ran on a busy adapter".into()),
+            Err(e) => Ok(e),
+        }
+    })();
+    s.check(
+        "capbox scan: busy adapter refused, naming the reason",
+        busy.as_ref().is_ok_and(|e| {
+            e.starts_with(&format!("adapter{num} is in use")) && e.ends_with("use --force")
+        }),
+        format!("{busy:?}"),
+    );
+
+    // Health: data flows (no events), then the filter stops while locked.
+    let r = (|| -> Result<Vec<(u64, HealthEvent)>, String> {
+        let mut fe = Frontend::open(num, 0).map_err(|e| e.to_string())?;
+        let mut dvr = Dvr::open(num, 0).map_err(|e| e.to_string())?;
+        let mut dmx = Demux::open(num, 0).map_err(|e| e.to_string())?;
+        dmx.set_ts_filter(FULL_TS).map_err(|e| e.to_string())?;
+        tune_and_lock(&mut fe, &dvbt())?;
+        let mut m = HealthMonitor::new(HealthConfig {
+            no_data_ms: 500,
+            ..HealthConfig::default()
+        });
+        let t0 = Instant::now();
+        let mut buf = vec![0u8; 188 * 1000];
+        let mut events = Vec::new();
+        let mut stopped = false;
+        let mut overflows = 0;
+        while t0.elapsed() < Duration::from_millis(2500) {
+            if !stopped && t0.elapsed() > Duration::from_millis(800) {
+                dmx.stop().map_err(|e| e.to_string())?;
+                stopped = true;
+            }
+            let mut bytes = 0;
+            let tick = Instant::now();
+            while tick.elapsed() < Duration::from_millis(50) {
+                bytes += dvr
+                    .read_timeout(&mut buf, Duration::from_millis(10))
+                    .map_err(|e| e.to_string())? as u64;
+            }
+            let locked = fe.status().map_err(|e| e.to_string())?.has_lock();
+            let now = t0.elapsed().as_millis() as u64;
+            let ovf_before = overflows;
+            overflows = dvr.stats.overflows;
+            for e in m.tick(Observation {
+                now_ms: now,
+                locked,
+                bytes,
+                cc_errors: 0,
+                overflows: overflows - ovf_before,
+            }) {
+                events.push((now, e));
+            }
+        }
+        Ok(events)
+    })();
+    s.check(
+        "health: filter stopped while locked → one NoData, nothing before",
+        r.as_ref()
+            .map(|ev| {
+                ev.len() == 1
+                    && ev[0].0 >= 800
+                    && matches!(ev[0].1, HealthEvent::NoData { ms } if ms >= 500)
+            })
+            .unwrap_or(false),
+        format!("{r:?}"),
+    );
 }

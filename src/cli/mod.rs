@@ -3,6 +3,7 @@
 
 pub mod log;
 pub mod probe;
+pub mod scan;
 pub mod status;
 
 use crate::config::{self, Config};
@@ -39,6 +40,7 @@ pub fn main() -> i32 {
         "check-config" => check_config(rest),
         "status" => status::run(rest),
         "probe" => probe::run(rest),
+        "scan" => scan::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             0

@@ -15,7 +15,9 @@ pub mod channels;
 pub mod demux;
 pub mod diseqc;
 pub mod frontend;
+pub mod health;
 pub mod lnb;
+pub mod scan;
 pub mod tuning;
 
 use std::fmt;

@@ -1,0 +1,329 @@
+//! `capbox scan`: tunes every entry of an initial tuning file (dtv-scan-tables
+//! format) on one adapter, follows NIT actual to other muxes, and writes a
+//! dvbv5 channel file plus a capbox channel list. One progress line per mux,
+//! in 80 columns.
+//!
+//! An adapter held by another process (EBUSY on the frontend or dvr: usually
+//! `capbox serve`) is refused in words naming the reason unless `--force`,
+//! which retries the open for a few seconds instead of giving up at once.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::dvb::adapter;
+use crate::dvb::channels;
+use crate::dvb::lnb::{Lnb, LnbSetup};
+use crate::dvb::scan::{self, DvbTuner, MuxOutcome, Progress, ScanOptions, ScanResult};
+use crate::dvb::tuning::{PlsStyle, Tuning};
+use crate::dvb::DvbError;
+
+const HELP: &str = "\
+usage: capbox scan <adapterN|stable-name> <initial-file> [options]
+
+Tunes each mux of a dtv-scan-tables initial file (e.g.
+/usr/share/dvb/dvb-t/de-Berlin), follows the NIT to other muxes, reads
+PAT/PMT/SDT and writes what it found.
+
+options:
+  --lnb NAME          LNB for satellite (universal, circular, c-band,
+                      single:<LOF MHz>, <low>,<high>,<switch>)
+  --out FILE          dvbv5 channel file (default: printed on stdout)
+  --config-out FILE   capbox [[channel]] list for the config
+  --timeout-ms N      lock timeout per mux (default 2000)
+  --read-ms N         longest read per locked mux (default 5000)
+  --no-nit            do not follow the NIT to other muxes
+  --pls-style tbs     TBS drivers' packed DTV_STREAM_ID (default mainline)
+  --force             try even if the adapter is in use
+";
+
+/// Parsed command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Args {
+    pub adapter: String,
+    pub initial: PathBuf,
+    pub lnb: Option<String>,
+    pub out: Option<PathBuf>,
+    pub config_out: Option<PathBuf>,
+    pub timeout_ms: u64,
+    pub read_ms: u64,
+    pub follow_nit: bool,
+    pub pls_style: PlsStyle,
+    pub force: bool,
+}
+
+pub fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut pos = Vec::new();
+    let mut a = Args {
+        adapter: String::new(),
+        initial: PathBuf::new(),
+        lnb: None,
+        out: None,
+        config_out: None,
+        timeout_ms: 2000,
+        read_ms: 5000,
+        follow_nit: true,
+        pls_style: PlsStyle::Mainline,
+        force: false,
+    };
+    let mut it = args.iter();
+    while let Some(x) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let num = |name: &str, v: String| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| (1..=600_000).contains(n))
+                .ok_or_else(|| format!("{name}: {v:?} is not a number of ms (1..600000)"))
+        };
+        match x.as_str() {
+            "--lnb" => a.lnb = Some(val("--lnb")?),
+            "--out" | "-o" => a.out = Some(val("--out")?.into()),
+            "--config-out" => a.config_out = Some(val("--config-out")?.into()),
+            "--timeout-ms" => a.timeout_ms = num("--timeout-ms", val("--timeout-ms")?)?,
+            "--read-ms" => a.read_ms = num("--read-ms", val("--read-ms")?)?,
+            "--no-nit" => a.follow_nit = false,
+            "--force" => a.force = true,
+            "--pls-style" => {
+                a.pls_style = match val("--pls-style")?.to_ascii_lowercase().as_str() {
+                    "tbs" => PlsStyle::Tbs,
+                    "mainline" => PlsStyle::Mainline,
+                    o => return Err(format!("--pls-style: {o:?} is not tbs or mainline")),
+                }
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option '{s}'")),
+            s => pos.push(s.to_string()),
+        }
+    }
+    match pos.as_slice() {
+        [ad, init] => {
+            a.adapter = ad.clone();
+            a.initial = init.into();
+            Ok(a)
+        }
+        _ => Err("needs an adapter and an initial tuning file".into()),
+    }
+}
+
+/// The adapter number for `adapterN`, a bare number, or a stable name
+/// (`Adapter::stable_name`, e.g. `usb-734c:5980-0000001`) found in sysfs.
+pub fn resolve_adapter(name: &str, adapters: &[adapter::Adapter]) -> Result<u32, String> {
+    let n = name.strip_prefix("/dev/dvb/").unwrap_or(name);
+    if let Ok(num) = n.strip_prefix("adapter").unwrap_or(n).parse::<u32>() {
+        return Ok(num);
+    }
+    if let Some(a) = adapters.iter().find(|a| a.stable_name() == name) {
+        return Ok(a.number);
+    }
+    let known: Vec<String> = adapters
+        .iter()
+        .map(|a| format!("adapter{} = {}", a.number, a.stable_name()))
+        .collect();
+    Err(format!(
+        "no adapter named {name:?} (present: {})",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    ))
+}
+
+/// The refusal for a device in use: "adapter0 is in use (capbox serve?);
+/// use --force". `None` when the error is not EBUSY.
+pub fn busy_message(adapter: u32, e: &DvbError) -> Option<String> {
+    (e.errno == libc::EBUSY).then(|| {
+        format!(
+            "adapter{adapter} is in use ({} busy; capbox serve?); use --force",
+            e.device
+        )
+    })
+}
+
+/// Open the adapter's tuner; with `force`, keep trying an EBUSY open for
+/// 3 s (the other user may be about to let go).
+fn open_tuner(a: &Args, num: u32, lnb: Option<LnbSetup>) -> Result<DvbTuner, String> {
+    let until = Instant::now() + Duration::from_secs(3);
+    loop {
+        match DvbTuner::open(num, lnb.clone(), a.pls_style) {
+            Ok(t) => return Ok(t),
+            Err(e) => match busy_message(num, &e) {
+                Some(msg) if !a.force => return Err(msg),
+                Some(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(100)),
+                _ => return Err(e.to_string()),
+            },
+        }
+    }
+}
+
+/// Initial tunings of a file; entries of systems capbox does not tune are
+/// skipped with a note on `log`.
+pub fn read_initial(path: &std::path::Path, log: &mut dyn Write) -> Result<Vec<Tuning>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (entries, errors) = channels::parse_lenient(&path.display().to_string(), &bytes);
+    for e in &errors {
+        if e.is_unsupported_system() {
+            let _ = writeln!(log, "skipped: {e}");
+        } else {
+            return Err(e.to_string());
+        }
+    }
+    if entries.is_empty() {
+        return Err(format!("{}: no tuning entries", path.display()));
+    }
+    Ok(entries.into_iter().map(|e| e.tuning).collect())
+}
+
+/// The whole scan with progress lines on `log`; writes the files. The VM
+/// rig calls this directly.
+pub fn scan_to_files(a: &Args, log: &mut dyn Write) -> Result<ScanResult, String> {
+    let lnb = match &a.lnb {
+        Some(n) => Some(LnbSetup::new(Lnb::from_name(n).map_err(|e| e.to_string())?)),
+        None => None,
+    };
+    let initial = read_initial(&a.initial, log)?;
+    let num = resolve_adapter(&a.adapter, &adapter::discover().adapters)?;
+    let mut tuner = open_tuner(a, num, lnb)?;
+    let opts = ScanOptions {
+        lock_timeout: Duration::from_millis(a.timeout_ms),
+        read_time: Duration::from_millis(a.read_ms),
+        follow_nit: a.follow_nit,
+    };
+    let r = scan::scan(&mut tuner, &initial, &opts, |p| {
+        if let Progress::Done { n, total, report } = p {
+            let _ = writeln!(log, "{}", scan::progress_line(n, total, report));
+            if let MuxOutcome::Locked { .. } = report.outcome {
+                for s in &report.services {
+                    let line = format!(
+                        "  {:#06x} {:<24} {:?} audio {:x?}",
+                        s.service_id,
+                        s.name.as_deref().unwrap_or("?"),
+                        s.video_pids(),
+                        s.audio_pids()
+                    );
+                    let _ = writeln!(log, "{}", line.chars().take(80).collect::<String>());
+                }
+            }
+        }
+    });
+    let entries = r.channel_entries(a.lnb.as_deref());
+    let text = channels::write(&entries);
+    match &a.out {
+        Some(p) => std::fs::write(p, &text).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => print!("{text}"),
+    }
+    if let Some(p) = &a.config_out {
+        let snippet = channels::capbox_config_snippet(&entries);
+        std::fs::write(p, snippet).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    let locked = r
+        .muxes
+        .iter()
+        .filter(|m| matches!(m.outcome, MuxOutcome::Locked { .. }))
+        .count();
+    let _ = writeln!(
+        log,
+        "{} of {} muxes locked, {} services",
+        locked,
+        r.muxes.len(),
+        entries.len()
+    );
+    Ok(r)
+}
+
+pub fn run(args: &[String]) -> i32 {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{HELP}");
+        return 0;
+    }
+    let a = match parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("capbox scan: {e}\n\n{HELP}");
+            return 2;
+        }
+    };
+    let mut err = std::io::stderr();
+    match scan_to_files(&a, &mut err) {
+        Ok(r) if r.muxes.iter().any(|m| !m.services.is_empty()) => 0,
+        Ok(_) => {
+            eprintln!("capbox scan: no services found");
+            1
+        }
+        Err(e) => {
+            eprintln!("capbox scan: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn args() {
+        let a = parse_args(&s(&[
+            "adapter1",
+            "/usr/share/dvb/dvb-t/de-Berlin",
+            "--lnb",
+            "universal",
+            "--timeout-ms",
+            "3000",
+            "--out",
+            "c.conf",
+            "--force",
+        ]))
+        .unwrap();
+        assert_eq!(a.adapter, "adapter1");
+        assert_eq!(a.timeout_ms, 3000);
+        assert_eq!(a.lnb.as_deref(), Some("universal"));
+        assert!(a.force && a.follow_nit);
+        assert!(parse_args(&s(&["adapter0"])).is_err());
+        assert!(parse_args(&s(&["a", "b", "--timeout-ms", "x"])).is_err());
+        assert!(parse_args(&s(&["a", "b", "--bogus"])).is_err());
+    }
+
+    #[test]
+    fn adapter_names() {
+        assert_eq!(resolve_adapter("adapter3", &[]), Ok(3));
+        assert_eq!(resolve_adapter("/dev/dvb/adapter2", &[]), Ok(2));
+        let e = resolve_adapter("usb-734c:5980-X", &[]).unwrap_err();
+        assert!(e.contains("no adapter named") && e.contains("none"), "{e}");
+    }
+
+    #[test]
+    fn busy_words() {
+        let e = DvbError::new("adapter0/frontend0", "open", nix::errno::Errno::EBUSY);
+        let m = busy_message(0, &e).unwrap();
+        assert!(m.starts_with("adapter0 is in use ("), "{m}");
+        assert!(m.contains("capbox serve") && m.ends_with("use --force"));
+        let e = DvbError::new("adapter0/frontend0", "open", nix::errno::Errno::ENOENT);
+        assert_eq!(busy_message(0, &e), None);
+    }
+
+    #[test]
+    fn initial_file_from_dtv_scan_tables_shape() {
+        let dir = std::env::temp_dir().join(format!("capbox-scan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("init");
+        std::fs::write(
+            &p,
+            "[CHANNEL]\n\tDELIVERY_SYSTEM = DVBT\n\tFREQUENCY = 474000000\n\tBANDWIDTH_HZ = 8000000\n\n\
+             [CHANNEL]\n\tDELIVERY_SYSTEM = ATSC\n\tFREQUENCY = 57028615\n\tMODULATION = VSB/8\n",
+        )
+        .unwrap();
+        let mut log = Vec::new();
+        let t = read_initial(&p, &mut log).unwrap();
+        assert_eq!(t, [Tuning::from_args("dvbt 474000000 8MHz").unwrap()]);
+        assert!(String::from_utf8(log).unwrap().starts_with("skipped: "));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
