@@ -568,8 +568,15 @@ fn main() {
         dmx.add_pid(0x0101).map_err(|e| e.to_string())?;
         dmx.add_pid(0x0111).map_err(|e| e.to_string())?;
         dmx.remove_pid(0x0111).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
         let mut buf = vec![0u8; 188 * 64];
+        // Packets of 0x0111 that entered the buffer between the add and the
+        // remove are still queued: drain them before judging the filter.
+        let drain_end = Instant::now() + Duration::from_millis(150);
+        while Instant::now() < drain_end {
+            dmx.read_timeout(&mut buf, Duration::from_millis(20))
+                .map_err(|e| e.to_string())?;
+        }
+        let mut out = Vec::new();
         let end = Instant::now() + Duration::from_millis(500);
         while Instant::now() < end {
             let n = dmx

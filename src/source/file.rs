@@ -314,7 +314,6 @@ impl FileSource {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
