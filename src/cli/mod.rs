@@ -1,9 +1,12 @@
 //! Subcommands: `serve`, `demo`, `check-config`, `probe`, `status`.
 //! `main.rs` only calls `main()`. Output for the console fits 80 columns.
 
+pub mod adapters;
 pub mod log;
 pub mod probe;
+pub mod signal;
 pub mod status;
+pub mod tune;
 
 use crate::config::{self, Config};
 use crate::daemon::{check_sources, Daemon};
@@ -21,6 +24,9 @@ commands:
   check-config  validate a config file without serving
   probe         show programs, services and PIDs of a TS file or URL
   status        ask the running capbox for its channels and clients
+  adapters      list DVB adapters and their stable names
+  tune          tune an adapter once: lock, signal, services
+  signal        lock, C/N, strength, BER once a second (dish pointing)
 
 `capbox <command> --help` shows each command's options.
 ";
@@ -39,6 +45,9 @@ pub fn main() -> i32 {
         "check-config" => check_config(rest),
         "status" => status::run(rest),
         "probe" => probe::run(rest),
+        "adapters" => adapters::run(rest),
+        "tune" => tune::run(rest),
+        "signal" => signal::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             0
