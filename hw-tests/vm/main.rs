@@ -697,6 +697,7 @@ fn main() {
 
     dvb_source_checks(&mut s);
     daemon_checks(&mut s);
+    cli_checks(&mut s);
 
     println!(
         "hw-tests: {} passed, {} failed, {} ms in the VM",
@@ -952,4 +953,46 @@ fn loopback_up() -> Result<(), String> {
             Err(e.to_string())
         }
     }
+}
+
+/// `capbox tune` and `capbox signal` in-process (their exit codes; their
+/// lines go to the VM log), and `tune` refused while a source holds the
+/// frontend.
+fn cli_checks(s: &mut Suite) {
+    use capbox::source::dvb::{DvbSource, DvbSourceConfig};
+    let device = vidtv_device();
+    let args = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let rc = capbox::cli::tune::run(&args(&[
+        &device,
+        "dvbt",
+        "474000000",
+        "8MHz",
+        "--seconds",
+        "5",
+    ]));
+    s.check(
+        "capbox tune: lock and services found (exit 0)",
+        rc == 0,
+        format!("exit {rc}"),
+    );
+    let tuning =
+        capbox::dvb::tuning::Tuning::from_args("dvbt 474000000 8MHz").expect("tune string");
+    let held = DvbSource::open(DvbSourceConfig::new("ter1", &device, tuning));
+    let rc_busy = capbox::cli::tune::run(&args(&[
+        &device,
+        "dvbt 474000000 8MHz",
+        "--seconds",
+        "1",
+        "--url",
+        "http://127.0.0.1:9",
+    ]));
+    let rc_signal = capbox::cli::signal::run(&args(&[&device, "--count", "2"]));
+    s.check(
+        "capbox tune refused while the frontend is held; signal reads it read-only",
+        held.is_ok() && rc_busy == 1 && rc_signal == 0,
+        format!(
+            "held {:?}, tune exit {rc_busy}, signal exit {rc_signal}",
+            held.as_ref().map(|_| ()).map_err(|e| e.to_string())
+        ),
+    );
 }
