@@ -752,3 +752,58 @@ pub fn process_usage() -> (u64, f64) {
 
 /// Guard for tests and the demo: a mutex-held daemon.
 pub type Shared = Arc<Mutex<Daemon>>;
+
+#[cfg(test)]
+mod dvb_tests {
+    use super::*;
+
+    /// A DVB channel on an adapter that is not there: the daemon starts,
+    /// /metrics has the adapter (unlocked), /status says why in words and
+    /// the channel is down naming the adapter; the runner keeps retrying.
+    #[test]
+    fn daemon_dvb_adapter_absent_is_reported_not_fatal() {
+        let text = "[server]\nlisten = \"127.0.0.1:0\"\n[[adapter]]\nname = \"ter9\"\ndevice = \"adapter97\"\n\
+                    [[channel]]\nname = \"a\"\n[[channel.source]]\nadapter = \"ter9\"\ntune = \"dvbt 474000000 8MHz\"\nprogram = 0x880\n\
+                    [[channel]]\nname = \"b\"\n[[channel.source]]\nadapter = \"ter9\"\ntune = \"dvbt 474MHz 8MHz\"\nprogram = 0x881\n";
+        let cfg = config::parse(text, "t.toml", Path::new("/")).unwrap();
+        let d = Daemon::start(cfg, true).unwrap();
+        // One runner for the two channels on the one mux.
+        assert_eq!(d.runners.len(), 1);
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut reason = String::new();
+        while Instant::now() < end {
+            reason = d.app.channels()[0].status().reason;
+            if reason.contains("adapter97") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            reason.contains("ter9 (adapter97)") && reason.contains("No such file"),
+            "{reason}"
+        );
+        let m = d.app.metrics();
+        assert!(
+            m.contains("capbox_frontend_locked{adapter=\"ter9\"} 0"),
+            "{m}"
+        );
+        assert!(
+            m.contains("capbox_frontend_lock_failures_total{adapter=\"ter9\"} 0"),
+            "{m}"
+        );
+        assert!(
+            !m.contains("capbox_frontend_cnr_db{"),
+            "no C/N sample without a measure"
+        );
+        let st = d.app.status();
+        let a = &st["adapters"][0];
+        assert_eq!(a["name"], "ter9");
+        assert_eq!(a["locked"], false);
+        assert!(
+            a["last_error"].as_str().unwrap().contains("No such file"),
+            "{a}"
+        );
+        assert!(a["tunes"].as_u64().unwrap() >= 1);
+        d.stop();
+    }
+}
