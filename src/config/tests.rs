@@ -664,3 +664,18 @@ fn config_dvb_example_file_is_valid() {
     assert_eq!(c.adapters.len(), 2);
     assert!(c.sources().all(|(_, s)| s.dvb.is_some()));
 }
+
+#[test]
+fn config_diff_adapter_change_restarts_its_channels() {
+    let old = parse_ok(DVB);
+    let new = parse_ok(&DVB.replace("device = \"adapter0\"", "device = \"adapter1\""));
+    let d = Config::diff(&old, &new);
+    assert_eq!(
+        d.changed,
+        vec!["beethoven".to_string(), "other".to_string()]
+    );
+    assert!(d.added.is_empty() && d.removed.is_empty() && !d.server_changed);
+    // A change on the other adapter touches no channel of ter1.
+    let new = parse_ok(&DVB.replace("committed:2", "committed:3"));
+    assert!(Config::diff(&old, &new).is_empty());
+}
