@@ -754,7 +754,7 @@ fn dvb_source(
             None
         }
         Some((a, af)) => {
-            if adapter_names.iter().any(|n| *n == a) {
+            if adapter_names.contains(&a) {
                 Some(a)
             } else {
                 let known = if adapter_names.is_empty() {
@@ -947,8 +947,9 @@ fn adapters(w: &mut Walker, f: Field, names: &mut Vec<String>) -> Vec<AdapterCon
 /// A tuner carries one mux: channels on one adapter must all want the same
 /// one. Reported once per adapter, on the first source of a second mux.
 fn one_mux_per_adapter(w: &mut Walker, channels: &[ChannelConfig]) {
-    // adapter → mux → (channels, first source line, first source key)
-    let mut by_adapter: BTreeMap<&str, Vec<(&str, Vec<&str>, usize, String)>> = BTreeMap::new();
+    // adapter → its muxes, each with (channels, first source line, key).
+    type Mux<'a> = (&'a str, Vec<&'a str>, usize, String);
+    let mut by_adapter: BTreeMap<&str, Vec<Mux>> = BTreeMap::new();
     for c in channels {
         for s in &c.sources {
             let Some(d) = &s.dvb else { continue };
