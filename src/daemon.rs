@@ -1,10 +1,11 @@
 //! The running box: channels, their mux runners and the HTTP server, wired
 //! from a `Config`; `reload` applies a new config touching only what changed.
 
-use crate::channel::{lock, Channel, MuxKey, MuxRunner, RunnerConfig};
+use crate::channel::{lock, Channel, InputSpec, MuxKey, MuxRunner, RunnerConfig};
 use crate::config::{self, Config, Diagnostic};
 use crate::fanout::{Ring, RingConfig};
 use crate::http::{self, Access, Backend, HttpConfig, RouteAccess, ServerHandle};
+use crate::source::dvb::{AdapterStatus, AdapterStatusHandle, DvbSourceConfig};
 use crate::source::Resync;
 use crate::ts::packet::Packet;
 use crate::ts::pat::PatRepr;
@@ -22,6 +23,8 @@ pub struct App {
     channels: RwLock<BTreeMap<String, Arc<Channel>>>,
     /// Channel names in config order: the playlist's and /status's order.
     order: RwLock<Vec<String>>,
+    /// Per `[[adapter]]`, in config order: what its source last saw.
+    adapters: RwLock<Vec<(String, AdapterStatusHandle)>>,
     started: Instant,
 }
 
@@ -148,7 +151,7 @@ pub fn check_sources(cfg: &Config) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut cache: BTreeMap<std::path::PathBuf, Result<Vec<(u16, Option<String>)>, String>> =
         BTreeMap::new();
-    for (_, src) in cfg.sources() {
+    for (_, src) in cfg.sources().filter(|(_, s)| s.dvb.is_none()) {
         let r = cache
             .entry(src.file.clone())
             .or_insert_with(|| scan_services(&src.file));
@@ -183,8 +186,10 @@ impl Daemon {
         let app = Arc::new(App {
             channels: RwLock::new(BTreeMap::new()),
             order: RwLock::new(config.channels.iter().map(|c| c.name.clone()).collect()),
+            adapters: RwLock::new(Vec::new()),
             started: Instant::now(),
         });
+        app.set_adapters(&config);
         let mut d = Daemon {
             app,
             config: config.clone(),
@@ -251,14 +256,28 @@ impl Daemon {
             .insert(name.clone(), ch.clone());
         let key = MuxKey::of(&src);
         if !self.runners.contains_key(&key) {
-            match MuxRunner::spawn(key.clone(), self.runner_cfg()) {
+            let input = match &src.dvb {
+                None => InputSpec::File,
+                Some(d) => {
+                    let (Some(a), Some(h)) = (
+                        self.config.adapter(&d.adapter),
+                        self.app.adapter(&d.adapter),
+                    ) else {
+                        // The config walk refuses unknown adapters.
+                        log::error!("channel '{name}': no adapter {:?}", d.adapter);
+                        return;
+                    };
+                    InputSpec::Dvb(DvbSourceConfig::from_config(a, d.tuning, h))
+                }
+            };
+            match MuxRunner::spawn_input(key.clone(), input, self.runner_cfg()) {
                 Ok(r) => {
                     self.runners.insert(key.clone(), r);
                 }
                 Err(e) => {
                     log::error!(
                         "channel '{name}': cannot start a thread for {}: {e}",
-                        key.file.display()
+                        key.describe()
                     );
                     return;
                 }
@@ -324,6 +343,33 @@ impl Daemon {
             log::info!("reload: channel '{name}' changed");
             self.remove_channel(name, true);
         }
+        // Stop runners nobody uses any more, and those of adapters whose
+        // settings changed, before new runners open: a tuner has one
+        // user, so a mux moving on an adapter must free it first.
+        let used: Vec<MuxKey> = new
+            .channels
+            .iter()
+            .filter_map(|c| c.sources.first().map(MuxKey::of))
+            .collect();
+        let changed_adapter = |name: &str| match (self.config.adapter(name), new.adapter(name)) {
+            (Some(a), Some(b)) => !a.same_settings(b),
+            _ => true,
+        };
+        let unused: Vec<MuxKey> = self
+            .runners
+            .keys()
+            .filter(|k| {
+                !used.contains(k)
+                    || matches!(k, MuxKey::Dvb { adapter, .. } if changed_adapter(adapter))
+            })
+            .cloned()
+            .collect();
+        for k in unused {
+            if let Some(r) = self.runners.remove(&k) {
+                r.stop();
+            }
+        }
+        self.app.set_adapters(&new);
         *self.app.order.write().unwrap_or_else(|e| e.into_inner()) =
             new.channels.iter().map(|c| c.name.clone()).collect();
         let old_listen = self.config.server.listen;
@@ -334,23 +380,6 @@ impl Daemon {
                     log::info!("reload: channel '{name}' added");
                 }
                 self.add_channel(c.clone());
-            }
-        }
-        // Stop runners nobody uses any more.
-        let used: Vec<MuxKey> = new
-            .channels
-            .iter()
-            .filter_map(|c| c.sources.first().map(MuxKey::of))
-            .collect();
-        let unused: Vec<MuxKey> = self
-            .runners
-            .keys()
-            .filter(|k| !used.contains(k))
-            .cloned()
-            .collect();
-        for k in unused {
-            if let Some(r) = self.runners.remove(&k) {
-                r.stop();
             }
         }
         if diff.server_changed {
@@ -380,6 +409,47 @@ fn esc(s: &str) -> String {
 }
 
 impl App {
+    /// One status handle per `[[adapter]]` of `cfg`, keeping the handles
+    /// (and counters) of adapters that stay.
+    fn set_adapters(&self, cfg: &Config) {
+        let mut list = self.adapters.write().unwrap_or_else(|e| e.into_inner());
+        let old = std::mem::take(&mut *list);
+        for a in &cfg.adapters {
+            let h = old
+                .iter()
+                .find(|(n, _)| *n == a.name)
+                .map(|(_, h)| h.clone())
+                .unwrap_or_else(|| {
+                    Arc::new(Mutex::new(AdapterStatus {
+                        name: a.name.clone(),
+                        device: a.device.clone(),
+                        ..Default::default()
+                    }))
+                });
+            lock(&h).device = a.device.clone();
+            list.push((a.name.clone(), h));
+        }
+    }
+
+    fn adapter(&self, name: &str) -> Option<AdapterStatusHandle> {
+        self.adapters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, h)| h.clone())
+    }
+
+    /// Every adapter's status, in config order.
+    pub fn adapter_statuses(&self) -> Vec<AdapterStatus> {
+        self.adapters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, h)| lock(h).clone())
+            .collect()
+    }
+
     /// Channels in config order (the playlist's and /status's order).
     pub fn channels(&self) -> Vec<Arc<Channel>> {
         let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
@@ -540,6 +610,65 @@ impl Backend for App {
             "Times a file source looped to its start.",
             &|s| s.source_stats.loops as f64,
         );
+        let adapters = self.adapter_statuses();
+        let mut afamily =
+            |name: &str, kind: &str, help: &str, f: &dyn Fn(&AdapterStatus) -> Option<f64>| {
+                let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for a in &adapters {
+                    // Not available: no sample (Prometheus' way to say it).
+                    if let Some(v) = f(a) {
+                        let _ = writeln!(m, "{name}{{adapter=\"{}\"}} {v}", esc(&a.name));
+                    }
+                }
+            };
+        afamily(
+            "capbox_frontend_locked",
+            "gauge",
+            "1 when the adapter's frontend has lock.",
+            &|a| Some(a.locked as u8 as f64),
+        );
+        afamily(
+            "capbox_frontend_cnr_db",
+            "gauge",
+            "Carrier to noise ratio in dB, when the driver measures it.",
+            &|a| a.cnr_db,
+        );
+        afamily(
+            "capbox_frontend_signal_dbm",
+            "gauge",
+            "Signal strength in dBm, when the driver measures it.",
+            &|a| a.signal_dbm,
+        );
+        afamily(
+            "capbox_frontend_ber",
+            "gauge",
+            "Bit error ratio (post-FEC, else pre-FEC) since the tune.",
+            &|a| a.ber,
+        );
+        afamily(
+            "capbox_frontend_ucb_total",
+            "counter",
+            "Uncorrected blocks counted by the driver since the tune.",
+            &|a| a.ucb_total.map(|v| v as f64),
+        );
+        afamily(
+            "capbox_frontend_dvr_overflows_total",
+            "counter",
+            "Times the kernel's dvr buffer overflowed (data dropped).",
+            &|a| Some(a.dvr_overflows as f64),
+        );
+        afamily(
+            "capbox_frontend_stalls_total",
+            "counter",
+            "Lock lost or no dvr data while locked.",
+            &|a| Some(a.stalls as f64),
+        );
+        afamily(
+            "capbox_frontend_lock_failures_total",
+            "counter",
+            "Tunes that found no lock in time.",
+            &|a| Some(a.lock_failures as f64),
+        );
         let (rss, cpu) = process_usage();
         let _ = writeln!(m, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}");
         let _ = writeln!(m, "# HELP process_cpu_seconds_total User and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}");
@@ -587,6 +716,7 @@ impl Backend for App {
             "uptime_seconds": self.started.elapsed().as_secs(),
             "process": { "rss_bytes": rss, "cpu_seconds": cpu },
             "channels": chans,
+            "adapters": self.adapter_statuses(),
         })
     }
 }
@@ -619,3 +749,58 @@ pub fn process_usage() -> (u64, f64) {
 
 /// Guard for tests and the demo: a mutex-held daemon.
 pub type Shared = Arc<Mutex<Daemon>>;
+
+#[cfg(test)]
+mod dvb_tests {
+    use super::*;
+
+    /// A DVB channel on an adapter that is not there: the daemon starts,
+    /// /metrics has the adapter (unlocked), /status says why in words and
+    /// the channel is down naming the adapter; the runner keeps retrying.
+    #[test]
+    fn daemon_dvb_adapter_absent_is_reported_not_fatal() {
+        let text = "[server]\nlisten = \"127.0.0.1:0\"\n[[adapter]]\nname = \"ter9\"\ndevice = \"adapter97\"\n\
+                    [[channel]]\nname = \"a\"\n[[channel.source]]\nadapter = \"ter9\"\ntune = \"dvbt 474000000 8MHz\"\nprogram = 0x880\n\
+                    [[channel]]\nname = \"b\"\n[[channel.source]]\nadapter = \"ter9\"\ntune = \"dvbt 474MHz 8MHz\"\nprogram = 0x881\n";
+        let cfg = config::parse(text, "t.toml", Path::new("/")).unwrap();
+        let d = Daemon::start(cfg, true).unwrap();
+        // One runner for the two channels on the one mux.
+        assert_eq!(d.runners.len(), 1);
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut reason = String::new();
+        while Instant::now() < end {
+            reason = d.app.channels()[0].status().reason;
+            if reason.contains("adapter97") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            reason.contains("ter9 (adapter97)") && reason.contains("No such file"),
+            "{reason}"
+        );
+        let m = d.app.metrics();
+        assert!(
+            m.contains("capbox_frontend_locked{adapter=\"ter9\"} 0"),
+            "{m}"
+        );
+        assert!(
+            m.contains("capbox_frontend_lock_failures_total{adapter=\"ter9\"} 0"),
+            "{m}"
+        );
+        assert!(
+            !m.contains("capbox_frontend_cnr_db{"),
+            "no C/N sample without a measure"
+        );
+        let st = d.app.status();
+        let a = &st["adapters"][0];
+        assert_eq!(a["name"], "ter9");
+        assert_eq!(a["locked"], false);
+        assert!(
+            a["last_error"].as_str().unwrap().contains("No such file"),
+            "{a}"
+        );
+        assert!(a["tunes"].as_u64().unwrap() >= 1);
+        d.stop();
+    }
+}

@@ -702,6 +702,9 @@ fn main() {
         format!("{r:?}"),
     );
 
+    dvb_source_checks(&mut s);
+    daemon_checks(&mut s);
+    cli_checks(&mut s);
     scan_checks(&mut s);
 
     println!(
@@ -885,5 +888,276 @@ fn scan_checks(s: &mut Suite) {
             })
             .unwrap_or(false),
         format!("{r:?}"),
+    );
+}
+
+/// The device name of the one vidtv adapter now present (the driver-reload
+/// check above moves it to adapter2): its stable name, as a config gives it.
+fn vidtv_device() -> String {
+    adapter::discover()
+        .adapters
+        .first()
+        .map(|a| a.stable_name())
+        .unwrap_or_else(|| "adapter0".into())
+}
+
+/// Whether a PES starts on `pid` in `data` (payload_unit_start with the
+/// 00 00 01 prefix).
+fn pes_starts(data: &[u8], want: u16) -> u64 {
+    data.chunks_exact(PACKET_SIZE)
+        .filter_map(|c| Packet::new_checked(c).ok())
+        .filter(|p| p.pid() == want && p.payload_unit_start())
+        .filter(|p| p.payload().starts_with(&[0, 0, 1]))
+        .count() as u64
+}
+
+/// capbox's own `DvbSource` through the `Source` trait: tune, packets,
+/// remux of program 0x0880 with PAT, PMT and the s302m audio on 0x0111.
+fn dvb_source_checks(s: &mut Suite) {
+    use capbox::remux::Remux;
+    use capbox::source::dvb::{DvbSource, DvbSourceConfig};
+    use capbox::source::Source;
+    let device = vidtv_device();
+    let tuning =
+        capbox::dvb::tuning::Tuning::from_args("dvbt 474000000 8MHz").expect("tune string");
+    let cfg = DvbSourceConfig::new("ter1", &device, tuning);
+    let status = cfg.status.clone();
+    let r = (|| -> Result<String, String> {
+        let mut src = DvbSource::open(cfg).map_err(|e| e.to_string())?;
+        let mut remux = Remux::new();
+        let prog = remux.add_program(0x0880);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        let mut batch = Vec::new();
+        let mut input = 0usize;
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            buf.clear();
+            src.read(&mut buf, Duration::from_millis(50))
+                .map_err(|e| e.to_string())?;
+            input += buf.len();
+            remux.push(&buf);
+            let p = remux.program_mut(prog);
+            // As the channel runner does: PAT/PMT are handed out apart
+            // (the ring repeats them to each new client), the rest follows.
+            if p.psi_changed {
+                p.psi_changed = false;
+                out.extend_from_slice(&p.psi_packets());
+            }
+            // take_output replaces what it is given.
+            p.take_output(&mut batch);
+            out.extend_from_slice(&batch);
+        }
+        let f = parse_ts(&out);
+        let audio_pes = pes_starts(&out, 0x0111);
+        let st = status.lock().map(|g| g.clone()).unwrap_or_default();
+        let ok = input > 100 * PACKET_SIZE
+            && f.bad_sync == 0
+            && f.programs.contains_key(&0x0880)
+            && f.streams
+                .get(&0x0880)
+                .is_some_and(|v| v.iter().any(|&(_, p)| p == 0x0111))
+            && f.pids.contains(&0x0111)
+            && audio_pes > 0
+            && st.locked;
+        let msg = format!(
+            "{} via {device}: {} input packets, {} out; programs {:?}, streams {:?}, {audio_pes} audio PES starts, locked={} C/N {:?}, overflows {}",
+            src.describe(),
+            input / PACKET_SIZE,
+            out.len() / PACKET_SIZE,
+            f.programs,
+            f.streams,
+            st.locked,
+            st.cnr_db,
+            st.dvr_overflows
+        );
+        if ok {
+            Ok(msg)
+        } else {
+            Err(msg)
+        }
+    })();
+    s.check(
+        "DvbSource: vidtv through the Source trait, remux 0x0880 has PAT, PMT, 0x0111",
+        r.is_ok(),
+        r.unwrap_or_else(|e| e),
+    );
+
+    // A wrong frequency: the error says "no lock" in plain words.
+    let tuning =
+        capbox::dvb::tuning::Tuning::from_args("dvbt 177500000 7MHz").expect("tune string");
+    let mut cfg = DvbSourceConfig::new("ter1", &device, tuning);
+    cfg.lock_timeout = Duration::from_millis(500);
+    let r = DvbSource::open(cfg).map(|_| ()).map_err(|e| e.to_string());
+    s.check(
+        "DvbSource: wrong frequency → \"no lock on <mux> within N ms\"",
+        r.as_ref().err().is_some_and(|e| {
+            e.contains("no lock on dvbt 177500000") && e.contains("within 500 ms (status:")
+        }),
+        format!("{r:?}"),
+    );
+}
+
+/// The daemon itself: config with an [[adapter]] and a DVB source, served
+/// on loopback; a client in the VM gets PAT, PMT, 0x0111 and audio PES.
+fn daemon_checks(s: &mut Suite) {
+    use std::io::{Read, Write};
+    // The VM's init leaves lo down.
+    let lo = loopback_up();
+    let device = vidtv_device();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[adapter]]\nname = \"ter1\"\ndevice = \"{device}\"\n\
+         [[channel]]\nname = \"beethoven\"\n[[channel.source]]\nadapter = \"ter1\"\n\
+         tune = \"dvbt 474000000 8MHz\"\nprogram = 0x0880\n"
+    );
+    let r = (|| -> Result<String, String> {
+        let cfg = capbox::config::parse(&text, "vm.toml", std::path::Path::new("/"))
+            .map_err(|e| format!("{e:?}"))?;
+        let d = capbox::daemon::Daemon::start(cfg, true).map_err(|e| e.to_string())?;
+        let addr = d.local_addr().ok_or("no listener")?;
+        let t0 = Instant::now();
+        let mut c = std::net::TcpStream::connect(addr)
+            .map_err(|e| format!("connect {addr}: {e} (lo: {lo:?})"))?;
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        c.write_all(b"GET /stream/beethoven HTTP/1.1\r\nHost: vm\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        let mut block = vec![0u8; 65536];
+        let mut first_byte = None;
+        let end = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < end && got.len() < 4 << 20 {
+            match c.read(&mut block) {
+                Ok(0) => break,
+                Ok(n) => {
+                    first_byte.get_or_insert(t0.elapsed());
+                    got.extend_from_slice(&block[..n]);
+                }
+                Err(e) => return Err(format!("read: {e} after {} bytes", got.len())),
+            }
+            if got.len() > 600 * PACKET_SIZE {
+                break;
+            }
+        }
+        let head_end = got
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| format!("no HTTP header in {} bytes", got.len()))?;
+        let head = String::from_utf8_lossy(&got[..head_end]).to_string();
+        let body = &got[head_end + 4..];
+        // Chunked or not, find packet alignment with capbox's own Resync.
+        let mut r = capbox::source::Resync::new();
+        let mut ts = Vec::new();
+        r.push(body, &mut ts);
+        let f = parse_ts(&ts);
+        let audio_pes = pes_starts(&ts, 0x0111);
+        let metrics = {
+            let mut c = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+            c.set_read_timeout(Some(Duration::from_secs(5)))
+                .map_err(|e| e.to_string())?;
+            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: vm\r\nConnection: close\r\n\r\n")
+                .map_err(|e| e.to_string())?;
+            let mut m = String::new();
+            let _ = c.read_to_string(&mut m);
+            m
+        };
+        d.stop();
+        let locked = metrics.contains("capbox_frontend_locked{adapter=\"ter1\"} 1");
+        let msg = format!(
+            "{} ; {} TS packets, first byte after {:?}; programs {:?} streams {:?}; {audio_pes} audio PES starts; metrics locked={locked}",
+            head.lines().next().unwrap_or(""),
+            ts.len() / PACKET_SIZE,
+            first_byte,
+            f.programs,
+            f.streams
+        );
+        let ok = head.starts_with("HTTP/1.1 200")
+            && f.programs.contains_key(&0x0880)
+            && f.streams
+                .get(&0x0880)
+                .is_some_and(|v| v.iter().any(|&(_, p)| p == 0x0111))
+            && f.pids.contains(&0x0111)
+            && audio_pes > 0
+            && locked;
+        if ok {
+            Ok(msg)
+        } else {
+            Err(msg)
+        }
+    })();
+    s.check(
+        "daemon: [[adapter]] + tune config served on loopback, /stream has PAT, PMT, 0x0111 audio PES",
+        r.is_ok(),
+        r.unwrap_or_else(|e| e),
+    );
+}
+
+/// SIOCSIFFLAGS IFF_UP on "lo" (the kernel gives it 127.0.0.1 itself).
+fn loopback_up() -> Result<(), String> {
+    // SAFETY: plain socket/ioctl calls on a zeroed ifreq naming "lo"; the
+    // fd is closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
+        if r == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+        }
+        let e = std::io::Error::last_os_error();
+        libc::close(fd);
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(e.to_string())
+        }
+    }
+}
+
+/// `capbox tune` and `capbox signal` in-process (their exit codes; their
+/// lines go to the VM log), and `tune` refused while a source holds the
+/// frontend.
+fn cli_checks(s: &mut Suite) {
+    use capbox::source::dvb::{DvbSource, DvbSourceConfig};
+    let device = vidtv_device();
+    let args = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let rc = capbox::cli::tune::run(&args(&[
+        &device,
+        "dvbt",
+        "474000000",
+        "8MHz",
+        "--seconds",
+        "5",
+    ]));
+    s.check(
+        "capbox tune: lock and services found (exit 0)",
+        rc == 0,
+        format!("exit {rc}"),
+    );
+    let tuning =
+        capbox::dvb::tuning::Tuning::from_args("dvbt 474000000 8MHz").expect("tune string");
+    let held = DvbSource::open(DvbSourceConfig::new("ter1", &device, tuning));
+    let rc_busy = capbox::cli::tune::run(&args(&[
+        &device,
+        "dvbt 474000000 8MHz",
+        "--seconds",
+        "1",
+        "--url",
+        "http://127.0.0.1:9",
+    ]));
+    let rc_signal = capbox::cli::signal::run(&args(&[&device, "--count", "2"]));
+    s.check(
+        "capbox tune refused while the frontend is held; signal reads it read-only",
+        held.is_ok() && rc_busy == 1 && rc_signal == 0,
+        format!(
+            "held {:?}, tune exit {rc_busy}, signal exit {rc_signal}",
+            held.as_ref().map(|_| ()).map_err(|e| e.to_string())
+        ),
     );
 }

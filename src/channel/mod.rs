@@ -13,6 +13,7 @@
 use crate::config::{ChannelConfig, SourceConfig};
 use crate::fanout::{ChunkWriter, Ring};
 use crate::remux::{DemuxStats, ProgramStats, Remux};
+use crate::source::dvb::{DvbSource, DvbSourceConfig};
 use crate::source::{FileSource, FileSourceConfig, ReadOutcome, Source, SourceError, SourceStats};
 use crate::ts::es::EntryPointGate;
 use crate::ts::packet::{Packet, PACKET_SIZE};
@@ -73,7 +74,7 @@ impl Channel {
         let source = config
             .sources
             .first()
-            .map(|s| format!("file {}", s.file_as_written))
+            .map(|s| s.describe())
             .unwrap_or_default();
         Arc::new(Channel {
             config: Mutex::new(config),
@@ -113,18 +114,48 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Which input a runner reads: channels with equal keys share a runner.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MuxKey {
-    pub file: PathBuf,
-    pub looping: bool,
+pub enum MuxKey {
+    File {
+        file: PathBuf,
+        looping: bool,
+    },
+    /// One adapter tuned to one mux (canonical tune string): the config
+    /// allows one mux per adapter, so channels on it share this runner.
+    Dvb {
+        adapter: String,
+        mux: String,
+    },
 }
 
 impl MuxKey {
     pub fn of(src: &SourceConfig) -> MuxKey {
-        MuxKey {
-            file: src.file.clone(),
-            looping: src.looping,
+        match &src.dvb {
+            Some(d) => MuxKey::Dvb {
+                adapter: d.adapter.clone(),
+                mux: d.mux.clone(),
+            },
+            None => MuxKey::File {
+                file: src.file.clone(),
+                looping: src.looping,
+            },
         }
     }
+
+    /// "file samples/mux.ts" or "adapter ter1 dvbt 474000000 …".
+    pub fn describe(&self) -> String {
+        match self {
+            MuxKey::File { file, .. } => format!("file {}", file.display()),
+            MuxKey::Dvb { adapter, mux } => format!("adapter {adapter} {mux}"),
+        }
+    }
+}
+
+/// How to open the input of a runner.
+#[derive(Debug, Clone)]
+pub enum InputSpec {
+    /// The file of a `MuxKey::File`.
+    File,
+    Dvb(DvbSourceConfig),
 }
 
 enum Command {
@@ -150,19 +181,30 @@ pub struct RunnerConfig {
 
 impl MuxRunner {
     pub fn spawn(key: MuxKey, cfg: RunnerConfig) -> std::io::Result<MuxRunner> {
+        Self::spawn_input(key, InputSpec::File, cfg)
+    }
+
+    /// A runner for any input: a file (`InputSpec::File`) or a DVB adapter.
+    pub fn spawn_input(
+        key: MuxKey,
+        input: InputSpec,
+        cfg: RunnerConfig,
+    ) -> std::io::Result<MuxRunner> {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let key2 = key.clone();
-        let name = format!(
-            "mux {}",
-            key.file
-                .file_name()
-                .map(|f| f.to_string_lossy())
-                .unwrap_or_default()
-        );
+        let name = match &key {
+            MuxKey::File { file, .. } => format!(
+                "mux {}",
+                file.file_name()
+                    .map(|f| f.to_string_lossy())
+                    .unwrap_or_default()
+            ),
+            MuxKey::Dvb { adapter, .. } => format!("dvb {adapter}"),
+        };
         let thread = std::thread::Builder::new().name(name).spawn(move || {
-            let mut w = Worker::new(key2, cfg, rx, stop2);
+            let mut w = Worker::new(key2, input, cfg, rx, stop2);
             w.run();
         })?;
         Ok(MuxRunner {
@@ -210,21 +252,29 @@ struct Output {
 
 struct Worker {
     key: MuxKey,
+    input: InputSpec,
     cfg: RunnerConfig,
     rx: Receiver<Command>,
     stop: Arc<AtomicBool>,
     remux: Remux,
     outputs: Vec<Output>,
-    source: Option<FileSource>,
+    source: Option<Box<dyn Source>>,
     retry_at: Option<Instant>,
     backoff: Duration,
     source_errors: u64,
 }
 
 impl Worker {
-    fn new(key: MuxKey, cfg: RunnerConfig, rx: Receiver<Command>, stop: Arc<AtomicBool>) -> Worker {
+    fn new(
+        key: MuxKey,
+        input: InputSpec,
+        cfg: RunnerConfig,
+        rx: Receiver<Command>,
+        stop: Arc<AtomicBool>,
+    ) -> Worker {
         Worker {
             key,
+            input,
             cfg,
             rx,
             stop,
@@ -238,7 +288,7 @@ impl Worker {
     }
 
     fn describe(&self) -> String {
-        format!("file {}", self.key.file.display())
+        self.key.describe()
     }
 
     fn run(&mut self) {
@@ -320,10 +370,20 @@ impl Worker {
                 return false;
             }
         }
-        let mut cfg = FileSourceConfig::new(&self.key.file);
-        cfg.looping = self.key.looping;
-        cfg.realtime = self.cfg.realtime;
-        match FileSource::open(cfg) {
+        let opened: Result<Box<dyn Source>, SourceError> = match (&self.key, &self.input) {
+            (_, InputSpec::Dvb(d)) => DvbSource::open(d.clone()).map(|s| Box::new(s) as _),
+            (MuxKey::File { file, looping }, InputSpec::File) => {
+                let mut cfg = FileSourceConfig::new(file);
+                cfg.looping = *looping;
+                cfg.realtime = self.cfg.realtime;
+                FileSource::open(cfg).map(|s| Box::new(s) as _)
+            }
+            (MuxKey::Dvb { adapter, .. }, InputSpec::File) => Err(SourceError::Io {
+                what: format!("adapter {adapter}"),
+                err: std::io::Error::other("no adapter settings given to the runner"),
+            }),
+        };
+        match opened {
             Ok(s) => {
                 log::info!(
                     "{}: opened for {} channel(s)",
@@ -345,6 +405,10 @@ impl Worker {
         self.source_errors += 1;
         let what = match &e {
             SourceError::Eof => format!("{}: end of file (loop = false)", self.describe()),
+            SourceError::Io { .. } if matches!(self.key, MuxKey::Dvb { .. }) => {
+                // DVB errors already name the adapter and the mux.
+                e.to_string()
+            }
             _ => e.to_string(),
         };
         log::error!("source {what}; retrying in {} s", self.backoff.as_secs());

@@ -1,10 +1,14 @@
-//! Subcommands: `serve`, `demo`, `check-config`, `probe`, `status`.
+//! Subcommands: serve, demo, check-config, probe, status, adapters, tune,
+//! signal, scan.
 //! `main.rs` only calls `main()`. Output for the console fits 80 columns.
 
+pub mod adapters;
 pub mod log;
 pub mod probe;
 pub mod scan;
+pub mod signal;
 pub mod status;
+pub mod tune;
 
 use crate::config::{self, Config};
 use crate::daemon::{check_sources, Daemon};
@@ -22,6 +26,10 @@ commands:
   check-config  validate a config file without serving
   probe         show programs, services and PIDs of a TS file or URL
   status        ask the running capbox for its channels and clients
+  adapters      list DVB adapters and their stable names
+  tune          tune an adapter once: lock, signal, services
+  signal        lock, C/N, strength, BER once a second (dish pointing)
+  scan          scan an adapter from an initial tuning file, follow NIT
 
 `capbox <command> --help` shows each command's options.
 ";
@@ -41,6 +49,9 @@ pub fn main() -> i32 {
         "status" => status::run(rest),
         "probe" => probe::run(rest),
         "scan" => scan::run(rest),
+        "adapters" => adapters::run(rest),
+        "tune" => tune::run(rest),
+        "signal" => signal::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             0

@@ -25,6 +25,10 @@ mod tests;
 
 pub use cidr::{Cidr, CidrError};
 
+use crate::dvb::diseqc::{Burst, Scr, ScrStandard, Switch};
+use crate::dvb::lnb::{Lnb, LnbSetup};
+use crate::dvb::tuning::{PlsStyle, Tuning};
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -79,6 +83,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub access: AccessConfig,
     pub buffers: BuffersConfig,
+    /// `[[adapter]]` tables in file order (none when every source is a file).
+    pub adapters: Vec<AdapterConfig>,
     /// `[[channel]]` tables in file order. At least one.
     pub channels: Vec<ChannelConfig>,
     /// Line of every key path written in the file (and of each table).
@@ -187,12 +193,77 @@ pub struct ChannelConfig {
     pub key: String,
 }
 
+/// One `[[adapter]]`: a DVB tuner and what hangs on its cable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterConfig {
+    /// `name`, required, unique, same rules as channel names: the label
+    /// sources use (`adapter = "sat1"`) and the `adapter` label in metrics.
+    pub name: String,
+    /// `device`, required: the tuner's stable name (`capbox adapters`,
+    /// `Adapter::stable_name`: `usb-…` or `usb-path-…`) or `adapterN`.
+    pub device: String,
+    /// `frontend`, default 0, 0..=15: the frontend of that adapter.
+    pub frontend: u32,
+    /// `lnb`, default none (terrestrial/cable, or satellite frequencies
+    /// given as IF): an LNB type for `Lnb::from_name` (`universal`,
+    /// `single:10750`, `cband`, …).
+    pub lnb: Option<Lnb>,
+    /// `switch`, default `none`: the switch gear between LNB and tuner (see
+    /// [`parse_switch`]). Needs `lnb`.
+    pub switch: Switch,
+    /// `pls_style`, default `mainline`: how the driver takes the DVB-S2 PLS
+    /// (`mainline` or `tbs`).
+    pub pls_style: PlsStyle,
+    /// `dvr_buffer_bytes`, default none (sized for 60 Mbit/s × 1 s),
+    /// 188 KiB..=256 MiB: the dvr ring in the kernel.
+    pub dvr_buffer_bytes: Option<usize>,
+    pub line: usize,
+    /// Key path, e.g. `adapter[0]`.
+    pub key: String,
+}
+
+impl AdapterConfig {
+    /// An LNB setup when the adapter has an LNB.
+    pub fn lnb_setup(&self) -> Option<LnbSetup> {
+        self.lnb.map(|lnb| LnbSetup {
+            lnb,
+            switch: self.switch.clone(),
+        })
+    }
+
+    /// Same settings, ignoring where they were written.
+    pub fn same_settings(&self, o: &AdapterConfig) -> bool {
+        self.name == o.name
+            && self.device == o.device
+            && self.frontend == o.frontend
+            && self.lnb == o.lnb
+            && self.switch == o.switch
+            && self.pls_style == o.pls_style
+            && self.dvr_buffer_bytes == o.dvr_buffer_bytes
+    }
+}
+
+/// A DVB source: which adapter, tuned to which mux.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DvbSourceConfig {
+    /// `adapter`: the `name` of an `[[adapter]]`.
+    pub adapter: String,
+    /// `tune`: the mux, parsed (`capbox tune` syntax).
+    pub tuning: Tuning,
+    /// The mux in canonical form (`Tuning::to_args`): equal strings are the
+    /// same mux, whatever spelling was written.
+    pub mux: String,
+}
+
 /// One `[[channel.source]]`: one way to get the channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceConfig {
-    /// `file`, required: a recorded MPEG-TS mux; relative paths are resolved
-    /// against the config file's directory (this field is the result).
+    /// `file`: a recorded MPEG-TS mux; relative paths are resolved against
+    /// the config file's directory (this field is the result). Empty for a
+    /// DVB source (`dvb` is set instead); exactly one of the two is given.
     pub file: PathBuf,
+    /// `adapter` + `tune`: a DVB source instead of a file.
+    pub dvb: Option<DvbSourceConfig>,
     /// `file` as written, for messages.
     pub file_as_written: String,
     /// `program`, default 1, 1..=65535: the program_number (service_id) of
@@ -287,7 +358,19 @@ impl ChannelConfig {
 impl SourceConfig {
     /// Same file, program and looping, ignoring where it was written.
     pub fn same_settings(&self, other: &SourceConfig) -> bool {
-        self.file == other.file && self.program == other.program && self.looping == other.looping
+        self.file == other.file
+            && self.dvb == other.dvb
+            && self.program == other.program
+            && self.looping == other.looping
+    }
+
+    /// "file samples/mux.ts" or "sat1 dvbs2 11362000 V 22000000 …", for logs
+    /// and /status.
+    pub fn describe(&self) -> String {
+        match &self.dvb {
+            Some(d) => format!("{} {}", d.adapter, d.mux),
+            None => format!("file {}", self.file_as_written),
+        }
     }
 }
 
@@ -352,6 +435,7 @@ impl Config {
             server: ServerConfig::default(),
             access: AccessConfig::default(),
             buffers: BuffersConfig::default(),
+            adapters: Vec::new(),
             channels,
             lines: BTreeMap::new(),
         }
@@ -364,6 +448,11 @@ impl Config {
         self.channels
             .iter()
             .flat_map(|c| c.sources.iter().map(move |s| (c, s)))
+    }
+
+    /// The `[[adapter]]` called `name`.
+    pub fn adapter(&self, name: &str) -> Option<&AdapterConfig> {
+        self.adapters.iter().find(|a| a.name == name)
     }
 
     /// The channel called `name`.
@@ -409,10 +498,24 @@ impl Config {
                 || old.buffers != new.buffers,
             ..ConfigDiff::default()
         };
+        // A channel whose adapter changed (LNB, device…) must retune.
+        let adapter_changed = |name: &str| match (old.adapter(name), new.adapter(name)) {
+            (Some(a), Some(b)) => !a.same_settings(b),
+            (None, None) => false,
+            _ => true,
+        };
         for c in &new.channels {
+            let on_changed_adapter = c.sources.iter().any(|s| {
+                s.dvb
+                    .as_ref()
+                    .map(|d| adapter_changed(&d.adapter))
+                    .unwrap_or(false)
+            });
             match old.channel(&c.name) {
                 None => d.added.push(c.name.clone()),
-                Some(o) if !o.same_settings(c) => d.changed.push(c.name.clone()),
+                Some(o) if !o.same_settings(c) || on_changed_adapter => {
+                    d.changed.push(c.name.clone())
+                }
                 Some(_) => {}
             }
         }
@@ -437,6 +540,7 @@ pub fn demo_config(samples_dir: &Path, listen: SocketAddr) -> Config {
         sources: vec![SourceConfig {
             file: mux.clone(),
             file_as_written: mux.display().to_string(),
+            dvb: None,
             program,
             looping: true,
             line: 0,
@@ -456,4 +560,72 @@ pub fn demo_config(samples_dir: &Path, listen: SocketAddr) -> Config {
     );
     cfg.server.listen = listen;
     cfg
+}
+
+/// Parses an adapter's `switch`: `none`, `burst:a` / `burst:b` (tone
+/// burst), `committed:<0..3>` (DiSEqC 1.0), `uncommitted:<0..15>` (1.1),
+/// `cascade:<committed>:<uncommitted>`, or
+/// `unicable:en50494|en50607:ub=<n>:freq=<MHz>[:pos=<n>][:pin=<n>]`
+/// (`ub` 0-based user band, `freq` its centre on the cable in MHz).
+pub fn parse_switch(text: &str) -> Result<Switch, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let parts: Vec<&str> = t.split(':').collect();
+    let num = |s: &str, max: u32, what: &str| -> Result<u32, String> {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|v| *v <= max)
+            .ok_or_else(|| format!("{what} {s:?} is not a number 0..={max}"))
+    };
+    match parts.as_slice() {
+        ["none"] | [""] => Ok(Switch::None),
+        ["burst", "a"] => Ok(Switch::ToneBurst(Burst::A)),
+        ["burst", "b"] => Ok(Switch::ToneBurst(Burst::B)),
+        ["committed", p] => Ok(Switch::Committed {
+            port: num(p, 3, "DiSEqC 1.0 port")? as u8,
+        }),
+        ["uncommitted", p] => Ok(Switch::Uncommitted {
+            port: num(p, 15, "DiSEqC 1.1 port")? as u8,
+        }),
+        ["cascade", c, u] => Ok(Switch::Cascade {
+            committed: num(c, 3, "DiSEqC 1.0 port")? as u8,
+            uncommitted: num(u, 15, "DiSEqC 1.1 port")? as u8,
+        }),
+        ["unicable", std, rest @ ..] => {
+            let (standard, max_ub, max_pos) = match *std {
+                "en50494" => (ScrStandard::En50494, 7, 1),
+                "en50607" => (ScrStandard::En50607, 31, 63),
+                other => {
+                    return Err(format!(
+                        "unknown Unicable standard {other:?}; expected en50494 or en50607"
+                    ))
+                }
+            };
+            let (mut ub, mut freq, mut pos, mut pin) = (None, None, 0u8, None);
+            for kv in rest {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("{kv:?} is not key=value"))?;
+                match k {
+                    "ub" => ub = Some(num(v, max_ub, "user band")? as u8),
+                    "freq" => freq = Some(num(v, 3000, "user band frequency (MHz)")?),
+                    "pos" => pos = num(v, max_pos, "position")? as u8,
+                    "pin" => pin = Some(num(v, 255, "PIN")? as u8),
+                    other => {
+                        return Err(format!(
+                            "unknown Unicable key {other:?}; expected ub, freq, pos or pin"
+                        ))
+                    }
+                }
+            }
+            Ok(Switch::Unicable(Scr {
+                standard,
+                user_band: ub.ok_or("Unicable needs ub=<user band>")?,
+                ub_freq_mhz: freq.ok_or("Unicable needs freq=<user band MHz>")?,
+                position: pos,
+                pin,
+            }))
+        }
+        _ => Err(format!("unknown switch {text:?}")),
+    }
 }

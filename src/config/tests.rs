@@ -4,6 +4,9 @@
 // Compiled only under #[cfg(test)] (see the parent module).
 #[cfg(test)]
 use super::*;
+use crate::dvb::diseqc::Switch;
+use crate::dvb::lnb::Lnb;
+use crate::dvb::tuning::{PlsStyle, Tuning};
 use std::net::IpAddr;
 
 const GOOD: &str = r#"# a small but complete config
@@ -150,7 +153,7 @@ fn config_errors_name_line_and_key() {
         // Unknown keys, top level and nested.
         (
             &format!("bogus = 1\n{}", CH),
-            &[(1, "bogus", "unknown key; expected one of: server, access, buffers, channel")],
+            &[(1, "bogus", "unknown key; expected one of: server, access, buffers, adapter, channel")],
         ),
         (
             &format!("[server]\nlisten = \"0.0.0.0:1\"\nlisen = \"x\"\n{}", CH),
@@ -158,7 +161,7 @@ fn config_errors_name_line_and_key() {
         ),
         (
             "[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nprogramme = 3\n",
-            &[(5, "channel[0].source[0].programme", "expected one of: file, program, loop")],
+            &[(5, "channel[0].source[0].programme", "expected one of: file, adapter, tune, program, loop")],
         ),
         (
             &format!("[buffers]\n[buffers.extra]\nx = 1\n{}", CH),
@@ -516,4 +519,163 @@ fn config_demo() {
     }
     let parsed = parse(&text, "demo.toml", Path::new("samples")).unwrap();
     assert!(Config::diff(&c, &parsed).is_empty());
+}
+
+const DVB: &str = r#"[[adapter]]
+name = "ter1"
+device = "adapter0"
+
+[[adapter]]
+name = "sat1"
+device = "usb-path-1-1.4"
+frontend = 1
+lnb = "universal"
+switch = "committed:2"
+pls_style = "tbs"
+dvr_buffer_bytes = 8388608
+
+[[channel]]
+name = "beethoven"
+[[channel.source]]
+adapter = "ter1"
+tune = "dvbt 474000000 8MHz"
+program = 0x880
+
+[[channel]]
+name = "other"
+[[channel.source]]
+adapter = "ter1"
+tune = "dvbt 474MHz 8MHz"
+program = 0x881
+"#;
+
+#[test]
+fn config_dvb_adapters_and_sources() {
+    let c = parse_ok(DVB);
+    assert_eq!(c.adapters.len(), 2);
+    let sat = c.adapter("sat1").unwrap();
+    assert_eq!(sat.device, "usb-path-1-1.4");
+    assert_eq!(sat.frontend, 1);
+    assert_eq!(sat.lnb, Some(Lnb::UNIVERSAL));
+    assert_eq!(sat.switch, Switch::Committed { port: 2 });
+    assert_eq!(sat.pls_style, PlsStyle::Tbs);
+    assert_eq!(sat.dvr_buffer_bytes, Some(8 << 20));
+    let ter = c.adapter("ter1").unwrap();
+    assert_eq!(
+        (ter.frontend, ter.lnb, ter.pls_style),
+        (0, None, PlsStyle::Mainline)
+    );
+    let s = &c.channels[0].sources[0];
+    let d = s.dvb.as_ref().unwrap();
+    assert_eq!(d.adapter, "ter1");
+    assert_eq!(s.program, 0x880);
+    // Two spellings of one mux are the same mux.
+    assert_eq!(d.mux, c.channels[1].sources[0].dvb.as_ref().unwrap().mux);
+    assert!(s.describe().starts_with("ter1 dvbt"), "{}", s.describe());
+}
+
+#[test]
+fn config_dvb_errors_name_key_and_line() {
+    // Bad tune string: the Tuning parser's words, on the tune line.
+    let errs = parse_err(
+        "[[adapter]]\nname = \"t\"\ndevice = \"adapter0\"\n[[channel]]\nname = \"a\"\n[[channel.source]]\nadapter = \"t\"\ntune = \"dvbt 474000000 9MHz\"\n",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].line, 8);
+    assert_eq!(errs[0].key, "channel[0].source[0].tune");
+    let tuning_msg = Tuning::from_args("dvbt 474000000 9MHz")
+        .unwrap_err()
+        .to_string();
+    assert!(errs[0].message.contains(&tuning_msg), "{}", errs[0]);
+
+    // file and adapter together; unknown adapter; bad lnb and switch.
+    let errs = parse_err(
+        "[[adapter]]\nname = \"s\"\ndevice = \"adapter0\"\nlnb = \"quad\"\nswitch = \"committed:7\"\npls_style = \"x\"\n[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nadapter = \"nope\"\ntune = \"dvbt 474MHz\"\n",
+    );
+    let keys: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert!(keys.contains(&(4, "adapter[0].lnb")), "{keys:?}");
+    assert!(keys.contains(&(5, "adapter[0].switch")), "{keys:?}");
+    assert!(keys.contains(&(6, "adapter[0].pls_style")), "{keys:?}");
+    assert!(
+        keys.contains(&(10, "channel[0].source[0].file")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&(11, "channel[0].source[0].adapter")),
+        "{keys:?}"
+    );
+    let adapter_err = errs.iter().find(|e| e.key.ends_with(".adapter")).unwrap();
+    assert!(adapter_err.message.contains("defined: s"), "{adapter_err}");
+}
+
+#[test]
+fn config_dvb_two_muxes_on_one_adapter_refused() {
+    let text = DVB.replace("tune = \"dvbt 474MHz 8MHz\"", "tune = \"dvbt 482MHz 8MHz\"");
+    let errs = parse_err(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let e = &errs[0];
+    assert_eq!(e.key, "channel[1].source[0].tune");
+    assert_eq!(e.line, 25);
+    for word in [
+        "\"ter1\"",
+        "2 muxes",
+        "beethoven",
+        "other",
+        "474000000",
+        "482000000",
+    ] {
+        assert!(e.message.contains(word), "{word} not in {e}");
+    }
+}
+
+#[test]
+fn config_switch_strings() {
+    use crate::dvb::diseqc::{Burst, Scr, ScrStandard};
+    assert_eq!(
+        parse_switch("burst:a").unwrap(),
+        Switch::ToneBurst(Burst::A)
+    );
+    assert_eq!(
+        parse_switch("uncommitted:12").unwrap(),
+        Switch::Uncommitted { port: 12 }
+    );
+    assert_eq!(
+        parse_switch("unicable:en50494:ub=1:freq=1210").unwrap(),
+        Switch::Unicable(Scr {
+            standard: ScrStandard::En50494,
+            user_band: 1,
+            ub_freq_mhz: 1210,
+            position: 0,
+            pin: None
+        })
+    );
+    assert!(parse_switch("unicable:en50494:ub=9:freq=1210").is_err());
+    assert!(parse_switch("unicable:en50494:freq=1210").is_err());
+    assert!(parse_switch("committed:4").is_err());
+}
+
+#[test]
+fn config_dvb_example_file_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/capbox-dvb.toml");
+    let c = match load(&path) {
+        Ok(c) => c,
+        Err(e) => panic!("{:?}", e),
+    };
+    assert_eq!(c.adapters.len(), 2);
+    assert!(c.sources().all(|(_, s)| s.dvb.is_some()));
+}
+
+#[test]
+fn config_diff_adapter_change_restarts_its_channels() {
+    let old = parse_ok(DVB);
+    let new = parse_ok(&DVB.replace("device = \"adapter0\"", "device = \"adapter1\""));
+    let d = Config::diff(&old, &new);
+    assert_eq!(
+        d.changed,
+        vec!["beethoven".to_string(), "other".to_string()]
+    );
+    assert!(d.added.is_empty() && d.removed.is_empty() && !d.server_changed);
+    // A change on the other adapter touches no channel of ter1.
+    let new = parse_ok(&DVB.replace("committed:2", "committed:3"));
+    assert!(Config::diff(&old, &new).is_empty());
 }

@@ -289,14 +289,23 @@ fn parse_int_text(s: &str) -> Option<i64> {
     }
 }
 
-const ROOT_KEYS: &[&str] = &["server", "access", "buffers", "channel"];
+const ROOT_KEYS: &[&str] = &["server", "access", "buffers", "adapter", "channel"];
+const ADAPTER_KEYS: &[&str] = &[
+    "name",
+    "device",
+    "frontend",
+    "lnb",
+    "switch",
+    "pls_style",
+    "dvr_buffer_bytes",
+];
 const SERVER_KEYS: &[&str] = &["listen", "write_timeout_ms", "max_clients"];
 const ACCESS_KEYS: &[&str] = &[
     "stream", "playlist", "metrics", "status", "control", "token",
 ];
 const BUFFERS_KEYS: &[&str] = &["ring_bytes", "chunk_bytes", "flush_ms"];
 const CHANNEL_KEYS: &[&str] = &["name", "tvg_id", "tvg_name", "group", "source"];
-const SOURCE_KEYS: &[&str] = &["file", "program", "loop"];
+const SOURCE_KEYS: &[&str] = &["file", "adapter", "tune", "program", "loop"];
 
 const MIB: i64 = 1024 * 1024;
 
@@ -340,6 +349,13 @@ pub(super) fn parse(
         None => BuffersConfig::default(),
         Some(f) => buffers(&mut w, f),
     };
+    // Names of every [[adapter]] written, valid or not, so a source naming
+    // a broken adapter is not reported twice.
+    let mut adapter_names = Vec::new();
+    let adapters = match w.take(&mut top, "adapter") {
+        None => Vec::new(),
+        Some(f) => adapters(&mut w, f, &mut adapter_names),
+    };
     let channels = match w.take(&mut top, "channel") {
         None => {
             w.error(
@@ -349,9 +365,10 @@ pub(super) fn parse(
             );
             Vec::new()
         }
-        Some(f) => channels(&mut w, f, base_dir),
+        Some(f) => channels(&mut w, f, base_dir, &adapter_names),
     };
     w.finish(top, ROOT_KEYS);
+    one_mux_per_adapter(&mut w, &channels);
 
     if !w.errors.is_empty() {
         return Err(w.errors);
@@ -362,6 +379,7 @@ pub(super) fn parse(
         server,
         access,
         buffers,
+        adapters,
         channels,
         lines: w.lines,
     })
@@ -529,7 +547,12 @@ fn name_problem(name: &str) -> Option<String> {
     None
 }
 
-fn channels(w: &mut Walker, f: Field, base_dir: &Path) -> Vec<ChannelConfig> {
+fn channels(
+    w: &mut Walker,
+    f: Field,
+    base_dir: &Path,
+    adapter_names: &[String],
+) -> Vec<ChannelConfig> {
     let Node::Array(items) = f.node else {
         w.wrong_type(&f, "an array of tables: write [[channel]], not [channel]");
         return Vec::new();
@@ -587,7 +610,7 @@ fn channels(w: &mut Walker, f: Field, base_dir: &Path) -> Vec<ChannelConfig> {
                 w.error(t.line, &join(&path, "source"), msg);
                 Vec::new()
             }
-            Some(sf) => sources(w, sf, base_dir),
+            Some(sf) => sources(w, sf, base_dir, adapter_names),
         };
         let line = t.line;
         w.finish(t, CHANNEL_KEYS);
@@ -606,7 +629,12 @@ fn channels(w: &mut Walker, f: Field, base_dir: &Path) -> Vec<ChannelConfig> {
     out
 }
 
-fn sources(w: &mut Walker, f: Field, base_dir: &Path) -> Vec<SourceConfig> {
+fn sources(
+    w: &mut Walker,
+    f: Field,
+    base_dir: &Path,
+    adapter_names: &[String],
+) -> Vec<SourceConfig> {
     let Node::Array(items) = f.node else {
         w.wrong_type(&f, "an array of tables: write [[channel.source]]");
         return Vec::new();
@@ -621,41 +649,81 @@ fn sources(w: &mut Walker, f: Field, base_dir: &Path) -> Vec<SourceConfig> {
         let Some(mut t) = w.table(item, &path, f.line) else {
             continue;
         };
-        let file_what = "a path to an MPEG-TS file (relative to the config file's directory)";
-        let file = match w.string(&mut t, "file", file_what) {
-            None => {
-                if !t.entries.iter().any(|e| e.key.name == "file") {
-                    w.error(
-                        t.line,
-                        &join(&path, "file"),
-                        format!("missing; expected {}", file_what),
-                    );
+        let has = |t: &Table, k: &str| t.entries.iter().any(|e| e.key.name == k);
+        let is_dvb = has(&t, "adapter") || has(&t, "tune");
+        if is_dvb && has(&t, "file") {
+            let line = t
+                .entries
+                .iter()
+                .find(|e| e.key.name == "file")
+                .map(|e| e.line)
+                .unwrap_or(t.line);
+            w.error(
+                line,
+                &join(&path, "file"),
+                "a source is either a file or an adapter + tune, not both; remove one".to_string(),
+            );
+        }
+        let file_what = "a path to an MPEG-TS file (relative to the config file's directory), \
+                         or adapter + tune for a DVB source";
+        let file = if is_dvb {
+            None
+        } else {
+            match w.string(&mut t, "file", file_what) {
+                None => {
+                    if !has(&t, "file") {
+                        w.error(
+                            t.line,
+                            &join(&path, "file"),
+                            format!("missing; expected {}", file_what),
+                        );
+                    }
+                    None
                 }
-                None
+                Some((s, ff)) if s.is_empty() || s.contains('\0') => {
+                    let what = if s.is_empty() {
+                        "empty"
+                    } else {
+                        "contains a NUL byte"
+                    };
+                    w.error(
+                        ff.line,
+                        &ff.path,
+                        format!("{}; expected {}", what, file_what),
+                    );
+                    None
+                }
+                Some((s, _)) => Some(s),
             }
-            Some((s, ff)) if s.is_empty() || s.contains('\0') => {
-                let what = if s.is_empty() {
-                    "empty"
-                } else {
-                    "contains a NUL byte"
-                };
-                w.error(
-                    ff.line,
-                    &ff.path,
-                    format!("{}; expected {}", what, file_what),
-                );
-                None
-            }
-            Some((s, _)) => Some(s),
+        };
+        let dvb = if is_dvb {
+            dvb_source(w, &mut t, &path, adapter_names)
+        } else {
+            None
         };
         let program = w.int(&mut t, "program", 1, 65_535, 1, "a program_number");
         let looping = w.boolean(&mut t, "loop", true);
         let line = t.line;
+        // `file` of a DVB source was reported above; mark it used.
+        if is_dvb {
+            let _ = w.take(&mut t, "file");
+        }
         w.finish(t, SOURCE_KEYS);
         if let Some(written) = file {
             out.push(SourceConfig {
                 file: base_dir.join(&written),
                 file_as_written: written,
+                dvb: None,
+                program: program as u16,
+                looping,
+                line,
+                key: path,
+            });
+        } else if let Some(d) = dvb {
+            out.push(SourceConfig {
+                file: PathBuf::new(),
+                file_as_written: String::new(),
+                dvb: Some(d),
                 program: program as u16,
                 looping,
                 line,
@@ -664,4 +732,257 @@ fn sources(w: &mut Walker, f: Field, base_dir: &Path) -> Vec<SourceConfig> {
         }
     }
     out
+}
+
+/// `adapter` + `tune` of a DVB source.
+fn dvb_source(
+    w: &mut Walker,
+    t: &mut Table,
+    path: &str,
+    adapter_names: &[String],
+) -> Option<DvbSourceConfig> {
+    let adapter_what = "the name of an [[adapter]] table";
+    let adapter = match w.string(t, "adapter", adapter_what) {
+        None => {
+            if !t.entries.iter().any(|e| e.key.name == "adapter") {
+                w.error(
+                    t.line,
+                    &join(path, "adapter"),
+                    format!("missing; a source with tune needs adapter, {adapter_what}"),
+                );
+            }
+            None
+        }
+        Some((a, af)) => {
+            if adapter_names.contains(&a) {
+                Some(a)
+            } else {
+                let known = if adapter_names.is_empty() {
+                    "none is defined".to_string()
+                } else {
+                    format!("defined: {}", adapter_names.join(", "))
+                };
+                w.error(
+                    af.line,
+                    &af.path,
+                    format!("no [[adapter]] named {a:?} ({known}); expected {adapter_what}"),
+                );
+                None
+            }
+        }
+    };
+    let tune_what = "a tune string such as \"dvbt 474000000 8MHz\" or \
+                     \"dvbs2 11362000 V 22000000 8psk 3/4\"";
+    let tuning = match w.string(t, "tune", tune_what) {
+        None => {
+            if !t.entries.iter().any(|e| e.key.name == "tune") {
+                w.error(
+                    t.line,
+                    &join(path, "tune"),
+                    format!("missing; a source with adapter needs tune, {tune_what}"),
+                );
+            }
+            None
+        }
+        Some((s, tf)) => match Tuning::from_args(&s) {
+            Ok(tu) => Some(tu),
+            Err(e) => {
+                w.error(tf.line, &tf.path, format!("{e}; expected {tune_what}"));
+                None
+            }
+        },
+    };
+    let (adapter, tuning) = (adapter?, tuning?);
+    Some(DvbSourceConfig {
+        adapter,
+        mux: tuning.to_args(),
+        tuning,
+    })
+}
+
+fn adapters(w: &mut Walker, f: Field, names: &mut Vec<String>) -> Vec<AdapterConfig> {
+    let Node::Array(items) = f.node else {
+        w.wrong_type(&f, "an array of tables: write [[adapter]], not [adapter]");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("adapter[{}]", i);
+        let Some(mut t) = w.table(item, &path, f.line) else {
+            continue;
+        };
+        let name_what = "an adapter label such as \"sat1\" ([a-z0-9._-], at most 64)";
+        let name = match w.string(&mut t, "name", name_what) {
+            None => {
+                if !t.entries.iter().any(|e| e.key.name == "name") {
+                    let msg = format!("missing; expected {}", name_what);
+                    w.error(t.line, &join(&path, "name"), msg);
+                }
+                None
+            }
+            Some((n, nf)) => {
+                names.push(n.clone());
+                match name_problem(&n) {
+                    Some(p) => {
+                        w.error(nf.line, &nf.path, format!("{}; expected {}", p, name_what));
+                        None
+                    }
+                    None => {
+                        if let Some(first) = seen.get(&n) {
+                            let msg = format!(
+                                "duplicate adapter name {:?} (first at line {}); expected unique names",
+                                n, first
+                            );
+                            w.error(nf.line, &nf.path, msg);
+                        } else {
+                            seen.insert(n.clone(), nf.line);
+                        }
+                        Some(n)
+                    }
+                }
+            }
+        };
+        let dev_what = "a stable tuner name from `capbox adapters` (usb-…) or \"adapterN\"";
+        let device = match w.string(&mut t, "device", dev_what) {
+            None => {
+                if !t.entries.iter().any(|e| e.key.name == "device") {
+                    w.error(
+                        t.line,
+                        &join(&path, "device"),
+                        format!("missing; expected {dev_what}"),
+                    );
+                }
+                None
+            }
+            Some((d, df)) => {
+                let ok = !d.is_empty()
+                    && d.len() <= 128
+                    && d.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+                if ok {
+                    Some(d)
+                } else {
+                    w.error(
+                        df.line,
+                        &df.path,
+                        format!("{d:?} is not a device name; expected {dev_what}"),
+                    );
+                    None
+                }
+            }
+        };
+        let frontend = w.int(&mut t, "frontend", 0, 15, 0, "a frontend number") as u32;
+        let lnb = match w.string(&mut t, "lnb", "an LNB type such as \"universal\"") {
+            None => None,
+            Some((l, lf)) => match Lnb::from_name(&l) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    w.error(
+                        lf.line,
+                        &lf.path,
+                        format!("{e}; expected universal, circular, cband, dbs, standard, enhanced, single:<LOF MHz>, cband:<LOF MHz> or <low>,<high>,<switch> in MHz"),
+                    );
+                    None
+                }
+            },
+        };
+        let switch = match w.string(&mut t, "switch", "a switch such as \"committed:2\"") {
+            None => Switch::None,
+            Some((sw, sf)) => match parse_switch(&sw) {
+                Ok(s) => {
+                    if s != Switch::None && lnb.is_none() {
+                        w.error(sf.line, &sf.path, "a switch needs an lnb on the same adapter; add lnb = \"universal\" (or the LNB type)".to_string());
+                    }
+                    s
+                }
+                Err(e) => {
+                    w.error(sf.line, &sf.path, format!("{e}; expected none, burst:a, burst:b, committed:<0..3>, uncommitted:<0..15>, cascade:<c>:<u> or unicable:en50494|en50607:ub=<n>:freq=<MHz>[:pos=<n>][:pin=<n>]"));
+                    Switch::None
+                }
+            },
+        };
+        let pls_style = match w.string(&mut t, "pls_style", "\"mainline\" or \"tbs\"") {
+            None => PlsStyle::Mainline,
+            Some((p, pf)) => match p.as_str() {
+                "mainline" => PlsStyle::Mainline,
+                "tbs" => PlsStyle::Tbs,
+                _ => {
+                    w.error(pf.line, &pf.path, format!("{p:?} is not a PLS style; expected \"mainline\" (DTV_SCRAMBLING_SEQUENCE_INDEX) or \"tbs\" (TBS drivers: PLS in DTV_STREAM_ID)"));
+                    PlsStyle::Mainline
+                }
+            },
+        };
+        let dvr = if t.entries.iter().any(|e| e.key.name == "dvr_buffer_bytes") {
+            Some(w.int(
+                &mut t,
+                "dvr_buffer_bytes",
+                188 * 1024,
+                256 * MIB,
+                0,
+                "bytes",
+            ) as usize)
+        } else {
+            None
+        };
+        let line = t.line;
+        w.finish(t, ADAPTER_KEYS);
+        if let (Some(name), Some(device)) = (name, device) {
+            out.push(AdapterConfig {
+                name,
+                device,
+                frontend,
+                lnb,
+                switch,
+                pls_style,
+                dvr_buffer_bytes: dvr.filter(|&b| b > 0),
+                line,
+                key: path,
+            });
+        }
+    }
+    out
+}
+
+/// A tuner carries one mux: channels on one adapter must all want the same
+/// one. Reported once per adapter, on the first source of a second mux.
+fn one_mux_per_adapter(w: &mut Walker, channels: &[ChannelConfig]) {
+    // adapter → its muxes, each with (channels, first source line, key).
+    type Mux<'a> = (&'a str, Vec<&'a str>, usize, String);
+    let mut by_adapter: BTreeMap<&str, Vec<Mux>> = BTreeMap::new();
+    for c in channels {
+        for s in &c.sources {
+            let Some(d) = &s.dvb else { continue };
+            let muxes = by_adapter.entry(&d.adapter).or_default();
+            match muxes.iter_mut().find(|m| m.0 == d.mux) {
+                Some(m) => {
+                    if !m.1.contains(&c.name.as_str()) {
+                        m.1.push(&c.name)
+                    }
+                }
+                None => {
+                    let key = format!("{}.tune", s.key);
+                    let line = w.lines.get(&key).copied().unwrap_or(s.line);
+                    muxes.push((&d.mux, vec![&c.name], line, key));
+                }
+            }
+        }
+    }
+    for (adapter, muxes) in by_adapter {
+        if muxes.len() < 2 {
+            continue;
+        }
+        let list: Vec<String> = muxes
+            .iter()
+            .map(|(mux, chans, _, _)| format!("\"{mux}\" (channels {})", chans.join(", ")))
+            .collect();
+        let (_, _, line, key) = &muxes[1];
+        let msg = format!(
+            "adapter {adapter:?} would need {} muxes at once but a tuner carries one: {}; \
+             expected every source on {adapter:?} to tune the same mux (add an [[adapter]] per mux)",
+            muxes.len(),
+            list.join(", ")
+        );
+        w.error(*line, key, msg);
+    }
 }

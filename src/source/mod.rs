@@ -7,6 +7,7 @@
 //! `Resync` turns any byte stream into aligned packets: it locks on three
 //! sync bytes 188 apart, and counts every byte it had to skip.
 
+pub mod dvb;
 pub mod file;
 
 use std::time::Duration;
