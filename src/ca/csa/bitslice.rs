@@ -844,3 +844,43 @@ fn dispatch(simd: Simd, s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
         _ => run::<u64>(s, key, lens),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tables::STREAM_SBOX;
+    use super::*;
+
+    #[test]
+    fn circuits_match_tables() {
+        use super::super::sbox::*;
+        let boxes: [fn(u64, u64, u64, u64, u64) -> (u64, u64); 7] = [s1, s2, s3, s4, s5, s6, s7];
+        // Lane i of each input word carries bit v of i: all 32 inputs at once.
+        let x: [u64; 5] =
+            std::array::from_fn(|v| (0..32).fold(0, |acc, i| acc | (((i >> v) & 1) << i)));
+        for (k, f) in boxes.iter().enumerate() {
+            let (hi, lo) = f(x[4], x[3], x[2], x[1], x[0]);
+            for i in 0..32 {
+                let got = (((hi >> i) & 1) << 1 | ((lo >> i) & 1)) as u8;
+                assert_eq!(got, STREAM_SBOX[k][i], "s-box {} input {i}", k + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_is_bit_planes() {
+        let mut v = vec![0u8; ROWS * BATCH_SIZE];
+        for l in 0..64 {
+            v[l] = (l * 7 + 3) as u8;
+        }
+        let p = planes_of_row::<u64>(&v, 0);
+        // Every lane's byte is recovered from the planes at some bit
+        // position, and each plane has the popcount of its bit.
+        for b in 0..8 {
+            let want = (0..64).filter(|&l| ((l * 7 + 3) as u8 >> b) & 1 == 1).count();
+            assert_eq!(p[b].count_ones() as usize, want);
+        }
+        let mut out = vec![0u8; ROWS * BATCH_SIZE];
+        store_planes(p, &mut out, 0);
+        assert_eq!(&out[..64], &v[..64]);
+    }
+}
