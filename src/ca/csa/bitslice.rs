@@ -617,6 +617,49 @@ fn round_xor(r: &mut [u8], sb: &[u8], lanes: usize, at: [usize; 5]) {
     }
 }
 
+/// What a batch keeps between buffers: the SIMD variant, the scratch
+/// (≈ 100 KiB) and the counters.
+pub struct Engine {
+    simd: Simd,
+    scratch: Box<Scratch>,
+    counters: Counters,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine {
+    /// The best SIMD variant of this CPU.
+    pub fn new() -> Engine {
+        Self::with_simd(Simd::detect())
+    }
+
+    /// `simd` if this CPU has it, else portable.
+    pub fn with_simd(simd: Simd) -> Engine {
+        let simd = if simd.available() {
+            simd
+        } else {
+            Simd::Portable
+        };
+        Engine {
+            simd,
+            scratch: Box::new(Scratch::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn simd(&self) -> Simd {
+        self.simd
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
 struct Lane<'a> {
     payload: &'a mut [u8],
     parity: Parity,
@@ -662,18 +705,18 @@ impl<'a> Batch<'a> {
 
     /// A batch running `simd` (falls back to portable if the CPU lacks it).
     pub fn with_simd(simd: Simd) -> Batch<'a> {
-        let simd = if simd.available() {
-            simd
-        } else {
-            Simd::Portable
-        };
+        Self::with_engine(Engine::with_simd(simd))
+    }
+
+    /// A batch reusing an engine from `into_engine`.
+    pub fn with_engine(e: Engine) -> Batch<'a> {
         Batch {
             lanes: Vec::with_capacity(BATCH_SIZE),
             keys: None,
-            simd,
-            scratch: Box::new(Scratch::new()),
+            simd: e.simd,
+            scratch: e.scratch,
             lens: Vec::with_capacity(BATCH_SIZE),
-            counters: Counters::default(),
+            counters: e.counters,
         }
     }
 
@@ -697,16 +740,14 @@ impl<'a> Batch<'a> {
         &self.counters
     }
 
-    /// Reuse the scratch for packets of another lifetime (flushes first).
-    pub fn recycle<'b>(mut self) -> Batch<'b> {
+    /// Flush and give back the engine (SIMD choice, scratch, counters), to
+    /// build the next batch over other packet buffers without allocating.
+    pub fn into_engine(mut self) -> Engine {
         self.flush();
-        Batch {
-            lanes: Vec::with_capacity(BATCH_SIZE),
-            keys: None,
+        Engine {
             simd: self.simd,
             // The old batch is empty now: leave it an unallocated scratch.
             scratch: std::mem::replace(&mut self.scratch, Box::new(Scratch::empty())),
-            lens: std::mem::take(&mut self.lens),
             counters: self.counters,
         }
     }
@@ -876,7 +917,9 @@ mod tests {
         // Every lane's byte is recovered from the planes at some bit
         // position, and each plane has the popcount of its bit.
         for b in 0..8 {
-            let want = (0..64).filter(|&l| ((l * 7 + 3) as u8 >> b) & 1 == 1).count();
+            let want = (0..64)
+                .filter(|&l| ((l * 7 + 3) as u8 >> b) & 1 == 1)
+                .count();
             assert_eq!(p[b].count_ones() as usize, want);
         }
         let mut out = vec![0u8; ROWS * BATCH_SIZE];

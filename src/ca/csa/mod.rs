@@ -24,7 +24,7 @@ mod sbox;
 pub mod scalar;
 mod tables;
 
-pub use bitslice::{Batch, Pushed, Simd, BATCH_SIZE};
+pub use bitslice::{Batch, Engine, Pushed, Simd, BATCH_SIZE};
 
 use crate::ts::Packet;
 
