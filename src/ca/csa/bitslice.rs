@@ -294,9 +294,9 @@ pub struct Scratch {
     /// the keystream block that goes with payload block 1.
     ks: Vec<u8>,
     /// Block cipher state, 8 byte rows.
-    r: Vec<u8>,
+    r: Box<[[u8; BATCH_SIZE]; 8]>,
     /// S-box outputs of one round.
-    s: Vec<u8>,
+    s: Box<[u8; BATCH_SIZE]>,
 }
 
 impl Scratch {
@@ -304,8 +304,8 @@ impl Scratch {
         Scratch {
             ct: Vec::new(),
             ks: Vec::new(),
-            r: Vec::new(),
-            s: Vec::new(),
+            r: Box::new([[0; BATCH_SIZE]; 8]),
+            s: Box::new([0; BATCH_SIZE]),
         }
     }
 
@@ -313,8 +313,8 @@ impl Scratch {
         Scratch {
             ct: vec![0; ROWS * BATCH_SIZE],
             ks: vec![0; ROWS * BATCH_SIZE],
-            r: vec![0; 8 * BATCH_SIZE],
-            s: vec![0; BATCH_SIZE],
+            r: Box::new([[0; BATCH_SIZE]; 8]),
+            s: Box::new([0; BATCH_SIZE]),
         }
     }
 }
@@ -500,7 +500,6 @@ impl<W: Word> Stream<W> {
 /// (payloads already gathered into `s.ct`, each ≥ 8 bytes).
 #[inline(always)]
 fn run<W: Word>(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
-    let lanes = W::LANES;
     let max_len = lens.iter().copied().max().unwrap_or(0);
     let n_max = max_len / 8;
     // Keystream blocks needed: block i serves payload block i+1 (or the
@@ -535,33 +534,31 @@ fn run<W: Word>(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
 
     // Block cipher, block by block; the plaintext overwrites `ct`.
     let Scratch { ct, ks, r, s: sb } = s;
-    let sb = &mut sb[..lanes];
     for i in 0..n_max {
         // IB_i = C_i ^ K_{i-1}
-        for j in 0..8 {
-            let c = &row(ct, 8 * i + j)[..lanes];
-            let dst = &mut row_mut(r, j)[..lanes];
+        for (j, dst) in r.iter_mut().enumerate() {
+            let c = &row(ct, 8 * i + j)[..W::LANES];
             if i == 0 {
-                dst.copy_from_slice(c);
+                dst[..W::LANES].copy_from_slice(c);
             } else {
-                let k = &row(ks, 8 * (i - 1) + j)[..lanes];
-                for l in 0..lanes {
-                    dst[l] = c[l] ^ k[l];
+                let k = &row(ks, 8 * (i - 1) + j)[..W::LANES];
+                for ((d, &c), &k) in dst[..W::LANES].iter_mut().zip(c).zip(k) {
+                    *d = c ^ k;
                 }
             }
         }
-        block_decrypt_rows(r, sb, key, lanes);
+        block_decrypt_rows(r, sb, key, W::LANES);
         // P_i = D(IB_i) ^ IB_{i+1}; IB_{n} is zero unless a lane needs that
         // keystream block (fixed per lane when copying back).
-        for j in 0..8 {
-            let rj = &row(r, j)[..lanes];
+        for (j, rj) in r.iter().enumerate() {
+            let rj = &rj[..W::LANES];
             let (head, tail) = ct.split_at_mut((8 * i + 8) * BATCH_SIZE);
-            let c_out = &mut head[(8 * i + j) * BATCH_SIZE..][..lanes];
+            let c_out = &mut head[(8 * i + j) * BATCH_SIZE..][..W::LANES];
             if i < ks_blocks {
-                let c_next = &tail[j * BATCH_SIZE..][..lanes];
-                let k = &row(ks, 8 * i + j)[..lanes];
-                for l in 0..lanes {
-                    c_out[l] = rj[l] ^ c_next[l] ^ k[l];
+                let c_next = &tail[j * BATCH_SIZE..][..W::LANES];
+                let k = &row(ks, 8 * i + j)[..W::LANES];
+                for (((o, &x), &c), &k) in c_out.iter_mut().zip(rj).zip(c_next).zip(k) {
+                    *o = x ^ c ^ k;
                 }
             } else {
                 c_out.copy_from_slice(rj);
@@ -574,46 +571,38 @@ fn run<W: Word>(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
 /// rows are renamed instead of moved: after each round logical register k
 /// lives where k-1 was.
 #[inline(always)]
-fn block_decrypt_rows(r: &mut [u8], sb: &mut [u8], key: &KeySchedule, lanes: usize) {
+fn block_decrypt_rows(
+    r: &mut [[u8; BATCH_SIZE]; 8],
+    sb: &mut [u8; BATCH_SIZE],
+    key: &KeySchedule,
+    lanes: usize,
+) {
     for (round, table) in key.sbox_dec.iter().enumerate() {
         // Logical Rk is in row (k - 1 + 8 - round % 8) % 8.
         let o = 8 - round % 8;
         let at = |k: usize| (k - 1 + o) % 8;
-        {
-            let r7 = &row(r, at(7))[..lanes];
-            for l in 0..lanes {
-                sb[l] = table[r7[l] as usize];
-            }
+        for (s, &x) in sb[..lanes].iter_mut().zip(&r[at(7)][..lanes]) {
+            *s = table[x as usize];
         }
-        round_xor(r, sb, lanes, [at(8), at(2), at(3), at(4), at(6)]);
-    }
-}
-
-#[inline(always)]
-fn round_xor(r: &mut [u8], sb: &[u8], lanes: usize, at: [usize; 5]) {
-    // Disjoint row borrows by splitting the row array.
-    let mut rows: [Option<&mut [u8]>; 8] = Default::default();
-    for (i, chunk) in r.chunks_exact_mut(BATCH_SIZE).take(8).enumerate() {
-        rows[i] = Some(&mut chunk[..lanes]);
-    }
-    let [i8, i2, i3, i4, i6] = at;
-    let (Some(r8), Some(r2), Some(r3), Some(r4), Some(r6)) = (
-        rows[i8].take(),
-        rows[i2].take(),
-        rows[i3].take(),
-        rows[i4].take(),
-        rows[i6].take(),
-    ) else {
-        return;
-    };
-    for l in 0..lanes {
-        let s = sb[l];
-        let t = r8[l] ^ s;
-        r8[l] = t;
-        r2[l] ^= t;
-        r3[l] ^= t;
-        r4[l] ^= t;
-        r6[l] ^= super::tables::block_perm(s);
+        let Ok([r8, r2, r3, r4, r6]) = r.get_disjoint_mut([at(8), at(2), at(3), at(4), at(6)])
+        else {
+            return; // the indices are distinct by construction
+        };
+        let rows = r8[..lanes]
+            .iter_mut()
+            .zip(&mut r2[..lanes])
+            .zip(&mut r3[..lanes])
+            .zip(&mut r4[..lanes])
+            .zip(&mut r6[..lanes])
+            .zip(&sb[..lanes]);
+        for (((((r8, r2), r3), r4), r6), &s) in rows {
+            let t = *r8 ^ s;
+            *r8 = t;
+            *r2 ^= t;
+            *r3 ^= t;
+            *r4 ^= t;
+            *r6 ^= super::tables::block_perm(s);
+        }
     }
 }
 
