@@ -39,6 +39,16 @@ pub trait Word: Copy {
     /// Delta swap between `a` and `b` inside each 64-bit segment:
     /// `t = ((a >> s) ^ b) & m; b ^= t; a ^= t << s`.
     fn delta_swap<const S: i32>(a: &mut Self, b: &mut Self, m: u64);
+    /// One block-cipher round's S-box over `lanes` bytes:
+    /// `out[l] = keyed[x[l]]` where `keyed` is the S-box with round key `k`
+    /// folded in (`keyed[x] = BLOCK_SBOX[x ^ k]`). Scalar table loads
+    /// unless a SIMD word does better.
+    #[inline(always)]
+    fn block_sbox(keyed: &[u8; 256], _k: u8, x: &[u8], out: &mut [u8]) {
+        for (o, &x) in out.iter_mut().zip(x) {
+            *o = keyed[x as usize];
+        }
+    }
 }
 
 impl Word for u64 {
@@ -222,6 +232,36 @@ mod x86 {
                 let t = _mm256_and_si256(_mm256_xor_si256(_mm256_srli_epi64::<S>(a.0), b.0), m);
                 b.0 = _mm256_xor_si256(b.0, t);
                 a.0 = _mm256_xor_si256(a.0, _mm256_slli_epi64::<S>(t));
+            }
+        }
+        /// 16 `vpshufb` lookups, one per high nibble: an index whose high
+        /// nibble is not h gets bit 7 set by the saturating add and reads 0.
+        #[inline(always)]
+        fn block_sbox(_keyed: &[u8; 256], k: u8, x: &[u8], out: &mut [u8]) {
+            let t = &super::super::tables::BLOCK_SBOX;
+            // SAFETY: AVX2 checked at run time before any Avx2 value exists;
+            // every load/store below is of 32 bytes inside `x`/`out`/`t`
+            // (chunks_exact and the 16-byte table rows).
+            unsafe {
+                let key = _mm256_set1_epi8(k as i8);
+                let bias = _mm256_set1_epi8(0x70);
+                let rows: [__m256i; 16] = std::array::from_fn(|h| {
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                        t[16 * h..16 * h + 16].as_ptr() as *const __m128i
+                    ))
+                });
+                for (o, x) in out.chunks_exact_mut(32).zip(x.chunks_exact(32)) {
+                    let v = _mm256_xor_si256(_mm256_loadu_si256(x.as_ptr() as *const __m256i), key);
+                    let mut acc = _mm256_setzero_si256();
+                    for (h, row) in rows.iter().enumerate() {
+                        let sel = _mm256_adds_epu8(
+                            _mm256_xor_si256(v, _mm256_set1_epi8(((h as u8) << 4) as i8)),
+                            bias,
+                        );
+                        acc = _mm256_xor_si256(acc, _mm256_shuffle_epi8(*row, sel));
+                    }
+                    _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, acc);
+                }
             }
         }
     }
@@ -547,7 +587,7 @@ fn run<W: Word>(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
                 }
             }
         }
-        block_decrypt_rows(r, sb, key, W::LANES);
+        block_decrypt_rows::<W>(r, sb, key, W::LANES);
         // P_i = D(IB_i) ^ IB_{i+1}; IB_{n} is zero unless a lane needs that
         // keystream block (fixed per lane when copying back).
         for (j, rj) in r.iter().enumerate() {
@@ -571,7 +611,7 @@ fn run<W: Word>(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
 /// rows are renamed instead of moved: after each round logical register k
 /// lives where k-1 was.
 #[inline(always)]
-fn block_decrypt_rows(
+fn block_decrypt_rows<W: Word>(
     r: &mut [[u8; BATCH_SIZE]; 8],
     sb: &mut [u8; BATCH_SIZE],
     key: &KeySchedule,
@@ -581,9 +621,12 @@ fn block_decrypt_rows(
         // Logical Rk is in row (k - 1 + 8 - round % 8) % 8.
         let o = 8 - round % 8;
         let at = |k: usize| (k - 1 + o) % 8;
-        for (s, &x) in sb[..lanes].iter_mut().zip(&r[at(7)][..lanes]) {
-            *s = table[x as usize];
-        }
+        W::block_sbox(
+            table,
+            key.kk[55 - round],
+            &r[at(7)][..lanes],
+            &mut sb[..lanes],
+        );
         let Ok([r8, r2, r3, r4, r6]) = r.get_disjoint_mut([at(8), at(2), at(3), at(4), at(6)])
         else {
             return; // the indices are distinct by construction
