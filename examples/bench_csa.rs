@@ -104,16 +104,29 @@ fn main() {
     let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
     let secs: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1.0);
     let keys = Keys::new(CW_EVEN, CW_ODD);
+    // Optional third argument: only this variant (for profiling).
+    let only = args.get(3).map(|s| s.to_ascii_lowercase());
     let variants: Vec<Simd> = [Simd::Portable, Simd::Sse2, Simd::Avx2]
         .into_iter()
         .filter(|s| s.available())
+        .filter(|s| {
+            only.as_ref()
+                .is_none_or(|o| format!("{s:?}").to_ascii_lowercase() == *o)
+        })
         .collect();
+    let skip_others = only.is_some();
     let mut lib_bs = Vec::new();
     let mut lib_single = Vec::new();
     let mut lib_batch = 0;
     let mut scalar = Vec::new();
     let mut batch: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for r in 0..rounds {
+        if skip_others {
+            for (i, &v) in variants.iter().enumerate() {
+                batch[i].push(batch_mbs(v, &keys, secs));
+            }
+            continue;
+        }
         if let Some((bs, single, size)) = libdvbcsa(secs) {
             lib_bs.push(bs);
             lib_single.push(single);
@@ -145,8 +158,10 @@ fn main() {
     } else {
         println!("| Debian libdvbcsa | (not found: apt-get install libdvbcsa-dev) | - | - |");
     }
-    let s = median(&mut scalar);
-    println!("| capbox | scalar, per packet | {s:.1} | {} |", ratio(s));
+    if !scalar.is_empty() {
+        let s = median(&mut scalar);
+        println!("| capbox | scalar, per packet | {s:.1} | {} |", ratio(s));
+    }
     for (i, v) in variants.iter().enumerate() {
         let m = median(&mut batch[i]);
         println!(

@@ -838,59 +838,125 @@ impl<'a> Batch<'a> {
         for chunk in idx.chunks(width) {
             let s = &mut *self.scratch;
             self.lens.clear();
-            // Gather payloads into byte rows; unused bytes are zero.
             let max_len = chunk
                 .iter()
                 .map(|&i| self.lanes[i].payload.len())
                 .max()
                 .unwrap_or(0);
-            let rows = (max_len / 8 + 1) * 8;
-            for pos in 0..rows.min(ROWS) {
-                row_mut(&mut s.ct, pos)[..width].fill(0);
-            }
-            for (l, &i) in chunk.iter().enumerate() {
-                let p = &*self.lanes[i].payload;
-                for (pos, &b) in p.iter().enumerate() {
-                    s.ct[pos * BATCH_SIZE + l] = b;
+            // Gather payloads into byte rows, 8 lanes × 8 bytes at a time
+            // (an 8×8 byte transpose); bytes past a payload and idle lanes
+            // are zero, one zero block after the longest payload.
+            let blocks = (max_len / 8 + 1).min(ROWS / 8);
+            for g in 0..width / 8 {
+                for b in 0..blocks {
+                    let mut x = [0u64; 8];
+                    for (m, w) in x.iter_mut().enumerate() {
+                        if let Some(&i) = chunk.get(8 * g + m) {
+                            let p = &*self.lanes[i].payload;
+                            *w = match p.get(8 * b..8 * b + 8) {
+                                Some(v) => u64::from_le_bytes(v.try_into().unwrap_or([0; 8])),
+                                None => {
+                                    let mut v = [0u8; 8];
+                                    for (d, &c) in v.iter_mut().zip(p.get(8 * b..).unwrap_or(&[])) {
+                                        *d = c;
+                                    }
+                                    u64::from_le_bytes(v)
+                                }
+                            };
+                        }
+                    }
+                    transpose_bytes(&mut x);
+                    for (j, w) in x.iter().enumerate() {
+                        let at = (8 * b + j) * BATCH_SIZE + 8 * g;
+                        s.ct[at..at + 8].copy_from_slice(&w.to_le_bytes());
+                    }
                 }
-                self.lens.push(p.len());
+            }
+            for &i in chunk {
+                self.lens.push(self.lanes[i].payload.len());
             }
             for _ in chunk.len()..width {
                 self.lens.push(8); // idle lanes: one zero block
             }
             dispatch(self.simd, s, key, &self.lens);
-            // Copy back, fixing each lane's last block and residue.
             let ks_blocks = self
                 .lens
                 .iter()
                 .map(|&l| l / 8 - 1 + usize::from(l % 8 != 0))
                 .max()
                 .unwrap_or(0);
+            // Per lane: the engine XORed IB_n = C_n ^ K_{n-1} into the last
+            // block if it had that keystream block; note it to take it out
+            // again (read before the blocks are written back).
+            let mut fixes: Vec<(usize, [u8; 8])> = Vec::new();
+            for (l, &i) in chunk.iter().enumerate() {
+                let p = &*self.lanes[i].payload;
+                let (len, n) = (p.len(), p.len() / 8);
+                if n - 1 < ks_blocks {
+                    let mut last = [0u8; 8];
+                    for (j, v) in last.iter_mut().enumerate() {
+                        let c = p.get(8 * n + j).copied().unwrap_or(0);
+                        *v = c ^ s.ks[(8 * (n - 1) + j) * BATCH_SIZE + l];
+                    }
+                    fixes.push((l, last));
+                }
+                let _ = len;
+            }
+            // Copy the full blocks back, 8 lanes × 8 bytes at a time.
+            for g in 0..width.min(chunk.len().div_ceil(8) * 8) / 8 {
+                for b in 0..max_len / 8 {
+                    let mut x = [0u64; 8];
+                    for (j, w) in x.iter_mut().enumerate() {
+                        let at = (8 * b + j) * BATCH_SIZE + 8 * g;
+                        let mut v = [0u8; 8];
+                        v.copy_from_slice(&s.ct[at..at + 8]);
+                        *w = u64::from_le_bytes(v);
+                    }
+                    transpose_bytes(&mut x);
+                    for (m, w) in x.iter().enumerate() {
+                        if let Some(&i) = chunk.get(8 * g + m) {
+                            if let Some(d) = self.lanes[i].payload.get_mut(8 * b..8 * b + 8) {
+                                d.copy_from_slice(&w.to_le_bytes());
+                            }
+                        }
+                    }
+                }
+            }
+            for (l, last) in fixes {
+                let p = &mut *self.lanes[chunk[l]].payload;
+                let n = p.len() / 8;
+                for (d, f) in p[8 * (n - 1)..8 * n].iter_mut().zip(last) {
+                    *d ^= f;
+                }
+            }
+            // Residues: stream cipher only.
             for (l, &i) in chunk.iter().enumerate() {
                 let p = &mut *self.lanes[i].payload;
                 let len = p.len();
-                let n = len / 8;
-                // The engine XORed IB_n = C_n ^ K_{n-1} into the last block
-                // if it had that keystream block; take it out again.
-                let fix = n - 1 < ks_blocks;
-                let mut last = [0u8; 8];
-                for (j, v) in last.iter_mut().enumerate() {
-                    let pos = 8 * n + j;
-                    let c = if pos < len { p[pos] } else { 0 };
-                    let k = s.ks[(8 * (n - 1) + j) * BATCH_SIZE + l];
-                    *v = if fix { c ^ k } else { 0 };
-                }
-                for pos in 0..8 * n {
-                    p[pos] = s.ct[pos * BATCH_SIZE + l];
-                }
-                for j in 0..8 {
-                    p[8 * (n - 1) + j] ^= last[j];
-                }
-                for pos in 8 * n..len {
+                for pos in 8 * (len / 8)..len {
                     p[pos] ^= s.ks[(pos - 8) * BATCH_SIZE + l];
                 }
             }
         }
+    }
+}
+
+/// 8×8 byte transpose: byte j of word m ↔ byte m of word j.
+#[inline(always)]
+fn transpose_bytes(x: &mut [u64; 8]) {
+    fn swap(x: &mut [u64; 8], a: usize, b: usize, s: u32, m: u64) {
+        let t = ((x[a] >> s) ^ x[b]) & m;
+        x[b] ^= t;
+        x[a] ^= t << s;
+    }
+    for a in 0..4 {
+        swap(x, a, a + 4, 32, 0x0000_0000_ffff_ffff);
+    }
+    for a in [0, 1, 4, 5] {
+        swap(x, a, a + 2, 16, 0x0000_ffff_0000_ffff);
+    }
+    for a in [0, 2, 4, 6] {
+        swap(x, a, a + 1, 8, 0x00ff_00ff_00ff_00ff);
     }
 }
 
