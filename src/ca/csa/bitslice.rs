@@ -49,7 +49,89 @@ pub trait Word: Copy {
             *o = keyed[x as usize];
         }
     }
+
+    /// One deciphering round over byte rows; `at` = rows of (R7, R8, R2,
+    /// R3, R4, R6). S = S-box(R7 ^ k); R8 ^= S; R2, R3, R4 ^= R8;
+    /// R6 ^= perm(S).
+    #[inline(always)]
+    fn block_round(
+        r: &mut [[u8; BATCH_SIZE]; 8],
+        sb: &mut [u8; BATCH_SIZE],
+        keyed: &[u8; 256],
+        k: u8,
+        at: [usize; 6],
+        lanes: usize,
+    ) {
+        let [i7, i8, i2, i3, i4, i6] = at;
+        Self::block_sbox(keyed, k, &r[i7][..lanes], &mut sb[..lanes]);
+        let Ok([r8, r2, r3, r4, r6]) = r.get_disjoint_mut([i8, i2, i3, i4, i6]) else {
+            return; // the indices are distinct by construction
+        };
+        let rows = r8[..lanes]
+            .iter_mut()
+            .zip(&mut r2[..lanes])
+            .zip(&mut r3[..lanes])
+            .zip(&mut r4[..lanes])
+            .zip(&mut r6[..lanes])
+            .zip(&sb[..lanes]);
+        for (((((r8, r2), r3), r4), r6), &s) in rows {
+            let t = *r8 ^ s;
+            *r8 = t;
+            *r2 ^= t;
+            *r3 ^= t;
+            *r4 ^= t;
+            *r6 ^= super::tables::block_perm(s);
+        }
+    }
 }
+
+/// The block S-box as telescoped 16-byte rows for `vpshufb`: for x < 0x80
+/// the XOR of rows 0..=x>>4 of `LO` is `BLOCK_SBOX[x]`; `HI` likewise for
+/// x ≥ 0x80 on x & 0x7f.
+const fn telescoped(half: usize) -> [[u8; 16]; 8] {
+    let t = &super::tables::BLOCK_SBOX;
+    let mut out = [[0u8; 16]; 8];
+    let mut h = 0;
+    while h < 8 {
+        let mut i = 0;
+        while i < 16 {
+            let cur = t[half * 128 + 16 * h + i];
+            out[h][i] = if h == 0 {
+                cur
+            } else {
+                cur ^ t[half * 128 + 16 * (h - 1) + i]
+            };
+            i += 1;
+        }
+        h += 1;
+    }
+    out
+}
+#[allow(dead_code)]
+const SBOX_LO: [[u8; 16]; 8] = telescoped(0);
+#[allow(dead_code)]
+const SBOX_HI: [[u8; 16]; 8] = telescoped(1);
+/// perm(x) = PERM_LO[x & 15] | PERM_HI[x >> 4].
+#[allow(dead_code)]
+const PERM_LO: [u8; 16] = {
+    let mut o = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        o[i] = super::tables::block_perm(i as u8);
+        i += 1;
+    }
+    o
+};
+#[allow(dead_code)]
+const PERM_HI: [u8; 16] = {
+    let mut o = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        o[i] = super::tables::block_perm((i as u8) << 4);
+        i += 1;
+    }
+    o
+};
 
 impl Word for u64 {
     const LANES: usize = 64;
@@ -261,6 +343,78 @@ mod x86 {
                         acc = _mm256_xor_si256(acc, _mm256_shuffle_epi8(*row, sel));
                     }
                     _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, acc);
+                }
+            }
+        }
+
+        /// The whole round in registers, 32 lanes at a time: the S-box by
+        /// telescoped `vpshufb` rows (index minus 16·h has bit 7 set once h
+        /// passes the high nibble), the two halves picked by bit 7, the
+        /// permutation by two nibble lookups.
+        #[inline(always)]
+        fn block_round(
+            r: &mut [[u8; super::BATCH_SIZE]; 8],
+            _sb: &mut [u8; super::BATCH_SIZE],
+            _keyed: &[u8; 256],
+            k: u8,
+            at: [usize; 6],
+            lanes: usize,
+        ) {
+            let [i7, i8, i2, i3, i4, i6] = at;
+            let lanes = lanes.min(super::BATCH_SIZE) / 32 * 32;
+            let bcast = |t: &[u8; 16]| {
+                // SAFETY: AVX2 checked at run time; 16-byte load of `t`.
+                unsafe {
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i))
+                }
+            };
+            let lo: [__m256i; 8] = std::array::from_fn(|h| bcast(&super::SBOX_LO[h]));
+            let hi: [__m256i; 8] = std::array::from_fn(|h| bcast(&super::SBOX_HI[h]));
+            let plo = bcast(&super::PERM_LO);
+            let phi = bcast(&super::PERM_HI);
+            let base = r.as_mut_ptr() as *mut u8;
+            let row = |i: usize, l: usize| {
+                // In bounds: i < 8 and l + 32 <= BATCH_SIZE.
+                base.wrapping_add(i * super::BATCH_SIZE + l) as *mut __m256i
+            };
+            // SAFETY: AVX2 checked at run time before any Avx2 value exists;
+            // every pointer from `row` addresses 32 bytes inside `r` (row
+            // index < 8, lane offset + 32 <= BATCH_SIZE), and `r` is borrowed
+            // mutably for the whole loop.
+            unsafe {
+                let key = _mm256_set1_epi8(k as i8);
+                let m7f = _mm256_set1_epi8(0x7f);
+                let m0f = _mm256_set1_epi8(0x0f);
+                let sixteen = _mm256_set1_epi8(16);
+                let mut l = 0;
+                while l < lanes {
+                    let x = _mm256_xor_si256(_mm256_loadu_si256(row(i7, l)), key);
+                    let mut sel = _mm256_and_si256(x, m7f);
+                    let mut a = _mm256_shuffle_epi8(lo[0], sel);
+                    let mut b = _mm256_shuffle_epi8(hi[0], sel);
+                    for h in 1..8 {
+                        sel = _mm256_sub_epi8(sel, sixteen);
+                        a = _mm256_xor_si256(a, _mm256_shuffle_epi8(lo[h], sel));
+                        b = _mm256_xor_si256(b, _mm256_shuffle_epi8(hi[h], sel));
+                    }
+                    let s = _mm256_blendv_epi8(a, b, x);
+                    let p = _mm256_or_si256(
+                        _mm256_shuffle_epi8(plo, _mm256_and_si256(s, m0f)),
+                        _mm256_shuffle_epi8(phi, _mm256_and_si256(_mm256_srli_epi16::<4>(s), m0f)),
+                    );
+                    let t = _mm256_xor_si256(_mm256_loadu_si256(row(i8, l)), s);
+                    _mm256_storeu_si256(row(i8, l), t);
+                    for i in [i2, i3, i4] {
+                        _mm256_storeu_si256(
+                            row(i, l),
+                            _mm256_xor_si256(_mm256_loadu_si256(row(i, l)), t),
+                        );
+                    }
+                    _mm256_storeu_si256(
+                        row(i6, l),
+                        _mm256_xor_si256(_mm256_loadu_si256(row(i6, l)), p),
+                    );
+                    l += 32;
                 }
             }
         }
@@ -621,31 +775,14 @@ fn block_decrypt_rows<W: Word>(
         // Logical Rk is in row (k - 1 + 8 - round % 8) % 8.
         let o = 8 - round % 8;
         let at = |k: usize| (k - 1 + o) % 8;
-        W::block_sbox(
+        W::block_round(
+            r,
+            sb,
             table,
             key.kk[55 - round],
-            &r[at(7)][..lanes],
-            &mut sb[..lanes],
+            [at(7), at(8), at(2), at(3), at(4), at(6)],
+            lanes,
         );
-        let Ok([r8, r2, r3, r4, r6]) = r.get_disjoint_mut([at(8), at(2), at(3), at(4), at(6)])
-        else {
-            return; // the indices are distinct by construction
-        };
-        let rows = r8[..lanes]
-            .iter_mut()
-            .zip(&mut r2[..lanes])
-            .zip(&mut r3[..lanes])
-            .zip(&mut r4[..lanes])
-            .zip(&mut r6[..lanes])
-            .zip(&sb[..lanes]);
-        for (((((r8, r2), r3), r4), r6), &s) in rows {
-            let t = *r8 ^ s;
-            *r8 = t;
-            *r2 ^= t;
-            *r3 ^= t;
-            *r4 ^= t;
-            *r6 ^= super::tables::block_perm(s);
-        }
     }
 }
 
