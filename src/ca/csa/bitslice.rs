@@ -1070,8 +1070,9 @@ impl<'a> Batch<'a> {
             for (l, &i) in chunk.iter().enumerate() {
                 let p = &mut *self.lanes[i].payload;
                 let len = p.len();
-                for pos in 8 * (len / 8)..len {
-                    p[pos] ^= s.ks[(pos - 8) * BATCH_SIZE + l];
+                let start = 8 * (len / 8);
+                for (pos, d) in p.iter_mut().enumerate().skip(start) {
+                    *d ^= s.ks[(pos - 8) * BATCH_SIZE + l];
                 }
             }
         }
@@ -1127,6 +1128,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::type_complexity, clippy::needless_range_loop)]
     fn circuits_match_tables() {
         use super::super::sbox::*;
         let boxes: [fn(u64, u64, u64, u64, u64) -> (u64, u64); 7] = [s1, s2, s3, s4, s5, s6, s7];
@@ -1143,6 +1145,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn transpose_is_bit_planes() {
         let mut v = vec![0u8; ROWS * BATCH_SIZE];
         for l in 0..64 {
