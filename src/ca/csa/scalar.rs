@@ -72,8 +72,9 @@ pub fn block_encrypt(kk: &[u8; 56], block: &[u8; 8]) -> [u8; 8] {
 /// Stream cipher state: two 10-nibble shift registers A and B, the combiner
 /// registers X, Y, Z, D, E, F and the bits p, q, r.
 struct Stream {
-    a: [u8; 11], // a[1..=10]
-    b: [u8; 11],
+    /// Register k (1..=10) is the nibble at bits 4(k-1)..4k.
+    a: u64,
+    b: u64,
     x: u8,
     y: u8,
     z: u8,
@@ -90,8 +91,8 @@ impl Stream {
     /// in the first 8 bytes of the scrambled payload.
     fn new(cw: &[u8; 8], first: &[u8; 8]) -> Stream {
         let mut s = Stream {
-            a: [0; 11],
-            b: [0; 11],
+            a: 0,
+            b: 0,
             x: 0,
             y: 0,
             z: 0,
@@ -103,10 +104,8 @@ impl Stream {
             r: 0,
         };
         for i in 0..4 {
-            s.a[1 + 2 * i] = cw[i] >> 4;
-            s.a[2 + 2 * i] = cw[i] & 15;
-            s.b[1 + 2 * i] = cw[4 + i] >> 4;
-            s.b[2 + 2 * i] = cw[4 + i] & 15;
+            s.a |= u64::from(cw[i] >> 4) << (8 * i) | u64::from(cw[i] & 15) << (8 * i + 4);
+            s.b |= u64::from(cw[4 + i] >> 4) << (8 * i) | u64::from(cw[4 + i] & 15) << (8 * i + 4);
         }
         for &byte in first {
             let (hi, lo) = (byte >> 4, byte & 15);
@@ -118,25 +117,32 @@ impl Stream {
         s
     }
 
-    fn bit(reg: &[u8; 11], (i, b): (usize, u32)) -> u8 {
-        (reg[i] >> b) & 1
+    #[inline(always)]
+    fn bit(reg: u64, (i, b): (usize, u32)) -> u8 {
+        ((reg >> (4 * (i - 1) + b as usize)) & 1) as u8
+    }
+
+    #[inline(always)]
+    fn nibble(reg: u64, k: usize) -> u8 {
+        ((reg >> (4 * (k - 1))) & 15) as u8
     }
 
     /// One clock; `input` is (nibble into A, nibble into B) during
     /// initialisation. Returns the 2 output bits.
+    #[inline(always)]
     fn clock(&mut self, input: Option<(u8, u8)>) -> u8 {
         let mut s = [0u8; 7];
         for (k, inputs) in STREAM_SBOX_INPUTS.iter().enumerate() {
             let idx = inputs.iter().fold(0usize, |acc, &ib| {
-                (acc << 1) | Self::bit(&self.a, ib) as usize
+                (acc << 1) | Self::bit(self.a, ib) as usize
             });
             s[k] = STREAM_SBOX[k][idx];
         }
         let extra_b = EXTRA_B_INPUTS.iter().fold(0u8, |acc, group| {
-            (acc << 1) | group.iter().fold(0, |x, &ib| x ^ Self::bit(&self.b, ib))
+            (acc << 1) | group.iter().fold(0, |x, &ib| x ^ Self::bit(self.b, ib))
         });
-        let mut next_a1 = self.a[10] ^ self.x;
-        let mut next_b1 = self.b[7] ^ self.b[10] ^ self.y;
+        let mut next_a1 = Self::nibble(self.a, 10) ^ self.x;
+        let mut next_b1 = Self::nibble(self.b, 7) ^ Self::nibble(self.b, 10) ^ self.y;
         if let Some((in_a, in_b)) = input {
             next_a1 ^= self.d ^ in_a;
             next_b1 ^= in_b;
@@ -154,10 +160,9 @@ impl Stream {
             self.f = self.e;
         }
         self.e = next_e;
-        self.a.copy_within(1..10, 2);
-        self.b.copy_within(1..10, 2);
-        self.a[1] = next_a1;
-        self.b[1] = next_b1;
+        const MASK: u64 = (1 << 40) - 1;
+        self.a = ((self.a << 4) | u64::from(next_a1)) & MASK;
+        self.b = ((self.b << 4) | u64::from(next_b1)) & MASK;
         let bit = |v: u8, n: u32| (v >> n) & 1;
         self.x = bit(s[3], 0) << 3 | bit(s[2], 0) << 2 | bit(s[1], 1) << 1 | bit(s[0], 1);
         self.y = bit(s[5], 0) << 3 | bit(s[4], 0) << 2 | bit(s[3], 1) << 1 | bit(s[2], 1);
