@@ -1,6 +1,7 @@
 //! capbox: the userland of a DVB capture box. See README.md for the
 //! operator's guide.
 
+pub mod ca;
 pub mod channel;
 pub mod cli;
 pub mod config;

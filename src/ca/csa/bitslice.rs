@@ -1,0 +1,1167 @@
+//! The batch engine: up to `BATCH_SIZE` packets descrambled together.
+//!
+//! Layout: payloads are first copied into a byte-sliced scratch
+//! (`ct[position][lane]`), so byte `position` of every packet sits in one
+//! contiguous row. The stream cipher runs bitsliced (one bit of every lane
+//! in each bit of a `Word`; byte rows ↔ bit planes by an 8×8 bit transpose
+//! per byte, three delta swaps), the block cipher runs byte-sliced (one
+//! table load per lane and round through the S-box with the round key
+//! folded in, the rest vector XORs the compiler widens to the SIMD width),
+//! and the results are copied back. Lanes of one run share a key schedule;
+//! `flush` runs the even-key and the odd-key lanes separately.
+//!
+//! SIMD is chosen at run time (`Simd::detect`): AVX2 (256 lanes per run),
+//! SSE2 (128), portable u64 (64). Everything is one generic code path over
+//! `Word`; the SIMD entry points only compile it with the target feature.
+
+use super::{plan, Counters, KeySchedule, Keys, Outcome, Parity, Plan};
+
+/// Packets per batch (the largest run width, AVX2's 256 lanes).
+pub const BATCH_SIZE: usize = 256;
+const MAX_PAYLOAD: usize = 184;
+/// Byte rows in the scratch: the payload plus one zero block after it.
+const ROWS: usize = MAX_PAYLOAD + 8;
+
+/// A bit-plane word: `LANES` lanes, one bit each.
+pub trait Word: Copy {
+    const LANES: usize;
+    fn zero() -> Self;
+    fn ones() -> Self;
+    fn and(self, o: Self) -> Self;
+    fn or(self, o: Self) -> Self;
+    fn xor(self, o: Self) -> Self;
+    /// `self & !o`
+    fn andnot(self, o: Self) -> Self;
+    fn not(self) -> Self;
+    /// Load `LANES / 8` bytes.
+    fn load(b: &[u8]) -> Self;
+    fn store(self, b: &mut [u8]);
+    /// Delta swap between `a` and `b` inside each 64-bit segment:
+    /// `t = ((a >> s) ^ b) & m; b ^= t; a ^= t << s`.
+    fn delta_swap<const S: i32>(a: &mut Self, b: &mut Self, m: u64);
+    /// One block-cipher round's S-box over `lanes` bytes:
+    /// `out[l] = keyed[x[l]]` where `keyed` is the S-box with round key `k`
+    /// folded in (`keyed[x] = BLOCK_SBOX[x ^ k]`). Scalar table loads
+    /// unless a SIMD word does better.
+    #[inline(always)]
+    fn block_sbox(keyed: &[u8; 256], _k: u8, x: &[u8], out: &mut [u8]) {
+        for (o, &x) in out.iter_mut().zip(x) {
+            *o = keyed[x as usize];
+        }
+    }
+
+    /// One deciphering round over byte rows; `at` = rows of (R7, R8, R2,
+    /// R3, R4, R6). S = S-box(R7 ^ k); R8 ^= S; R2, R3, R4 ^= R8;
+    /// R6 ^= perm(S).
+    #[inline(always)]
+    fn block_round(
+        r: &mut [[u8; BATCH_SIZE]; 8],
+        sb: &mut [u8; BATCH_SIZE],
+        keyed: &[u8; 256],
+        k: u8,
+        at: [usize; 6],
+        lanes: usize,
+    ) {
+        let [i7, i8, i2, i3, i4, i6] = at;
+        Self::block_sbox(keyed, k, &r[i7][..lanes], &mut sb[..lanes]);
+        let Ok([r8, r2, r3, r4, r6]) = r.get_disjoint_mut([i8, i2, i3, i4, i6]) else {
+            return; // the indices are distinct by construction
+        };
+        let rows = r8[..lanes]
+            .iter_mut()
+            .zip(&mut r2[..lanes])
+            .zip(&mut r3[..lanes])
+            .zip(&mut r4[..lanes])
+            .zip(&mut r6[..lanes])
+            .zip(&sb[..lanes]);
+        for (((((r8, r2), r3), r4), r6), &s) in rows {
+            let t = *r8 ^ s;
+            *r8 = t;
+            *r2 ^= t;
+            *r3 ^= t;
+            *r4 ^= t;
+            *r6 ^= super::tables::block_perm(s);
+        }
+    }
+}
+
+/// The block S-box as telescoped 16-byte rows for `vpshufb`: for x < 0x80
+/// the XOR of rows 0..=x>>4 of `LO` is `BLOCK_SBOX[x]`; `HI` likewise for
+/// x ≥ 0x80 on x & 0x7f.
+const fn telescoped(half: usize) -> [[u8; 16]; 8] {
+    let t = &super::tables::BLOCK_SBOX;
+    let mut out = [[0u8; 16]; 8];
+    let mut h = 0;
+    while h < 8 {
+        let mut i = 0;
+        while i < 16 {
+            let cur = t[half * 128 + 16 * h + i];
+            out[h][i] = if h == 0 {
+                cur
+            } else {
+                cur ^ t[half * 128 + 16 * (h - 1) + i]
+            };
+            i += 1;
+        }
+        h += 1;
+    }
+    out
+}
+#[allow(dead_code)]
+const SBOX_LO: [[u8; 16]; 8] = telescoped(0);
+#[allow(dead_code)]
+const SBOX_HI: [[u8; 16]; 8] = telescoped(1);
+/// perm(x) = PERM_LO[x & 15] | PERM_HI[x >> 4].
+#[allow(dead_code)]
+const PERM_LO: [u8; 16] = {
+    let mut o = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        o[i] = super::tables::block_perm(i as u8);
+        i += 1;
+    }
+    o
+};
+#[allow(dead_code)]
+const PERM_HI: [u8; 16] = {
+    let mut o = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        o[i] = super::tables::block_perm((i as u8) << 4);
+        i += 1;
+    }
+    o
+};
+
+impl Word for u64 {
+    const LANES: usize = 64;
+    #[inline(always)]
+    fn zero() -> Self {
+        0
+    }
+    #[inline(always)]
+    fn ones() -> Self {
+        !0
+    }
+    #[inline(always)]
+    fn and(self, o: Self) -> Self {
+        self & o
+    }
+    #[inline(always)]
+    fn or(self, o: Self) -> Self {
+        self | o
+    }
+    #[inline(always)]
+    fn xor(self, o: Self) -> Self {
+        self ^ o
+    }
+    #[inline(always)]
+    fn andnot(self, o: Self) -> Self {
+        self & !o
+    }
+    #[inline(always)]
+    fn not(self) -> Self {
+        !self
+    }
+    #[inline(always)]
+    fn load(b: &[u8]) -> Self {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[..8]);
+        u64::from_le_bytes(a)
+    }
+    #[inline(always)]
+    fn store(self, b: &mut [u8]) {
+        b[..8].copy_from_slice(&self.to_le_bytes());
+    }
+    #[inline(always)]
+    fn delta_swap<const S: i32>(a: &mut Self, b: &mut Self, m: u64) {
+        let t = ((*a >> S) ^ *b) & m;
+        *b ^= t;
+        *a ^= t << S;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Word;
+    use std::arch::x86_64::*;
+
+    /// 128 lanes in an SSE2 register. SSE2 is part of the x86_64 baseline,
+    /// so these intrinsics are always available on this architecture.
+    #[derive(Clone, Copy)]
+    pub struct Sse2(__m128i);
+
+    impl Word for Sse2 {
+        const LANES: usize = 128;
+        #[inline(always)]
+        fn zero() -> Self {
+            // SAFETY: SSE2 is baseline on x86_64.
+            Sse2(unsafe { _mm_setzero_si128() })
+        }
+        #[inline(always)]
+        fn ones() -> Self {
+            // SAFETY: SSE2 is baseline on x86_64.
+            Sse2(unsafe { _mm_set1_epi32(-1) })
+        }
+        #[inline(always)]
+        fn and(self, o: Self) -> Self {
+            // SAFETY: SSE2 is baseline on x86_64.
+            Sse2(unsafe { _mm_and_si128(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn or(self, o: Self) -> Self {
+            // SAFETY: SSE2 is baseline on x86_64.
+            Sse2(unsafe { _mm_or_si128(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn xor(self, o: Self) -> Self {
+            // SAFETY: SSE2 is baseline on x86_64.
+            Sse2(unsafe { _mm_xor_si128(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn andnot(self, o: Self) -> Self {
+            // SAFETY: SSE2 is baseline on x86_64 (andnot computes !o & self).
+            Sse2(unsafe { _mm_andnot_si128(o.0, self.0) })
+        }
+        #[inline(always)]
+        fn not(self) -> Self {
+            self.xor(Self::ones())
+        }
+        #[inline(always)]
+        fn load(b: &[u8]) -> Self {
+            let b = &b[..16];
+            // SAFETY: SSE2 is baseline; `b` has 16 bytes (checked by the
+            // slice above) and loadu has no alignment requirement.
+            Sse2(unsafe { _mm_loadu_si128(b.as_ptr() as *const __m128i) })
+        }
+        #[inline(always)]
+        fn store(self, b: &mut [u8]) {
+            let b = &mut b[..16];
+            // SAFETY: SSE2 is baseline; `b` has 16 writable bytes.
+            unsafe { _mm_storeu_si128(b.as_mut_ptr() as *mut __m128i, self.0) }
+        }
+        #[inline(always)]
+        fn delta_swap<const S: i32>(a: &mut Self, b: &mut Self, m: u64) {
+            // SAFETY: SSE2 is baseline on x86_64.
+            unsafe {
+                let m = _mm_set1_epi64x(m as i64);
+                let t = _mm_and_si128(_mm_xor_si128(_mm_srli_epi64::<S>(a.0), b.0), m);
+                b.0 = _mm_xor_si128(b.0, t);
+                a.0 = _mm_xor_si128(a.0, _mm_slli_epi64::<S>(t));
+            }
+        }
+    }
+
+    /// 256 lanes in an AVX2 register. Only created inside
+    /// `run_avx2`, which is only called when the CPU reports AVX2.
+    #[derive(Clone, Copy)]
+    pub struct Avx2(__m256i);
+
+    impl Word for Avx2 {
+        const LANES: usize = 256;
+        #[inline(always)]
+        fn zero() -> Self {
+            // SAFETY: AVX2 checked at run time before any Avx2 value exists.
+            Avx2(unsafe { _mm256_setzero_si256() })
+        }
+        #[inline(always)]
+        fn ones() -> Self {
+            // SAFETY: AVX2 checked at run time before any Avx2 value exists.
+            Avx2(unsafe { _mm256_set1_epi32(-1) })
+        }
+        #[inline(always)]
+        fn and(self, o: Self) -> Self {
+            // SAFETY: AVX2 checked at run time before any Avx2 value exists.
+            Avx2(unsafe { _mm256_and_si256(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn or(self, o: Self) -> Self {
+            // SAFETY: AVX2 checked at run time before any Avx2 value exists.
+            Avx2(unsafe { _mm256_or_si256(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn xor(self, o: Self) -> Self {
+            // SAFETY: AVX2 checked at run time before any Avx2 value exists.
+            Avx2(unsafe { _mm256_xor_si256(self.0, o.0) })
+        }
+        #[inline(always)]
+        fn andnot(self, o: Self) -> Self {
+            // SAFETY: AVX2 checked at run time before any Avx2 value exists.
+            Avx2(unsafe { _mm256_andnot_si256(o.0, self.0) })
+        }
+        #[inline(always)]
+        fn not(self) -> Self {
+            self.xor(Self::ones())
+        }
+        #[inline(always)]
+        fn load(b: &[u8]) -> Self {
+            let b = &b[..32];
+            // SAFETY: AVX2 checked at run time; `b` has 32 bytes; unaligned
+            // load.
+            Avx2(unsafe { _mm256_loadu_si256(b.as_ptr() as *const __m256i) })
+        }
+        #[inline(always)]
+        fn store(self, b: &mut [u8]) {
+            let b = &mut b[..32];
+            // SAFETY: AVX2 checked at run time; `b` has 32 writable bytes.
+            unsafe { _mm256_storeu_si256(b.as_mut_ptr() as *mut __m256i, self.0) }
+        }
+        #[inline(always)]
+        fn delta_swap<const S: i32>(a: &mut Self, b: &mut Self, m: u64) {
+            // SAFETY: AVX2 checked at run time before any Avx2 value exists.
+            unsafe {
+                let m = _mm256_set1_epi64x(m as i64);
+                let t = _mm256_and_si256(_mm256_xor_si256(_mm256_srli_epi64::<S>(a.0), b.0), m);
+                b.0 = _mm256_xor_si256(b.0, t);
+                a.0 = _mm256_xor_si256(a.0, _mm256_slli_epi64::<S>(t));
+            }
+        }
+        /// 16 `vpshufb` lookups, one per high nibble: an index whose high
+        /// nibble is not h gets bit 7 set by the saturating add and reads 0.
+        #[inline(always)]
+        fn block_sbox(_keyed: &[u8; 256], k: u8, x: &[u8], out: &mut [u8]) {
+            let t = &super::super::tables::BLOCK_SBOX;
+            // SAFETY: AVX2 checked at run time before any Avx2 value exists;
+            // every load/store below is of 32 bytes inside `x`/`out`/`t`
+            // (chunks_exact and the 16-byte table rows).
+            unsafe {
+                let key = _mm256_set1_epi8(k as i8);
+                let bias = _mm256_set1_epi8(0x70);
+                let rows: [__m256i; 16] = std::array::from_fn(|h| {
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                        t[16 * h..16 * h + 16].as_ptr() as *const __m128i
+                    ))
+                });
+                for (o, x) in out.chunks_exact_mut(32).zip(x.chunks_exact(32)) {
+                    let v = _mm256_xor_si256(_mm256_loadu_si256(x.as_ptr() as *const __m256i), key);
+                    let mut acc = _mm256_setzero_si256();
+                    for (h, row) in rows.iter().enumerate() {
+                        let sel = _mm256_adds_epu8(
+                            _mm256_xor_si256(v, _mm256_set1_epi8(((h as u8) << 4) as i8)),
+                            bias,
+                        );
+                        acc = _mm256_xor_si256(acc, _mm256_shuffle_epi8(*row, sel));
+                    }
+                    _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, acc);
+                }
+            }
+        }
+
+        /// The whole round in registers, 32 lanes at a time: the S-box by
+        /// telescoped `vpshufb` rows (index minus 16·h has bit 7 set once h
+        /// passes the high nibble), the two halves picked by bit 7, the
+        /// permutation by two nibble lookups.
+        #[inline(always)]
+        fn block_round(
+            r: &mut [[u8; super::BATCH_SIZE]; 8],
+            _sb: &mut [u8; super::BATCH_SIZE],
+            _keyed: &[u8; 256],
+            k: u8,
+            at: [usize; 6],
+            lanes: usize,
+        ) {
+            let [i7, i8, i2, i3, i4, i6] = at;
+            let lanes = lanes.min(super::BATCH_SIZE) / 32 * 32;
+            let bcast = |t: &[u8; 16]| {
+                // SAFETY: AVX2 checked at run time; 16-byte load of `t`.
+                unsafe {
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i))
+                }
+            };
+            let lo: [__m256i; 8] = std::array::from_fn(|h| bcast(&super::SBOX_LO[h]));
+            let hi: [__m256i; 8] = std::array::from_fn(|h| bcast(&super::SBOX_HI[h]));
+            let plo = bcast(&super::PERM_LO);
+            let phi = bcast(&super::PERM_HI);
+            let base = r.as_mut_ptr() as *mut u8;
+            let row = |i: usize, l: usize| {
+                // In bounds: i < 8 and l + 32 <= BATCH_SIZE.
+                base.wrapping_add(i * super::BATCH_SIZE + l) as *mut __m256i
+            };
+            // SAFETY: AVX2 checked at run time before any Avx2 value exists;
+            // every pointer from `row` addresses 32 bytes inside `r` (row
+            // index < 8, lane offset + 32 <= BATCH_SIZE), and `r` is borrowed
+            // mutably for the whole loop.
+            unsafe {
+                let key = _mm256_set1_epi8(k as i8);
+                let m7f = _mm256_set1_epi8(0x7f);
+                let m0f = _mm256_set1_epi8(0x0f);
+                let sixteen = _mm256_set1_epi8(16);
+                let mut l = 0;
+                while l < lanes {
+                    let x = _mm256_xor_si256(_mm256_loadu_si256(row(i7, l)), key);
+                    let mut sel = _mm256_and_si256(x, m7f);
+                    let mut a = _mm256_shuffle_epi8(lo[0], sel);
+                    let mut b = _mm256_shuffle_epi8(hi[0], sel);
+                    for h in 1..8 {
+                        sel = _mm256_sub_epi8(sel, sixteen);
+                        a = _mm256_xor_si256(a, _mm256_shuffle_epi8(lo[h], sel));
+                        b = _mm256_xor_si256(b, _mm256_shuffle_epi8(hi[h], sel));
+                    }
+                    let s = _mm256_blendv_epi8(a, b, x);
+                    let p = _mm256_or_si256(
+                        _mm256_shuffle_epi8(plo, _mm256_and_si256(s, m0f)),
+                        _mm256_shuffle_epi8(phi, _mm256_and_si256(_mm256_srli_epi16::<4>(s), m0f)),
+                    );
+                    let t = _mm256_xor_si256(_mm256_loadu_si256(row(i8, l)), s);
+                    _mm256_storeu_si256(row(i8, l), t);
+                    for i in [i2, i3, i4] {
+                        _mm256_storeu_si256(
+                            row(i, l),
+                            _mm256_xor_si256(_mm256_loadu_si256(row(i, l)), t),
+                        );
+                    }
+                    _mm256_storeu_si256(
+                        row(i6, l),
+                        _mm256_xor_si256(_mm256_loadu_si256(row(i6, l)), p),
+                    );
+                    l += 32;
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn run_avx2(s: &mut super::Scratch, key: &super::KeySchedule, lens: &[usize]) {
+        super::run::<Avx2>(s, key, lens)
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub unsafe fn run_sse2(s: &mut super::Scratch, key: &super::KeySchedule, lens: &[usize]) {
+        super::run::<Sse2>(s, key, lens)
+    }
+}
+
+/// Which code path the batch engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simd {
+    /// Portable: 64 lanes in a u64.
+    Portable,
+    /// x86_64 SSE2: 128 lanes.
+    Sse2,
+    /// x86_64 AVX2: 256 lanes.
+    Avx2,
+}
+
+impl Simd {
+    /// The best variant this CPU runs.
+    pub fn detect() -> Simd {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") {
+                return Simd::Avx2;
+            }
+            if is_x86_feature_detected!("sse2") {
+                return Simd::Sse2;
+            }
+        }
+        Simd::Portable
+    }
+
+    /// True if this CPU can run the variant.
+    pub fn available(self) -> bool {
+        match self {
+            Simd::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Simd::Sse2 => is_x86_feature_detected!("sse2"),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => is_x86_feature_detected!("avx2"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Lanes per run.
+    pub fn lanes(self) -> usize {
+        match self {
+            Simd::Portable => 64,
+            Simd::Sse2 => 128,
+            Simd::Avx2 => 256,
+        }
+    }
+}
+
+/// Scratch of one run, reused across batches (≈ 100 KiB).
+pub struct Scratch {
+    /// Byte-sliced payloads: `ct[pos * BATCH_SIZE + lane]`.
+    ct: Vec<u8>,
+    /// Byte-sliced keystream: `ks[pos * BATCH_SIZE + lane]`, position 0 is
+    /// the keystream block that goes with payload block 1.
+    ks: Vec<u8>,
+    /// Block cipher state, 8 byte rows.
+    r: Box<[[u8; BATCH_SIZE]; 8]>,
+    /// S-box outputs of one round.
+    s: Box<[u8; BATCH_SIZE]>,
+}
+
+impl Scratch {
+    fn empty() -> Scratch {
+        Scratch {
+            ct: Vec::new(),
+            ks: Vec::new(),
+            r: Box::new([[0; BATCH_SIZE]; 8]),
+            s: Box::new([0; BATCH_SIZE]),
+        }
+    }
+
+    fn new() -> Scratch {
+        Scratch {
+            ct: vec![0; ROWS * BATCH_SIZE],
+            ks: vec![0; ROWS * BATCH_SIZE],
+            r: Box::new([[0; BATCH_SIZE]; 8]),
+            s: Box::new([0; BATCH_SIZE]),
+        }
+    }
+}
+
+#[inline(always)]
+fn row(v: &[u8], pos: usize) -> &[u8] {
+    &v[pos * BATCH_SIZE..(pos + 1) * BATCH_SIZE]
+}
+
+#[inline(always)]
+fn row_mut(v: &mut [u8], pos: usize) -> &mut [u8] {
+    &mut v[pos * BATCH_SIZE..(pos + 1) * BATCH_SIZE]
+}
+
+/// 8 bytes rows of `W::LANES` lanes ↔ 8 bit planes (an involution).
+#[inline(always)]
+fn transpose8<W: Word>(x: &mut [W; 8]) {
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = x;
+    W::delta_swap::<4>(a0, a4, 0x0f0f_0f0f_0f0f_0f0f);
+    W::delta_swap::<4>(a1, a5, 0x0f0f_0f0f_0f0f_0f0f);
+    W::delta_swap::<4>(a2, a6, 0x0f0f_0f0f_0f0f_0f0f);
+    W::delta_swap::<4>(a3, a7, 0x0f0f_0f0f_0f0f_0f0f);
+    W::delta_swap::<2>(a0, a2, 0x3333_3333_3333_3333);
+    W::delta_swap::<2>(a1, a3, 0x3333_3333_3333_3333);
+    W::delta_swap::<2>(a4, a6, 0x3333_3333_3333_3333);
+    W::delta_swap::<2>(a5, a7, 0x3333_3333_3333_3333);
+    W::delta_swap::<1>(a0, a1, 0x5555_5555_5555_5555);
+    W::delta_swap::<1>(a2, a3, 0x5555_5555_5555_5555);
+    W::delta_swap::<1>(a4, a5, 0x5555_5555_5555_5555);
+    W::delta_swap::<1>(a6, a7, 0x5555_5555_5555_5555);
+}
+
+/// Byte row `pos` of the first `W::LANES` lanes as bit planes (plane b =
+/// bit b of every lane's byte).
+#[inline(always)]
+fn planes_of_row<W: Word>(v: &[u8], pos: usize) -> [W; 8] {
+    let r = row(v, pos);
+    let wb = W::LANES / 8;
+    let mut x: [W; 8] = std::array::from_fn(|m| W::load(&r[m * wb..]));
+    transpose8(&mut x);
+    x
+}
+
+#[inline(always)]
+fn store_planes<W: Word>(mut x: [W; 8], v: &mut [u8], pos: usize) {
+    transpose8(&mut x);
+    let r = row_mut(v, pos);
+    let wb = W::LANES / 8;
+    for (m, w) in x.iter().enumerate() {
+        w.store(&mut r[m * wb..]);
+    }
+}
+
+type Nib<W> = [W; 4];
+
+/// The bitsliced stream cipher, all lanes sharing one control word.
+struct Stream<W: Word> {
+    /// Shift registers as rings: logical register k (1..=10) is at
+    /// `(head + k - 1) % 10`.
+    a: [Nib<W>; 10],
+    b: [Nib<W>; 10],
+    head: usize,
+    x: Nib<W>,
+    y: Nib<W>,
+    z: Nib<W>,
+    d: Nib<W>,
+    e: Nib<W>,
+    f: Nib<W>,
+    p: W,
+    q: W,
+    r: W,
+}
+
+#[inline(always)]
+fn splat_nibble<W: Word>(v: u8) -> Nib<W> {
+    std::array::from_fn(|k| {
+        if (v >> k) & 1 == 1 {
+            W::ones()
+        } else {
+            W::zero()
+        }
+    })
+}
+
+impl<W: Word> Stream<W> {
+    #[inline(always)]
+    fn new(cw: &[u8; 8]) -> Self {
+        let z = [W::zero(); 4];
+        let mut a = [z; 10];
+        let mut b = [z; 10];
+        for i in 0..4 {
+            a[2 * i] = splat_nibble(cw[i] >> 4);
+            a[2 * i + 1] = splat_nibble(cw[i] & 15);
+            b[2 * i] = splat_nibble(cw[4 + i] >> 4);
+            b[2 * i + 1] = splat_nibble(cw[4 + i] & 15);
+        }
+        Stream {
+            a,
+            b,
+            head: 0,
+            x: z,
+            y: z,
+            z,
+            d: z,
+            e: z,
+            f: z,
+            p: W::zero(),
+            q: W::zero(),
+            r: W::zero(),
+        }
+    }
+
+    #[inline(always)]
+    fn reg(&self, k: usize) -> usize {
+        (self.head + k - 1) % 10
+    }
+
+    /// One clock. `input` = (nibble into A, nibble into B) during
+    /// initialisation. Returns the output bits (d3^d2, d1^d0).
+    #[inline(always)]
+    fn clock(&mut self, input: Option<(Nib<W>, Nib<W>)>) -> (W, W) {
+        use super::sbox::*;
+        let a = |k: usize, bit: usize| self.a[self.reg(k)][bit];
+        let b = |k: usize, bit: usize| self.b[self.reg(k)][bit];
+        let s1 = s1(a(4, 0), a(1, 2), a(6, 1), a(7, 3), a(9, 0));
+        let s2 = s2(a(2, 1), a(3, 2), a(6, 3), a(7, 0), a(9, 1));
+        let s3 = s3(a(1, 3), a(2, 0), a(5, 1), a(5, 3), a(6, 2));
+        let s4 = s4(a(3, 3), a(1, 1), a(2, 3), a(4, 2), a(8, 0));
+        let s5 = s5(a(5, 2), a(4, 3), a(6, 0), a(8, 1), a(9, 2));
+        let s6 = s6(a(3, 1), a(4, 1), a(5, 0), a(7, 2), a(9, 3));
+        let s7 = s7(a(2, 2), a(3, 0), a(7, 1), a(8, 2), a(8, 3));
+        let extra: Nib<W> = [
+            b(9, 2).xor(b(6, 3)).xor(b(3, 1)).xor(b(8, 0)),
+            b(5, 3).xor(b(8, 2)).xor(b(4, 0)).xor(b(5, 1)),
+            b(6, 0).xor(b(8, 1)).xor(b(3, 3)).xor(b(4, 2)),
+            b(3, 0).xor(b(6, 1)).xor(b(7, 2)).xor(b(9, 3)),
+        ];
+        let (a10, b7, b10) = (self.reg(10), self.reg(7), self.reg(10));
+        let mut na: Nib<W> = std::array::from_fn(|i| self.a[a10][i].xor(self.x[i]));
+        let mut nb: Nib<W> =
+            std::array::from_fn(|i| self.b[b7][i].xor(self.b[b10][i]).xor(self.y[i]));
+        if let Some((ia, ib)) = input {
+            for i in 0..4 {
+                na[i] = na[i].xor(self.d[i]).xor(ia[i]);
+                nb[i] = nb[i].xor(ib[i]);
+            }
+        }
+        // Rotate B1 left by one bit where p is set.
+        let p = self.p;
+        let rot = [nb[3], nb[0], nb[1], nb[2]];
+        let nb: Nib<W> = std::array::from_fn(|i| nb[i].xor(p.and(nb[i].xor(rot[i]))));
+        let (e, z) = (self.e, self.z);
+        self.d = std::array::from_fn(|i| e[i].xor(z[i]).xor(extra[i]));
+        // F = q ? Z + E + r : E, carry into r when q.
+        let mut carry = self.r;
+        let mut sum = [W::zero(); 4];
+        for i in 0..4 {
+            let t = z[i].xor(e[i]);
+            sum[i] = t.xor(carry);
+            carry = z[i].and(e[i]).or(carry.and(t));
+        }
+        let q = self.q;
+        let new_f: Nib<W> = std::array::from_fn(|i| e[i].xor(q.and(e[i].xor(sum[i]))));
+        self.r = self.r.xor(q.and(self.r.xor(carry)));
+        self.e = self.f;
+        self.f = new_f;
+        // Shift: the old register 10 becomes the new register 1.
+        self.head = (self.head + 9) % 10;
+        let h = self.head;
+        self.a[h] = na;
+        self.b[h] = nb;
+        self.x = [s1.0, s2.0, s3.1, s4.1];
+        self.y = [s3.0, s4.0, s5.1, s6.1];
+        self.z = [s5.0, s6.0, s1.1, s2.1];
+        self.p = s7.0;
+        self.q = s7.1;
+        let d = self.d;
+        (d[3].xor(d[2]), d[1].xor(d[0]))
+    }
+}
+
+/// Runs the whole engine on the first `lens.len()` lanes of the scratch
+/// (payloads already gathered into `s.ct`, each ≥ 8 bytes).
+#[inline(always)]
+fn run<W: Word>(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
+    let max_len = lens.iter().copied().max().unwrap_or(0);
+    let n_max = max_len / 8;
+    // Keystream blocks needed: block i serves payload block i+1 (or the
+    // residue after the last full block).
+    let ks_blocks = lens
+        .iter()
+        .map(|&l| l / 8 - 1 + usize::from(l % 8 != 0))
+        .max()
+        .unwrap_or(0);
+
+    // Stream cipher: initialise with the first 8 payload bytes, then 4
+    // clocks per keystream byte.
+    let mut st = Stream::<W>::new(&key.cw);
+    for pos in 0..8 {
+        let pl = planes_of_row::<W>(&s.ct, pos);
+        let hi: Nib<W> = [pl[4], pl[5], pl[6], pl[7]];
+        let lo: Nib<W> = [pl[0], pl[1], pl[2], pl[3]];
+        st.clock(Some((hi, lo)));
+        st.clock(Some((lo, hi)));
+        st.clock(Some((hi, lo)));
+        st.clock(Some((lo, hi)));
+    }
+    for pos in 0..8 * ks_blocks {
+        let mut out = [W::zero(); 8];
+        for j in 0..4 {
+            let (h, l) = st.clock(None);
+            out[7 - 2 * j] = h;
+            out[6 - 2 * j] = l;
+        }
+        store_planes(out, &mut s.ks, pos);
+    }
+
+    // Block cipher, block by block; the plaintext overwrites `ct`.
+    let Scratch { ct, ks, r, s: sb } = s;
+    for i in 0..n_max {
+        // IB_i = C_i ^ K_{i-1}
+        for (j, dst) in r.iter_mut().enumerate() {
+            let c = &row(ct, 8 * i + j)[..W::LANES];
+            if i == 0 {
+                dst[..W::LANES].copy_from_slice(c);
+            } else {
+                let k = &row(ks, 8 * (i - 1) + j)[..W::LANES];
+                for ((d, &c), &k) in dst[..W::LANES].iter_mut().zip(c).zip(k) {
+                    *d = c ^ k;
+                }
+            }
+        }
+        block_decrypt_rows::<W>(r, sb, key, W::LANES);
+        // P_i = D(IB_i) ^ IB_{i+1}; IB_{n} is zero unless a lane needs that
+        // keystream block (fixed per lane when copying back).
+        for (j, rj) in r.iter().enumerate() {
+            let rj = &rj[..W::LANES];
+            let (head, tail) = ct.split_at_mut((8 * i + 8) * BATCH_SIZE);
+            let c_out = &mut head[(8 * i + j) * BATCH_SIZE..][..W::LANES];
+            if i < ks_blocks {
+                let c_next = &tail[j * BATCH_SIZE..][..W::LANES];
+                let k = &row(ks, 8 * i + j)[..W::LANES];
+                for (((o, &x), &c), &k) in c_out.iter_mut().zip(rj).zip(c_next).zip(k) {
+                    *o = x ^ c ^ k;
+                }
+            } else {
+                c_out.copy_from_slice(rj);
+            }
+        }
+    }
+}
+
+/// 56 deciphering rounds on byte rows `r` (R1 = row 0 … R8 = row 7). The
+/// rows are renamed instead of moved: after each round logical register k
+/// lives where k-1 was.
+#[inline(always)]
+fn block_decrypt_rows<W: Word>(
+    r: &mut [[u8; BATCH_SIZE]; 8],
+    sb: &mut [u8; BATCH_SIZE],
+    key: &KeySchedule,
+    lanes: usize,
+) {
+    for (round, table) in key.sbox_dec.iter().enumerate() {
+        // Logical Rk is in row (k - 1 + 8 - round % 8) % 8.
+        let o = 8 - round % 8;
+        let at = |k: usize| (k - 1 + o) % 8;
+        W::block_round(
+            r,
+            sb,
+            table,
+            key.kk[55 - round],
+            [at(7), at(8), at(2), at(3), at(4), at(6)],
+            lanes,
+        );
+    }
+}
+
+/// What a batch keeps between buffers: the SIMD variant, the scratch
+/// (≈ 100 KiB) and the counters.
+pub struct Engine {
+    simd: Simd,
+    scratch: Box<Scratch>,
+    counters: Counters,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine {
+    /// The best SIMD variant of this CPU.
+    pub fn new() -> Engine {
+        Self::with_simd(Simd::detect())
+    }
+
+    /// `simd` if this CPU has it, else portable.
+    pub fn with_simd(simd: Simd) -> Engine {
+        let simd = if simd.available() {
+            simd
+        } else {
+            Simd::Portable
+        };
+        Engine {
+            simd,
+            scratch: Box::new(Scratch::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn simd(&self) -> Simd {
+        self.simd
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+struct Lane<'a> {
+    payload: &'a mut [u8],
+    parity: Parity,
+}
+
+/// What `Batch::push` did with a packet.
+#[derive(Debug)]
+pub enum Pushed<'a> {
+    /// Queued for the next flush.
+    Queued,
+    /// Finished at once (clear, no key, short payload, PES scrambling,
+    /// malformed); already counted.
+    Finished(Outcome),
+    /// The batch holds packets of another `Keys`: flush, then push again.
+    /// The packet is handed back untouched.
+    OtherKeys(&'a mut [u8]),
+}
+
+/// A batch of packets to descramble, all with one `Keys` (one service's
+/// key pair; each packet still takes the even or odd key its own bits
+/// name). Holds at most `BATCH_SIZE` packets and flushes itself when full;
+/// `flush` is the caller's to call on its own time bound.
+pub struct Batch<'a> {
+    lanes: Vec<Lane<'a>>,
+    keys: Option<&'a Keys>,
+    simd: Simd,
+    scratch: Box<Scratch>,
+    lens: Vec<usize>,
+    counters: Counters,
+}
+
+impl Default for Batch<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a> Batch<'a> {
+    /// A batch running the best SIMD variant of this CPU.
+    pub fn new() -> Batch<'a> {
+        Self::with_simd(Simd::detect())
+    }
+
+    /// A batch running `simd` (falls back to portable if the CPU lacks it).
+    pub fn with_simd(simd: Simd) -> Batch<'a> {
+        Self::with_engine(Engine::with_simd(simd))
+    }
+
+    /// A batch reusing an engine from `into_engine`.
+    pub fn with_engine(e: Engine) -> Batch<'a> {
+        Batch {
+            lanes: Vec::with_capacity(BATCH_SIZE),
+            keys: None,
+            simd: e.simd,
+            scratch: e.scratch,
+            lens: Vec::with_capacity(BATCH_SIZE),
+            counters: e.counters,
+        }
+    }
+
+    pub fn simd(&self) -> Simd {
+        self.simd
+    }
+
+    pub fn len(&self) -> usize {
+        self.lanes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lanes.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        BATCH_SIZE
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Flush and give back the engine (SIMD choice, scratch, counters), to
+    /// build the next batch over other packet buffers without allocating.
+    pub fn into_engine(mut self) -> Engine {
+        self.flush();
+        Engine {
+            simd: self.simd,
+            // The old batch is empty now: leave it an unallocated scratch.
+            scratch: std::mem::replace(&mut self.scratch, Box::new(Scratch::empty())),
+            counters: self.counters,
+        }
+    }
+
+    /// Queue one 188-byte packet, to be descrambled with `keys`. Its
+    /// scrambling bits are cleared now; its payload is descrambled at the
+    /// next flush (at the latest when the batch is full, inside this call).
+    pub fn push(&mut self, packet: &'a mut [u8], keys: &'a Keys) -> Pushed<'a> {
+        if let Some(k) = self.keys {
+            if !std::ptr::eq(k, keys) && !self.lanes.is_empty() {
+                return Pushed::OtherKeys(packet);
+            }
+        }
+        let parity = match packet.get(3) {
+            Some(b) if b & 0x40 != 0 => Parity::Odd,
+            _ => Parity::Even,
+        };
+        match plan(packet, keys) {
+            Plan::Finished(o) => {
+                self.counters.record(o);
+                Pushed::Finished(o)
+            }
+            Plan::Descramble { payload_offset, .. } => {
+                self.keys = Some(keys);
+                let end = packet.len().min(payload_offset + MAX_PAYLOAD);
+                let payload = &mut packet[payload_offset..end];
+                self.lanes.push(Lane { payload, parity });
+                if self.lanes.len() == BATCH_SIZE {
+                    self.flush();
+                }
+                Pushed::Queued
+            }
+        }
+    }
+
+    /// Descramble every queued packet now. Returns how many.
+    pub fn flush(&mut self) -> usize {
+        let n = self.lanes.len();
+        if let Some(keys) = self.keys {
+            for parity in [Parity::Even, Parity::Odd] {
+                if let Some(key) = keys.get(parity) {
+                    self.run_parity(key, parity);
+                }
+            }
+        }
+        self.counters.descrambled += n as u64;
+        self.lanes.clear();
+        self.keys = None;
+        n
+    }
+
+    fn run_parity(&mut self, key: &KeySchedule, parity: Parity) {
+        let width = self.simd.lanes();
+        let mut idx: Vec<usize> = Vec::with_capacity(BATCH_SIZE);
+        idx.extend((0..self.lanes.len()).filter(|&i| self.lanes[i].parity == parity));
+        for chunk in idx.chunks(width) {
+            let s = &mut *self.scratch;
+            self.lens.clear();
+            let max_len = chunk
+                .iter()
+                .map(|&i| self.lanes[i].payload.len())
+                .max()
+                .unwrap_or(0);
+            // Gather payloads into byte rows, 8 lanes × 8 bytes at a time
+            // (an 8×8 byte transpose); bytes past a payload and idle lanes
+            // are zero, one zero block after the longest payload.
+            let blocks = (max_len / 8 + 1).min(ROWS / 8);
+            for g in 0..width / 8 {
+                for b in 0..blocks {
+                    let mut x = [0u64; 8];
+                    for (m, w) in x.iter_mut().enumerate() {
+                        if let Some(&i) = chunk.get(8 * g + m) {
+                            let p = &*self.lanes[i].payload;
+                            *w = match p.get(8 * b..8 * b + 8) {
+                                Some(v) => u64::from_le_bytes(v.try_into().unwrap_or([0; 8])),
+                                None => {
+                                    let mut v = [0u8; 8];
+                                    for (d, &c) in v.iter_mut().zip(p.get(8 * b..).unwrap_or(&[])) {
+                                        *d = c;
+                                    }
+                                    u64::from_le_bytes(v)
+                                }
+                            };
+                        }
+                    }
+                    transpose_bytes(&mut x);
+                    for (j, w) in x.iter().enumerate() {
+                        let at = (8 * b + j) * BATCH_SIZE + 8 * g;
+                        s.ct[at..at + 8].copy_from_slice(&w.to_le_bytes());
+                    }
+                }
+            }
+            for &i in chunk {
+                self.lens.push(self.lanes[i].payload.len());
+            }
+            for _ in chunk.len()..width {
+                self.lens.push(8); // idle lanes: one zero block
+            }
+            dispatch(self.simd, s, key, &self.lens);
+            let ks_blocks = self
+                .lens
+                .iter()
+                .map(|&l| l / 8 - 1 + usize::from(l % 8 != 0))
+                .max()
+                .unwrap_or(0);
+            // Per lane: the engine XORed IB_n = C_n ^ K_{n-1} into the last
+            // block if it had that keystream block; note it to take it out
+            // again (read before the blocks are written back).
+            let mut fixes: Vec<(usize, [u8; 8])> = Vec::new();
+            for (l, &i) in chunk.iter().enumerate() {
+                let p = &*self.lanes[i].payload;
+                let (len, n) = (p.len(), p.len() / 8);
+                if n - 1 < ks_blocks {
+                    let mut last = [0u8; 8];
+                    for (j, v) in last.iter_mut().enumerate() {
+                        let c = p.get(8 * n + j).copied().unwrap_or(0);
+                        *v = c ^ s.ks[(8 * (n - 1) + j) * BATCH_SIZE + l];
+                    }
+                    fixes.push((l, last));
+                }
+                let _ = len;
+            }
+            // Copy the full blocks back, 8 lanes × 8 bytes at a time.
+            for g in 0..width.min(chunk.len().div_ceil(8) * 8) / 8 {
+                for b in 0..max_len / 8 {
+                    let mut x = [0u64; 8];
+                    for (j, w) in x.iter_mut().enumerate() {
+                        let at = (8 * b + j) * BATCH_SIZE + 8 * g;
+                        let mut v = [0u8; 8];
+                        v.copy_from_slice(&s.ct[at..at + 8]);
+                        *w = u64::from_le_bytes(v);
+                    }
+                    transpose_bytes(&mut x);
+                    for (m, w) in x.iter().enumerate() {
+                        if let Some(&i) = chunk.get(8 * g + m) {
+                            if let Some(d) = self.lanes[i].payload.get_mut(8 * b..8 * b + 8) {
+                                d.copy_from_slice(&w.to_le_bytes());
+                            }
+                        }
+                    }
+                }
+            }
+            for (l, last) in fixes {
+                let p = &mut *self.lanes[chunk[l]].payload;
+                let n = p.len() / 8;
+                for (d, f) in p[8 * (n - 1)..8 * n].iter_mut().zip(last) {
+                    *d ^= f;
+                }
+            }
+            // Residues: stream cipher only.
+            for (l, &i) in chunk.iter().enumerate() {
+                let p = &mut *self.lanes[i].payload;
+                let len = p.len();
+                let start = 8 * (len / 8);
+                for (pos, d) in p.iter_mut().enumerate().skip(start) {
+                    *d ^= s.ks[(pos - 8) * BATCH_SIZE + l];
+                }
+            }
+        }
+    }
+}
+
+/// 8×8 byte transpose: byte j of word m ↔ byte m of word j.
+#[inline(always)]
+fn transpose_bytes(x: &mut [u64; 8]) {
+    fn swap(x: &mut [u64; 8], a: usize, b: usize, s: u32, m: u64) {
+        let t = ((x[a] >> s) ^ x[b]) & m;
+        x[b] ^= t;
+        x[a] ^= t << s;
+    }
+    for a in 0..4 {
+        swap(x, a, a + 4, 32, 0x0000_0000_ffff_ffff);
+    }
+    for a in [0, 1, 4, 5] {
+        swap(x, a, a + 2, 16, 0x0000_ffff_0000_ffff);
+    }
+    for a in [0, 2, 4, 6] {
+        swap(x, a, a + 1, 8, 0x00ff_00ff_00ff_00ff);
+    }
+}
+
+impl Drop for Batch<'_> {
+    /// Queued packets are never left half done.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+fn dispatch(simd: Simd, s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => {
+            // SAFETY: `Batch::with_simd` keeps Avx2 only when
+            // is_x86_feature_detected!("avx2") is true.
+            unsafe { x86::run_avx2(s, key, lens) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Simd::Sse2 => {
+            // SAFETY: SSE2 is baseline on x86_64 (and checked in with_simd).
+            unsafe { x86::run_sse2(s, key, lens) }
+        }
+        _ => run::<u64>(s, key, lens),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tables::STREAM_SBOX;
+    use super::*;
+
+    #[test]
+    #[allow(clippy::type_complexity, clippy::needless_range_loop)]
+    fn circuits_match_tables() {
+        use super::super::sbox::*;
+        let boxes: [fn(u64, u64, u64, u64, u64) -> (u64, u64); 7] = [s1, s2, s3, s4, s5, s6, s7];
+        // Lane i of each input word carries bit v of i: all 32 inputs at once.
+        let x: [u64; 5] =
+            std::array::from_fn(|v| (0..32).fold(0, |acc, i| acc | (((i >> v) & 1) << i)));
+        for (k, f) in boxes.iter().enumerate() {
+            let (hi, lo) = f(x[4], x[3], x[2], x[1], x[0]);
+            for i in 0..32 {
+                let got = (((hi >> i) & 1) << 1 | ((lo >> i) & 1)) as u8;
+                assert_eq!(got, STREAM_SBOX[k][i], "s-box {} input {i}", k + 1);
+            }
+        }
+    }
+
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn transpose_is_bit_planes() {
+        let mut v = vec![0u8; ROWS * BATCH_SIZE];
+        for l in 0..64 {
+            v[l] = (l * 7 + 3) as u8;
+        }
+        let p = planes_of_row::<u64>(&v, 0);
+        // Every lane's byte is recovered from the planes at some bit
+        // position, and each plane has the popcount of its bit.
+        for b in 0..8 {
+            let want = (0..64)
+                .filter(|&l| ((l * 7 + 3) as u8 >> b) & 1 == 1)
+                .count();
+            assert_eq!(p[b].count_ones() as usize, want);
+        }
+        let mut out = vec![0u8; ROWS * BATCH_SIZE];
+        store_planes(p, &mut out, 0);
+        assert_eq!(&out[..64], &v[..64]);
+    }
+}

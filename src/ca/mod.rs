@@ -1,0 +1,3 @@
+//! Conditional access: descrambling of transport packets (DVB-CSA).
+
+pub mod csa;
