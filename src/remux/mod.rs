@@ -1014,6 +1014,52 @@ mod tests {
     }
 
     #[test]
+    fn eit_of_the_service_only_and_tdt_carried() {
+        // EIT p/f actual for services 1 and 2, schedule actual for 1, p/f
+        // other for 1 (another mux: dropped), and a TDT.
+        let mut ts = mk_mux();
+        let mut cc = 0u8;
+        let mut sections = Vec::new();
+        for (tid, sid) in [(0x4Eu8, 1u16), (0x4E, 2), (0x50, 1), (0x4F, 1)] {
+            // transport_stream_id, original_network_id, segment_last, last_table_id
+            let body = [0, 7, 0, 1, 0, tid];
+            let s = build_long_section(tid, sid, 0, 0, 0, &body);
+            sections.push((tid, sid, s.clone()));
+            packetize(&s, pid::EIT, &mut cc, &mut ts);
+        }
+        let tdt = [0x70u8, 0x70, 0x05, 0xE0, 0x00, 0x12, 0x34, 0x56];
+        let mut tcc = 0;
+        packetize(&tdt, pid::TDT, &mut tcc, &mut ts);
+        let mut r = Remux::new();
+        let a = r.add_program(1);
+        r.push(&ts);
+        let mut got = Vec::new();
+        let mut tdts = 0;
+        let mut asm = Assembler::new();
+        let mut tasm = Assembler::new();
+        for raw in r.program(a).out.chunks_exact(188) {
+            let p = Packet::new_checked(raw).unwrap();
+            if p.pid() == pid::EIT {
+                asm.push(&p, |s| got.push(s.to_vec()));
+            }
+            if p.pid() == pid::TDT {
+                tasm.push(&p, |_| tdts += 1);
+            }
+        }
+        let want: Vec<Vec<u8>> = sections
+            .iter()
+            .filter(|(tid, sid, _)| *sid == 1 && *tid != 0x4F)
+            .map(|(_, _, s)| s.clone())
+            .collect();
+        assert_eq!(
+            got, want,
+            "EIT p/f and schedule actual of service 1, byte for byte"
+        );
+        assert_eq!(tdts, 1);
+        assert_eq!(r.program(a).stats.eit_sections, 2);
+    }
+
+    #[test]
     fn pmt_update_adds_pid() {
         let mut r = Remux::new();
         let a = r.add_program(2);
