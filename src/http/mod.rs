@@ -32,6 +32,7 @@ use std::time::Duration;
 use crate::fanout::Ring;
 
 pub use access::{Access, Cidr, CidrError, RouteAccess, RouteClass};
+pub use server::parse_head_for_fuzzing;
 
 /// What the server serves. Implemented by the daemon (channels, monitor).
 pub trait Backend: Send + Sync + 'static {

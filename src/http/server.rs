@@ -1045,3 +1045,22 @@ mod tests {
         assert_eq!(query_param("a=1", "token"), None);
     }
 }
+
+/// The request-head path of the server (httparse, then capbox's own header,
+/// query and percent-decoding code) on arbitrary bytes, for the fuzzer:
+/// returns (method, path, channel token) of a complete head.
+pub fn parse_head_for_fuzzing(buf: &[u8]) -> Option<(String, String, Option<String>)> {
+    let _ = has_complete_head(buf);
+    let mut headers = [httparse::EMPTY_HEADER; 48];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {
+            let r = extract(&req);
+            let token = query_param(&r.query, "token").or(r.bearer.clone());
+            let _ = query_param(&r.query, "start");
+            let _ = escape(&r.path);
+            Some((r.method, percent_decode(&r.path), token))
+        }
+        _ => None,
+    }
+}
