@@ -13,6 +13,44 @@ use std::time::Duration;
 
 const CW: &str = "1a2b3c4d5e6f7081";
 const ES_PIDS: [u16; 2] = [0x101, 0x102];
+const ECM_PID: u16 = 0x1F0;
+
+/// Tags of every descriptor (program_info and ES_info) in a PMT section.
+fn pmt_descriptor_tags(s: &[u8]) -> Vec<u8> {
+    fn walk(mut d: &[u8], out: &mut Vec<u8>) {
+        while d.len() >= 2 {
+            out.push(d[0]);
+            d = &d[(2 + d[1] as usize).min(d.len())..];
+        }
+    }
+    let mut tags = Vec::new();
+    let pil = (((s[10] & 0x0F) as usize) << 8) | s[11] as usize;
+    walk(&s[12..12 + pil], &mut tags);
+    let mut es = &s[12 + pil..s.len() - 4];
+    while es.len() >= 5 {
+        let l = (((es[3] & 0x0F) as usize) << 8) | es[4] as usize;
+        walk(&es[5..(5 + l).min(es.len())], &mut tags);
+        es = &es[(5 + l).min(es.len())..];
+    }
+    tags
+}
+
+fn first_pmt_tags(b: &[u8], pmt_pid: u16) -> Vec<u8> {
+    let p = packets(b)
+        .find(|p| pid(p) == pmt_pid && pusi(p))
+        .expect("a PMT");
+    pmt_descriptor_tags(section_in(p).expect("a PMT section"))
+}
+
+fn pmt_pid_of_program_1() -> u16 {
+    let clear = std::fs::read(sample_mux()).unwrap();
+    first_pat(&clear)
+        .unwrap()
+        .into_iter()
+        .find(|&(n, _)| n == 1)
+        .unwrap()
+        .1
+}
 
 /// `samples/mux.ts` scrambled by libdvbcsa into `out`; None (skipped) when
 /// libdvbcsa is not installed.
@@ -35,6 +73,8 @@ fn scrambled_sample(out: &Path) -> Option<()> {
     assert!(st.success(), "compiling {src:?} failed");
     let st = Command::new(&exe)
         .arg(CW)
+        .arg(format!("pmt={}", pmt_pid_of_program_1()))
+        .arg(format!("ecm={ECM_PID}"))
         .args(ES_PIDS.iter().map(|p| p.to_string()))
         .stdin(std::fs::File::open(sample_mux()).unwrap())
         .stdout(std::fs::File::create(out).unwrap())
@@ -67,6 +107,9 @@ fn biss_channel_is_served_clear_byte_for_byte() {
     let input = std::fs::read(&scrambled).unwrap();
     let n_scr = packets(&input).filter(|p| p[3] & 0xC0 != 0).count();
     assert!(n_scr > 1000, "only {n_scr} scrambled packets in the input");
+    let pmt_pid = pmt_pid_of_program_1();
+    assert!(first_pmt_tags(&input, pmt_pid).contains(&0x09));
+    assert!(count_pid(&input, ECM_PID) > 0);
 
     // Payloads of the clear original, per PID.
     let clear = std::fs::read(sample_mux()).unwrap();
@@ -86,6 +129,11 @@ fn biss_channel_is_served_clear_byte_for_byte() {
     let srv = Server::start("biss", &cfg);
     srv.wait_up(&["biss"]);
     let out = capture(srv.addr, "/stream/biss", Duration::from_secs(3));
+
+    // A player must not think the output is scrambled.
+    let tags = first_pmt_tags(&out, pmt_pid);
+    assert!(!tags.contains(&0x09), "CA_descriptor left in {tags:x?}");
+    assert_eq!(count_pid(&out, ECM_PID), 0, "ECM PID carried");
 
     let mut checked: HashMap<u16, usize> = HashMap::new();
     for (i, p) in packets(&out).enumerate() {
