@@ -183,6 +183,15 @@ fn biss_channel_is_served_clear_byte_for_byte() {
     let st = srv.status();
     let ch = status_channel(&st, "biss").unwrap();
     assert!(ch["biss"]["descrambled"].as_u64().unwrap() > 0, "{ch}");
+    // The wrong key shows in the channel's reason (its health).
+    assert!(wait_until(Duration::from_secs(5), || {
+        let st = srv.status();
+        status_channel(&st, "wrong").unwrap()["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("could not be descrambled")
+    }));
+    let st = srv.status();
 
     // The key is in no status, metric or log line.
     for text in [st.to_string(), srv.get("/metrics").text(), srv.log_text()] {

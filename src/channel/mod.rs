@@ -251,6 +251,9 @@ struct Output {
     /// The source's BISS key: descramble before the gate (entry points are
     /// found in clear ES) and the ring.
     biss: Option<BissDescrambler>,
+    /// `biss.stats.undecryptable` at the last status refresh: a rise means
+    /// the key does not fit (now), which the channel's reason says.
+    undecryptable_seen: u64,
     /// When the current PMT arrived: a PID is only called missing after a
     /// grace period, not while the first packets are on their way.
     pmt_at: Option<(u8, Instant)>,
@@ -469,6 +472,7 @@ impl Worker {
                         video: None,
                         service_id: program,
                         biss,
+                        undecryptable_seen: 0,
                         pmt_at: None,
                     });
                 }
@@ -518,6 +522,9 @@ impl Worker {
             st.source = describe.clone();
             st.source_errors = self.source_errors;
             st.biss = o.biss.as_ref().map(|d| d.stats);
+            let undecryptable = st.biss.map(|b| b.undecryptable).unwrap_or(0);
+            let new_undecryptable = undecryptable.saturating_sub(o.undecryptable_seen);
+            o.undecryptable_seen = undecryptable;
             if let Some(g) = &o.gate {
                 st.entry_points = g.detector.stats.entry_points;
             }
@@ -586,6 +593,11 @@ impl Worker {
                     format!(
                         "PID(s) {} named in the PMT carry no packets",
                         list.join(", ")
+                    )
+                } else if new_undecryptable > 0 {
+                    format!(
+                        "{new_undecryptable} packets could not be descrambled \
+                         (wrong BISS key, or not scrambled with CSA)"
                     )
                 } else {
                     String::new()
