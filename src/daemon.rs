@@ -569,6 +569,18 @@ impl Backend for App {
             &|s| s.program_stats.scrambled_packets as f64,
         );
         family(
+            "capbox_channel_descrambled_packets_total",
+            "counter",
+            "Scrambled packets descrambled (BISS).",
+            &|s| s.biss.map(|b| b.descrambled).unwrap_or(0) as f64,
+        );
+        family(
+            "capbox_channel_undecryptable_packets_total",
+            "counter",
+            "Packets left scrambled, plus descrambled PES starts without a start code (wrong key).",
+            &|s| s.biss.map(|b| b.undecryptable).unwrap_or(0) as f64,
+        );
+        family(
             "capbox_channel_entry_points_total",
             "counter",
             "Video keyframes found.",
@@ -703,6 +715,7 @@ impl Backend for App {
                     "missing_pids": st.missing_pids,
                     "psi_crc_errors": st.mux_stats.psi_crc_errors,
                     "entry_points": st.entry_points,
+                    "biss": st.biss,
                     "program_stats": st.program_stats,
                     "mux_stats": st.mux_stats,
                     "source_stats": st.source_stats,

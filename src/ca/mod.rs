@@ -1,3 +1,4 @@
-//! Conditional access: descrambling of transport packets (DVB-CSA).
+//! Conditional access: descrambling of transport packets (DVB-CSA, BISS).
 
+pub mod biss;
 pub mod csa;

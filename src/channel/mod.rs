@@ -10,6 +10,7 @@
 //! it and HTTP. Commands (add or remove a channel, stop) reach it through a
 //! channel it polls between reads, so a reload touches only what changed.
 
+use crate::ca::biss::{BissDescrambler, BissStats};
 use crate::config::{ChannelConfig, SourceConfig};
 use crate::fanout::{ChunkWriter, Ring};
 use crate::remux::{DemuxStats, ProgramStats, Remux};
@@ -51,6 +52,8 @@ pub struct ChannelStatus {
     #[serde(skip)]
     pub last_data: Option<Instant>,
     pub source_errors: u64,
+    /// Descrambling counts when the source has a `biss` key (never the key).
+    pub biss: Option<BissStats>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -245,6 +248,12 @@ struct Output {
     gate: Option<EntryPointGate>,
     video: Option<(u16, VideoCodec)>,
     service_id: u16,
+    /// The source's BISS key: descramble before the gate (entry points are
+    /// found in clear ES) and the ring.
+    biss: Option<BissDescrambler>,
+    /// `biss.stats.undecryptable` at the last status refresh: a rise means
+    /// the key does not fit (now), which the channel's reason says.
+    undecryptable_seen: u64,
     /// When the current PMT arrived: a PID is only called missing after a
     /// grace period, not while the first packets are on their way.
     pmt_at: Option<(u8, Instant)>,
@@ -333,6 +342,10 @@ impl Worker {
             for o in &mut self.outputs {
                 let prog = self.remux.program_mut(o.prog);
                 prog.take_output(&mut out);
+                if let Some(d) = o.biss.as_mut() {
+                    // All of it now: no packet waits for a fuller batch.
+                    d.process(&mut out);
+                }
                 if prog.psi_changed {
                     prog.psi_changed = false;
                     o.ch.ring.set_psi(prog.psi_packets());
@@ -426,11 +439,12 @@ impl Worker {
         loop {
             match self.rx.try_recv() {
                 Ok(Command::Add(ch)) => {
-                    let (program, name) = {
+                    let (program, name, biss) = {
                         let c = lock(&ch.config);
                         (
                             c.sources.first().map(|s| s.program).unwrap_or(0),
                             c.name.clone(),
+                            c.sources.first().and_then(|s| s.biss.clone()),
                         )
                     };
                     let Some(prog) = self.remux.try_add_program(program) else {
@@ -445,6 +459,10 @@ impl Worker {
                         "channel '{name}': program {program} from {}",
                         self.describe()
                     );
+                    let biss = biss.map(|k| {
+                        self.remux.set_descramble(prog, true);
+                        BissDescrambler::new(&k)
+                    });
                     let writer = ch.ring.writer();
                     self.outputs.push(Output {
                         ch,
@@ -453,6 +471,8 @@ impl Worker {
                         gate: None,
                         video: None,
                         service_id: program,
+                        biss,
+                        undecryptable_seen: 0,
                         pmt_at: None,
                     });
                 }
@@ -501,6 +521,10 @@ impl Worker {
             st.pmt_pid = prog.pmt_pid;
             st.source = describe.clone();
             st.source_errors = self.source_errors;
+            st.biss = o.biss.as_ref().map(|d| d.stats);
+            let undecryptable = st.biss.map(|b| b.undecryptable).unwrap_or(0);
+            let new_undecryptable = undecryptable.saturating_sub(o.undecryptable_seen);
+            o.undecryptable_seen = undecryptable;
             if let Some(g) = &o.gate {
                 st.entry_points = g.detector.stats.entry_points;
             }
@@ -569,6 +593,11 @@ impl Worker {
                     format!(
                         "PID(s) {} named in the PMT carry no packets",
                         list.join(", ")
+                    )
+                } else if new_undecryptable > 0 {
+                    format!(
+                        "{new_undecryptable} packets could not be descrambled \
+                         (wrong BISS key, or not scrambled with CSA)"
                     )
                 } else {
                     String::new()

@@ -271,6 +271,9 @@ pub struct SourceConfig {
     pub program: u16,
     /// `loop`, default true: restart at the end of the file.
     pub looping: bool,
+    /// `biss`, optional: BISS-1 session word; the channel's scrambled
+    /// packets are descrambled with it. `Debug` never shows it.
+    pub biss: Option<crate::ca::biss::BissKey>,
     /// Line of the `[[channel.source]]` header (or of the table).
     pub line: usize,
     /// Key path of this source, e.g. `channel[3].source[0]`.
@@ -362,6 +365,7 @@ impl SourceConfig {
             && self.dvb == other.dvb
             && self.program == other.program
             && self.looping == other.looping
+            && self.biss == other.biss
     }
 
     /// "file samples/mux.ts" or "sat1 dvbs2 11362000 V 22000000 …", for logs
@@ -543,6 +547,7 @@ pub fn demo_config(samples_dir: &Path, listen: SocketAddr) -> Config {
             dvb: None,
             program,
             looping: true,
+            biss: None,
             line: 0,
             key: format!("channel[{}].source[0]", i),
         }],

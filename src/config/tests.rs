@@ -679,3 +679,33 @@ fn config_diff_adapter_change_restarts_its_channels() {
     let new = parse_ok(&DVB.replace("committed:2", "committed:3"));
     assert!(Config::diff(&old, &new).is_empty());
 }
+
+#[test]
+fn biss_key_parsed_and_never_echoed() {
+    let ok = "\n[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nbiss = \"0011223344556677\"\n";
+    let c = parse_ok(ok);
+    let k = c.channels[0].sources[0].biss.as_ref().unwrap();
+    assert_eq!(
+        k.control_word(),
+        [0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77]
+    );
+    assert!(!format!("{c:?}").contains("0011223344556677"));
+    let short = ok.replace("\"0011223344556677\"", "\"AABBCC DDEEFF\"");
+    assert!(parse_ok(&short).channels[0].sources[0].biss.is_some());
+    for (bad, msg) in [
+        ("\"0011223344556677ab\"", "more than 16 hex digits"),
+        ("\"00112233445566\"", "14 hex digits"),
+        ("\"00112233445566zz\"", "not a hex digit"),
+        ("1234567", "not a string"),
+    ] {
+        let text = ok.replace("\"0011223344556677\"", bad);
+        let errs = parse_err(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].line, 6);
+        assert_eq!(errs[0].key, "channel[0].source[0].biss");
+        let shown = errs[0].to_string();
+        assert!(shown.contains(msg), "{shown}");
+        let value = bad.trim_matches('"');
+        assert!(!shown.contains(value), "{shown} echoes the key");
+    }
+}

@@ -305,7 +305,7 @@ const ACCESS_KEYS: &[&str] = &[
 ];
 const BUFFERS_KEYS: &[&str] = &["ring_bytes", "chunk_bytes", "flush_ms"];
 const CHANNEL_KEYS: &[&str] = &["name", "tvg_id", "tvg_name", "group", "source"];
-const SOURCE_KEYS: &[&str] = &["file", "adapter", "tune", "program", "loop"];
+const SOURCE_KEYS: &[&str] = &["file", "adapter", "tune", "program", "loop", "biss"];
 
 const MIB: i64 = 1024 * 1024;
 
@@ -703,6 +703,7 @@ fn sources(
         };
         let program = w.int(&mut t, "program", 1, 65_535, 1, "a program_number");
         let looping = w.boolean(&mut t, "loop", true);
+        let biss = biss_key(w, &mut t);
         let line = t.line;
         // `file` of a DVB source was reported above; mark it used.
         if is_dvb {
@@ -716,6 +717,7 @@ fn sources(
                 dvb: None,
                 program: program as u16,
                 looping,
+                biss: biss.clone(),
                 line,
                 key: path,
             });
@@ -726,12 +728,33 @@ fn sources(
                 dvb: Some(d),
                 program: program as u16,
                 looping,
+                biss: biss.clone(),
                 line,
                 key: path,
             });
         }
     }
     out
+}
+
+/// `biss`: a BISS-1 session word. Messages never quote the value (nor its
+/// type's rendering, which would show an integer written by mistake).
+fn biss_key(w: &mut Walker, t: &mut Table) -> Option<crate::ca::biss::BissKey> {
+    let what = "a BISS key: a string of 16 hex digits, or 12 for a 48-bit key";
+    let f = w.take(t, "biss")?;
+    match f.node {
+        Node::String(s) => match crate::ca::biss::BissKey::parse(s) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                w.error(f.line, &f.path, format!("{e}; expected {what}"));
+                None
+            }
+        },
+        _ => {
+            w.error(f.line, &f.path, format!("not a string; expected {what}"));
+            None
+        }
+    }
 }
 
 /// `adapter` + `tune` of a DVB source.

@@ -91,6 +91,11 @@ pub struct ProgramOut {
     /// Set when PAT/PMT changed; the channel refreshes its PSI prefix.
     pub psi_changed: bool,
     pub stats: ProgramStats,
+    /// The channel descrambles this program (BISS): its PMT is emitted
+    /// without CA descriptors and its ECM PIDs are not carried, so a player
+    /// downstream does not think it is scrambled. Set with
+    /// `Remux::set_descramble`.
+    pub descramble: bool,
     /// The service's SDT entry as last seen, and the SDT header fields.
     sdt: Option<SdtEntry>,
     pat_cc: u8,
@@ -129,6 +134,7 @@ impl ProgramOut {
             video: None,
             psi_changed: false,
             stats: Default::default(),
+            descramble: false,
             sdt: None,
             pat_cc: 0,
             pmt_cc: 0,
@@ -194,7 +200,12 @@ impl ProgramOut {
         packetize(&pat.emit(), pid::PAT, &mut cc, &mut self.pat_packets);
         self.pmt_packets.clear();
         if let Some(pmt) = &self.pmt {
-            packetize(&pmt.emit(), pmt_pid, &mut cc, &mut self.pmt_packets);
+            let section = if self.descramble {
+                without_ca_descriptors(pmt).emit()
+            } else {
+                pmt.emit()
+            };
+            packetize(&section, pmt_pid, &mut cc, &mut self.pmt_packets);
         }
         self.psi_changed = true;
     }
@@ -358,6 +369,20 @@ impl Remux {
 
     pub fn program(&self, idx: usize) -> &ProgramOut {
         &self.programs[idx]
+    }
+
+    /// Mark program `idx` as descrambled by its channel (or not): its PMT
+    /// loses the CA descriptors and its ECM PIDs stop being carried.
+    pub fn set_descramble(&mut self, idx: usize, on: bool) {
+        let Some(prog) = self.programs.get_mut(idx) else {
+            return;
+        };
+        if prog.descramble == on {
+            return;
+        }
+        prog.descramble = on;
+        prog.rebuild_psi();
+        self.recompute_carry();
     }
 
     pub fn program_mut(&mut self, idx: usize) -> &mut ProgramOut {
@@ -811,7 +836,11 @@ impl Remux {
             let bit = 1u64 << i;
             let mut pids: Vec<u16> = pmt.streams.iter().map(|s| s.elementary_pid).collect();
             pids.push(pmt.pcr_pid);
-            pids.extend(pmt.ecm_pids().into_iter().map(|(_, p)| p));
+            if !prog.descramble {
+                // A descrambled output has no use for ECMs (and its PMT no
+                // longer names them).
+                pids.extend(pmt.ecm_pids().into_iter().map(|(_, p)| p));
+            }
             for p in pids {
                 // Never carry a PID capbox rewrites itself.
                 if p == pid::NULL || p < 0x20 || Some(p) == prog.pmt_pid {
@@ -942,6 +971,84 @@ mod tests {
         out.chunks_exact(188)
             .map(|p| Packet::new_checked(p).unwrap().pid())
             .collect()
+    }
+
+    /// A scrambled program: CA_descriptor (ECM PID 0x1F0) at program level
+    /// and on the video ES; ECM packets on 0x1F0.
+    fn mk_scrambled_mux() -> Vec<u8> {
+        let mut ts = Vec::new();
+        let pat = PatRepr {
+            transport_stream_id: 7,
+            version: 0,
+            section_number: 0,
+            last_section_number: 0,
+            entries: vec![PatEntry {
+                program_number: 1,
+                pid: 0x100,
+            }],
+        };
+        let ca = vec![0x09, 4, 0x26, 0x00, 0xE1, 0xF0];
+        let pmt = PmtRepr {
+            program_number: 1,
+            version: 0,
+            pcr_pid: 0x101,
+            program_info: ca.clone(),
+            streams: vec![PmtStream {
+                stream_type: 0x02,
+                elementary_pid: 0x101,
+                descriptors: [ca, vec![0x52, 1, 7]].concat(),
+            }],
+        };
+        let (mut c0, mut c1) = (0, 0);
+        packetize(&pat.emit(), 0, &mut c0, &mut ts);
+        packetize(&pmt.emit(), 0x100, &mut c1, &mut ts);
+        for i in 0..10u8 {
+            for pid in [0x101u16, 0x1F0] {
+                let mut p = [0u8; 188];
+                packet::write_header(&mut p, pid, i == 0, i);
+                ts.extend_from_slice(&p);
+            }
+        }
+        ts
+    }
+
+    fn pmt_out(out: &[u8]) -> PmtRepr {
+        let mut asm = Assembler::new();
+        let mut pmt = None;
+        for p in out.chunks_exact(188) {
+            let pkt = Packet::new_checked(p).unwrap();
+            if pkt.pid() == 0x100 {
+                asm.push(&pkt, |s| {
+                    pmt = Some(PmtRepr::parse(&Section::new_verified(s).unwrap()).unwrap())
+                });
+            }
+        }
+        pmt.unwrap()
+    }
+
+    #[test]
+    fn descrambled_program_drops_ca_descriptors_and_ecm_pids() {
+        // Without the flag the CA signalling passes through.
+        let mut r = Remux::new();
+        let a = r.add_program(1);
+        r.push(&mk_scrambled_mux());
+        assert!(pids_of(&r.program(a).out).contains(&0x1F0));
+        let pmt = pmt_out(&r.program(a).out);
+        assert_eq!(pmt.ecm_pids(), vec![(0x2600, 0x1F0)]);
+
+        let mut r = Remux::new();
+        let a = r.add_program(1);
+        r.set_descramble(a, true);
+        r.push(&mk_scrambled_mux());
+        let out = &r.program(a).out;
+        assert!(!pids_of(out).contains(&0x1F0), "ECM PID carried");
+        assert_eq!(pids_of(out).iter().filter(|&&p| p == 0x101).count(), 10);
+        let pmt = pmt_out(out);
+        assert!(pmt.program_info.is_empty(), "{:x?}", pmt.program_info);
+        assert_eq!(pmt.streams[0].descriptors, vec![0x52, 1, 7]);
+        assert!(pmt.ecm_pids().is_empty());
+        // The prefix a new client gets says the same.
+        assert!(pmt_out(&r.program(a).psi_packets()).ecm_pids().is_empty());
     }
 
     #[test]
@@ -1097,3 +1204,25 @@ mod tests {
         assert_eq!(r.program(a).stats.pmt_version_changes, 1);
     }
 }
+
+/// `pmt` without CA_descriptors (tag 0x09) at program and ES level.
+fn without_ca_descriptors(pmt: &PmtRepr) -> PmtRepr {
+    fn strip(raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(raw.len());
+        for d in crate::ts::descriptor::Descriptors::new(raw) {
+            if d.tag != CA_DESCRIPTOR_TAG {
+                d.emit(&mut out);
+            }
+        }
+        out
+    }
+    let mut p = pmt.clone();
+    p.program_info = strip(&p.program_info);
+    for s in &mut p.streams {
+        s.descriptors = strip(&s.descriptors);
+    }
+    p
+}
+
+/// CA_descriptor (ISO/IEC 13818-1 2.6.16).
+const CA_DESCRIPTOR_TAG: u8 = 0x09;
