@@ -74,7 +74,15 @@ impl NitRepr {
         if start + tsl > b.len() {
             return Err(Error::Truncated);
         }
+        // The transport stream loop is the last field: it runs to the CRC.
+        // The kernel's vidtv (6.1) counts only the 6-byte entry headers in
+        // transport_stream_loop_length, not their descriptors; a shorter
+        // length that does not end on an entry boundary is read as running
+        // to the CRC instead of refusing the whole table.
         let mut rest = &b[start..start + tsl];
+        if tsl < b.len() - start && !entries_fill(rest) {
+            rest = &b[start..];
+        }
         let mut transport_streams = Vec::new();
         while !rest.is_empty() {
             if rest.len() < 6 {
@@ -149,6 +157,22 @@ impl NitRepr {
     }
 }
 
+/// Whether `loop_bytes` is exactly a whole number of transport stream
+/// entries (6-byte header + its descriptors).
+fn entries_fill(mut loop_bytes: &[u8]) -> bool {
+    while !loop_bytes.is_empty() {
+        if loop_bytes.len() < 6 {
+            return false;
+        }
+        let tdl = loop_len(&loop_bytes[4..]);
+        if 6 + tdl > loop_bytes.len() {
+            return false;
+        }
+        loop_bytes = &loop_bytes[6 + tdl..];
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +212,27 @@ mod tests {
         assert_eq!((t.guard_interval, t.transmission_mode), (3, 1));
         let sl = back.transport_streams[0].service_list();
         assert_eq!((sl[0].service_id, sl[0].service_type), (0x0880, 2));
+    }
+
+    #[test]
+    fn vidtv_short_transport_loop_length_is_read_to_the_crc() {
+        // vidtv (Linux 6.1) counts only the 6-byte entry headers in
+        // transport_stream_loop_length. Rebuild such a section by hand.
+        let name = [&[0x40, 11][..], b"LinuxTV.org"].concat();
+        let ts_desc = [0x41u8, 3, 0x08, 0x80, 0x02];
+        let mut body = vec![0xF0, name.len() as u8];
+        body.extend_from_slice(&name);
+        body.extend_from_slice(&[0xF0, 6]); // should be 6 + 5
+        body.extend_from_slice(&[0, 4, 0x23, 0x3A, 0xF0, ts_desc.len() as u8]);
+        body.extend_from_slice(&ts_desc);
+        let b = build_long_section(0x40, 0x3001, 0, 0, 0, &body);
+        let nit = NitRepr::parse(&Section::new_verified(&b[..]).unwrap()).unwrap();
+        assert_eq!(nit.network_name().as_deref(), Some("LinuxTV.org"));
+        assert_eq!(nit.transport_streams.len(), 1);
+        assert_eq!(
+            nit.transport_streams[0].service_list()[0].service_id,
+            0x0880
+        );
     }
 
     #[test]
