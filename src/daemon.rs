@@ -497,15 +497,19 @@ impl Backend for App {
     fn metrics(&self) -> String {
         let mut m = String::with_capacity(4096);
         let chans = self.channels();
+        // One status copy per channel per scrape, not one per metric family.
+        let snapshot: Vec<(String, crate::channel::ChannelStatus)> = chans
+            .iter()
+            .map(|ch| (esc(&ch.name()), ch.status()))
+            .collect();
         let mut family =
             |name: &str,
              kind: &str,
              help: &str,
              f: &dyn Fn(&crate::channel::ChannelStatus) -> f64| {
                 let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                for ch in &chans {
-                    let st = ch.status();
-                    let _ = writeln!(m, "{name}{{channel=\"{}\"}} {}", esc(&ch.name()), f(&st));
+                for (label, st) in &snapshot {
+                    let _ = writeln!(m, "{name}{{channel=\"{label}\"}} {}", f(st));
                 }
             };
         family(
@@ -559,8 +563,8 @@ impl Backend for App {
         family(
             "capbox_channel_missing_pids",
             "gauge",
-            "PIDs named in the PMT that carried no packet.",
-            &|s| s.program_stats.missing_pids as f64,
+            "PIDs named in the PMT that carried no packet (after 2 s).",
+            &|s| s.missing_pids.len() as f64,
         );
         family(
             "capbox_channel_scrambled_packets_total",
