@@ -3,8 +3,10 @@
  * even parity), so capbox's descrambling is checked against a stream it did
  * not write.
  *
- * Usage: biss_scramble <16 hex digits cw> [pmt=<pid> ecm=<pid>] <pid>...
+ * Usage: biss_scramble <16 hex digits cw> [pmt=<pid> ecm=<pid>] <pid>|<lo>-<hi>...
  *        < clear.ts > scrambled.ts
+ * A <lo>-<hi> argument (e.g. 0x100-0x8ff) selects every PID in that range:
+ * the benchmarks scramble all services of a mux that way.
  * Packets of the given PIDs whose payload (after the adaptation field) is at
  * least 8 bytes get it encrypted and transport_scrambling_control = 10.
  * With pmt= and ecm=, each one-packet PMT section on that PID gets a
@@ -42,7 +44,7 @@ static int add_ca(uint8_t *s, uint8_t *end, int ecm_pid) {
 
 int main(int argc, char **argv) {
   unsigned char cw[8], p[188];
-  int pids[16], npids = 0;
+  int pids[16], npids = 0, lo = -1, hi = -1;
   if (argc < 3 || argc > 18) return 1;
   for (int i = 0; i < 8; i++) {
     unsigned int b;
@@ -55,13 +57,17 @@ int main(int argc, char **argv) {
       pmt_pid = (int)strtol(argv[i] + 4, NULL, 0);
     else if (!strncmp(argv[i], "ecm=", 4))
       ecm_pid = (int)strtol(argv[i] + 4, NULL, 0);
-    else
+    else if (strchr(argv[i], '-')) {
+      char *dash;
+      lo = (int)strtol(argv[i], &dash, 0);
+      hi = (int)strtol(dash + 1, NULL, 0);
+    } else
       pids[npids++] = (int)strtol(argv[i], NULL, 0);
   }
   struct dvbcsa_key_s *key = dvbcsa_key_alloc();
   dvbcsa_key_set(cw, key);
   while (fread(p, 1, 188, stdin) == 188) {
-    int pid = ((p[1] & 0x1f) << 8) | p[2], want = 0;
+    int pid = ((p[1] & 0x1f) << 8) | p[2], want = pid >= lo && pid <= hi;
     for (int i = 0; i < npids; i++) want |= pids[i] == pid;
     int off = 4;
     if (p[3] & 0x20) off = 5 + p[4];
