@@ -389,19 +389,29 @@ impl DvbSource {
     }
 
     fn open_inner(cfg: DvbSourceConfig, mux: String) -> Result<DvbSource, SourceError> {
-        let n = resolve_device(&cfg.device).map_err(|m| {
-            if lock_status(&cfg.status).gone {
-                err(
-                    &cfg.name,
-                    format!("adapter {} disappeared and is not back: {m}", cfg.device),
+        // After an ENODEV the reopen says the adapter is still away, not
+        // just "no such file".
+        let gone = lock_status(&cfg.status).gone;
+        let not_back = |m: String| {
+            if gone {
+                format!(
+                    "adapter {} disappeared and is not back yet: {m}",
+                    cfg.device
                 )
             } else {
-                err(&cfg.name, m)
+                m
+            }
+        };
+        let n = resolve_device(&cfg.device).map_err(|m| err(&cfg.name, not_back(m)))?;
+        let what = format!("{} (adapter{n})", cfg.name);
+        let mut fe = Frontend::open(n, cfg.frontend).map_err(|e| {
+            let words = open_error_words(&e);
+            if e.errno == libc::ENOENT || e.errno == libc::ENODEV {
+                err(&what, not_back(words))
+            } else {
+                err(&what, words)
             }
         })?;
-        let what = format!("{} (adapter{n})", cfg.name);
-        let mut fe =
-            Frontend::open(n, cfg.frontend).map_err(|e| err(&what, open_error_words(&e)))?;
         if let (Some(setup), Some(sat)) = (&cfg.lnb, cfg.tuning.satellite()) {
             let plan = setup
                 .lnb
