@@ -1431,10 +1431,10 @@ fn pid_filter_checks(s: &mut Suite) {
     // Reads for `dur`; returns the raw input packets (after `skip`, the
     // data already queued under the old filters) and the remuxed output.
     let pump = |src: &mut DvbSource,
-                    remux: &mut Remux,
-                    skip: Duration,
-                    dur: Duration,
-                    follow: bool|
+                remux: &mut Remux,
+                skip: Duration,
+                dur: Duration,
+                follow: bool|
      -> Result<(Vec<u8>, Vec<u8>), String> {
         let t0 = Instant::now();
         let (mut input, mut out, mut buf, mut batch) =
@@ -1769,12 +1769,22 @@ fn hotplug_checks(s: &mut Suite) {
     let before = read_some(&mut c1, 200 * PACKET_SIZE, Duration::from_secs(5));
     let unbind = "/sys/bus/platform/drivers/vidtv/unbind";
     let bind = "/sys/bus/platform/drivers/vidtv/bind";
+    // The platform device's name ("vidtv.0": id 0) as its driver lists it.
+    let pdev = std::fs::read_dir("/sys/bus/platform/drivers/vidtv")
+        .ok()
+        .and_then(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .find(|n| n.starts_with("vidtv"))
+        })
+        .unwrap_or_else(|| "vidtv.0".into());
+    let pdev2 = pdev.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let t_unplug = Instant::now();
     // The write returns once dvb-core has let go, which needs capbox to
     // close its fds: in a thread.
     std::thread::spawn(move || {
-        let _ = tx.send(std::fs::write(unbind, "vidtv").map_err(|e| e.to_string()));
+        let _ = tx.send(std::fs::write(unbind, &pdev2).map_err(|e| e.to_string()));
     });
     let (down, reason, down_after) = wait_state("down", &["disappeared"], Duration::from_secs(10));
     let unbound = rx.recv_timeout(Duration::from_secs(10));
@@ -1798,7 +1808,7 @@ fn hotplug_checks(s: &mut Suite) {
         ),
     );
 
-    let bound = std::fs::write(bind, "vidtv").map_err(|e| e.to_string());
+    let bound = std::fs::write(bind, &pdev).map_err(|e| e.to_string());
     let t_back = Instant::now();
     let node = format!("/dev/dvb/{device}/frontend0");
     while !std::path::Path::new(&node).exists() && t_back.elapsed() < Duration::from_secs(5) {
