@@ -1844,11 +1844,23 @@ fn hotplug_checks(s: &mut Suite) {
     };
     let metrics = get_text(addr, "/metrics").unwrap_or_default();
     let locked = metrics.contains("capbox_frontend_locked{adapter=\"ter1\"} 1");
+    // Shown, not asserted: per-PID under serve needs the runner to pass
+    // its wanted PIDs (Source::set_wanted_pids).
+    let filters = get_text(addr, "/status")
+        .ok()
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .map(|v| {
+            format!(
+                "{} {}",
+                v["adapters"][0]["pid_filter"], v["adapters"][0]["pids"]
+            )
+        })
+        .unwrap_or_default();
     s.check(
         "hot-plug: device bound again → channel up by its stable name, no restart; a new client gets PAT/PMT/0x0111 audio",
         bound.is_ok() && up_again && c2_ok && locked,
         format!(
-            "bind {bound:?} ({number:?}); up after {} ({why}); new client: {c2_words}; old client after: {} TS packets; locked {locked}",
+            "bind {bound:?} ({number:?}); up after {} ({why}); new client: {c2_words}; old client after: {} TS packets; locked {locked}; filters {filters}",
             ms(Some(up_after)),
             c1_after.len() / PACKET_SIZE
         ),
