@@ -658,6 +658,45 @@ mod tests {
     }
 
     #[test]
+    fn dvb_enodev_is_an_adapter_that_disappeared() {
+        let e = DvbError::new("adapter2/dvr0", "read", nix::errno::Errno::ENODEV);
+        let w = gone_words(2, &e).expect("ENODEV is gone");
+        assert_eq!(
+            w,
+            "adapter2 disappeared (driver unloaded or device unplugged): adapter2/dvr0: read failed: No such device (ENODEV, errno 19)"
+        );
+        let e = DvbError::new(
+            "adapter2/frontend0",
+            "FE_READ_STATUS",
+            nix::errno::Errno::ENXIO,
+        );
+        assert!(gone_words(2, &e).is_some());
+        // Other errors are not a disappearance.
+        let e = DvbError::new("adapter2/dvr0", "read", nix::errno::Errno::EIO);
+        assert!(gone_words(2, &e).is_none());
+    }
+
+    #[test]
+    fn dvb_reopen_after_disappearing_says_not_back() {
+        let cfg = DvbSourceConfig::new(
+            "ter9",
+            "adapter97",
+            Tuning::from_args("dvbt 474000000 8MHz").unwrap(),
+        );
+        let status = cfg.status.clone();
+        status.lock().unwrap().gone = true;
+        let text = DvbSource::open(cfg).err().expect("absent").to_string();
+        assert!(
+            text.starts_with("ter9 (adapter97): adapter adapter97 disappeared and is not back yet: adapter97/frontend0: open failed: No such file or directory"),
+            "{text}"
+        );
+        assert!(
+            status.lock().unwrap().gone,
+            "still gone until an open succeeds"
+        );
+    }
+
+    #[test]
     fn dvb_busy_frontend_in_words() {
         let e = DvbError::new("adapter0/frontend0", "open", nix::errno::Errno::EBUSY);
         let w = open_error_words(&e);
