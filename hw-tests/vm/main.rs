@@ -1808,6 +1808,17 @@ fn hotplug_checks(s: &mut Suite) {
         ),
     );
 
+    // While it is away, the runner's reopen says so (not just ENOENT).
+    let (away, away_reason, _) = wait_state(
+        "down",
+        &["disappeared and is not back yet"],
+        Duration::from_secs(5),
+    );
+    s.check(
+        "hot-plug: while the adapter is away, the reopen's reason says it has not come back",
+        away,
+        away_reason,
+    );
     let bound = std::fs::write(bind, &pdev).map_err(|e| e.to_string());
     let t_back = Instant::now();
     let node = format!("/dev/dvb/{device}/frontend0");
