@@ -707,6 +707,8 @@ fn main() {
     cli_checks(&mut s);
     scan_checks(&mut s);
     bars_checks(&mut s);
+    pid_filter_checks(&mut s);
+    hotplug_checks(&mut s);
 
     println!(
         "hw-tests: {} passed, {} failed, {} ms in the VM",
@@ -1393,4 +1395,486 @@ fn median(v: &[Duration]) -> Option<Duration> {
 fn ms(d: Option<Duration>) -> String {
     d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))
         .unwrap_or_else(|| "-".into())
+}
+
+/// PIDs seen in `data` (aligned packets).
+fn pids_in(data: &[u8]) -> BTreeSet<u16> {
+    data.chunks_exact(PACKET_SIZE)
+        .filter_map(|c| Packet::new_checked(c).ok())
+        .map(|p| p.pid())
+        .collect()
+}
+
+/// Per-PID filters under `DvbSource` (issue 4, demux): the PIDs asked for
+/// (plus PAT, CAT, NIT, SDT, EIT, TDT) reach dvr, the others (vidtv's
+/// 0x0111 audio while only the PMT is wanted, its null packets always) do
+/// not; the channel still comes out whole through the remux; above the
+/// threshold it is the full TS again.
+fn pid_filter_checks(s: &mut Suite) {
+    use capbox::remux::Remux;
+    use capbox::source::dvb::{wanted_pids, DvbSource, DvbSourceConfig};
+    use capbox::source::Source;
+    let device = vidtv_device();
+    let tuning =
+        capbox::dvb::tuning::Tuning::from_args("dvbt 474000000 8MHz").expect("tune string");
+    let cfg = DvbSourceConfig::new("ter1", &device, tuning);
+    let status = cfg.status.clone();
+    let mut src = match DvbSource::open(cfg) {
+        Ok(x) => x,
+        Err(e) => {
+            s.check("per-PID filters", false, e);
+            return;
+        }
+    };
+    let mut remux = Remux::new();
+    let prog = remux.add_program(0x0880);
+    // Reads for `dur`; returns the raw input packets (after `skip`, the
+    // data already queued under the old filters) and the remuxed output.
+    let pump = |src: &mut DvbSource,
+                remux: &mut Remux,
+                skip: Duration,
+                dur: Duration,
+                follow: bool|
+     -> Result<(Vec<u8>, Vec<u8>), String> {
+        let t0 = Instant::now();
+        let (mut input, mut out, mut buf, mut batch) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        while t0.elapsed() < skip + dur {
+            buf.clear();
+            src.read(&mut buf, Duration::from_millis(20))
+                .map_err(|e| e.to_string())?;
+            remux.push(&buf);
+            if follow {
+                // What the channel runner does after each status refresh.
+                let w = wanted_pids(remux);
+                src.set_wanted_pids(&w);
+            }
+            let p = remux.program_mut(prog);
+            if p.psi_changed {
+                p.psi_changed = false;
+                out.extend_from_slice(&p.psi_packets());
+            }
+            p.take_output(&mut batch);
+            if t0.elapsed() >= skip {
+                input.extend_from_slice(&buf);
+                out.extend_from_slice(&batch);
+            }
+        }
+        Ok((input, out))
+    };
+    let base: BTreeSet<u16> = capbox::dvb::demux::BASE_PIDS.iter().copied().collect();
+
+    // (a) Full TS first (no wish yet): PAT and PMT arrive, null packets too.
+    let r = (|| -> Result<String, String> {
+        let (input, _) = pump(
+            &mut src,
+            &mut remux,
+            Duration::ZERO,
+            Duration::from_millis(600),
+            false,
+        )?;
+        let pids = pids_in(&input);
+        let fds = demux_fds().len();
+        let ok = pids.contains(&0x1fff)
+            && pids.contains(&0x0111)
+            && fds == 1
+            && src.filter_pids().is_none();
+        let msg = format!("before any wish: {fds} demux fd, PIDs {pids:x?}");
+        if ok {
+            Ok(msg)
+        } else {
+            Err(msg)
+        }
+    })();
+    s.check(
+        "per-PID: opens on the full TS (one demux fd, null packets seen)",
+        r.is_ok(),
+        r.unwrap_or_else(|e| e),
+    );
+
+    // (b) Only the PMT wanted: base + 0x0101 on dvr, nothing else.
+    let r = (|| -> Result<String, String> {
+        src.set_wanted_pids(&[0x0101]);
+        let set = src.filter_pids().ok_or("still the full TS")?;
+        let fds = demux_fds().len();
+        let (input, _) = pump(
+            &mut src,
+            &mut remux,
+            Duration::from_millis(300),
+            Duration::from_millis(800),
+            false,
+        )?;
+        let pids = pids_in(&input);
+        let mut allowed = base.clone();
+        allowed.insert(0x0101);
+        let st = status.lock().map(|g| g.clone()).unwrap_or_default();
+        let msg = format!(
+            "filters {set:x?} on {fds} demux fds; PIDs on dvr {pids:x?}; status pid_filter {:?}",
+            st.pid_filter
+        );
+        let ok = fds == set.len()
+            && set.len() == 7
+            && pids.is_subset(&allowed)
+            && pids.contains(&0x0000)
+            && pids.contains(&0x0101)
+            && !pids.contains(&0x0111)
+            && !pids.contains(&0x1fff)
+            && st.pid_filter == "7 PIDs";
+        if ok {
+            Ok(msg)
+        } else {
+            Err(msg)
+        }
+    })();
+    s.check(
+        "per-PID: only PAT/CAT/NIT/SDT/EIT/TDT + the wanted PMT reach dvr (no 0x0111, no nulls)",
+        r.is_ok(),
+        r.unwrap_or_else(|e| e),
+    );
+
+    // (c) Following the remux's wishes (PMT, ES, PCR): the channel is whole.
+    let r = (|| -> Result<String, String> {
+        let (input, out) = pump(
+            &mut src,
+            &mut remux,
+            Duration::from_millis(300),
+            Duration::from_millis(1500),
+            true,
+        )?;
+        let set = src.filter_pids().ok_or("full TS")?;
+        let pids = pids_in(&input);
+        let f = parse_ts(&out);
+        let audio_pes = pes_starts(&out, 0x0111);
+        let msg = format!(
+            "wanted {:x?}; filters {set:x?}; dvr PIDs {pids:x?}; out programs {:?} streams {:?}, {audio_pes} audio PES",
+            wanted_pids(&remux),
+            f.programs,
+            f.streams
+        );
+        let ok = set.contains(&0x0111)
+            && set.contains(&0x0200)
+            && pids.contains(&0x0111)
+            && !pids.contains(&0x1fff)
+            && f.programs.contains_key(&0x0880)
+            && f.pids.contains(&0x0111)
+            && audio_pes > 0
+            && demux_fds().len() == set.len();
+        if ok {
+            Ok(msg)
+        } else {
+            Err(msg)
+        }
+    })();
+    s.check(
+        "per-PID: filters follow the PMT (0x0111 audio, 0x0200 PCR added), remux 0x0880 whole, still no nulls",
+        r.is_ok(),
+        r.unwrap_or_else(|e| e),
+    );
+
+    // (d) Above the threshold (32): back to the full TS, one fd.
+    let r = (|| -> Result<String, String> {
+        let many: Vec<u16> = (0x0300..0x0330).collect();
+        src.set_wanted_pids(&many);
+        let fds = demux_fds().len();
+        let (input, _) = pump(
+            &mut src,
+            &mut remux,
+            Duration::from_millis(300),
+            Duration::from_millis(500),
+            false,
+        )?;
+        let pids = pids_in(&input);
+        let st = status.lock().map(|g| g.clone()).unwrap_or_default();
+        let msg = format!(
+            "{fds} demux fd; nulls {}; status {:?}, {} filter changes, {} failures",
+            pids.contains(&0x1fff),
+            st.pid_filter,
+            st.filter_changes,
+            st.filter_failures
+        );
+        let ok = fds == 1
+            && src.filter_pids().is_none()
+            && pids.contains(&0x1fff)
+            && st.pid_filter == "full TS"
+            && st.filter_failures == 0;
+        if ok {
+            Ok(msg)
+        } else {
+            Err(msg)
+        }
+    })();
+    s.check(
+        "per-PID: 48 wanted PIDs > 32 → full TS again",
+        r.is_ok(),
+        r.unwrap_or_else(|e| e),
+    );
+}
+
+/// GET `path` from the daemon at `addr`, the body as text.
+fn get_text(addr: std::net::SocketAddr, path: &str) -> Result<String, String> {
+    capbox::cli::status::http_get(&format!("http://{addr}"), path, Duration::from_secs(3))
+}
+
+/// The state and reason of channel `name` in /status.
+fn channel_state(addr: std::net::SocketAddr, name: &str) -> (String, String) {
+    let Ok(body) = get_text(addr, "/status") else {
+        return ("?".into(), "no /status".into());
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let empty = Vec::new();
+    v["channels"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| {
+            (
+                c["state"].as_str().unwrap_or("?").to_string(),
+                c["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .unwrap_or_else(|| ("?".into(), format!("no channel {name} in {body}")))
+}
+
+/// Opens /stream/`name` and reads up to `packets` TS packets (or `limit`).
+fn stream_client(addr: std::net::SocketAddr, name: &str) -> Result<std::net::TcpStream, String> {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    c.set_read_timeout(Some(Duration::from_millis(500)))
+        .map_err(|e| e.to_string())?;
+    write!(c, "GET /stream/{name} HTTP/1.1\r\nHost: vm\r\n\r\n").map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+/// Reads from `c` for up to `limit` or until `want` bytes came.
+fn read_some(c: &mut std::net::TcpStream, want: usize, limit: Duration) -> Vec<u8> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut block = vec![0u8; 65536];
+    let end = Instant::now() + limit;
+    while Instant::now() < end && got.len() < want {
+        match c.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&block[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// TS packets in an HTTP body (chunked or not), aligned by capbox's Resync.
+fn ts_of(body: &[u8]) -> Vec<u8> {
+    let mut r = capbox::source::Resync::new();
+    let mut ts = Vec::new();
+    r.push(body, &mut ts);
+    ts
+}
+
+/// Issue 4 items 5 and 7 against a running daemon: `capbox scan`/`tune`
+/// on the adapter it holds are refused naming the channel; then the vidtv
+/// device is unbound from its driver while a client reads (what a USB
+/// unplug does: dvb-core unregisters under open fds), the channel goes
+/// down saying the adapter disappeared, and after the bind it comes back
+/// by the same name without a restart and clients get data.
+fn hotplug_checks(s: &mut Suite) {
+    let _ = loopback_up();
+    let device = vidtv_device();
+    let number: Option<u32> = device.strip_prefix("adapter").and_then(|n| n.parse().ok());
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[adapter]]\nname = \"ter1\"\ndevice = \"{device}\"\n\
+         [[channel]]\nname = \"beethoven\"\n[[channel.source]]\nadapter = \"ter1\"\n\
+         tune = \"dvbt 474000000 8MHz\"\nprogram = 0x0880\n"
+    );
+    let cfg = match capbox::config::parse(&text, "vm.toml", std::path::Path::new("/")) {
+        Ok(c) => c,
+        Err(e) => {
+            s.check("hot-plug: config", false, format!("{e:?}"));
+            return;
+        }
+    };
+    let d = match capbox::daemon::Daemon::start(cfg, true) {
+        Ok(d) => d,
+        Err(e) => {
+            s.check("hot-plug: daemon", false, e);
+            return;
+        }
+    };
+    let Some(addr) = d.local_addr() else {
+        s.check("hot-plug: daemon", false, "no listener");
+        return;
+    };
+    let url = format!("http://{addr}");
+    let wait_state = |want: &str, words: &[&str], limit: Duration| -> (bool, String, Duration) {
+        let t0 = Instant::now();
+        loop {
+            let (st, reason) = channel_state(addr, "beethoven");
+            if st == want && words.iter().all(|w| reason.contains(w)) {
+                return (true, reason, t0.elapsed());
+            }
+            if t0.elapsed() > limit {
+                return (
+                    false,
+                    format!("state {st}, reason {reason:?}"),
+                    t0.elapsed(),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let (up, why, _) = wait_state("up", &[], Duration::from_secs(10));
+
+    // Item 5: scan and tune refused, naming the channel that would drop.
+    let scan_args = capbox::cli::scan::parse_args(&[
+        device.clone(),
+        "/etc/vidtv-scan.conf".into(),
+        "--url".into(),
+        url.clone(),
+        "--out".into(),
+        "/tmp/refused.conf".into(),
+    ]);
+    let scan_r = scan_args
+        .map_err(|e| e.to_string())
+        .and_then(|a| capbox::cli::scan::scan_to_files(&a, &mut std::io::sink()).map(|_| ()));
+    let tune_rc = capbox::cli::tune::run(&[
+        device.clone(),
+        "dvbt 474000000 8MHz".into(),
+        "--seconds".into(),
+        "1".into(),
+        "--url".into(),
+        url.clone(),
+    ]);
+    let named = capbox::cli::scan::daemon_channels_on(&url, &device, None);
+    s.check(
+        "capbox scan/tune on an adapter capbox serve uses: refused, naming the channel that would drop",
+        up && scan_r.as_ref().err().is_some_and(|e| e.contains("beethoven") && e.contains("would drop"))
+            && tune_rc == 1
+            && named == ["beethoven"],
+        format!("up {up} ({why}); scan: {scan_r:?}; tune exit {tune_rc}, channels named for tune {named:?}"),
+    );
+
+    // Item 7: hot-plug.
+    let mut c1 = match stream_client(addr, "beethoven") {
+        Ok(c) => c,
+        Err(e) => {
+            s.check("hot-plug", false, e);
+            d.stop();
+            return;
+        }
+    };
+    let before = read_some(&mut c1, 200 * PACKET_SIZE, Duration::from_secs(5));
+    let unbind = "/sys/bus/platform/drivers/vidtv/unbind";
+    let bind = "/sys/bus/platform/drivers/vidtv/bind";
+    // The platform device's name ("vidtv.0": id 0) as its driver lists it.
+    let pdev = std::fs::read_dir("/sys/bus/platform/drivers/vidtv")
+        .ok()
+        .and_then(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .find(|n| n.starts_with("vidtv"))
+        })
+        .unwrap_or_else(|| "vidtv.0".into());
+    let pdev2 = pdev.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t_unplug = Instant::now();
+    // The write returns once dvb-core has let go, which needs capbox to
+    // close its fds: in a thread.
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::write(unbind, &pdev2).map_err(|e| e.to_string()));
+    });
+    let (down, reason, down_after) = wait_state("down", &["disappeared"], Duration::from_secs(10));
+    let unbound = rx.recv_timeout(Duration::from_secs(10));
+    let adapters_gone = adapter::discover().adapters.is_empty();
+    let status_adapter = get_text(addr, "/status")
+        .ok()
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .map(|v| v["adapters"][0].clone())
+        .unwrap_or_default();
+    s.check(
+        "hot-plug: device unbound under capbox serve → channel down, reason says the adapter disappeared; fds released",
+        down && matches!(unbound, Ok(Ok(()))) && adapters_gone && status_adapter["gone"] == true,
+        format!(
+            "{} bytes before; down after {} ({reason:?}); unbind {:?} after {}; adapter status gone={} disappeared={}",
+            before.len(),
+            ms(Some(down_after)),
+            unbound,
+            ms(Some(t_unplug.elapsed())),
+            status_adapter["gone"],
+            status_adapter["disappeared"]
+        ),
+    );
+
+    // While it is away, the runner's reopen says so (not just ENOENT).
+    let (away, away_reason, _) = wait_state(
+        "down",
+        &["disappeared and is not back yet"],
+        Duration::from_secs(5),
+    );
+    s.check(
+        "hot-plug: while the adapter is away, the reopen's reason says it has not come back",
+        away,
+        away_reason,
+    );
+    let bound = std::fs::write(bind, &pdev).map_err(|e| e.to_string());
+    let t_back = Instant::now();
+    let node = format!("/dev/dvb/{device}/frontend0");
+    while !std::path::Path::new(&node).exists() && t_back.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (up_again, why, up_after) = wait_state("up", &[], Duration::from_secs(40));
+    // The old client: its connection outlived the outage.
+    let c1_after = ts_of(&read_some(
+        &mut c1,
+        300 * PACKET_SIZE,
+        Duration::from_secs(5),
+    ));
+    let c2 = stream_client(addr, "beethoven")
+        .map(|mut c| read_some(&mut c, 300 * PACKET_SIZE, Duration::from_secs(5)));
+    let (c2_ok, c2_words) = match &c2 {
+        Ok(body) => {
+            let ts = ts_of(body);
+            let f = parse_ts(&ts);
+            let ok = f.programs.contains_key(&0x0880)
+                && f.pids.contains(&0x0111)
+                && pes_starts(&ts, 0x0111) > 0;
+            (
+                ok,
+                format!(
+                    "{} packets, programs {:?}, pids {:x?}",
+                    ts.len() / PACKET_SIZE,
+                    f.programs,
+                    f.pids
+                ),
+            )
+        }
+        Err(e) => (false, e.clone()),
+    };
+    let metrics = get_text(addr, "/metrics").unwrap_or_default();
+    let locked = metrics.contains("capbox_frontend_locked{adapter=\"ter1\"} 1");
+    // Shown, not asserted: per-PID under serve needs the runner to pass
+    // its wanted PIDs (Source::set_wanted_pids).
+    let filters = get_text(addr, "/status")
+        .ok()
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .map(|v| {
+            format!(
+                "{} {}",
+                v["adapters"][0]["pid_filter"], v["adapters"][0]["pids"]
+            )
+        })
+        .unwrap_or_default();
+    s.check(
+        "hot-plug: device bound again → channel up by its stable name, no restart; a new client gets PAT/PMT/0x0111 audio",
+        bound.is_ok() && up_again && c2_ok && locked,
+        format!(
+            "bind {bound:?} ({number:?}); up after {} ({why}); new client: {c2_words}; old client after: {} TS packets; locked {locked}; filters {filters}",
+            ms(Some(up_after)),
+            c1_after.len() / PACKET_SIZE
+        ),
+    );
+    d.stop();
 }

@@ -4,8 +4,10 @@
 //! in 80 columns.
 //!
 //! An adapter held by another process (EBUSY on the frontend or dvr: usually
-//! `capbox serve`) is refused in words naming the reason unless `--force`,
-//! which retries the open for a few seconds instead of giving up at once.
+//! `capbox serve`) is refused in words naming the reason and, when the
+//! running capbox answers on `--url`, the channels that would drop; unless
+//! `--force`, which retries the open for a few seconds instead of giving up
+//! at once.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,6 +37,8 @@ options:
   --no-nit            do not follow the NIT to other muxes
   --pls-style tbs     TBS drivers' packed DTV_STREAM_ID (default mainline)
   --force             try even if the adapter is in use
+  --url URL           the running capbox, asked which channels use the
+                      adapter (default http://127.0.0.1:8080)
 ";
 
 /// Parsed command line.
@@ -50,6 +54,7 @@ pub struct Args {
     pub follow_nit: bool,
     pub pls_style: PlsStyle,
     pub force: bool,
+    pub url: String,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -65,6 +70,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
         follow_nit: true,
         pls_style: PlsStyle::Mainline,
         force: false,
+        url: DEFAULT_URL.to_string(),
     };
     let mut it = args.iter();
     while let Some(x) = it.next() {
@@ -87,6 +93,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             "--read-ms" => a.read_ms = num("--read-ms", val("--read-ms")?)?,
             "--no-nit" => a.follow_nit = false,
             "--force" => a.force = true,
+            "--url" => a.url = val("--url")?,
             "--pls-style" => {
                 a.pls_style = match val("--pls-style")?.to_ascii_lowercase().as_str() {
                     "tbs" => PlsStyle::Tbs,
@@ -132,6 +139,9 @@ pub fn resolve_adapter(name: &str, adapters: &[adapter::Adapter]) -> Result<u32,
     ))
 }
 
+/// Where `capbox serve` answers by default.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
 /// The refusal for a device in use: "adapter0 is in use (capbox serve?);
 /// use --force". `None` when the error is not EBUSY.
 pub fn busy_message(adapter: u32, e: &DvbError) -> Option<String> {
@@ -143,6 +153,65 @@ pub fn busy_message(adapter: u32, e: &DvbError) -> Option<String> {
     })
 }
 
+/// The refusal when the running capbox says which channels use the
+/// adapter: they are named, since they would drop.
+pub fn busy_message_with_channels(who: &str, channels: &[String]) -> String {
+    format!(
+        "{who} is in use by capbox serve for channel(s) {}; they would drop. \
+         Stop serve or move them to another adapter first (--force tries anyway)",
+        channels.join(", ")
+    )
+}
+
+/// The channels in a `/status` document (`capbox serve`'s JSON) whose
+/// source is on adapter `who` (its `[[adapter]]` name, configured device,
+/// stable name or `adapterN`; `number` when known). A channel's `source`
+/// reads "adapter <name> <mux>" (the runner's key) or "<name> (adapterN)
+/// …" (an error from the adapter).
+pub fn channels_on(status_json: &str, who: &str, number: Option<u32>) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(status_json) else {
+        return Vec::new();
+    };
+    let empty = Vec::new();
+    let labels: Vec<&str> = v["adapters"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .filter(|a| {
+            let n = a["number"].as_u64();
+            a["device"] == who
+                || a["name"] == who
+                || n.is_some_and(|n| format!("adapter{n}") == who)
+                || (n.is_some() && n == number.map(u64::from))
+        })
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    let mut out: Vec<String> = v["channels"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .filter(|c| {
+            let src = c["source"].as_str().unwrap_or("");
+            labels.iter().any(|l| {
+                src.starts_with(&format!("adapter {l} ")) || src.starts_with(&format!("{l} "))
+            })
+        })
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// [`channels_on`] asking the capbox at `url`; empty when it does not
+/// answer.
+pub fn daemon_channels_on(url: &str, who: &str, number: Option<u32>) -> Vec<String> {
+    match super::status::http_get(url, "/status", Duration::from_secs(2)) {
+        Ok(body) => channels_on(&body, who, number),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Open the adapter's tuner; with `force`, keep trying an EBUSY open for
 /// 3 s (the other user may be about to let go).
 fn open_tuner(a: &Args, num: u32, lnb: Option<LnbSetup>) -> Result<DvbTuner, String> {
@@ -151,7 +220,14 @@ fn open_tuner(a: &Args, num: u32, lnb: Option<LnbSetup>) -> Result<DvbTuner, Str
         match DvbTuner::open(num, lnb.clone(), a.pls_style) {
             Ok(t) => return Ok(t),
             Err(e) => match busy_message(num, &e) {
-                Some(msg) if !a.force => return Err(msg),
+                Some(msg) if !a.force => {
+                    let chans = daemon_channels_on(&a.url, &a.adapter, Some(num));
+                    return Err(if chans.is_empty() {
+                        msg
+                    } else {
+                        busy_message_with_channels(&a.adapter, &chans)
+                    });
+                }
                 Some(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(100)),
                 _ => return Err(e.to_string()),
             },
@@ -286,6 +362,7 @@ mod tests {
         assert_eq!(a.timeout_ms, 3000);
         assert_eq!(a.lnb.as_deref(), Some("universal"));
         assert!(a.force && a.follow_nit);
+        assert_eq!(a.url, DEFAULT_URL);
         assert!(parse_args(&s(&["adapter0"])).is_err());
         assert!(parse_args(&s(&["a", "b", "--timeout-ms", "x"])).is_err());
         assert!(parse_args(&s(&["a", "b", "--bogus"])).is_err());
@@ -325,5 +402,68 @@ mod tests {
         assert_eq!(t, [Tuning::from_args("dvbt 474000000 8MHz").unwrap()]);
         assert!(String::from_utf8(log).unwrap().starts_with("skipped: "));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn busy_refusal_names_the_channels_on_that_adapter() {
+        // The shape of `capbox serve`'s /status (daemon.rs): a channel's
+        // source is the runner's key "adapter <name> <mux>", or an error
+        // from the adapter "<name> (adapterN): …" while it is down.
+        let status = r#"{"adapters":[
+            {"name":"ter1","device":"usb-734c:5980-0001","number":0,"locked":true},
+            {"name":"ter2","device":"adapter1","number":null,"locked":false}],
+          "channels":[
+            {"name":"beethoven","source":"adapter ter1 dvbt 474000000 8MHz"},
+            {"name":"mozart","source":"ter1 (adapter0): lost lock on dvbt 474000000"},
+            {"name":"news","source":"adapter ter2 dvbt 522000000 8MHz"},
+            {"name":"ter1x","source":"adapter ter10 dvbt 1"},
+            {"name":"file","source":"file samples/mux.ts"}]}"#;
+        let want = vec!["beethoven".to_string(), "mozart".to_string()];
+        assert_eq!(channels_on(status, "ter1", None), want);
+        assert_eq!(channels_on(status, "usb-734c:5980-0001", None), want);
+        assert_eq!(channels_on(status, "adapter0", None), want);
+        // `capbox scan 0 …` resolves to adapter 0 before asking.
+        assert_eq!(channels_on(status, "0", Some(0)), want);
+        assert_eq!(
+            channels_on(status, "adapter1", None),
+            vec!["news".to_string()]
+        );
+        assert!(channels_on(status, "adapter5", Some(5)).is_empty());
+        assert!(channels_on("not json", "ter1", None).is_empty());
+        let m = busy_message_with_channels("ter1", &want);
+        assert!(
+            m.starts_with(
+                "ter1 is in use by capbox serve for channel(s) beethoven, mozart; they would drop."
+            ),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn busy_refusal_asks_the_daemon_over_http() {
+        use std::io::{Read, Write};
+        // A one-shot server standing in for capbox serve.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = [0u8; 1024];
+            let n = c.read(&mut req).unwrap();
+            assert!(String::from_utf8_lossy(&req[..n]).starts_with("GET /status "));
+            let body = r#"{"adapters":[{"name":"sat1","device":"adapter3","number":3}],"channels":[{"name":"arte","source":"adapter sat1 dvbs2 11362000 V 22000000"}]}"#;
+            write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+        });
+        assert_eq!(
+            daemon_channels_on(&url, "adapter3", Some(3)),
+            vec!["arte".to_string()]
+        );
+        t.join().unwrap();
+        // Nobody there: no names, no error.
+        assert!(daemon_channels_on("http://127.0.0.1:9", "adapter3", Some(3)).is_empty());
     }
 }

@@ -7,7 +7,6 @@
 //! cannot override the kernel, it only skips asking the daemon which
 //! channels use the adapter.
 
-use super::status::http_get;
 use crate::config::parse_switch;
 use crate::dvb::lnb::{Lnb, LnbSetup};
 use crate::dvb::tuning::{PlsStyle, Tuning};
@@ -96,42 +95,6 @@ impl Services {
         let l = self.list();
         !l.is_empty() && l.iter().all(|(_, _, n)| n.is_some())
     }
-}
-
-/// Channels of the running capbox whose source is on `who`, for the
-/// refusal message; empty when the daemon cannot be asked.
-fn daemon_channels_on(url: &str, who: &str) -> Vec<String> {
-    let Ok(body) = http_get(url, "/status", Duration::from_secs(2)) else {
-        return Vec::new();
-    };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
-        return Vec::new();
-    };
-    let labels: Vec<String> = v["adapters"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter(|a| {
-            a["device"] == who
-                || a["name"] == who
-                || a["number"]
-                    .as_u64()
-                    .is_some_and(|n| format!("adapter{n}") == who)
-        })
-        .filter_map(|a| a["name"].as_str().map(str::to_string))
-        .collect();
-    v["channels"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter(|c| {
-            let src = c["source"].as_str().unwrap_or("");
-            labels.iter().any(|l| src.starts_with(&format!("{l} ")))
-        })
-        .filter_map(|c| c["name"].as_str().map(str::to_string))
-        .collect()
 }
 
 pub fn run(args: &[String]) -> i32 {
@@ -243,14 +206,14 @@ pub fn run(args: &[String]) -> i32 {
                 let chans = if force {
                     Vec::new()
                 } else {
-                    daemon_channels_on(&url, &who)
+                    super::scan::daemon_channels_on(&url, &who, None)
                 };
                 if chans.is_empty() {
                     eprintln!("capbox tune: {who} is busy: another program tunes it (capbox serve, dvbv5-zap?); stop it first");
                 } else {
                     eprintln!(
-                        "capbox tune: {who} is in use by capbox serve for channel(s) {}; they would drop. Stop serve or move them first",
-                        chans.join(", ")
+                        "capbox tune: {}",
+                        super::scan::busy_message_with_channels(&who, &chans)
                     );
                 }
             } else {

@@ -217,9 +217,25 @@ pub struct AdapterConfig {
     /// `dvr_buffer_bytes`, default none (sized for 60 Mbit/s × 1 s),
     /// 188 KiB..=256 MiB: the dvr ring in the kernel.
     pub dvr_buffer_bytes: Option<usize>,
+    /// `pid_filter` (`auto` or `full`, default auto) and `pid_filter_max`
+    /// (default 32): per-PID demux filters or the whole TS.
+    pub pid_filter: crate::dvb::demux::PidFilter,
+    /// `cable` + `cable_master`: this tuner shares an LNB cable.
+    pub cable: Option<AdapterCable>,
     pub line: usize,
     /// Key path, e.g. `adapter[0]`.
     pub key: String,
+}
+
+/// An adapter on a shared LNB cable (`cable = "north"`, `cable_master`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterCable {
+    /// The cable's label; adapters with the same label share it.
+    pub name: String,
+    /// This tuner sets voltage, tone and DiSEqC; the others never do.
+    pub master: bool,
+    /// Line of the `cable` key.
+    pub line: usize,
 }
 
 impl AdapterConfig {
@@ -240,6 +256,9 @@ impl AdapterConfig {
             && self.switch == o.switch
             && self.pls_style == o.pls_style
             && self.dvr_buffer_bytes == o.dvr_buffer_bytes
+            && self.pid_filter == o.pid_filter
+            && self.cable.as_ref().map(|c| (&c.name, c.master))
+                == o.cable.as_ref().map(|c| (&c.name, c.master))
     }
 }
 

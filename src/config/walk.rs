@@ -12,6 +12,9 @@ use super::*;
 
 use std::net::SocketAddr;
 
+#[path = "adapters.rs"]
+mod adapters;
+
 struct Walker {
     file: String,
     /// Byte offset of the start of every line, for span → line.
@@ -369,6 +372,7 @@ pub(super) fn parse(
     };
     w.finish(top, ROOT_KEYS);
     one_mux_per_adapter(&mut w, &channels);
+    adapters::cable_rules(&mut w, &adapters, &channels);
 
     if !w.errors.is_empty() {
         return Err(w.errors);
@@ -948,8 +952,9 @@ fn adapters(w: &mut Walker, f: Field, names: &mut Vec<String>) -> Vec<AdapterCon
         } else {
             None
         };
+        let extra = adapters::extra(w, &mut t, &path);
         let line = t.line;
-        w.finish(t, ADAPTER_KEYS);
+        w.finish(t, &[ADAPTER_KEYS, adapters::KEYS].concat());
         if let (Some(name), Some(device)) = (name, device) {
             out.push(AdapterConfig {
                 name,
@@ -959,6 +964,8 @@ fn adapters(w: &mut Walker, f: Field, names: &mut Vec<String>) -> Vec<AdapterCon
                 switch,
                 pls_style,
                 dvr_buffer_bytes: dvr.filter(|&b| b > 0),
+                pid_filter: extra.pid_filter,
+                cable: extra.cable,
                 line,
                 key: path,
             });

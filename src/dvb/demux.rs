@@ -9,11 +9,19 @@
 //! `DMX_REMOVE_PID` work on a TSDEMUX_TAP filter, whose TS is read from the
 //! demux fd itself ([`Output::Demux`]).
 //!
+//! Which of the two an adapter uses is [`PidFilter`]'s choice: per-PID
+//! filters while the channels on the mux need few PIDs (the tuner's
+//! hardware or dvb-core's software demux drops the rest before it costs a
+//! copy to user space), the full TS above a threshold (one filter instead
+//! of dozens of fds).
+//!
 //! Promises: both fds are O_NONBLOCK (a blocking dvr read waits to fill the
-//! whole buffer, FIELD-NOTES) so they fit a mio loop; `Dvr::read_timeout`
-//! never waits longer than asked; a dvr overflow (EOVERFLOW: the kernel
-//! dropped data because nobody read in time) is counted, not returned as an
-//! error, because reading on is the recovery.
+//! whole buffer, FIELD-NOTES); the dvr fd is registered with its own mio
+//! `Poll` (edge-triggered epoll), so `Dvr::read_timeout` reads until EAGAIN
+//! (or the buffer is full) before it waits, and never waits longer than
+//! asked; a dvr overflow (EOVERFLOW: the kernel dropped data because nobody
+//! read in time) is counted, not returned as an error, because reading on
+//! is the recovery; the caller learns of it through `DvrStats::overflows`.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -31,6 +39,66 @@ type Result<T> = std::result::Result<T, DvbError>;
 
 /// The pseudo-PID that passes every packet of the TS.
 pub const FULL_TS: u16 = 0x2000;
+
+/// PIDs every per-PID filter set passes, whatever the channels: PAT, CAT,
+/// NIT, SDT/BAT, EIT and TDT/TOT (ISO/IEC 13818-1 table 2-3, EN 300 468
+/// table 1). The remux re-emits PAT, SDT, EIT and TDT per channel and the
+/// scanner follows the NIT, so these are never filtered away.
+pub const BASE_PIDS: [u16; 6] = [0x0000, 0x0001, 0x0010, 0x0011, 0x0012, 0x0014];
+
+/// Above this many PIDs `PidFilter::Auto` takes the full TS: each PID costs
+/// a demux fd and a kernel filter slot (some bridges have 32 in hardware).
+pub const DEFAULT_MAX_PIDS: usize = 32;
+
+/// How an adapter picks its demux filters (`[[adapter]] pid_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidFilter {
+    /// Per-PID filters ([`BASE_PIDS`] plus what the channels ask for) while
+    /// that is at most `max_pids` PIDs, the full TS above.
+    Auto { max_pids: usize },
+    /// Always the full TS (PID 0x2000).
+    Full,
+}
+
+impl Default for PidFilter {
+    fn default() -> Self {
+        PidFilter::Auto {
+            max_pids: DEFAULT_MAX_PIDS,
+        }
+    }
+}
+
+/// What a [`PidFilter`] decides for a wanted set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterPlan {
+    Full,
+    /// Sorted, unique, each below 0x1fff, [`BASE_PIDS`] included.
+    Pids(Vec<u16>),
+}
+
+impl PidFilter {
+    /// The filters for channels that need `wanted` (any order, duplicates
+    /// and out-of-range values tolerated: the null PID 0x1fff and anything
+    /// above are never filtered for).
+    pub fn plan(&self, wanted: &[u16]) -> FilterPlan {
+        let max = match *self {
+            PidFilter::Full => return FilterPlan::Full,
+            PidFilter::Auto { max_pids } => max_pids,
+        };
+        let mut pids: Vec<u16> = BASE_PIDS
+            .iter()
+            .copied()
+            .chain(wanted.iter().copied().filter(|&p| p < 0x1fff))
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        if pids.len() > max {
+            FilterPlan::Full
+        } else {
+            FilterPlan::Pids(pids)
+        }
+    }
+}
 
 fn open_node(path: &Path, device: &str, flags: OFlag) -> Result<OwnedFd> {
     let fd = open(
@@ -229,7 +297,7 @@ fn read_once(fd: &OwnedFd, device: &str, stats: &mut DvrStats, buf: &mut [u8]) -
 }
 
 /// Wait up to `timeout` for data (poll POLLIN), reading as soon as any is
-/// there; Ok(0) at the deadline.
+/// there; Ok(0) at the deadline. For the demux fd; dvr uses its mio `Poll`.
 fn read_timeout(
     fd: &OwnedFd,
     device: &str,
@@ -266,11 +334,23 @@ pub struct DvrStats {
 }
 
 /// The dvr reader of an adapter.
-#[derive(Debug)]
 pub struct Dvr {
     fd: OwnedFd,
     device: String,
     pub stats: DvrStats,
+    /// The dvr fd's own epoll (edge-triggered): the adapter's thread waits
+    /// here, not in poll(2) per read.
+    poll: mio::Poll,
+    events: mio::Events,
+}
+
+impl std::fmt::Debug for Dvr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dvr")
+            .field("device", &self.device)
+            .field("stats", &self.stats)
+            .finish()
+    }
 }
 
 /// The kernel's default dvr buffer (10 × 188 × 1024 bytes).
@@ -292,10 +372,33 @@ impl Dvr {
     }
 
     pub fn open_path(path: &Path, device: &str) -> Result<Dvr> {
+        Self::from_fd(open_node(path, device, OFlag::O_RDONLY)?, device)
+    }
+
+    /// A reader over any non-blocking fd that speaks like dvr (a FIFO in
+    /// the benchmark and tests); registers it with a fresh mio `Poll`.
+    pub fn from_fd(fd: OwnedFd, device: &str) -> Result<Dvr> {
+        let io_err = |call: &'static str, e: std::io::Error| {
+            DvbError::new(
+                device,
+                call,
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )
+        };
+        let poll = mio::Poll::new().map_err(|e| io_err("epoll_create", e))?;
+        poll.registry()
+            .register(
+                &mut mio::unix::SourceFd(&fd.as_raw_fd()),
+                mio::Token(0),
+                mio::Interest::READABLE,
+            )
+            .map_err(|e| io_err("epoll_ctl", e))?;
         Ok(Dvr {
-            fd: open_node(path, device, OFlag::O_RDONLY)?,
+            fd,
             device: device.to_string(),
             stats: DvrStats::default(),
+            poll,
+            events: mio::Events::with_capacity(4),
         })
     }
 
@@ -320,9 +423,60 @@ impl Dvr {
         read_once(&self.fd, &self.device, &mut self.stats, buf)
     }
 
-    /// Wait up to `timeout` for data (poll POLLIN), then read once.
+    /// Reads until EAGAIN or `buf` is full (an edge-triggered epoll only
+    /// wakes again after EAGAIN was seen). An overflow is counted and read
+    /// past: dvb-core flushes its ring with the EOVERFLOW return.
+    pub fn read_available(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match nix::unistd::read(self.fd.as_raw_fd(), &mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.stats.reads += 1;
+                    self.stats.bytes += n as u64;
+                    filled += n;
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => break,
+                Err(Errno::EOVERFLOW) => self.stats.overflows += 1,
+                Err(e) => {
+                    if filled > 0 {
+                        // Hand out what was read; the error comes back on
+                        // the next call.
+                        break;
+                    }
+                    return Err(DvbError::new(&self.device, "read", e));
+                }
+            }
+        }
+        Ok(filled)
+    }
+
+    /// Reads what is waiting; when nothing is, waits on the mio `Poll` for
+    /// up to `timeout` and reads again. Ok(0) at the deadline.
     pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        read_timeout(&self.fd, &self.device, &mut self.stats, buf, timeout)
+        let deadline = Instant::now() + timeout;
+        loop {
+            let n = self.read_available(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(0);
+            }
+            match self.poll.poll(&mut self.events, Some(deadline - now)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(DvbError::new(
+                        &self.device,
+                        "epoll_wait",
+                        Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                    ))
+                }
+            }
+        }
     }
 }
 
@@ -350,6 +504,92 @@ mod tests {
         assert!(b >= 7_500_000 && b < 7_500_000 + 188);
         // Small muxes keep the kernel default.
         assert_eq!(dvr_buffer_for(1_000_000, 0.5), DEFAULT_DVR_BUFFER);
+    }
+
+    #[test]
+    fn pid_filter_plan_adds_base_pids_and_switches_above_the_threshold() {
+        let auto = PidFilter::Auto { max_pids: 10 };
+        // Unsorted, duplicated, a base PID repeated, the null PID and an
+        // impossible one: the plan is sorted, unique, base included.
+        assert_eq!(
+            auto.plan(&[0x111, 0x101, 0x111, 0x0011, 0x1fff, 0x2000, 0x200]),
+            FilterPlan::Pids(vec![0, 1, 0x10, 0x11, 0x12, 0x14, 0x101, 0x111, 0x200])
+        );
+        // Nothing wanted yet: the SI PIDs alone.
+        assert_eq!(auto.plan(&[]), FilterPlan::Pids(BASE_PIDS.to_vec()));
+        // 6 base + 4 = 10 fits, 6 + 5 does not.
+        assert!(
+            matches!(auto.plan(&[0x100, 0x101, 0x102, 0x103]), FilterPlan::Pids(p) if p.len() == 10)
+        );
+        assert_eq!(
+            auto.plan(&[0x100, 0x101, 0x102, 0x103, 0x104]),
+            FilterPlan::Full
+        );
+        assert_eq!(PidFilter::Full.plan(&[0x100]), FilterPlan::Full);
+        assert_eq!(
+            PidFilter::default(),
+            PidFilter::Auto {
+                max_pids: DEFAULT_MAX_PIDS
+            }
+        );
+    }
+
+    fn pipe_dvr() -> (Dvr, std::fs::File) {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        nix::fcntl::fcntl(
+            r.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        (
+            Dvr::from_fd(r, "test/dvr0").unwrap(),
+            std::fs::File::from(w),
+        )
+    }
+
+    #[test]
+    fn dvr_reads_through_mio_until_eagain() {
+        use std::io::Write;
+        let (mut dvr, mut w) = pipe_dvr();
+        let mut buf = vec![0u8; 10 * 188];
+        // Nothing written: Ok(0) at the deadline, not an error.
+        assert_eq!(
+            dvr.read_timeout(&mut buf, Duration::from_millis(5))
+                .unwrap(),
+            0
+        );
+        // Three writes before the read: one call drains them all (an
+        // edge-triggered epoll would not wake for what is left).
+        for i in 0..3u8 {
+            w.write_all(&[i; 188]).unwrap();
+        }
+        let n = dvr.read_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+        assert_eq!(n, 3 * 188);
+        assert_eq!(&buf[376..564], &[2u8; 188][..]);
+        assert_eq!(dvr.stats.bytes, 564);
+        // More than the buffer holds: it fills, the rest waits for the next
+        // call (read before any wait, so nothing is stranded).
+        w.write_all(&vec![7u8; 12 * 188]).unwrap();
+        assert_eq!(
+            dvr.read_timeout(&mut buf, Duration::from_secs(5)).unwrap(),
+            10 * 188
+        );
+        assert_eq!(
+            dvr.read_timeout(&mut buf, Duration::from_secs(5)).unwrap(),
+            2 * 188
+        );
+        // A writer on another thread wakes the wait.
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            w.write_all(&[9u8; 188]).unwrap();
+            w
+        });
+        let n = dvr.read_timeout(&mut buf, Duration::from_secs(10)).unwrap();
+        assert_eq!(n, 188);
+        drop(t.join().unwrap());
+        // Writer gone: end of file reads as nothing, never a spin of errors.
+        assert_eq!(dvr.read_available(&mut buf).unwrap(), 0);
+        assert_eq!(dvr.stats.overflows, 0);
     }
 
     #[test]

@@ -2,9 +2,14 @@
 //! on dvr, read non-blocking and handed out as aligned packets.
 //!
 //! Owns one adapter while open: the frontend (read-write, the only tuning
-//! user), one demux filter (PID 0x2000, `DMX_OUT_TS_TAP`: the full TS, the
-//! simplest filter that serves any number of channels on the mux; `PidSet`
-//! in `dvb::demux` is the per-PID alternative) and the dvr reader.
+//! user), its demux filters and the dvr reader. It opens with the full TS
+//! (PID 0x2000, `DMX_OUT_TS_TAP`) so PAT and PMTs arrive at once; when the
+//! channel runner says which PIDs its channels need
+//! ([`Source::set_wanted_pids`], from [`wanted_pids`]) and the adapter's
+//! `PidFilter` allows it, it narrows to one filter per PID (`PidSet`),
+//! widening again to the full TS above the threshold. New filters open
+//! before old ones close (dvb-core copies a packet to dvr once even when two
+//! filters pass it), so a change loses no packet.
 //!
 //! Promises:
 //! - `open` runs, in order: LNB/DiSEqC actions (satellite with an LNB),
@@ -16,14 +21,21 @@
 //!   `stall_timeout` while locked is an error, so the channel runner closes
 //!   the source and retunes with its back-off.
 //! - dvr overflows (EOVERFLOW: the kernel dropped data) are counted, never
-//!   fatal: reading on is the recovery.
+//!   fatal: reading on is the recovery; the packets after one are handed
+//!   out as a `Discontinuity`.
+//! - An adapter that disappears (driver unloaded, USB unplugged: ENODEV
+//!   from dvr or the frontend) is an error "adapterN disappeared …"; the
+//!   source closes every fd at once (dvb-core's unregister waits for that)
+//!   and the runner's reopen finds it again by its stable name.
+//! - A slave on a shared LNB cable (`cable_slave`) never sets voltage,
+//!   tone or DiSEqC: the master drives the cable.
 //! - The adapter's numbers (lock, C/N, strength, BER, UCB, overflows) are
 //!   published about once a second into a shared [`AdapterStatus`] that the
 //!   daemon reads for /metrics and /status.
 
 use super::{ReadOutcome, Resync, Source, SourceError, SourceStats};
 use crate::dvb::adapter;
-use crate::dvb::demux::{dvr_buffer_for, Demux, Dvr, FULL_TS};
+use crate::dvb::demux::{dvr_buffer_for, Demux, Dvr, FilterPlan, PidFilter, PidSet, FULL_TS};
 use crate::dvb::diseqc::{self, Action};
 use crate::dvb::frontend::{self, Frontend};
 use crate::dvb::lnb::{self, LnbSetup};
@@ -60,6 +72,18 @@ pub struct AdapterStatus {
     pub lock_failures: u64,
     /// Lock lost or dvr silent while locked.
     pub stalls: u64,
+    /// The demux filters in words: "full TS" or "9 PIDs".
+    pub pid_filter: String,
+    /// The PIDs passed to dvr; empty with the full TS.
+    pub pids: Vec<u16>,
+    /// Changes of the filter set (a PMT change, a channel added).
+    pub filter_changes: u64,
+    /// Filter changes that failed and fell back to the full TS.
+    pub filter_failures: u64,
+    /// The adapter went away (ENODEV) and has not been opened since.
+    pub gone: bool,
+    /// Times it went away.
+    pub disappeared: u64,
     /// The last error in words, empty when none.
     pub last_error: String,
 }
@@ -87,6 +111,10 @@ pub struct DvbSourceConfig {
     pub lock_timeout: Duration,
     /// No dvr data for this long while locked is a stall.
     pub stall_timeout: Duration,
+    /// Per-PID filters or the full TS.
+    pub pid_filter: PidFilter,
+    /// A slave on a shared LNB cable: no voltage, tone or DiSEqC.
+    pub cable_slave: bool,
     pub status: AdapterStatusHandle,
 }
 
@@ -102,6 +130,8 @@ impl DvbSourceConfig {
             dvr_buffer_bytes: None,
             lock_timeout: Duration::from_millis(3000),
             stall_timeout: Duration::from_millis(2000),
+            pid_filter: PidFilter::default(),
+            cable_slave: false,
             status: Arc::new(Mutex::new(AdapterStatus {
                 name: name.to_string(),
                 device: device.to_string(),
@@ -121,6 +151,8 @@ impl DvbSourceConfig {
         c.lnb = a.lnb_setup();
         c.pls_style = a.pls_style;
         c.dvr_buffer_bytes = a.dvr_buffer_bytes;
+        c.pid_filter = a.pid_filter;
+        c.cable_slave = a.cable.as_ref().is_some_and(|c| !c.master);
         c.status = status;
         c
     }
@@ -160,6 +192,34 @@ pub fn open_error_words(e: &DvbError) -> String {
     }
 }
 
+/// The PIDs the wanted programs of `remux` need from the mux: each PMT PID
+/// and, once its PMT is in, the elementary streams, the PCR PID and the
+/// ECM PIDs (not for a program capbox descrambles with BISS itself). For
+/// [`Source::set_wanted_pids`]; the SI PIDs are added by the filter.
+pub fn wanted_pids(remux: &crate::remux::Remux) -> Vec<u16> {
+    let mut pids = Vec::new();
+    for p in remux.programs() {
+        pids.extend(p.pmt_pid);
+        if let Some(pmt) = &p.pmt {
+            pids.extend(pmt.streams.iter().map(|s| s.elementary_pid));
+            pids.push(pmt.pcr_pid);
+            if !p.descramble {
+                pids.extend(pmt.ecm_pids().into_iter().map(|(_, pid)| pid));
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// A DVB error in words; ENODEV (and ENXIO, which some USB bridges return
+/// after a disconnect) means the adapter is gone.
+fn gone_words(adapter: u32, e: &DvbError) -> Option<String> {
+    (e.errno == libc::ENODEV || e.errno == libc::ENXIO)
+        .then(|| format!("adapter{adapter} disappeared (driver unloaded or device unplugged): {e}"))
+}
+
 fn err(what: &str, msg: impl Into<String>) -> SourceError {
     SourceError::Io {
         what: what.to_string(),
@@ -193,15 +253,38 @@ const BLOCK: usize = 512 * 188;
 /// How often lock and statistics are read while streaming.
 const STATS_EVERY: Duration = Duration::from_secs(1);
 
+/// The demux filters in use. Kept open: closing a demux fd stops its
+/// filter.
+enum Filters {
+    // Never read: held so the filter runs (closing the fd stops it).
+    Full(#[allow(dead_code)] Demux),
+    Pids(PidSet),
+}
+
+impl Filters {
+    fn words(&self) -> (String, Vec<u16>) {
+        match self {
+            Filters::Full(_) => ("full TS".to_string(), Vec::new()),
+            Filters::Pids(set) => {
+                let pids: Vec<u16> = set.pids().collect();
+                (format!("{} PIDs", pids.len()), pids)
+            }
+        }
+    }
+}
+
 pub struct DvbSource {
     cfg: DvbSourceConfig,
     /// "ter1 (adapter0)", for messages.
     what: String,
     mux: String,
+    number: u32,
     fe: Frontend,
-    // Kept open: closing the demux fd stops the filter.
-    _demux: Demux,
+    filters: Filters,
+    /// The last wanted set given, to skip work when it did not change.
+    wanted: Option<Vec<u16>>,
     dvr: Dvr,
+    overflows_seen: u64,
     resync: Resync,
     raw: Vec<u8>,
     last_data: Instant,
@@ -240,24 +323,104 @@ impl DvbSource {
     }
 
     fn number(&self) -> Option<u32> {
-        self.fe
-            .device()
-            .strip_prefix("adapter")
-            .and_then(|r| r.split('/').next())
-            .and_then(|n| n.parse().ok())
+        Some(self.number)
+    }
+
+    /// The filters in use: "full TS" or the PIDs passed to dvr.
+    pub fn filter_pids(&self) -> Option<Vec<u16>> {
+        match &self.filters {
+            Filters::Full(_) => None,
+            Filters::Pids(set) => Some(set.pids().collect()),
+        }
+    }
+
+    /// Makes the filters follow `plan`. New filters open before old ones
+    /// close. A per-PID set that cannot be made (no free filter slot, fd
+    /// limit) falls back to the full TS, counted and logged.
+    fn apply_plan(&mut self, plan: FilterPlan) -> Result<(), DvbError> {
+        match (plan, &mut self.filters) {
+            (FilterPlan::Full, Filters::Full(_)) => return Ok(()),
+            (FilterPlan::Full, Filters::Pids(_)) => {
+                let mut d = Demux::open(self.number, 0)?;
+                d.set_ts_filter(FULL_TS)?;
+                self.filters = Filters::Full(d);
+            }
+            (FilterPlan::Pids(pids), Filters::Pids(set)) => {
+                // Open the new PIDs first, then close the old ones.
+                for &p in &pids {
+                    set.add(p)?;
+                }
+                let old: Vec<u16> = set.pids().filter(|p| !pids.contains(p)).collect();
+                old.into_iter().for_each(|p| set.remove(p));
+            }
+            (FilterPlan::Pids(pids), Filters::Full(_)) => {
+                let mut set = PidSet::new(self.number, 0);
+                set.set(&pids)?;
+                self.filters = Filters::Pids(set);
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_filters(&self) {
+        let (words, pids) = self.filters.words();
+        let mut st = lock_status(&self.cfg.status);
+        st.pid_filter = words;
+        st.pids = pids;
+    }
+
+    /// A read or ioctl error: ENODEV means the adapter went away, which
+    /// the status remembers so the reopen can say so.
+    fn fail(&self, e: &DvbError) -> SourceError {
+        match gone_words(self.number, e) {
+            Some(msg) => {
+                let mut st = lock_status(&self.cfg.status);
+                st.gone = true;
+                st.disappeared += 1;
+                st.locked = false;
+                st.number = None;
+                st.last_error = format!("{}: {msg}", self.what);
+                drop(st);
+                log::error!("{}: {msg}; closing it", self.what);
+                err(&self.what, msg)
+            }
+            None => err(&self.what, e.to_string()),
+        }
     }
 
     fn open_inner(cfg: DvbSourceConfig, mux: String) -> Result<DvbSource, SourceError> {
-        let n = resolve_device(&cfg.device).map_err(|m| err(&cfg.name, m))?;
+        // After an ENODEV the reopen says the adapter is still away, not
+        // just "no such file".
+        let gone = lock_status(&cfg.status).gone;
+        let not_back = |m: String| {
+            if gone {
+                format!(
+                    "adapter {} disappeared and is not back yet: {m}",
+                    cfg.device
+                )
+            } else {
+                m
+            }
+        };
+        let n = resolve_device(&cfg.device).map_err(|m| err(&cfg.name, not_back(m)))?;
         let what = format!("{} (adapter{n})", cfg.name);
-        let mut fe =
-            Frontend::open(n, cfg.frontend).map_err(|e| err(&what, open_error_words(&e)))?;
+        let mut fe = Frontend::open(n, cfg.frontend).map_err(|e| {
+            let words = open_error_words(&e);
+            if e.errno == libc::ENOENT || e.errno == libc::ENODEV {
+                err(&what, not_back(words))
+            } else {
+                err(&what, words)
+            }
+        })?;
         if let (Some(setup), Some(sat)) = (&cfg.lnb, cfg.tuning.satellite()) {
             let plan = setup
                 .lnb
                 .plan(sat.frequency_khz, sat.polarization)
                 .map_err(|e| err(&what, format!("{mux}: {e}")))?;
-            let actions = diseqc::tune_sequence(setup, &plan, sat.polarization, false)
+            // A slave on a shared cable leaves voltage, tone and DiSEqC to
+            // the master (the config walk checked it wants the same band
+            // and polarisation).
+            let actions = diseqc::tune_sequence(setup, &plan, sat.polarization, cfg.cable_slave)
                 .map_err(|e| err(&what, format!("{mux}: {e}")))?;
             run_actions(&fe, &actions).map_err(|e| err(&what, e.to_string()))?;
         }
@@ -295,13 +458,22 @@ impl DvbSource {
             .map_err(|e| err(&what, e.to_string()))?;
         log::info!("{what}: locked on {mux}, reading the full TS");
         let now = Instant::now();
+        {
+            let mut st = lock_status(&cfg.status);
+            st.pid_filter = "full TS".into();
+            st.pids.clear();
+            st.gone = false;
+        }
         let mut s = DvbSource {
             cfg,
             what,
             mux,
+            number: n,
             fe,
-            _demux: demux,
+            filters: Filters::Full(demux),
+            wanted: None,
             dvr,
+            overflows_seen: 0,
             resync: Resync::new(),
             raw: vec![0u8; BLOCK],
             last_data: now,
@@ -322,10 +494,7 @@ impl DvbSource {
     /// is gone.
     fn refresh_stats(&mut self) -> Result<(), SourceError> {
         self.last_stats = Instant::now();
-        let status = self
-            .fe
-            .status()
-            .map_err(|e| err(&self.what, e.to_string()))?;
+        let status = self.fe.status().map_err(|e| self.fail(&e))?;
         let stats = self.fe.stats().ok();
         let mut st = lock_status(&self.cfg.status);
         st.locked = status.has_lock();
@@ -361,10 +530,16 @@ impl Source for DvbSource {
         if self.last_stats.elapsed() >= STATS_EVERY {
             self.refresh_stats()?;
         }
-        let n = self
-            .dvr
-            .read_timeout(&mut self.raw, timeout)
-            .map_err(|e| err(&self.what, e.to_string()))?;
+        let n = match self.dvr.read_timeout(&mut self.raw, timeout) {
+            Ok(n) => n,
+            Err(e) => return Err(self.fail(&e)),
+        };
+        if self.dvr.stats.overflows != self.overflows_seen {
+            // The kernel dropped data: what follows is not contiguous.
+            self.overflows_seen = self.dvr.stats.overflows;
+            self.fresh = true;
+            lock_status(&self.cfg.status).dvr_overflows = self.overflows_seen;
+        }
         let now = Instant::now();
         if n == 0 {
             let silent = now.duration_since(self.last_data);
@@ -397,6 +572,44 @@ impl Source for DvbSource {
 
     fn stats(&self) -> SourceStats {
         self.resync.stats
+    }
+
+    fn set_wanted_pids(&mut self, pids: &[u16]) {
+        let mut want = pids.to_vec();
+        want.sort_unstable();
+        want.dedup();
+        if self.wanted.as_ref() == Some(&want) {
+            return;
+        }
+        let plan = self.cfg.pid_filter.plan(&want);
+        self.wanted = Some(want);
+        let before = self.filter_pids();
+        if let Err(e) = self.apply_plan(plan.clone()) {
+            lock_status(&self.cfg.status).filter_failures += 1;
+            log::warn!("{}: {e}; taking the full TS instead", self.what);
+            if let Err(e) = self.apply_plan(FilterPlan::Full) {
+                // Keep whatever filters are still open; the next change
+                // tries again.
+                log::error!("{}: {e}", self.what);
+            }
+        }
+        let after = self.filter_pids();
+        if before != after {
+            lock_status(&self.cfg.status).filter_changes += 1;
+            match &after {
+                Some(p) => log::info!(
+                    "{}: per-PID filters on {} PIDs: {}",
+                    self.what,
+                    p.len(),
+                    p.iter()
+                        .map(|x| format!("{x:#06x}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                None => log::info!("{}: full TS", self.what),
+            }
+        }
+        self.publish_filters();
     }
 }
 
@@ -442,6 +655,45 @@ mod tests {
         assert_eq!(st.last_error, text);
         assert_eq!(st.tunes, 1);
         assert!(!st.locked);
+    }
+
+    #[test]
+    fn dvb_enodev_is_an_adapter_that_disappeared() {
+        let e = DvbError::new("adapter2/dvr0", "read", nix::errno::Errno::ENODEV);
+        let w = gone_words(2, &e).expect("ENODEV is gone");
+        assert_eq!(
+            w,
+            "adapter2 disappeared (driver unloaded or device unplugged): adapter2/dvr0: read failed: No such device (ENODEV, errno 19)"
+        );
+        let e = DvbError::new(
+            "adapter2/frontend0",
+            "FE_READ_STATUS",
+            nix::errno::Errno::ENXIO,
+        );
+        assert!(gone_words(2, &e).is_some());
+        // Other errors are not a disappearance.
+        let e = DvbError::new("adapter2/dvr0", "read", nix::errno::Errno::EIO);
+        assert!(gone_words(2, &e).is_none());
+    }
+
+    #[test]
+    fn dvb_reopen_after_disappearing_says_not_back() {
+        let cfg = DvbSourceConfig::new(
+            "ter9",
+            "adapter97",
+            Tuning::from_args("dvbt 474000000 8MHz").unwrap(),
+        );
+        let status = cfg.status.clone();
+        status.lock().unwrap().gone = true;
+        let text = DvbSource::open(cfg).err().expect("absent").to_string();
+        assert!(
+            text.starts_with("ter9 (adapter97): adapter adapter97 disappeared and is not back yet: adapter97/frontend0: open failed: No such file or directory"),
+            "{text}"
+        );
+        assert!(
+            status.lock().unwrap().gone,
+            "still gone until an open succeeds"
+        );
     }
 
     #[test]

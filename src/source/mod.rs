@@ -77,6 +77,12 @@ pub trait Source: Send {
     /// Wait at most `timeout` and append whole packets to `buf`.
     fn read(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<ReadOutcome, SourceError>;
     fn stats(&self) -> SourceStats;
+    /// The PIDs the channels reading this source need (PMT, ES, PCR, ECM
+    /// PIDs; any order). A source that can filter at the input (a DVB
+    /// adapter's demux) passes only these plus the SI PIDs; others ignore
+    /// it. Called again whenever the set may have changed (a PMT update, a
+    /// channel added or removed); cheap when it did not.
+    fn set_wanted_pids(&mut self, _pids: &[u16]) {}
 }
 
 /// Packet alignment over an arbitrary byte stream.
