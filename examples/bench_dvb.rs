@@ -8,7 +8,7 @@
 //! into a FIFO, paced at `--rate` (default 60 000 000 bit/s), and the
 //! measured thread reads the FIFO through the code a `DvbSource` and the
 //! channel runner run after the dvr device: `Dvr::open_path` +
-//! `Dvr::read_timeout` (poll, non-blocking read of 512 packets) → `Resync`
+//! `Dvr::read_timeout` (mio readiness, non-blocking reads until EAGAIN) → `Resync`
 //! → `Remux` with every program of the PAT → per program `EntryPointGate`
 //! → fan-out `ChunkWriter` (default `RingConfig`, flushed after 20 ms as
 //! `[buffers] flush_ms` defaults). What the FIFO leaves out is the kernel's

@@ -685,6 +685,36 @@ impl Backend for App {
             "Tunes that found no lock in time.",
             &|a| Some(a.lock_failures as f64),
         );
+        afamily(
+            "capbox_frontend_pid_filters",
+            "gauge",
+            "Hardware PID filters in use; 0 means the full TS is taken.",
+            &|a| Some(a.pids.len() as f64),
+        );
+        afamily(
+            "capbox_frontend_filter_changes_total",
+            "counter",
+            "Changes of the PID filter set (a PMT changed, a channel came or went).",
+            &|a| Some(a.filter_changes as f64),
+        );
+        afamily(
+            "capbox_frontend_filter_failures_total",
+            "counter",
+            "PID filter changes that failed and fell back to the full TS.",
+            &|a| Some(a.filter_failures as f64),
+        );
+        afamily(
+            "capbox_frontend_present",
+            "gauge",
+            "0 while the adapter is gone (unplugged, driver unloaded), else 1.",
+            &|a| Some(!a.gone as u8 as f64),
+        );
+        afamily(
+            "capbox_frontend_disappeared_total",
+            "counter",
+            "Times the adapter disappeared (ENODEV) while in use.",
+            &|a| Some(a.disappeared as f64),
+        );
         let (rss, cpu) = process_usage();
         let _ = writeln!(m, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}");
         let _ = writeln!(m, "# HELP process_cpu_seconds_total User and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}");
