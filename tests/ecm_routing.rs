@@ -443,3 +443,74 @@ fn tshark_reads_ca_descriptors_cat_and_ecm_table_ids() {
     );
     assert!(!cat_versions.is_empty(), "no CAT dissected");
 }
+
+/// The router on a PMT whose CA_descriptor (and CRC) libbitstream wrote:
+/// tests/c/biss_scramble.c adds CA_system_id 0x2600 with an ECM PID to
+/// program 1's PMT of samples/mux.ts and sends the same dummy ECM after
+/// each PMT; the router finds the PID and forwards that ECM once.
+#[test]
+fn router_reads_a_libbitstream_ca_descriptor() {
+    if !Path::new("/usr/include/dvbcsa/dvbcsa.h").exists()
+        || !Path::new("/usr/include/bitstream/mpeg/psi.h").exists()
+    {
+        eprintln!("SKIPPED: apt-get install libdvbcsa-dev libbitstream-dev");
+        return;
+    }
+    let exe = tmp("biss_scramble");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/biss_scramble.c");
+    let st = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .arg("-ldvbcsa")
+        .status()
+        .unwrap();
+    assert!(st.success(), "compiling {src:?}");
+    let input = tmp("mux.ts");
+    std::fs::write(&input, sample()).unwrap();
+    let out = Command::new(&exe)
+        .args([
+            "0102030405060708",
+            "pmt=0x1000",
+            "ecm=0x1FB0",
+            "0x101",
+            "0x102",
+        ])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "biss_scramble: {:?}", out.status);
+    let ts = out.stdout;
+    let pmts = ts
+        .chunks_exact(188)
+        .filter(|p| p[1] & 0x1F == 0x10 && p[2] == 0x00)
+        .count() as u64;
+    assert!(pmts > 10);
+    for (program, want) in [(1u16, Some((0x2600u16, 0x1FB0u16))), (2, None)] {
+        let mut r = capbox::ca::ecm::EcmRouter::new(RouterConfig::new(program));
+        let mut got = Vec::new();
+        let t0 = Instant::now();
+        for (i, p) in ts.chunks(188 * 7).enumerate() {
+            r.feed(p, t0 + Duration::from_millis(i as u64), |e| {
+                if let capbox::ca::ecm::Routed::Ecm { caid, pid, section } = e {
+                    got.push((caid, pid, section.to_vec()));
+                }
+            });
+        }
+        assert_eq!(r.ecm_choice(), want, "program {program}");
+        let s = r.stats();
+        if want.is_some() {
+            assert_eq!(
+                got,
+                vec![(0x2600, 0x1FB0, vec![0x80, 0x70, 0x05, 1, 2, 3, 4, 5])]
+            );
+            assert_eq!(s.ecms_seen, pmts, "{s:?}");
+            assert_eq!(s.ecm_repeats, pmts - 1, "{s:?}");
+        } else {
+            assert!(got.is_empty());
+            assert_eq!(s.ecms_seen, 0);
+        }
+        assert_eq!(s.psi_errors, 0, "{s:?}");
+        assert!(s.pmt_updates >= 1);
+    }
+}
