@@ -256,11 +256,13 @@ mod tests {
     use crate::ts::section::packetize;
     use std::sync::mpsc;
 
+    type Done = Box<dyn FnOnce(Result<CwPair, String>) + Send>;
+
     /// A card that parks the completions so the test decides when the card
     /// answers.
     struct Parked {
         key: [u8; 16],
-        pending: Mutex<Vec<(Vec<u8>, Box<dyn FnOnce(Result<CwPair, String>) + Send>)>>,
+        pending: Mutex<Vec<(Vec<u8>, Done)>>,
         emms: mpsc::Sender<Vec<u8>>,
     }
 
@@ -326,7 +328,7 @@ mod tests {
         testca::build_ecm(
             key,
             &testca::Ecm {
-                table_id: if period % 2 == 0 { 0x80 } else { 0x81 },
+                table_id: if period & 1 == 0 { 0x80 } else { 0x81 },
                 key_index: 0,
                 period,
                 service_id: 3,

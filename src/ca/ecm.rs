@@ -673,7 +673,7 @@ mod tests {
         let e1 = private(0x81, &[2; 20], ECM_PID, &mut cc[2]);
         let got = collect(&mut r, &[e0, e0b].concat(), t0);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].0, true);
+        assert!(got[0].0);
         assert_eq!(got[0].1, 0xFFFE);
         assert_eq!(r.stats().ecm_repeats, 1);
         assert_eq!(collect(&mut r, &e1, t0).len(), 1);

@@ -46,6 +46,12 @@ pub struct ScramblerConfig {
     pub period_ms: u64,
     /// ECM repetition, in ms of stream time.
     pub ecm_repeat_ms: u64,
+    /// true (default, as real systems do): the ECM of period k carries the
+    /// word of period k+1 in the other slot, a whole period ahead. false:
+    /// it carries the word of period k-1 there, so a receiver learns each
+    /// word only from the ECM sent at its own parity switch — the late
+    /// answer case of key-change tests.
+    pub announce_next: bool,
     /// ECM PID of the i-th scrambled service (PAT order) is base + i.
     pub ecm_pid_base: u16,
     pub emm_pid: u16,
@@ -78,6 +84,7 @@ impl ScramblerConfig {
             services: Vec::new(),
             period_ms: 500,
             ecm_repeat_ms: 100,
+            announce_next: true,
             ecm_pid_base: 0x1FA0,
             emm_pid: 0x1FF0,
             emm_addresses: Vec::new(),
@@ -105,7 +112,7 @@ pub fn control_word(seed: u64, service_id: u16, period: u32) -> [u8; 8] {
 
 /// Parity on air in crypto period `period`.
 pub fn parity_of(period: u32) -> Parity {
-    if period % 2 == 0 {
+    if period & 1 == 0 {
         Parity::Even
     } else {
         Parity::Odd
@@ -124,6 +131,8 @@ pub struct KeyLogEntry {
     /// First and last output packet index (from 0) scrambled with `cw`.
     pub first_packet: u64,
     pub last_packet: u64,
+    /// Packets scrambled with `cw` (not in the text form: 0 when read
+    /// back by `parse_key_log`).
     pub packets: u64,
 }
 
@@ -160,6 +169,48 @@ pub fn write_key_log(entries: &[KeyLogEntry]) -> String {
         ));
     }
     s
+}
+
+/// Read `write_key_log`'s text back.
+pub fn parse_key_log(text: &str) -> Result<Vec<KeyLogEntry>, String> {
+    let mut v = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let bad = |what: &str| format!("key log line {}: {what}", n + 1);
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() != 7 {
+            return Err(bad("want 7 fields"));
+        }
+        let num = |s: &str| s.parse::<u64>().map_err(|_| bad("not a number"));
+        let parity = match f[2] {
+            "even" => Parity::Even,
+            "odd" => Parity::Odd,
+            _ => return Err(bad("parity")),
+        };
+        let cw = u64::from_str_radix(f[3], 16)
+            .ok()
+            .filter(|_| f[3].len() == 16)
+            .ok_or_else(|| bad("control word"))?
+            .to_be_bytes();
+        let pids = f[6]
+            .split(',')
+            .map(|p| p.parse::<u16>().map_err(|_| bad("PID")))
+            .collect::<Result<Vec<u16>, String>>()?;
+        let (first_packet, last_packet) = (num(f[4])?, num(f[5])?);
+        v.push(KeyLogEntry {
+            service_id: num(f[0])? as u16,
+            period: num(f[1])? as u32,
+            parity,
+            cw,
+            pids,
+            first_packet,
+            last_packet,
+            packets: 0,
+        });
+    }
+    Ok(v)
 }
 
 /// Counters of one run.
@@ -254,7 +305,7 @@ impl Scrambler {
         k
     }
 
-    fn emit(&mut self, out: &mut Vec<u8>, start: usize) {
+    fn emit(&mut self, out: &[u8], start: usize) {
         self.stats.packets_out += ((out.len() - start) / PACKET_SIZE) as u64;
     }
 
@@ -262,10 +313,15 @@ impl Scrambler {
         let p = self.period;
         let s = &self.services[i];
         let here = control_word(self.cfg.seed, s.service_id, p);
-        let next = control_word(self.cfg.seed, s.service_id, p.wrapping_add(1));
+        let other = if self.cfg.announce_next {
+            p.wrapping_add(1)
+        } else {
+            p.wrapping_sub(1)
+        };
+        let other = control_word(self.cfg.seed, s.service_id, other);
         let (even, odd) = match parity_of(p) {
-            Parity::Even => (here, next),
-            Parity::Odd => (next, here),
+            Parity::Even => (here, other),
+            Parity::Odd => (other, here),
         };
         let sec = testca::build_ecm(
             &self.cfg.card_key,
@@ -566,8 +622,32 @@ mod tests {
             vec![0, 1, 2, 3]
         );
         assert_eq!(log.iter().map(|e| e.packets).sum::<u64>(), 10);
-        let (out2, _, _) = scramble(&v, cfg);
+        let (out2, _, _) = scramble(&v, cfg.clone());
         assert_eq!(out, out2, "deterministic");
+        // The ECMs: period k's word in its slot, the next one (or, without
+        // announce_next, the previous one) in the other.
+        for ahead in [true, false] {
+            cfg.announce_next = ahead;
+            let (out, _, _) = scramble(&v, cfg.clone());
+            let mut periods = Vec::new();
+            for p in out.chunks_exact(188) {
+                let p = Packet::new_checked(p).unwrap();
+                if p.pid() != 0x1FA0 {
+                    continue;
+                }
+                let sec = &p.payload()[1..1 + testca::ECM_LEN];
+                let e = testca::open_ecm(&[3; 16], sec).unwrap();
+                let k = e.period;
+                let other = if ahead { k + 1 } else { k.wrapping_sub(1) };
+                let (even, odd) = if k & 1 == 0 { (k, other) } else { (other, k) };
+                assert_eq!(e.even, control_word(42, 5, even));
+                assert_eq!(e.odd, control_word(42, 5, odd));
+                assert_eq!(e.table_id, 0x80 + (k & 1) as u8);
+                periods.push(k);
+            }
+            periods.dedup();
+            assert_eq!(periods, vec![0, 1, 2, 3]);
+        }
         // Every ES packet carries the parity its log entry names.
         for e in &log {
             for i in e.first_packet..=e.last_packet {
@@ -577,6 +657,15 @@ mod tests {
                 }
             }
         }
-        assert!(write_key_log(&log).lines().count() == 5);
+        let text = write_key_log(&log);
+        assert_eq!(text.lines().count(), 5);
+        let back = parse_key_log(&text).unwrap();
+        assert_eq!(back.len(), 4);
+        for (a, b) in back.iter().zip(&log) {
+            assert_eq!(
+                (a.cw, a.first_packet, &a.pids),
+                (b.cw, b.first_packet, &b.pids)
+            );
+        }
     }
 }
