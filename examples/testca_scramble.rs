@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --example testca_scramble -- samples/mux.ts /tmp/scrambled.ts \
 //!     --key 000102030405060708090a0b0c0d0e0f [--service 1]... [--period-ms 500] \
-//!     [--seed 1] [--emm-address c0ffee01]... [--key-log /tmp/keys.txt]
+//!     [--seed 1] [--emm-address c0ffee01]... [--key-log /tmp/keys.txt] [--late]
 //! ```
 //! The key log has one line per (service, period): the control word and the
 //! range of output packets it scrambled. Control words are test data here.
@@ -15,7 +15,7 @@ use capbox::ca::{scrambler, testca};
 fn usage() -> ! {
     eprintln!(
         "usage: testca_scramble IN.ts OUT.ts --key <32 hex> [--service N]... \
-         [--period-ms MS] [--seed N] [--emm-address HEX]... [--key-log PATH]"
+         [--period-ms MS] [--seed N] [--emm-address HEX]... [--key-log PATH] [--late]"
     );
     std::process::exit(2)
 }
@@ -54,6 +54,8 @@ fn main() {
                 )
             }
             "--key-log" => key_log = Some(val()),
+            // Each word only in the ECM of its own period (late answers).
+            "--late" => cfg.announce_next = false,
             _ if a.starts_with("--") => usage(),
             _ => pos.push(a),
         }
