@@ -10,15 +10,16 @@
 
 use capbox::ca::card_session::CardSession;
 use capbox::ca::cards::{CwPair, EcmClient};
-use capbox::ca::csa::{descramble_packet, Keys, Outcome};
+use capbox::ca::csa::{descramble_packet, Keys, Outcome, Parity};
 use capbox::ca::ecm::RouterConfig;
 use capbox::ca::scrambler::{self, ScramblerConfig};
+use capbox::ca::slots::{KeySlots, Snapshot};
 use capbox::ca::{testca, CaSession};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const KEY: [u8; 16] = *b"capbox-testca-k0";
@@ -100,14 +101,75 @@ fn packets_by_pid(ts: &[u8]) -> HashMap<u16, Vec<&[u8]>> {
     m
 }
 
-#[test]
-fn routed_ecms_descramble_every_es_packet() {
+/// A minimal parity-following key holder (the real descrambler is
+/// another module): each packet takes the word of the slot its bits name,
+/// unless that word was delivered before the last packet of the previous
+/// on-air phase of that parity — then it is an old period's word (the
+/// answer for this period has not come yet): counted as stale, left
+/// scrambled, never descrambled with the old word.
+#[derive(Default)]
+struct Holder {
+    snap: Snapshot,
+    on_air: Option<Parity>,
+    /// Slots' generation at the last packet of each parity (even, odd),
+    /// and at the last packet of its previous phase.
+    last_gen: [Option<u64>; 2],
+    prev_mark: [Option<u64>; 2],
+    keys: Keys,
+    key_gen: [Option<u64>; 2],
+    stale: u64,
+}
+
+impl Holder {
+    fn descramble(&mut self, slots: &KeySlots, pkt: &mut [u8]) -> Outcome {
+        if slots.generation() != self.snap.generation {
+            self.snap = slots.snapshot();
+        }
+        let (p, i) = match pkt[3] >> 6 {
+            2 => (Parity::Even, 0),
+            3 => (Parity::Odd, 1),
+            _ => return descramble_packet(pkt, &Keys::default()),
+        };
+        if self.on_air != Some(p) {
+            self.prev_mark[i] = self.last_gen[i];
+            self.on_air = Some(p);
+        }
+        self.last_gen[i] = Some(self.snap.generation);
+        let Some(d) = self.snap.get(p) else {
+            return descramble_packet(pkt, &Keys::default()); // NoKey
+        };
+        if self.prev_mark[i].is_some_and(|m| d.generation <= m) {
+            self.stale += 1;
+            return descramble_packet(pkt, &Keys::default()); // NoKey
+        }
+        if self.key_gen[i] != Some(d.generation) {
+            self.keys.set(p, d.cw);
+            self.key_gen[i] = Some(d.generation);
+        }
+        descramble_packet(pkt, &self.keys)
+    }
+}
+
+/// What one pass of the scrambled sample through three `CardSession`s and
+/// a parity-following descrambler gave.
+struct Run {
+    sessions: Vec<CardSession>,
+    /// Packets without a key, and those after the service's first key.
+    no_key: u64,
+    no_key_after_first: [u64; 3],
+    /// ES packets found equal to the clear original (all descrambled ones
+    /// are compared; a difference fails the test).
+    compared: u64,
+    scrambled_total: u64,
+    descrambled: u64,
+    /// Packets whose parity's word had not been renewed yet.
+    stale: u64,
+}
+
+/// `before_es(i)` runs before output packet `i` when it is an ES packet.
+fn run(card: Arc<dyn EcmClient>, before_es: &mut dyn FnMut(usize)) -> Run {
     let clear = sample();
     let (scr, log) = scrambled();
-    let card = std::sync::Arc::new(InProcCard {
-        ecms: AtomicU64::new(0),
-        emms_opened: AtomicU64::new(0),
-    });
     let mut sessions: Vec<CardSession> = SERVICES
         .iter()
         .map(|(sid, _)| {
@@ -121,7 +183,7 @@ fn routed_ecms_descramble_every_es_packet() {
             )
         })
         .collect();
-    let mut keys: Vec<(u64, Keys)> = SERVICES.iter().map(|_| (0, Keys::default())).collect();
+    let mut holders: Vec<Holder> = SERVICES.iter().map(|_| Holder::default()).collect();
     let es: HashMap<u16, usize> = SERVICES
         .iter()
         .enumerate()
@@ -137,28 +199,16 @@ fn routed_ecms_descramble_every_es_packet() {
     let mut no_key = 0u64;
     for (i, p) in scr.chunks_exact(188).enumerate() {
         let now = t0 + Duration::from_secs_f64(20.0 * i as f64 / n as f64);
+        let pid = (((p[1] & 0x1F) as u16) << 8) | p[2] as u16;
+        if es.contains_key(&pid) {
+            before_es(i);
+        }
         for s in sessions.iter_mut() {
             s.feed(p, now);
         }
         let mut pkt = p.to_vec();
-        let pid = (((p[1] & 0x1F) as u16) << 8) | p[2] as u16;
         if let Some(&svc) = es.get(&pid) {
-            let slots = sessions[svc].slots();
-            if slots.generation() != keys[svc].0 {
-                let snap = slots.snapshot();
-                keys[svc].0 = snap.generation;
-                // Fine here: the scrambler announces the next word a whole
-                // period ahead, so the slot replaced is never the one on
-                // air (the real descrambler enforces that rule itself).
-                keys[svc].1 = Keys::default();
-                if let Some(d) = snap.even {
-                    keys[svc].1.even = Some(capbox::ca::csa::KeySchedule::new(d.cw));
-                }
-                if let Some(d) = snap.odd {
-                    keys[svc].1.odd = Some(capbox::ca::csa::KeySchedule::new(d.cw));
-                }
-            }
-            match descramble_packet(&mut pkt, &keys[svc].1) {
+            match holders[svc].descramble(&sessions[svc].slots(), &mut pkt) {
                 Outcome::Done => done[svc] += 1,
                 Outcome::NoKey => {
                     no_key += 1;
@@ -189,17 +239,37 @@ fn routed_ecms_descramble_every_es_packet() {
             }
         }
     }
-    let total_done: u64 = done.iter().sum();
+    let descrambled: u64 = done.iter().sum();
     let scrambled_total: u64 = log.iter().map(|e| e.packets).sum();
-    assert_eq!(total_done + no_key, scrambled_total);
+    assert_eq!(descrambled + no_key, scrambled_total);
+    Run {
+        sessions,
+        no_key,
+        no_key_after_first,
+        compared,
+        scrambled_total,
+        descrambled,
+        stale: holders.iter().map(|h| h.stale).sum(),
+    }
+}
+
+#[test]
+fn routed_ecms_descramble_every_es_packet() {
+    let (_, log) = scrambled();
+    let card = Arc::new(InProcCard {
+        ecms: AtomicU64::new(0),
+        emms_opened: AtomicU64::new(0),
+    });
+    let r = run(card.clone(), &mut |_| {});
     assert_eq!(
-        no_key_after_first, [0; 3],
+        r.no_key_after_first, [0; 3],
         "a key was missing after the first"
     );
     // Only the start (before PAT → PMT → ECM → answer) lacks keys.
-    assert!(no_key < 200, "{no_key} packets without a key");
-    assert!(compared > 14_000, "{compared}");
-    for (i, s) in sessions.iter().enumerate() {
+    assert!(r.no_key < 200, "{} packets without a key", r.no_key);
+    assert_eq!(r.stale, 0, "answers are synchronous: never late");
+    assert!(r.compared > 14_000, "{}", r.compared);
+    for (i, s) in r.sessions.iter().enumerate() {
         let st = s.status();
         let rs = s.router_stats();
         assert_eq!(st.kind, "card");
@@ -224,6 +294,99 @@ fn routed_ecms_descramble_every_es_packet() {
         assert_eq!(st.state, "control words from the card");
     }
     assert_eq!(card.emms_opened.load(Ordering::Relaxed), 3);
+    let sent: u64 = r.sessions.iter().map(|s| s.status().ecms_sent).sum();
+    assert_eq!(card.ecms.load(Ordering::Relaxed), sent);
+}
+
+type Done = Box<dyn FnOnce(Result<CwPair, String>) + Send>;
+
+/// A card answering on its own thread, as the card manager does, late by a
+/// deterministic number of packets (0 to 3 crypto periods, cycling), so
+/// the run does not depend on this machine's scheduling.
+struct ThreadCard {
+    /// (release before packet, section, completion).
+    pending: Mutex<Vec<(usize, Vec<u8>, Done)>>,
+    packet: AtomicU64,
+    sent: AtomicU64,
+}
+
+/// Answer delays in output packets (a crypto period is ~400).
+const DELAYS: [usize; 7] = [0, 30, 120, 390, 450, 900, 1300];
+
+impl EcmClient for ThreadCard {
+    fn ecm(&self, _caid: u16, section: Vec<u8>, done: Done) -> Result<(), String> {
+        let n = self.sent.fetch_add(1, Ordering::Relaxed) as usize;
+        let at = self.packet.load(Ordering::Relaxed) as usize + DELAYS[n % DELAYS.len()];
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.push((at, section, done));
+        Ok(())
+    }
+
+    fn emm(&self, _caid: u16, _section: Vec<u8>) -> Result<bool, String> {
+        Ok(false)
+    }
+}
+
+/// The same path with answers from another thread, on time and late:
+/// no packet is ever garbled (`run` compares every descrambled packet);
+/// late answers leave packets scrambled and counted; words get through.
+#[test]
+fn routed_ecms_with_late_answers_from_a_card_thread() {
+    let (tx, rx) = mpsc::channel::<(Vec<u8>, Done)>();
+    let (ack_tx, ack_rx) = mpsc::channel::<()>();
+    let worker = std::thread::spawn(move || {
+        for (section, done) in rx {
+            done(
+                testca::open_ecm(&KEY, &section)
+                    .map(|e| CwPair {
+                        even: Some(e.even),
+                        odd: Some(e.odd),
+                    })
+                    .map_err(|e| e.to_string()),
+            );
+            ack_tx.send(()).unwrap();
+        }
+    });
+    let card = Arc::new(ThreadCard {
+        pending: Mutex::new(Vec::new()),
+        packet: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+    });
+    let c = card.clone();
+    let mut release = move |i: usize| {
+        c.packet.store(i as u64, Ordering::Relaxed);
+        let due: Vec<_> = {
+            let mut p = c.pending.lock().unwrap();
+            let (due, keep) = p.drain(..).partition(|e| e.0 <= i);
+            *p = keep;
+            due
+        };
+        for (_, section, done) in due {
+            tx.send((section, done)).unwrap();
+            ack_rx.recv().unwrap(); // the words are in the slots
+        }
+    };
+    let r = run(card.clone(), &mut release);
+    drop(release);
+    assert!(r.stale > 0, "no late answer made a difference");
+    assert!(
+        r.descrambled > r.scrambled_total / 3,
+        "{} of {}",
+        r.descrambled,
+        r.scrambled_total
+    );
+    let mut stale_words = 0;
+    for s in &r.sessions {
+        let st = s.status();
+        assert_eq!(st.ecm_errors, 0, "{st:?}");
+        assert!(st.ecms_answered + 1 >= st.ecms_sent, "{st:?}");
+        assert!(st.ecms_dropped > 0, "{st:?}"); // replaced while waiting
+        assert!(st.cws_delivered >= 10, "{st:?}");
+        stale_words += s.stale_words();
+    }
+    assert!(stale_words > 0);
+    drop(r);
+    worker.join().unwrap();
 }
 
 fn have(tool: &str) -> bool {

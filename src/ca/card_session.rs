@@ -9,6 +9,11 @@
 //! completion, which writes the words into the slots (`set_pair`) at once
 //! and updates the counters (shared with `status()` under one mutex).
 //!
+//! An answer that comes after the ECM table_id toggled is late: its word
+//! for a crypto period that is over is not delivered (`deliverable`), so a
+//! slow card leaves packets scrambled (counted by the descrambler) rather
+//! than descrambled with an old period's word.
+//!
 //! Promises: `feed` never blocks on a card (it only queues work on the
 //! manager); every ECM and EMM routed lands in exactly one counter
 //! (sent / dropped); an answer that takes longer than `ECM_TIMEOUT` of the
@@ -28,12 +33,24 @@ use std::time::{Duration, Instant};
 /// longer holds back the next one.
 pub const ECM_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// ECM table_id sent while the even word is on air (0x81: odd).
+const ECM_TABLE_ID_EVEN: u8 = 0x80;
+
 #[derive(Debug, Default)]
 struct Inner {
     /// Sequence number of the ECM in flight, and when it was sent.
     in_flight: Option<(u64, Instant)>,
     next_seq: u64,
-    queued: Option<(u16, Vec<u8>)>,
+    /// (caid, section, `toggles` when routed) of the ECM waiting for the
+    /// card.
+    queued: Option<(u16, Vec<u8>, u64)>,
+    /// table_id of the latest ECM the router handed out, and how many times
+    /// it toggled (0x80 ↔ 0x81: a parity switch on air): an answer to an
+    /// ECM routed before a toggle is late.
+    latest_table_id: Option<u8>,
+    toggles: u64,
+    /// Words of late answers not delivered (see `deliverable`).
+    stale_words: u64,
     ecms_sent: u64,
     ecms_answered: u64,
     ecm_errors: u64,
@@ -77,28 +94,31 @@ impl CardSession {
         self.router.stats()
     }
 
+    /// Control words of late answers not delivered (their crypto period
+    /// was over when the card answered).
+    pub fn stale_words(&self) -> u64 {
+        lock(&self.shared).stale_words
+    }
+
     /// Send `section` now. The caller has marked it in flight under
     /// sequence number `seq` and released the lock: a client may call the
     /// completion before `ecm` returns (an in-process card does).
-    fn send(&self, seq: u64, caid: u16, section: Vec<u8>) {
+    fn send(&self, seq: u64, caid: u16, section: Vec<u8>, routed: u64) {
+        let table_id = section.first().copied().unwrap_or(0);
         let shared = self.shared.clone();
         let slots = self.slots.clone();
         // RTT is measured on the wall clock: `now` may be a stream clock.
         let sent_at = Instant::now();
         let done = Box::new(move |r: Result<CwPair, String>| {
             let rtt = sent_at.elapsed();
-            // Words first: the descrambler should see them as early as
-            // possible; the counters can wait for the lock.
-            let delivered = match &r {
-                Ok(pair) => {
-                    slots.set_pair(pair.even, pair.odd);
-                    pair.even.is_some() as u64 + pair.odd.is_some() as u64
-                }
-                Err(_) => 0,
-            };
             let mut g = lock(&shared);
             match r {
-                Ok(_) => {
+                Ok(pair) => {
+                    let (even, odd) = deliverable(&mut g, routed, table_id, pair);
+                    // Under the counters' lock: a later answer cannot
+                    // overtake this one between the check and the write.
+                    slots.set_pair(even, odd);
+                    let delivered = even.is_some() as u64 + odd.is_some() as u64;
                     g.ecms_answered += 1;
                     g.cws_delivered += delivered;
                     g.last_rtt = Some(rtt);
@@ -125,6 +145,30 @@ impl CardSession {
             }
         }
     }
+}
+
+/// The words of an answer still worth delivering. ECM k (table_id of
+/// parity p) carries the word of its own period (p) and, usually, of the
+/// next (the other parity). Answered before the table_id toggled: both.
+/// After one toggle (the parity on air switched since): the word of
+/// period k is for a period that is over — written into its slot, it would
+/// descramble the next period of that parity with the wrong word — so only
+/// the other word (now on air) is delivered. After two toggles: neither.
+fn deliverable(
+    g: &mut Inner,
+    toggles_at_route: u64,
+    table_id: u8,
+    pair: CwPair,
+) -> (Option<[u8; 8]>, Option<[u8; 8]>) {
+    let (even, odd) = match g.toggles.saturating_sub(toggles_at_route) {
+        0 => (pair.even, pair.odd),
+        1 if table_id == ECM_TABLE_ID_EVEN => (None, pair.odd),
+        1 => (pair.even, None),
+        _ => (None, None),
+    };
+    let given = pair.even.is_some() as u64 + pair.odd.is_some() as u64;
+    g.stale_words += given - (even.is_some() as u64 + odd.is_some() as u64);
+    (even, odd)
 }
 
 impl CaSession for CardSession {
@@ -155,9 +199,17 @@ impl CaSession for CardSession {
             return;
         }
         let mut g = lock(&self.shared);
-        for e in ecms {
+        for (caid, section) in ecms {
+            let tid = section.first().copied();
+            if g.latest_table_id != tid {
+                if g.latest_table_id.is_some() {
+                    g.toggles += 1;
+                }
+                g.latest_table_id = tid;
+            }
+            let routed = g.toggles;
             // The latest ECM wins: one replaced while waiting is dropped.
-            if g.queued.replace(e).is_some() {
+            if g.queued.replace((caid, section, routed)).is_some() {
                 g.ecms_replaced += 1;
             }
         }
@@ -170,7 +222,7 @@ impl CaSession for CardSession {
             g.last_error = Some("the card did not answer an ECM in time".to_string());
             g.in_flight = None;
         }
-        let Some((caid, section)) = g.queued.take() else {
+        let Some((caid, section, routed)) = g.queued.take() else {
             return;
         };
         let seq = g.next_seq;
@@ -178,7 +230,7 @@ impl CaSession for CardSession {
         g.in_flight = Some((seq, now));
         g.ecms_sent += 1;
         drop(g);
-        self.send(seq, caid, section);
+        self.send(seq, caid, section, routed);
     }
 
     fn slots(&self) -> Arc<KeySlots> {
@@ -370,7 +422,10 @@ mod tests {
         let st = s.status();
         assert_eq!((st.ecms_seen, st.ecms_sent, st.ecms_dropped), (4, 1, 2));
         assert_eq!(card.answer(), 1);
-        assert_eq!(s.slots().snapshot().even.unwrap().cw, [0; 8]);
+        // ECM 0's answer is late: the table_id toggled 3 times since (ECMs
+        // 1, 2, 3): neither of its words is good any more.
+        assert_eq!(s.slots().snapshot(), crate::ca::slots::Snapshot::default());
+        assert_eq!(s.stale_words(), 2);
         s.feed(&[], t0);
         assert_eq!(card.answer(), 1);
         let snap = s.slots().snapshot();
@@ -379,11 +434,26 @@ mod tests {
         let st = s.status();
         assert_eq!(
             (st.ecms_sent, st.ecms_answered, st.cws_delivered),
-            (2, 2, 4)
+            (2, 2, 2)
         );
         assert_eq!(st.kind, "card");
         assert_eq!(st.state, "control words from the card");
         assert!(st.last_ecm_rtt_ms.is_some());
+        // ECM 4 (even) in flight, 5 (odd) waits: the answer to 4 comes one
+        // toggle late, only its odd word (on air now) is delivered.
+        for p in 4..6u32 {
+            let mut v = Vec::new();
+            packetize(&ecm(&key, p), 0x1F0, &mut ecc, &mut v);
+            s.feed(&v, t0);
+        }
+        card.answer();
+        assert_eq!(s.slots().snapshot().even.unwrap().cw, [3; 8]);
+        assert_eq!(s.slots().snapshot().odd.unwrap().cw, [104; 8]);
+        assert_eq!(s.stale_words(), 3);
+        s.feed(&[], t0);
+        card.answer();
+        assert_eq!(s.slots().snapshot().odd.unwrap().cw, [105; 8]);
+        assert_eq!(s.slots().snapshot().even.unwrap().cw, [5; 8]);
         // Garbage ECM: a card error, counted, no words.
         let mut bad = ecm(&key, 9);
         bad[30] ^= 0xFF;
@@ -392,7 +462,7 @@ mod tests {
         s.feed(&v, t0);
         card.answer();
         assert_eq!(s.status().ecm_errors, 1);
-        assert_eq!(s.slots().snapshot().even.unwrap().cw, [3; 8]);
+        assert_eq!(s.slots().snapshot().even.unwrap().cw, [5; 8]);
     }
 
     #[test]
