@@ -62,6 +62,15 @@ pub struct RouterConfig {
 }
 
 impl RouterConfig {
+    /// For a source with `ca = "card"` and its optional `caid`.
+    pub fn from_source(program_number: u16, ca: &crate::config::CaSourceConfig) -> RouterConfig {
+        let crate::config::CaSourceConfig::Card { caid } = ca;
+        RouterConfig {
+            caids: caid.iter().copied().collect(),
+            ..RouterConfig::new(program_number)
+        }
+    }
+
     pub fn new(program_number: u16) -> RouterConfig {
         RouterConfig {
             program_number,
@@ -781,6 +790,11 @@ mod tests {
         setup.extend(pmt(&mut cc[1], ca(0x0500, ECM_PID), Vec::new()));
         setup.extend(cat(&mut cc[2], ca(0x0500, EMM_PID)));
         r.feed(&setup, t0, |_| {});
+        let mut corpus = setup.clone();
+        for i in 0..8u8 {
+            corpus.extend(private(0x80 | (i & 1), &[i; 40], ECM_PID, &mut cc[3]));
+            corpus.extend(private(0x82 + (i & 3), &[i; 300], EMM_PID, &mut cc[3]));
+        }
         let pids = [0u16, 1, PMT_PID, ECM_PID, EMM_PID];
         let mut n = 0u64;
         for round in 0..3000 {
@@ -788,13 +802,26 @@ mod tests {
             for b in buf.iter_mut() {
                 *b = rnd() as u8;
             }
-            if round % 2 == 0 {
-                for c in buf.chunks_exact_mut(188) {
-                    let p = pids[(rnd() % 5) as usize];
-                    c[0] = 0x47;
-                    c[1] = (c[1] & 0xE0) | (p >> 8) as u8;
-                    c[2] = p as u8;
+            match round % 3 {
+                0 => {
+                    for c in buf.chunks_exact_mut(188) {
+                        let p = pids[(rnd() % 5) as usize];
+                        c[0] = 0x47;
+                        c[1] = (c[1] & 0xE0) | (p >> 8) as u8;
+                        c[2] = p as u8;
+                    }
                 }
+                1 => {
+                    // Valid packets with a few bytes flipped (or none).
+                    for c in buf.chunks_exact_mut(188) {
+                        let k = (rnd() % (corpus.len() as u64 / 188)) as usize;
+                        c.copy_from_slice(&corpus[k * 188..][..188]);
+                        for _ in 0..rnd() % 3 {
+                            c[(rnd() % 188) as usize] = rnd() as u8;
+                        }
+                    }
+                }
+                _ => {}
             }
             if round % 500 == 0 {
                 r.feed(&setup, t0, |_| {});
@@ -807,6 +834,11 @@ mod tests {
             s.ecms_seen,
             s.ecms_forwarded + s.ecm_repeats + s.ecms_rate_limited
         );
+        assert_eq!(
+            s.emms_seen,
+            s.emms_forwarded + s.emm_duplicates + s.emms_rate_limited + s.emm_other_address
+        );
         assert_eq!(n, s.ecms_forwarded + s.emms_forwarded);
+        assert!(s.ecms_seen > 0 && s.emms_seen > 0, "{s:?}");
     }
 }
