@@ -3,7 +3,9 @@
 //! `EcmRouter` finds the CA descriptors, routes ECMs/EMMs) → an in-test
 //! card that opens ECMs with `testca::open_ecm` → `KeySlots` → DVB-CSA
 //! descrambling following each packet's parity → every ES packet equals
-//! the clear original. The scrambled file is also checked by tools capbox
+//! the clear original; the same with a card thread answering late by up to
+//! three crypto periods (deterministic delays in packets): never a packet
+//! descrambled with a wrong word. The scrambled file is also checked by tools capbox
 //! did not write: Debian's libdvbcsa descrambles it with the key log
 //! (tests/c/testca_descramble.c) and ffprobe decodes the result; tshark
 //! dissects the rewritten PMTs, the CAT and the ECM/EMM table_ids.
