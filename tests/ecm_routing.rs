@@ -5,8 +5,9 @@
 //! descrambling following each packet's parity → every ES packet equals
 //! the clear original; the same with a card thread answering late by up to
 //! three crypto periods (deterministic delays in packets): never a packet
-//! descrambled with a wrong word. The scrambled file is also checked by tools capbox
-//! did not write: Debian's libdvbcsa descrambles it with the key log
+//! descrambled with a wrong word. The scrambled file is also checked by
+//! tools capbox did not write: Debian's libdvbcsa descrambles it with the
+//! key log
 //! (tests/c/testca_descramble.c) and ffprobe decodes the result; tshark
 //! dissects the rewritten PMTs, the CAT and the ECM/EMM table_ids.
 
