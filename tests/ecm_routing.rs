@@ -7,9 +7,8 @@
 //! three crypto periods (deterministic delays in packets): never a packet
 //! descrambled with a wrong word. The scrambled file is also checked by
 //! tools capbox did not write: Debian's libdvbcsa descrambles it with the
-//! key log
-//! (tests/c/testca_descramble.c) and ffprobe decodes the result; tshark
-//! dissects the rewritten PMTs, the CAT and the ECM/EMM table_ids.
+//! key log (tests/c/testca_descramble.c) and ffprobe decodes the result;
+//! tshark dissects the rewritten PMTs, the CAT and the ECM/EMM table_ids.
 
 use capbox::ca::card_session::CardSession;
 use capbox::ca::cards::{CwPair, EcmClient};
