@@ -9,7 +9,11 @@
 //! channel's descrambler reads the slots.
 
 pub mod biss;
+pub mod card_session;
+pub mod cards;
 pub mod csa;
+pub mod ecm;
+pub mod scrambler;
 pub mod slots;
 pub mod testca;
 

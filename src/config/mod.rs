@@ -19,6 +19,7 @@
 mod cidr;
 mod node;
 mod walk;
+pub use walk::ca::CaSourceConfig;
 
 #[cfg(test)]
 mod tests;
@@ -293,6 +294,8 @@ pub struct SourceConfig {
     /// `biss`, optional: BISS-1 session word; the channel's scrambled
     /// packets are descrambled with it. `Debug` never shows it.
     pub biss: Option<crate::ca::biss::BissKey>,
+    /// `ca` (+ `caid`), optional: control words from a card (see ca.rs).
+    pub ca: Option<CaSourceConfig>,
     /// Line of the `[[channel.source]]` header (or of the table).
     pub line: usize,
     /// Key path of this source, e.g. `channel[3].source[0]`.
@@ -385,6 +388,7 @@ impl SourceConfig {
             && self.program == other.program
             && self.looping == other.looping
             && self.biss == other.biss
+            && self.ca == other.ca
     }
 
     /// "file samples/mux.ts" or "sat1 dvbs2 11362000 V 22000000 …", for logs
@@ -567,6 +571,7 @@ pub fn demo_config(samples_dir: &Path, listen: SocketAddr) -> Config {
             program,
             looping: true,
             biss: None,
+            ca: None,
             line: 0,
             key: format!("channel[{}].source[0]", i),
         }],

@@ -308,7 +308,11 @@ const ACCESS_KEYS: &[&str] = &[
 ];
 const BUFFERS_KEYS: &[&str] = &["ring_bytes", "chunk_bytes", "flush_ms"];
 const CHANNEL_KEYS: &[&str] = &["name", "tvg_id", "tvg_name", "group", "source"];
-const SOURCE_KEYS: &[&str] = &["file", "adapter", "tune", "program", "loop", "biss"];
+#[path = "ca.rs"]
+pub(super) mod ca;
+const SOURCE_KEYS: &[&str] = &[
+    "file", "adapter", "tune", "program", "loop", "biss", "ca", "caid",
+];
 
 const MIB: i64 = 1024 * 1024;
 
@@ -708,6 +712,7 @@ fn sources(
         let program = w.int(&mut t, "program", 1, 65_535, 1, "a program_number");
         let looping = w.boolean(&mut t, "loop", true);
         let biss = biss_key(w, &mut t);
+        let ca = ca::source_ca(w, &mut t, biss.is_some());
         let line = t.line;
         // `file` of a DVB source was reported above; mark it used.
         if is_dvb {
@@ -722,6 +727,7 @@ fn sources(
                 program: program as u16,
                 looping,
                 biss: biss.clone(),
+                ca: ca.clone(),
                 line,
                 key: path,
             });
@@ -733,6 +739,7 @@ fn sources(
                 program: program as u16,
                 looping,
                 biss: biss.clone(),
+                ca: ca.clone(),
                 line,
                 key: path,
             });
