@@ -447,9 +447,15 @@ mod tests {
         let url = format!("http://{}", l.local_addr().unwrap());
         let t = std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
-            let mut req = [0u8; 1024];
-            let n = c.read(&mut req).unwrap();
-            assert!(String::from_utf8_lossy(&req[..n]).starts_with("GET /status "));
+            // The head may come in several segments: read all of it.
+            let mut req = Vec::new();
+            let mut b = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = c.read(&mut b).unwrap();
+                assert!(n > 0, "client closed before the end of its request");
+                req.extend_from_slice(&b[..n]);
+            }
+            assert!(String::from_utf8_lossy(&req).starts_with("GET /status "));
             let body = r#"{"adapters":[{"name":"sat1","device":"adapter3","number":3}],"channels":[{"name":"arte","source":"adapter sat1 dvbs2 11362000 V 22000000"}]}"#;
             write!(
                 c,
