@@ -19,6 +19,7 @@
 mod cidr;
 mod node;
 mod walk;
+pub use walk::softcam::{SoftcamConfig, SoftcamEndpoint, SourceCa};
 
 #[cfg(test)]
 mod tests;
@@ -83,6 +84,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub access: AccessConfig,
     pub buffers: BuffersConfig,
+    /// `[softcam]`, optional: the dvbapi softcam of `ca = "dvbapi"` sources.
+    pub softcam: Option<SoftcamConfig>,
     /// `[[adapter]]` tables in file order (none when every source is a file).
     pub adapters: Vec<AdapterConfig>,
     /// `[[channel]]` tables in file order. At least one.
@@ -293,6 +296,9 @@ pub struct SourceConfig {
     /// `biss`, optional: BISS-1 session word; the channel's scrambled
     /// packets are descrambled with it. `Debug` never shows it.
     pub biss: Option<crate::ca::biss::BissKey>,
+    /// `ca`, optional: where control words come from (`"dvbapi"`: the
+    /// `[softcam]`).
+    pub ca: Option<SourceCa>,
     /// Line of the `[[channel.source]]` header (or of the table).
     pub line: usize,
     /// Key path of this source, e.g. `channel[3].source[0]`.
@@ -385,6 +391,7 @@ impl SourceConfig {
             && self.program == other.program
             && self.looping == other.looping
             && self.biss == other.biss
+            && self.ca == other.ca
     }
 
     /// "file samples/mux.ts" or "sat1 dvbs2 11362000 V 22000000 …", for logs
@@ -458,6 +465,7 @@ impl Config {
             server: ServerConfig::default(),
             access: AccessConfig::default(),
             buffers: BuffersConfig::default(),
+            softcam: None,
             adapters: Vec::new(),
             channels,
             lines: BTreeMap::new(),
@@ -567,6 +575,7 @@ pub fn demo_config(samples_dir: &Path, listen: SocketAddr) -> Config {
             program,
             looping: true,
             biss: None,
+            ca: None,
             line: 0,
             key: format!("channel[{}].source[0]", i),
         }],

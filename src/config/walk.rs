@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 
 #[path = "adapters.rs"]
 mod adapters;
+#[path = "softcam.rs"]
+pub(super) mod softcam;
 
 struct Walker {
     file: String,
@@ -292,7 +294,9 @@ fn parse_int_text(s: &str) -> Option<i64> {
     }
 }
 
-const ROOT_KEYS: &[&str] = &["server", "access", "buffers", "adapter", "channel"];
+const ROOT_KEYS: &[&str] = &[
+    "server", "access", "buffers", "softcam", "adapter", "channel",
+];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
     "device",
@@ -308,7 +312,7 @@ const ACCESS_KEYS: &[&str] = &[
 ];
 const BUFFERS_KEYS: &[&str] = &["ring_bytes", "chunk_bytes", "flush_ms"];
 const CHANNEL_KEYS: &[&str] = &["name", "tvg_id", "tvg_name", "group", "source"];
-const SOURCE_KEYS: &[&str] = &["file", "adapter", "tune", "program", "loop", "biss"];
+const SOURCE_KEYS: &[&str] = &["file", "adapter", "tune", "program", "loop", "biss", "ca"];
 
 const MIB: i64 = 1024 * 1024;
 
@@ -352,6 +356,9 @@ pub(super) fn parse(
         None => BuffersConfig::default(),
         Some(f) => buffers(&mut w, f),
     };
+    let softcam = w
+        .take(&mut top, "softcam")
+        .and_then(|f| softcam::softcam(&mut w, f));
     // Names of every [[adapter]] written, valid or not, so a source naming
     // a broken adapter is not reported twice.
     let mut adapter_names = Vec::new();
@@ -373,6 +380,7 @@ pub(super) fn parse(
     w.finish(top, ROOT_KEYS);
     one_mux_per_adapter(&mut w, &channels);
     adapters::cable_rules(&mut w, &adapters, &channels);
+    softcam::check_sources(&mut w, &channels, softcam.is_some());
 
     if !w.errors.is_empty() {
         return Err(w.errors);
@@ -383,6 +391,7 @@ pub(super) fn parse(
         server,
         access,
         buffers,
+        softcam,
         adapters,
         channels,
         lines: w.lines,
@@ -708,6 +717,7 @@ fn sources(
         let program = w.int(&mut t, "program", 1, 65_535, 1, "a program_number");
         let looping = w.boolean(&mut t, "loop", true);
         let biss = biss_key(w, &mut t);
+        let ca = softcam::source_ca(w, &mut t);
         let line = t.line;
         // `file` of a DVB source was reported above; mark it used.
         if is_dvb {
@@ -722,6 +732,7 @@ fn sources(
                 program: program as u16,
                 looping,
                 biss: biss.clone(),
+                ca,
                 line,
                 key: path,
             });
@@ -733,6 +744,7 @@ fn sources(
                 program: program as u16,
                 looping,
                 biss: biss.clone(),
+                ca,
                 line,
                 key: path,
             });

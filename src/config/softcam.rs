@@ -1,0 +1,179 @@
+//! `[softcam]`: the softcam (OSCam's dvbapi network mode) that gives
+//! control words to sources with `ca = "dvbapi"`, and that source key.
+//!
+//! A child of `walk` (declared there with `#[path]`) so it uses the same
+//! walker: every problem is reported as `file:line: key: problem; expected
+//! …`, and the walk goes on.
+
+use super::{ChannelConfig, Field, Node, Table, Walker};
+use std::path::PathBuf;
+
+/// Where the softcam listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SoftcamEndpoint {
+    /// `host` + `port`: OSCam's `listen_port` (TCP).
+    Tcp { host: String, port: u16 },
+    /// `host` written as an absolute path: a unix socket (OSCam's
+    /// `/tmp/camd.socket` style, no port).
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for SoftcamEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SoftcamEndpoint::Tcp { host, port } if host.contains(':') => {
+                write!(f, "[{host}]:{port}")
+            }
+            SoftcamEndpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
+            SoftcamEndpoint::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// `[softcam]`, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SoftcamConfig {
+    pub endpoint: SoftcamEndpoint,
+    /// `protocol`, 2 or 3 (default): the dvbapi protocol version announced.
+    pub protocol: u16,
+    /// `name`, default "capbox <version>": the client name the softcam logs.
+    pub name: String,
+}
+
+impl SoftcamConfig {
+    /// A TCP softcam with the defaults (tests, `capbox` wiring).
+    pub fn tcp(host: &str, port: u16) -> SoftcamConfig {
+        SoftcamConfig {
+            endpoint: SoftcamEndpoint::Tcp {
+                host: host.to_string(),
+                port,
+            },
+            protocol: 3,
+            name: default_name(),
+        }
+    }
+}
+
+fn default_name() -> String {
+    format!("capbox {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Where a source's control words come from (`ca` key of a source).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceCa {
+    /// `ca = "dvbapi"`: from the `[softcam]`.
+    Dvbapi,
+}
+
+pub(super) const SOFTCAM_KEYS: &[&str] = &["host", "port", "protocol", "name"];
+
+/// `[softcam]`.
+pub(super) fn softcam(w: &mut Walker, f: Field) -> Option<SoftcamConfig> {
+    let mut t = w.table(f.sp, &f.path, f.line)?;
+    let host_what = "a host name or address (\"127.0.0.1\"), or the absolute path of a unix socket";
+    let host = match w.string(&mut t, "host", host_what) {
+        Some((s, hf)) if s.is_empty() || s.contains('\0') || s.chars().any(char::is_whitespace) => {
+            w.error(
+                hf.line,
+                &hf.path,
+                format!("{s:?} is not usable; expected {host_what}"),
+            );
+            None
+        }
+        Some((s, hf)) => Some((s, hf)),
+        None => {
+            if !t.entries.iter().any(|e| e.key.name == "host") {
+                w.error(
+                    t.line,
+                    &format!("{}.host", t.path),
+                    format!("missing; expected {host_what}"),
+                );
+            }
+            None
+        }
+    };
+    let has_port = t.entries.iter().any(|e| e.key.name == "port");
+    let port = w.int(&mut t, "port", 1, 65_535, 0, "a TCP port");
+    let protocol = w.int(&mut t, "protocol", 2, 3, 3, "a dvbapi protocol version");
+    let name = match w.string(&mut t, "name", "a client name of 1..=255 bytes") {
+        Some((s, nf)) if s.is_empty() || s.len() > 255 || s.chars().any(char::is_control) => {
+            w.error(
+                nf.line,
+                &nf.path,
+                "empty, too long or with control characters; expected a client name of 1..=255 bytes"
+                    .to_string(),
+            );
+            default_name()
+        }
+        Some((s, _)) => s,
+        None => default_name(),
+    };
+    let line = t.line;
+    let path = t.path.clone();
+    w.finish(t, SOFTCAM_KEYS);
+    let (host, hf) = host?;
+    let endpoint = if host.starts_with('/') {
+        if has_port {
+            w.error(
+                hf.line,
+                &format!("{path}.port"),
+                "a unix socket has no port; remove port or give a host name".to_string(),
+            );
+        }
+        SoftcamEndpoint::Unix(PathBuf::from(host))
+    } else {
+        if !has_port {
+            w.error(
+                line,
+                &format!("{path}.port"),
+                "missing; expected a TCP port 1..=65535 (OSCam's dvbapi listen_port)".to_string(),
+            );
+            return None;
+        }
+        SoftcamEndpoint::Tcp {
+            host,
+            port: port as u16,
+        }
+    };
+    Some(SoftcamConfig {
+        endpoint,
+        protocol: protocol as u16,
+        name,
+    })
+}
+
+/// `ca` of a source.
+pub(super) fn source_ca(w: &mut Walker, t: &mut Table) -> Option<SourceCa> {
+    let what = "\"dvbapi\" (control words from the [softcam])";
+    let f = w.take(t, "ca")?;
+    match f.node {
+        Node::String(s) if s == "dvbapi" => Some(SourceCa::Dvbapi),
+        Node::String(s) => {
+            w.error(
+                f.line,
+                &f.path,
+                format!("{s:?} is not known; expected {what}"),
+            );
+            None
+        }
+        _ => {
+            w.wrong_type(&f, what);
+            None
+        }
+    }
+}
+
+/// `ca = "dvbapi"` needs a `[softcam]`: reported at each such `ca`.
+pub(super) fn check_sources(w: &mut Walker, channels: &[ChannelConfig], softcam_given: bool) {
+    if softcam_given {
+        return;
+    }
+    for s in channels.iter().flat_map(|c| &c.sources) {
+        if s.ca == Some(SourceCa::Dvbapi) {
+            let key = format!("{}.ca", s.key);
+            let line = w.lines.get(&key).copied().unwrap_or(s.line);
+            let msg = "\"dvbapi\" needs a [softcam] section; add one with host and port";
+            w.error(line, &key, msg.to_string());
+        }
+    }
+}
