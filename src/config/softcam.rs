@@ -163,9 +163,10 @@ pub(super) fn source_ca(w: &mut Walker, t: &mut Table) -> Option<SourceCa> {
     }
 }
 
-/// `ca = "dvbapi"` needs a `[softcam]`: reported at each such `ca`.
-pub(super) fn check_sources(w: &mut Walker, channels: &[ChannelConfig], softcam_given: bool) {
-    if softcam_given {
+/// `ca = "dvbapi"` needs a `[softcam]`: reported at each such `ca` when
+/// none is written (a broken one is reported on its own keys).
+pub(super) fn check_sources(w: &mut Walker, channels: &[ChannelConfig], softcam_written: bool) {
+    if softcam_written {
         return;
     }
     for s in channels.iter().flat_map(|c| &c.sources) {
@@ -175,5 +176,69 @@ pub(super) fn check_sources(w: &mut Walker, channels: &[ChannelConfig], softcam_
             let msg = "\"dvbapi\" needs a [softcam] section; add one with host and port";
             w.error(line, &key, msg.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::{parse, Diagnostic};
+    use super::*;
+    use std::path::Path;
+
+    const CHANNEL: &str =
+        "\n[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nca = \"dvbapi\"\n";
+
+    fn errors(text: &str) -> Vec<Diagnostic> {
+        parse(text, "t.toml", Path::new("/tmp")).unwrap_err()
+    }
+
+    #[test]
+    fn softcam_and_source_ca() {
+        let text = format!("[softcam]\nhost = \"127.0.0.1\"\nport = 9000\n{CHANNEL}");
+        let c = parse(&text, "t.toml", Path::new("/tmp")).unwrap();
+        let s = c.softcam.unwrap();
+        assert_eq!(s.endpoint.to_string(), "127.0.0.1:9000");
+        assert_eq!(s.protocol, 3);
+        assert!(s.name.starts_with("capbox "));
+        assert_eq!(c.channels[0].sources[0].ca, Some(SourceCa::Dvbapi));
+
+        let text = "[softcam]\nhost = \"/run/oscam.sock\"\nprotocol = 2\nname = \"box7\"\n";
+        let c = parse(&format!("{text}{CHANNEL}"), "t.toml", Path::new("/tmp")).unwrap();
+        let s = c.softcam.unwrap();
+        assert_eq!(s.endpoint, SoftcamEndpoint::Unix("/run/oscam.sock".into()));
+        assert_eq!((s.protocol, s.name.as_str()), (2, "box7"));
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let e = errors(CHANNEL);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            (e[0].line, e[0].key.as_str()),
+            (6, "channel[0].source[0].ca")
+        );
+        assert!(e[0].message.contains("[softcam]"));
+
+        let e = errors(&format!("[softcam]\nhost = \"h\"\nprotocol = 4\n{CHANNEL}"));
+        let keys: Vec<_> = e.iter().map(|d| (d.line, d.key.as_str())).collect();
+        assert_eq!(
+            keys,
+            [(3, "softcam.protocol"), (1, "softcam.port")],
+            "{e:?}"
+        );
+
+        let e = errors(&format!(
+            "[softcam]\nhost = \"/s\"\nport = 1\nx = 1\n{CHANNEL}"
+        ));
+        let keys: Vec<_> = e.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(keys, ["softcam.x", "softcam.port"], "{e:?}");
+
+        let text = "[softcam]\nhost = \"h\"\nport = 1\n[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nca = \"cam\"\n";
+        let e = errors(text);
+        assert_eq!(
+            (e[0].line, e[0].key.as_str()),
+            (8, "channel[0].source[0].ca")
+        );
+        assert!(e[0].message.contains("\"cam\" is not known"));
     }
 }

@@ -294,8 +294,9 @@ fn parse_int_text(s: &str) -> Option<i64> {
     }
 }
 
+// "softcam" last: messages list the older keys first, as before.
 const ROOT_KEYS: &[&str] = &[
-    "server", "access", "buffers", "softcam", "adapter", "channel",
+    "server", "access", "buffers", "adapter", "channel", "softcam",
 ];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
@@ -356,9 +357,10 @@ pub(super) fn parse(
         None => BuffersConfig::default(),
         Some(f) => buffers(&mut w, f),
     };
+    // Outer Option: written (a broken one is reported on its keys).
     let softcam = w
         .take(&mut top, "softcam")
-        .and_then(|f| softcam::softcam(&mut w, f));
+        .map(|f| softcam::softcam(&mut w, f));
     // Names of every [[adapter]] written, valid or not, so a source naming
     // a broken adapter is not reported twice.
     let mut adapter_names = Vec::new();
@@ -391,7 +393,7 @@ pub(super) fn parse(
         server,
         access,
         buffers,
-        softcam,
+        softcam: softcam.flatten(),
         adapters,
         channels,
         lines: w.lines,
