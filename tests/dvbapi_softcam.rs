@@ -15,6 +15,7 @@ use capbox::ts::pmt::{PmtRepr, PmtStream};
 use capbox::ts::section::packetize;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -34,7 +35,9 @@ const WAIT: Duration = Duration::from_secs(20);
 /// one ECM, packetised afresh each round so continuity counters advance.
 struct Mux {
     ecm: Vec<u8>,
-    cc: [u8; 3],
+    /// Program 2 (PMT 0x1100, ECMs on 0x501) too.
+    second: Option<Vec<u8>>,
+    cc: [u8; 5],
 }
 
 fn ecm_section(table_id: u8, fill: u8) -> Vec<u8> {
@@ -69,7 +72,11 @@ fn pmt() -> PmtRepr {
 
 impl Mux {
     fn new(ecm: Vec<u8>) -> Mux {
-        Mux { ecm, cc: [0; 3] }
+        Mux {
+            ecm,
+            second: None,
+            cc: [0; 5],
+        }
     }
 
     fn round(&mut self) -> Vec<u8> {
@@ -93,6 +100,14 @@ impl Mux {
         packetize(&pat.emit(), 0, &mut self.cc[0], &mut out);
         packetize(&pmt().emit(), PMT_PID, &mut self.cc[1], &mut out);
         packetize(&self.ecm, ECM_PID, &mut self.cc[2], &mut out);
+        if let Some(ecm2) = &self.second {
+            let mut p = pmt();
+            p.program_number = 2;
+            p.program_info = vec![0x09, 4, 0x0B, 0x00, 0xE5, 0x01];
+            p.streams.truncate(1);
+            packetize(&p.emit(), 0x1100, &mut self.cc[3], &mut out);
+            packetize(ecm2, 0x501, &mut self.cc[4], &mut out);
+        }
         out
     }
 }
@@ -129,9 +144,13 @@ fn words(s: &DvbapiSession) -> (Option<[u8; 8]>, Option<[u8; 8]>) {
 
 // ------------------------------------------------------- the fake softcam
 
+trait Stream: Read + Write + Send {}
+impl Stream for TcpStream {}
+impl Stream for UnixStream {}
+
 /// One accepted client, as the softcam sees it.
 struct Peer {
-    s: TcpStream,
+    s: Box<dyn Stream>,
     framed: bool,
     id: u32,
 }
@@ -149,12 +168,11 @@ enum FromClient {
     Eof,
 }
 
-fn accept(l: &TcpListener) -> TcpStream {
-    l.set_nonblocking(false).unwrap();
+fn accept(l: &TcpListener) -> Box<dyn Stream> {
     let (s, _) = l.accept().unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.set_nodelay(true).unwrap();
-    s
+    Box::new(s)
 }
 
 impl Peer {
@@ -166,7 +184,7 @@ impl Peer {
 
     /// The first message: CLIENT_INFO without prefix. Returns (protocol,
     /// name); the framing of everything after follows the protocol.
-    fn hello(s: TcpStream) -> (Peer, u16, String) {
+    fn hello(s: Box<dyn Stream>) -> (Peer, u16, String) {
         let mut p = Peer {
             s,
             framed: false,
@@ -675,4 +693,112 @@ fn aes_mode_is_refused_and_said() {
     );
     tx.send(()).unwrap();
     join(fake);
+}
+
+#[test]
+fn two_services_share_one_connection() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (ecm1, ecm2) = (ecm_section(0x80, 7), ecm_section(0x80, 8));
+    let (e1, e2) = (ecm1.clone(), ecm2.clone());
+    let (tx, rx) = mpsc::channel::<()>();
+    let fake = std::thread::spawn(move || {
+        let (mut p, _, _) = Peer::hello(accept(&l));
+        p.send(&server_info(3));
+        // Two CA PMTs, each with its own adapter/demux/ca device.
+        let mut adapters = std::collections::HashMap::new();
+        for _ in 0..2 {
+            let b = p.next_pmt();
+            assert_eq!(b[0], 4, "list management add: the other program stays");
+            let program = u16::from_be_bytes([b[1], b[2]]);
+            let pil = (((b[4] & 0x0F) as usize) << 8) | b[5] as usize;
+            let info = &b[6..6 + pil];
+            assert_eq!(&info[1..3], &[0x83, 1]);
+            let n = info[3];
+            assert_eq!(
+                &info[4..10],
+                &[
+                    0x84,
+                    2,
+                    (if program == 1 { 0x10 } else { 0x11 }),
+                    0,
+                    0x86,
+                    1
+                ]
+            );
+            assert_eq!((info[10], &info[11..14]), (n, &[0x87, 1, n][..]));
+            adapters.insert(program, n);
+        }
+        let (a1, a2) = (adapters[&1], adapters[&2]);
+        assert_ne!(a1, a2);
+        p.send(&set_filter(a1, 0, 0, ECM_PID, 0x80, 0xFF));
+        p.send(&set_filter(a2, 1, 0, 0x501, 0x80, 0xFF));
+        let mut got = vec![p.next_data(), p.next_data()];
+        got.sort();
+        assert_eq!(got, vec![(0, 0, e1), (1, 0, e2)]);
+        p.send(&ca_set_descr(a1, 0, 0, EVEN));
+        p.send(&ca_set_descr(a1, 0, 1, ODD));
+        p.send(&ca_set_descr(a2, 1, 0, ODD));
+        p.send(&ca_set_descr(a2, 1, 1, EVEN));
+        let _ = rx.recv();
+    });
+    let client = client(port, 3);
+    let mut s1 = DvbapiSession::new(client.clone(), 1);
+    let mut s2 = DvbapiSession::new(client.clone(), 2);
+    let mut mux = Mux::new(ecm1);
+    mux.second = Some(ecm2);
+    let start = Instant::now();
+    loop {
+        let ts = mux.round();
+        s1.feed(&ts, Instant::now());
+        s2.feed(&ts, Instant::now());
+        if words(&s1) == (Some(EVEN), Some(ODD)) && words(&s2) == (Some(ODD), Some(EVEN)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "{:?} {:?}",
+            s1.status(),
+            s2.status()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!((s1.status().ecms_sent, s2.status().ecms_sent), (1, 1));
+    tx.send(()).unwrap();
+    join(fake);
+}
+
+#[test]
+fn unix_socket_softcam() {
+    let dir = std::env::temp_dir().join(format!("capbox-dvbapi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("camd.socket");
+    let _ = std::fs::remove_file(&path);
+    let l = UnixListener::bind(&path).unwrap();
+    let ecm = ecm_section(0x80, 10);
+    let e = ecm.clone();
+    let (tx, rx) = mpsc::channel::<()>();
+    let fake = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let (mut p, _, _) = Peer::hello(Box::new(s));
+        serve_keys(&mut p, 3, &e, EVEN, ODD);
+        let _ = rx.recv();
+    });
+    let mut cfg = SoftcamConfig::tcp("unused", 1);
+    cfg.endpoint = capbox::config::SoftcamEndpoint::Unix(path.clone());
+    let client = SoftcamClient::start(cfg).unwrap();
+    let mut session = DvbapiSession::new(client, PROGRAM);
+    let mut mux = Mux::new(ecm);
+    feed_until(&mut session, &mut mux, "words over the unix socket", |s| {
+        words(s) == (Some(EVEN), Some(ODD))
+    });
+    let st = session.status().state;
+    assert!(
+        st.contains(&format!("softcam at {}", path.display())),
+        "{st}"
+    );
+    tx.send(()).unwrap();
+    join(fake);
+    let _ = std::fs::remove_dir_all(&dir);
 }

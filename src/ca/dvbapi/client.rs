@@ -574,7 +574,7 @@ fn session(shared: &Shared, mut conn: Box<dyn Conn>) -> bool {
             }
         }
         loop {
-            match decoder.next() {
+            match decoder.decode() {
                 Decoded::NeedMore => break,
                 Decoded::Message { msg, .. } => {
                     let mut g = shared.lock();

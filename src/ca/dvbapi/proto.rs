@@ -555,7 +555,7 @@ impl Decoder {
 
     /// The next message, if whole. After `Unknown` or `Malformed` the
     /// buffer is left as it is: the caller drops the connection.
-    pub fn next(&mut self) -> Decoded {
+    pub fn decode(&mut self) -> Decoded {
         let (prefix, msg_id) = if self.framed {
             match self.buf.first() {
                 None => return Decoded::NeedMore,
@@ -737,7 +737,7 @@ mod tests {
         for b in &stream {
             assert_eq!(d.push(&[*b]), 1);
             loop {
-                match d.next() {
+                match d.decode() {
                     Decoded::NeedMore => break,
                     Decoded::Message { msg, msg_id } => got.push((msg, msg_id)),
                     other => panic!("{other:?}"),
@@ -820,7 +820,7 @@ mod tests {
         let mut d = Decoder::new(false);
         d.push(&stream);
         let mut got = Vec::new();
-        while let Decoded::Message { msg, msg_id } = d.next() {
+        while let Decoded::Message { msg, msg_id } = d.decode() {
             assert_eq!(msg_id, None);
             got.push(msg);
         }
@@ -868,27 +868,27 @@ mod tests {
         let mut d = Decoder::new(true);
         d.push(&framed(1, &[0x12, 0x34, 0x56, 0x78, 0, 0, 0]));
         assert_eq!(
-            d.next(),
+            d.decode(),
             Decoded::Unknown {
                 opcode: 0x1234_5678
             }
         );
         assert_eq!(
-            d.next(),
+            d.decode(),
             Decoded::Unknown {
                 opcode: 0x1234_5678
             }
         );
         let mut d = Decoder::new(true);
         d.push(&server_info());
-        assert!(matches!(d.next(), Decoded::Malformed { .. }));
+        assert!(matches!(d.decode(), Decoded::Malformed { .. }));
         let mut d = Decoder::new(false);
         let mut m = vec![
             0x40, 0x18, 0x6F, 0x89, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1,
         ];
         m.extend([0, 0, 1, 0]);
         d.push(&m);
-        assert!(matches!(d.next(), Decoded::Malformed { .. }));
+        assert!(matches!(d.decode(), Decoded::Malformed { .. }));
     }
 
     #[test]
@@ -920,7 +920,7 @@ mod tests {
                 }
                 d.push(&v);
                 for _ in 0..4 {
-                    let _ = d.next();
+                    let _ = d.decode();
                 }
             }
         }
