@@ -449,11 +449,16 @@ fn protocol_3_words_reach_the_slots_and_stop_on_drop() {
     let fake = std::thread::spawn(move || {
         let (mut p, protocol, name) = Peer::hello(accept(&l));
         assert_eq!((protocol, name.as_str()), (3, "capbox-test"));
-        serve_keys(&mut p, 3, &e1, EVEN, ODD);
+        let adapter = serve_keys(&mut p, 3, &e1, EVEN, ODD);
         // The same ECM keeps coming in the mux: only the changed one is
         // forwarded next.
         let (_, _, section) = p.next_data();
         assert_eq!(section, e2, "an unchanged ECM was sent again");
+        // A filter set again restarts (Linux demux): the same ECM comes
+        // once more.
+        p.send(&set_filter(adapter, 3, 0, ECM_PID, 0x80, 0xFF));
+        let (_, _, section) = p.next_data();
+        assert_eq!(section, e2);
         tx.send("second ecm").unwrap();
         let demux = match p.next() {
             FromClient::Stop(d) => d,
@@ -487,7 +492,7 @@ fn protocol_3_words_reach_the_slots_and_stop_on_drop() {
     feed_until(&mut session, &mut mux, "the changed ECM", |_| {
         rx.try_recv().is_ok()
     });
-    assert_eq!(session.status().ecms_sent, 2);
+    assert_eq!(session.status().ecms_sent, 3);
     drop(session);
     join(fake);
     assert_eq!(client.status().desyncs, 0);

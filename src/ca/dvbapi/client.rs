@@ -70,6 +70,10 @@ pub struct Filter {
     pub data: [u8; 16],
     pub mask: [u8; 16],
     pub mode: [u8; 16],
+    /// Distinct for every DMX_SET_FILTER received (over all connections):
+    /// a filter set again restarts, like a Linux demux filter, so the
+    /// session forgets the last ECM it sent on it.
+    pub seq: u64,
 }
 
 impl Filter {
@@ -190,6 +194,8 @@ struct Inner {
     stray_messages: u64,
     /// Connections closed because the stream could not be followed.
     desyncs: u64,
+    /// Source of `Filter::seq`.
+    filter_seq: u64,
 }
 
 /// Connection-wide counters for `/status` and tests.
@@ -271,6 +277,7 @@ impl SoftcamClient {
                 connections: 0,
                 stray_messages: 0,
                 desyncs: 0,
+                filter_seq: 0,
             }),
         });
         let s = shared.clone();
@@ -676,6 +683,8 @@ fn handle(shared: &Shared, g: &mut Inner, msg: Message) {
         | Message::CaSetDescrData { adapter, .. }
         | Message::EcmInfo { adapter, .. } => *adapter,
     };
+    g.filter_seq += 1;
+    let seq = g.filter_seq;
     let Some(Some(s)) = g.services.get_mut(adapter as usize) else {
         g.stray_messages += 1;
         return;
@@ -699,6 +708,7 @@ fn handle(shared: &Shared, g: &mut Inner, msg: Message) {
                 data,
                 mask,
                 mode,
+                seq,
             };
             if let Some(old) = s
                 .filters
@@ -825,6 +835,7 @@ mod tests {
             data,
             mask,
             mode: [0; 16],
+            seq: 0,
         }
     }
 

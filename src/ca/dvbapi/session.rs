@@ -107,8 +107,8 @@ pub struct DvbapiSession {
     filters_generation: u64,
     /// One assembler per filtered PID.
     assemblers: Vec<(u16, Assembler)>,
-    /// Last ECM sent per (demux, filter).
-    last_ecm: Vec<((u8, u8), Vec<u8>)>,
+    /// Last ECM sent per (demux, filter), with the filter's `seq`.
+    last_ecm: Vec<((u8, u8), u64, Vec<u8>)>,
     ecm_bucket: Bucket,
     other_bucket: Bucket,
     counters: Counters,
@@ -174,8 +174,12 @@ impl DvbapiSession {
         let filters = &self.filters;
         self.assemblers
             .retain(|(p, _)| filters.iter().any(|f| f.pid == *p));
-        self.last_ecm
-            .retain(|(k, _)| filters.iter().any(|f| (f.demux, f.filter) == *k));
+        // A filter set again (or set on a new connection) starts afresh.
+        self.last_ecm.retain(|(k, seq, _)| {
+            filters
+                .iter()
+                .any(|f| (f.demux, f.filter) == *k && f.seq == *seq)
+        });
         for f in &self.filters {
             if self.assemblers.iter().any(|(p, _)| *p == f.pid) {
                 continue;
@@ -235,11 +239,12 @@ impl DvbapiSession {
                 continue;
             }
             let key = (f.demux, f.filter);
+            let seq = f.seq;
             if ecm {
                 self.counters.ecms_seen += 1;
-                let last = self.last_ecm.iter().position(|(k, _)| *k == key);
+                let last = self.last_ecm.iter().position(|(k, _, _)| *k == key);
                 if let Some(j) = last {
-                    if self.last_ecm[j].1 == section {
+                    if self.last_ecm[j].1 == seq && self.last_ecm[j].2 == section {
                         continue; // unchanged: the softcam answered it already
                     }
                 }
@@ -254,10 +259,11 @@ impl DvbapiSession {
                 self.counters.ecms_sent += 1;
                 match last {
                     Some(j) => {
-                        self.last_ecm[j].1.clear();
-                        self.last_ecm[j].1.extend_from_slice(section);
+                        self.last_ecm[j].1 = seq;
+                        self.last_ecm[j].2.clear();
+                        self.last_ecm[j].2.extend_from_slice(section);
                     }
-                    None => self.last_ecm.push((key, section.to_vec())),
+                    None => self.last_ecm.push((key, seq, section.to_vec())),
                 }
             } else {
                 self.counters.emms_seen += 1;
@@ -272,6 +278,12 @@ impl DvbapiSession {
         }
     }
 }
+
+// The runner moves sessions between threads (`CaSession: Send`).
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<DvbapiSession>();
+};
 
 impl Drop for DvbapiSession {
     fn drop(&mut self) {
