@@ -37,6 +37,8 @@ struct Mux {
     ecm: Vec<u8>,
     /// Program 2 (PMT 0x1100, ECMs on 0x501) too.
     second: Option<Vec<u8>>,
+    /// version_number of program 1's PMT.
+    version: u8,
     cc: [u8; 5],
 }
 
@@ -75,6 +77,7 @@ impl Mux {
         Mux {
             ecm,
             second: None,
+            version: 3,
             cc: [0; 5],
         }
     }
@@ -98,7 +101,9 @@ impl Mux {
         };
         let mut out = Vec::new();
         packetize(&pat.emit(), 0, &mut self.cc[0], &mut out);
-        packetize(&pmt().emit(), PMT_PID, &mut self.cc[1], &mut out);
+        let mut p1 = pmt();
+        p1.version = self.version;
+        packetize(&p1.emit(), PMT_PID, &mut self.cc[1], &mut out);
         packetize(&self.ecm, ECM_PID, &mut self.cc[2], &mut out);
         if let Some(ecm2) = &self.second {
             let mut p = pmt();
@@ -806,4 +811,37 @@ fn unix_socket_softcam() {
     tx.send(()).unwrap();
     join(fake);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn new_pmt_version_is_sent_as_update() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel::<()>();
+    let (txv, rxv) = mpsc::channel::<()>();
+    let fake = std::thread::spawn(move || {
+        let (mut p, _, _) = Peer::hello(accept(&l));
+        p.send(&server_info(3));
+        check_ca_pmt(&p.next_pmt(), 4);
+        txv.send(()).unwrap();
+        let b = p.next_pmt();
+        assert_eq!(b[0], 5, "ca_pmt_list_management update");
+        assert_eq!(b[3], 0xC0 | 4 << 1 | 1, "version_number 4");
+        txv.send(()).unwrap();
+        let _ = rx.recv();
+    });
+    let client = client(port, 3);
+    let mut session = DvbapiSession::new(client, PROGRAM);
+    let mut mux = Mux::new(ecm_section(0x80, 11));
+    feed_until(&mut session, &mut mux, "the first CA PMT", |_| {
+        rxv.try_recv().is_ok()
+    });
+    let st = session.status().state;
+    assert!(st.contains("waiting for control words"), "{st}");
+    mux.version = 4;
+    feed_until(&mut session, &mut mux, "the updated CA PMT", |_| {
+        rxv.try_recv().is_ok()
+    });
+    tx.send(()).unwrap();
+    join(fake);
 }

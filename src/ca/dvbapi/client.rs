@@ -487,7 +487,7 @@ fn run(shared: Arc<Shared>) {
             }
             Ok(conn) => {
                 stale_cleared = false;
-                let reached_ready = session(&shared, conn);
+                let reached_ready = serve_connection(&shared, conn);
                 let mut g = shared.lock();
                 end_connection(&shared, &mut g);
                 if reached_ready {
@@ -534,7 +534,7 @@ fn end_connection(shared: &Shared, g: &mut Inner) {
 
 /// One connection, until it fails or the client stops. Returns whether
 /// the handshake completed.
-fn session(shared: &Shared, mut conn: Box<dyn Conn>) -> bool {
+fn serve_connection(shared: &Shared, mut conn: Box<dyn Conn>) -> bool {
     if !nap(shared, CONNECT_PAUSE) {
         return false;
     }
