@@ -561,6 +561,14 @@ fn serve_connection(shared: &Shared, mut conn: Box<dyn Conn>) -> bool {
             return ready;
         }
         let room = decoder.room().min(buf.len());
+        if room == 0 {
+            // Cannot happen (every message is far shorter than the
+            // buffer), but a read of 0 bytes would look like a close.
+            let mut g = shared.lock();
+            g.desyncs += 1;
+            g.last_error = Some("softcam sent a message longer than any; reconnected".into());
+            return ready;
+        }
         match conn.read(&mut buf[..room]) {
             Ok(0) => {
                 shared.lock().last_error =
