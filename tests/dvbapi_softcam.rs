@@ -683,6 +683,9 @@ fn aes_mode_is_refused_and_said() {
         // A word for an index none of its PIDs uses is not taken either.
         p.send(&ca_set_pid(adapter, 0x100, 1));
         p.send(&ca_set_descr(adapter, 7, 1, ODD));
+        // DES signalled by the index (OSCam's extended CW API "e2").
+        p.send(&ca_set_pid(adapter, 0x101, 0x105));
+        p.send(&ca_set_descr(adapter, 0x105, 1, ODD));
         p.send(&ecm_info(adapter, PROGRAM));
         rx.recv().unwrap();
     });
@@ -691,13 +694,13 @@ fn aes_mode_is_refused_and_said() {
     let mut mux = Mux::new(ecm);
     feed_until(&mut session, &mut mux, "the refusals", |s| {
         let st = s.status();
-        st.ecm_errors == 2 && st.ecms_answered == 1
+        st.ecm_errors == 3 && st.ecms_answered == 1
     });
     assert_eq!(words(&session), (None, None));
     let st = session.status();
     assert!(
         st.state
-            .contains("gives AES-128 keys; capbox descrambles DVB-CSA only"),
+            .contains("gives DES keys; capbox descrambles DVB-CSA only"),
         "{}",
         st.state
     );

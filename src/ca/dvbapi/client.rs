@@ -741,6 +741,16 @@ fn handle(shared: &Shared, g: &mut Inner, msg: Message) {
             if index >= 0 && s.pids.len() < MAX_PIDS {
                 s.pids.push((pid, index as u32));
             }
+            // OSCam's extended CW API "e2" signals DES by an index in
+            // 0x100..0x200 (tvheadend reads it so): never use those words
+            // as DVB-CSA.
+            if (0x100..0x200).contains(&index) {
+                let index = index as u32;
+                s.modes.retain(|&(i, _)| i != index);
+                s.modes.push((index, proto::algo::DES));
+                s.modes.truncate(MAX_PIDS);
+                s.unsupported_algo = Some(proto::algo::DES);
+            }
         }
         Message::CaSetDescrMode { index, algo, .. } => {
             s.modes.retain(|&(i, _)| i != index);
