@@ -531,10 +531,10 @@ fn protocol_2_is_unframed() {
     feed_until(&mut session, &mut mux, "both words", |s| {
         words(s) == (Some(EVEN), Some(ODD))
     });
-    assert!(session
-        .status()
-        .state
-        .starts_with("control words from the softcam"));
+    let st = session.status();
+    assert!(st.state.starts_with("control words from the softcam"));
+    // No ECM_INFO here: the CA system comes from the PMT's descriptor.
+    assert_eq!((st.ecm_pid, st.caid), (Some(ECM_PID), Some(CAID)));
     tx.send(()).unwrap();
     join(fake);
 }
@@ -666,7 +666,7 @@ fn garbage_then_recovery() {
 }
 
 #[test]
-fn aes_mode_is_refused_and_said() {
+fn other_algorithms_are_refused_and_said() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let ecm = ecm_section(0x80, 6);

@@ -103,6 +103,9 @@ pub struct DvbapiSession {
     pmt: Assembler,
     /// CRC of the PMT section last handed over: a change is a new PMT.
     pmt_crc: Option<u32>,
+    /// (CA_system_id, ECM PID) of the PMT's CA descriptors, for the status
+    /// before (or without) an ECM_INFO.
+    ecm_pids: Vec<(u16, u16)>,
     filters: Vec<Filter>,
     filters_generation: u64,
     /// One assembler per filtered PID.
@@ -146,6 +149,7 @@ impl DvbapiSession {
             pmt_pid: None,
             pmt: Assembler::new(),
             pmt_crc: None,
+            ecm_pids: Vec::new(),
             filters: Vec::new(),
             // Differs from any generation: the first feed copies filters.
             filters_generation: u64::MAX,
@@ -227,6 +231,7 @@ impl DvbapiSession {
         let Ok(pmt) = PmtRepr::parse(&s) else { return };
         self.pmt_crc = s.crc32();
         self.counters.pmts += 1;
+        self.ecm_pids = pmt.ecm_pids();
         self.client.set_pmt(n, pmt_pid, &pmt, true);
     }
 
@@ -364,6 +369,12 @@ impl CaSession for DvbapiSession {
         if let Some(e) = &v.ecm_info {
             st.caid = Some(e.caid);
             st.last_ecm_rtt_ms = Some(e.ecm_time_ms as f64);
+        } else if let Some(pid) = st.ecm_pid {
+            st.caid = self
+                .ecm_pids
+                .iter()
+                .find(|&&(_, p)| p == pid)
+                .map(|&(caid, _)| caid);
         }
         st.state = match &v.state {
             ConnState::Down { .. } => format!("waiting for the softcam at {ep}"),
