@@ -848,3 +848,52 @@ fn new_pmt_version_is_sent_as_update() {
     tx.send(()).unwrap();
     join(fake);
 }
+
+#[test]
+fn no_softcam_and_noise_in_the_mux() {
+    // A port nobody listens on.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = client(port, 3);
+    let mut session = DvbapiSession::new(client, PROGRAM);
+    // Noise with sync bytes on PAT, the PMT PID and others, then the mux.
+    let mut x: u32 = 0x5EED_0001;
+    let mut noise = Vec::new();
+    for i in 0..2000 {
+        let mut p = [0u8; 188];
+        for b in p.iter_mut() {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            *b = (x >> 16) as u8;
+        }
+        p[0] = 0x47;
+        if i % 3 == 0 {
+            p[1] = (p[1] & 0xE0) | (PMT_PID >> 8) as u8;
+            p[2] = PMT_PID as u8;
+        } else if i % 3 == 1 {
+            p[1] &= 0xE0;
+            p[2] = 0;
+        }
+        noise.extend_from_slice(&p);
+    }
+    let mut mux = Mux::new(ecm_section(0x80, 12));
+    session.feed(&noise, Instant::now());
+    feed_until(&mut session, &mut mux, "a failed connect", |s| {
+        s.status().last_error.is_some()
+    });
+    let st = session.status();
+    assert_eq!(
+        st.state,
+        format!("waiting for the softcam at 127.0.0.1:{port}")
+    );
+    assert!(
+        st.last_error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("cannot connect to 127.0.0.1:"),
+        "{:?}",
+        st.last_error
+    );
+    assert_eq!(words(&session), (None, None));
+}

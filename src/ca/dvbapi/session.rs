@@ -303,10 +303,18 @@ impl CaSession for DvbapiSession {
         let Some(n) = self.n else { return };
         self.refresh_filters(n);
         for raw in packets.chunks_exact(PACKET_SIZE) {
+            // The PID straight from the header bytes first: most packets
+            // are nobody's business here.
+            let pid = u16::from_be_bytes([raw[1] & 0x1F, raw[2]]);
+            if pid != pid::PAT
+                && Some(pid) != self.pmt_pid
+                && !self.assemblers.iter().any(|(x, _)| *x == pid)
+            {
+                continue;
+            }
             let Ok(p) = Packet::new_checked(raw) else {
                 continue;
             };
-            let pid = p.pid();
             if pid == pid::PAT {
                 let mut found = std::mem::take(&mut self.found);
                 self.pat.push(&p, |s| found.push(s.to_vec()));
