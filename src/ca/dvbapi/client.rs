@@ -161,7 +161,7 @@ struct Service {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnState {
-    /// Not connected; `since` for the stale-word rule.
+    /// Not connected (since then).
     Down { since: Instant },
     /// Connected, CLIENT_INFO sent, no SERVER_INFO yet.
     Handshake,
@@ -196,6 +196,10 @@ struct Inner {
     desyncs: u64,
     /// Source of `Filter::seq`.
     filter_seq: u64,
+    /// Since when no connection has reached SERVER_INFO (None while one
+    /// is up): the stale-word rule, which half-open softcams (accepting
+    /// but never answering) must not reset.
+    unready_since: Option<Instant>,
 }
 
 /// Connection-wide counters for `/status` and tests.
@@ -278,6 +282,7 @@ impl SoftcamClient {
                 stray_messages: 0,
                 desyncs: 0,
                 filter_seq: 0,
+                unready_since: Some(Instant::now()),
             }),
         });
         let s = shared.clone();
@@ -477,16 +482,13 @@ fn nap(shared: &Shared, d: Duration) -> bool {
 
 fn run(shared: Arc<Shared>) {
     let mut backoff = BACKOFF_FIRST;
-    let mut stale_cleared = false;
     while !shared.stop.load(Ordering::Acquire) {
         match connect(&shared.cfg.endpoint) {
             Err(e) => {
                 let mut g = shared.lock();
                 g.last_error = Some(format!("cannot connect to {}: {e}", shared.endpoint));
-                clear_if_stale(&mut g, &mut stale_cleared);
             }
             Ok(conn) => {
-                stale_cleared = false;
                 let reached_ready = serve_connection(&shared, conn);
                 let mut g = shared.lock();
                 end_connection(&shared, &mut g);
@@ -495,6 +497,7 @@ fn run(shared: Arc<Shared>) {
                 }
             }
         }
+        clear_if_stale(&mut shared.lock());
         if !nap(&shared, backoff) {
             break;
         }
@@ -504,19 +507,25 @@ fn run(shared: Arc<Shared>) {
     end_connection(&shared, &mut g);
 }
 
-fn clear_if_stale(g: &mut Inner, cleared: &mut bool) {
-    if let ConnState::Down { since } = g.state {
-        if !*cleared && since.elapsed() > STALE_AFTER {
+/// Words kept longer than `STALE_AFTER` without a working connection are
+/// forgotten (once).
+fn clear_if_stale(g: &mut Inner) {
+    if let Some(since) = g.unready_since {
+        if since.elapsed() > STALE_AFTER {
             for s in g.services.iter().flatten() {
                 s.slots.clear();
             }
-            *cleared = true;
+            // Cleared: nothing to do until a connection works again.
+            g.unready_since = None;
         }
     }
 }
 
 /// Forget everything that belonged to the connection.
 fn end_connection(shared: &Shared, g: &mut Inner) {
+    if matches!(g.state, ConnState::Ready { .. }) {
+        g.unready_since = Some(Instant::now());
+    }
     if !matches!(g.state, ConnState::Down { .. }) {
         g.state = ConnState::Down {
             since: Instant::now(),
@@ -599,6 +608,7 @@ fn serve_connection(shared: &Shared, mut conn: Box<dyn Conn>) -> bool {
                             server: info.clone(),
                             protocol: *protocol,
                         };
+                        g.unready_since = None;
                         ready = true;
                     } else {
                         handle(shared, &mut g, msg);
