@@ -64,7 +64,10 @@ pub struct RouterConfig {
 impl RouterConfig {
     /// For a source with `ca = "card"` and its optional `caid`.
     pub fn from_source(program_number: u16, ca: &crate::config::CaSourceConfig) -> RouterConfig {
-        let crate::config::CaSourceConfig::Card { caid } = ca;
+        let caid = match ca {
+            crate::config::CaSourceConfig::Card { caid } => *caid,
+            crate::config::CaSourceConfig::Dvbapi => None,
+        };
         RouterConfig {
             caids: caid.iter().copied().collect(),
             ..RouterConfig::new(program_number)

@@ -12,6 +12,7 @@ pub mod biss;
 pub mod card_session;
 pub mod cards;
 pub mod csa;
+pub mod dvbapi;
 pub mod ecm;
 pub mod scrambler;
 pub mod slots;

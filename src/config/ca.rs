@@ -16,11 +16,15 @@ pub enum CaSourceConfig {
     /// several CA_descriptors of the PMT; without it, a CA system a card
     /// can serve.
     Card { caid: Option<u16> },
+    /// `ca = "dvbapi"`: from the softcam of `[softcam]` (OSCam's dvbapi
+    /// network protocol); `caid` is not used (the softcam picks).
+    Dvbapi,
 }
 
 /// `ca` (+ `caid`) of one source table; `has_biss` when `biss` is set too.
 pub(super) fn source_ca(w: &mut Walker, t: &mut Table, has_biss: bool) -> Option<CaSourceConfig> {
-    let what = "\"card\" (control words from a local smart card)";
+    let what = "\"card\" (control words from a local smart card) or \"dvbapi\" \
+                (control words from the [softcam])";
     let ca = w.string(t, "ca", what);
     let caid_given = t.entries.iter().any(|e| e.key.name == "caid");
     let caid = if caid_given {
@@ -41,7 +45,7 @@ pub(super) fn source_ca(w: &mut Walker, t: &mut Table, has_biss: bool) -> Option
         return None;
     };
     match s.as_str() {
-        "card" if has_biss => {
+        "card" | "dvbapi" if has_biss => {
             w.error(
                 f.line,
                 &f.path,
@@ -52,6 +56,7 @@ pub(super) fn source_ca(w: &mut Walker, t: &mut Table, has_biss: bool) -> Option
             None
         }
         "card" => Some(CaSourceConfig::Card { caid }),
+        "dvbapi" => Some(CaSourceConfig::Dvbapi),
         _ => {
             w.error(
                 f.line,

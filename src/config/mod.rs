@@ -20,6 +20,7 @@ mod cidr;
 mod node;
 mod walk;
 pub use walk::ca::CaSourceConfig;
+pub use walk::softcam::{SoftcamConfig, SoftcamEndpoint, SourceCa};
 
 #[cfg(test)]
 mod tests;
@@ -84,6 +85,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub access: AccessConfig,
     pub buffers: BuffersConfig,
+    /// `[softcam]`, optional: the dvbapi softcam of `ca = "dvbapi"` sources.
+    pub softcam: Option<SoftcamConfig>,
     /// `[[adapter]]` tables in file order (none when every source is a file).
     pub adapters: Vec<AdapterConfig>,
     /// `[[channel]]` tables in file order. At least one.
@@ -462,6 +465,7 @@ impl Config {
             server: ServerConfig::default(),
             access: AccessConfig::default(),
             buffers: BuffersConfig::default(),
+            softcam: None,
             adapters: Vec::new(),
             channels,
             lines: BTreeMap::new(),

@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 
 #[path = "adapters.rs"]
 mod adapters;
+#[path = "softcam.rs"]
+pub(super) mod softcam;
 
 struct Walker {
     file: String,
@@ -292,7 +294,10 @@ fn parse_int_text(s: &str) -> Option<i64> {
     }
 }
 
-const ROOT_KEYS: &[&str] = &["server", "access", "buffers", "adapter", "channel"];
+// "softcam" last: messages list the older keys first, as before.
+const ROOT_KEYS: &[&str] = &[
+    "server", "access", "buffers", "adapter", "channel", "softcam",
+];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
     "device",
@@ -356,6 +361,10 @@ pub(super) fn parse(
         None => BuffersConfig::default(),
         Some(f) => buffers(&mut w, f),
     };
+    // Outer Option: written (a broken one is reported on its keys).
+    let softcam = w
+        .take(&mut top, "softcam")
+        .map(|f| softcam::softcam(&mut w, f));
     // Names of every [[adapter]] written, valid or not, so a source naming
     // a broken adapter is not reported twice.
     let mut adapter_names = Vec::new();
@@ -377,6 +386,7 @@ pub(super) fn parse(
     w.finish(top, ROOT_KEYS);
     one_mux_per_adapter(&mut w, &channels);
     adapters::cable_rules(&mut w, &adapters, &channels);
+    softcam::check_sources(&mut w, &channels, softcam.is_some());
 
     if !w.errors.is_empty() {
         return Err(w.errors);
@@ -387,6 +397,7 @@ pub(super) fn parse(
         server,
         access,
         buffers,
+        softcam: softcam.flatten(),
         adapters,
         channels,
         lines: w.lines,
