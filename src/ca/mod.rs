@@ -10,6 +10,7 @@
 
 pub mod biss;
 pub mod csa;
+pub mod descrambler;
 pub mod slots;
 pub mod testca;
 
