@@ -10,7 +10,9 @@
 //! it and HTTP. Commands (add or remove a channel, stop) reach it through a
 //! channel it polls between reads, so a reload touches only what changed.
 
-use crate::ca::biss::{BissDescrambler, BissStats};
+use crate::ca::biss::BissSession;
+use crate::ca::descrambler::{Descrambler, DescramblerStats, KeyPolicy};
+use crate::ca::{CaSession, CaStatus};
 use crate::config::{ChannelConfig, SourceConfig};
 use crate::fanout::{ChunkWriter, Ring};
 use crate::remux::{DemuxStats, ProgramStats, Remux};
@@ -52,8 +54,11 @@ pub struct ChannelStatus {
     #[serde(skip)]
     pub last_data: Option<Instant>,
     pub source_errors: u64,
-    /// Descrambling counts when the source has a `biss` key (never the key).
-    pub biss: Option<BissStats>,
+    /// Descrambling counts when the channel is descrambled (BISS or a CA
+    /// session); never a key.
+    pub descrambler: Option<DescramblerStats>,
+    /// The CA session's state (never a control word).
+    pub ca: Option<CaStatus>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -162,7 +167,9 @@ pub enum InputSpec {
 }
 
 enum Command {
-    Add(Arc<Channel>),
+    /// A channel, and the CA session that finds its control words (else
+    /// the source's `biss` key, if any, else none: served as received).
+    Add(Arc<Channel>, Option<Box<dyn CaSession>>),
     Remove(String),
 }
 
@@ -219,7 +226,14 @@ impl MuxRunner {
     }
 
     pub fn add(&self, ch: Arc<Channel>) {
-        let _ = self.tx.send(Command::Add(ch));
+        let _ = self.tx.send(Command::Add(ch, None));
+    }
+
+    /// Add a channel whose control words come from `ca` (a card or softcam
+    /// session): the runner feeds it the mux and descrambles the channel
+    /// with the words it puts into its slots (`KeyPolicy::Rotating`).
+    pub fn add_with_ca(&self, ch: Arc<Channel>, ca: Box<dyn CaSession>) {
+        let _ = self.tx.send(Command::Add(ch, Some(ca)));
     }
 
     pub fn remove(&self, name: &str) {
@@ -248,12 +262,14 @@ struct Output {
     gate: Option<EntryPointGate>,
     video: Option<(u16, VideoCodec)>,
     service_id: u16,
-    /// The source's BISS key: descramble before the gate (entry points are
-    /// found in clear ES) and the ring.
-    biss: Option<BissDescrambler>,
-    /// `biss.stats.undecryptable` at the last status refresh: a rise means
-    /// the key does not fit (now), which the channel's reason says.
-    undecryptable_seen: u64,
+    /// Descramble before the gate (entry points are found in clear ES)
+    /// and the ring; reads `ca`'s slots.
+    descrambler: Option<Descrambler>,
+    /// Finds the control words: fed the whole mux on this thread.
+    ca: Option<Box<dyn CaSession>>,
+    /// The descrambler's counters at the last status refresh: a rise says
+    /// why the channel is (partly) scrambled, in its reason.
+    seen: DescramblerStats,
     /// When the current PMT arrived: a PID is only called missing after a
     /// grace period, not while the first packets are on their way.
     pmt_at: Option<(u8, Instant)>,
@@ -320,6 +336,7 @@ impl Worker {
                 Some(s) => s.read(&mut buf, Duration::from_millis(20)),
                 None => continue,
             };
+            let fresh = matches!(res, Ok(ReadOutcome::Data | ReadOutcome::Discontinuity));
             match res {
                 Ok(ReadOutcome::Discontinuity) => {
                     self.remux.input_discontinuity();
@@ -341,10 +358,17 @@ impl Worker {
             let now = Instant::now();
             for o in &mut self.outputs {
                 let prog = self.remux.program_mut(o.prog);
+                if let Some(ca) = o.ca.as_mut() {
+                    if fresh {
+                        ca.feed(&buf, now);
+                    }
+                }
                 prog.take_output(&mut out);
-                if let Some(d) = o.biss.as_mut() {
-                    // All of it now: no packet waits for a fuller batch.
-                    d.process(&mut out);
+                if let Some(d) = o.descrambler.as_mut() {
+                    // Called on every turn, data or not, so a partly filled
+                    // batch is released on its time bound (10 ms, plus at
+                    // most one 20 ms read wait).
+                    d.process(&mut out, now);
                 }
                 if prog.psi_changed {
                     prog.psi_changed = false;
@@ -438,7 +462,7 @@ impl Worker {
     fn commands(&mut self) {
         loop {
             match self.rx.try_recv() {
-                Ok(Command::Add(ch)) => {
+                Ok(Command::Add(ch, ca)) => {
                     let (program, name, biss) = {
                         let c = lock(&ch.config);
                         (
@@ -459,10 +483,22 @@ impl Worker {
                         "channel '{name}': program {program} from {}",
                         self.describe()
                     );
-                    let biss = biss.map(|k| {
+                    let (descrambler, ca) = match (ca, biss) {
+                        (Some(ca), _) => {
+                            let d = Descrambler::new(ca.slots(), KeyPolicy::Rotating);
+                            (Some(d), Some(ca))
+                        }
+                        (None, Some(k)) => {
+                            let session = BissSession::new(&k);
+                            let d = session.descrambler();
+                            (Some(d), Some(Box::new(session) as Box<dyn CaSession>))
+                        }
+                        (None, None) => (None, None),
+                    };
+                    if descrambler.is_some() {
+                        // The PMT loses its CA descriptors and ECM PIDs.
                         self.remux.set_descramble(prog, true);
-                        BissDescrambler::new(&k)
-                    });
+                    }
                     let writer = ch.ring.writer();
                     self.outputs.push(Output {
                         ch,
@@ -471,8 +507,9 @@ impl Worker {
                         gate: None,
                         video: None,
                         service_id: program,
-                        biss,
-                        undecryptable_seen: 0,
+                        descrambler,
+                        ca,
+                        seen: DescramblerStats::default(),
                         pmt_at: None,
                     });
                 }
@@ -521,10 +558,12 @@ impl Worker {
             st.pmt_pid = prog.pmt_pid;
             st.source = describe.clone();
             st.source_errors = self.source_errors;
-            st.biss = o.biss.as_ref().map(|d| d.stats);
-            let undecryptable = st.biss.map(|b| b.undecryptable).unwrap_or(0);
-            let new_undecryptable = undecryptable.saturating_sub(o.undecryptable_seen);
-            o.undecryptable_seen = undecryptable;
+            st.descrambler = o.descrambler.as_ref().map(|d| d.stats());
+            st.ca = o.ca.as_ref().map(|c| c.status());
+            let scrambled_reason = scrambled_reason(&st, &o.seen);
+            if let Some(d) = st.descrambler {
+                o.seen = d;
+            }
             if let Some(g) = &o.gate {
                 st.entry_points = g.detector.stats.entry_points;
             }
@@ -594,13 +633,8 @@ impl Worker {
                         "PID(s) {} named in the PMT carry no packets",
                         list.join(", ")
                     )
-                } else if new_undecryptable > 0 {
-                    format!(
-                        "{new_undecryptable} packets could not be descrambled \
-                         (wrong BISS key, or not scrambled with CSA)"
-                    )
                 } else {
-                    String::new()
+                    scrambled_reason.unwrap_or_default()
                 };
             } else {
                 st.state = "down";
@@ -608,4 +642,42 @@ impl Worker {
             }
         }
     }
+}
+
+/// Why packets of a descrambled channel left scrambled (or garbled) since
+/// the last refresh, in the words the channel's reason uses.
+fn scrambled_reason(st: &ChannelStatus, seen: &DescramblerStats) -> Option<String> {
+    let d = st.descrambler?;
+    let biss = st.ca.as_ref().is_some_and(|c| c.kind == "biss");
+    let wrong = d.wrong_key.saturating_sub(seen.wrong_key);
+    let stale = d.stale_key.saturating_sub(seen.stale_key);
+    let no_key = d.no_key.saturating_sub(seen.no_key);
+    let other = (d.pes_scrambled + d.reserved + d.malformed)
+        .saturating_sub(seen.pes_scrambled + seen.reserved + seen.malformed);
+    Some(if wrong > 0 {
+        if biss {
+            format!(
+                "wrong key: {wrong} packets could not be descrambled \
+                 (wrong BISS key, or not scrambled with CSA)"
+            )
+        } else {
+            format!("wrong key: {wrong} packets could not be descrambled")
+        }
+    } else if stale > 0 {
+        format!("control word late: {stale} packets left scrambled")
+    } else if no_key > 0 {
+        match st.ca.as_ref().map(|c| c.state.as_str()) {
+            Some(state) if !state.is_empty() => {
+                format!("no control word yet: {no_key} packets left scrambled ({state})")
+            }
+            _ => format!("no control word yet: {no_key} packets left scrambled"),
+        }
+    } else if other > 0 {
+        format!(
+            "{other} packets could not be descrambled \
+             (PES-level or reserved scrambling, or malformed)"
+        )
+    } else {
+        return None;
+    })
 }
