@@ -15,11 +15,12 @@
 //!   key-change glitch), and taken when P retires;
 //! - P retires when an elementary stream that used the current P key
 //!   switches to the other parity. Packets that start a new P period on a
-//!   PID (the PID was on the other parity before) are only descrambled with
-//!   a P word taken after the retirement; until then they are left
-//!   scrambled and counted `stale_key` ("control word late"). Packets that
-//!   continue the old P period on a PID that has not switched yet
-//!   (stragglers) still use the retired key;
+//!   PID (the PID was on the other parity before, or carried nothing for a
+//!   whole period) are only descrambled with a P word taken after the
+//!   retirement; until then they are left scrambled and counted
+//!   `stale_key` ("control word late"). Packets that continue the old P
+//!   period on a PID that has not switched yet (stragglers, right after
+//!   the switch) still use the retired key;
 //! - a delivered word equal to one of the last retired words of its parity
 //!   is a late duplicate of an old answer: refused and counted.
 //!
@@ -159,6 +160,8 @@ struct PidState {
     /// Epoch of the key its last packet was descrambled with; 0 when it
     /// was left scrambled.
     epoch: u32,
+    /// Parity switches (retirements) counted at its last packet.
+    switches: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,18 +469,36 @@ impl Descrambler {
                 }
             }
         }
+        let switches = self.stats.parity_switches;
         let l = self.local(parity);
         let live = matches!(l.state, KeyState::Ready | KeyState::OnAir);
         let usable = has_key
             && match prev {
-                Some(s) if s.parity == parity => s.epoch == l.epoch || (s.epoch == 0 && live),
+                // The PID stays on this parity.
+                Some(s) if s.parity == parity => match switches - s.switches {
+                    // Same period (or its word came while it was stale).
+                    0 => s.epoch == l.epoch || live,
+                    // This parity went off air just now and the PID has
+                    // not switched yet: a straggler of the old period,
+                    // for the key it had.
+                    1 if l.state == KeyState::Retired => s.epoch == l.epoch,
+                    // The PID carried nothing for a whole period (audio
+                    // comes in bursts): this is a new period of the parity.
+                    _ => live,
+                },
+                // A new period on this PID: only a word taken for it.
                 _ => live,
             };
         let epoch = if usable { l.epoch } else { 0 };
         if usable && l.state == KeyState::Ready {
             l.state = KeyState::OnAir;
         }
-        let st = PidState { pid, parity, epoch };
+        let st = PidState {
+            pid,
+            parity,
+            epoch,
+            switches,
+        };
         match slot {
             Some(i) => self.pids[i] = st,
             None if self.pids.len() < MAX_PIDS => self.pids.push(st),

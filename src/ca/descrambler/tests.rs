@@ -426,3 +426,71 @@ fn garbage_bytes_never_panic() {
     d.flush(&mut rest);
     assert_eq!(total_in, total_out + rest.len());
 }
+
+/// One packet of `pid` scrambled with period `k`'s word; PES start each.
+fn one(pid: u16, k: usize, cc: u8) -> (Vec<u8>, Vec<u8>) {
+    let mut p = [0x5Au8; PACKET_SIZE];
+    write_header(&mut p, pid, true, cc);
+    p[4..11].copy_from_slice(&[0, 0, 1, 0xC0, 0, 0, 0x80]);
+    p[20] = k as u8;
+    let clear = p.to_vec();
+    scramble_packet(&mut p, &Keys::new(cw(k), cw(k)), parity(k));
+    (clear, p.to_vec())
+}
+
+#[test]
+fn stragglers_and_silent_pids() {
+    let slots = Arc::new(KeySlots::new());
+    slots.set_pair(Some(cw(0)), Some(cw(1)));
+    let mut d = Descrambler::new(slots.clone(), KeyPolicy::Rotating);
+    let mut clear = Vec::new();
+    let mut input = Vec::new();
+    let mut push = |pid, k, cc| {
+        let (c, s) = one(pid, k, cc);
+        clear.extend(c);
+        input.extend(s);
+    };
+    // Period 0 on A and B; A switches to 1 first, B's last period-0
+    // packets come after (stragglers), then B switches too.
+    push(0x100, 0, 0);
+    push(0x101, 0, 0);
+    push(0x100, 1, 1);
+    push(0x101, 0, 1);
+    push(0x101, 0, 2);
+    push(0x101, 1, 3);
+    let mut out = input.clone();
+    d.process(&mut out, t0());
+    d.flush(&mut out);
+    assert!(out == clear, "{:?}", d.stats());
+    // The word of period 2 in time; B is silent in period 2 and speaks
+    // again in period 3 (same parity as its last packet, a new period).
+    slots.set_pair(Some(cw(2)), Some(cw(1)));
+    let mut clear = Vec::new();
+    let mut input = Vec::new();
+    let mut push = |pid, k, cc| {
+        let (c, s) = one(pid, k, cc);
+        clear.extend(c);
+        input.extend(s);
+    };
+    push(0x100, 2, 2);
+    push(0x100, 2, 3);
+    let mut out = input.clone();
+    d.process(&mut out, t0());
+    d.flush(&mut out);
+    assert!(out == clear, "{:?}", d.stats());
+    slots.set_pair(Some(cw(2)), Some(cw(3)));
+    let mut clear = Vec::new();
+    let mut input = Vec::new();
+    let mut push = |pid, k, cc| {
+        let (c, s) = one(pid, k, cc);
+        clear.extend(c);
+        input.extend(s);
+    };
+    push(0x100, 3, 4);
+    push(0x101, 3, 4);
+    let mut out = input.clone();
+    d.process(&mut out, t0());
+    d.flush(&mut out);
+    assert!(out == clear, "{:?}", d.stats());
+    assert_eq!(d.stats().undecryptable, 0);
+}
