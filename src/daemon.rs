@@ -222,6 +222,7 @@ impl Daemon {
         RunnerConfig {
             flush: Duration::from_millis(self.config.buffers.flush_ms),
             realtime: self.realtime,
+            csa_batch_timeout: crate::ca::descrambler::DEFAULT_BATCH_TIMEOUT,
         }
     }
 

@@ -187,6 +187,9 @@ pub struct RunnerConfig {
     pub flush: Duration,
     /// Pace by PCR (serve) or run as fast as possible (benchmarks).
     pub realtime: bool,
+    /// How long a descrambled channel's partly filled CSA batch may wait
+    /// for more packets (`descrambler::DEFAULT_BATCH_TIMEOUT`).
+    pub csa_batch_timeout: Duration,
 }
 
 impl MuxRunner {
@@ -332,8 +335,18 @@ impl Worker {
                 continue;
             }
             buf.clear();
+            // Packets held for a batch must not wait a whole read.
+            let holding = self
+                .outputs
+                .iter()
+                .any(|o| o.descrambler.as_ref().is_some_and(|d| d.held_packets() > 0));
+            let wait = if holding {
+                self.cfg.csa_batch_timeout.min(Duration::from_millis(20))
+            } else {
+                Duration::from_millis(20)
+            };
             let res = match self.source.as_mut() {
-                Some(s) => s.read(&mut buf, Duration::from_millis(20)),
+                Some(s) => s.read(&mut buf, wait),
                 None => continue,
             };
             let fresh = matches!(res, Ok(ReadOutcome::Data | ReadOutcome::Discontinuity));
@@ -366,8 +379,8 @@ impl Worker {
                 prog.take_output(&mut out);
                 if let Some(d) = o.descrambler.as_mut() {
                     // Called on every turn, data or not, so a partly filled
-                    // batch is released on its time bound (10 ms, plus at
-                    // most one 20 ms read wait).
+                    // batch is released on its time bound (the read waits
+                    // no longer than that while packets are held).
                     d.process(&mut out, now);
                 }
                 if prog.psi_changed {
@@ -485,12 +498,15 @@ impl Worker {
                     );
                     let (descrambler, ca) = match (ca, biss) {
                         (Some(ca), _) => {
-                            let d = Descrambler::new(ca.slots(), KeyPolicy::Rotating);
+                            let d = Descrambler::new(ca.slots(), KeyPolicy::Rotating)
+                                .with_batch_timeout(self.cfg.csa_batch_timeout);
                             (Some(d), Some(ca))
                         }
                         (None, Some(k)) => {
                             let session = BissSession::new(&k);
-                            let d = session.descrambler();
+                            let d = session
+                                .descrambler()
+                                .with_batch_timeout(self.cfg.csa_batch_timeout);
                             (Some(d), Some(Box::new(session) as Box<dyn CaSession>))
                         }
                         (None, None) => (None, None),
