@@ -112,7 +112,7 @@ fn cw(period: usize) -> [u8; 8] {
 }
 
 fn parity(period: usize) -> Parity {
-    if period % 2 == 0 {
+    if period.is_multiple_of(2) {
         Parity::Even
     } else {
         Parity::Odd

@@ -330,11 +330,6 @@ impl Worker {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
-            if self.source.is_none() && !self.open() {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            buf.clear();
             // Packets held for a batch must not wait a whole read.
             let holding = self
                 .outputs
@@ -345,72 +340,90 @@ impl Worker {
             } else {
                 Duration::from_millis(20)
             };
-            let res = match self.source.as_mut() {
-                Some(s) => s.read(&mut buf, wait),
-                None => continue,
-            };
-            let fresh = matches!(res, Ok(ReadOutcome::Data | ReadOutcome::Discontinuity));
-            match res {
-                Ok(ReadOutcome::Discontinuity) => {
-                    self.remux.input_discontinuity();
-                    for o in &mut self.outputs {
-                        if let Some(g) = o.gate.as_mut() {
-                            g.detector.reset();
-                        }
-                    }
-                    self.remux.push(&buf);
-                }
-                Ok(ReadOutcome::Data) => self.remux.push(&buf),
-                Ok(ReadOutcome::Idle) => {}
-                Err(e) => {
-                    self.source_failed(e);
-                    continue;
-                }
-            }
-            self.backoff = Duration::from_secs(1);
-            let now = Instant::now();
-            for o in &mut self.outputs {
-                let prog = self.remux.program_mut(o.prog);
-                if let Some(ca) = o.ca.as_mut() {
-                    if fresh {
-                        ca.feed(&buf, now);
-                    }
-                }
-                prog.take_output(&mut out);
-                if let Some(d) = o.descrambler.as_mut() {
-                    // Called on every turn, data or not, so a partly filled
-                    // batch is released on its time bound (the read waits
-                    // no longer than that while packets are held).
-                    d.process(&mut out, now);
-                }
-                if prog.psi_changed {
-                    prog.psi_changed = false;
-                    o.ch.ring.set_psi(prog.psi_packets());
-                }
-                if prog.video != o.video {
-                    o.video = prog.video;
-                    o.gate = o.video.map(|(pid, codec)| EntryPointGate::new(codec, pid));
-                }
-                if !out.is_empty() {
-                    match o.gate.as_mut() {
-                        Some(gate) => {
-                            let writer = &mut o.writer;
-                            for raw in out.chunks_exact(PACKET_SIZE) {
-                                if let Ok(pkt) = Packet::new_checked(raw) {
-                                    gate.push(&pkt, |bytes, ep| writer.push(bytes, ep));
-                                }
+            buf.clear();
+            let mut fresh = false;
+            if self.source.is_none() && !self.open() {
+                // The source is down: still release what the descramblers
+                // hold and keep the counters current.
+                std::thread::sleep(if holding {
+                    wait
+                } else {
+                    Duration::from_millis(50)
+                });
+            } else {
+                let res = match self.source.as_mut() {
+                    Some(s) => s.read(&mut buf, wait),
+                    None => continue,
+                };
+                fresh = matches!(res, Ok(ReadOutcome::Data | ReadOutcome::Discontinuity));
+                match res {
+                    Ok(ReadOutcome::Discontinuity) => {
+                        self.remux.input_discontinuity();
+                        for o in &mut self.outputs {
+                            if let Some(g) = o.gate.as_mut() {
+                                g.detector.reset();
                             }
                         }
-                        None => o.writer.push(&out, false),
+                        self.remux.push(&buf);
                     }
-                    lock(&o.ch.status).last_data = Some(now);
+                    Ok(ReadOutcome::Data) => self.remux.push(&buf),
+                    Ok(ReadOutcome::Idle) => {}
+                    Err(e) => {
+                        self.source_failed(e);
+                        buf.clear();
+                    }
                 }
-                o.writer.flush_if_older(now, self.cfg.flush);
+                if self.source.is_some() {
+                    self.backoff = Duration::from_secs(1);
+                }
             }
+            let now = Instant::now();
+            self.outputs_turn(&buf, fresh, &mut out, now);
             if now.duration_since(last_status) >= Duration::from_millis(250) {
                 last_status = now;
                 self.refresh_status();
             }
+        }
+    }
+
+    /// One turn of every output: feed its CA session the mux read (if
+    /// any), take its remux output, descramble it (also with nothing new,
+    /// so held packets go out on their time bound), gate and write it.
+    fn outputs_turn(&mut self, buf: &[u8], fresh: bool, out: &mut Vec<u8>, now: Instant) {
+        for o in &mut self.outputs {
+            let prog = self.remux.program_mut(o.prog);
+            if let Some(ca) = o.ca.as_mut() {
+                if fresh {
+                    ca.feed(buf, now);
+                }
+            }
+            prog.take_output(out);
+            if let Some(d) = o.descrambler.as_mut() {
+                d.process(out, now);
+            }
+            if prog.psi_changed {
+                prog.psi_changed = false;
+                o.ch.ring.set_psi(prog.psi_packets());
+            }
+            if prog.video != o.video {
+                o.video = prog.video;
+                o.gate = o.video.map(|(pid, codec)| EntryPointGate::new(codec, pid));
+            }
+            if !out.is_empty() {
+                match o.gate.as_mut() {
+                    Some(gate) => {
+                        let writer = &mut o.writer;
+                        for raw in out.chunks_exact(PACKET_SIZE) {
+                            if let Ok(pkt) = Packet::new_checked(raw) {
+                                gate.push(&pkt, |bytes, ep| writer.push(bytes, ep));
+                            }
+                        }
+                    }
+                    None => o.writer.push(out, false),
+                }
+                lock(&o.ch.status).last_data = Some(now);
+            }
+            o.writer.flush_if_older(now, self.cfg.flush);
         }
     }
 
@@ -696,4 +709,217 @@ fn scrambled_reason(st: &ChannelStatus, seen: &DescramblerStats) -> Option<Strin
     } else {
         return None;
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::csa::{scramble_packet, Keys, Outcome, Parity};
+    use crate::ca::slots::KeySlots;
+    use crate::config::SourceConfig;
+    use crate::fanout::{Next, RingConfig, StartAt};
+    use std::collections::HashSet;
+    use std::sync::atomic::AtomicU64;
+
+    const ES: [u16; 2] = [0x101, 0x102];
+    const PERIODS: usize = 24;
+
+    fn cw(k: usize) -> [u8; 8] {
+        [k as u8, 0x11, 0x22, 0x33, 0x44, k as u8 ^ 0x55, 0x66, 0x77]
+    }
+
+    fn parity(k: usize) -> Parity {
+        if k.is_multiple_of(2) {
+            Parity::Even
+        } else {
+            Parity::Odd
+        }
+    }
+
+    /// The packets of program 1's ES with a payload to scramble.
+    fn wanted(p: &[u8]) -> bool {
+        match Packet::new_checked(p) {
+            Ok(pkt) => {
+                ES.contains(&pkt.pid())
+                    && pkt.scrambling_control() == 0
+                    && pkt.has_payload()
+                    && PACKET_SIZE - pkt.payload_offset() >= 8
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A CA session that answers "ECMs" in time: it counts the wanted
+    /// packets the runner feeds it and delivers words k and k+1 in the
+    /// middle of period k.
+    struct FakeSession {
+        slots: Arc<KeySlots>,
+        per: usize,
+        count: usize,
+        seen: usize,
+        fed: Arc<AtomicU64>,
+    }
+
+    impl CaSession for FakeSession {
+        fn feed(&mut self, packets: &[u8], _now: Instant) {
+            for p in packets.chunks_exact(PACKET_SIZE) {
+                self.fed.fetch_add(1, Ordering::Relaxed);
+                if !wanted(p) && p[3] & 0xC0 == 0 {
+                    continue;
+                }
+                let pid = ((p[1] as u16 & 0x1F) << 8) | p[2] as u16;
+                if !ES.contains(&pid) {
+                    continue;
+                }
+                // The file may be read again (a source retries after its
+                // end): the schedule repeats with it.
+                let at = self.seen % self.count;
+                if at == 0 || at % self.per == self.per / 2 {
+                    let k = at / self.per;
+                    let next = (k + 1) % PERIODS;
+                    let (e, o) = match parity(k) {
+                        Parity::Even => (cw(k), cw(next)),
+                        Parity::Odd => (cw(next), cw(k)),
+                    };
+                    self.slots.set_pair(Some(e), Some(o));
+                }
+                self.seen += 1;
+            }
+        }
+
+        fn slots(&self) -> Arc<KeySlots> {
+            self.slots.clone()
+        }
+
+        fn status(&self) -> CaStatus {
+            CaStatus {
+                kind: "fake",
+                state: "answers in time".into(),
+                ..Default::default()
+            }
+        }
+    }
+
+    #[test]
+    fn runner_feeds_the_session_and_descrambles_with_its_words() {
+        let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/mux.ts");
+        let clear = std::fs::read(&sample).unwrap();
+        let count = clear
+            .chunks_exact(PACKET_SIZE)
+            .filter(|p| wanted(p))
+            .count();
+        let per = count.div_ceil(PERIODS);
+        assert_eq!(
+            count.div_ceil(per),
+            PERIODS,
+            "the schedule must repeat evenly"
+        );
+        let mut scrambled = clear.clone();
+        let mut n = 0;
+        for p in scrambled.chunks_exact_mut(PACKET_SIZE) {
+            if wanted(p) {
+                let k = n / per;
+                let keys = Keys::new(cw(k), cw(k));
+                assert_eq!(scramble_packet(p, &keys, parity(k)), Outcome::Done);
+                n += 1;
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("capbox-runner-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("scrambled.ts");
+        std::fs::write(&file, &scrambled).unwrap();
+
+        let cfg = ChannelConfig {
+            name: "scr".into(),
+            tvg_id: "scr".into(),
+            tvg_name: None,
+            group: None,
+            sources: vec![SourceConfig {
+                file: file.clone(),
+                file_as_written: file.display().to_string(),
+                dvb: None,
+                program: 1,
+                looping: false,
+                biss: None,
+                line: 0,
+                key: "channel[0].source[0]".into(),
+            }],
+            line: 0,
+            key: "channel[0]".into(),
+        };
+        let ring = Ring::new(RingConfig::default());
+        let mut reader = ring.subscribe(StartAt::Live);
+        let ch = Channel::new(cfg, ring);
+        let key = MuxKey::File {
+            file: file.clone(),
+            looping: false,
+        };
+        let runner = MuxRunner::spawn(
+            key,
+            RunnerConfig {
+                flush: Duration::from_millis(20),
+                realtime: false,
+                csa_batch_timeout: Duration::from_millis(5),
+            },
+        )
+        .unwrap();
+        let fed = Arc::new(AtomicU64::new(0));
+        runner.add_with_ca(
+            ch.clone(),
+            Box::new(FakeSession {
+                slots: Arc::new(KeySlots::new()),
+                per,
+                count,
+                seen: 0,
+                fed: fed.clone(),
+            }),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut out = Vec::new();
+        loop {
+            match reader.next() {
+                Next::Data(piece) => out.extend_from_slice(piece.as_ref()),
+                Next::Pending => std::thread::sleep(Duration::from_millis(5)),
+                Next::Lagged { .. } => panic!("lagged"),
+            }
+            let st = ch.status();
+            let d = st.descrambler.unwrap_or_default();
+            if d.descrambled + d.undecryptable >= count as u64 && d.held_packets == 0 {
+                // Let the writer publish its last chunk.
+                std::thread::sleep(Duration::from_millis(100));
+                while let Next::Data(piece) = reader.next() {
+                    out.extend_from_slice(piece.as_ref());
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "timed out: {st:?}");
+        }
+        runner.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let st = ch.status();
+        let d = st.descrambler.unwrap();
+        assert_eq!(d.undecryptable, 0, "{d:?}");
+        assert!(d.descrambled >= count as u64, "{d:?}");
+        assert!(d.parity_switches >= PERIODS as u64 - 1, "{d:?}");
+        assert_eq!(st.ca.as_ref().map(|c| c.kind), Some("fake"));
+        assert!(fed.load(Ordering::Relaxed) >= (clear.len() / PACKET_SIZE) as u64);
+        // Every ES packet served is clear and one of the original's.
+        let originals: HashSet<&[u8]> = clear
+            .chunks_exact(PACKET_SIZE)
+            .filter(|p| wanted(p))
+            .map(|p| &p[4..])
+            .collect();
+        let mut es = 0;
+        for p in out.chunks_exact(PACKET_SIZE) {
+            if wanted(p) || (ES.contains(&(((p[1] as u16 & 0x1F) << 8) | p[2] as u16))) {
+                assert_eq!(p[3] & 0xC0, 0, "scrambled packet served");
+                if wanted(p) {
+                    assert!(originals.contains(&p[4..]), "garbled packet served");
+                    es += 1;
+                }
+            }
+        }
+        assert!(es > count / 2, "only {es} of {count} ES packets served");
+    }
 }
