@@ -544,7 +544,17 @@ impl Worker {
                 }
                 Ok(Command::Remove(name)) => {
                     if let Some(i) = self.outputs.iter().position(|o| o.ch.name() == name) {
-                        let o = self.outputs.remove(i);
+                        let mut o = self.outputs.remove(i);
+                        if let Some(d) = o.descrambler.as_mut() {
+                            // A reload may hand the ring to a new channel:
+                            // what the descrambler held still goes out.
+                            let mut rest = Vec::new();
+                            d.flush(&mut rest);
+                            if !rest.is_empty() {
+                                o.writer.push(&rest, false);
+                                o.writer.flush();
+                            }
+                        }
                         self.remux.remove_program(o.prog);
                         for later in &mut self.outputs {
                             if later.prog > o.prog {
