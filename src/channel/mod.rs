@@ -2,9 +2,14 @@
 //!
 //! A `Channel` is what a client asks for: a name, its fan-out ring and what
 //! capbox knows of its health. A `MuxRunner` is one thread per input mux (a
-//! file today; an adapter later): it reads the source, runs the remux once
-//! for every channel on that mux, finds video entry points and writes each
-//! channel's ring. Channels on the same mux share one read and one demux.
+//! file or an adapter): it reads the source, runs the remux once for every
+//! channel on that mux, feeds each scrambled channel's CA session (BISS, a
+//! card, a softcam) the mux and descrambles the channel with the words the
+//! session delivers (`ca::descrambler`), finds video entry points and
+//! writes each channel's ring. Channels on the same mux share one read and
+//! one demux. Descrambled packets may wait up to the CSA batch time bound
+//! (10 ms); the runner calls every descrambler on each turn, data or not,
+//! so that bound holds.
 //!
 //! The runner never blocks on a client: the ring is the only thing between
 //! it and HTTP. Commands (add or remove a channel, stop) reach it through a
