@@ -6,10 +6,10 @@
 //!
 //! Usage: bench_descramble FILE CW16HEX [ROUNDS]
 //! Prints `RESULT mbs=<median MB/s of the file> packets=<n> descrambled=<n>
-//! undecryptable=<n>`; exits 1 if the output differs from `FILE.clear`
+//! undecryptable=<n> fill=<batch fill ratio>`; exits 1 if the output differs from `FILE.clear`
 //! when that file exists (so a fast but wrong run cannot pass unnoticed).
 
-use capbox::ca::biss::{BissDescrambler, BissKey};
+use capbox::ca::biss::{BissKey, BissSession};
 use std::time::Instant;
 
 fn main() {
@@ -31,30 +31,38 @@ fn main() {
     let mut rates = Vec::new();
     let mut work = Vec::with_capacity(len);
     let mut last = None;
+    let session = BissSession::new(&key);
+    let mut chunk = Vec::with_capacity(2048 * 188);
     for _ in 0..rounds {
         work.clear();
-        work.extend_from_slice(&data[..len]);
-        let mut d = BissDescrambler::new(&key);
+        let mut d = session.descrambler();
         let t0 = Instant::now();
-        for chunk in work.chunks_mut(256 * 188) {
-            d.process(chunk);
+        for part in data[..len].chunks(256 * 188) {
+            chunk.clear();
+            chunk.extend_from_slice(part);
+            d.process(&mut chunk, Instant::now());
+            work.extend_from_slice(&chunk);
         }
+        chunk.clear();
+        d.flush(&mut chunk);
+        work.extend_from_slice(&chunk);
         let secs = t0.elapsed().as_secs_f64();
         rates.push(len as f64 / secs / 1e6);
-        last = Some(d.stats);
+        last = Some(d.stats());
     }
     rates.sort_by(|a, b| a.total_cmp(b));
     let st = last.unwrap_or_default();
     println!(
-        "RESULT mbs={:.1} packets={} descrambled={} undecryptable={}",
+        "RESULT mbs={:.1} packets={} descrambled={} undecryptable={} fill={:.2}",
         rates[rates.len() / 2],
         len / 188,
         st.descrambled,
-        st.undecryptable
+        st.undecryptable,
+        st.fill_ratio
     );
     let clear = format!("{}.clear", args[1]);
     if let Ok(c) = std::fs::read(&clear) {
-        if c[..len.min(c.len())] != work[..len.min(c.len())] {
+        if work.len() != len || c[..len.min(c.len())] != work[..len.min(c.len())] {
             eprintln!("bench_descramble: output differs from {clear}");
             std::process::exit(1);
         }

@@ -222,6 +222,7 @@ impl Daemon {
         RunnerConfig {
             flush: Duration::from_millis(self.config.buffers.flush_ms),
             realtime: self.realtime,
+            csa_batch_timeout: crate::ca::descrambler::DEFAULT_BATCH_TIMEOUT,
         }
     }
 
@@ -575,14 +576,14 @@ impl Backend for App {
         family(
             "capbox_channel_descrambled_packets_total",
             "counter",
-            "Scrambled packets descrambled (BISS).",
-            &|s| s.biss.map(|b| b.descrambled).unwrap_or(0) as f64,
+            "Scrambled packets descrambled (BISS or control words from a CA session).",
+            &|s| s.descrambler.map(|b| b.descrambled).unwrap_or(0) as f64,
         );
         family(
-            "capbox_channel_undecryptable_packets_total",
-            "counter",
-            "Packets left scrambled, plus descrambled PES starts without a start code (wrong key).",
-            &|s| s.biss.map(|b| b.undecryptable).unwrap_or(0) as f64,
+            "capbox_channel_csa_batch_fill_ratio",
+            "gauge",
+            "Mean packets per CSA batch divided by the batch capacity.",
+            &|s| s.descrambler.map(|b| b.fill_ratio).unwrap_or(0.0),
         );
         family(
             "capbox_channel_entry_points_total",
@@ -626,6 +627,30 @@ impl Backend for App {
             "Times a file source looped to its start.",
             &|s| s.source_stats.loops as f64,
         );
+        // By reason; wrong_key first (the one a wrong BISS key shows).
+        let _ = writeln!(
+            m,
+            "# HELP capbox_channel_undecryptable_packets_total Packets left scrambled \
+             (no_key, stale_key: control word late, pes_scrambled, reserved, malformed), \
+             plus descrambled PES starts without a start code (wrong_key).\n\
+             # TYPE capbox_channel_undecryptable_packets_total counter"
+        );
+        for (label, st) in &snapshot {
+            let d = st.descrambler.unwrap_or_default();
+            for (reason, v) in [
+                ("wrong_key", d.wrong_key),
+                ("stale_key", d.stale_key),
+                ("no_key", d.no_key),
+                ("pes_scrambled", d.pes_scrambled),
+                ("reserved", d.reserved),
+                ("malformed", d.malformed),
+            ] {
+                let _ = writeln!(
+                    m,
+                    "capbox_channel_undecryptable_packets_total{{channel=\"{label}\",reason=\"{reason}\"}} {v}"
+                );
+            }
+        }
         let adapters = self.adapter_statuses();
         let mut afamily =
             |name: &str, kind: &str, help: &str, f: &dyn Fn(&AdapterStatus) -> Option<f64>| {
@@ -749,7 +774,10 @@ impl Backend for App {
                     "missing_pids": st.missing_pids,
                     "psi_crc_errors": st.mux_stats.psi_crc_errors,
                     "entry_points": st.entry_points,
-                    "biss": st.biss,
+                    // "biss" kept for BISS channels (older consoles read it).
+                    "biss": st.ca.as_ref().filter(|c| c.kind == "biss").and(st.descrambler),
+                    "descrambler": st.descrambler,
+                    "ca": st.ca,
                     "program_stats": st.program_stats,
                     "mux_stats": st.mux_stats,
                     "source_stats": st.source_stats,

@@ -172,6 +172,17 @@ fn deliverable(
 }
 
 impl CaSession for CardSession {
+    fn wanted_pids(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self
+            .router
+            .ca_systems()
+            .iter()
+            .map(|&(_, pid)| pid)
+            .collect();
+        v.extend(self.router.emm_choice().map(|(_, pid)| pid));
+        v
+    }
+
     fn feed(&mut self, packets: &[u8], now: Instant) {
         let client = &self.client;
         let shared = &self.shared;

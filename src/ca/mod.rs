@@ -12,6 +12,7 @@ pub mod biss;
 pub mod card_session;
 pub mod cards;
 pub mod csa;
+pub mod descrambler;
 pub mod dvbapi;
 pub mod ecm;
 pub mod scrambler;
@@ -65,4 +66,11 @@ pub trait CaSession: Send {
     fn slots(&self) -> Arc<slots::KeySlots>;
 
     fn status(&self) -> CaStatus;
+
+    /// PIDs this session reads beyond the service's own (ECM, EMM, a
+    /// softcam's filters), so a DVB source with hardware PID filters passes
+    /// them to dvr.
+    fn wanted_pids(&self) -> Vec<u16> {
+        Vec::new()
+    }
 }

@@ -2,15 +2,22 @@
 //!
 //! A `Channel` is what a client asks for: a name, its fan-out ring and what
 //! capbox knows of its health. A `MuxRunner` is one thread per input mux (a
-//! file today; an adapter later): it reads the source, runs the remux once
-//! for every channel on that mux, finds video entry points and writes each
-//! channel's ring. Channels on the same mux share one read and one demux.
+//! file or an adapter): it reads the source, runs the remux once for every
+//! channel on that mux, feeds each scrambled channel's CA session (BISS, a
+//! card, a softcam) the mux and descrambles the channel with the words the
+//! session delivers (`ca::descrambler`), finds video entry points and
+//! writes each channel's ring. Channels on the same mux share one read and
+//! one demux. Descrambled packets may wait up to the CSA batch time bound
+//! (10 ms); the runner calls every descrambler on each turn, data or not,
+//! so that bound holds.
 //!
 //! The runner never blocks on a client: the ring is the only thing between
 //! it and HTTP. Commands (add or remove a channel, stop) reach it through a
 //! channel it polls between reads, so a reload touches only what changed.
 
-use crate::ca::biss::{BissDescrambler, BissStats};
+use crate::ca::biss::BissSession;
+use crate::ca::descrambler::{Descrambler, DescramblerStats, KeyPolicy};
+use crate::ca::{CaSession, CaStatus};
 use crate::config::{ChannelConfig, SourceConfig};
 use crate::fanout::{ChunkWriter, Ring};
 use crate::remux::{DemuxStats, ProgramStats, Remux};
@@ -52,8 +59,11 @@ pub struct ChannelStatus {
     #[serde(skip)]
     pub last_data: Option<Instant>,
     pub source_errors: u64,
-    /// Descrambling counts when the source has a `biss` key (never the key).
-    pub biss: Option<BissStats>,
+    /// Descrambling counts when the channel is descrambled (BISS or a CA
+    /// session); never a key.
+    pub descrambler: Option<DescramblerStats>,
+    /// The CA session's state (never a control word).
+    pub ca: Option<CaStatus>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -162,7 +172,9 @@ pub enum InputSpec {
 }
 
 enum Command {
-    Add(Arc<Channel>),
+    /// A channel, and the CA session that finds its control words (else
+    /// the source's `biss` key, if any, else none: served as received).
+    Add(Arc<Channel>, Option<Box<dyn CaSession>>),
     Remove(String),
 }
 
@@ -180,6 +192,9 @@ pub struct RunnerConfig {
     pub flush: Duration,
     /// Pace by PCR (serve) or run as fast as possible (benchmarks).
     pub realtime: bool,
+    /// How long a descrambled channel's partly filled CSA batch may wait
+    /// for more packets (`descrambler::DEFAULT_BATCH_TIMEOUT`).
+    pub csa_batch_timeout: Duration,
 }
 
 impl MuxRunner {
@@ -219,7 +234,14 @@ impl MuxRunner {
     }
 
     pub fn add(&self, ch: Arc<Channel>) {
-        let _ = self.tx.send(Command::Add(ch));
+        let _ = self.tx.send(Command::Add(ch, None));
+    }
+
+    /// Add a channel whose control words come from `ca` (a card or softcam
+    /// session): the runner feeds it the mux and descrambles the channel
+    /// with the words it puts into its slots (`KeyPolicy::Rotating`).
+    pub fn add_with_ca(&self, ch: Arc<Channel>, ca: Box<dyn CaSession>) {
+        let _ = self.tx.send(Command::Add(ch, Some(ca)));
     }
 
     pub fn remove(&self, name: &str) {
@@ -248,12 +270,14 @@ struct Output {
     gate: Option<EntryPointGate>,
     video: Option<(u16, VideoCodec)>,
     service_id: u16,
-    /// The source's BISS key: descramble before the gate (entry points are
-    /// found in clear ES) and the ring.
-    biss: Option<BissDescrambler>,
-    /// `biss.stats.undecryptable` at the last status refresh: a rise means
-    /// the key does not fit (now), which the channel's reason says.
-    undecryptable_seen: u64,
+    /// Descramble before the gate (entry points are found in clear ES)
+    /// and the ring; reads `ca`'s slots.
+    descrambler: Option<Descrambler>,
+    /// Finds the control words: fed the whole mux on this thread.
+    ca: Option<Box<dyn CaSession>>,
+    /// The descrambler's counters at the last status refresh: a rise says
+    /// why the channel is (partly) scrambled, in its reason.
+    seen: DescramblerStats,
     /// When the current PMT arrived: a PID is only called missing after a
     /// grace period, not while the first packets are on their way.
     pmt_at: Option<(u8, Instant)>,
@@ -311,69 +335,113 @@ impl Worker {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
-            if self.source.is_none() && !self.open() {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            buf.clear();
-            let res = match self.source.as_mut() {
-                Some(s) => s.read(&mut buf, Duration::from_millis(20)),
-                None => continue,
+            // Packets held for a batch must not wait a whole read.
+            let holding = self
+                .outputs
+                .iter()
+                .any(|o| o.descrambler.as_ref().is_some_and(|d| d.held_packets() > 0));
+            let wait = if holding {
+                self.cfg.csa_batch_timeout.min(Duration::from_millis(20))
+            } else {
+                Duration::from_millis(20)
             };
-            match res {
-                Ok(ReadOutcome::Discontinuity) => {
-                    self.remux.input_discontinuity();
-                    for o in &mut self.outputs {
-                        if let Some(g) = o.gate.as_mut() {
-                            g.detector.reset();
-                        }
-                    }
-                    self.remux.push(&buf);
-                }
-                Ok(ReadOutcome::Data) => self.remux.push(&buf),
-                Ok(ReadOutcome::Idle) => {}
-                Err(e) => {
-                    self.source_failed(e);
-                    continue;
-                }
-            }
-            self.backoff = Duration::from_secs(1);
-            let now = Instant::now();
-            for o in &mut self.outputs {
-                let prog = self.remux.program_mut(o.prog);
-                prog.take_output(&mut out);
-                if let Some(d) = o.biss.as_mut() {
-                    // All of it now: no packet waits for a fuller batch.
-                    d.process(&mut out);
-                }
-                if prog.psi_changed {
-                    prog.psi_changed = false;
-                    o.ch.ring.set_psi(prog.psi_packets());
-                }
-                if prog.video != o.video {
-                    o.video = prog.video;
-                    o.gate = o.video.map(|(pid, codec)| EntryPointGate::new(codec, pid));
-                }
-                if !out.is_empty() {
-                    match o.gate.as_mut() {
-                        Some(gate) => {
-                            let writer = &mut o.writer;
-                            for raw in out.chunks_exact(PACKET_SIZE) {
-                                if let Ok(pkt) = Packet::new_checked(raw) {
-                                    gate.push(&pkt, |bytes, ep| writer.push(bytes, ep));
-                                }
+            buf.clear();
+            let mut fresh = false;
+            if self.source.is_none() && !self.open() {
+                // The source is down: still release what the descramblers
+                // hold and keep the counters current.
+                std::thread::sleep(if holding {
+                    wait
+                } else {
+                    Duration::from_millis(50)
+                });
+            } else {
+                let res = match self.source.as_mut() {
+                    Some(s) => s.read(&mut buf, wait),
+                    None => continue,
+                };
+                fresh = matches!(res, Ok(ReadOutcome::Data | ReadOutcome::Discontinuity));
+                match res {
+                    Ok(ReadOutcome::Discontinuity) => {
+                        self.remux.input_discontinuity();
+                        for o in &mut self.outputs {
+                            if let Some(g) = o.gate.as_mut() {
+                                g.detector.reset();
                             }
                         }
-                        None => o.writer.push(&out, false),
+                        self.remux.push(&buf);
                     }
-                    lock(&o.ch.status).last_data = Some(now);
+                    Ok(ReadOutcome::Data) => self.remux.push(&buf),
+                    Ok(ReadOutcome::Idle) => {}
+                    Err(e) => {
+                        self.source_failed(e);
+                        buf.clear();
+                    }
                 }
-                o.writer.flush_if_older(now, self.cfg.flush);
+                if self.source.is_some() {
+                    self.backoff = Duration::from_secs(1);
+                }
             }
+            let now = Instant::now();
+            self.outputs_turn(&buf, fresh, &mut out, now);
             if now.duration_since(last_status) >= Duration::from_millis(250) {
                 last_status = now;
                 self.refresh_status();
+                // A DVB source narrows its hardware filters to what the
+                // channels' PMTs name (files ignore it).
+                if let Some(src) = self.source.as_mut() {
+                    let mut pids = crate::source::dvb::wanted_pids(&self.remux);
+                    for o in &self.outputs {
+                        if let Some(ca) = &o.ca {
+                            pids.extend(ca.wanted_pids());
+                        }
+                    }
+                    pids.sort_unstable();
+                    pids.dedup();
+                    src.set_wanted_pids(&pids);
+                }
             }
+        }
+    }
+
+    /// One turn of every output: feed its CA session the mux read (if
+    /// any), take its remux output, descramble it (also with nothing new,
+    /// so held packets go out on their time bound), gate and write it.
+    fn outputs_turn(&mut self, buf: &[u8], fresh: bool, out: &mut Vec<u8>, now: Instant) {
+        for o in &mut self.outputs {
+            let prog = self.remux.program_mut(o.prog);
+            if let Some(ca) = o.ca.as_mut() {
+                if fresh {
+                    ca.feed(buf, now);
+                }
+            }
+            prog.take_output(out);
+            if let Some(d) = o.descrambler.as_mut() {
+                d.process(out, now);
+            }
+            if prog.psi_changed {
+                prog.psi_changed = false;
+                o.ch.ring.set_psi(prog.psi_packets());
+            }
+            if prog.video != o.video {
+                o.video = prog.video;
+                o.gate = o.video.map(|(pid, codec)| EntryPointGate::new(codec, pid));
+            }
+            if !out.is_empty() {
+                match o.gate.as_mut() {
+                    Some(gate) => {
+                        let writer = &mut o.writer;
+                        for raw in out.chunks_exact(PACKET_SIZE) {
+                            if let Ok(pkt) = Packet::new_checked(raw) {
+                                gate.push(&pkt, |bytes, ep| writer.push(bytes, ep));
+                            }
+                        }
+                    }
+                    None => o.writer.push(out, false),
+                }
+                lock(&o.ch.status).last_data = Some(now);
+            }
+            o.writer.flush_if_older(now, self.cfg.flush);
         }
     }
 
@@ -438,7 +506,7 @@ impl Worker {
     fn commands(&mut self) {
         loop {
             match self.rx.try_recv() {
-                Ok(Command::Add(ch)) => {
+                Ok(Command::Add(ch, ca)) => {
                     let (program, name, biss) = {
                         let c = lock(&ch.config);
                         (
@@ -459,10 +527,25 @@ impl Worker {
                         "channel '{name}': program {program} from {}",
                         self.describe()
                     );
-                    let biss = biss.map(|k| {
+                    let (descrambler, ca) = match (ca, biss) {
+                        (Some(ca), _) => {
+                            let d = Descrambler::new(ca.slots(), KeyPolicy::Rotating)
+                                .with_batch_timeout(self.cfg.csa_batch_timeout);
+                            (Some(d), Some(ca))
+                        }
+                        (None, Some(k)) => {
+                            let session = BissSession::new(&k);
+                            let d = session
+                                .descrambler()
+                                .with_batch_timeout(self.cfg.csa_batch_timeout);
+                            (Some(d), Some(Box::new(session) as Box<dyn CaSession>))
+                        }
+                        (None, None) => (None, None),
+                    };
+                    if descrambler.is_some() {
+                        // The PMT loses its CA descriptors and ECM PIDs.
                         self.remux.set_descramble(prog, true);
-                        BissDescrambler::new(&k)
-                    });
+                    }
                     let writer = ch.ring.writer();
                     self.outputs.push(Output {
                         ch,
@@ -471,14 +554,25 @@ impl Worker {
                         gate: None,
                         video: None,
                         service_id: program,
-                        biss,
-                        undecryptable_seen: 0,
+                        descrambler,
+                        ca,
+                        seen: DescramblerStats::default(),
                         pmt_at: None,
                     });
                 }
                 Ok(Command::Remove(name)) => {
                     if let Some(i) = self.outputs.iter().position(|o| o.ch.name() == name) {
-                        let o = self.outputs.remove(i);
+                        let mut o = self.outputs.remove(i);
+                        if let Some(d) = o.descrambler.as_mut() {
+                            // A reload may hand the ring to a new channel:
+                            // what the descrambler held still goes out.
+                            let mut rest = Vec::new();
+                            d.flush(&mut rest);
+                            if !rest.is_empty() {
+                                o.writer.push(&rest, false);
+                                o.writer.flush();
+                            }
+                        }
                         self.remux.remove_program(o.prog);
                         for later in &mut self.outputs {
                             if later.prog > o.prog {
@@ -521,10 +615,12 @@ impl Worker {
             st.pmt_pid = prog.pmt_pid;
             st.source = describe.clone();
             st.source_errors = self.source_errors;
-            st.biss = o.biss.as_ref().map(|d| d.stats);
-            let undecryptable = st.biss.map(|b| b.undecryptable).unwrap_or(0);
-            let new_undecryptable = undecryptable.saturating_sub(o.undecryptable_seen);
-            o.undecryptable_seen = undecryptable;
+            st.descrambler = o.descrambler.as_ref().map(|d| d.stats());
+            st.ca = o.ca.as_ref().map(|c| c.status());
+            let scrambled_reason = scrambled_reason(&st, &o.seen);
+            if let Some(d) = st.descrambler {
+                o.seen = d;
+            }
             if let Some(g) = &o.gate {
                 st.entry_points = g.detector.stats.entry_points;
             }
@@ -594,18 +690,265 @@ impl Worker {
                         "PID(s) {} named in the PMT carry no packets",
                         list.join(", ")
                     )
-                } else if new_undecryptable > 0 {
-                    format!(
-                        "{new_undecryptable} packets could not be descrambled \
-                         (wrong BISS key, or not scrambled with CSA)"
-                    )
                 } else {
-                    String::new()
+                    scrambled_reason.unwrap_or_default()
                 };
             } else {
                 st.state = "down";
                 st.reason = "no data from the source for 2 s".into();
             }
         }
+    }
+}
+
+/// Why packets of a descrambled channel left scrambled (or garbled) since
+/// the last refresh, in the words the channel's reason uses.
+fn scrambled_reason(st: &ChannelStatus, seen: &DescramblerStats) -> Option<String> {
+    let d = st.descrambler?;
+    let biss = st.ca.as_ref().is_some_and(|c| c.kind == "biss");
+    let wrong = d.wrong_key.saturating_sub(seen.wrong_key);
+    let stale = d.stale_key.saturating_sub(seen.stale_key);
+    let no_key = d.no_key.saturating_sub(seen.no_key);
+    let other = (d.pes_scrambled + d.reserved + d.malformed)
+        .saturating_sub(seen.pes_scrambled + seen.reserved + seen.malformed);
+    Some(if wrong > 0 {
+        if biss {
+            format!(
+                "wrong key: {wrong} packets could not be descrambled \
+                 (wrong BISS key, or not scrambled with CSA)"
+            )
+        } else {
+            format!("wrong key: {wrong} packets could not be descrambled")
+        }
+    } else if stale > 0 {
+        format!("control word late: {stale} packets left scrambled")
+    } else if no_key > 0 {
+        match st.ca.as_ref().map(|c| c.state.as_str()) {
+            Some(state) if !state.is_empty() => {
+                format!("no control word yet: {no_key} packets left scrambled ({state})")
+            }
+            _ => format!("no control word yet: {no_key} packets left scrambled"),
+        }
+    } else if other > 0 {
+        format!(
+            "{other} packets could not be descrambled \
+             (PES-level or reserved scrambling, or malformed)"
+        )
+    } else {
+        return None;
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::csa::{scramble_packet, Keys, Outcome, Parity};
+    use crate::ca::slots::KeySlots;
+    use crate::config::SourceConfig;
+    use crate::fanout::{Next, RingConfig, StartAt};
+    use std::collections::HashSet;
+    use std::sync::atomic::AtomicU64;
+
+    const ES: [u16; 2] = [0x101, 0x102];
+    const PERIODS: usize = 24;
+
+    fn cw(k: usize) -> [u8; 8] {
+        [k as u8, 0x11, 0x22, 0x33, 0x44, k as u8 ^ 0x55, 0x66, 0x77]
+    }
+
+    fn parity(k: usize) -> Parity {
+        if k.is_multiple_of(2) {
+            Parity::Even
+        } else {
+            Parity::Odd
+        }
+    }
+
+    /// The packets of program 1's ES with a payload to scramble.
+    fn wanted(p: &[u8]) -> bool {
+        match Packet::new_checked(p) {
+            Ok(pkt) => {
+                ES.contains(&pkt.pid())
+                    && pkt.scrambling_control() == 0
+                    && pkt.has_payload()
+                    && PACKET_SIZE - pkt.payload_offset() >= 8
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A CA session that answers "ECMs" in time: it counts the wanted
+    /// packets the runner feeds it and delivers words k and k+1 in the
+    /// middle of period k.
+    struct FakeSession {
+        slots: Arc<KeySlots>,
+        per: usize,
+        count: usize,
+        seen: usize,
+        fed: Arc<AtomicU64>,
+    }
+
+    impl CaSession for FakeSession {
+        fn feed(&mut self, packets: &[u8], _now: Instant) {
+            for p in packets.chunks_exact(PACKET_SIZE) {
+                self.fed.fetch_add(1, Ordering::Relaxed);
+                if !wanted(p) && p[3] & 0xC0 == 0 {
+                    continue;
+                }
+                let pid = ((p[1] as u16 & 0x1F) << 8) | p[2] as u16;
+                if !ES.contains(&pid) {
+                    continue;
+                }
+                // The file may be read again (a source retries after its
+                // end): the schedule repeats with it.
+                let at = self.seen % self.count;
+                if at == 0 || at % self.per == self.per / 2 {
+                    let k = at / self.per;
+                    let next = (k + 1) % PERIODS;
+                    let (e, o) = match parity(k) {
+                        Parity::Even => (cw(k), cw(next)),
+                        Parity::Odd => (cw(next), cw(k)),
+                    };
+                    self.slots.set_pair(Some(e), Some(o));
+                }
+                self.seen += 1;
+            }
+        }
+
+        fn slots(&self) -> Arc<KeySlots> {
+            self.slots.clone()
+        }
+
+        fn status(&self) -> CaStatus {
+            CaStatus {
+                kind: "fake",
+                state: "answers in time".into(),
+                ..Default::default()
+            }
+        }
+    }
+
+    #[test]
+    fn runner_feeds_the_session_and_descrambles_with_its_words() {
+        let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/mux.ts");
+        let clear = std::fs::read(&sample).unwrap();
+        let count = clear
+            .chunks_exact(PACKET_SIZE)
+            .filter(|p| wanted(p))
+            .count();
+        let per = count.div_ceil(PERIODS);
+        assert_eq!(
+            count.div_ceil(per),
+            PERIODS,
+            "the schedule must repeat evenly"
+        );
+        let mut scrambled = clear.clone();
+        let mut n = 0;
+        for p in scrambled.chunks_exact_mut(PACKET_SIZE) {
+            if wanted(p) {
+                let k = n / per;
+                let keys = Keys::new(cw(k), cw(k));
+                assert_eq!(scramble_packet(p, &keys, parity(k)), Outcome::Done);
+                n += 1;
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("capbox-runner-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("scrambled.ts");
+        std::fs::write(&file, &scrambled).unwrap();
+
+        let cfg = ChannelConfig {
+            name: "scr".into(),
+            tvg_id: "scr".into(),
+            tvg_name: None,
+            group: None,
+            sources: vec![SourceConfig {
+                file: file.clone(),
+                file_as_written: file.display().to_string(),
+                dvb: None,
+                program: 1,
+                looping: false,
+                biss: None,
+                ca: None,
+                line: 0,
+                key: "channel[0].source[0]".into(),
+            }],
+            line: 0,
+            key: "channel[0]".into(),
+        };
+        let ring = Ring::new(RingConfig::default());
+        let mut reader = ring.subscribe(StartAt::Live);
+        let ch = Channel::new(cfg, ring);
+        let key = MuxKey::File {
+            file: file.clone(),
+            looping: false,
+        };
+        let runner = MuxRunner::spawn(
+            key,
+            RunnerConfig {
+                flush: Duration::from_millis(20),
+                realtime: false,
+                csa_batch_timeout: Duration::from_millis(5),
+            },
+        )
+        .unwrap();
+        let fed = Arc::new(AtomicU64::new(0));
+        runner.add_with_ca(
+            ch.clone(),
+            Box::new(FakeSession {
+                slots: Arc::new(KeySlots::new()),
+                per,
+                count,
+                seen: 0,
+                fed: fed.clone(),
+            }),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut out = Vec::new();
+        loop {
+            match reader.next() {
+                Next::Data(piece) => out.extend_from_slice(piece.as_ref()),
+                Next::Pending => std::thread::sleep(Duration::from_millis(5)),
+                Next::Lagged { .. } => panic!("lagged"),
+            }
+            let st = ch.status();
+            let d = st.descrambler.unwrap_or_default();
+            if d.descrambled + d.undecryptable >= count as u64 && d.held_packets == 0 {
+                // Let the writer publish its last chunk.
+                std::thread::sleep(Duration::from_millis(100));
+                while let Next::Data(piece) = reader.next() {
+                    out.extend_from_slice(piece.as_ref());
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "timed out: {st:?}");
+        }
+        runner.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let st = ch.status();
+        let d = st.descrambler.unwrap();
+        assert_eq!(d.undecryptable, 0, "{d:?}");
+        assert!(d.descrambled >= count as u64, "{d:?}");
+        assert!(d.parity_switches >= PERIODS as u64 - 1, "{d:?}");
+        assert_eq!(st.ca.as_ref().map(|c| c.kind), Some("fake"));
+        assert!(fed.load(Ordering::Relaxed) >= (clear.len() / PACKET_SIZE) as u64);
+        // Every ES packet served is clear and one of the original's.
+        let originals: HashSet<&[u8]> = clear
+            .chunks_exact(PACKET_SIZE)
+            .filter(|p| wanted(p))
+            .map(|p| &p[4..])
+            .collect();
+        let mut es = 0;
+        for p in out.chunks_exact(PACKET_SIZE) {
+            if wanted(p) || (ES.contains(&(((p[1] as u16 & 0x1F) << 8) | p[2] as u16))) {
+                assert_eq!(p[3] & 0xC0, 0, "scrambled packet served");
+                if wanted(p) {
+                    assert!(originals.contains(&p[4..]), "garbled packet served");
+                    es += 1;
+                }
+            }
+        }
+        assert!(es > count / 2, "only {es} of {count} ES packets served");
     }
 }

@@ -137,7 +137,6 @@ pub(super) fn softcam(w: &mut Walker, f: Field) -> Option<SoftcamConfig> {
     })
 }
 
-
 /// `ca = "dvbapi"` needs a `[softcam]`: reported at each such `ca` when
 /// none is written (a broken one is reported on its own keys).
 pub(super) fn check_sources(w: &mut Walker, channels: &[ChannelConfig], softcam_written: bool) {

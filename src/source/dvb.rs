@@ -203,9 +203,9 @@ pub fn wanted_pids(remux: &crate::remux::Remux) -> Vec<u16> {
         if let Some(pmt) = &p.pmt {
             pids.extend(pmt.streams.iter().map(|s| s.elementary_pid));
             pids.push(pmt.pcr_pid);
-            if !p.descramble {
-                pids.extend(pmt.ecm_pids().into_iter().map(|(_, pid)| pid));
-            }
+            // ECMs are wanted either way: passed on, or read by the
+            // channel's CA session when capbox descrambles.
+            pids.extend(pmt.ecm_pids().into_iter().map(|(_, pid)| pid));
         }
     }
     pids.sort_unstable();

@@ -299,6 +299,10 @@ impl Drop for DvbapiSession {
 }
 
 impl CaSession for DvbapiSession {
+    fn wanted_pids(&self) -> Vec<u16> {
+        self.filters.iter().map(|f| f.pid).collect()
+    }
+
     fn feed(&mut self, packets: &[u8], now: Instant) {
         let Some(n) = self.n else { return };
         self.refresh_filters(n);
