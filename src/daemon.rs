@@ -25,6 +25,8 @@ pub struct App {
     order: RwLock<Vec<String>>,
     /// Per `[[adapter]]`, in config order: what its source last saw.
     adapters: RwLock<Vec<(String, AdapterStatusHandle)>>,
+    /// The softcam connection, for /status.
+    softcam: Mutex<Option<Arc<crate::ca::dvbapi::client::SoftcamClient>>>,
     started: Instant,
 }
 
@@ -34,6 +36,8 @@ pub struct Daemon {
     runners: BTreeMap<MuxKey, MuxRunner>,
     server: Option<ServerHandle>,
     realtime: bool,
+    /// The `[softcam]` connection, shared by every `ca = "dvbapi"` channel.
+    softcam: Option<Arc<crate::ca::dvbapi::client::SoftcamClient>>,
 }
 
 fn ring_config(c: &Config) -> RingConfig {
@@ -187,6 +191,7 @@ impl Daemon {
             channels: RwLock::new(BTreeMap::new()),
             order: RwLock::new(config.channels.iter().map(|c| c.name.clone()).collect()),
             adapters: RwLock::new(Vec::new()),
+            softcam: Mutex::new(None),
             started: Instant::now(),
         });
         app.set_adapters(&config);
@@ -196,7 +201,9 @@ impl Daemon {
             runners: BTreeMap::new(),
             server: None,
             realtime,
+            softcam: None,
         };
+        d.set_softcam(config.softcam.clone());
         for diag in check_sources(&config) {
             log::warn!("{diag}");
         }
@@ -285,8 +292,61 @@ impl Daemon {
             }
         }
         if let Some(r) = self.runners.get(&key) {
-            r.add(ch);
+            match self.ca_session(&name, &src) {
+                Some(ca) => r.add_with_ca(ch, ca),
+                None => r.add(ch),
+            }
         }
+    }
+
+    /// The control-word session of a source with `ca` (BISS is made by the
+    /// runner itself from the key).
+    fn ca_session(
+        &self,
+        name: &str,
+        src: &config::SourceConfig,
+    ) -> Option<Box<dyn crate::ca::CaSession>> {
+        match src.ca.as_ref()? {
+            config::CaSourceConfig::Dvbapi => match &self.softcam {
+                Some(c) => Some(Box::new(crate::ca::dvbapi::session::DvbapiSession::new(
+                    c.clone(),
+                    src.program,
+                ))),
+                None => {
+                    log::error!("channel '{name}': ca = \"dvbapi\" but no softcam is running");
+                    None
+                }
+            },
+            config::CaSourceConfig::Card { .. } => {
+                log::error!("channel '{name}': ca = \"card\": the card manager is not running");
+                None
+            }
+        }
+    }
+
+    /// Start, keep or replace the softcam connection for `cfg`.
+    fn set_softcam(&mut self, cfg: Option<config::SoftcamConfig>) {
+        let same = match (&self.softcam, &cfg) {
+            (Some(_), Some(c)) => self.config.softcam.as_ref() == Some(c),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        // Dropping the last handle stops the old connection's thread.
+        self.softcam = None;
+        *lock(&self.app.softcam) = None;
+        if let Some(c) = cfg {
+            match crate::ca::dvbapi::client::SoftcamClient::start(c) {
+                Ok(client) => {
+                    log::info!("softcam: connecting to {}", client.endpoint());
+                    self.softcam = Some(client);
+                }
+                Err(e) => log::error!("softcam: cannot start its thread: {e}"),
+            }
+        }
+        *lock(&self.app.softcam) = self.softcam.clone();
     }
 
     fn remove_channel(&mut self, name: &str, keep_ring: bool) {
@@ -316,7 +376,28 @@ impl Daemon {
     /// Apply a new config: only added, removed and changed channels are
     /// touched; the clients of the others stay connected.
     pub fn reload(&mut self, new: Config) {
-        let diff = Config::diff(&self.config, &new);
+        let mut diff = Config::diff(&self.config, &new);
+        if self.config.softcam != new.softcam {
+            // A new softcam: every channel that takes its words from it is
+            // re-created on the new connection (clients stay connected).
+            log::info!("reload: [softcam] changed");
+            for c in &new.channels {
+                let dvbapi = c
+                    .sources
+                    .first()
+                    .is_some_and(|s| s.ca == Some(config::CaSourceConfig::Dvbapi));
+                if dvbapi && self.config.channel(&c.name).is_some() && !diff.changed.contains(&c.name) {
+                    diff.changed.push(c.name.clone());
+                }
+            }
+            // The old channels drop their sessions before the new client starts.
+            for name in &diff.changed {
+                self.remove_channel(name, true);
+            }
+            let old = std::mem::replace(&mut self.config.softcam, None);
+            let _ = old;
+            self.set_softcam(new.softcam.clone());
+        }
         for diag in check_sources(&new) {
             log::warn!("{diag}");
         }
@@ -586,6 +667,59 @@ impl Backend for App {
             &|s| s.descrambler.map(|b| b.fill_ratio).unwrap_or(0.0),
         );
         family(
+            "capbox_channel_ecms_total",
+            "counter",
+            "ECM sections sent to the channel's card or softcam (changed ones only).",
+            &|s| s.ca.as_ref().map(|c| c.ecms_sent).unwrap_or(0) as f64,
+        );
+        family(
+            "capbox_channel_ecm_answers_total",
+            "counter",
+            "ECMs answered with control words.",
+            &|s| s.ca.as_ref().map(|c| c.ecms_answered).unwrap_or(0) as f64,
+        );
+        family(
+            "capbox_channel_ecm_errors_total",
+            "counter",
+            "ECMs refused or failed by the card or softcam.",
+            &|s| s.ca.as_ref().map(|c| c.ecm_errors).unwrap_or(0) as f64,
+        );
+        family(
+            "capbox_channel_ecms_dropped_total",
+            "counter",
+            "ECMs not sent: one still pending, or over the rate limit.",
+            &|s| s.ca.as_ref().map(|c| c.ecms_dropped).unwrap_or(0) as f64,
+        );
+        family(
+            "capbox_channel_emms_total",
+            "counter",
+            "EMM sections sent to the card or softcam.",
+            &|s| s.ca.as_ref().map(|c| c.emms_sent).unwrap_or(0) as f64,
+        );
+        family(
+            "capbox_channel_emms_dropped_total",
+            "counter",
+            "EMMs not sent: for another card, repeated, or over the rate limit.",
+            &|s| s.ca.as_ref().map(|c| c.emms_dropped).unwrap_or(0) as f64,
+        );
+        family(
+            "capbox_channel_ecm_rtt_seconds",
+            "gauge",
+            "Round trip of the last answered ECM.",
+            &|s| {
+                s.ca.as_ref()
+                    .and_then(|c| c.last_ecm_rtt_ms)
+                    .map(|ms| ms / 1000.0)
+                    .unwrap_or(0.0)
+            },
+        );
+        family(
+            "capbox_channel_cw_age_seconds",
+            "gauge",
+            "Seconds since the last control word arrived (0: none yet or no CA session).",
+            &|s| s.ca.as_ref().and_then(|c| c.last_cw_age_s).unwrap_or(0.0),
+        );
+        family(
             "capbox_channel_entry_points_total",
             "counter",
             "Video keyframes found.",
@@ -792,6 +926,35 @@ impl Backend for App {
             "process": { "rss_bytes": rss, "cpu_seconds": cpu },
             "channels": chans,
             "adapters": self.adapter_statuses(),
+            "softcam": self.softcam_status(),
+        })
+    }
+}
+
+impl App {
+    /// The softcam connection in words, or null without `[softcam]`.
+    fn softcam_status(&self) -> serde_json::Value {
+        use crate::ca::dvbapi::client::ConnState;
+        let Some(c) = lock(&self.softcam).clone() else {
+            return serde_json::Value::Null;
+        };
+        let st = c.status();
+        let state = match &st.state {
+            ConnState::Down { since } => {
+                format!("not connected for {} s", since.elapsed().as_secs())
+            }
+            ConnState::Handshake => "connected, waiting for SERVER_INFO".to_string(),
+            ConnState::Ready { server, protocol } => {
+                format!("ready: {server} (protocol {protocol})")
+            }
+        };
+        serde_json::json!({
+            "endpoint": st.endpoint,
+            "state": state,
+            "last_error": st.last_error,
+            "connections": st.connections,
+            "desyncs": st.desyncs,
+            "stray_messages": st.stray_messages,
         })
     }
 }
