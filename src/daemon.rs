@@ -386,7 +386,10 @@ impl Daemon {
                     .sources
                     .first()
                     .is_some_and(|s| s.ca == Some(config::CaSourceConfig::Dvbapi));
-                if dvbapi && self.config.channel(&c.name).is_some() && !diff.changed.contains(&c.name) {
+                if dvbapi
+                    && self.config.channel(&c.name).is_some()
+                    && !diff.changed.contains(&c.name)
+                {
                     diff.changed.push(c.name.clone());
                 }
             }
