@@ -9,6 +9,7 @@
 //! channel's descrambler reads the slots.
 
 pub mod biss;
+pub mod cards;
 pub mod csa;
 pub mod slots;
 pub mod testca;

@@ -12,6 +12,9 @@ use super::*;
 
 use std::net::SocketAddr;
 
+#[path = "cards.rs"]
+pub(super) mod cards;
+
 struct Walker {
     file: String,
     /// Byte offset of the start of every line, for span → line.
@@ -289,7 +292,9 @@ fn parse_int_text(s: &str) -> Option<i64> {
     }
 }
 
-const ROOT_KEYS: &[&str] = &["server", "access", "buffers", "adapter", "channel"];
+const ROOT_KEYS: &[&str] = &[
+    "server", "access", "buffers", "adapter", "channel", "cards", "card",
+];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
     "device",
@@ -367,6 +372,7 @@ pub(super) fn parse(
         }
         Some(f) => channels(&mut w, f, base_dir, &adapter_names),
     };
+    let cards = cards::cards(&mut w, &mut top);
     w.finish(top, ROOT_KEYS);
     one_mux_per_adapter(&mut w, &channels);
 
@@ -381,6 +387,7 @@ pub(super) fn parse(
         buffers,
         adapters,
         channels,
+        cards,
         lines: w.lines,
     })
 }
