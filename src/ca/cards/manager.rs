@@ -574,7 +574,13 @@ impl Apdu for PcscApdu<'_> {
                     sw: u16::from_be_bytes([r[n], r[n + 1]]),
                 })
             }
-            Ok(r) => Err(format!("answer of {} bytes without a status word", r.len())),
+            Ok(r) => {
+                // vpcd answers nothing when the card goes mid-APDU; a real
+                // reader's driver may too. Treat it as a failed transmit:
+                // the card is reset (or found gone).
+                self.error = Some(pcsc::Error::NotTransacted);
+                Err(format!("answer of {} bytes without a status word", r.len()))
+            }
             Err(e) => {
                 self.error = Some(e);
                 Err(format!("transmit: {e}"))
@@ -782,6 +788,13 @@ fn card_loop(
         if hung {
             log::warn!("cards: '{reader}': card stopped answering; resetting it");
             shared.set_state(reader, g, "card not answering: resetting".into());
+            // A card that failed a transmit may have been pulled: pcscd
+            // notices within about 0.4 s. Resetting a card that is gone
+            // leaves pcscd 1.9 reporting the reader empty for good (it
+            // never sees the next insertion), so look first.
+            if let Some(why) = gone_within(&card, Duration::from_secs(1)) {
+                return why;
+            }
             if let Err(e) =
                 card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::ResetCard)
             {
@@ -803,6 +816,21 @@ fn card_loop(
             }
             publish(shared, reader, cell, &atr, &bound);
         }
+    }
+}
+
+/// Watch the card for `d`: Some(why) if pcscd says it is gone.
+fn gone_within(card: &pcsc::Card, d: Duration) -> Option<String> {
+    let until = Instant::now() + d;
+    loop {
+        match card.status2_owned() {
+            Err(e) if card_gone(e) => return Some(format!("{e}")),
+            Err(pcsc::Error::ResetCard) | Err(_) | Ok(_) => {}
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

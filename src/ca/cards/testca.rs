@@ -41,6 +41,21 @@ fn ok(r: Rapdu) -> Result<Vec<u8>, String> {
     }
 }
 
+/// Day number (days since 1970-01-01) as YYYY-MM-DD (Howard Hinnant's
+/// civil_from_days).
+fn date(day: u32) -> String {
+    let z = day as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 impl CardDriver for TestcaDriver {
     fn name(&self) -> &'static str {
         "testca"
@@ -70,8 +85,8 @@ impl CardDriver for TestcaDriver {
         let address = u32::from_be_bytes([d[2], d[3], d[4], d[5]]);
         let detail = match d.get(7..11) {
             Some(e) => format!(
-                "entitled until day {}",
-                u32::from_be_bytes([e[0], e[1], e[2], e[3]])
+                "entitled until {}",
+                date(u32::from_be_bytes([e[0], e[1], e[2], e[3]]))
             ),
             None => String::new(),
         };
@@ -139,6 +154,13 @@ mod tests {
                 _ => r(vec![], t::SW_BAD_INS),
             }
         }
+    }
+
+    #[test]
+    fn day_numbers_as_dates() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(11_016), "2000-02-29");
+        assert_eq!(date(20_517), "2026-03-05");
     }
 
     #[test]
