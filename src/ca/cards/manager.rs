@@ -273,7 +273,7 @@ fn context_lost(e: pcsc::Error) -> bool {
     use pcsc::Error as E;
     matches!(
         e,
-        E::NoService | E::ServiceStopped | E::InvalidHandle | E::CommError | E::NoReadersAvailable
+        E::NoService | E::ServiceStopped | E::InvalidHandle | E::CommError
     )
 }
 
@@ -348,6 +348,7 @@ fn watch(shared: &Arc<Shared>, ctx: &Context) -> Result<(), String> {
             Err(e) => {
                 // Anything else: a reader vanished under us, most likely.
                 log::debug!("cards: SCardGetStatusChange: {e}; listing readers again");
+                std::thread::sleep(Duration::from_millis(20));
                 relist(shared, ctx, &mut states)?;
                 continue;
             }
@@ -391,15 +392,19 @@ fn relist(
             Vec::new()
         }
     };
+    // The PnP pseudo-reader keeps its state (pcscd counts readers in its
+    // high word): a fresh one could report a change at once, for ever.
     states.retain(|s| {
-        s.name() != pcsc::PNP_NOTIFICATION() && names.iter().any(|n| n.as_c_str() == s.name())
+        s.name() == pcsc::PNP_NOTIFICATION() || names.iter().any(|n| n.as_c_str() == s.name())
     });
     for n in &names {
         if !states.iter().any(|s| s.name() == n.as_c_str()) {
             states.push(ReaderState::new(n.clone(), State::UNAWARE));
         }
     }
-    states.push(ReaderState::new(pcsc::PNP_NOTIFICATION(), State::UNAWARE));
+    if !states.iter().any(|s| s.name() == pcsc::PNP_NOTIFICATION()) {
+        states.push(ReaderState::new(pcsc::PNP_NOTIFICATION(), State::UNAWARE));
+    }
     let mut inner = lock(&shared.inner);
     let strs: Vec<String> = names
         .iter()
@@ -596,7 +601,11 @@ fn card_gone(e: pcsc::Error) -> bool {
     context_lost(e)
         || matches!(
             e,
-            E::RemovedCard | E::NoSmartcard | E::ReaderUnavailable | E::UnknownReader
+            E::RemovedCard
+                | E::NoSmartcard
+                | E::ReaderUnavailable
+                | E::UnknownReader
+                | E::NoReadersAvailable
         )
 }
 

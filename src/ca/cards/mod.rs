@@ -240,6 +240,13 @@ pub fn render_metrics(cards: &[CardStatus], out: &mut String) {
             |c| Some(c.insertions as f64),
         ),
     ];
+    let down = cards.iter().any(|c| c.state == "pcscd not running");
+    let _ = writeln!(
+        out,
+        "# HELP capbox_card_pcscd_up 1 when the card manager reaches pcscd.\n\
+         # TYPE capbox_card_pcscd_up gauge\ncapbox_card_pcscd_up {}",
+        (!down) as u8
+    );
     for (name, kind, help, get) in families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for c in cards.iter().filter(|c| !c.reader.is_empty()) {
@@ -406,7 +413,7 @@ mod tests {
             if let Some(r) = l.strip_prefix("# TYPE ") {
                 declared.insert(r.split(' ').next().unwrap().to_string());
             } else if !l.starts_with('#') {
-                let name = l.split('{').next().unwrap();
+                let name = l.split(['{', ' ']).next().unwrap();
                 assert!(declared.contains(name), "{l}");
             }
         }
