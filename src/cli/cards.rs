@@ -114,3 +114,43 @@ fn local_cards() -> Vec<CardStatus> {
     m.stop();
     cards
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A one-shot HTTP server answering `body` as /status.
+    fn serve(body: String) -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}"
+            );
+        });
+        url
+    }
+
+    #[test]
+    fn reads_cards_from_status() {
+        let c = CardStatus {
+            reader: "Virtual PCD 00 00".into(),
+            state: "ready".into(),
+            caid: Some(0xFFFE),
+            ecms_ok: 7,
+            ..Default::default()
+        };
+        let body = format!(
+            "{{\"version\":\"x\",\"channels\":[],\"cards\":{}}}",
+            serde_json::to_string(&[c.clone()]).unwrap()
+        );
+        assert_eq!(from_daemon(&serve(body)).unwrap(), vec![c]);
+        let err = from_daemon(&serve("{\"channels\":[]}".into())).unwrap_err();
+        assert!(err.contains("--local"), "{err}");
+    }
+}
