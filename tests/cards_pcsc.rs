@@ -4,13 +4,15 @@
 //!
 //! pcscd's socket directory is hard-wired to /run/pcscd, so the test runs
 //! its own pcscd in a private mount namespace with a private directory
-//! bound there (`unshare -m`), a private reader.conf.d with free vpcd
-//! ports, and points libpcsclite at that socket with PCSCLITE_CSOCK_NAME.
-//! Nothing global is touched, so it can run beside other pcscd users. One
-//! #[test] runs the scenarios in order: they share the one pcscd.
+//! bound over /run (`unshare -m`, plus `-r` when not root), a private
+//! reader.conf.d with free vpcd ports, and points libpcsclite at that
+//! socket with PCSCLITE_CSOCK_NAME. Nothing global is touched, so it runs
+//! beside a system pcscd and other tests' pcscds. One #[test] runs the
+//! scenarios in order: they share the one pcscd. On failure the directory
+//! (with pcscd's debug log) is kept and named.
 //!
-//! Needs: pcscd, vsmartcard-vpcd, util-linux (unshare), root (mount
-//! namespace). Skips loudly when pcscd or vpcd is not installed.
+//! Needs: pcscd, vsmartcard-vpcd, util-linux (unshare). Skips loudly when
+//! pcscd or vpcd is not installed.
 
 use capbox::ca::cards::{CardManager, CardStatus, CwPair, EcmClient};
 use capbox::ca::testca::{self, build_ecm, build_emm, Ecm, Emm, CAID};
@@ -97,20 +99,26 @@ fn testcard_exe() -> PathBuf {
 
 impl Rig {
     fn start_pcscd(&mut self) {
-        let run = self.dir.join("run");
+        // pcscd makes /run/pcscd itself; /run is this test's directory in
+        // pcscd's mount namespace.
+        let run = self.dir.join("run/pcscd");
         // A killed pcscd leaves these behind and the next one refuses to
         // start ("Another pcscd seems to be running").
         let _ = std::fs::remove_file(run.join("pcscd.comm"));
         let _ = std::fs::remove_file(run.join("pcscd.pid"));
-        std::fs::create_dir_all("/run/pcscd").expect("mkdir /run/pcscd (mount point)");
         let script = format!(
-            "mount --bind '{}' /run/pcscd && exec pcscd -f -d -c '{}'",
-            run.display(),
+            "mount --bind '{}' /run && exec pcscd -f -d -c '{}'",
+            self.dir.join("run").display(),
             self.dir.join("conf").display()
         );
         let log = std::fs::File::create(self.dir.join("pcscd.log")).unwrap();
+        // Root: a mount namespace; anyone else: a user namespace too
+        // (root inside it may mount).
+        let root = unsafe { libc::geteuid() } == 0;
+        let ns: &[&str] = if root { &["-m"] } else { &["-r", "-m"] };
         let child = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .args(ns)
+            .args(["--propagation", "private", "sh", "-c", &script])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -248,7 +256,7 @@ fn cards_over_real_pcscd() {
     )
     .unwrap();
     // Before the first PC/SC call: libpcsclite reads it once.
-    std::env::set_var("PCSCLITE_CSOCK_NAME", dir.join("run/pcscd.comm"));
+    std::env::set_var("PCSCLITE_CSOCK_NAME", dir.join("run/pcscd/pcscd.comm"));
     let mut rig = Rig {
         dir,
         port,
