@@ -16,7 +16,7 @@
 
 use capbox::ca::cards::{CardManager, CardStatus, CwPair, EcmClient};
 use capbox::ca::testca::{self, build_ecm, build_emm, Ecm, Emm, CAID};
-use capbox::config::CardsConfig;
+use capbox::config::{CardConfig, CardsConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -501,6 +501,28 @@ fn cards_over_real_pcscd() {
     );
     let e = ecm(0, 71, today);
     check_words(ecm_sync(&client, CAID, build_ecm(&K0, &e)), &e);
+
+    eprintln!("-- reconfigure: [[card]] binds reader 0 to another CA_system_id");
+    m.reconfigure(CardsConfig {
+        enabled: true,
+        ecm_timeout_ms: 1000,
+        queue_depth: 4,
+        cards: vec![CardConfig {
+            reader: "PCD 00 00".into(),
+            driver: "testca".into(),
+            caid: Some(0x0B00),
+            ecm_timeout_ms: None,
+        }],
+    });
+    wait(&m, "card A bound to 0x0B00", |st| {
+        status_of(st, R0).is_some_and(|c| c.state == "ready" && c.caid == Some(0x0B00))
+    });
+    let e = ecm(0, 80, today);
+    check_words(ecm_sync(&client, 0x0B00, build_ecm(&K0, &e)), &e);
+    let err = ecm_sync(&client, CAID, build_ecm(&K0, &e)).unwrap_err();
+    assert!(err.contains("no card for CA system 0xFFFE"), "{err}");
+    let st = m.status();
+    assert!(status_of(&st, R0).unwrap().removals >= 2);
 
     m.stop();
 }

@@ -78,7 +78,8 @@ struct Inner {
 }
 
 struct Shared {
-    cfg: CardsConfig,
+    /// Read when a card thread starts; `reconfigure` restarts them.
+    cfg: Mutex<CardsConfig>,
     stop: AtomicBool,
     inner: Mutex<Inner>,
 }
@@ -106,7 +107,7 @@ const PCSCD_DOWN: &str = "pcscd not running";
 impl CardManager {
     pub fn start(cfg: CardsConfig) -> CardManager {
         let shared = Arc::new(Shared {
-            cfg,
+            cfg: Mutex::new(cfg),
             stop: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 readers: Vec::new(),
@@ -138,6 +139,26 @@ impl CardManager {
             }];
         }
         inner.readers.iter().map(|r| r.status.clone()).collect()
+    }
+
+    /// A new `[cards]` config (SIGHUP): applied by restarting the card
+    /// threads (their queued ECMs fail with "card removed"); the manager,
+    /// its counters and the `EcmClient`s handed out stay.
+    pub fn reconfigure(&self, cfg: CardsConfig) {
+        {
+            let mut c = lock(&self.shared.cfg);
+            if *c == cfg {
+                return;
+            }
+            *c = cfg;
+        }
+        let mut inner = lock(&self.shared.inner);
+        for r in inner.readers.iter_mut().filter(|r| r.card_present) {
+            r.tx = None;
+            r.cell = None;
+            r.retry_at = Instant::now();
+            r.status.state = "starting".into();
+        }
     }
 
     /// Stops the manager; card threads end after their current APDU.
@@ -450,6 +471,9 @@ fn reader_event(shared: &Arc<Shared>, name: &str, present: bool, ev: State, atr:
         r.retry_at = Instant::now();
     } else if !present && r.card_present || !present && r.tx.is_some() {
         log::info!("cards: card out of '{name}'");
+        if r.card_present {
+            r.status.removals += 1;
+        }
         r.card_present = false;
         r.tx = None;
         r.cell = None;
@@ -471,7 +495,7 @@ fn reader_event(shared: &Arc<Shared>, name: &str, present: bool, ev: State, atr:
 /// Start a card thread for every present card that has none (or whose
 /// thread ended).
 fn respawn(shared: &Arc<Shared>) {
-    let mut inner = lock(&shared.inner);
+    let inner = lock(&shared.inner);
     let now = Instant::now();
     let mut starts = Vec::new();
     for i in 0..inner.readers.len() {
@@ -484,12 +508,21 @@ fn respawn(shared: &Arc<Shared>) {
             starts.push(i);
         }
     }
+    if starts.is_empty() {
+        return;
+    }
+    // Lock order everywhere: cfg before inner.
+    drop(inner);
+    let cfg = lock(&shared.cfg).clone();
+    let mut inner = lock(&shared.inner);
     for i in starts {
+        if i >= inner.readers.len() {
+            continue;
+        }
         inner.generation += 1;
         let generation = inner.generation;
         let r = &mut inner.readers[i];
-        let entry = shared
-            .cfg
+        let entry = cfg
             .cards
             .iter()
             .find(|c| r.status.reader.contains(&c.reader))
@@ -498,7 +531,7 @@ fn respawn(shared: &Arc<Shared>) {
             entry
                 .as_ref()
                 .and_then(|e| e.ecm_timeout_ms)
-                .unwrap_or(shared.cfg.ecm_timeout_ms),
+                .unwrap_or(cfg.ecm_timeout_ms),
         );
         let cell = Arc::new(CardCell {
             generation,
@@ -507,7 +540,7 @@ fn respawn(shared: &Arc<Shared>) {
             bound: Mutex::new(None),
             alive: AtomicBool::new(true),
         });
-        let (tx, rx) = sync_channel(shared.cfg.queue_depth.max(1));
+        let (tx, rx) = sync_channel(cfg.queue_depth.max(1));
         r.tx = Some(tx);
         r.cell = Some(cell.clone());
         // A card thread that ends while its card is still in (reset failed)

@@ -155,6 +155,9 @@ pub struct CardStatus {
     pub resets: u64,
     /// Times a card was seen inserted in this reader.
     pub insertions: u64,
+    /// Times a card was seen pulled (or lost) from this reader.
+    #[serde(default)]
+    pub removals: u64,
     pub last_error: Option<String>,
 }
 
@@ -238,6 +241,12 @@ pub fn render_metrics(cards: &[CardStatus], out: &mut String) {
             "counter",
             "Cards seen inserted in the reader.",
             |c| Some(c.insertions as f64),
+        ),
+        (
+            "capbox_card_removals_total",
+            "counter",
+            "Cards seen pulled from the reader.",
+            |c| Some(c.removals as f64),
         ),
     ];
     let down = cards.iter().any(|c| c.state == "pcscd not running");
