@@ -215,7 +215,7 @@ fn ecm(key_index: u8, period: u32, access_day: u32) -> Ecm {
         cw
     };
     Ecm {
-        table_id: if period % 2 == 0 {
+        table_id: if period.is_multiple_of(2) {
             testca::ECM_EVEN
         } else {
             testca::ECM_ODD

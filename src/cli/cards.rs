@@ -147,7 +147,7 @@ mod tests {
         };
         let body = format!(
             "{{\"version\":\"x\",\"channels\":[],\"cards\":{}}}",
-            serde_json::to_string(&[c.clone()]).unwrap()
+            serde_json::to_string(std::slice::from_ref(&c)).unwrap()
         );
         assert_eq!(from_daemon(&serve(body)).unwrap(), vec![c]);
         let err = from_daemon(&serve("{\"channels\":[]}".into())).unwrap_err();

@@ -189,7 +189,7 @@ struct Client(Arc<Shared>);
 impl Client {
     /// The ready card for `caid` (first reader in pcscd's order), or why
     /// there is none.
-    fn pick<'a>(inner: &'a mut Inner, caid: u16) -> Result<&'a mut ReaderSlot, String> {
+    fn pick(inner: &mut Inner, caid: u16) -> Result<&mut ReaderSlot, String> {
         let has = |r: &ReaderSlot| {
             r.cell
                 .as_ref()
@@ -380,9 +380,10 @@ fn watch(shared: &Arc<Shared>, ctx: &Context) -> Result<(), String> {
             if !ev.contains(State::CHANGED) {
                 continue;
             }
-            if rs.name() == pcsc::PNP_NOTIFICATION() {
-                again = true;
-            } else if ev.intersects(State::UNAVAILABLE | State::UNKNOWN | State::IGNORE) {
+            if rs.name() == pcsc::PNP_NOTIFICATION()
+                || ev.intersects(State::UNAVAILABLE | State::UNKNOWN | State::IGNORE)
+            {
+                // A reader came or went.
                 again = true;
             } else {
                 let name = rs.name().to_string_lossy().into_owned();
@@ -469,7 +470,7 @@ fn reader_event(shared: &Arc<Shared>, name: &str, present: bool, ev: State, atr:
         r.status.atr = Some(super::hex(atr));
         r.status.state = "starting".into();
         r.retry_at = Instant::now();
-    } else if !present && r.card_present || !present && r.tx.is_some() {
+    } else if !present && (r.card_present || r.tx.is_some()) {
         log::info!("cards: card out of '{name}'");
         if r.card_present {
             r.status.removals += 1;
@@ -503,7 +504,7 @@ fn respawn(shared: &Arc<Shared>) {
         let dead = r
             .cell
             .as_ref()
-            .map_or(true, |c| !c.alive.load(Ordering::SeqCst));
+            .is_none_or(|c| !c.alive.load(Ordering::SeqCst));
         if r.card_present && dead && now >= r.retry_at {
             starts.push(i);
         }
