@@ -10,6 +10,8 @@
 //!   card's refusal, with a timeout after `ecm_timeout_ms` (by the watchdog
 //!   on the manager thread if the card thread is stuck in a transmit), or
 //!   with "card removed" when the card goes with the ECM still queued;
+//! - each driver operation (ECM, EMM) runs in a PC/SC transaction, so
+//!   other programs sharing the reader cannot interleave APDUs;
 //! - a card that answers too late or fails a transmit is reset (reconnect
 //!   with reset) and re-identified before it gets more ECMs;
 //! - pcscd going away marks every reader "pcscd not running"; the manager
@@ -628,6 +630,28 @@ impl Apdu for PcscApdu<'_> {
     }
 }
 
+/// One driver operation inside a PC/SC transaction, so another program
+/// using the card (`capbox cards --local`, pcsc_scan, a softcam sharing the
+/// reader) cannot slip its APDUs between a driver's. Returns the result and
+/// the transport error, if any.
+fn exchange<T>(
+    card: &mut pcsc::Card,
+    f: impl FnOnce(&mut dyn Apdu) -> Result<T, String>,
+) -> (Result<T, String>, Option<pcsc::Error>) {
+    match card.transaction() {
+        Ok(tx) => {
+            let mut apdu = PcscApdu {
+                card: &tx,
+                error: None,
+                buf: vec![0; 512],
+            };
+            let r = f(&mut apdu);
+            (r, apdu.error)
+        }
+        Err(e) => (Err(format!("cannot lock the card: {e}")), Some(e)),
+    }
+}
+
 /// Errors after which the card (or reader, or pcscd) is gone: the thread
 /// ends and the manager's reader events decide what next.
 fn card_gone(e: pcsc::Error) -> bool {
@@ -761,12 +785,8 @@ fn card_loop(
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return "card removed".into(),
         };
-        let mut apdu = PcscApdu {
-            card: &card,
-            error: None,
-            buf: vec![0; 512],
-        };
         let mut hung = false;
+        let error;
         match job {
             Job::Ecm {
                 section,
@@ -787,7 +807,8 @@ fn card_loop(
                     queued,
                     done: Some(done),
                 });
-                let r = bound.0.ecm(&mut apdu, &bound.1, &section);
+                let (r, e) = exchange(&mut card, |a| bound.0.ecm(a, &bound.1, &section));
+                error = e;
                 let inf = lock(&cell.inflight).take();
                 match inf.and_then(|i| i.done.map(|d| (d, i.queued))) {
                     // The watchdog answered already: the card is hung.
@@ -813,7 +834,8 @@ fn card_loop(
                 }
             }
             Job::Emm { section } => {
-                let r = bound.0.emm(&mut apdu, &bound.1, &section);
+                let (r, e) = exchange(&mut card, |a| bound.0.emm(a, &bound.1, &section));
+                error = e;
                 shared.update(reader, g, |st, _| match r {
                     Ok(()) => st.emms += 1,
                     Err(e) => {
@@ -823,7 +845,7 @@ fn card_loop(
                 });
             }
         }
-        match apdu.error {
+        match error {
             Some(e) if card_gone(e) => return format!("{e}"),
             Some(_) => hung = true,
             None => {}
