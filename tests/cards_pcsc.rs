@@ -524,5 +524,6 @@ fn cards_over_real_pcscd() {
     let st = m.status();
     assert!(status_of(&st, R0).unwrap().removals >= 2);
 
+    eprint!("{}", capbox::ca::cards::render_table(&m.status()));
     m.stop();
 }

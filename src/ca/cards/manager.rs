@@ -105,6 +105,9 @@ fn unix_now() -> f64 {
 }
 
 const PCSCD_DOWN: &str = "pcscd not running";
+/// A card thread's end when the manager let go of it (card out, pcscd
+/// gone, new config): not an error of the card.
+const RELEASED: &str = "card released";
 
 impl CardManager {
     pub fn start(cfg: CardsConfig) -> CardManager {
@@ -341,6 +344,15 @@ fn sleep_unless_stopped(shared: &Shared, d: Duration) {
     }
 }
 
+/// The card is gone: its identity goes from the status, its counters stay.
+fn forget_card(st: &mut CardStatus) {
+    st.atr = None;
+    st.caid = None;
+    st.driver = None;
+    st.address = None;
+    st.detail.clear();
+}
+
 fn pcscd_down(shared: &Shared, why: String) {
     let mut inner = lock(&shared.inner);
     if inner.pcscd_up {
@@ -352,6 +364,7 @@ fn pcscd_down(shared: &Shared, why: String) {
         r.tx = None;
         r.cell = None;
         r.card_present = false;
+        forget_card(&mut r.status);
         r.status.state = PCSCD_DOWN.into();
         r.status.last_error = Some(why.clone());
     }
@@ -480,7 +493,7 @@ fn reader_event(shared: &Arc<Shared>, name: &str, present: bool, ev: State, atr:
         r.card_present = false;
         r.tx = None;
         r.cell = None;
-        r.status.atr = None;
+        forget_card(&mut r.status);
         r.status.state = if ev.contains(State::MUTE) {
             "card mute (no ATR)".into()
         } else {
@@ -715,7 +728,7 @@ fn card_thread(
     while let Ok(job) = rx.try_recv() {
         if let Job::Ecm { done, .. } = job {
             dropped += 1;
-            done(Err(format!("card in '{reader}' removed: {why}")));
+            done(Err(format!("card in '{reader}' gone ({why})")));
         }
     }
     shared.update(&reader, g, |st, current| {
@@ -723,7 +736,9 @@ fn card_thread(
         if current && st.state != "no card" && !st.state.starts_with(PCSCD_DOWN) {
             st.state = format!("card error: {why}");
         }
-        st.last_error = Some(why.clone());
+        if why != RELEASED && why != "stopping" {
+            st.last_error = Some(why.clone());
+        }
     });
     cell.alive.store(false, Ordering::SeqCst);
 }
@@ -768,7 +783,7 @@ fn card_loop(
             // Keep the card (nothing to send it) until it is pulled.
             loop {
                 match rx.recv_timeout(Duration::from_millis(200)) {
-                    Err(RecvTimeoutError::Disconnected) => return "card removed".into(),
+                    Err(RecvTimeoutError::Disconnected) => return RELEASED.into(),
                     _ if shared.stop.load(Ordering::SeqCst) => return "stopping".into(),
                     _ => {}
                 }
@@ -783,7 +798,7 @@ fn card_loop(
                 return "stopping".into()
             }
             Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return "card removed".into(),
+            Err(RecvTimeoutError::Disconnected) => return RELEASED.into(),
         };
         let mut hung = false;
         let error;
