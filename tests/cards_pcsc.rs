@@ -14,6 +14,8 @@
 //! Needs: pcscd, vsmartcard-vpcd, util-linux (unshare). Skips loudly when
 //! pcscd or vpcd is not installed.
 
+#![cfg(feature = "pcsc")]
+
 use capbox::ca::cards::{CardManager, CardStatus, CwPair, EcmClient};
 use capbox::ca::testca::{self, build_ecm, build_emm, Ecm, Emm, CAID};
 use capbox::config::{CardConfig, CardsConfig};

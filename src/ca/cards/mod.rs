@@ -13,6 +13,12 @@
 //! answering, or whose pcscd restarts comes back without restarting
 //! capbox.
 
+#[cfg(feature = "pcsc")]
+pub mod manager;
+/// Built without the `pcsc` feature (the static hw-tests program): the
+/// same API, no readers.
+#[cfg(not(feature = "pcsc"))]
+#[path = "nopcsc.rs"]
 pub mod manager;
 pub mod testca;
 
