@@ -126,8 +126,16 @@ mod tests {
         let url = format!("http://{}", l.local_addr().unwrap());
         std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
+            // Read the whole request: closing with unread bytes resets
+            // the connection before the client reads the answer.
+            let mut req = Vec::new();
             let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
             let _ = write!(
                 s,
                 "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}"
