@@ -105,9 +105,10 @@ trap 'rm -rf "$run"' EXIT
 # `cargo rustc` puts crt-static on the example's own link only, so the
 # capbox library and dependencies already built by `cargo build`/`cargo
 # test` in the repo's target dir are reused (a warm run relinks one binary);
-# glibc links statically as static-pie.
+# glibc links statically as static-pie. --no-default-features: without
+# the card manager, whose libpcsclite has no static build.
 stamp "building the in-VM test program"
-(cd "$repo" && cargo rustc -q --example hw-tests -- -C target-feature=+crt-static) \
+(cd "$repo" && cargo rustc -q --no-default-features --example hw-tests -- -C target-feature=+crt-static) \
     || die "cargo build of the hw-tests example failed"
 target_dir=$(cd "$repo" && cargo metadata -q --format-version 1 --no-deps \
     | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')

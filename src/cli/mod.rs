@@ -3,6 +3,7 @@
 //! `main.rs` only calls `main()`. Output for the console fits 80 columns.
 
 pub mod adapters;
+pub mod cards;
 pub mod log;
 pub mod probe;
 pub mod scan;
@@ -27,6 +28,7 @@ commands:
   probe         show programs, services and PIDs of a TS file or URL
   status        ask the running capbox for its channels and clients
   adapters      list DVB adapters and their stable names
+  cards         smart card readers and cards (ATR, CA system, ECMs)
   tune          tune an adapter once: lock, signal, services
   signal        lock, C/N, strength, BER once a second (dish pointing)
   scan          scan an adapter from an initial tuning file, follow NIT
@@ -47,6 +49,7 @@ pub fn main() -> i32 {
         "demo" => demo(rest),
         "check-config" => check_config(rest),
         "status" => status::run(rest),
+        "cards" => cards::run(rest),
         "probe" => probe::run(rest),
         "scan" => scan::run(rest),
         "adapters" => adapters::run(rest),

@@ -26,6 +26,7 @@ pub use walk::softcam::{SoftcamConfig, SoftcamEndpoint, SourceCa};
 mod tests;
 
 pub use cidr::{Cidr, CidrError};
+pub use walk::cards::{CardConfig, CardsConfig};
 
 use crate::dvb::diseqc::{Burst, Scr, ScrStandard, Switch};
 use crate::dvb::lnb::{Lnb, LnbSetup};
@@ -91,6 +92,8 @@ pub struct Config {
     pub adapters: Vec<AdapterConfig>,
     /// `[[channel]]` tables in file order. At least one.
     pub channels: Vec<ChannelConfig>,
+    /// `[cards]` and `[[card]]`: smart cards over PC/SC (`walk/cards.rs`).
+    pub cards: CardsConfig,
     /// Line of every key path written in the file (and of each table).
     lines: BTreeMap<String, usize>,
 }
@@ -468,6 +471,7 @@ impl Config {
             softcam: None,
             adapters: Vec::new(),
             channels,
+            cards: CardsConfig::default(),
             lines: BTreeMap::new(),
         }
     }

@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 mod adapters;
 #[path = "softcam.rs"]
 pub(super) mod softcam;
+#[path = "cards.rs"]
+pub(super) mod cards;
 
 struct Walker {
     file: String,
@@ -294,9 +296,9 @@ fn parse_int_text(s: &str) -> Option<i64> {
     }
 }
 
-// "softcam" last: messages list the older keys first, as before.
+// "softcam", "cards" and "card" last: messages list the older keys first.
 const ROOT_KEYS: &[&str] = &[
-    "server", "access", "buffers", "adapter", "channel", "softcam",
+    "server", "access", "buffers", "adapter", "channel", "softcam", "cards", "card",
 ];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
@@ -383,6 +385,7 @@ pub(super) fn parse(
         }
         Some(f) => channels(&mut w, f, base_dir, &adapter_names),
     };
+    let cards = cards::cards(&mut w, &mut top);
     w.finish(top, ROOT_KEYS);
     one_mux_per_adapter(&mut w, &channels);
     adapters::cable_rules(&mut w, &adapters, &channels);
@@ -400,6 +403,7 @@ pub(super) fn parse(
         softcam: softcam.flatten(),
         adapters,
         channels,
+        cards,
         lines: w.lines,
     })
 }

@@ -1,0 +1,50 @@
+//! The card manager of a capbox built without the `pcsc` feature (only
+//! the static in-VM test program is): same API as `manager.rs`, no
+//! readers; every ECM is refused with the reason.
+
+use super::{CardStatus, CwPair, EcmClient};
+use crate::config::CardsConfig;
+use std::sync::Arc;
+
+const WHY: &str = "capbox built without PC/SC support (cargo feature \"pcsc\")";
+
+pub struct CardManager;
+
+struct Client;
+
+impl EcmClient for Client {
+    fn ecm(
+        &self,
+        _caid: u16,
+        _section: Vec<u8>,
+        _done: Box<dyn FnOnce(Result<CwPair, String>) + Send>,
+    ) -> Result<(), String> {
+        Err(WHY.into())
+    }
+
+    fn emm(&self, _caid: u16, _section: Vec<u8>) -> Result<bool, String> {
+        Err(WHY.into())
+    }
+}
+
+impl CardManager {
+    pub fn start(_cfg: CardsConfig) -> CardManager {
+        CardManager
+    }
+
+    pub fn client(&self) -> Arc<dyn EcmClient> {
+        Arc::new(Client)
+    }
+
+    pub fn status(&self) -> Vec<CardStatus> {
+        vec![CardStatus {
+            state: "pcscd not running".into(),
+            last_error: Some(WHY.into()),
+            ..Default::default()
+        }]
+    }
+
+    pub fn reconfigure(&self, _cfg: CardsConfig) {}
+
+    pub fn stop(self) {}
+}
