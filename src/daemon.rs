@@ -27,6 +27,9 @@ pub struct App {
     adapters: RwLock<Vec<(String, AdapterStatusHandle)>>,
     /// The softcam connection, for /status.
     softcam: Mutex<Option<Arc<crate::ca::dvbapi::client::SoftcamClient>>>,
+    /// The smart-card manager, when `[cards]`/`[[card]]` or a `ca = "card"`
+    /// source asks for one.
+    cards: Mutex<Option<Arc<crate::ca::cards::CardManager>>>,
     started: Instant,
 }
 
@@ -192,6 +195,7 @@ impl Daemon {
             order: RwLock::new(config.channels.iter().map(|c| c.name.clone()).collect()),
             adapters: RwLock::new(Vec::new()),
             softcam: Mutex::new(None),
+            cards: Mutex::new(None),
             started: Instant::now(),
         });
         app.set_adapters(&config);
@@ -204,6 +208,7 @@ impl Daemon {
             softcam: None,
         };
         d.set_softcam(config.softcam.clone());
+        d.set_cards(&config);
         for diag in check_sources(&config) {
             log::warn!("{diag}");
         }
@@ -317,10 +322,45 @@ impl Daemon {
                     None
                 }
             },
-            config::CaSourceConfig::Card { .. } => {
-                log::error!("channel '{name}': ca = \"card\": the card manager is not running");
-                None
+            ca @ config::CaSourceConfig::Card { .. } => match lock(&self.app.cards).as_ref() {
+                Some(m) => Some(Box::new(crate::ca::card_session::CardSession::new(
+                    crate::ca::ecm::RouterConfig::from_source(src.program, ca),
+                    m.client(),
+                ))),
+                None => {
+                    log::error!(
+                        "channel '{name}': ca = \"card\" but the card manager is not running"
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    /// Start the card manager when the config wants cards (`[cards]`,
+    /// `[[card]]` or a `ca = "card"` source), or hand it the new config.
+    fn set_cards(&mut self, cfg: &Config) {
+        let wanted = cfg.cards.enabled
+            || cfg
+                .channels
+                .iter()
+                .flat_map(|c| c.sources.first())
+                .any(|s| matches!(s.ca, Some(config::CaSourceConfig::Card { .. })));
+        let mut slot = lock(&self.app.cards);
+        match (slot.as_ref(), wanted) {
+            (Some(m), true) => m.reconfigure(cfg.cards.clone()),
+            (None, true) => {
+                log::info!("cards: starting the card manager (PC/SC)");
+                *slot = Some(Arc::new(crate::ca::cards::CardManager::start(
+                    cfg.cards.clone(),
+                )));
             }
+            (Some(_), false) => {
+                if let Some(m) = slot.take().and_then(|m| Arc::try_unwrap(m).ok()) {
+                    m.stop();
+                }
+            }
+            (None, false) => {}
         }
     }
 
@@ -455,6 +495,7 @@ impl Daemon {
             }
         }
         self.app.set_adapters(&new);
+        self.set_cards(&new);
         *self.app.order.write().unwrap_or_else(|e| e.into_inner()) =
             new.channels.iter().map(|c| c.name.clone()).collect();
         let old_listen = self.config.server.listen;
@@ -483,6 +524,12 @@ impl Daemon {
         }
         for (_, r) in std::mem::take(&mut self.runners) {
             r.stop();
+        }
+        if let Some(m) = lock(&self.app.cards)
+            .take()
+            .and_then(|m| Arc::try_unwrap(m).ok())
+        {
+            m.stop();
         }
     }
 }
@@ -877,6 +924,7 @@ impl Backend for App {
             "Times the adapter disappeared (ENODEV) while in use.",
             &|a| Some(a.disappeared as f64),
         );
+        crate::ca::cards::render_metrics(&self.card_statuses(), &mut m);
         let (rss, cpu) = process_usage();
         let _ = writeln!(m, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}");
         let _ = writeln!(m, "# HELP process_cpu_seconds_total User and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}");
@@ -930,11 +978,33 @@ impl Backend for App {
             "channels": chans,
             "adapters": self.adapter_statuses(),
             "softcam": self.softcam_status(),
+            "cards": self.card_statuses(),
         })
     }
 }
 
 impl App {
+    /// Every reader's card, with the channels whose ECMs go to its CA
+    /// system; empty without a card manager.
+    fn card_statuses(&self) -> Vec<crate::ca::cards::CardStatus> {
+        let Some(m) = lock(&self.cards).clone() else {
+            return Vec::new();
+        };
+        let mut cards = m.status();
+        let channels = self.channels();
+        for card in cards.iter_mut() {
+            for ch in &channels {
+                let st = lock(&ch.status);
+                if let Some(ca) = &st.ca {
+                    if ca.kind == "card" && ca.caid.is_some() && ca.caid == card.caid {
+                        card.services.push(lock(&ch.config).name.clone());
+                    }
+                }
+            }
+        }
+        cards
+    }
+
     /// The softcam connection in words, or null without `[softcam]`.
     fn softcam_status(&self) -> serde_json::Value {
         use crate::ca::dvbapi::client::ConnState;

@@ -14,10 +14,10 @@ use std::net::SocketAddr;
 
 #[path = "adapters.rs"]
 mod adapters;
-#[path = "softcam.rs"]
-pub(super) mod softcam;
 #[path = "cards.rs"]
 pub(super) mod cards;
+#[path = "softcam.rs"]
+pub(super) mod softcam;
 
 struct Walker {
     file: String,
