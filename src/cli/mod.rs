@@ -93,7 +93,13 @@ fn config_path(args: &[String]) -> Result<PathBuf, String> {
 
 fn load(path: &Path) -> Option<Config> {
     match config::load(path) {
-        Ok(c) => Some(c),
+        Ok(c) => {
+            if let Some(w) = secrets_warning(path, &c) {
+                ::log::warn!("{w}");
+                eprintln!("capbox: warning: {w}");
+            }
+            Some(c)
+        }
         Err(diags) => {
             for d in &diags {
                 eprintln!("{d}");
@@ -102,6 +108,27 @@ fn load(path: &Path) -> Option<Config> {
             None
         }
     }
+}
+
+/// A config holding BISS keys must not be readable by every user: the
+/// keys are the whole secret of those services.
+fn secrets_warning(path: &Path, c: &Config) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let with_keys = c
+        .channels
+        .iter()
+        .flat_map(|ch| &ch.sources)
+        .filter(|s| s.biss.is_some())
+        .count();
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (with_keys > 0 && mode & 0o004 != 0).then(|| {
+        format!(
+            "{}: holds {with_keys} BISS key(s) and every user may read it (mode {:o}); \
+             chown root:capbox and chmod 0640 (0600 when capbox runs as root)",
+            path.display(),
+            mode & 0o777
+        )
+    })
 }
 
 const CHECK_HELP: &str = "\
@@ -282,4 +309,27 @@ fn run_daemon(cfg: Config, path: Option<PathBuf>) -> i32 {
     }
     d.stop();
     0
+}
+
+#[cfg(test)]
+mod secrets_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_world_readable_config_with_biss_keys_is_warned_about() {
+        let dir = std::env::temp_dir().join(format!("capbox-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        let text = "[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nbiss = \"1122334455667788\"\n";
+        std::fs::write(&p, text).unwrap();
+        let c = config::load(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let w = secrets_warning(&p, &c).expect("a warning");
+        assert!(w.contains("1 BISS key") && w.contains("644"), "{w}");
+        assert!(!w.contains("1122334455667788"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(secrets_warning(&p, &c), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
