@@ -12,7 +12,6 @@ mod e2e_common;
 use capbox::ca::scrambler::{self, ScramblerConfig};
 use capbox::ca::testca;
 use e2e_common::*;
-use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -172,15 +171,7 @@ fn dvbapi_words_descramble_every_packet_across_key_changes() {
     let file = tmp.join("testca.ts");
     std::fs::write(&file, &scrambled).unwrap();
 
-    let mut clear_payloads: HashMap<u16, HashSet<Vec<u8>>> = HashMap::new();
-    for p in packets(&clear) {
-        if ES_PIDS.contains(&pid(p)) && has_payload(p) {
-            clear_payloads
-                .entry(pid(p))
-                .or_default()
-                .insert(payload(p).to_vec());
-        }
-    }
+    let clear_payloads = es_payloads(&clear, &ES_PIDS);
 
     let (port, answered, stop) = fake_oscam();
     let config = format!(
@@ -207,23 +198,7 @@ fn dvbapi_words_descramble_every_packet_across_key_changes() {
         .as_u64()
         .unwrap_or(0);
     let out = capture(srv.addr, "/stream/scr", Duration::from_secs(4));
-    let mut checked = 0usize;
-    for (i, p) in packets(&out).enumerate() {
-        assert_eq!(
-            p[3] & 0xC0,
-            0,
-            "packet {i} (PID {:#x}) still scrambled",
-            pid(p)
-        );
-        if ES_PIDS.contains(&pid(p)) && has_payload(p) && !payload(p).is_empty() {
-            assert!(
-                clear_payloads[&pid(p)].contains(payload(p)),
-                "packet {i} PID {:#x}: payload not in the clear original (garbled)",
-                pid(p)
-            );
-            checked += 1;
-        }
-    }
+    let checked = assert_descrambled(&out, &clear_payloads);
     assert!(checked > 500, "only {checked} ES packets checked");
     let st = srv.status();
     let ch = status_channel(&st, "scr").unwrap();

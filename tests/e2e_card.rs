@@ -18,43 +18,9 @@ use capbox::ca::scrambler::{self, ScramblerConfig};
 use capbox::ca::testca;
 use e2e_common::*;
 use pcsc_rig::*;
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 const ES_PIDS: [u16; 2] = [0x101, 0x102];
-
-fn clear_payloads(clear: &[u8]) -> HashMap<u16, HashSet<Vec<u8>>> {
-    let mut m: HashMap<u16, HashSet<Vec<u8>>> = HashMap::new();
-    for p in packets(clear) {
-        if ES_PIDS.contains(&pid(p)) && has_payload(p) {
-            m.entry(pid(p)).or_default().insert(payload(p).to_vec());
-        }
-    }
-    m
-}
-
-/// Every packet clear and every ES payload one of the original's; the
-/// number of ES packets checked.
-fn check_clear(out: &[u8], clear: &HashMap<u16, HashSet<Vec<u8>>>) -> usize {
-    let mut checked = 0;
-    for (i, p) in packets(out).enumerate() {
-        assert_eq!(
-            p[3] & 0xC0,
-            0,
-            "packet {i} (PID {:#x}) still scrambled",
-            pid(p)
-        );
-        if ES_PIDS.contains(&pid(p)) && has_payload(p) && !payload(p).is_empty() {
-            assert!(
-                clear[&pid(p)].contains(payload(p)),
-                "packet {i} PID {:#x}: payload not in the clear original (garbled)",
-                pid(p)
-            );
-            checked += 1;
-        }
-    }
-    checked
-}
 
 fn counter(srv: &Server, name: &str) -> f64 {
     metric(&srv.metrics(), name, "scr").unwrap_or(0.0)
@@ -75,7 +41,7 @@ fn card_words_descramble_and_a_pulled_card_recovers() {
     let tmp = TempDir::new("e2e-card");
     let file = tmp.join("testca.ts");
     std::fs::write(&file, &scrambled).unwrap();
-    let clear = clear_payloads(&clear);
+    let clear = es_payloads(&clear, &ES_PIDS);
 
     let card = rig.card(0, &[]);
     let config = format!(
@@ -99,7 +65,7 @@ fn card_words_descramble_and_a_pulled_card_recovers() {
     // A keyframe after the first words, so a new client starts clear.
     std::thread::sleep(Duration::from_secs(3));
     let out = capture(srv.addr, "/stream/scr", Duration::from_secs(4));
-    let checked = check_clear(&out, &clear);
+    let checked = assert_descrambled(&out, &clear);
     assert!(checked > 500, "only {checked} ES packets checked");
 
     let st = srv.status();
@@ -183,7 +149,7 @@ fn card_words_descramble_and_a_pulled_card_recovers() {
     );
     std::thread::sleep(Duration::from_secs(3));
     let out = capture(srv.addr, "/stream/scr", Duration::from_secs(3));
-    assert!(check_clear(&out, &clear) > 300);
+    assert!(assert_descrambled(&out, &clear) > 300);
     let st = srv.status();
     assert_eq!(status_channel(&st, "scr").unwrap()["state"], "up");
 }

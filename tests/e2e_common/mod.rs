@@ -775,3 +775,48 @@ pub fn status_channel<'a>(st: &'a serde_json::Value, name: &str) -> Option<&'a s
         .iter()
         .find(|c| c["name"].as_str() == Some(name))
 }
+
+/// Payloads of the given PIDs in a clear stream, per PID: what a
+/// descrambled output may carry.
+pub fn es_payloads(
+    clear: &[u8],
+    pids: &[u16],
+) -> std::collections::HashMap<u16, std::collections::HashSet<Vec<u8>>> {
+    let mut m: std::collections::HashMap<u16, std::collections::HashSet<Vec<u8>>> =
+        Default::default();
+    for p in packets(clear) {
+        if pids.contains(&pid(p)) && has_payload(p) {
+            m.entry(pid(p)).or_default().insert(payload(p).to_vec());
+        }
+    }
+    m
+}
+
+/// Every packet of `out` clear (scrambling bits 00) and every payload of
+/// the PIDs of `clear` one of the clear original's (not garbled); returns
+/// how many ES packets were checked.
+pub fn assert_descrambled(
+    out: &[u8],
+    clear: &std::collections::HashMap<u16, std::collections::HashSet<Vec<u8>>>,
+) -> usize {
+    let mut checked = 0;
+    for (i, p) in packets(out).enumerate() {
+        assert_eq!(
+            p[3] & 0xC0,
+            0,
+            "packet {i} (PID {:#x}) still scrambled",
+            pid(p)
+        );
+        if let Some(set) = clear.get(&pid(p)) {
+            if has_payload(p) && !payload(p).is_empty() {
+                assert!(
+                    set.contains(payload(p)),
+                    "packet {i} PID {:#x}: payload not in the clear original (garbled)",
+                    pid(p)
+                );
+                checked += 1;
+            }
+        }
+    }
+    checked
+}
