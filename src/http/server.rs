@@ -762,6 +762,10 @@ impl Server {
             m.push('\n');
         }
         let s = &self.stats;
+        let _ = writeln!(
+            m,
+            "# HELP capbox_http_requests_total HTTP requests answered, by route and status code."
+        );
         let _ = writeln!(m, "# TYPE capbox_http_requests_total counter");
         for ((route, code), n) in &s.requests {
             let _ = writeln!(
@@ -769,16 +773,34 @@ impl Server {
                 "capbox_http_requests_total{{route=\"{route}\",code=\"{code}\"}} {n}"
             );
         }
+        let _ = writeln!(
+            m,
+            "# HELP capbox_http_bad_requests_total Malformed HTTP requests (answered 400)."
+        );
         let _ = writeln!(m, "# TYPE capbox_http_bad_requests_total counter");
         let _ = writeln!(m, "capbox_http_bad_requests_total {}", s.bad_requests);
+        let _ = writeln!(m, "# HELP capbox_http_refused_total Requests refused by the [access] allow-lists or token (403).");
         let _ = writeln!(m, "# TYPE capbox_http_refused_total counter");
         let _ = writeln!(m, "capbox_http_refused_total {}", s.refused);
+        let _ = writeln!(
+            m,
+            "# HELP capbox_http_bytes_sent_total Bytes written to HTTP clients."
+        );
         let _ = writeln!(m, "# TYPE capbox_http_bytes_sent_total counter");
         let _ = writeln!(m, "capbox_http_bytes_sent_total {}", s.bytes_sent);
+        let _ = writeln!(
+            m,
+            "# HELP capbox_http_connections_accepted_total TCP connections accepted."
+        );
         let _ = writeln!(m, "# TYPE capbox_http_connections_accepted_total counter");
         let _ = writeln!(m, "capbox_http_connections_accepted_total {}", s.accepted);
+        let _ = writeln!(
+            m,
+            "# HELP capbox_http_connections Open HTTP connections, this scrape's included."
+        );
         let _ = writeln!(m, "# TYPE capbox_http_connections gauge");
         let _ = writeln!(m, "capbox_http_connections {}", self.conns.len() + 1);
+        let _ = writeln!(m, "# HELP capbox_http_accept_errors_total accept() failures: emfile = out of file descriptors (accepting paused 100 ms).");
         let _ = writeln!(m, "# TYPE capbox_http_accept_errors_total counter");
         let _ = writeln!(
             m,
@@ -789,6 +811,10 @@ impl Server {
             m,
             "capbox_http_accept_errors_total{{kind=\"other\"}} {}",
             s.accept_other
+        );
+        let _ = writeln!(
+            m,
+            "# HELP capbox_http_clients_cut_total Connections closed by capbox, by reason."
         );
         let _ = writeln!(m, "# TYPE capbox_http_clients_cut_total counter");
         for (reason, n) in [
@@ -814,6 +840,10 @@ impl Server {
                 *per_channel.entry(s.channel.clone()).or_default() += 1;
             }
         }
+        let _ = writeln!(
+            m,
+            "# HELP capbox_http_clients Stream clients connected now, per channel."
+        );
         let _ = writeln!(m, "# TYPE capbox_http_clients gauge");
         for (ch, n) in &per_channel {
             let _ = writeln!(m, "capbox_http_clients{{channel=\"{}\"}} {n}", escape(ch));
@@ -822,28 +852,70 @@ impl Server {
             .keys()
             .filter_map(|ch| self.backend.stream(ch).map(|r| (ch.clone(), r.snapshot())))
             .collect();
-        type Field = (&'static str, &'static str, fn(&RingStatsSnapshot) -> u64);
+        type Field = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&RingStatsSnapshot) -> u64,
+        );
         let fields: [Field; 10] = [
-            ("bytes_in_total", "counter", |s| s.bytes_in),
-            ("packets_in_total", "counter", |s| s.packets_in),
-            ("chunks_total", "counter", |s| s.chunks),
-            ("chunks_dropped_by_budget_total", "counter", |s| {
-                s.chunks_dropped_by_budget
+            (
+                "bytes_in_total",
+                "Bytes the channel's runner wrote into its ring.",
+                "counter",
+                |s| s.bytes_in,
+            ),
+            (
+                "packets_in_total",
+                "TS packets the channel's runner wrote into its ring.",
+                "counter",
+                |s| s.packets_in,
+            ),
+            (
+                "chunks_total",
+                "Chunks written into the ring.",
+                "counter",
+                |s| s.chunks,
+            ),
+            (
+                "chunks_dropped_by_budget_total",
+                "Oldest chunks dropped to keep the ring within ring_bytes.",
+                "counter",
+                |s| s.chunks_dropped_by_budget,
+            ),
+            ("bytes_held", "Bytes held in the ring now.", "gauge", |s| {
+                s.bytes_held
             }),
-            ("bytes_held", "gauge", |s| s.bytes_held),
-            ("clients", "gauge", |s| s.clients_now),
-            ("clients_total", "counter", |s| s.clients_total),
-            ("clients_cut_lagging_total", "counter", |s| {
-                s.clients_cut_lagging
+            ("clients", "Readers of the ring now.", "gauge", |s| {
+                s.clients_now
             }),
-            ("clients_cut_timeout_total", "counter", |s| {
-                s.clients_cut_timeout
-            }),
-            ("packets_skipped_at_start_total", "counter", |s| {
-                s.packets_skipped_at_start
-            }),
+            (
+                "clients_total",
+                "Readers the ring has had.",
+                "counter",
+                |s| s.clients_total,
+            ),
+            (
+                "clients_cut_lagging_total",
+                "Readers cut because they fell more than ring_bytes behind.",
+                "counter",
+                |s| s.clients_cut_lagging,
+            ),
+            (
+                "clients_cut_timeout_total",
+                "Readers cut because they stopped reading (write timeout).",
+                "counter",
+                |s| s.clients_cut_timeout,
+            ),
+            (
+                "packets_skipped_at_start_total",
+                "Packets skipped for new readers before a PES or section start.",
+                "counter",
+                |s| s.packets_skipped_at_start,
+            ),
         ];
-        for (name, kind, get) in fields {
+        for (name, help, kind, get) in fields {
+            let _ = writeln!(m, "# HELP capbox_fanout_{name} {help}");
             let _ = writeln!(m, "# TYPE capbox_fanout_{name} {kind}");
             for (ch, snap) in &rings {
                 let _ = writeln!(

@@ -704,7 +704,7 @@ pub fn count_pid(b: &[u8], p: u16) -> usize {
 
 /// Whether `tool -version` runs; prints a loud skip message if not.
 pub fn have(tool: &str) -> bool {
-    let flag = if tool == "curl" {
+    let flag = if matches!(tool, "curl" | "promtool" | "prometheus") {
         "--version"
     } else {
         "-version"
