@@ -14,42 +14,21 @@
 //! - late duplicates of old answers and stray words for the parity on air
 //!   never replace the key in use.
 
+mod c_helpers;
 use capbox::ca::csa::Parity;
 use capbox::ca::descrambler::{Descrambler, KeyPolicy};
 use capbox::ca::slots::KeySlots;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TS: usize = 188;
 const ES_PIDS: [u16; 2] = [0x101, 0x102];
 
 fn helper() -> Option<PathBuf> {
-    static EXE: OnceLock<Option<PathBuf>> = OnceLock::new();
-    EXE.get_or_init(|| {
-        if !Path::new("/usr/include/dvbcsa/dvbcsa.h").exists() {
-            eprintln!(
-                "!!!!!!!! SKIPPED: libdvbcsa missing: apt-get install libdvbcsa-dev !!!!!!!!"
-            );
-            return None;
-        }
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("csa-keychange");
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/csa_ref.c");
-        let exe = dir.join(format!("csa_ref-{}", std::process::id()));
-        let st = Command::new("cc")
-            .args(["-O2", "-Wall", "-Werror", "-o"])
-            .arg(&exe)
-            .arg(&src)
-            .arg("-ldvbcsa")
-            .status()
-            .unwrap();
-        assert!(st.success(), "compiling {src:?} failed");
-        Some(exe)
-    })
-    .clone()
+    c_helpers::dvbcsa_helper("csa_ref")
 }
 
 /// Encrypt payloads with libdvbcsa (`dvbcsa_encrypt`), one cw each.

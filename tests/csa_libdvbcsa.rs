@@ -3,13 +3,13 @@
 //! directions, and the batch engine (each SIMD variant this CPU has) equal
 //! to the scalar reference and to libdvbcsa.
 
+mod c_helpers;
 use capbox::ca::csa::{
     descramble_packet, scramble_packet, Batch, KeySchedule, Keys, Outcome, Parity, Pushed, Simd,
 };
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 struct Rng(u64);
 impl Rng {
@@ -30,27 +30,7 @@ impl Rng {
 }
 
 fn helper() -> Option<PathBuf> {
-    static EXE: OnceLock<Option<PathBuf>> = OnceLock::new();
-    EXE.get_or_init(|| {
-        if !Path::new("/usr/include/dvbcsa/dvbcsa.h").exists() {
-            eprintln!("SKIPPED: libdvbcsa missing: apt-get install libdvbcsa-dev");
-            return None;
-        }
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("csa-ref");
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/csa_ref.c");
-        let exe = dir.join(format!("csa_ref-{}", std::process::id()));
-        let st = Command::new("cc")
-            .args(["-O2", "-Wall", "-Werror", "-o"])
-            .arg(&exe)
-            .arg(&src)
-            .arg("-ldvbcsa")
-            .status()
-            .unwrap();
-        assert!(st.success(), "compiling {src:?} failed");
-        Some(exe)
-    })
-    .clone()
+    c_helpers::dvbcsa_helper("csa_ref")
 }
 
 /// Run records (op, cw, payload) through libdvbcsa; returns the payloads.

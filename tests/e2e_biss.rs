@@ -4,10 +4,11 @@
 //! the output must be clear and carry a payload of the clear original; with
 //! a wrong key the channel reports undecryptable packets.
 
+mod c_helpers;
 mod e2e_common;
 use e2e_common::*;
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -55,22 +56,7 @@ fn pmt_pid_of_program_1() -> u16 {
 /// `samples/mux.ts` scrambled by libdvbcsa into `out`; None (skipped) when
 /// libdvbcsa is not installed.
 fn scrambled_sample(out: &Path) -> Option<()> {
-    if !Path::new("/usr/include/dvbcsa/dvbcsa.h").exists() {
-        eprintln!("!!!!!!!! SKIPPED: libdvbcsa missing: apt-get install libdvbcsa-dev !!!!!!!!");
-        return None;
-    }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("biss-scramble");
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/biss_scramble.c");
-    let exe: PathBuf = dir.join(format!("biss_scramble-{}", std::process::id()));
-    let st = Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .arg("-ldvbcsa")
-        .status()
-        .unwrap();
-    assert!(st.success(), "compiling {src:?} failed");
+    let exe = c_helpers::dvbcsa_helper("biss_scramble")?;
     let st = Command::new(&exe)
         .arg(CW)
         .arg(format!("pmt={}", pmt_pid_of_program_1()))

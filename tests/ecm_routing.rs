@@ -10,6 +10,7 @@
 //! key log (tests/c/testca_descramble.c) and ffprobe decodes the result;
 //! tshark dissects the rewritten PMTs, the CAT and the ECM/EMM table_ids.
 
+mod c_helpers;
 use capbox::ca::card_session::CardSession;
 use capbox::ca::cards::{CwPair, EcmClient};
 use capbox::ca::csa::{descramble_packet, Keys, Outcome, Parity};
@@ -413,21 +414,10 @@ fn tmp(name: &str) -> PathBuf {
 
 #[test]
 fn libdvbcsa_descrambles_the_scrambler_output_and_ffprobe_decodes_it() {
-    if !Path::new("/usr/include/dvbcsa/dvbcsa.h").exists() {
-        eprintln!("SKIPPED: libdvbcsa missing: apt-get install libdvbcsa-dev");
+    let Some(exe) = c_helpers::dvbcsa_helper("testca_descramble") else {
         return;
-    }
+    };
     let (scr, log) = scrambled();
-    let exe = tmp("testca_descramble");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/testca_descramble.c");
-    let st = Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .arg("-ldvbcsa")
-        .status()
-        .unwrap();
-    assert!(st.success(), "compiling {src:?}");
     let keys = tmp("keys.txt");
     std::fs::write(&keys, scrambler::write_key_log(log)).unwrap();
     let scr_path = tmp("scrambled.ts");
@@ -615,22 +605,9 @@ fn tshark_reads_ca_descriptors_cat_and_ecm_table_ids() {
 /// each PMT; the router finds the PID and forwards that ECM once.
 #[test]
 fn router_reads_a_libbitstream_ca_descriptor() {
-    if !Path::new("/usr/include/dvbcsa/dvbcsa.h").exists()
-        || !Path::new("/usr/include/bitstream/mpeg/psi.h").exists()
-    {
-        eprintln!("SKIPPED: apt-get install libdvbcsa-dev libbitstream-dev");
+    let Some(exe) = c_helpers::dvbcsa_helper("biss_scramble") else {
         return;
-    }
-    let exe = tmp("biss_scramble");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/biss_scramble.c");
-    let st = Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .arg("-ldvbcsa")
-        .status()
-        .unwrap();
-    assert!(st.success(), "compiling {src:?}");
+    };
     let input = tmp("mux.ts");
     std::fs::write(&input, sample()).unwrap();
     let out = Command::new(&exe)
