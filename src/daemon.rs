@@ -364,16 +364,8 @@ impl Daemon {
         }
     }
 
-    /// Start, keep or replace the softcam connection for `cfg`.
+    /// Start (or replace) the softcam connection for `cfg`.
     fn set_softcam(&mut self, cfg: Option<config::SoftcamConfig>) {
-        let same = match (&self.softcam, &cfg) {
-            (Some(_), Some(c)) => self.config.softcam.as_ref() == Some(c),
-            (None, None) => true,
-            _ => false,
-        };
-        if same {
-            return;
-        }
         // Dropping the last handle stops the old connection's thread.
         self.softcam = None;
         *lock(&self.app.softcam) = None;
@@ -417,8 +409,9 @@ impl Daemon {
     /// touched; the clients of the others stay connected.
     pub fn reload(&mut self, new: Config) {
         let mut diff = Config::diff(&self.config, &new);
-        if self.config.softcam != new.softcam {
-            // A new softcam: every channel that takes its words from it is
+        let softcam_changed = self.config.softcam != new.softcam;
+        if softcam_changed {
+            // Every channel that takes its words from the softcam is
             // re-created on the new connection (clients stay connected).
             log::info!("reload: [softcam] changed");
             for c in &new.channels {
@@ -433,18 +426,11 @@ impl Daemon {
                     diff.changed.push(c.name.clone());
                 }
             }
-            // The old channels drop their sessions before the new client starts.
-            for name in &diff.changed {
-                self.remove_channel(name, true);
-            }
-            let old = std::mem::replace(&mut self.config.softcam, None);
-            let _ = old;
-            self.set_softcam(new.softcam.clone());
         }
         for diag in check_sources(&new) {
             log::warn!("{diag}");
         }
-        if diff.is_empty() {
+        if diff.is_empty() && !softcam_changed {
             log::info!("reload: nothing changed");
             self.config = new;
             return;
@@ -467,6 +453,10 @@ impl Daemon {
         for name in &diff.changed {
             log::info!("reload: channel '{name}' changed");
             self.remove_channel(name, true);
+        }
+        if softcam_changed {
+            // After the old sessions were let go, before the new ones.
+            self.set_softcam(new.softcam.clone());
         }
         // Stop runners nobody uses any more, and those of adapters whose
         // settings changed, before new runners open: a tuner has one
@@ -1112,6 +1102,50 @@ mod dvb_tests {
             "{a}"
         );
         assert!(a["tunes"].as_u64().unwrap() >= 1);
+        d.stop();
+    }
+
+    /// A reload that moves `[softcam]` re-creates the dvbapi channel on a
+    /// connection to the new softcam (and reports the new endpoint); the
+    /// plain channel is not touched.
+    #[test]
+    fn reload_moves_dvbapi_channels_to_the_new_softcam() {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mux = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/mux.ts");
+        let text = |port: u16| {
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[softcam]\nhost = \"127.0.0.1\"\nport = {port}\n\
+                 [[channel]]\nname = \"scr\"\n[[channel.source]]\nfile = \"{m}\"\nprogram = 1\nca = \"dvbapi\"\n\
+                 [[channel]]\nname = \"plain\"\n[[channel.source]]\nfile = \"{m}\"\nprogram = 2\n",
+                m = mux.display()
+            )
+        };
+        let port = |l: &std::net::TcpListener| l.local_addr().unwrap().port();
+        let cfg = config::parse(&text(port(&a)), "t.toml", Path::new("/")).unwrap();
+        let mut d = Daemon::start(cfg, true).unwrap();
+        let plain = d.app.channels.read().unwrap()["plain"].clone();
+        let new = config::parse(&text(port(&b)), "t.toml", Path::new("/")).unwrap();
+        d.reload(new);
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut connected = false;
+        while Instant::now() < end && !connected {
+            connected = b.accept().is_ok();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(connected, "no connection to the new softcam");
+        let st = d.app.softcam_status();
+        assert_eq!(
+            st["endpoint"].as_str(),
+            Some(format!("127.0.0.1:{}", port(&b)).as_str()),
+            "{st}"
+        );
+        // The plain channel kept its Channel (and so its clients).
+        assert!(Arc::ptr_eq(
+            &plain,
+            &d.app.channels.read().unwrap()["plain"]
+        ));
         d.stop();
     }
 }
