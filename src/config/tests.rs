@@ -709,3 +709,44 @@ fn biss_key_parsed_and_never_echoed() {
         assert!(!shown.contains(value), "{shown} echoes the key");
     }
 }
+
+#[test]
+fn biss_mode_e_keys_checked_by_name_and_line() {
+    let base = "\n[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\n";
+    // ESW = DES(key from ID 00…00) of 0 — whatever the word, it parses.
+    let ok = format!("{base}biss_esw = \"8CA64DE9C1B123A7\"\nbiss_id = \"00000000000000\"\n");
+    let c = parse_ok(&ok);
+    assert!(c.channels[0].sources[0].biss.is_some());
+    assert!(!format!("{c:?}").contains("8CA64DE9C1B123A7"));
+    for (extra, line, key, msg) in [
+        ("biss_esw = \"8CA64DE9C1B123A7\"\n", 6, "biss_id", "missing; BISS mode E"),
+        ("biss_id = \"00000000000000\"\n", 6, "biss_esw", "missing; `biss_id`"),
+        (
+            "biss_esw = \"8CA64DE9C1B123A7\"\nbiss_id = \"000000000000\"\n",
+            7,
+            "biss_id",
+            "ID: 12 hex digits",
+        ),
+        (
+            "biss_esw = \"8CA64DE9C1B1\"\nbiss_id = \"00000000000000\"\n",
+            6,
+            "biss_esw",
+            "ESW: 12 hex digits",
+        ),
+        (
+            "biss = \"0011223344556677\"\nbiss_esw = \"8CA64DE9C1B123A7\"\nbiss_id = \"00000000000000\"\n",
+            6,
+            "biss",
+            "set together with `biss_esw`",
+        ),
+        ("biss_esw = 12\nbiss_id = \"00000000000000\"\n", 6, "biss_esw", "not a string"),
+    ] {
+        let errs = parse_err(&format!("{base}{extra}"));
+        assert_eq!(errs.len(), 1, "{extra}: {errs:?}");
+        assert_eq!(errs[0].line, line, "{extra}: {errs:?}");
+        assert_eq!(errs[0].key, format!("channel[0].source[0].{key}"));
+        let shown = errs[0].to_string();
+        assert!(shown.contains(msg), "{shown}");
+        assert!(!shown.contains("8CA64DE9") && !shown.contains("000000000000"), "{shown}");
+    }
+}

@@ -318,7 +318,7 @@ const CHANNEL_KEYS: &[&str] = &["name", "tvg_id", "tvg_name", "group", "source"]
 #[path = "ca.rs"]
 pub(super) mod ca;
 const SOURCE_KEYS: &[&str] = &[
-    "file", "adapter", "tune", "program", "loop", "biss", "ca", "caid",
+    "file", "adapter", "tune", "program", "loop", "biss", "biss_esw", "biss_id", "ca", "caid",
 ];
 
 const MIB: i64 = 1024 * 1024;
@@ -726,7 +726,7 @@ fn sources(
         };
         let program = w.int(&mut t, "program", 1, 65_535, 1, "a program_number");
         let looping = w.boolean(&mut t, "loop", true);
-        let biss = biss_key(w, &mut t);
+        let biss = biss_key(w, &mut t, &path);
         let ca = ca::source_ca(w, &mut t, biss.is_some());
         let line = t.line;
         // `file` of a DVB source was reported above; mark it used.
@@ -763,21 +763,91 @@ fn sources(
     out
 }
 
-/// `biss`: a BISS-1 session word. Messages never quote the value (nor its
-/// type's rendering, which would show an integer written by mistake).
-fn biss_key(w: &mut Walker, t: &mut Table) -> Option<crate::ca::biss::BissKey> {
+/// `biss` (mode 1: the session word) or `biss_esw` + `biss_id` (mode E:
+/// the encrypted session word and this receiver's injected ID). Messages
+/// never quote a value (nor its type's rendering, which would show an
+/// integer written by mistake).
+fn biss_key(w: &mut Walker, t: &mut Table, path: &str) -> Option<crate::ca::biss::BissKey> {
     let what = "a BISS key: a string of 16 hex digits, or 12 for a 48-bit key";
-    let f = w.take(t, "biss")?;
-    match f.node {
-        Node::String(s) => match crate::ca::biss::BissKey::parse(s) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                w.error(f.line, &f.path, format!("{e}; expected {what}"));
-                None
-            }
-        },
+    let clear = w.take(t, "biss");
+    let esw = w.take(t, "biss_esw");
+    let id = w.take(t, "biss_id");
+    let secret = |w: &mut Walker, f: &Field, what: &str| match f.node {
+        Node::String(s) => Some(s.to_string()),
         _ => {
             w.error(f.line, &f.path, format!("not a string; expected {what}"));
+            None
+        }
+    };
+    match (clear, esw, id) {
+        (Some(f), None, None) => {
+            let s = secret(w, &f, what)?;
+            match crate::ca::biss::BissKey::parse(&s) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    w.error(f.line, &f.path, format!("{e}; expected {what}"));
+                    None
+                }
+            }
+        }
+        (None, None, None) => None,
+        (Some(f), _, _) => {
+            w.error(
+                f.line,
+                &f.path,
+                "set together with `biss_esw`/`biss_id`; expected either the clear session \
+                 word (`biss`, mode 1) or the encrypted one with the ID (mode E)"
+                    .into(),
+            );
+            None
+        }
+        (None, Some(e), Some(i)) => {
+            let esw_what = "the encrypted session word: a string of 16 hex digits";
+            let id_what = "the receiver's injected ID: a string of 14 hex digits";
+            let (esw, id) = (secret(w, &e, esw_what), secret(w, &i, id_what));
+            let (esw, id) = (esw?, id?);
+            match crate::ca::biss::BissKey::mode_e(&esw, &id) {
+                Ok((k, checksums_ok)) => {
+                    if !checksums_ok {
+                        log::warn!(
+                            "config line {}: {}: the session word deciphered from the ESW with \
+                             this ID has checksum bytes that are not the CSA sums; if the \
+                             channel reports a wrong key, check the ESW and the ID",
+                            e.line,
+                            e.path
+                        );
+                    }
+                    Some(k)
+                }
+                Err(msg) => {
+                    let (f, want) = if msg.starts_with("ID") {
+                        (&i, id_what)
+                    } else {
+                        (&e, esw_what)
+                    };
+                    w.error(f.line, &f.path, format!("{msg}; expected {want}"));
+                    None
+                }
+            }
+        }
+        (None, Some(f), None) => {
+            w.error(
+                f.line,
+                &join(path, "biss_id"),
+                "missing; BISS mode E (`biss_esw`) needs the receiver's injected ID, \
+                 14 hex digits"
+                    .into(),
+            );
+            None
+        }
+        (None, None, Some(f)) => {
+            w.error(
+                f.line,
+                &join(path, "biss_esw"),
+                "missing; `biss_id` (BISS mode E) needs the encrypted session word, \
+                 16 hex digits"
+                    .into(),
+            );
             None
         }
     }
