@@ -825,6 +825,28 @@ impl Backend for App {
                 );
             }
         }
+        let _ = writeln!(
+            m,
+            "# HELP capbox_channel_control_words_total Control words by what the descrambler \
+             did with them: taken into the active keys, deferred (for the parity on air), \
+             refused as a late duplicate of a retired word, or taken early because the key \
+             on air failed on a PES start that the deferred word opened (wrong_key_replaced).\n\
+             # TYPE capbox_channel_control_words_total counter"
+        );
+        for (label, st) in &snapshot {
+            let Some(d) = st.descrambler else { continue };
+            for (event, v) in [
+                ("taken", d.key_changes),
+                ("deferred", d.cw_deferred),
+                ("late_duplicate_refused", d.late_cw_refused),
+                ("wrong_key_replaced", d.cw_healed),
+            ] {
+                let _ = writeln!(
+                    m,
+                    "capbox_channel_control_words_total{{channel=\"{label}\",event=\"{event}\"}} {v}"
+                );
+            }
+        }
         let adapters = self.adapter_statuses();
         let mut afamily =
             |name: &str, kind: &str, help: &str, f: &dyn Fn(&AdapterStatus) -> Option<f64>| {

@@ -22,7 +22,15 @@
 //!   period on a PID that has not switched yet (stragglers, right after
 //!   the switch) still use the retired key;
 //! - a delivered word equal to one of the last retired words of its parity
-//!   is a late duplicate of an old answer: refused and counted.
+//!   is a late duplicate of an old answer: refused and counted;
+//! - one exception to deferring: when a PES start descrambled with the key
+//!   on air lacks its start code and the same packet descrambled with the
+//!   deferred word has it, the key on air is wrong (a CA system whose ECM
+//!   carries the previous word for the idle parity, when capbox starts in
+//!   the middle of a period: the first answer's idle word is an old one),
+//!   and the deferred word is taken at once (`cw_healed`). Both trial
+//!   decryptions must agree, so a PID carrying sections (no start code
+//!   under any key) never triggers it.
 //!
 //! `KeyPolicy::Fixed` (BISS): both slots hold one constant word; nothing
 //! retires.
@@ -107,6 +115,9 @@ pub struct DescramblerStats {
     /// Words refused: equal to a retired word of their parity (a late
     /// duplicate of an old answer).
     pub late_cw_refused: u64,
+    /// Deferred words taken early because the key on air proved wrong on a
+    /// PES start and the deferred word proved right on the same packet.
+    pub cw_healed: u64,
     /// Packets held back right now, waiting for a batch.
     pub held_packets: u64,
 }
@@ -415,6 +426,40 @@ impl Descrambler {
         }
     }
 
+    /// `pkt` starts a PES on parity `p`, which has a deferred word: if the
+    /// key on air fails the start-code check on it and the deferred word
+    /// passes, the key on air is an old word: take the deferred one now.
+    fn heal_if_wrong(&mut self, pkt: &[u8], p: Parity) {
+        let Some(pending) = self.local(p).pending else {
+            return;
+        };
+        let opens = |keys: &Keys| {
+            let mut trial = [0u8; PACKET_SIZE];
+            trial.copy_from_slice(pkt);
+            crate::ca::csa::descramble_packet(&mut trial, keys) == Outcome::Done
+                && Packet::new_checked(&trial[..])
+                    .is_ok_and(|t| t.payload().len() >= 3 && t.payload().starts_with(&[0, 0, 1]))
+        };
+        if opens(&self.keys) {
+            return;
+        }
+        let mut candidate = Keys::default();
+        candidate.set(p, pending.cw);
+        if !opens(&candidate) {
+            return;
+        }
+        // The wrong word is remembered as retired, so a late copy of the
+        // answer that carried it is refused.
+        let l = self.local(p);
+        if let Some(cw) = l.cw {
+            let i = l.next_retired;
+            l.retired[i] = Some(cw);
+            l.next_retired = (i + 1) % RETIRED_MEMORY;
+        }
+        self.stats.cw_healed += 1;
+        self.adopt(p, pending.cw);
+    }
+
     fn undecryptable(&mut self, o: Outcome) {
         let s = &mut self.stats;
         match o {
@@ -457,6 +502,9 @@ impl Descrambler {
             }
             self.undecryptable(Outcome::NoKey);
             return Mark::Pass;
+        }
+        if has_key && pkt.get(1).is_some_and(|b| b & 0x40 != 0) {
+            self.heal_if_wrong(pkt, parity);
         }
         let slot = self.pids.iter().position(|s| s.pid == pid);
         let prev = slot.map(|i| self.pids[i]);

@@ -494,3 +494,104 @@ fn stragglers_and_silent_pids() {
     assert!(out == clear, "{:?}", d.stats());
     assert_eq!(d.stats().undecryptable, 0);
 }
+
+/// A CA system whose ECM carries the previous word for the idle parity,
+/// capbox starting mid-period: the first answer's odd word is an old one
+/// (not a word of this stream), so period 1 starts with a wrong key, and
+/// period 1's own word arrives late, while odd is on air. The deferred
+/// word must be taken at the first PES start the old key fails on, not at
+/// the end of period 1; everything after is as with late answers.
+#[test]
+fn a_wrong_key_on_air_is_replaced_by_the_deferred_word_that_opens_the_packet() {
+    let (periods, per, late) = (40, 64, 9);
+    let (clear, scrambled) = stream(periods, per);
+    let old_odd = [0x5Au8; 8];
+    let slots = Arc::new(KeySlots::new());
+    slots.set_pair(Some(cw(0)), Some(old_odd));
+    let mut d = Descrambler::new(slots.clone(), KeyPolicy::Rotating);
+    let events: Vec<usize> = (1..periods).map(|k| k * per + late).collect();
+    let s2 = slots.clone();
+    let out = run(
+        &mut d,
+        &scrambled,
+        23,
+        |at| {
+            let k = at / per;
+            let (e, o) = match parity(k) {
+                Parity::Even => (cw(k), cw(k - 1)),
+                Parity::Odd => (cw(k - 1), cw(k)),
+            };
+            s2.set_pair(Some(e), Some(o));
+        },
+        &events,
+    );
+    let st = d.stats();
+    assert_eq!(st.cw_healed, 1, "{st:?}");
+    let mut garbled = Vec::new();
+    for (i, ((o, c), s)) in out
+        .chunks(PACKET_SIZE)
+        .zip(clear.chunks(PACKET_SIZE))
+        .zip(scrambled.chunks(PACKET_SIZE))
+        .enumerate()
+    {
+        if o != c && o != s {
+            garbled.push(i);
+        }
+    }
+    // Garbled: only period 1 before its word was taken: from its start to
+    // the next PES start of each PID after the late answer (a PES start
+    // every 8 packets of a PID, two PIDs interleaved: within 16 packets).
+    assert!(!garbled.is_empty(), "the old word was never used?");
+    assert!(
+        garbled.iter().all(|&i| i >= per && i < per + late + 16),
+        "garbled outside the start of period 1: {garbled:?}"
+    );
+    // Without the heal the whole of period 1 would be garbled.
+    assert!(garbled.len() < per / 2, "{garbled:?}");
+    // Period 1's packets after the heal are clear.
+    for i in per + late + 16..2 * per {
+        assert!(
+            out[i * PACKET_SIZE..(i + 1) * PACKET_SIZE]
+                == clear[i * PACKET_SIZE..(i + 1) * PACKET_SIZE],
+            "packet {i}"
+        );
+    }
+    assert!(st.wrong_key >= 1, "{st:?}");
+    // From period 2 on: late answers, left scrambled, never garbled.
+    let tail = 2 * per * PACKET_SIZE;
+    no_garbage(&out[tail..], &clear[tail..], &scrambled[tail..]);
+}
+
+/// The heal never fires when the key on air is right: a stray word for the
+/// parity on air stays deferred.
+#[test]
+fn the_heal_needs_both_trial_decryptions_to_agree() {
+    let (periods, per) = (12, 64);
+    let (clear, scrambled) = stream(periods, per);
+    let slots = Arc::new(KeySlots::new());
+    slots.set_pair(Some(cw(0)), Some(cw(1)));
+    let mut d = Descrambler::new(slots.clone(), KeyPolicy::Rotating);
+    // In the middle of each period, a stray word for the parity on air
+    // (deferred): the key on air is right, so it must wait.
+    let events: Vec<usize> = (0..periods).map(|k| k * per + per / 4).collect();
+    let s2 = slots.clone();
+    let out = run(
+        &mut d,
+        &scrambled,
+        5,
+        |at| {
+            let k = at / per;
+            let stray = [0xC3u8; 8];
+            let (e, o) = match parity(k) {
+                Parity::Even => (stray, cw(k + 1)),
+                Parity::Odd => (cw(k + 1), stray),
+            };
+            s2.set_pair(Some(e), Some(o));
+        },
+        &events,
+    );
+    let st = d.stats();
+    assert_eq!(st.cw_healed, 0, "{st:?}");
+    assert!(st.cw_deferred > 0, "{st:?}");
+    assert!(out == clear, "{st:?}");
+}
