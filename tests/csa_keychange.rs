@@ -306,3 +306,56 @@ fn late_duplicates_never_replace_the_key_on_air() {
     assert_eq!(st.undecryptable, 0, "{st:?}");
     assert!(st.late_cw_refused >= s.periods as u64 - 2, "{st:?}");
 }
+
+/// Start-up on a CA system whose ECMs carry the previous word for the idle
+/// parity: the first answer's odd word is an old one, and period 1's own
+/// word comes late, while odd is on air. The wrong key is used only until
+/// the first PES start it fails on after the right word arrived (then the
+/// waiting word is taken at once), never for the rest of the period; from
+/// period 2 on, late answers leave packets scrambled, never garbled.
+#[test]
+fn a_wrong_key_at_start_up_is_replaced_at_the_first_failing_pes_start() {
+    let Some(s) = scrambled_sample(30) else {
+        return;
+    };
+    let late = 7;
+    let slots = Arc::new(KeySlots::new());
+    slots.set_pair(Some(cw(0)), Some([0x5A; 8]));
+    let mut d = Descrambler::new(slots.clone(), KeyPolicy::Rotating);
+    let events: Vec<usize> = (1..s.periods).map(|k| s.at[k * s.per + late]).collect();
+    let out = run(&s, &mut d, &events, |i| {
+        let n = s.at.iter().position(|&x| x == i).unwrap();
+        let k = n / s.per;
+        answer(&slots, k - 1, k);
+    });
+    let st = d.stats();
+    assert_eq!(st.cw_healed, 1, "{st:?}");
+    let garbled: Vec<usize> = (0..s.at.len())
+        .filter(|&n| {
+            let i = s.at[n];
+            let o = &out[i * TS..(i + 1) * TS];
+            o != &s.clear[i * TS..(i + 1) * TS] && o != &s.scrambled[i * TS..(i + 1) * TS]
+        })
+        .collect();
+    eprintln!(
+        "garbled: {} of period 1's {} ES packets",
+        garbled.len(),
+        s.per
+    );
+    // Only in period 1, and not the whole of it.
+    assert!(!garbled.is_empty());
+    assert!(
+        garbled.iter().all(|&n| n >= s.per && n < 2 * s.per),
+        "garbled outside period 1: {garbled:?}"
+    );
+    assert!(garbled.len() < s.per / 2, "{} of {}", garbled.len(), s.per);
+    let tail = s.at[2 * s.per] * TS;
+    let rest = Scrambled {
+        clear: s.clear[tail..].to_vec(),
+        scrambled: s.scrambled[tail..].to_vec(),
+        at: Vec::new(),
+        periods: 0,
+        per: 0,
+    };
+    never_garbled(&rest, &out[tail..]);
+}
