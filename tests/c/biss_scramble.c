@@ -3,14 +3,14 @@
  * even parity), so capbox's descrambling is checked against a stream it did
  * not write.
  *
- * Usage: biss_scramble <16 hex digits cw> [pmt=<pid> ecm=<pid>] <pid>|<lo>-<hi>...
+ * Usage: biss_scramble <16 hex digits cw> [pmt=<pid> ecm=<pid> [caid=<id>]] <pid>|<lo>-<hi>...
  *        < clear.ts > scrambled.ts
  * A <lo>-<hi> argument (e.g. 0x100-0x8ff) selects every PID in that range:
  * the benchmarks scramble all services of a mux that way.
  * Packets of the given PIDs whose payload (after the adaptation field) is at
  * least 8 bytes get it encrypted and transport_scrambling_control = 10.
  * With pmt= and ecm=, each one-packet PMT section on that PID gets a
- * CA_descriptor (CA_system_id 0x2600, BISS) naming the ECM PID in its
+ * CA_descriptor (CA_system_id 0x2600, BISS, unless caid= says another) naming the ECM PID in its
  * program_info (CRC recomputed by libbitstream), and is followed by one
  * dummy ECM packet on the ECM PID, as a scrambled service signals itself.
  * Everything else is copied unchanged. */
@@ -24,13 +24,13 @@
 
 /* Insert the CA_descriptor into the PMT section starting at s (room up to
  * end); returns 0 if it does not fit in the packet. */
-static int add_ca(uint8_t *s, uint8_t *end, int ecm_pid) {
+static int add_ca(uint8_t *s, uint8_t *end, int ecm_pid, int caid) {
   int slen = ((s[1] & 0x0f) << 8) | s[2];
   if (s + 3 + slen + 6 > end || slen < 13) return 0;
   int pil = ((s[10] & 0x0f) << 8) | s[11];
   uint8_t *at = s + 12 + pil;
   memmove(at + 6, at, (size_t)(s + 3 + slen - at));
-  uint8_t ca[6] = {0x09, 4, 0x26, 0x00, (uint8_t)(0xe0 | (ecm_pid >> 8)), (uint8_t)ecm_pid};
+  uint8_t ca[6] = {0x09, 4, (uint8_t)(caid >> 8), (uint8_t)caid, (uint8_t)(0xe0 | (ecm_pid >> 8)), (uint8_t)ecm_pid};
   memcpy(at, ca, 6);
   slen += 6;
   pil += 6;
@@ -51,12 +51,14 @@ int main(int argc, char **argv) {
     if (sscanf(argv[1] + 2 * i, "%2x", &b) != 1) return 1;
     cw[i] = (unsigned char)b;
   }
-  int pmt_pid = -1, ecm_pid = -1, ecm_cc = 0;
+  int pmt_pid = -1, ecm_pid = -1, ecm_cc = 0, caid = 0x2600;
   for (int i = 2; i < argc; i++) {
     if (!strncmp(argv[i], "pmt=", 4))
       pmt_pid = (int)strtol(argv[i] + 4, NULL, 0);
     else if (!strncmp(argv[i], "ecm=", 4))
       ecm_pid = (int)strtol(argv[i] + 4, NULL, 0);
+    else if (!strncmp(argv[i], "caid=", 5))
+      caid = (int)strtol(argv[i] + 5, NULL, 0);
     else if (strchr(argv[i], '-')) {
       char *dash;
       lo = (int)strtol(argv[i], &dash, 0);
@@ -77,7 +79,7 @@ int main(int argc, char **argv) {
     }
     bool ecm = false;
     if (pid == pmt_pid && ecm_pid >= 0 && (p[1] & 0x40) && !(p[3] & 0x20)) {
-      if (p[4] != 0 || !add_ca(p + 5, p + 188, ecm_pid)) return 5;
+      if (p[4] != 0 || !add_ca(p + 5, p + 188, ecm_pid, caid)) return 5;
       ecm = true;
     }
     if (fwrite(p, 1, 188, stdout) != 188) return 4;

@@ -603,9 +603,12 @@ fn serve_connection(shared: &Shared, mut conn: Box<dyn Conn>) -> bool {
                 Decoded::Message { msg, .. } => {
                     let mut g = shared.lock();
                     if let Message::ServerInfo { protocol, info } = &msg {
+                        // OSCam 2.2x sends "OSCam <version> (<target>); "
+                        // plus its build options: keep the name readable.
+                        let info = info.trim().trim_end_matches(';').trim_end().to_string();
                         log::info!("softcam {}: {info} (protocol {protocol})", shared.endpoint);
                         g.state = ConnState::Ready {
-                            server: info.clone(),
+                            server: info,
                             protocol: *protocol,
                         };
                         g.unready_since = None;
