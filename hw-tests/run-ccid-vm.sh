@@ -29,6 +29,8 @@
 # Environment: CAPBOX_HW_CACHE (default /var/cache/capbox-hw),
 # CAPBOX_HW_TIMEOUT (seconds for the VM, default 240),
 # CAPBOX_CCID_NO_CARD=1 (skip the emulated card steps),
+# CAPBOX_CCID_PULL_WITH_CARD=1 (pull reader 1 with its card in: shows the
+# pcscd 1.9.9 hang described in hw-tests/README.md; expect failures),
 # CAPBOX_CCID_R1_SERIAL (the serial the host gives reader 1; anything but
 # CAPBOXR1 makes the guest's checks fail: shows they can).
 set -euo pipefail
@@ -207,6 +209,7 @@ stamp "initramfs $(du -h "$run/initramfs.cpio" | cut -f1), modules:$seen"
 # ---- 7. boot and drive ----
 guest_env=""
 [ "${CAPBOX_CCID_NO_CARD:-}" = 1 ] && guest_env="$guest_env CCID_NO_CARD=1"
+[ "${CAPBOX_CCID_PULL_WITH_CARD:-}" = 1 ] && guest_env="$guest_env CCID_PULL_WITH_CARD=1"
 stamp "booting QEMU (tcg)"
 log=$cache/ccid-vm.log
 set +e

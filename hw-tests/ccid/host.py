@@ -110,12 +110,15 @@ def act(qmp, what, nssdb):
             cert2="cert2",
             cert3="cert3",
         )
-    elif verb == "unplug":
-        qmp.cmd("device_del", id=dev)
-        # A USB device goes at once (a surprise removal to the guest);
-        # the id is free again after DEVICE_DELETED.
-        if not qmp.wait_event("DEVICE_DELETED", dev, 30):
-            raise RuntimeError(f"no DEVICE_DELETED for {dev}")
+    elif verb in ("unplug", "uncard"):
+        # A USB device goes at once (a surprise removal to the guest); a
+        # reader's card goes first (QEMU unrealizes the card child, the
+        # reader sends NotifySlotChange, then leaves the bus). The id is
+        # free again after DEVICE_DELETED.
+        what = dev if verb == "unplug" else f"{dev}-card"
+        qmp.cmd("device_del", id=what)
+        if not qmp.wait_event("DEVICE_DELETED", what, 30):
+            raise RuntimeError(f"no DEVICE_DELETED for {what}")
     else:
         raise RuntimeError(f"unknown request {what!r}")
 
