@@ -18,7 +18,9 @@
 //!   re-establishes its context with back-off (100 ms doubling to 2 s) and
 //!   picks the readers and cards up again;
 //! - readers appearing or vanishing are seen through the `\\?PnP?\Notification`
-//!   pseudo-reader and by re-listing after a reader reports unavailable.
+//!   pseudo-reader, by re-listing after a reader reports unavailable, and
+//!   by re-listing every second (pcsc-lite 1.9's PnP events miss USB
+//!   readers plugged in, see `watch`).
 
 use super::{driver, Apdu, CardDriver, CardInfo, CardStatus, CwPair, EcmClient, Rapdu, DRIVERS};
 use crate::config::CardsConfig;
@@ -108,6 +110,8 @@ const PCSCD_DOWN: &str = "pcscd not running";
 /// A card thread's end when the manager let go of it (card out, pcscd
 /// gone, new config): not an error of the card.
 const RELEASED: &str = "card released";
+/// How often the reader list is asked for even without a PnP event.
+const RELIST_EVERY: Duration = Duration::from_secs(1);
 
 impl CardManager {
     pub fn start(cfg: CardsConfig) -> CardManager {
@@ -374,9 +378,20 @@ fn pcscd_down(shared: &Shared, why: String) {
 fn watch(shared: &Arc<Shared>, ctx: &Context) -> Result<(), String> {
     let mut states: Vec<ReaderState> = Vec::new();
     relist(shared, ctx, &mut states)?;
+    let mut listed = Instant::now();
     while !shared.stop.load(Ordering::SeqCst) {
         watchdog(shared);
         respawn(shared);
+        // The PnP pseudo-reader alone misses readers plugged in: pcsc-lite
+        // before 2.3 (Debian 12's 1.9.9) reports one only if its name
+        // appears and its driver finishes starting within the same
+        // SCardGetStatusChange call, and a USB reader takes longer than
+        // the 100 ms calls the watchdog needs (hw-tests/run-ccid-vm.sh).
+        // Listing is one round trip to pcscd.
+        if listed.elapsed() >= RELIST_EVERY {
+            relist(shared, ctx, &mut states)?;
+            listed = Instant::now();
+        }
         match ctx.get_status_change(Duration::from_millis(100), &mut states) {
             Ok(()) => {}
             Err(pcsc::Error::Timeout) => continue,

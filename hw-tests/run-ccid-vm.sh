@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# The CCID rig: capbox's card manager against a real pcscd, Debian's real
+# CCID driver (libccid) and real USB hot-plug, in a QEMU VM whose USB CCID
+# readers (QEMU's usb-ccid, with its emulated card) the host plugs and pulls
+# over QMP. Exits with the number of failed checks (0 = all passed).
+#
+# Steps (cached under $CAPBOX_HW_CACHE, shared with run-vm.sh, so a warm run
+# only relinks the test program, repacks the initramfs and boots):
+#   1. Debian packages: QEMU, busybox, pcscd, libccid, libnss3-tools
+#      (certutil, for the emulated card's NSS db), kmod, cpio.
+#   2. The Debian kernel image (apt-get download, not installed; the same
+#      cache dir as run-vm.sh): vmlinux and its USB modules (usb-common,
+#      usbcore, xhci-hcd, xhci-pci: modular in Debian's kernel).
+#   3. udev's systemd-udevd (apt-get download udev, not installed: the host
+#      is a container and needs no udevd of its own). pcscd's libudev
+#      monitor listens to the events udevd re-broadcasts, not the kernel's,
+#      so without udevd in the guest pcscd never hears a reader come.
+#   4. An NSS db with three self-signed certificates for QEMU's
+#      ccid-card-emulated (backend=certificates).
+#   5. The in-VM test program (hw-tests/ccid/guest.rs, example
+#      `ccid-guest`, dynamic with the default `pcsc` feature).
+#   6. An initramfs: busybox, the modules + depmod, udevd, pcscd, libccid,
+#      the test program, each with the shared libraries ldd names.
+#   7. QEMU under TCG with a qemu-xhci controller and QMP; hw-tests/ccid/
+#      host.py shows the serial console and does what the guest asks
+#      ("HOST: plug r1", "card r1", "unplug r1") with device_add/device_del.
+#      The guest's /init writes the failure count to isa-debug-exit.
+#
+# Environment: CAPBOX_HW_CACHE (default /var/cache/capbox-hw),
+# CAPBOX_HW_TIMEOUT (seconds for the VM, default 240),
+# CAPBOX_CCID_NO_CARD=1 (skip the emulated card steps),
+# CAPBOX_CCID_PULL_WITH_CARD=1 (pull reader 1 with its card in: shows the
+# pcscd 1.9.9 hang described in hw-tests/README.md; expect failures),
+# CAPBOX_CCID_R1_SERIAL (the serial the host gives reader 1; anything but
+# CAPBOXR1 makes the guest's checks fail: shows they can).
+set -euo pipefail
+T0=$(date +%s.%N)
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cache=${CAPBOX_HW_CACHE:-/var/cache/capbox-hw}
+mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$repo/target/hw
+vm_timeout=${CAPBOX_HW_TIMEOUT:-240}
+mkdir -p "$cache"
+
+stamp() { printf 'run-ccid-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
+die() { echo "run-ccid-vm: FAILED: $*" >&2; exit 2; }
+command -v bc >/dev/null || stamp() { echo "run-ccid-vm: $*"; }
+
+# ---- 1. packages ----
+pkgs=(qemu-system-x86 busybox-static pcscd libccid libnss3-tools kmod cpio bc python3)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "run-ccid-vm: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || die "apt-get update failed (need root and network)"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        || die "apt-get install ${missing[*]} failed"
+fi
+stamp() { printf 'run-ccid-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
+qemu-system-x86_64 -device help 2>/dev/null | grep -q '"ccid-card-emulated"' \
+    || die "this QEMU has no usb-ccid/ccid-card-emulated"
+
+# The kernel ABI: the one linux-headers-amd64 points at when installed
+# (run-vm.sh needs it, and the kernel cache is then shared), else the one
+# the linux-image-amd64 metapackage would install.
+kver=$(dpkg-query -W -f='${Depends}' linux-headers-amd64 2>/dev/null \
+    | grep -o 'linux-headers-[0-9][^ ,]*-amd64' | head -1 | sed 's/^linux-headers-//' || true)
+[ -n "$kver" ] || kver=$(apt-cache depends linux-image-amd64 2>/dev/null \
+    | grep -o 'linux-image-[0-9][^ ,]*-amd64' | head -1 | sed 's/^linux-image-//' || true)
+[ -n "$kver" ] || die "cannot tell the kernel version (linux-headers-amd64 / linux-image-amd64)"
+stamp "kernel $kver"
+
+exec 9>"$cache/.lock"
+flock 9
+
+# ---- 2. kernel image + modules (same layout as run-vm.sh) ----
+kdir=$cache/kernel-$kver
+if [ ! -f "$kdir/done" ]; then
+    stamp "downloading linux-image-$kver-unsigned"
+    rm -rf "$kdir" && mkdir -p "$kdir/deb"
+    (cd "$kdir/deb" && apt-get download -qq "linux-image-$kver-unsigned") \
+        || die "apt-get download linux-image-$kver-unsigned failed"
+    dpkg-deb -x "$kdir"/deb/*.deb "$kdir/root"
+    rm -rf "$kdir/deb"
+    touch "$kdir/done"
+fi
+vmlinuz=$kdir/root/boot/vmlinuz-$kver
+moddir=$kdir/root/lib/modules/$kver
+vmlinux=$kdir/vmlinux
+if [ ! -s "$vmlinux" ]; then
+    # What scripts/extract-vmlinux does, for Debian's xz-compressed image:
+    # the uncompressed ELF boots in about half the time under TCG.
+    python3 - "$vmlinuz" "$vmlinux.tmp" <<'EOF' || true
+import lzma, sys
+data = open(sys.argv[1], "rb").read()
+i = data.find(b"\xfd7zXZ\x00")
+while i >= 0:
+    try:
+        out = lzma.LZMADecompressor().decompress(data[i:])
+        if out[:4] == b"\x7fELF":
+            open(sys.argv[2], "wb").write(out)
+            sys.exit(0)
+    except lzma.LZMAError:
+        pass
+    i = data.find(b"\xfd7zXZ\x00", i + 1)
+sys.exit(1)
+EOF
+    if [ -s "$vmlinux.tmp" ]; then mv "$vmlinux.tmp" "$vmlinux"; else rm -f "$vmlinux.tmp"; fi
+fi
+kernel=$vmlinux
+[ -s "$kernel" ] || kernel=$vmlinuz
+
+# ---- 3. udevd ----
+udir=$cache/udev
+if [ ! -f "$udir/done" ]; then
+    stamp "downloading udev"
+    rm -rf "$udir" && mkdir -p "$udir/deb"
+    (cd "$udir/deb" && apt-get download -qq udev) || die "apt-get download udev failed"
+    dpkg-deb -x "$udir"/deb/*.deb "$udir/root"
+    rm -rf "$udir/deb"
+    touch "$udir/done"
+fi
+udevadm=$udir/root/bin/udevadm
+[ -x "$udevadm" ] || die "$udevadm missing"
+
+# ---- 4. the emulated card's NSS db ----
+nssdb=$cache/ccid-nssdb
+if [ ! -f "$nssdb/done" ]; then
+    stamp "making the NSS db for ccid-card-emulated"
+    rm -rf "$nssdb" && mkdir -p "$nssdb"
+    certutil -d "sql:$nssdb" -N --empty-password || die "certutil -N failed"
+    head -c 64 /dev/urandom >"$nssdb/noise"
+    for c in cert1 cert2 cert3; do
+        certutil -d "sql:$nssdb" -S -x -t "CT,CT,CT" -s "CN=capbox $c" -n "$c" \
+            -z "$nssdb/noise" -v 240 >/dev/null 2>&1 || die "certutil -S $c failed"
+    done
+    rm -f "$nssdb/noise"
+    touch "$nssdb/done"
+fi
+
+flock -u 9
+run=$(mktemp -d "$cache/ccid-run.XXXXXX")
+trap 'rm -rf "$run"' EXIT
+
+# ---- 5. the test program ----
+stamp "building the in-VM test program"
+(cd "$repo" && cargo build -q --example ccid-guest) || die "cargo build --example ccid-guest failed"
+target_dir=$(cd "$repo" && cargo metadata -q --format-version 1 --no-deps \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+testbin=$target_dir/debug/examples/ccid-guest
+[ -x "$testbin" ] || die "$testbin missing"
+
+# ---- 6. initramfs ----
+stamp "packing the initramfs"
+ird=$run/initramfs
+mkdir -p "$ird"/{bin,sbin,dev,proc,sys,tmp,run,etc/udev/rules.d,lib/systemd,lib64}
+cp /bin/busybox "$ird/bin/busybox"
+for a in sh mount modprobe insmod lsmod dd cat echo ls sleep poweroff uname dmesg printf head tail grep mkdir; do
+    ln -sf busybox "$ird/bin/$a"
+done
+for a in modprobe insmod depmod poweroff; do ln -sf ../bin/busybox "$ird/sbin/$a"; done
+# A binary and the shared libraries ldd names, at the same paths.
+with_libs() {
+    local b=$1 dest=$2
+    mkdir -p "$ird$(dirname "$dest")"
+    cp -L "$b" "$ird$dest"
+    for l in $(ldd "$b" | grep -o '/[^ ]*' | sort -u); do
+        [ -e "$ird$l" ] && continue
+        mkdir -p "$ird$(dirname "$l")"
+        cp -L "$l" "$ird$l"
+    done
+}
+with_libs "$testbin" /bin/ccid-guest
+strip "$ird/bin/ccid-guest"
+with_libs /usr/sbin/pcscd /usr/sbin/pcscd
+ln -sf ../usr/sbin/pcscd "$ird/sbin/pcscd"
+bundle=/usr/lib/pcsc/drivers/ifd-ccid.bundle
+with_libs $bundle/Contents/Linux/libccid.so $bundle/Contents/Linux/libccid.so
+cp -L $bundle/Contents/Info.plist "$ird$bundle/Contents/Info.plist"
+# systemd-udevd is udevadm under another name (it looks at argv[0]).
+with_libs "$udevadm" /bin/udevadm
+ln -sf /bin/udevadm "$ird/lib/systemd/systemd-udevd"
+# The USB host controller: xhci-pci and what modinfo says it needs.
+want=(xhci-pci)
+seen=" "
+while [ ${#want[@]} -gt 0 ]; do
+    m=${want[0]}; want=("${want[@]:1}")
+    case "$seen" in *" $m "*) continue ;; esac
+    seen="$seen$m "
+    f=$(find "$moddir" -name "$m.ko*" | head -1)
+    [ -n "$f" ] || { f=$(find "$moddir" -name "${m//_/-}.ko*" | head -1); }
+    [ -n "$f" ] || die "module $m not found in $moddir"
+    rel=${f#"$moddir"/}
+    mkdir -p "$ird/lib/modules/$kver/$(dirname "$rel")"
+    cp "$f" "$ird/lib/modules/$kver/$rel"
+    for d in $(/sbin/modinfo -F depends "$f" | tr ',' ' '); do want+=("$d"); done
+done
+cp "$moddir"/modules.order "$moddir"/modules.builtin* "$ird/lib/modules/$kver/" 2>/dev/null || true
+/sbin/depmod -b "$ird" "$kver" || die "depmod failed"
+cp "$here/ccid/init" "$ird/init"
+chmod +x "$ird/init"
+(cd "$ird" && find . | cpio -o -H newc --quiet) >"$run/initramfs.cpio"
+rm -rf "$ird"
+stamp "initramfs $(du -h "$run/initramfs.cpio" | cut -f1), modules:$seen"
+
+# ---- 7. boot and drive ----
+guest_env=""
+[ "${CAPBOX_CCID_NO_CARD:-}" = 1 ] && guest_env="$guest_env CCID_NO_CARD=1"
+[ "${CAPBOX_CCID_PULL_WITH_CARD:-}" = 1 ] && guest_env="$guest_env CCID_PULL_WITH_CARD=1"
+stamp "booting QEMU (tcg)"
+log=$cache/ccid-vm.log
+set +e
+python3 "$here/ccid/host.py" "$vm_timeout" "$run/qmp.sock" "$nssdb" -- \
+    qemu-system-x86_64 -accel tcg,thread=multi -smp 2 -m 512 \
+    -nographic -no-reboot -nodefaults -serial stdio \
+    -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+    -device qemu-xhci,id=xhci \
+    -qmp "unix:$run/qmp.sock,server=on,wait=off" \
+    -kernel "$kernel" -initrd "$run/initramfs.cpio" \
+    -append "console=ttyS0 quiet panic=-1$guest_env" </dev/null | tee "$run/vm.log"
+rc=${PIPESTATUS[0]}
+set -e
+cp "$run/vm.log" "$log" 2>/dev/null || true
+stamp "QEMU exited with $rc"
+if [ "$rc" = 124 ]; then
+    echo "run-ccid-vm: FAILED: VM timed out after ${vm_timeout}s (log: $log)"
+    result=2
+elif [ "$rc" = 3 ]; then
+    echo "run-ccid-vm: FAILED: a QMP request failed (log: $log)"
+    result=2
+elif [ $((rc % 2)) = 1 ]; then
+    failures=$(((rc - 1) / 2))
+    echo "run-ccid-vm: $failures failed check(s)"
+    result=$((failures > 0 ? 1 : 0))
+else
+    echo "run-ccid-vm: FAILED: the VM ended without reporting a result (QEMU rc $rc; log: $log)"
+    result=2
+fi
+echo "run-ccid-vm: total $(echo "$(date +%s.%N) - $T0" | bc 2>/dev/null || echo '?') s"
+exit $result
