@@ -858,6 +858,27 @@ pub struct Batch<'a> {
     scratch: Box<Scratch>,
     lens: Vec<usize>,
     counters: Counters,
+    /// Runs of fewer packets than this go through the scalar path.
+    scalar_below: usize,
+}
+
+/// Packets of one key below which a flush descrambles them one by one with
+/// the scalar code: a bitsliced run costs the same for 1 lane as for all of
+/// them, so a radio service's 10 ms flush of one or two packets would pay
+/// for a whole run. Set from `examples/bench_csa_partial.rs` (BENCHMARKS.md,
+/// "Partial batches").
+pub const SCALAR_BELOW: usize = 5;
+
+/// Descramble `packets` with one flush of the batch engine, never the
+/// scalar shortcut (for `examples/bench_csa_partial.rs`).
+pub fn raw_batch_flush(engine: Engine, packets: &mut [[u8; 188]], keys: &Keys) -> Engine {
+    let mut b = Batch::with_engine(engine);
+    b.scalar_below = 0;
+    for p in packets.iter_mut() {
+        let _ = b.push(p, keys);
+    }
+    b.flush();
+    b.into_engine()
 }
 
 impl Default for Batch<'_> {
@@ -886,6 +907,7 @@ impl<'a> Batch<'a> {
             scratch: e.scratch,
             lens: Vec::with_capacity(BATCH_SIZE),
             counters: e.counters,
+            scalar_below: SCALAR_BELOW,
         }
     }
 
@@ -972,6 +994,12 @@ impl<'a> Batch<'a> {
         let width = self.simd.lanes();
         let mut idx: Vec<usize> = Vec::with_capacity(BATCH_SIZE);
         idx.extend((0..self.lanes.len()).filter(|&i| self.lanes[i].parity == parity));
+        if idx.len() < self.scalar_below {
+            for &i in &idx {
+                key.decrypt_payload(self.lanes[i].payload);
+            }
+            return;
+        }
         for chunk in idx.chunks(width) {
             let s = &mut *self.scratch;
             self.lens.clear();
@@ -1163,5 +1191,50 @@ mod tests {
         let mut out = vec![0u8; ROWS * BATCH_SIZE];
         store_planes(p, &mut out, 0);
         assert_eq!(&out[..64], &v[..64]);
+    }
+
+    /// Small flushes go through the scalar path, larger ones through the
+    /// bitsliced run; both give the same bytes, and the bitsliced run
+    /// still handles a few packets right (`raw_batch_flush`).
+    #[test]
+    fn small_flushes_scalar_or_bitsliced_give_the_same_bytes() {
+        let keys = Keys::new(
+            [0x12, 0x34, 0x56, 0x9c, 0x78, 0x9a, 0xbc, 0xce],
+            [0x21, 0x43, 0x65, 0xc9, 0x87, 0xa9, 0xcb, 0xfb],
+        );
+        for n in 1..=2 * SCALAR_BELOW {
+            let clear: Vec<[u8; 188]> = (0..n)
+                .map(|i| {
+                    let mut p = [0u8; 188];
+                    for (j, b) in p.iter_mut().enumerate() {
+                        *b = (i * 31 + j * 131 + 7) as u8;
+                    }
+                    p[..4].copy_from_slice(&[0x47, 0x01, 0x00, 0x10]);
+                    p
+                })
+                .collect();
+            let mut scrambled = clear.clone();
+            for (i, p) in scrambled.iter_mut().enumerate() {
+                let parity = if i % 3 == 0 {
+                    Parity::Odd
+                } else {
+                    Parity::Even
+                };
+                super::super::scramble_packet(p, &keys, parity);
+            }
+            for simd in [Simd::Portable, Simd::detect()] {
+                let mut a = scrambled.clone();
+                let _ = raw_batch_flush(Engine::with_simd(simd), &mut a, &keys);
+                let mut b = scrambled.clone();
+                let mut batch = Batch::with_engine(Engine::with_simd(simd));
+                for p in b.iter_mut() {
+                    let _ = batch.push(p, &keys);
+                }
+                batch.flush();
+                drop(batch);
+                assert!(a == clear, "bitsliced, {n} packets, {simd:?}");
+                assert!(b == clear, "batch, {n} packets, {simd:?}");
+            }
+        }
     }
 }

@@ -24,7 +24,7 @@ mod sbox;
 pub mod scalar;
 mod tables;
 
-pub use bitslice::{Batch, Engine, Pushed, Simd, BATCH_SIZE};
+pub use bitslice::{raw_batch_flush, Batch, Engine, Pushed, Simd, BATCH_SIZE, SCALAR_BELOW};
 
 use crate::ts::Packet;
 
