@@ -16,8 +16,8 @@
 #   4. Vectors written on the host by Debian's libdvbcsa
 #      (tests/c/csa_vectors.c), or $CAPBOX_CSA_VECTORS if given.
 #   5. initramfs (busybox, /init, the program, the vectors) + ISO.
-#   6. Bochs, CPU model $CAPBOX_BOCHS_CPU (default corei7_skylake_x:
-#      AVX-512 F/BW/VL; see hw-tests/bochs/README.md), no display (rfb with no wait; Debian's build
+#   6. Bochs, CPU model $CAPBOX_BOCHS_CPU (default corei7_icelake_u:
+#      AVX-512 F/BW/VL/VBMI; see hw-tests/bochs/README.md), no display (rfb with no wait; Debian's build
 #      has no nogui), serial console to a file. The guest prints
 #      `init: csa-selftest exit N` and powers off.
 #
@@ -32,7 +32,7 @@ cache=${CAPBOX_HW_CACHE:-/var/cache/capbox-hw}
 mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$repo/target/hw
 mkdir -p "$cache"
 bx_timeout=${CAPBOX_BOCHS_TIMEOUT:-480}
-cpu_model=${CAPBOX_BOCHS_CPU:-corei7_skylake_x}
+cpu_model=${CAPBOX_BOCHS_CPU:-corei7_icelake_u}
 seed=${CAPBOX_CSA_SEED:-0x5eed2026}
 
 stamp() { printf 'run-bochs: [%5ss] %s\n' "$(($(date +%s) - ${T0%.*}))" "$*"; }

@@ -29,7 +29,8 @@ static uint8_t rnd8(void) {
 }
 
 static const unsigned sizes[] = {1, 2, 7, 8, 63, 64, 65, 127, 128, 129, 200,
-                                 255, 256, 257, 300, 185, 185, 370, 511};
+                                 255, 256, 257, 300, 185, 185, 370, 511,
+                                 3, 256, 256, 512, 1024};
 
 static void put16(FILE *f, unsigned v) { fputc(v & 255, f), fputc(v >> 8, f); }
 
