@@ -1329,6 +1329,27 @@ mod tests {
         }
     }
 
+    /// AVX-512 is only ever run where the CPU has it: elsewhere (this
+    /// host) `detect` never picks it and asking for it gives portable.
+    /// (It runs for real in Bochs: tests/csa_avx512_bochs.rs.)
+    #[test]
+    fn avx512_only_where_the_cpu_has_it() {
+        assert!(Simd::detect().available());
+        for s in [Simd::Avx512, Simd::Avx512Vbmi] {
+            assert_eq!(s.lanes(), BATCH_SIZE);
+            let got = Batch::with_simd(s).simd();
+            if s.available() {
+                assert_eq!(got, s);
+            } else {
+                assert_eq!(got, Simd::Portable);
+                assert_ne!(Simd::detect(), s);
+            }
+        }
+        if Simd::Avx512Vbmi.available() {
+            assert_eq!(Simd::detect(), Simd::Avx512Vbmi);
+        }
+    }
+
     #[test]
     #[allow(clippy::needless_range_loop)]
     fn transpose_is_bit_planes() {
