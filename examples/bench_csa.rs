@@ -106,14 +106,20 @@ fn main() {
     let keys = Keys::new(CW_EVEN, CW_ODD);
     // Optional third argument: only this variant (for profiling).
     let only = args.get(3).map(|s| s.to_ascii_lowercase());
-    let variants: Vec<Simd> = [Simd::Portable, Simd::Sse2, Simd::Avx2]
-        .into_iter()
-        .filter(|s| s.available())
-        .filter(|s| {
-            only.as_ref()
-                .is_none_or(|o| format!("{s:?}").to_ascii_lowercase() == *o)
-        })
-        .collect();
+    let variants: Vec<Simd> = [
+        Simd::Portable,
+        Simd::Sse2,
+        Simd::Avx2,
+        Simd::Avx512,
+        Simd::Avx512Vbmi,
+    ]
+    .into_iter()
+    .filter(|s| s.available())
+    .filter(|s| {
+        only.as_ref()
+            .is_none_or(|o| format!("{s:?}").to_ascii_lowercase() == *o)
+    })
+    .collect();
     let skip_others = only.is_some();
     let mut lib_bs = Vec::new();
     let mut lib_single = Vec::new();

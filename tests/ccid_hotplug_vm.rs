@@ -12,6 +12,9 @@ fn ccid_reader_hotplug_vm() {
         script: "hw-tests/run-ccid-vm.sh",
         not_tested: "the card manager was NOT tested against USB reader hot-plug",
         show: &["run-ccid-vm", "ccid-guest", "host:", "init:"],
+        skip_var: "CAPBOX_SKIP_VM",
+        env: &[],
+        must_contain: &[],
         summary: "ccid-guest: ",
     });
 }

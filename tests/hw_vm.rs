@@ -10,6 +10,9 @@ fn vidtv_vm_suite() {
         script: "hw-tests/run-vm.sh",
         not_tested: "the DVB code was NOT tested against a kernel driver",
         show: &["run-vm", "hw-tests", "init:"],
+        skip_var: "CAPBOX_SKIP_VM",
+        env: &[],
+        must_contain: &[],
         summary: "hw-tests: ",
     });
 }

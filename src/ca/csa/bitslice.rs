@@ -10,8 +10,8 @@
 //! and the results are copied back. Lanes of one run share a key schedule;
 //! `flush` runs the even-key and the odd-key lanes separately.
 //!
-//! SIMD is chosen at run time (`Simd::detect`): AVX2 (256 lanes per run),
-//! SSE2 (128), portable u64 (64). Everything is one generic code path over
+//! SIMD is chosen at run time (`Simd::detect`): AVX-512 (256 lanes per
+//! run, with or without VBMI), AVX2 (256), SSE2 (128), portable u64 (64). Everything is one generic code path over
 //! `Word`; the SIMD entry points only compile it with the target feature.
 
 use super::{plan, Counters, KeySchedule, Keys, Outcome, Parity, Plan};
@@ -420,6 +420,158 @@ mod x86 {
         }
     }
 
+    /// AVX-512 (F + BW + VL), still 256 lanes (`BATCH_SIZE`): the
+    /// bitsliced stream cipher is the AVX2 code on ymm registers compiled
+    /// with AVX-512VL, where LLVM folds the S-box circuits' and the XOR
+    /// chains' two-input operations into three-input `vpternlog`; the
+    /// block cipher round runs on zmm, 64 lanes per instruction. With
+    /// `VBMI` the keyed S-box is 2 `vpermi2b` over the round's 256-byte
+    /// table and a blend on bit 7; without (Skylake-SP/Cascade Lake) the
+    /// telescoped `vpshufb` rows of the AVX2 path, on zmm. Only created
+    /// inside `run_avx512*`, which are only called when the CPU reports
+    /// those features.
+    #[derive(Clone, Copy)]
+    pub struct Avx512<const VBMI: bool>(Avx2);
+
+    impl<const VBMI: bool> Word for Avx512<VBMI> {
+        const LANES: usize = 256;
+        #[inline(always)]
+        fn zero() -> Self {
+            Avx512(Avx2::zero())
+        }
+        #[inline(always)]
+        fn ones() -> Self {
+            Avx512(Avx2::ones())
+        }
+        #[inline(always)]
+        fn and(self, o: Self) -> Self {
+            Avx512(self.0.and(o.0))
+        }
+        #[inline(always)]
+        fn or(self, o: Self) -> Self {
+            Avx512(self.0.or(o.0))
+        }
+        #[inline(always)]
+        fn xor(self, o: Self) -> Self {
+            Avx512(self.0.xor(o.0))
+        }
+        #[inline(always)]
+        fn andnot(self, o: Self) -> Self {
+            Avx512(self.0.andnot(o.0))
+        }
+        #[inline(always)]
+        fn not(self) -> Self {
+            Avx512(self.0.not())
+        }
+        #[inline(always)]
+        fn load(b: &[u8]) -> Self {
+            Avx512(Avx2::load(b))
+        }
+        #[inline(always)]
+        fn store(self, b: &mut [u8]) {
+            self.0.store(b)
+        }
+        #[inline(always)]
+        fn delta_swap<const S: i32>(a: &mut Self, b: &mut Self, m: u64) {
+            Avx2::delta_swap::<S>(&mut a.0, &mut b.0, m)
+        }
+
+        /// The whole round in zmm registers, 64 lanes at a time.
+        #[inline(always)]
+        fn block_round(
+            r: &mut [[u8; super::BATCH_SIZE]; 8],
+            _sb: &mut [u8; super::BATCH_SIZE],
+            keyed: &[u8; 256],
+            k: u8,
+            at: [usize; 6],
+            lanes: usize,
+        ) {
+            let [i7, i8, i2, i3, i4, i6] = at;
+            let lanes = lanes.min(super::BATCH_SIZE) / 64 * 64;
+            let bcast = |t: &[u8; 16]| {
+                // SAFETY: AVX-512F checked at run time; 16-byte load of `t`.
+                unsafe { _mm512_broadcast_i32x4(_mm_loadu_si128(t.as_ptr() as *const __m128i)) }
+            };
+            let lo: [__m512i; 8] = std::array::from_fn(|h| bcast(&super::SBOX_LO[h]));
+            let hi: [__m512i; 8] = std::array::from_fn(|h| bcast(&super::SBOX_HI[h]));
+            // SAFETY: AVX-512F checked at run time; each load is 64 bytes
+            // inside the 256-byte `keyed`.
+            let tab: [__m512i; 4] = std::array::from_fn(|j| unsafe {
+                _mm512_loadu_si512(keyed[64 * j..].as_ptr() as *const _)
+            });
+            let plo = bcast(&super::PERM_LO);
+            let phi = bcast(&super::PERM_HI);
+            let base = r.as_mut_ptr() as *mut u8;
+            let row = |i: usize, l: usize| {
+                // In bounds: i < 8 and l + 64 <= BATCH_SIZE.
+                base.wrapping_add(i * super::BATCH_SIZE + l) as *mut __m512i
+            };
+            // SAFETY: AVX-512 F/BW (and VBMI when `VBMI`) checked at run
+            // time before any Avx512 value exists; every pointer from `row`
+            // addresses 64 bytes inside `r` (row index < 8, lane offset + 64
+            // <= BATCH_SIZE), and `r` is borrowed mutably for the whole loop.
+            unsafe {
+                let key = _mm512_set1_epi8(k as i8);
+                let m7f = _mm512_set1_epi8(0x7f);
+                let m0f = _mm512_set1_epi8(0x0f);
+                let sixteen = _mm512_set1_epi8(16);
+                let mut l = 0;
+                while l < lanes {
+                    let r7 = _mm512_loadu_si512(row(i7, l) as *const _);
+                    let s = if VBMI {
+                        // keyed[x]: bits 0..6 pick one of 128 bytes of a
+                        // table pair, bit 7 picks the pair.
+                        let a = _mm512_permutex2var_epi8(tab[0], r7, tab[1]);
+                        let b = _mm512_permutex2var_epi8(tab[2], r7, tab[3]);
+                        _mm512_mask_blend_epi8(_mm512_movepi8_mask(r7), a, b)
+                    } else {
+                        let x = _mm512_xor_si512(r7, key);
+                        let mut sel = _mm512_and_si512(x, m7f);
+                        let mut a = _mm512_shuffle_epi8(lo[0], sel);
+                        let mut b = _mm512_shuffle_epi8(hi[0], sel);
+                        for h in 1..8 {
+                            sel = _mm512_sub_epi8(sel, sixteen);
+                            a = _mm512_xor_si512(a, _mm512_shuffle_epi8(lo[h], sel));
+                            b = _mm512_xor_si512(b, _mm512_shuffle_epi8(hi[h], sel));
+                        }
+                        _mm512_mask_blend_epi8(_mm512_movepi8_mask(x), a, b)
+                    };
+                    let p = _mm512_or_si512(
+                        _mm512_shuffle_epi8(plo, _mm512_and_si512(s, m0f)),
+                        _mm512_shuffle_epi8(phi, _mm512_and_si512(_mm512_srli_epi16::<4>(s), m0f)),
+                    );
+                    let t = _mm512_xor_si512(_mm512_loadu_si512(row(i8, l) as *const _), s);
+                    _mm512_storeu_si512(row(i8, l) as *mut _, t);
+                    for i in [i2, i3, i4] {
+                        _mm512_storeu_si512(
+                            row(i, l) as *mut _,
+                            _mm512_xor_si512(_mm512_loadu_si512(row(i, l) as *const _), t),
+                        );
+                    }
+                    _mm512_storeu_si512(
+                        row(i6, l) as *mut _,
+                        _mm512_xor_si512(_mm512_loadu_si512(row(i6, l) as *const _), p),
+                    );
+                    l += 64;
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+    pub unsafe fn run_avx512(s: &mut super::Scratch, key: &super::KeySchedule, lens: &[usize]) {
+        super::run::<Avx512<false>>(s, key, lens)
+    }
+
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vbmi")]
+    pub unsafe fn run_avx512_vbmi(
+        s: &mut super::Scratch,
+        key: &super::KeySchedule,
+        lens: &[usize],
+    ) {
+        super::run::<Avx512<true>>(s, key, lens)
+    }
+
     #[target_feature(enable = "avx2")]
     pub unsafe fn run_avx2(s: &mut super::Scratch, key: &super::KeySchedule, lens: &[usize]) {
         super::run::<Avx2>(s, key, lens)
@@ -440,6 +592,12 @@ pub enum Simd {
     Sse2,
     /// x86_64 AVX2: 256 lanes.
     Avx2,
+    /// x86_64 AVX-512 F+BW+VL: 256 lanes, `vpternlog` in the stream
+    /// cipher, the block cipher on zmm with `vpshufb` S-box lookups.
+    Avx512,
+    /// Avx512 plus AVX512-VBMI (Ice Lake and later): the block S-box by
+    /// `vpermi2b`.
+    Avx512Vbmi,
 }
 
 impl Simd {
@@ -447,6 +605,12 @@ impl Simd {
     pub fn detect() -> Simd {
         #[cfg(target_arch = "x86_64")]
         {
+            if Simd::Avx512Vbmi.available() {
+                return Simd::Avx512Vbmi;
+            }
+            if Simd::Avx512.available() {
+                return Simd::Avx512;
+            }
             if is_x86_feature_detected!("avx2") {
                 return Simd::Avx2;
             }
@@ -465,6 +629,15 @@ impl Simd {
             Simd::Sse2 => is_x86_feature_detected!("sse2"),
             #[cfg(target_arch = "x86_64")]
             Simd::Avx2 => is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512Vbmi => Simd::Avx512.available() && is_x86_feature_detected!("avx512vbmi"),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -475,7 +648,7 @@ impl Simd {
         match self {
             Simd::Portable => 64,
             Simd::Sse2 => 128,
-            Simd::Avx2 => 256,
+            Simd::Avx2 | Simd::Avx512 | Simd::Avx512Vbmi => 256,
         }
     }
 }
@@ -1142,6 +1315,18 @@ fn dispatch(simd: Simd, s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
             unsafe { x86::run_avx2(s, key, lens) }
         }
         #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => {
+            // SAFETY: `Batch::with_simd` keeps Avx512 only when
+            // `Simd::Avx512.available()` (avx2, avx512f/bw/vl) is true.
+            unsafe { x86::run_avx512(s, key, lens) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512Vbmi => {
+            // SAFETY: kept only when `Simd::Avx512Vbmi.available()` (the
+            // above plus avx512vbmi) is true.
+            unsafe { x86::run_avx512_vbmi(s, key, lens) }
+        }
+        #[cfg(target_arch = "x86_64")]
         Simd::Sse2 => {
             // SAFETY: SSE2 is baseline on x86_64 (and checked in with_simd).
             unsafe { x86::run_sse2(s, key, lens) }
@@ -1169,6 +1354,27 @@ mod tests {
                 let got = (((hi >> i) & 1) << 1 | ((lo >> i) & 1)) as u8;
                 assert_eq!(got, STREAM_SBOX[k][i], "s-box {} input {i}", k + 1);
             }
+        }
+    }
+
+    /// AVX-512 is only ever run where the CPU has it: elsewhere (this
+    /// host) `detect` never picks it and asking for it gives portable.
+    /// (It runs for real in Bochs: tests/csa_avx512_bochs.rs.)
+    #[test]
+    fn avx512_only_where_the_cpu_has_it() {
+        assert!(Simd::detect().available());
+        for s in [Simd::Avx512, Simd::Avx512Vbmi] {
+            assert_eq!(s.lanes(), BATCH_SIZE);
+            let got = Batch::with_simd(s).simd();
+            if s.available() {
+                assert_eq!(got, s);
+            } else {
+                assert_eq!(got, Simd::Portable);
+                assert_ne!(Simd::detect(), s);
+            }
+        }
+        if Simd::Avx512Vbmi.available() {
+            assert_eq!(Simd::detect(), Simd::Avx512Vbmi);
         }
     }
 

@@ -6,7 +6,7 @@
 //! scrambling (`descramble_packet`, `scramble_packet`, a clear scalar
 //! reference in `scalar`), and the bitsliced batch engine (`Batch`) that
 //! descrambles many packets at once with SIMD chosen at run time
-//! (`Simd`: portable u64, SSE2, AVX2).
+//! (`Simd`: portable u64, SSE2, AVX2, AVX-512).
 //!
 //! Promises: never panics on any packet bytes (lengths are checked by
 //! `ts::Packet::new_checked`); every packet that is not descrambled is
