@@ -37,21 +37,13 @@ seed=${CAPBOX_CSA_SEED:-0x5eed2026}
 
 stamp() { printf 'run-bochs: [%5ss] %s\n' "$(($(date +%s) - ${T0%.*}))" "$*"; }
 die() { echo "run-bochs: FAILED: $*" >&2; exit 2; }
+# shellcheck source=hw-tests/lib.sh
+source "$here/lib.sh"
 
 # ---- 1. packages ----
 pkgs=(bochs bochsbios vgabios isolinux syslinux-common xorriso busybox-static
       cpio libdvbcsa-dev gcc)
-missing=()
-for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    stamp "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || die "apt-get update failed (need root and network)"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-        || die "apt-get install ${missing[*]} failed"
-fi
+rig_install "${pkgs[@]}"
 musl=x86_64-unknown-linux-musl
 if ! rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
     stamp "rustup target add $musl"
@@ -59,28 +51,11 @@ if ! rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
 fi
 
 # ---- 2. kernel image (the version linux-image-amd64 points at) ----
-kver=$(dpkg-query -W -f='${Depends}' linux-headers-amd64 2>/dev/null \
-    | grep -o 'linux-headers-[0-9][^ ,]*-amd64' | head -1 | sed 's/^linux-headers-//' || true)
-if [ -z "$kver" ]; then
-    kver=$(apt-cache depends linux-image-amd64 2>/dev/null \
-        | grep -o 'linux-image-[0-9][^ ,]*-amd64' | head -1 | sed 's/^linux-image-//' || true)
-fi
-[ -n "$kver" ] || die "cannot tell the Debian kernel version (linux-image-amd64)"
+kver=$(rig_kernel_version)
 exec 9>"$cache/.lock"
 flock 9
-kdir=$cache/kernel-$kver
-if [ ! -f "$kdir/done" ]; then
-    stamp "downloading linux-image-$kver-unsigned"
-    rm -rf "$kdir" && mkdir -p "$kdir/deb"
-    (cd "$kdir/deb" && apt-get download -qq "linux-image-$kver-unsigned") \
-        || die "apt-get download linux-image-$kver-unsigned failed"
-    dpkg-deb -x "$kdir"/deb/*.deb "$kdir/root"
-    rm -rf "$kdir/deb"
-    touch "$kdir/done"
-fi
+rig_fetch_kernel "$kver"
 flock -u 9
-vmlinuz=$kdir/root/boot/vmlinuz-$kver
-[ -f "$vmlinuz" ] || die "$vmlinuz missing"
 stamp "kernel $kver"
 
 run=$(mktemp -d "$cache/bochs-run.XXXXXX")

@@ -44,51 +44,25 @@ mkdir -p "$cache"
 
 stamp() { printf 'run-ccid-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
 die() { echo "run-ccid-vm: FAILED: $*" >&2; exit 2; }
+# shellcheck source=hw-tests/lib.sh
+source "$here/lib.sh"
 command -v bc >/dev/null || stamp() { echo "run-ccid-vm: $*"; }
 
 # ---- 1. packages ----
 pkgs=(qemu-system-x86 busybox-static pcscd libccid libnss3-tools kmod cpio bc python3)
-missing=()
-for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "run-ccid-vm: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || die "apt-get update failed (need root and network)"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-        || die "apt-get install ${missing[*]} failed"
-fi
+rig_install "${pkgs[@]}"
 stamp() { printf 'run-ccid-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
 qemu-system-x86_64 -device help 2>/dev/null | grep -q '"ccid-card-emulated"' \
     || die "this QEMU has no usb-ccid/ccid-card-emulated"
 
-# The kernel ABI: the one linux-headers-amd64 points at when installed
-# (run-vm.sh needs it, and the kernel cache is then shared), else the one
-# the linux-image-amd64 metapackage would install.
-kver=$(dpkg-query -W -f='${Depends}' linux-headers-amd64 2>/dev/null \
-    | grep -o 'linux-headers-[0-9][^ ,]*-amd64' | head -1 | sed 's/^linux-headers-//' || true)
-[ -n "$kver" ] || kver=$(apt-cache depends linux-image-amd64 2>/dev/null \
-    | grep -o 'linux-image-[0-9][^ ,]*-amd64' | head -1 | sed 's/^linux-image-//' || true)
-[ -n "$kver" ] || die "cannot tell the kernel version (linux-headers-amd64 / linux-image-amd64)"
+kver=$(rig_kernel_version)
 stamp "kernel $kver"
 
 exec 9>"$cache/.lock"
 flock 9
 
 # ---- 2. kernel image + modules (same layout as run-vm.sh) ----
-kdir=$cache/kernel-$kver
-if [ ! -f "$kdir/done" ]; then
-    stamp "downloading linux-image-$kver-unsigned"
-    rm -rf "$kdir" && mkdir -p "$kdir/deb"
-    (cd "$kdir/deb" && apt-get download -qq "linux-image-$kver-unsigned") \
-        || die "apt-get download linux-image-$kver-unsigned failed"
-    dpkg-deb -x "$kdir"/deb/*.deb "$kdir/root"
-    rm -rf "$kdir/deb"
-    touch "$kdir/done"
-fi
-vmlinuz=$kdir/root/boot/vmlinuz-$kver
-moddir=$kdir/root/lib/modules/$kver
+rig_fetch_kernel "$kver"
 vmlinux=$kdir/vmlinux
 if [ ! -s "$vmlinux" ]; then
     # What scripts/extract-vmlinux does, for Debian's xz-compressed image:

@@ -32,29 +32,20 @@ mkdir -p "$cache"
 
 stamp() { printf 'run-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
 die() { echo "run-vm: FAILED: $*" >&2; exit 2; }
+# shellcheck source=hw-tests/lib.sh
+source "$here/lib.sh"
 command -v bc >/dev/null || { apt-get install -y -qq bc >/dev/null 2>&1 || true; }
 command -v bc >/dev/null || stamp() { echo "run-vm: $*"; }
 
 # ---- 1. packages ----
 pkgs=(linux-source-6.1 linux-headers-amd64 qemu-system-x86 busybox-static
       dvb-tools dtv-scan-tables kmod xz-utils cpio bc gcc make)
-missing=()
-for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    stamp "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || die "apt-get update failed (need root and network)"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-        || die "apt-get install ${missing[*]} failed"
-fi
+rig_install "${pkgs[@]}"
 command -v bc >/dev/null && stamp() { printf 'run-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
 
 # The kernel ABI the headers metapackage points at (e.g. 6.1.0-56-amd64):
 # the image must be the same build so vermagic and Module.symvers match.
-kver=$(dpkg-query -W -f='${Depends}' linux-headers-amd64 | grep -o 'linux-headers-[0-9][^ ,]*-amd64' | head -1 | sed 's/^linux-headers-//')
-[ -n "$kver" ] || die "cannot tell the kernel version from linux-headers-amd64"
+kver=$(rig_kernel_version)
 headers=/usr/src/linux-headers-$kver
 [ -d "$headers" ] || die "$headers missing"
 stamp "kernel $kver"
@@ -66,18 +57,7 @@ exec 9>"$cache/.lock"
 flock 9
 
 # ---- 2. kernel image + modules ----
-kdir=$cache/kernel-$kver
-if [ ! -f "$kdir/done" ]; then
-    stamp "downloading linux-image-$kver-unsigned"
-    rm -rf "$kdir" && mkdir -p "$kdir/deb"
-    (cd "$kdir/deb" && apt-get download -qq "linux-image-$kver-unsigned") \
-        || die "apt-get download linux-image-$kver-unsigned failed"
-    dpkg-deb -x "$kdir"/deb/*.deb "$kdir/root"
-    rm -rf "$kdir/deb"
-    touch "$kdir/done"
-fi
-vmlinuz=$kdir/root/boot/vmlinuz-$kver
-moddir=$kdir/root/lib/modules/$kver
+rig_fetch_kernel "$kver"
 
 # ---- 3. vidtv out of tree (and extract-vmlinux from the same source) ----
 src_tar=/usr/src/linux-source-6.1.tar.xz

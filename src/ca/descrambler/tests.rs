@@ -119,22 +119,33 @@ fn run(
 /// Every output packet is the clear one or still the scrambled one (TSC
 /// set): never garbled. Returns how many were left scrambled.
 fn no_garbage(out: &[u8], clear: &[u8], scrambled: &[u8]) -> usize {
-    assert_eq!(out.len(), clear.len(), "bytes lost or added");
+    let g = garbled(out, clear, scrambled);
+    assert!(g.is_empty(), "packets {g:?} garbled");
     let mut left = 0;
-    for (i, ((o, c), s)) in out
+    for (i, (o, c)) in out
         .chunks(PACKET_SIZE)
+        .zip(clear.chunks(PACKET_SIZE))
+        .enumerate()
+    {
+        if o != c {
+            assert_ne!(o[3] & 0xC0, 0, "packet {i} unscrambled bits but not clear");
+            left += 1;
+        }
+    }
+    left
+}
+
+/// Indices of the packets of `out` that are neither the clear packet nor
+/// the scrambled one: descrambled with a wrong key.
+fn garbled(out: &[u8], clear: &[u8], scrambled: &[u8]) -> Vec<usize> {
+    assert_eq!(out.len(), clear.len(), "bytes lost or added");
+    out.chunks(PACKET_SIZE)
         .zip(clear.chunks(PACKET_SIZE))
         .zip(scrambled.chunks(PACKET_SIZE))
         .enumerate()
-    {
-        if o == c {
-            continue;
-        }
-        assert_eq!(o, s, "packet {i} garbled");
-        assert_ne!(o[3] & 0xC0, 0, "packet {i} unscrambled bits but not clear");
-        left += 1;
-    }
-    left
+        .filter(|(_, ((o, c), s))| o != c && o != s)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 #[test]
@@ -527,17 +538,7 @@ fn a_wrong_key_on_air_is_replaced_by_the_deferred_word_that_opens_the_packet() {
     );
     let st = d.stats();
     assert_eq!(st.cw_healed, 1, "{st:?}");
-    let mut garbled = Vec::new();
-    for (i, ((o, c), s)) in out
-        .chunks(PACKET_SIZE)
-        .zip(clear.chunks(PACKET_SIZE))
-        .zip(scrambled.chunks(PACKET_SIZE))
-        .enumerate()
-    {
-        if o != c && o != s {
-            garbled.push(i);
-        }
-    }
+    let garbled = garbled(&out, &clear, &scrambled);
     // Garbled: only period 1 before its word was taken: from its start to
     // the next PES start of each PID after the late answer (a PES start
     // every 8 packets of a PID, two PIDs interleaved: within 16 packets).
