@@ -54,23 +54,9 @@ fn logs() -> Vec<String> {
     LOGGER.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-#[derive(Default)]
-struct Suite {
-    failures: u32,
-    passes: u32,
-}
-
-impl Suite {
-    fn check(&mut self, name: &str, ok: bool, detail: impl std::fmt::Display) {
-        if ok {
-            self.passes += 1;
-            println!("PASS {name}: {detail}");
-        } else {
-            self.failures += 1;
-            println!("FAIL {name}: {detail}");
-        }
-    }
-}
+#[path = "../suite.rs"]
+mod suite;
+use suite::Suite;
 
 /// Ask the host to act; it answers on the QMP side, we see the result
 /// through pcscd.

@@ -21,22 +21,9 @@ use capbox_sys::bindings::*;
 
 const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 
-struct Suite {
-    failures: u32,
-    passes: u32,
-}
-
-impl Suite {
-    fn check(&mut self, name: &str, ok: bool, detail: impl std::fmt::Display) {
-        if ok {
-            self.passes += 1;
-            println!("PASS {name}: {detail}");
-        } else {
-            self.failures += 1;
-            println!("FAIL {name}: {detail}");
-        }
-    }
-}
+#[path = "../suite.rs"]
+mod suite;
+use suite::Suite;
 
 fn dvbt() -> Vec<(u32, u32)> {
     vec![

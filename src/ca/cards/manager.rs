@@ -110,6 +110,8 @@ const PCSCD_DOWN: &str = "pcscd not running";
 /// A card thread's end when the manager let go of it (card out, pcscd
 /// gone, new config): not an error of the card.
 const RELEASED: &str = "card released";
+/// How long `stop` waits for the card threads to let go of their cards.
+const STOP_WAIT: Duration = Duration::from_secs(3);
 /// How often the reader list is asked for even without a PnP event.
 const RELIST_EVERY: Duration = Duration::from_secs(1);
 
@@ -180,9 +182,25 @@ impl CardManager {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let mut inner = lock(&self.shared.inner);
-        for r in inner.readers.iter_mut() {
-            r.tx = None;
+        let cells: Vec<Arc<CardCell>> = {
+            let mut inner = lock(&self.shared.inner);
+            for r in inner.readers.iter_mut() {
+                r.tx = None;
+            }
+            inner
+                .readers
+                .iter()
+                .filter_map(|r| r.cell.clone())
+                .collect()
+        };
+        // With their queues closed, card threads end within one 200 ms poll
+        // (or after the APDU in flight). Wait for them: a process that exits
+        // while one still holds its PC/SC context runs libpcsclite's exit
+        // handlers under it and can crash on the way out (seen once in the
+        // CCID rig under load).
+        let until = Instant::now() + STOP_WAIT;
+        while cells.iter().any(|c| c.alive.load(Ordering::SeqCst)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
