@@ -48,3 +48,22 @@ rig_fetch_kernel() {
     moddir=$kdir/root/lib/modules/$1
     [ -f "$vmlinuz" ] || die "$vmlinuz missing"
 }
+
+# What a QEMU run said, when its guest reports the failure count through
+# isa-debug-exit (QEMU exits with (n << 1) | 1; 124 is timeout(1)'s).
+# Prints it and returns 0 (all passed), 1 (checks failed) or 2 (no result):
+# call as `rig_qemu_result NAME RC LOG TIMEOUT && result=0 || result=$?`.
+rig_qemu_result() {
+    local name=$1 rc=$2 log=$3 t=$4
+    if [ "$rc" = 124 ]; then
+        echo "$name: FAILED: VM timed out after ${t}s (log: $log)"
+        return 2
+    elif [ $((rc % 2)) = 1 ]; then
+        local failures=$(((rc - 1) / 2))
+        echo "$name: $failures failed check(s)"
+        [ "$failures" = 0 ] || return 1
+    else
+        echo "$name: FAILED: the VM ended without reporting a result (QEMU rc $rc; log: $log)"
+        return 2
+    fi
+}

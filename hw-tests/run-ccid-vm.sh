@@ -199,19 +199,12 @@ rc=${PIPESTATUS[0]}
 set -e
 cp "$run/vm.log" "$log" 2>/dev/null || true
 stamp "QEMU exited with $rc"
-if [ "$rc" = 124 ]; then
-    echo "run-ccid-vm: FAILED: VM timed out after ${vm_timeout}s (log: $log)"
-    result=2
-elif [ "$rc" = 3 ]; then
+if [ "$rc" = 100 ]; then
+    # host.py's own failure (HOST_FAILED there).
     echo "run-ccid-vm: FAILED: a QMP request failed (log: $log)"
     result=2
-elif [ $((rc % 2)) = 1 ]; then
-    failures=$(((rc - 1) / 2))
-    echo "run-ccid-vm: $failures failed check(s)"
-    result=$((failures > 0 ? 1 : 0))
 else
-    echo "run-ccid-vm: FAILED: the VM ended without reporting a result (QEMU rc $rc; log: $log)"
-    result=2
+    rig_qemu_result run-ccid-vm "$rc" "$log" "$vm_timeout" && result=0 || result=$?
 fi
 echo "run-ccid-vm: total $(echo "$(date +%s.%N) - $T0" | bc 2>/dev/null || echo '?') s"
 exit $result

@@ -158,17 +158,7 @@ rc=${PIPESTATUS[0]}
 set -e
 cp "$run/vm.log" "$log" 2>/dev/null || true
 stamp "QEMU exited with $rc"
-if [ "$rc" = 124 ]; then
-    echo "run-vm: FAILED: VM timed out after ${vm_timeout}s (log: $log)"
-    result=2
-elif [ $((rc % 2)) = 1 ]; then
-    failures=$(((rc - 1) / 2))
-    echo "run-vm: $failures failed check(s)"
-    result=$((failures > 0 ? 1 : 0))
-else
-    echo "run-vm: FAILED: the VM ended without reporting a result (QEMU rc $rc; log: $log)"
-    result=2
-fi
+rig_qemu_result run-vm "$rc" "$log" "$vm_timeout" && result=0 || result=$?
 T1=$(date +%s.%N)
 echo "run-vm: total $(echo "$T1 - $T0" | bc 2>/dev/null || echo '?') s"
 exit $result

@@ -19,6 +19,10 @@ import sys
 import threading
 import time
 
+# The host's own failure (a QMP request failed): even, so it cannot be
+# mistaken for QEMU's isa-debug-exit codes ((n << 1) | 1), and not 124.
+HOST_FAILED = 100
+
 # Serial numbers of reader 1 and 2: pcscd puts them in the reader name,
 # which is how the guest tells the readers apart.
 SERIAL = {"r1": os.environ.get("CAPBOX_CCID_R1_SERIAL", "CAPBOXR1"), "r2": "CAPBOXR2"}
@@ -171,10 +175,10 @@ def main():
         say(f"FAILED: {e}")
         qemu.kill()
         qemu.wait()
-        return 3
+        return HOST_FAILED
     rc = qemu.wait()
     if failed and rc == 1:
-        return 3
+        return HOST_FAILED
     return rc
 
 
