@@ -454,55 +454,38 @@ fn stragglers_and_silent_pids() {
     let slots = Arc::new(KeySlots::new());
     slots.set_pair(Some(cw(0)), Some(cw(1)));
     let mut d = Descrambler::new(slots.clone(), KeyPolicy::Rotating);
-    let mut clear = Vec::new();
-    let mut input = Vec::new();
-    let mut push = |pid, k, cc| {
-        let (c, s) = one(pid, k, cc);
-        clear.extend(c);
-        input.extend(s);
+    // Packets (pid, period, cc) through `d` at once: all must come out clear.
+    let step = |d: &mut Descrambler, pkts: &[(u16, usize, u8)]| {
+        let (mut clear, mut input) = (Vec::new(), Vec::new());
+        for &(pid, k, cc) in pkts {
+            let (c, s) = one(pid, k, cc);
+            clear.extend(c);
+            input.extend(s);
+        }
+        let mut out = input;
+        d.process(&mut out, t0());
+        d.flush(&mut out);
+        assert!(out == clear, "{pkts:?}: {:?}", d.stats());
     };
     // Period 0 on A and B; A switches to 1 first, B's last period-0
     // packets come after (stragglers), then B switches too.
-    push(0x100, 0, 0);
-    push(0x101, 0, 0);
-    push(0x100, 1, 1);
-    push(0x101, 0, 1);
-    push(0x101, 0, 2);
-    push(0x101, 1, 3);
-    let mut out = input.clone();
-    d.process(&mut out, t0());
-    d.flush(&mut out);
-    assert!(out == clear, "{:?}", d.stats());
+    step(
+        &mut d,
+        &[
+            (0x100, 0, 0),
+            (0x101, 0, 0),
+            (0x100, 1, 1),
+            (0x101, 0, 1),
+            (0x101, 0, 2),
+            (0x101, 1, 3),
+        ],
+    );
     // The word of period 2 in time; B is silent in period 2 and speaks
     // again in period 3 (same parity as its last packet, a new period).
     slots.set_pair(Some(cw(2)), Some(cw(1)));
-    let mut clear = Vec::new();
-    let mut input = Vec::new();
-    let mut push = |pid, k, cc| {
-        let (c, s) = one(pid, k, cc);
-        clear.extend(c);
-        input.extend(s);
-    };
-    push(0x100, 2, 2);
-    push(0x100, 2, 3);
-    let mut out = input.clone();
-    d.process(&mut out, t0());
-    d.flush(&mut out);
-    assert!(out == clear, "{:?}", d.stats());
+    step(&mut d, &[(0x100, 2, 2), (0x100, 2, 3)]);
     slots.set_pair(Some(cw(2)), Some(cw(3)));
-    let mut clear = Vec::new();
-    let mut input = Vec::new();
-    let mut push = |pid, k, cc| {
-        let (c, s) = one(pid, k, cc);
-        clear.extend(c);
-        input.extend(s);
-    };
-    push(0x100, 3, 4);
-    push(0x101, 3, 4);
-    let mut out = input.clone();
-    d.process(&mut out, t0());
-    d.flush(&mut out);
-    assert!(out == clear, "{:?}", d.stats());
+    step(&mut d, &[(0x100, 3, 4), (0x101, 3, 4)]);
     assert_eq!(d.stats().undecryptable, 0);
 }
 
