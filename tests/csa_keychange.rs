@@ -18,9 +18,7 @@ mod c_helpers;
 use capbox::ca::csa::Parity;
 use capbox::ca::descrambler::{Descrambler, KeyPolicy};
 use capbox::ca::slots::KeySlots;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,33 +31,11 @@ fn helper() -> Option<PathBuf> {
 
 /// Encrypt payloads with libdvbcsa (`dvbcsa_encrypt`), one cw each.
 fn libdvbcsa_encrypt(records: &[([u8; 8], Vec<u8>)]) -> Vec<Vec<u8>> {
-    let exe = helper().expect("helper");
-    let mut input = Vec::new();
-    for (cw, data) in records {
-        input.push(b'e');
-        input.extend_from_slice(cw);
-        input.push(data.len() as u8);
-        input.extend_from_slice(data);
-    }
-    let mut child = Command::new(exe)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    let mut out = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    writer.join().unwrap();
-    assert!(child.wait().unwrap().success());
-    let mut res = Vec::new();
-    let mut at = 0;
-    for (_, data) in records {
-        res.push(out[at..at + data.len()].to_vec());
-        at += data.len();
-    }
-    assert_eq!(at, out.len());
-    res
+    let recs: Vec<(u8, [u8; 8], Vec<u8>)> = records
+        .iter()
+        .map(|(cw, d)| (b'e', *cw, d.clone()))
+        .collect();
+    c_helpers::csa_ref(&recs)
 }
 
 fn pid(p: &[u8]) -> u16 {

@@ -7,9 +7,7 @@ mod c_helpers;
 use capbox::ca::csa::{
     descramble_packet, scramble_packet, Batch, KeySchedule, Keys, Outcome, Parity, Pushed, Simd,
 };
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 struct Rng(u64);
 impl Rng {
@@ -35,33 +33,7 @@ fn helper() -> Option<PathBuf> {
 
 /// Run records (op, cw, payload) through libdvbcsa; returns the payloads.
 fn libdvbcsa(records: &[(u8, [u8; 8], Vec<u8>)]) -> Vec<Vec<u8>> {
-    let exe = helper().expect("helper");
-    let mut input = Vec::new();
-    for (op, cw, data) in records {
-        input.push(*op);
-        input.extend_from_slice(cw);
-        input.push(data.len() as u8);
-        input.extend_from_slice(data);
-    }
-    let mut child = Command::new(exe)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    let mut out = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    writer.join().unwrap();
-    assert!(child.wait().unwrap().success());
-    let mut res = Vec::new();
-    let mut at = 0;
-    for (_, _, data) in records {
-        res.push(out[at..at + data.len()].to_vec());
-        at += data.len();
-    }
-    assert_eq!(at, out.len());
-    res
+    c_helpers::csa_ref(records)
 }
 
 /// A clear packet whose payload is `len` bytes (an adaptation field fills

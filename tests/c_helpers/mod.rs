@@ -47,3 +47,38 @@ pub fn dvbcsa_helper(name: &str) -> Option<PathBuf> {
     built.insert(name.to_string(), exe.clone());
     Some(exe)
 }
+
+/// Run records (op `b'e'` encrypt / `b'd'` decrypt, control word, payload)
+/// through libdvbcsa's per-packet calls (tests/c/csa_ref.c); returns the
+/// payloads. Call only after `dvbcsa_helper("csa_ref")` said it is there.
+pub fn csa_ref(records: &[(u8, [u8; 8], Vec<u8>)]) -> Vec<Vec<u8>> {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let exe = dvbcsa_helper("csa_ref").expect("csa_ref helper");
+    let mut input = Vec::new();
+    for (op, cw, data) in records {
+        input.push(*op);
+        input.extend_from_slice(cw);
+        input.push(data.len() as u8);
+        input.extend_from_slice(data);
+    }
+    let mut child = Command::new(exe)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    writer.join().unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut res = Vec::new();
+    let mut at = 0;
+    for (_, _, data) in records {
+        res.push(out[at..at + data.len()].to_vec());
+        at += data.len();
+    }
+    assert_eq!(at, out.len());
+    res
+}
