@@ -2,6 +2,12 @@
 # run-bochs.sh), sourced by each. The caller defines `stamp` and `die` and
 # sets `cache` (the shared cache directory, with its .lock).
 
+# Every rig runs under the C locale whatever the caller's is: Debian 12's
+# Bochs 2.7 aborts ("*** buffer overflow detected ***") reading any bochsrc
+# under C.UTF-8, the default locale of many fresh Debian images, and the
+# other tools' messages are parsed in English.
+export LC_ALL=C LANG=C LANGUAGE=
+
 # Install the Debian packages of "$@" that are missing (idempotent).
 rig_install() {
     local missing=() p

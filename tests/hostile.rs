@@ -1,0 +1,13 @@
+//! The hostile-input suite: every attack capbox has been shown to resist —
+//! from clients (slow pipelining, slot exhaustion, header floods), from the
+//! air (crafted SDT names, PAT section floods) and from the operator's own
+//! hands (reload churn) — lives here, one module per attack family, and runs
+//! with the README's test command so a new feature cannot bring one back.
+//!
+//! Each module drives the real `capbox serve` binary (tests/e2e_common) and
+//! states what it measures; none asserts wall-clock speed.
+
+#[path = "e2e_common/mod.rs"]
+mod e2e_common;
+
+// One `mod` line per attack family (tests/hostile/<family>.rs).
