@@ -74,3 +74,97 @@ pub trait CaSession: Send {
         Vec::new()
     }
 }
+
+/// Control words and keys are the services' whole secret: no type that
+/// holds one may print it through `Debug` (configs, statuses and messages
+/// are `{:?}`-logged). One word, written in every form a `Debug` could take.
+#[cfg(test)]
+mod no_secret_in_debug {
+    use super::*;
+
+    const CW: [u8; 8] = [0xA1, 0xB2, 0xC3, 0x16, 0xD4, 0xE5, 0xF6, 0xAF];
+    const TOKEN: &str = "s3cr3t-t0ken-XYZ";
+
+    fn assert_clean(what: &str, debug: String) {
+        let forms = [
+            "161, 178".to_string(), // [u8] Debug
+            "a1b2".to_string(),     // hex
+            "A1B2".to_string(),
+            "0xa1".to_string(),
+            "a1 b2".to_string(),
+            "A1 B2".to_string(),
+            "A1B2C316D4E5F6AF".to_string(), // as written in a config
+            TOKEN.to_string(),
+        ];
+        for f in &forms {
+            assert!(
+                !debug.contains(f.as_str()),
+                "{what}: Debug shows the secret ({f}): {debug}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_type_holding_a_control_word_or_key_prints_it() {
+        let biss = biss::BissKey::parse("A1B2C316D4E5F6AF").unwrap();
+        assert_eq!(biss.control_word(), CW);
+        assert_clean("BissKey", format!("{biss:?}"));
+        assert_clean(
+            "BissSession",
+            format!("{:?}", biss::BissSession::new(&biss)),
+        );
+        let pair = cards::CwPair {
+            even: Some(CW),
+            odd: Some(CW),
+        };
+        assert_clean("CwPair", format!("{pair:?}"));
+        let d = slots::Delivered {
+            cw: CW,
+            generation: 1,
+        };
+        assert_clean("Delivered", format!("{d:?}"));
+        assert_clean("KeySchedule", format!("{:?}", csa::KeySchedule::new(CW)));
+        assert_clean("Keys", format!("{:?}", csa::Keys::new(CW, CW)));
+        let m = dvbapi::proto::Message::CaSetDescr {
+            adapter: 0,
+            index: 0,
+            parity: 1,
+            cw: CW,
+        };
+        assert_clean("Message::CaSetDescr", format!("{m:?}"));
+        let m = dvbapi::proto::Message::CaSetDescrData {
+            adapter: 0,
+            index: 0,
+            parity: 1,
+            data_type: 1,
+            data: [CW, CW].concat(),
+        };
+        assert_clean("Message::CaSetDescrData", format!("{m:?}"));
+        let dec = dvbapi::proto::Decoded::Message {
+            msg: m,
+            msg_id: Some(7),
+        };
+        assert_clean("Decoded", format!("{dec:?}"));
+        let mut sc = scrambler::ScramblerConfig::new([0xA1; 16], 1);
+        sc.card_key[1] = 0xB2;
+        assert_clean("ScramblerConfig", format!("{sc:?}"));
+        let k = scrambler::KeyLogEntry {
+            service_id: 1,
+            period: 0,
+            parity: csa::Parity::Even,
+            cw: CW,
+            pids: vec![],
+            first_packet: 0,
+            last_packet: 0,
+            packets: 0,
+        };
+        assert_clean("KeyLogEntry", format!("{k:?}"));
+        let text = format!(
+            "[access]\ntoken = \"{TOKEN}\"\n[[channel]]\nname = \"a\"\n[[channel.source]]\n\
+             file = \"a.ts\"\nbiss = \"A1B2C316D4E5F6AF\"\n"
+        );
+        let cfg = crate::config::parse(&text, "t.toml", std::path::Path::new("/")).unwrap();
+        assert_clean("Config", format!("{cfg:?}"));
+        assert_clean("Config (pretty)", format!("{cfg:#?}"));
+    }
+}

@@ -74,21 +74,29 @@ fn wants_help(args: &[String]) -> bool {
     args.iter().any(|a| a == "-h" || a == "--help")
 }
 
-/// `--config PATH` (or `-c PATH`), default /etc/capbox/capbox.toml.
+/// `--config PATH` (or `-c PATH`, or the path alone: `capbox serve
+/// FILE`), default /etc/capbox/capbox.toml.
 fn config_path(args: &[String]) -> Result<PathBuf, String> {
     let mut it = args.iter();
-    let mut path = PathBuf::from(config::DEFAULT_PATH);
+    let mut path: Option<PathBuf> = None;
+    let mut set = |p: &str| match path.replace(PathBuf::from(p)) {
+        None => Ok(()),
+        Some(_) => Err(format!(
+            "more than one config path given ('{p}' is the second)"
+        )),
+    };
     while let Some(a) = it.next() {
         match a.as_str() {
             "--config" | "-c" => match it.next() {
-                Some(p) => path = PathBuf::from(p),
+                Some(p) => set(p)?,
                 None => return Err("--config needs a path".into()),
             },
-            s if s.starts_with("--config=") => path = PathBuf::from(&s["--config=".len()..]),
-            other => return Err(format!("unknown option '{other}'")),
+            s if s.starts_with("--config=") => set(&s["--config=".len()..])?,
+            s if s.starts_with('-') => return Err(format!("unknown option '{s}'")),
+            p => set(p)?,
         }
     }
-    Ok(path)
+    Ok(path.unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH)))
 }
 
 fn load(path: &Path) -> Option<Config> {
@@ -110,29 +118,35 @@ fn load(path: &Path) -> Option<Config> {
     }
 }
 
-/// A config holding BISS keys must not be readable by every user: the
-/// keys are the whole secret of those services.
+/// A config holding secrets (BISS keys, the access token) must not be
+/// readable by every user: a BISS key is the whole secret of its service,
+/// the token the whole protection of the streams. Checked at start and at
+/// every reload. Says what is there, never the values.
 fn secrets_warning(path: &Path, c: &Config) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
-    let with_keys = c
-        .channels
-        .iter()
-        .flat_map(|ch| &ch.sources)
-        .filter(|s| s.biss.is_some())
-        .count();
+    let sources = c.channels.iter().flat_map(|ch| &ch.sources);
+    let biss = sources.filter(|s| s.biss.is_some()).count();
+    let mut held = Vec::new();
+    if biss > 0 {
+        held.push(format!("{biss} BISS key(s)"));
+    }
+    if c.access.token.is_some() {
+        held.push("the [access] token".to_string());
+    }
     let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    (with_keys > 0 && mode & 0o004 != 0).then(|| {
+    (!held.is_empty() && mode & 0o004 != 0).then(|| {
         format!(
-            "{}: holds {with_keys} BISS key(s) and every user may read it (mode {:o}); \
+            "{}: holds {} and every user may read it (mode {:o}); \
              chown root:capbox and chmod 0640 (0600 when capbox runs as root)",
             path.display(),
+            held.join(" and "),
             mode & 0o777
         )
     })
 }
 
 const CHECK_HELP: &str = "\
-usage: capbox check-config [--config PATH]
+usage: capbox check-config [[--config] PATH]
 
 Validates the config (default /etc/capbox/capbox.toml) and the sources it
 names (files exist, are MPEG-TS, carry the programs). Prints one line per
@@ -166,7 +180,7 @@ fn check_config(args: &[String]) -> i32 {
 }
 
 const SERVE_HELP: &str = "\
-usage: capbox serve [--config PATH]
+usage: capbox serve [[--config] PATH]
 
 Runs the box: every channel of the config (default /etc/capbox/capbox.toml)
 is served at /stream/<name>. Logs go to stderr, one line per event
@@ -286,7 +300,12 @@ fn run_daemon(cfg: Config, path: Option<PathBuf>) -> i32 {
                 Some(p) => {
                     ::log::info!("SIGHUP: reloading {}", p.display());
                     match config::load(p) {
-                        Ok(c) => d.reload(c),
+                        Ok(c) => {
+                            if let Some(w) = secrets_warning(p, &c) {
+                                ::log::warn!("{w}");
+                            }
+                            d.reload(c)
+                        }
                         Err(diags) => {
                             for diag in diags {
                                 ::log::error!("reload refused: {diag}");
@@ -331,5 +350,37 @@ mod secrets_tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert_eq!(secrets_warning(&p, &c), None);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_world_readable_config_with_the_access_token_is_warned_about() {
+        let dir = std::env::temp_dir().join(format!("capbox-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, "[access]\ntoken = \"hunter2-long-token\"\n[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\n").unwrap();
+        let c = config::load(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o604)).unwrap();
+        let w = secrets_warning(&p, &c).expect("a warning");
+        assert!(w.contains("[access] token") && w.contains("604"), "{w}");
+        assert!(!w.contains("hunter2"), "{w}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(secrets_warning(&p, &c), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_config_path_is_an_option_or_the_argument_alone() {
+        let a = |v: &[&str]| config_path(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(a(&[]).unwrap(), PathBuf::from(config::DEFAULT_PATH));
+        assert_eq!(a(&["x.toml"]).unwrap(), PathBuf::from("x.toml"));
+        assert_eq!(a(&["--config", "x.toml"]).unwrap(), PathBuf::from("x.toml"));
+        assert_eq!(a(&["-c", "x.toml"]).unwrap(), PathBuf::from("x.toml"));
+        assert_eq!(a(&["--config=x.toml"]).unwrap(), PathBuf::from("x.toml"));
+        assert!(a(&["x.toml", "y.toml"])
+            .unwrap_err()
+            .contains("more than one"));
+        assert!(a(&["--verbose"])
+            .unwrap_err()
+            .contains("unknown option '--verbose'"));
     }
 }

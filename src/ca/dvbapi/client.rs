@@ -457,12 +457,52 @@ fn connect(ep: &SoftcamEndpoint) -> std::io::Result<Box<dyn Conn>> {
             Err(last)
         }
         SoftcamEndpoint::Unix(path) => {
-            let s = UnixStream::connect(path)?;
+            let s = connect_unix(path, CONNECT_TIMEOUT)?;
             s.set_read_timeout(Some(POLL))?;
             s.set_write_timeout(Some(WRITE_TIMEOUT))?;
             Ok(Box::new(s))
         }
     }
+}
+
+/// Connect to a Unix stream socket within `timeout`. A plain blocking
+/// connect waits forever when the softcam has stopped accepting (its listen
+/// backlog is full: a hung OSCam); a non-blocking one answers EAGAIN then,
+/// and is tried again until the time is up.
+fn connect_unix(path: &std::path::Path, timeout: Duration) -> std::io::Result<UnixStream> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let addr = UnixAddr::new(path)?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let end = Instant::now() + timeout;
+    loop {
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => break,
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) if Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(Errno::EAGAIN) => {
+                return Err(std::io::Error::new(
+                    ErrorKind::TimedOut,
+                    format!(
+                        "{} accepts no connection within {} ms (softcam hung or overloaded)",
+                        path.display(),
+                        timeout.as_millis()
+                    ),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let s = UnixStream::from(fd);
+    s.set_nonblocking(false)?;
+    Ok(s)
 }
 
 /// Sleep in small steps; false when asked to stop.
@@ -868,6 +908,52 @@ mod tests {
             mode: [0; 16],
             seq: 0,
         }
+    }
+
+    /// A softcam whose listen backlog is full (it stopped accepting): the
+    /// connect gives up within its timeout instead of blocking the
+    /// softcam thread for ever.
+    #[test]
+    fn a_unix_connect_to_a_softcam_that_never_accepts_times_out() {
+        use nix::sys::socket::{
+            bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+        };
+        use std::os::fd::AsRawFd;
+        let dir = std::env::temp_dir().join(format!("capbox-unix-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("oscam.sock");
+        let _ = std::fs::remove_file(&path);
+        let l = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(l.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+        listen(&l, Backlog::new(0).unwrap()).unwrap();
+        // Fill the backlog (a backlog of 0 still admits one pending peer).
+        let mut held = Vec::new();
+        while let Ok(s) = connect_unix(&path, Duration::from_millis(50)) {
+            held.push(s);
+            assert!(held.len() < 8, "the backlog never filled");
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let r = connect(&SoftcamEndpoint::Unix(p));
+            let _ = tx.send((r.map(|_| ()), t0.elapsed()));
+        });
+        let (r, took) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("connect to a full backlog hung");
+        let e = r.expect_err("no softcam accepted, yet connected");
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("oscam.sock"), "{e}");
+        assert!(took >= CONNECT_TIMEOUT, "{took:?}");
+        drop(held);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

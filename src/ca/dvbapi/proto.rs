@@ -213,7 +213,8 @@ impl CaPmtRepr {
 
 /// A message from the softcam. `adapter` is the adapter_device of the
 /// CA PMT it is about (every message but SERVER_INFO carries it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` is the `Display` text: neither shows a control word or key data.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Message {
     ServerInfo {
         protocol: u16,
@@ -274,6 +275,14 @@ pub enum Message {
         protocol: String,
         hops: u8,
     },
+}
+
+impl std::fmt::Debug for Message {
+    // Derived Debug would print `cw` and CA_SET_DESCR_DATA's key bytes
+    // wherever a message or a decode result is `{:?}`-logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl std::fmt::Display for Message {
