@@ -85,7 +85,9 @@ fn figures() -> Figures {
     Figures {
         rss_kib: field("VmRSS:"),
         heap: LIVE.load(Ordering::Relaxed) as u64,
-        fds: std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0),
+        fds: std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count() as u64)
+            .unwrap_or(0),
         threads: field("Threads:"),
     }
 }
@@ -175,8 +177,16 @@ fn connect_small(addr: SocketAddr, rcvbuf: usize) -> Option<TcpStream> {
         connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
     };
     use std::os::fd::AsRawFd;
-    let SocketAddr::V4(v4) = addr else { return None };
-    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).ok()?;
+    let SocketAddr::V4(v4) = addr else {
+        return None;
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()?;
     setsockopt(&fd, sockopt::RcvBuf, &rcvbuf).ok()?;
     connect(fd.as_raw_fd(), &SockaddrIn::from(v4)).ok()?;
     Some(TcpStream::from(fd))
@@ -186,9 +196,21 @@ fn connect_small(addr: SocketAddr, rcvbuf: usize) -> Option<TcpStream> {
 fn connect_from(from: [u8; 4], addr: SocketAddr) -> Option<TcpStream> {
     use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
     use std::os::fd::AsRawFd;
-    let SocketAddr::V4(v4) = addr else { return None };
-    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).ok()?;
-    bind(fd.as_raw_fd(), &SockaddrIn::new(from[0], from[1], from[2], from[3], 0)).ok()?;
+    let SocketAddr::V4(v4) = addr else {
+        return None;
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::new(from[0], from[1], from[2], from[3], 0),
+    )
+    .ok()?;
     connect(fd.as_raw_fd(), &SockaddrIn::from(v4)).ok()?;
     Some(TcpStream::from(fd))
 }
@@ -270,7 +292,9 @@ fn pipeliner(ctx: Arc<Ctx>) {
                 match s.write(&req) {
                     Ok(0) => break,
                     Ok(_) => {
-                        ctx.counts.pipelined_requests.fetch_add(64, Ordering::Relaxed);
+                        ctx.counts
+                            .pipelined_requests
+                            .fetch_add(64, Ordering::Relaxed);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
@@ -293,7 +317,9 @@ fn outsider(ctx: Arc<Ctx>) {
         let mut held = Vec::new();
         for _ in 0..100 {
             if let Some(s) = connect_from([127, 0, 0, 2], ctx.addr) {
-                ctx.counts.outsider_connections.fetch_add(1, Ordering::Relaxed);
+                ctx.counts
+                    .outsider_connections
+                    .fetch_add(1, Ordering::Relaxed);
                 held.push(s);
             }
         }
@@ -348,7 +374,12 @@ fn scraper(ctx: Arc<Ctx>) {
         let ok = (|| {
             let mut s = TcpStream::connect_timeout(&ctx.addr, Duration::from_secs(5)).ok()?;
             s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-            write!(s, "GET {} HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n", paths[i % 3]).ok()?;
+            write!(
+                s,
+                "GET {} HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n",
+                paths[i % 3]
+            )
+            .ok()?;
             let mut v = Vec::new();
             s.read_to_end(&mut v).ok()?;
             v.starts_with(b"HTTP/1.1 200").then_some(())
@@ -390,16 +421,24 @@ fn extra_watcher(ctx: Arc<Ctx>) {
                 Ok(n) => {
                     ctx.counts.bytes.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => break,
             }
             if removed_at.is_some_and(|t| t.elapsed() > Duration::from_secs(10)) {
-                ctx.counts.removed_channel_hangs.fetch_add(1, Ordering::Relaxed);
+                ctx.counts
+                    .removed_channel_hangs
+                    .fetch_add(1, Ordering::Relaxed);
                 break;
             }
         }
         if removed_at.is_some() {
-            ctx.counts.removed_channel_eofs.fetch_add(1, Ordering::Relaxed);
+            ctx.counts
+                .removed_channel_eofs
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -513,7 +552,10 @@ fn main() {
         warmup.as_secs_f64() / 60.0,
         ring_bytes >> 10
     );
-    println!("soak: {}  (before the daemon)", fmt_fig(Duration::ZERO, start_fig));
+    println!(
+        "soak: {}  (before the daemon)",
+        fmt_fig(Duration::ZERO, start_fig)
+    );
 
     let ctx = Arc::new(Ctx {
         addr,
@@ -549,7 +591,10 @@ fn main() {
     let mut next_report = t0 + Duration::from_secs_f64(every * 60.0);
     let mut next_reload = t0 + reload_every;
     let mut reports: Vec<(Duration, Figures)> = vec![(Duration::ZERO, figures())];
-    println!("soak: {}  (daemon started)", fmt_fig(Duration::ZERO, reports[0].1));
+    println!(
+        "soak: {}  (daemon started)",
+        fmt_fig(Duration::ZERO, reports[0].1)
+    );
     loop {
         let now = Instant::now();
         if now >= next_reload {
@@ -560,7 +605,10 @@ fn main() {
             if !extra {
                 ctx.extra_on.store(false, Ordering::Relaxed);
             }
-            daemon.reload(parse_config(&config_text(&mux, extra, generation, ring_bytes), &root));
+            daemon.reload(parse_config(
+                &config_text(&mux, extra, generation, ring_bytes),
+                &root,
+            ));
             if extra {
                 ctx.extra_on.store(true, Ordering::Relaxed);
             }

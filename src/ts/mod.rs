@@ -23,6 +23,7 @@ pub mod section;
 pub mod tdt;
 pub mod text;
 pub mod tot;
+pub mod video_format;
 
 pub use packet::{Packet, PACKET_SIZE, SYNC_BYTE};
 
