@@ -4,8 +4,11 @@
 #
 #   slates/make-slates.sh                      -> slates/<video>-<audio>.ts (committed)
 #   slates/make-slates.sh --one OUT VIDEO AUDIO "TEXT"
-#                                              -> one slate with the operator's text
-#                                                 (what `capbox slate` runs)
+#                                              -> one slate with the operator's text,
+#                                                 in any format (what `capbox slate`
+#                                                 runs; VIDEO may be a full spec
+#                                                 CODEC-WxH{i|p}RATE such as
+#                                                 h264-1920x1080i29.97)
 #
 # A slate is a 2 s single-program TS that loops seamlessly: a still picture
 # with the message and silence, in one of the formats a DVB channel
@@ -33,19 +36,37 @@ command -v ffmpeg >/dev/null || { echo "ffmpeg missing (apt-get install ffmpeg)"
 # make OUT VIDEO AUDIO TEXT
 make() {
     out=$1 video=$2 audio=$3 text=$4
+    # The shipped names stand for full specs CODEC-WxH{i|p}RATE.
     case "$video" in
-    mpeg2-576i25) size=720x576 rate=25
-        venc="-c:v mpeg2video -q:v 3 -g 25 -bf 2 -flags +ilme+ildct -top 1 -aspect 16:9" ;;
-    h264-576i25) size=720x576 rate=25
-        venc="-c:v libx264 -preset medium -crf 23 -g 25 -keyint_min 25 -sc_threshold 0 -bf 2 -flags +ilme+ildct -x264-params tff=1 -aspect 16:9 -profile:v main -threads 1" ;;
-    h264-720p50) size=1280x720 rate=50
-        venc="-c:v libx264 -preset medium -crf 23 -g 50 -keyint_min 50 -sc_threshold 0 -bf 2 -profile:v high -threads 1" ;;
-    h264-1080i25) size=1920x1080 rate=25
-        venc="-c:v libx264 -preset medium -crf 23 -g 25 -keyint_min 25 -sc_threshold 0 -bf 2 -flags +ilme+ildct -x264-params tff=1 -profile:v high -threads 1" ;;
-    hevc-1080p50) size=1920x1080 rate=50
-        venc="-c:v libx265 -preset medium -crf 26 -x265-params keyint=50:min-keyint=50:scenecut=0:pools=1:frame-threads=1:log-level=error" ;;
-    *) echo "unknown video format $video" >&2; exit 2 ;;
+    mpeg2-576i25) video=mpeg2-720x576i25 ;;
+    h264-576i25) video=h264-720x576i25 ;;
+    h264-720p50) video=h264-1280x720p50 ;;
+    h264-1080i25) video=h264-1920x1080i25 ;;
+    hevc-1080p50) video=hevc-1920x1080p50 ;;
     esac
+    codec=${video%%-*} spec=${video#*-}
+    size=${spec%%[ip]*} rest=${spec#"$size"}
+    scan=$(printf '%s' "$rest" | cut -c1) rate=$(printf '%s' "$rest" | cut -c2-)
+    case "$size" in *x*) ;; *) echo "bad video spec $2 (CODEC-WxH{i|p}RATE, e.g. h264-1920x1080i29.97)" >&2; exit 2 ;; esac
+    case "$scan" in i|p) ;; *) echo "bad scan in $2: i or p" >&2; exit 2 ;; esac
+    case "$rate" in
+    23.976|23.98) rate=24000/1001 gop=24 ;;
+    29.97) rate=30000/1001 gop=30 ;;
+    59.94) rate=60000/1001 gop=60 ;;
+    ''|*[!0-9]*) echo "bad frame rate in $2 (25, 29.97, 50, …)" >&2; exit 2 ;;
+    *) gop=$rate ;;
+    esac
+    il=""
+    [ "$scan" = i ] && il="-flags +ilme+ildct"
+    case "$codec" in
+    mpeg2) venc="-c:v mpeg2video -q:v 3 -g $gop -bf 2 $il" ; [ "$scan" = i ] && venc="$venc -top 1" ;;
+    h264) venc="-c:v libx264 -preset medium -crf 23 -g $gop -keyint_min $gop -sc_threshold 0 -bf 2 -threads 1 $il"
+        [ "$scan" = i ] && venc="$venc -x264-params tff=1" ;;
+    hevc) venc="-c:v libx265 -preset medium -crf 26 -x265-params keyint=$gop:min-keyint=$gop:scenecut=0:pools=1:frame-threads=1:log-level=error" ;;
+    *) echo "unknown video codec $codec (mpeg2, h264, hevc)" >&2; exit 2 ;;
+    esac
+    # SD is 16:9 anamorphic in DVB today.
+    [ "$size" = 720x576 ] || [ "$size" = 720x480 ] && venc="$venc -aspect 16:9"
     case "$audio" in
     mp2) aenc="-c:a mp2 -b:a 192k" ;;
     aac) aenc="-c:a aac -b:a 128k" ;;

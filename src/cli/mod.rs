@@ -8,6 +8,7 @@ pub mod log;
 pub mod probe;
 pub mod scan;
 pub mod signal;
+pub mod slate;
 pub mod status;
 pub mod tune;
 
@@ -32,6 +33,7 @@ commands:
   tune          tune an adapter once: lock, signal, services
   signal        lock, C/N, strength, BER once a second (dish pointing)
   scan          scan an adapter from an initial tuning file, follow NIT
+  slate         make a slate in a channel's format with ffmpeg (workstation)
 
 `capbox <command> --help` shows each command's options.
 ";
@@ -55,6 +57,7 @@ pub fn main() -> i32 {
         "adapters" => adapters::run(rest),
         "tune" => tune::run(rest),
         "signal" => signal::run(rest),
+        "slate" => slate::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             0

@@ -55,6 +55,31 @@ pub enum VideoCodec {
     Other,
 }
 
+/// Audio codec behind a stream, for the slate that matches a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioCodec {
+    /// MPEG-1/2 audio (Layer II in DVB).
+    Mpeg,
+    Aac,
+    Ac3,
+    Eac3,
+    /// DTS, Opus, SMPTE 302M, …
+    Other,
+}
+
+impl AudioCodec {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AudioCodec::Mpeg => "mp2",
+            AudioCodec::Aac => "aac",
+            AudioCodec::Ac3 => "ac3",
+            AudioCodec::Eac3 => "eac3",
+            AudioCodec::Other => "other",
+        }
+    }
+}
+
 /// Short name of a stream_type (ISO/IEC 13818-1 table 2-34 and common DVB use).
 pub fn stream_type_name(stream_type: u8) -> &'static str {
     match stream_type {
@@ -116,6 +141,33 @@ impl PmtStream {
             _ if self.kind() == StreamKind::Video => Some(VideoCodec::Other),
             _ => None,
         }
+    }
+
+    /// The audio codec, for an audio stream (what `kind` calls Audio).
+    pub fn audio_codec(&self) -> Option<AudioCodec> {
+        if self.kind() != StreamKind::Audio {
+            return None;
+        }
+        Some(match self.stream_type {
+            0x03 | 0x04 => AudioCodec::Mpeg,
+            0x0F | 0x11 | 0x1C => AudioCodec::Aac,
+            0x81 => AudioCodec::Ac3,
+            0x87 => AudioCodec::Eac3,
+            _ => self
+                .descriptors()
+                .find_map(|d| match d.tag {
+                    tag::AC3 => Some(AudioCodec::Ac3),
+                    tag::ENHANCED_AC3 => Some(AudioCodec::Eac3),
+                    tag::AAC => Some(AudioCodec::Aac),
+                    tag::REGISTRATION if d.data.len() >= 4 => match &d.data[..4] {
+                        b"AC-3" => Some(AudioCodec::Ac3),
+                        b"EAC3" => Some(AudioCodec::Eac3),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .unwrap_or(AudioCodec::Other),
+        })
     }
 
     /// First ISO 639 language and its audio_type, if any.
