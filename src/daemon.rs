@@ -165,14 +165,15 @@ pub fn check_sources(cfg: &Config) -> Vec<Diagnostic> {
         match r {
             Err(e) => out.push(cfg.diag_at(&format!("{}.file", src.key), e.clone())),
             Ok(services) if !services.iter().any(|(id, _)| *id == src.program) => {
-                let list = services
-                    .iter()
-                    .map(|(id, name)| match name {
+                // Names from the file are clean (`SdtService::service_name`):
+                // this stays one line.
+                let list = crate::channel::list_some(
+                    services.iter().map(|(id, name)| match name {
                         Some(n) => format!("{id} \"{n}\""),
                         None => id.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                    }),
+                    crate::channel::LISTED_SERVICES,
+                );
                 out.push(cfg.diag_at(
                     &format!("{}.program", src.key),
                     format!(
@@ -594,21 +595,26 @@ impl Backend for App {
     }
 
     fn playlist(&self, base_url: &str) -> String {
+        use crate::ts::text::clean_name;
         let mut s = String::from("#EXTM3U\n");
         for ch in self.channels() {
             let c = lock(&ch.config).clone();
             let st = ch.status();
-            let tvg_name = c
-                .tvg_name
-                .clone()
-                .or(st.service_name.clone())
-                .unwrap_or_else(|| c.name.clone());
+            // M3U has no escapes: every value goes through the name cleaner
+            // (the SDT's names already did; the config's may hold a quote or
+            // a "\n" too), so each channel is exactly one #EXTINF line.
+            let tvg_name = clean_name(
+                c.tvg_name
+                    .as_deref()
+                    .or(st.service_name.as_deref())
+                    .unwrap_or(&c.name),
+            );
             let _ = writeln!(
                 s,
                 "#EXTINF:-1 tvg-id=\"{}\" tvg-name=\"{}\" group-title=\"{}\",{}",
-                c.tvg_id,
+                clean_name(&c.tvg_id),
                 tvg_name,
-                c.group.clone().unwrap_or_default(),
+                clean_name(c.group.as_deref().unwrap_or_default()),
                 tvg_name
             );
             let _ = writeln!(s, "{base_url}/stream/{}", c.name);

@@ -11,3 +11,8 @@
 mod e2e_common;
 
 // One `mod` line per attack family (tests/hostile/<family>.rs).
+#[path = "hostile/crafted.rs"]
+mod crafted;
+
+#[path = "hostile/air_names.rs"]
+mod air_names;
