@@ -8,7 +8,7 @@ use crate::http::{self, Access, Backend, HttpConfig, RouteAccess, ServerHandle};
 use crate::source::dvb::{AdapterStatus, AdapterStatusHandle, DvbSourceConfig};
 use crate::source::Resync;
 use crate::ts::packet::Packet;
-use crate::ts::pat::PatRepr;
+use crate::ts::pat::{PatRepr, PatTable, MAX_PAT_ENTRIES};
 use crate::ts::sdt::SdtRepr;
 use crate::ts::section::{Assembler, Section};
 use std::collections::BTreeMap;
@@ -83,7 +83,7 @@ pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> 
     let mut pkts = Vec::with_capacity(block.len());
     let mut pat_asm = Assembler::new();
     let mut sdt_asm = Assembler::new();
-    let mut pat = None;
+    let mut pat: Option<PatTable> = None;
     let mut names: BTreeMap<u16, String> = BTreeMap::new();
     let mut read = 0usize;
     let mut packets = 0usize;
@@ -107,9 +107,18 @@ pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> 
             };
             match p.pid() {
                 0 => pat_asm.push(&p, |s| {
-                    if let Ok(sec) = Section::new_checked(s) {
-                        if let Ok(r) = PatRepr::parse(&sec) {
-                            pat.get_or_insert(r);
+                    let Ok(sec) = Section::new_checked(s) else {
+                        return;
+                    };
+                    if !sec.current_next() {
+                        return;
+                    }
+                    if let Ok(r) = PatRepr::parse(&sec) {
+                        match pat.as_mut() {
+                            Some(t) => {
+                                t.push(r);
+                            }
+                            None => pat = Some(PatTable::new(r, MAX_PAT_ENTRIES)),
                         }
                     }
                 }),
@@ -118,6 +127,12 @@ pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> 
                         if let Ok(sdt) = SdtRepr::parse(&sec) {
                             if sdt.is_actual() {
                                 for svc in &sdt.services {
+                                    // As bounded as the PAT the names go with.
+                                    if names.len() >= MAX_PAT_ENTRIES
+                                        && !names.contains_key(&svc.service_id)
+                                    {
+                                        continue;
+                                    }
                                     if let Some(n) = svc.service_name() {
                                         names.insert(svc.service_id, n);
                                     }
@@ -782,6 +797,16 @@ impl Backend for App {
             "counter",
             "PSI/SI sections dropped incomplete or malformed in the channel's mux.",
             &|s| s.mux_stats.psi_dropped as f64,
+        );
+        family(
+            "capbox_channel_input_pat_entries_refused_total",
+            "counter",
+            &format!(
+                "PAT entries of the channel's mux not held: over the bound on the whole \
+                 PAT ({} entries, lower section numbers first), counted per section received.",
+                crate::ts::pat::MAX_PAT_ENTRIES
+            ),
+            &|s| s.mux_stats.pat_entries_refused as f64,
         );
         family(
             "capbox_channel_input_transport_errors_total",

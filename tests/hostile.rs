@@ -16,3 +16,5 @@ mod crafted;
 
 #[path = "hostile/air_names.rs"]
 mod air_names;
+#[path = "hostile/pat_flood.rs"]
+mod pat_flood;
