@@ -418,6 +418,9 @@ impl Daemon {
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(name);
+            // Its clients get what the ring holds, then EOF; the ring is
+            // freed when the last of them and the runner let go of it.
+            ch.ring.close();
         }
     }
 
@@ -504,7 +507,8 @@ impl Daemon {
         self.set_cards(&new);
         *self.app.order.write().unwrap_or_else(|e| e.into_inner()) =
             new.channels.iter().map(|c| c.name.clone()).collect();
-        let old_listen = self.config.server.listen;
+        let old_server = self.config.server.clone();
+        let old_buffers = self.config.buffers.clone();
         self.config = new.clone();
         for name in diff.changed.iter().chain(diff.added.iter()) {
             if let Some(c) = new.channel(name) {
@@ -517,9 +521,26 @@ impl Daemon {
         if diff.server_changed {
             if let Some(s) = &self.server {
                 s.set_access(access_of(&new));
+                let (o, n) = (&old_server, &new.server);
+                if (o.write_timeout_ms, o.max_clients) != (n.write_timeout_ms, n.max_clients) {
+                    s.set_limits(Duration::from_millis(n.write_timeout_ms), n.max_clients);
+                    log::info!(
+                        "reload: server.write_timeout_ms {} → {}, server.max_clients {} → {}: applied",
+                        o.write_timeout_ms,
+                        n.write_timeout_ms,
+                        o.max_clients,
+                        n.max_clients
+                    );
+                }
             }
-            if new.server.listen != old_listen {
+            if new.server.listen != old_server.listen {
                 log::warn!("reload: server.listen changed; restart capbox to move the listener");
+            }
+            if new.buffers != old_buffers {
+                log::warn!(
+                    "reload: [buffers] changed; only channels added from now on get the new \
+                     ring_bytes, chunk_bytes and flush_ms: restart capbox to apply them to every channel"
+                );
             }
         }
     }

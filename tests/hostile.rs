@@ -18,3 +18,5 @@ mod crafted;
 mod air_names;
 #[path = "hostile/pat_flood.rs"]
 mod pat_flood;
+#[path = "hostile/reload_churn.rs"]
+mod reload_churn;

@@ -592,9 +592,11 @@ impl Worker {
                             d.flush(&mut rest);
                             if !rest.is_empty() {
                                 o.writer.push(&rest, false);
-                                o.writer.flush();
                             }
                         }
+                        // And the chunk being filled: its clients (or the
+                        // channel that takes the ring over) lose nothing.
+                        o.writer.flush();
                         self.remux.remove_program(o.prog);
                         for later in &mut self.outputs {
                             if later.prog > o.prog {
@@ -930,6 +932,7 @@ mod tests {
                 Next::Data(piece) => out.extend_from_slice(piece.as_ref()),
                 Next::Pending => std::thread::sleep(Duration::from_millis(5)),
                 Next::Lagged { .. } => panic!("lagged"),
+                Next::Closed => panic!("closed"),
             }
             let st = ch.status();
             let d = st.descrambler.unwrap_or_default();
