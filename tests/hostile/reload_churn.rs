@@ -99,10 +99,12 @@ struct Ended {
     at: Instant,
 }
 
-/// A client of `/stream/<channel>`: reads until the connection ends.
+/// A client of `/stream/<channel>`: reads until the connection ends. A
+/// live channel sends every few tens of ms, so 8 s without a byte is a
+/// hang (reported as such once the figures are printed).
 fn client(addr: SocketAddr, channel: String, out: Arc<Mutex<Vec<Ended>>>) {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
     s.write_all(format!("GET /stream/{channel} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
         .unwrap();
     let mut b = vec![0u8; 16384];
