@@ -272,10 +272,7 @@ impl Daemon {
             .get(&name)
             .cloned();
         let ch = match existing {
-            Some(old) => {
-                let ch = Channel::new(cfg, old.ring.clone());
-                ch
-            }
+            Some(old) => Channel::new(cfg, old.ring.clone()),
             None => Channel::new(cfg, Ring::new(ring_config(&self.config))),
         };
         self.app

@@ -35,7 +35,7 @@ impl PatRepr {
             return Err(Error::Malformed);
         }
         let body = s.body();
-        if body.len() % 4 != 0 {
+        if !body.len().is_multiple_of(4) {
             return Err(Error::Malformed);
         }
         let entries = body

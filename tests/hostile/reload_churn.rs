@@ -135,7 +135,7 @@ fn config(dir: &Path, churn: Option<usize>, server_extra: &str) -> capbox::confi
         // One on the shared mux (its runner stays), one on a mux of its
         // own (its runner starts now and stops at the next reload).
         text += &channel_toml(&format!("s{i}"), &mux, 1 + (i % 3) as u16, &[]);
-        let own = dir.join(&format!("own{}.ts", i % 2));
+        let own = dir.join(format!("own{}.ts", i % 2));
         text += &channel_toml(&format!("f{i}"), &own, 2, &[]);
     }
     capbox::config::parse(&text, "churn.toml", dir)
