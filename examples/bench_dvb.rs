@@ -137,12 +137,7 @@ fn all_programs(path: &Path) -> Vec<u16> {
         }
         r.push(&block[..n - n % PACKET_SIZE]);
         if let Some(pat) = r.pat() {
-            let v: Vec<u16> = pat
-                .entries
-                .iter()
-                .map(|p| p.program_number)
-                .filter(|&n| n != 0)
-                .collect();
+            let v: Vec<u16> = pat.programs().map(|p| p.program_number).collect();
             if !v.is_empty() {
                 return v;
             }

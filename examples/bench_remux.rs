@@ -152,12 +152,7 @@ fn all_programs(data: &[u8]) -> Vec<u16> {
     for block in data.chunks(BLOCK) {
         r.push(block);
         if let Some(pat) = r.pat() {
-            let v: Vec<u16> = pat
-                .entries
-                .iter()
-                .map(|p| p.program_number)
-                .filter(|&n| n != 0)
-                .collect();
+            let v: Vec<u16> = pat.programs().map(|p| p.program_number).collect();
             if !v.is_empty() {
                 return v;
             }

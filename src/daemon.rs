@@ -8,7 +8,7 @@ use crate::http::{self, Access, Backend, HttpConfig, RouteAccess, ServerHandle};
 use crate::source::dvb::{AdapterStatus, AdapterStatusHandle, DvbSourceConfig};
 use crate::source::Resync;
 use crate::ts::packet::Packet;
-use crate::ts::pat::PatRepr;
+use crate::ts::pat::{PatRepr, PatTable, MAX_PAT_ENTRIES};
 use crate::ts::sdt::SdtRepr;
 use crate::ts::section::{Assembler, Section};
 use std::collections::BTreeMap;
@@ -83,7 +83,7 @@ pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> 
     let mut pkts = Vec::with_capacity(block.len());
     let mut pat_asm = Assembler::new();
     let mut sdt_asm = Assembler::new();
-    let mut pat = None;
+    let mut pat: Option<PatTable> = None;
     let mut names: BTreeMap<u16, String> = BTreeMap::new();
     let mut read = 0usize;
     let mut packets = 0usize;
@@ -107,9 +107,18 @@ pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> 
             };
             match p.pid() {
                 0 => pat_asm.push(&p, |s| {
-                    if let Ok(sec) = Section::new_checked(s) {
-                        if let Ok(r) = PatRepr::parse(&sec) {
-                            pat.get_or_insert(r);
+                    let Ok(sec) = Section::new_checked(s) else {
+                        return;
+                    };
+                    if !sec.current_next() {
+                        return;
+                    }
+                    if let Ok(r) = PatRepr::parse(&sec) {
+                        match pat.as_mut() {
+                            Some(t) => {
+                                t.push(r);
+                            }
+                            None => pat = Some(PatTable::new(r, MAX_PAT_ENTRIES)),
                         }
                     }
                 }),
@@ -118,6 +127,12 @@ pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> 
                         if let Ok(sdt) = SdtRepr::parse(&sec) {
                             if sdt.is_actual() {
                                 for svc in &sdt.services {
+                                    // As bounded as the PAT the names go with.
+                                    if names.len() >= MAX_PAT_ENTRIES
+                                        && !names.contains_key(&svc.service_id)
+                                    {
+                                        continue;
+                                    }
                                     if let Some(n) = svc.service_name() {
                                         names.insert(svc.service_id, n);
                                     }
@@ -165,14 +180,15 @@ pub fn check_sources(cfg: &Config) -> Vec<Diagnostic> {
         match r {
             Err(e) => out.push(cfg.diag_at(&format!("{}.file", src.key), e.clone())),
             Ok(services) if !services.iter().any(|(id, _)| *id == src.program) => {
-                let list = services
-                    .iter()
-                    .map(|(id, name)| match name {
+                // Names from the file are clean (`SdtService::service_name`):
+                // this stays one line.
+                let list = crate::channel::list_some(
+                    services.iter().map(|(id, name)| match name {
                         Some(n) => format!("{id} \"{n}\""),
                         None => id.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                    }),
+                    crate::channel::LISTED_SERVICES,
+                );
                 out.push(cfg.diag_at(
                     &format!("{}.program", src.key),
                     format!(
@@ -256,10 +272,7 @@ impl Daemon {
             .get(&name)
             .cloned();
         let ch = match existing {
-            Some(old) => {
-                let ch = Channel::new(cfg, old.ring.clone());
-                ch
-            }
+            Some(old) => Channel::new(cfg, old.ring.clone()),
             None => Channel::new(cfg, Ring::new(ring_config(&self.config))),
         };
         self.app
@@ -402,6 +415,9 @@ impl Daemon {
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(name);
+            // Its clients get what the ring holds, then EOF; the ring is
+            // freed when the last of them and the runner let go of it.
+            ch.ring.close();
         }
     }
 
@@ -488,7 +504,8 @@ impl Daemon {
         self.set_cards(&new);
         *self.app.order.write().unwrap_or_else(|e| e.into_inner()) =
             new.channels.iter().map(|c| c.name.clone()).collect();
-        let old_listen = self.config.server.listen;
+        let old_server = self.config.server.clone();
+        let old_buffers = self.config.buffers.clone();
         self.config = new.clone();
         for name in diff.changed.iter().chain(diff.added.iter()) {
             if let Some(c) = new.channel(name) {
@@ -501,9 +518,26 @@ impl Daemon {
         if diff.server_changed {
             if let Some(s) = &self.server {
                 s.set_access(access_of(&new));
+                let (o, n) = (&old_server, &new.server);
+                if (o.write_timeout_ms, o.max_clients) != (n.write_timeout_ms, n.max_clients) {
+                    s.set_limits(Duration::from_millis(n.write_timeout_ms), n.max_clients);
+                    log::info!(
+                        "reload: server.write_timeout_ms {} → {}, server.max_clients {} → {}: applied",
+                        o.write_timeout_ms,
+                        n.write_timeout_ms,
+                        o.max_clients,
+                        n.max_clients
+                    );
+                }
             }
-            if new.server.listen != old_listen {
+            if new.server.listen != old_server.listen {
                 log::warn!("reload: server.listen changed; restart capbox to move the listener");
+            }
+            if new.buffers != old_buffers {
+                log::warn!(
+                    "reload: [buffers] changed; only channels added from now on get the new \
+                     ring_bytes, chunk_bytes and flush_ms: restart capbox to apply them to every channel"
+                );
             }
         }
     }
@@ -594,21 +628,26 @@ impl Backend for App {
     }
 
     fn playlist(&self, base_url: &str) -> String {
+        use crate::ts::text::clean_name;
         let mut s = String::from("#EXTM3U\n");
         for ch in self.channels() {
             let c = lock(&ch.config).clone();
             let st = ch.status();
-            let tvg_name = c
-                .tvg_name
-                .clone()
-                .or(st.service_name.clone())
-                .unwrap_or_else(|| c.name.clone());
+            // M3U has no escapes: every value goes through the name cleaner
+            // (the SDT's names already did; the config's may hold a quote or
+            // a "\n" too), so each channel is exactly one #EXTINF line.
+            let tvg_name = clean_name(
+                c.tvg_name
+                    .as_deref()
+                    .or(st.service_name.as_deref())
+                    .unwrap_or(&c.name),
+            );
             let _ = writeln!(
                 s,
                 "#EXTINF:-1 tvg-id=\"{}\" tvg-name=\"{}\" group-title=\"{}\",{}",
-                c.tvg_id,
+                clean_name(&c.tvg_id),
                 tvg_name,
-                c.group.clone().unwrap_or_default(),
+                clean_name(c.group.as_deref().unwrap_or_default()),
                 tvg_name
             );
             let _ = writeln!(s, "{base_url}/stream/{}", c.name);
@@ -776,6 +815,16 @@ impl Backend for App {
             "counter",
             "PSI/SI sections dropped incomplete or malformed in the channel's mux.",
             &|s| s.mux_stats.psi_dropped as f64,
+        );
+        family(
+            "capbox_channel_input_pat_entries_refused_total",
+            "counter",
+            &format!(
+                "PAT entries of the channel's mux not held: over the bound on the whole \
+                 PAT ({} entries, lower section numbers first), counted per section received.",
+                crate::ts::pat::MAX_PAT_ENTRIES
+            ),
+            &|s| s.mux_stats.pat_entries_refused as f64,
         );
         family(
             "capbox_channel_input_transport_errors_total",

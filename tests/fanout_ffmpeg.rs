@@ -141,6 +141,7 @@ fn late_joiner_decodes_cleanly_from_an_ffmpeg_stream() {
             Next::Data(d) => out.extend_from_slice(d.as_ref()),
             Next::Pending => break,
             Next::Lagged { .. } => panic!("lagged"),
+            Next::Closed => panic!("closed"),
         }
     }
     assert!(join_offset > 0, "no entry point before the join");

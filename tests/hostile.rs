@@ -11,3 +11,12 @@
 mod e2e_common;
 
 // One `mod` line per attack family (tests/hostile/<family>.rs).
+#[path = "hostile/crafted.rs"]
+mod crafted;
+
+#[path = "hostile/air_names.rs"]
+mod air_names;
+#[path = "hostile/pat_flood.rs"]
+mod pat_flood;
+#[path = "hostile/reload_churn.rs"]
+mod reload_churn;

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
                 got.extend_from_slice(p.as_ref());
             }
             Next::Pending => break,
-            Next::Lagged { .. } => return,
+            Next::Lagged { .. } | Next::Closed => return,
         }
     }
     assert!(got == pushed, "live reader lost or reordered bytes");

@@ -121,6 +121,28 @@ impl Channel {
     }
 }
 
+/// Services named in a message (a hostile PAT may list a thousand).
+pub const LISTED_SERVICES: usize = 16;
+
+/// The first `max` items joined with ", ", then "… (N more)" if there are
+/// more: a message about the mux stays one readable line.
+pub fn list_some(items: impl Iterator<Item = String>, max: usize) -> String {
+    let mut out = Vec::new();
+    let mut more = 0usize;
+    for i in items {
+        if out.len() < max {
+            out.push(i);
+        } else {
+            more += 1;
+        }
+    }
+    let mut s = out.join(", ");
+    if more > 0 {
+        s += &format!(", … ({more} more)");
+    }
+    s
+}
+
 /// A poisoned lock only means another thread panicked while holding it; the
 /// data (counters, names) is still the best we have.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -572,9 +594,11 @@ impl Worker {
                             d.flush(&mut rest);
                             if !rest.is_empty() {
                                 o.writer.push(&rest, false);
-                                o.writer.flush();
                             }
                         }
+                        // And the chunk being filled: its clients (or the
+                        // channel that takes the ring over) lose nothing.
+                        o.writer.flush();
                         self.remux.remove_program(o.prog);
                         for later in &mut self.outputs {
                             if later.prog > o.prog {
@@ -627,8 +651,10 @@ impl Worker {
                 st.entry_points = g.detector.stats.entry_points;
             }
             if let Some((_, prov, name)) = prog.service_descriptor() {
-                st.service_name = Some(crate::ts::text::decode(&name));
-                st.provider = Some(crate::ts::text::decode(&prov));
+                // Names from the air reach the playlist, /status and logs:
+                // one clean line each.
+                st.service_name = Some(crate::ts::text::decode_name(&name));
+                st.provider = Some(crate::ts::text::decode_name(&prov));
             }
             if let Some(pmt) = &prog.pmt {
                 st.pmt_version = Some(pmt.version);
@@ -655,11 +681,7 @@ impl Worker {
                 st.reason = format!(
                     "no service {} in the mux (services: {})",
                     o.service_id,
-                    services
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    list_some(services.iter().map(|s| s.to_string()), LISTED_SERVICES)
                 );
             } else if prog.pmt_pid.is_some() && prog.pmt.is_none() {
                 st.state = "down";
@@ -912,6 +934,7 @@ mod tests {
                 Next::Data(piece) => out.extend_from_slice(piece.as_ref()),
                 Next::Pending => std::thread::sleep(Duration::from_millis(5)),
                 Next::Lagged { .. } => panic!("lagged"),
+                Next::Closed => panic!("closed"),
             }
             let st = ch.status();
             let d = st.descrambler.unwrap_or_default();

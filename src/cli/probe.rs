@@ -25,11 +25,12 @@ use crate::ts::cat::CatRepr;
 use crate::ts::descriptor::{self, tag};
 use crate::ts::nit::NitRepr;
 use crate::ts::packet::{pcr_delta, Packet, PCR_HZ};
-use crate::ts::pat::PatRepr;
+use crate::ts::pat::{PatRepr, MAX_PAT_ENTRIES};
 use crate::ts::pes::{pts_delta, PesHeader, PTS_HZ};
 use crate::ts::pmt::{stream_type_name, PmtRepr, PmtStream};
 use crate::ts::sdt::{SdtRepr, SdtService};
 use crate::ts::section::{Assembler, AssemblerStats, Section};
+use crate::ts::text::clean_name;
 use crate::ts::{pid, table_id, PACKET_SIZE};
 
 const USAGE: &str = "\
@@ -342,7 +343,14 @@ pub struct PsiStats {
     pub table_errors: u64,
     /// Sections with current_next_indicator = 0 (ignored).
     pub not_current: u64,
+    /// PAT programs, SDT services and CAT EMM streams not kept: over
+    /// `MAX_PAT_ENTRIES` (`MAX_EMM_STREAMS` for the CAT); a hostile mux may
+    /// announce thousands.
+    pub entries_refused: u64,
 }
+
+/// Most EMM streams (CA system, PID) kept from the CAT.
+const MAX_EMM_STREAMS: usize = 256;
 
 /// The probe state: feed bytes, then `finish`.
 pub struct Probe {
@@ -491,9 +499,17 @@ impl Probe {
             table_id::PAT if pid == pid::PAT => PatRepr::parse(&s).map(|pat| self.on_pat(pat)),
             table_id::CAT if pid == pid::CAT => CatRepr::parse(&s).map(|cat| {
                 self.cat_seen = true;
-                self.emm.extend(cat.emm_pids());
+                for e in cat.emm_pids() {
+                    if self.emm.contains(&e) {
+                        continue;
+                    }
+                    if self.emm.len() >= MAX_EMM_STREAMS {
+                        self.psi.entries_refused += 1;
+                        continue;
+                    }
+                    self.emm.push(e);
+                }
                 self.emm.sort_unstable();
-                self.emm.dedup();
             }),
             table_id::PMT => PmtRepr::parse(&s).map(|pmt| {
                 // Only the PMT the PAT announces on this PID.
@@ -505,6 +521,11 @@ impl Probe {
                 self.sdt_seen = true;
                 self.sdt_onid = Some(sdt.original_network_id);
                 for svc in sdt.services {
+                    if self.sdt.len() >= MAX_PAT_ENTRIES && !self.sdt.contains_key(&svc.service_id)
+                    {
+                        self.psi.entries_refused += 1;
+                        continue;
+                    }
                     self.sdt.insert(svc.service_id, svc);
                 }
             }),
@@ -533,6 +554,10 @@ impl Probe {
                     self.network_pid = e.pid;
                     self.assemblers.entry(e.pid).or_default();
                 }
+                continue;
+            }
+            if self.pat.len() >= MAX_PAT_ENTRIES && !self.pat.contains_key(&e.program_number) {
+                self.psi.entries_refused += 1;
                 continue;
             }
             self.pat.insert(e.program_number, e.pid);
@@ -1074,6 +1099,7 @@ fn fit(s: &str, width: usize) -> String {
 }
 
 /// Control characters (a DVB string may carry '\n') would break the layout.
+/// The input (path or URL) on one line. Names use `text::clean_name`.
 fn clean(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -1121,7 +1147,7 @@ impl Report {
         let name = self
             .network_name
             .as_deref()
-            .map_or("-".into(), |n| format!("\"{}\"", clean(n)));
+            .map_or("-".into(), |n| format!("\"{}\"", clean_name(n)));
         l(format!(
             "  network {}  network_id {}  (NIT on PID 0x{:04X})",
             name,
@@ -1146,18 +1172,26 @@ impl Report {
                 p.crc_errors, p.incomplete, p.malformed, p.bad_pointer, p.table_errors
             ));
         }
+        if p.entries_refused > 0 {
+            l(format!(
+                "  PSI entries over the bounds, not kept: {}",
+                p.entries_refused
+            ));
+        }
 
         for prog in &self.programs {
             l(String::new());
             let name = prog
                 .service_name
                 .as_deref()
-                .map_or("(no SDT entry)".into(), |n| format!("\"{}\"", clean(n)));
+                .map_or("(no SDT entry)".into(), |n| {
+                    format!("\"{}\"", clean_name(n))
+                });
             l(format!("Program {}: {}", prog.program_number, name));
             let provider = prog
                 .provider
                 .as_deref()
-                .map_or("-".into(), |n| format!("\"{}\"", clean(n)));
+                .map_or("-".into(), |n| format!("\"{}\"", clean_name(n)));
             let stype = match (prog.service_type, prog.service_type_name) {
                 (Some(t), Some(n)) => format!("0x{t:02X} {n}"),
                 _ => "-".into(),
@@ -1312,5 +1346,38 @@ mod tests {
         }
         // 2→2 allowed, 2→4 gap, 4→4 allowed, 4→4 again error.
         assert_eq!(st.cc_errors, 2);
+    }
+
+    /// PAT sections announcing thousands of distinct programs (each 253,
+    /// the most a section holds): the probe keeps MAX_PAT_ENTRIES of them
+    /// and counts the rest.
+    #[test]
+    fn pat_flood_is_bounded_and_counted() {
+        use crate::ts::pat::PatEntry;
+        use crate::ts::section::packetize;
+        let mut probe = Probe::new();
+        let mut cc = 0;
+        let mut ts = Vec::new();
+        for k in 0..40u32 {
+            let pat = PatRepr {
+                transport_stream_id: 1,
+                version: (k % 32) as u8,
+                section_number: 0,
+                last_section_number: 0,
+                entries: (0..253u32)
+                    .map(|j| PatEntry {
+                        program_number: (1 + k * 253 + j) as u16,
+                        pid: 0x20 + j as u16,
+                    })
+                    .collect(),
+            };
+            packetize(&pat.emit(), 0, &mut cc, &mut ts);
+        }
+        probe.push_bytes(&ts);
+        assert_eq!(probe.pat.len(), MAX_PAT_ENTRIES);
+        assert_eq!(
+            probe.psi.entries_refused,
+            (40 * 253 - MAX_PAT_ENTRIES) as u64
+        );
     }
 }

@@ -15,6 +15,9 @@
 //!   counters that run into the stream without a CC error, then each PID from
 //!   a point where it can be decoded (see `start.rs`).
 //! - Every drop has a counter in [`RingStats`]. No `unsafe`.
+//! - A ring whose channel is gone is closed ([`Ring::close`]): each reader
+//!   gets what was published, then [`Next::Closed`], so a client sees the
+//!   end of the stream instead of waiting forever.
 
 mod start;
 
@@ -145,6 +148,9 @@ pub enum Next {
     Pending,
     /// The reader's position was dropped from the ring: cut the client.
     Lagged { behind_bytes: u64 },
+    /// The ring was closed (its channel removed) and this reader has had
+    /// everything published: end the client's response.
+    Closed,
 }
 
 /// Identifies a registered notifier, for [`Ring::remove_notify`].
@@ -161,6 +167,8 @@ struct Inner {
     /// Stream bytes published so far.
     total: u64,
     psi: Arc<Vec<u8>>,
+    /// No more chunks are coming: readers end after the last one.
+    closed: bool,
 }
 
 /// The bounded broadcast queue of one channel. Share it as `Arc<Ring>`.
@@ -198,6 +206,7 @@ impl Ring {
                 next_seq: 0,
                 total: 0,
                 psi: Arc::new(Vec::new()),
+                closed: false,
             }),
             notify: Mutex::new((0, Vec::new())),
             stats: RingStats::default(),
@@ -273,6 +282,26 @@ impl Ring {
             chunks_held,
             bytes_held,
         }
+    }
+
+    /// The channel is gone: readers get what was published, then
+    /// `Next::Closed`. Waiting readers are woken (the notifiers run) to see
+    /// it. Idempotent.
+    pub fn close(&self) {
+        {
+            let mut i = lock(&self.inner);
+            if i.closed {
+                return;
+            }
+            i.closed = true;
+        }
+        for (_, f) in lock(&self.notify).1.iter() {
+            f();
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        lock(&self.inner).closed
     }
 
     /// Stream bytes published so far.
@@ -495,7 +524,12 @@ impl Reader {
                 }
                 let scanned = plan.scan(&chunks);
                 if !plan.complete() && scanned < FILTER_LIMIT {
-                    return Next::Pending;
+                    // A closed ring will not bring the missing tables.
+                    return if self.ring.is_closed() {
+                        Next::Closed
+                    } else {
+                        Next::Pending
+                    };
                 }
                 let bytes = plan.build();
                 self.prefix = None;
@@ -511,6 +545,7 @@ impl Reader {
                 } else {
                     match i.chunks.get((self.next_seq - front) as usize) {
                         Some(c) => Some(c.clone()),
+                        None if i.closed => return Next::Closed,
                         None => return Next::Pending,
                     }
                 }

@@ -53,6 +53,7 @@ fn drain(r: &mut Reader) -> Vec<u8> {
             Next::Data(p) => out.extend_from_slice(p.as_ref()),
             Next::Pending => return out,
             Next::Lagged { .. } => panic!("lagged"),
+            Next::Closed => panic!("closed"),
         }
     }
 }
@@ -319,4 +320,45 @@ fn partial_packets_are_dropped_and_counted() {
     let s = ring.snapshot();
     assert_eq!(s.bytes_dropped_partial, 3);
     assert_eq!(s.bytes_in, 188);
+}
+
+/// A closed ring (its channel removed by a reload): a reader gets what was
+/// published, then `Closed`; a waiting reader is woken to see it; one still
+/// waiting for its PSI prefix ends too.
+#[test]
+fn closed_ring_ends_every_reader_after_its_data() {
+    let ring = Ring::new(cfg(1 << 20));
+    let woken = Arc::new(AtomicU64::new(0));
+    let w2 = woken.clone();
+    ring.add_notify(Box::new(move || {
+        w2.fetch_add(1, Relaxed);
+    }));
+    let mut live = ring.subscribe(StartAt::Live);
+    // No PSI in the ring: this one waits for its prefix.
+    ring.set_psi(psi(0, 0));
+    let mut joining = ring.subscribe(StartAt::LatestEntryPoint);
+    let mut w = ring.writer();
+    let data: Vec<u8> = (0..100u8)
+        .flat_map(|i| pkt(VIDEO, false, i & 15, i))
+        .collect();
+    w.push(&data, false);
+    w.flush();
+    assert!(matches!(joining.next(), Next::Pending));
+    let before = woken.load(Relaxed);
+    ring.close();
+    assert_eq!(woken.load(Relaxed), before + 1, "close wakes the readers");
+    ring.close();
+    assert_eq!(woken.load(Relaxed), before + 1, "once");
+    let mut got = Vec::new();
+    loop {
+        match live.next() {
+            Next::Data(p) => got.extend_from_slice(p.as_ref()),
+            Next::Closed => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(got, data, "everything published, then Closed");
+    assert!(matches!(live.next(), Next::Closed));
+    assert!(matches!(joining.next(), Next::Closed));
+    assert!(ring.is_closed());
 }

@@ -24,7 +24,7 @@ mod server;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -88,6 +88,10 @@ impl Default for HttpConfig {
 pub(crate) struct Shared {
     stop: AtomicBool,
     access: Mutex<Access>,
+    /// `HttpConfig::write_timeout` and `max_clients` as a reload last set
+    /// them; the event loop takes them on its next tick.
+    write_timeout_ms: AtomicU64,
+    max_clients: AtomicUsize,
 }
 
 /// The running server. Dropping it stops the server.
@@ -107,6 +111,18 @@ impl ServerHandle {
     /// Replace the access rules; applies to requests parsed from now on.
     pub fn set_access(&self, access: Access) {
         *self.shared.access.lock().unwrap_or_else(|e| e.into_inner()) = access;
+    }
+
+    /// Replace the write timeout and the connection limit; the event loop
+    /// applies them within a tick (100 ms). Connections already over a
+    /// lowered `max_clients` stay; new ones are refused until under it.
+    pub fn set_limits(&self, write_timeout: Duration, max_clients: usize) {
+        self.shared
+            .write_timeout_ms
+            .store(write_timeout.as_millis() as u64, Ordering::Relaxed);
+        self.shared
+            .max_clients
+            .store(max_clients, Ordering::Relaxed);
     }
 
     /// Stop the event loop, close every connection and wait for the thread.
@@ -138,6 +154,8 @@ pub fn spawn(cfg: HttpConfig, backend: Arc<dyn Backend>) -> io::Result<ServerHan
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         access: Mutex::new(cfg.access.clone()),
+        write_timeout_ms: AtomicU64::new(cfg.write_timeout.as_millis() as u64),
+        max_clients: AtomicUsize::new(cfg.max_clients),
     });
     let mut srv = server::Server::new(poll, listener, cfg, backend, shared.clone(), waker.clone())?;
     let thread = std::thread::Builder::new()

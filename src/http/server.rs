@@ -436,6 +436,21 @@ impl Server {
                         );
                         return Fate::Close;
                     }
+                    Next::Closed => {
+                        // The channel was removed: end the body (EOF), and
+                        // let go of the ring now.
+                        log::info!(
+                            "http: {} on '{}': channel removed, stream ended after {} bytes",
+                            c.peer,
+                            s.channel,
+                            s.bytes
+                        );
+                        let _ = c.sock.shutdown(Shutdown::Write);
+                        c.kind = Kind::Closing {
+                            until: Instant::now() + LINGER,
+                        };
+                        return Fate::Keep;
+                    }
                 }
             }
             let Some(piece) = &s.cur else {
@@ -462,6 +477,19 @@ impl Server {
     }
 
     fn sweep(&mut self, now: Instant) {
+        // Limits a reload changed (`ServerHandle::set_limits`).
+        self.cfg.write_timeout =
+            Duration::from_millis(self.shared.write_timeout_ms.load(Ordering::Relaxed));
+        self.cfg.max_clients = self.shared.max_clients.load(Ordering::Relaxed);
+        // Rings nobody but this loop holds (channel removed, last client
+        // gone): stop watching them so they are freed.
+        self.rings.retain(|_, (ring, id)| {
+            let used = Arc::strong_count(ring) > 1;
+            if !used {
+                ring.remove_notify(*id);
+            }
+            used
+        });
         if let Some(t) = self.paused_until {
             if now >= t {
                 self.paused_until = None;
@@ -955,9 +983,15 @@ impl Server {
             clients.push(row);
         }
         let mut v = self.backend.status();
+        let http = serde_json::json!({
+            "write_timeout_ms": self.cfg.write_timeout.as_millis() as u64,
+            "max_clients": self.cfg.max_clients,
+            "connections": self.conns.len() + 1,
+        });
         match v.as_object_mut() {
             Some(o) => {
                 o.insert("clients".into(), clients.into());
+                o.insert("http".into(), http);
             }
             None => {
                 v = serde_json::json!({ "backend": v, "clients": clients });

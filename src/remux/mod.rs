@@ -22,7 +22,7 @@
 //! 188-byte copy. PSI sections are reassembled once per mux, not per program.
 
 use crate::ts::packet::{self, Packet, PACKET_SIZE, PCR_HZ};
-use crate::ts::pat::{PatEntry, PatRepr};
+use crate::ts::pat::{PatEntry, PatPush, PatRepr, PatTable, MAX_PAT_ENTRIES};
 use crate::ts::pmt::{PmtRepr, StreamKind, VideoCodec};
 use crate::ts::section::{build_long_section, packetize, Assembler, Section};
 use crate::ts::{pid, table_id};
@@ -55,6 +55,11 @@ pub struct DemuxStats {
     pub bad_packets: u64,
     /// PAT headers with reserved bits not set (seen from vidtv): accepted.
     pub pat_reserved_bits: u64,
+    /// PAT entries not held: over `MAX_PAT_ENTRIES` (`ts::pat::PatTable`).
+    pub pat_entries_refused: u64,
+    /// PAT sections whose section_number is above last_section_number
+    /// (also in `psi_dropped`).
+    pub pat_sections_malformed: u64,
 }
 
 /// Counters of one program's output.
@@ -300,7 +305,8 @@ pub struct Remux {
     sdt_asm: Assembler,
     eit_asm: Assembler,
     tdt_asm: Assembler,
-    pat: Option<PatRepr>,
+    /// The input's PAT, gathered from its sections, bounded.
+    pat: Option<PatTable>,
     /// Latest PCR seen on any PID (27 MHz), the mux's notion of "now".
     now: Option<u64>,
     pub stats: DemuxStats,
@@ -361,8 +367,8 @@ impl Remux {
     fn add_program_unchecked(&mut self, program_number: u16) -> usize {
         self.programs.push(ProgramOut::new(program_number));
         self.pcr_pid_of.push(NONE);
-        if let Some(pat) = self.pat.clone() {
-            self.apply_pat(&pat);
+        if self.pat.is_some() {
+            self.apply_pat();
         }
         self.programs.len() - 1
     }
@@ -397,7 +403,9 @@ impl Remux {
         &mut self.programs
     }
 
-    pub fn pat(&self) -> Option<&PatRepr> {
+    /// The input's PAT (every section of its current version), once one was
+    /// read.
+    pub fn pat(&self) -> Option<&PatTable> {
         self.pat.as_ref()
     }
 
@@ -653,6 +661,7 @@ impl Remux {
             + self.tdt_asm.stats.incomplete
             + self.tdt_asm.stats.malformed;
         crc += self.tdt_asm.stats.crc_errors;
+        dropped += self.stats.pat_sections_malformed;
         for (_, a) in &self.pmt_asm {
             crc += a.stats.crc_errors;
             dropped += a.stats.incomplete + a.stats.malformed + a.stats.bad_pointer;
@@ -676,44 +685,54 @@ impl Remux {
             return;
         };
         self.stats.pat_sections += 1;
-        // A multi-section PAT: merge entries of this section into what we have.
-        let merged = match &self.pat {
-            Some(old)
-                if old.transport_stream_id == pat.transport_stream_id
-                    && old.version == pat.version
-                    && pat.last_section_number > 0 =>
-            {
-                let mut m = old.clone();
-                for e in &pat.entries {
-                    if !m.entries.contains(e) {
-                        m.entries.push(*e);
-                    }
-                }
-                m
+        // A multi-section PAT: each section replaces what it said before,
+        // within a bound (a flood of distinct sections of one version must
+        // not grow the table, nor the work per section).
+        let changed = match self.pat.as_mut() {
+            Some(t) => {
+                let (refused, malformed) = (t.entries_refused, t.sections_malformed);
+                let r = t.push(pat);
+                self.stats.pat_entries_refused += t.entries_refused - refused;
+                self.stats.pat_sections_malformed += t.sections_malformed - malformed;
+                r == PatPush::Changed
             }
-            _ => pat,
+            None => {
+                let t = PatTable::new(pat, MAX_PAT_ENTRIES);
+                self.stats.pat_entries_refused += t.entries_refused;
+                self.stats.pat_sections_malformed += t.sections_malformed;
+                self.pat = Some(t);
+                true
+            }
         };
-        if self.pat.as_ref() != Some(&merged) {
-            self.apply_pat(&merged);
-            self.pat = Some(merged);
+        // Only a change of what the wanted programs see costs a rebuild.
+        if changed {
+            let moved = self.pat.as_ref().is_some_and(|t| {
+                self.programs.iter().any(|p| {
+                    p.transport_stream_id != t.transport_stream_id()
+                        || p.pmt_pid != t.pmt_pid(p.program_number)
+                })
+            });
+            if moved {
+                self.apply_pat();
+            }
         }
         for prog in &mut self.programs {
             prog.stats.pat_seen = true;
         }
     }
 
-    fn apply_pat(&mut self, pat: &PatRepr) {
-        for (i, prog) in self.programs.iter_mut().enumerate() {
-            prog.transport_stream_id = pat.transport_stream_id;
-            let entry = pat
-                .programs()
-                .find(|e| e.program_number == prog.program_number);
-            let new_pid = entry.map(|e| e.pid);
+    /// Follow the PAT: each program's PMT PID, the PMT PID roles.
+    fn apply_pat(&mut self) {
+        let Some(pat) = self.pat.as_ref() else {
+            return;
+        };
+        for prog in self.programs.iter_mut() {
+            prog.transport_stream_id = pat.transport_stream_id();
+            let new_pid = pat.pmt_pid(prog.program_number);
             if new_pid != prog.pmt_pid {
                 prog.pmt_pid = new_pid;
                 prog.pmt = None;
                 prog.rebuild_psi();
-                let _ = i;
             }
         }
         // Rebuild PMT PID roles.
@@ -883,8 +902,8 @@ impl Remux {
         }
         self.programs.remove(idx);
         self.pcr_pid_of.remove(idx);
-        if let Some(pat) = self.pat.clone() {
-            self.apply_pat(&pat);
+        if self.pat.is_some() {
+            self.apply_pat();
         } else {
             self.recompute_carry();
         }
@@ -1202,6 +1221,64 @@ mod tests {
         let pids = pids_of(&out);
         assert!(pids.contains(&0x202), "{pids:x?}");
         assert_eq!(r.program(a).stats.pmt_version_changes, 1);
+    }
+
+    /// A PAT of 256 sections whose sections 1..=255 change at every
+    /// repetition (a hostile or broken multiplexer): the table stays within
+    /// MAX_PAT_ENTRIES, the refusals are counted, and the wanted programs
+    /// (in section 0) are served throughout.
+    #[test]
+    fn pat_section_flood_is_bounded_and_programs_stay() {
+        let mut r = Remux::new();
+        let a = r.add_program(1);
+        let b = r.add_program(2);
+        // mk_mux's PAT as section 0 of 256.
+        let mut ts = Vec::new();
+        let sec0 = PatRepr {
+            transport_stream_id: 7,
+            version: 0,
+            section_number: 0,
+            last_section_number: 255,
+            entries: vec![
+                PatEntry {
+                    program_number: 1,
+                    pid: 0x100,
+                },
+                PatEntry {
+                    program_number: 2,
+                    pid: 0x200,
+                },
+            ],
+        };
+        let mut pat_cc = 0;
+        packetize(&sec0.emit(), 0, &mut pat_cc, &mut ts);
+        ts.extend(mk_mux().chunks_exact(188).skip(1).flatten());
+        r.push(&ts);
+        for i in 0..4000u32 {
+            let flood = PatRepr {
+                section_number: 1 + (i % 255) as u8,
+                entries: (0..253u32)
+                    .map(|j| PatEntry {
+                        program_number: (3 + (i * 253 + j) % 60000) as u16,
+                        pid: 0x20 + (j as u16),
+                    })
+                    .collect(),
+                ..sec0.clone()
+            };
+            let mut t = Vec::new();
+            packetize(&flood.emit(), 0, &mut pat_cc, &mut t);
+            if i % 100 == 0 {
+                packetize(&sec0.emit(), 0, &mut pat_cc, &mut t);
+            }
+            r.push(&t);
+        }
+        let pat = r.pat().unwrap();
+        assert!(pat.len() <= MAX_PAT_ENTRIES, "{}", pat.len());
+        assert_eq!(pat.pmt_pid(1), Some(0x100));
+        assert!(r.stats.pat_entries_refused > 500_000, "{:?}", r.stats);
+        assert_eq!(r.program(a).pmt_pid, Some(0x100));
+        assert_eq!(r.program(b).pmt_pid, Some(0x200));
+        assert!(r.program(a).pmt.is_some() && r.program(b).pmt.is_some());
     }
 }
 

@@ -30,6 +30,7 @@ pub struct EitEvent {
 pub struct ShortEvent {
     /// ISO 639-2 code, e.g. "eng".
     pub language: String,
+    /// event_name as one clean line (`text::decode_name`).
     pub name: String,
     pub text: String,
 }
@@ -55,7 +56,7 @@ impl EitEvent {
             .filter_map(|d| ShortEventDescriptor::parse(&d))
             .map(|s| ShortEvent {
                 language: descriptor::lang_str(&s.iso_639_language_code),
-                name: text::decode(s.event_name),
+                name: text::decode_name(s.event_name),
                 text: text::decode(s.text),
             })
             .collect()

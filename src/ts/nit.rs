@@ -114,10 +114,10 @@ impl NitRepr {
         Descriptors::new(&self.network_descriptors)
     }
 
-    /// network_name_descriptor, decoded.
+    /// network_name_descriptor, decoded as one clean line.
     pub fn network_name(&self) -> Option<String> {
         self.network_descriptors()
-            .find_map(|d| descriptor::network_name(&d).map(text::decode))
+            .find_map(|d| descriptor::network_name(&d).map(text::decode_name))
     }
 
     /// The whole section, CRC included; Malformed if a loop exceeds 12 bits

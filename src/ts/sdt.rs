@@ -41,16 +41,17 @@ impl SdtService {
         self.service_descriptor().map(|s| s.service_type)
     }
 
-    /// service_name decoded from DVB text.
+    /// service_name decoded from DVB text, as one clean line
+    /// (`text::decode_name`).
     pub fn service_name(&self) -> Option<String> {
         self.service_descriptor()
-            .map(|s| text::decode(s.service_name))
+            .map(|s| text::decode_name(s.service_name))
     }
 
-    /// service_provider_name decoded from DVB text.
+    /// service_provider_name decoded from DVB text, as one clean line.
     pub fn provider_name(&self) -> Option<String> {
         self.service_descriptor()
-            .map(|s| text::decode(s.service_provider_name))
+            .map(|s| text::decode_name(s.service_provider_name))
     }
 }
 

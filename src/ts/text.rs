@@ -11,6 +11,10 @@
 //! dropped except CR/LF (0x8A / U+E08A), which becomes '\n'. Tables capbox
 //! has no mapping for (KS X 1001, GB 2312, Big5, the 0x1F encoding_type_id
 //! compressions) decode their ASCII bytes and put U+FFFD for the rest.
+//!
+//! Names (service, provider, network, event title) go through `decode_name`
+//! / `clean_name`: one line, no control or invisible characters, no `"`,
+//! at most `MAX_NAME_CHARS` characters, whatever the broadcaster sent.
 
 /// The character table a DVB string selects with its first byte(s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +108,70 @@ pub fn decode_into(bytes: &[u8], out: &mut String) {
             }
         }
     }
+}
+
+/// Longest name `clean_name` keeps, in characters. A DVB name field holds at
+/// most 255 bytes; nothing an operator reads needs more than this.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// A DVB name field (service, provider, network, event title) decoded and
+/// made safe for one line of text: see `clean_name`.
+pub fn decode_name(bytes: &[u8]) -> String {
+    clean_name(&decode(bytes))
+}
+
+/// The one place a name that came from the air or from a file is made safe
+/// for a one-line context: an M3U `#EXTINF` line, a log line, a console
+/// table, a Prometheus label, a `"…"` in a message.
+///
+/// - Line breaks (the DVB CR/LF code 0x8A arrives as `'\n'`), tabs and the
+///   Unicode line/paragraph separators become a space;
+/// - every other control character is dropped: C0, DEL, C1 (U+0080..=U+009F)
+///   and the DVB control codes mapped into the private use area
+///   (U+E080..=U+E09F), plus invisible format characters that can reorder
+///   or hide text (bidi overrides and isolates, zero-width characters,
+///   BOM);
+/// - `"` becomes `'`: M3U attribute values have no escape, so a double
+///   quote would end `tvg-name="…"` early;
+/// - runs of spaces collapse to one, the ends are trimmed, and the result is
+///   cut at `MAX_NAME_CHARS` characters.
+///
+/// Backslashes stay (they are text); Prometheus label values are escaped
+/// where they are written. Idempotent: `clean_name(clean_name(s)) ==
+/// clean_name(s)`.
+pub fn clean_name(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(4 * MAX_NAME_CHARS));
+    let mut chars = 0usize;
+    let mut pending_space = false;
+    for c in s.chars() {
+        let c = match c {
+            '\n' | '\r' | '\t' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}' => ' ',
+            '"' => '\'',
+            c if c.is_control() => continue,
+            '\u{E080}'..='\u{E09F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}' => continue,
+            c => c,
+        };
+        if c.is_whitespace() {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        let need = if pending_space { 2 } else { 1 };
+        if chars + need > MAX_NAME_CHARS {
+            break;
+        }
+        if pending_space {
+            out.push(' ');
+            pending_space = false;
+            chars += 1;
+        }
+        out.push(c);
+        chars += 1;
+    }
+    out
 }
 
 /// Encode `s` for an SI text field: as is when it is printable ASCII (valid
@@ -816,6 +884,69 @@ mod tests {
             "News at 8\nand more"
         );
         assert_eq!(decode(b"\x0B\x86A\x8AB\x9F"), "A\nB");
+    }
+
+    #[test]
+    fn names_are_one_clean_line() {
+        // The SDT name of the hostile suite: a DVB line break and quotes.
+        assert_eq!(
+            decode_name(b"Evil\x8A#EXTINF:-1,\"Injected\""),
+            "Evil #EXTINF:-1,'Injected'"
+        );
+        assert_eq!(decode_name(b"\x15A\xEE\x82\x8AB"), "A B");
+        // C0, DEL and C1 controls, with and without a DVB table.
+        assert_eq!(clean_name("a\u{0}b\u{1B}[31mc\u{7F}d\u{9B}e"), "ab[31mcde");
+        assert_eq!(decode_name(b"\x0BA\x1FB"), "AB");
+        // DVB codes that reached a string some other way (private use area).
+        assert_eq!(clean_name("A\u{E086}B\u{E08A}C"), "ABC");
+        // Bidi overrides and zero-width characters are dropped; text kept.
+        assert_eq!(clean_name("abc\u{202E}fed\u{200B}\u{FEFF}"), "abcfed");
+        assert_eq!(clean_name("Télé 5 — ΕΡΤ Первый"), "Télé 5 — ΕΡΤ Первый");
+        // Line and paragraph separators, tabs, CR LF: one space, trimmed.
+        assert_eq!(clean_name("  x\r\n\r\ny\u{2028}z\tw \u{85} "), "x y z w");
+        // Backslashes are text.
+        assert_eq!(clean_name(r"C:\TV\"), r"C:\TV\");
+        assert_eq!(clean_name("\n\n"), "");
+        // Cut at MAX_NAME_CHARS characters, on a character boundary.
+        let long = "é".repeat(300);
+        let c = clean_name(&long);
+        assert_eq!(c.chars().count(), MAX_NAME_CHARS);
+        assert!(c.chars().all(|ch| ch == 'é'));
+        // No trailing space at the cut.
+        let spaced = "ab ".repeat(100);
+        let c = clean_name(&spaced);
+        assert!(
+            c.chars().count() <= MAX_NAME_CHARS && !c.ends_with(' '),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn clean_name_is_idempotent_and_never_yields_unsafe_chars() {
+        let mut x: u32 = 0x9E37_79B9;
+        for len in 0..400 {
+            let mut v = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                v.push(x as u8);
+            }
+            for sel in [None, Some(0x0Bu8), Some(0x11), Some(0x15)] {
+                let mut w = Vec::new();
+                w.extend(sel);
+                w.extend_from_slice(&v);
+                let n = decode_name(&w);
+                assert!(n.chars().count() <= MAX_NAME_CHARS);
+                assert!(
+                    !n.chars()
+                        .any(|c| c.is_control() || c == '"' || c == '\u{2028}'),
+                    "{n:?}"
+                );
+                assert!(!n.starts_with(' ') && !n.ends_with(' ') && !n.contains("  "));
+                assert_eq!(clean_name(&n), n);
+            }
+        }
     }
 
     #[test]
