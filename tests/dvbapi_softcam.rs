@@ -297,7 +297,7 @@ impl Peer {
 // Server messages, field by field from README.dvbapi_protocol.
 
 fn server_info(protocol: u16) -> Vec<u8> {
-    let text = b"OSCam fake 2.26";
+    let text = b"OSCam fake\n2.26\"; ";
     let mut v = vec![0xFF, 0xFF, 0x00, 0x02];
     v.extend_from_slice(&protocol.to_be_bytes());
     v.push(text.len() as u8);
@@ -350,7 +350,9 @@ fn ecm_info(adapter: u8, sid: u16) -> Vec<u8> {
     v.extend_from_slice(&ECM_PID.to_be_bytes());
     v.extend_from_slice(&0u32.to_be_bytes()); // provider
     v.extend_from_slice(&37u32.to_be_bytes()); // ecm time, ms
-    for s in [&b"Conax"[..], b"fakereader", b"local", b"internal"] {
+                                               // The reader name carries a line break and a quote: names from the
+                                               // network reach /status as one clean line.
+    for s in [&b"Conax"[..], b"fake\r\nreader\"", b"local", b"internal"] {
         v.push(s.len() as u8);
         v.extend_from_slice(s);
     }
@@ -486,7 +488,14 @@ fn protocol_3_words_reach_the_slots_and_stop_on_drop() {
         "{}",
         st.state
     );
-    assert!(st.state.contains("fakereader"), "{}", st.state);
+    assert!(st.state.contains("fake reader'"), "{}", st.state);
+    assert!(
+        !st.state.contains('\n') && !st.state.contains('"'),
+        "{}",
+        st.state
+    );
+    let server = format!("{:?}", client.status().state);
+    assert!(server.contains(r#"OSCam fake 2.26'"#), "{server}");
     assert_eq!(st.caid, Some(CAID));
     assert_eq!(st.ecm_pid, Some(ECM_PID));
     assert_eq!(st.cws_delivered, 2);

@@ -645,7 +645,9 @@ fn serve_connection(shared: &Shared, mut conn: Box<dyn Conn>) -> bool {
                     if let Message::ServerInfo { protocol, info } = &msg {
                         // OSCam 2.2x sends "OSCam <version> (<target>); "
                         // plus its build options: keep the name readable.
-                        let info = info.trim().trim_end_matches(';').trim_end().to_string();
+                        let info = crate::ts::text::clean_name(
+                            info.trim().trim_end_matches(';').trim_end(),
+                        );
                         log::info!("softcam {}: {info} (protocol {protocol})", shared.endpoint);
                         g.state = ConnState::Ready {
                             server: info,
@@ -875,15 +877,17 @@ fn handle(shared: &Shared, g: &mut Inner, msg: Message) {
                 return;
             }
             s.counters.ecm_infos += 1;
+            // Names from the network: one clean line each in /status.
+            let clean = |t: String| crate::ts::text::clean_name(&t);
             s.ecm_info = Some(EcmInfo {
                 caid,
                 pid,
                 provider_id,
                 ecm_time_ms,
-                cardsystem,
-                reader,
-                from,
-                protocol,
+                cardsystem: clean(cardsystem),
+                reader: clean(reader),
+                from: clean(from),
+                protocol: clean(protocol),
                 hops,
             });
         }
