@@ -1,11 +1,12 @@
 //! The running box: channels, their mux runners and the HTTP server, wired
 //! from a `Config`; `reload` applies a new config touching only what changed.
 
-use crate::channel::{lock, Channel, InputSpec, MuxKey, MuxRunner, RunnerConfig};
+use crate::channel::{lock, Channel, ChannelState};
 use crate::config::{self, Config, Diagnostic};
 use crate::fanout::{Ring, RingConfig};
 use crate::http::{self, Access, Backend, HttpConfig, RouteAccess, ServerHandle};
 use crate::source::dvb::{AdapterStatus, AdapterStatusHandle, DvbSourceConfig};
+use crate::source::runner::{Attach, InputSpec, MuxKey, MuxRunner, RunnerConfig};
 use crate::source::Resync;
 use crate::ts::packet::Packet;
 use crate::ts::pat::{PatRepr, PatTable, MAX_PAT_ENTRIES};
@@ -256,9 +257,9 @@ impl Daemon {
 
     fn add_channel(&mut self, cfg: config::ChannelConfig) {
         let name = cfg.name.clone();
-        let Some(src) = cfg.sources.first().cloned() else {
+        if cfg.sources.is_empty() {
             return;
-        };
+        }
         if cfg.sources.len() > 1 {
             log::info!("channel '{name}': {} sources configured; failover between them is not implemented yet, using source[0]", cfg.sources.len());
         }
@@ -271,48 +272,56 @@ impl Daemon {
             .unwrap_or_else(|e| e.into_inner())
             .get(&name)
             .cloned();
-        let ch = match existing {
-            Some(old) => Channel::new(cfg, old.ring.clone()),
-            None => Channel::new(cfg, Ring::new(ring_config(&self.config))),
+        let ring = match existing {
+            Some(old) => old.ring.clone(),
+            None => Ring::new(ring_config(&self.config)),
         };
+        let flush = Duration::from_millis(self.config.buffers.flush_ms);
+        let sources = cfg.sources.clone();
+        let ch = Channel::new(cfg, ring, flush);
         self.app
             .channels
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.clone(), ch.clone());
-        let key = MuxKey::of(&src);
-        if !self.runners.contains_key(&key) {
-            let input = match &src.dvb {
-                None => InputSpec::File,
-                Some(d) => {
-                    let (Some(a), Some(h)) = (
-                        self.config.adapter(&d.adapter),
-                        self.app.adapter(&d.adapter),
-                    ) else {
-                        // The config walk refuses unknown adapters.
-                        log::error!("channel '{name}': no adapter {:?}", d.adapter);
-                        return;
-                    };
-                    InputSpec::Dvb(DvbSourceConfig::from_config(a, d.tuning, h))
-                }
-            };
-            match MuxRunner::spawn_input(key.clone(), input, self.runner_cfg()) {
-                Ok(r) => {
-                    self.runners.insert(key.clone(), r);
-                }
-                Err(e) => {
-                    log::error!(
-                        "channel '{name}': cannot start a thread for {}: {e}",
-                        key.describe()
-                    );
-                    return;
+        for (index, src) in sources.iter().enumerate().take(crate::channel::MAX_SOURCES) {
+            let key = MuxKey::of(src);
+            if !self.runners.contains_key(&key) {
+                let input = match &src.dvb {
+                    None => InputSpec::File,
+                    Some(d) => {
+                        let (Some(a), Some(h)) = (
+                            self.config.adapter(&d.adapter),
+                            self.app.adapter(&d.adapter),
+                        ) else {
+                            // The config walk refuses unknown adapters.
+                            log::error!("channel '{name}': no adapter {:?}", d.adapter);
+                            continue;
+                        };
+                        InputSpec::Dvb(DvbSourceConfig::from_config(a, d.tuning, h))
+                    }
+                };
+                match MuxRunner::spawn_input(key.clone(), input, self.runner_cfg()) {
+                    Ok(r) => {
+                        self.runners.insert(key.clone(), r);
+                    }
+                    Err(e) => {
+                        log::error!(
+                            "channel '{name}': cannot start a thread for {}: {e}",
+                            key.describe()
+                        );
+                        continue;
+                    }
                 }
             }
-        }
-        if let Some(r) = self.runners.get(&key) {
-            match self.ca_session(&name, &src) {
-                Some(ca) => r.add_with_ca(ch, ca),
-                None => r.add(ch),
+            if let Some(r) = self.runners.get(&key) {
+                r.attach(Attach {
+                    sink: ch.clone(),
+                    source: index,
+                    program: src.program,
+                    biss: src.biss.clone(),
+                    ca: self.ca_session(&name, src),
+                });
             }
         }
     }
@@ -357,7 +366,7 @@ impl Daemon {
             || cfg
                 .channels
                 .iter()
-                .flat_map(|c| c.sources.first())
+                .flat_map(|c| c.sources.iter())
                 .any(|s| matches!(s.ca, Some(config::CaSourceConfig::Card { .. })));
         let mut slot = lock(&self.app.cards);
         match (slot.as_ref(), wanted) {
@@ -403,8 +412,8 @@ impl Daemon {
             .get(name)
             .cloned();
         let Some(ch) = ch else { return };
-        let key = lock(&ch.config).sources.first().map(MuxKey::of);
-        if let Some(key) = key {
+        let keys: Vec<MuxKey> = lock(&ch.config).sources.iter().map(MuxKey::of).collect();
+        for key in keys {
             if let Some(r) = self.runners.get(&key) {
                 r.remove(name);
             }
@@ -433,8 +442,8 @@ impl Daemon {
             for c in &new.channels {
                 let dvbapi = c
                     .sources
-                    .first()
-                    .is_some_and(|s| s.ca == Some(config::CaSourceConfig::Dvbapi));
+                    .iter()
+                    .any(|s| s.ca == Some(config::CaSourceConfig::Dvbapi));
                 if dvbapi
                     && self.config.channel(&c.name).is_some()
                     && !diff.changed.contains(&c.name)
@@ -480,7 +489,7 @@ impl Daemon {
         let used: Vec<MuxKey> = new
             .channels
             .iter()
-            .filter_map(|c| c.sources.first().map(MuxKey::of))
+            .flat_map(|c| c.sources.iter().map(MuxKey::of))
             .collect();
         let changed_adapter = |name: &str| match (self.config.adapter(name), new.adapter(name)) {
             (Some(a), Some(b)) => !a.same_settings(b),
@@ -677,7 +686,7 @@ impl Backend for App {
             "capbox_channel_up",
             "gauge",
             "1 when the channel has a PMT and fresh data.",
-            &|s| (s.state == "up") as u8 as f64,
+            &|s| (s.state == ChannelState::Up) as u8 as f64,
         );
         family(
             "capbox_channel_bytes_total",

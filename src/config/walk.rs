@@ -666,8 +666,19 @@ fn sources(
         let msg = "no sources; expected at least one [[channel.source]] table with a file";
         w.error(f.line, &f.path, msg.to_string());
     }
+    let max = crate::channel::MAX_SOURCES;
+    if items.len() > max {
+        w.error(
+            f.line,
+            &f.path,
+            format!(
+                "{} sources; expected at most {max} per channel",
+                items.len()
+            ),
+        );
+    }
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.iter().enumerate().take(max) {
         let path = format!("{}[{}]", f.path, i);
         let Some(mut t) = w.table(item, &path, f.line) else {
             continue;

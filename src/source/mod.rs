@@ -1,16 +1,22 @@
 //! Where a mux's packets come from.
 //!
 //! A `Source` hands out whole, aligned 188-byte packets. Implementations:
-//! `FileSource` (a `.ts` file paced in real time by its PCR); a DVB adapter
-//! and a remote HTTP stream implement the same trait in later work.
+//! `FileSource` (a `.ts` file paced in real time by its PCR) and
+//! `DvbSource` (a tuned adapter). The mux runner (`runner`) reads one
+//! source on its own thread and hands each channel its program through
+//! the channel's `ChannelSink`, with a `SourceReport` of what it measured.
 //!
 //! `Resync` turns any byte stream into aligned packets: it locks on three
 //! sync bytes 188 apart, and counts every byte it had to skip.
 
 pub mod dvb;
 pub mod file;
+pub mod runner;
 
-use std::time::Duration;
+use crate::ca::descrambler::DescramblerStats;
+use crate::ca::CaStatus;
+use crate::remux::{DemuxStats, ProgramStats};
+use std::time::{Duration, Instant};
 
 pub use file::{FileSource, FileSourceConfig};
 
@@ -83,6 +89,93 @@ pub trait Source: Send {
     /// it. Called again whenever the set may have changed (a PMT update, a
     /// channel added or removed); cheap when it did not.
     fn set_wanted_pids(&mut self, _pids: &[u16]) {}
+}
+
+/// Where a channel's packets go: the narrow door between a mux runner (or
+/// any thread that feeds a channel) and the channel, which owns its ring
+/// and decides which of its sources is on air. `source` is the index of
+/// the source among the channel's. Called on the feeding thread: every
+/// method is short and never blocks on I/O.
+pub trait ChannelSink: Send + Sync {
+    /// The channel's name (logs, commands).
+    fn name(&self) -> String;
+    /// Packets of the channel's program from `source` (single-program TS
+    /// after the remux and the descrambler). `video` is the program's
+    /// video PID and codec, for keyframe detection.
+    fn write(
+        &self,
+        source: usize,
+        packets: &[u8],
+        video: Option<(u16, crate::ts::pmt::VideoCodec)>,
+        now: Instant,
+    );
+    /// The program's PAT and PMT from `source` changed: the packets a new
+    /// client gets first.
+    fn set_psi(&self, source: usize, pat_pmt_packets: Vec<u8>);
+    /// Called on every turn of the feeding thread, data or not: a partly
+    /// filled chunk goes out on its time bound.
+    fn tick(&self, source: usize, now: Instant);
+    /// The input of `source` broke (file looped, sync regained): clocks
+    /// and keyframe detection restart.
+    fn input_discontinuity(&self, source: usize);
+    /// What the feeding thread measured of the program from `source`.
+    fn report(&self, source: usize, report: SourceReport);
+    /// `source` lets the channel go (removed, reloaded): flush.
+    fn detach(&self, source: usize);
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamStatus {
+    pub pid: u16,
+    pub stream_type: u8,
+    pub kind: &'static str,
+    pub language: Option<String>,
+}
+
+/// What a feeding thread knows of one channel's program from one source,
+/// in facts and counters (the channel turns them into a state and words).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SourceReport {
+    /// What the source is ("file samples/mux.ts", "adapter sat1 …").
+    pub source: String,
+    /// The source is open and being read.
+    pub open: bool,
+    /// Why it is not, in words ("source: … end of file").
+    pub error: Option<String>,
+    pub source_errors: u64,
+    /// program_number asked for.
+    pub program: u16,
+    /// The mux's programs (at most `LISTED_SERVICES + 1`) and how many.
+    pub services: Vec<u16>,
+    pub services_total: usize,
+    pub pat_seen: bool,
+    pub pmt_pid: Option<u16>,
+    pub pmt_version: Option<u8>,
+    pub psi_crc_errors: u64,
+    pub streams: Vec<StreamStatus>,
+    pub service_name: Option<String>,
+    pub provider: Option<String>,
+    pub program_stats: ProgramStats,
+    pub mux_stats: DemuxStats,
+    pub source_stats: SourceStats,
+    /// ES PIDs of the PMT that carried nothing (after 2 s of the PMT).
+    pub missing_pids: Vec<u16>,
+    pub descrambler: Option<DescramblerStats>,
+    pub ca: Option<CaStatus>,
+    /// Why packets were left scrambled since the last report, in words.
+    pub scrambled: Option<String>,
+}
+
+impl SourceReport {
+    /// A source that cannot be read, and why.
+    pub fn failed(error: String, source_errors: u64) -> SourceReport {
+        SourceReport {
+            open: false,
+            error: Some(error),
+            source_errors,
+            ..Default::default()
+        }
+    }
 }
 
 /// Packet alignment over an arbitrary byte stream.
