@@ -31,7 +31,7 @@ pub const LIBRARY: &str = "libpcsclite.so.1";
 
 /// What to install, said whenever the library cannot be loaded.
 pub const INSTALL_HINT: &str =
-    "smart cards need libpcsclite.so.1 and pcscd: apt-get install libpcsclite1 pcscd";
+    "smart cards need libpcsclite1: apt-get install libpcsclite1 pcscd";
 
 /// The C types and constants of `pcsclite.h`/`winscard.h`, as pcsc-lite
 /// defines them on Linux. Public for the layout test.
