@@ -137,7 +137,11 @@ impl Running {
         if let Ok(Some(st)) = self.child.try_wait() {
             panic!("{what} exited ({st}) before listening:\n{}", self.text());
         }
-        assert!(up, "{what} not listening on {addr} after 60 s:\n{}", self.text());
+        assert!(
+            up,
+            "{what} not listening on {addr} after 60 s:\n{}",
+            self.text()
+        );
     }
 }
 
@@ -224,7 +228,11 @@ fn demo_builds_and_serves_without_libpcsclite() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "check-config with [cards]:\n{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "check-config with [cards]:\n{text}"
+    );
     assert!(
         text.contains(HINT) && text.contains("cards"),
         "check-config does not say what to install (and where):\n{text}"

@@ -24,12 +24,18 @@ type Check = (String, u64);
 
 macro_rules! size {
     ($t:ident) => {
-        (format!("sizeof({})", stringify!($t)), size_of::<$t>() as u64)
+        (
+            format!("sizeof({})", stringify!($t)),
+            size_of::<$t>() as u64,
+        )
     };
 }
 macro_rules! align {
     ($t:ident) => {
-        (format!("_Alignof({})", stringify!($t)), align_of::<$t>() as u64)
+        (
+            format!("_Alignof({})", stringify!($t)),
+            align_of::<$t>() as u64,
+        )
     };
 }
 macro_rules! off {
@@ -233,7 +239,13 @@ fn c_values(checks: &[Check]) -> Result<HashMap<String, u64>, String> {
     let exe = dir.join("layout");
     std::fs::write(&src, c_program(checks)).unwrap();
     let out = Command::new(&cc)
-        .args(["-std=gnu11", "-Wall", "-Werror", "-I/usr/include/PCSC", "-o"])
+        .args([
+            "-std=gnu11",
+            "-Wall",
+            "-Werror",
+            "-I/usr/include/PCSC",
+            "-o",
+        ])
         .arg(&exe)
         .arg(&src)
         .output()
@@ -284,11 +296,14 @@ fn pcsclite_abi_matches_c_headers() {
 #[test]
 fn pnp_name_is_the_librarys() {
     assert_eq!(PNP_NOTIFICATION.to_bytes(), br"\\?PnP?\Notification");
-    let Some(lib) = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
-        .iter()
-        .map(|d| std::path::Path::new(d).join("libpcsclite.so.1"))
-        .find(|p| p.exists())
-    else {
+    let Some(lib) = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .map(|d| std::path::Path::new(d).join("libpcsclite.so.1"))
+    .find(|p| p.exists()) else {
         eprintln!("SKIPPED pnp_name_is_the_librarys: no libpcsclite.so.1");
         return;
     };

@@ -486,9 +486,8 @@ fn relist(
     };
     // The PnP pseudo-reader keeps its state (pcscd counts readers in its
     // high word): a fresh one could report a change at once, for ever.
-    states.retain(|s| {
-        s.name() == PNP_NOTIFICATION || names.iter().any(|n| n.as_c_str() == s.name())
-    });
+    states
+        .retain(|s| s.name() == PNP_NOTIFICATION || names.iter().any(|n| n.as_c_str() == s.name()));
     for n in &names {
         if !states.iter().any(|s| s.name() == n.as_c_str()) {
             states.push(ReaderState::new(n.clone(), State::UNAWARE));

@@ -30,8 +30,7 @@ use std::time::Duration;
 pub const LIBRARY: &str = "libpcsclite.so.1";
 
 /// What to install, said whenever the library cannot be loaded.
-pub const INSTALL_HINT: &str =
-    "smart cards need libpcsclite1: apt-get install libpcsclite1 pcscd";
+pub const INSTALL_HINT: &str = "smart cards need libpcsclite1: apt-get install libpcsclite1 pcscd";
 
 /// The C types and constants of `pcsclite.h`/`winscard.h`, as pcsc-lite
 /// defines them on Linux. Public for the layout test.
@@ -674,7 +673,10 @@ mod tests {
             Error::REMOVED_CARD.to_string(),
             "The smart card has been removed, so further communication is not possible"
         );
-        assert_eq!(Error(0x8010_00ff_u32 as LONG).to_string(), "PC/SC error 0x801000ff");
+        assert_eq!(
+            Error(0x8010_00ff_u32 as LONG).to_string(),
+            "PC/SC error 0x801000ff"
+        );
         assert_eq!(format!("{:?}", Error::NO_SERVICE), "SCARD_E_NO_SERVICE");
     }
 
