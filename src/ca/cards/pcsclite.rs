@@ -184,16 +184,26 @@ fn dl_error() -> String {
 impl Lib {
     fn open() -> Result<Lib, String> {
         let name = CString::new(LIBRARY).map_err(|e| e.to_string())?;
-        // SAFETY: name is a valid C string; RTLD_NOW resolves everything now
-        // so a broken library fails here, not in the middle of a call.
-        // libpcsclite's constructors only read the environment.
+        // SAFETY: name is a valid C string; RTLD_NOW binds everything now
+        // so a broken library fails here, not in the middle of a call;
+        // RTLD_LOCAL keeps its symbols out of everyone else's way.
         let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
         if h.is_null() {
             return Err(dl_error());
         }
+        Lib::resolve(h).inspect_err(|_| {
+            // SAFETY: h came from dlopen above and nothing resolved from it
+            // is kept (resolve failed): the reference can go.
+            unsafe { libc::dlclose(h) };
+        })
+    }
+
+    /// Every entry point of `h`, or which one is missing.
+    fn resolve(h: *mut c_void) -> Result<Lib, String> {
         let sym = |s: &CStr| -> Result<*mut c_void, String> {
-            // SAFETY: h is a live handle from dlopen (never closed), s is
-            // a valid C string.
+            // SAFETY: h is a live handle from dlopen (closed only if this
+            // fails, and then nothing found here is kept), s is a valid C
+            // string.
             let p = unsafe { libc::dlsym(h, s.as_ptr()) };
             if p.is_null() {
                 Err(format!("{LIBRARY}: {}", dl_error()))
