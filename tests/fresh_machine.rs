@@ -6,8 +6,8 @@
 //! covered by an empty file or directory, then, in the same kind of
 //! namespace:
 //! - runs `capbox demo` and reads the start of a stream;
-//! - runs `capbox check-config` on a config with `[cards]`, which must fail
-//!   saying what to install;
+//! - runs `capbox check-config` on a config with `[cards]`, and `capbox
+//!   cards --local`: both must fail saying what to install;
 //! - runs `capbox serve` on that config: the file channel still streams and
 //!   the log says what to install.
 //!
@@ -238,7 +238,21 @@ fn demo_builds_and_serves_without_libpcsclite() {
         "check-config does not say what to install (and where):\n{text}"
     );
 
-    // 3. serve on it: the channel streams, the log says what to install.
+    // 3. `capbox cards --local` (asks pcscd directly) says it too.
+    let out = ns
+        .command(&bin)
+        .args(["cards", "--local"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "cards --local:\n{text}");
+    assert!(
+        text.contains(HINT),
+        "cards --local does not say '{HINT}':\n{text}"
+    );
+
+    // 4. serve on it: the channel streams, the log says what to install.
     let mut c = ns.command(&bin);
     c.arg("serve").arg("--config").arg(&cfg_path);
     let mut serve = Running::spawn(c);
