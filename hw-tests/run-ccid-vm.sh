@@ -20,7 +20,8 @@
 #   5. The in-VM test program (hw-tests/ccid/guest.rs, example
 #      `ccid-guest`, dynamic with the default `pcsc` feature).
 #   6. An initramfs: busybox, the modules + depmod, udevd, pcscd, libccid,
-#      the test program, each with the shared libraries ldd names.
+#      the test program, each with the shared libraries ldd names, and
+#      libpcsclite.so.1 (which the card manager loads at run time).
 #   7. QEMU under TCG with a qemu-xhci controller and QMP; hw-tests/ccid/
 #      host.py shows the serial console and does what the guest asks
 #      ("HOST: plug r1", "card r1", "unplug r1") with device_add/device_del.
@@ -149,6 +150,12 @@ with_libs() {
 }
 with_libs "$testbin" /bin/ccid-guest
 strip "$ird/bin/ccid-guest"
+# The card manager loads libpcsclite.so.1 at run time (dlopen), so ldd does
+# not name it: put it where the guest's dynamic loader looks (the multiarch
+# dir, no ld.so.cache needed).
+pcsclib=$(ldconfig -p | sed -n 's/^\s*libpcsclite\.so\.1 (.*) => //p' | head -1)
+[ -n "$pcsclib" ] || die "libpcsclite.so.1 not found (Debian package libpcsclite1)"
+with_libs "$pcsclib" "$pcsclib"
 with_libs /usr/sbin/pcscd /usr/sbin/pcscd
 ln -sf ../usr/sbin/pcscd "$ird/sbin/pcscd"
 bundle=/usr/lib/pcsc/drivers/ifd-ccid.bundle

@@ -86,7 +86,8 @@ trap 'rm -rf "$run"' EXIT
 # capbox library and dependencies already built by `cargo build`/`cargo
 # test` in the repo's target dir are reused (a warm run relinks one binary);
 # glibc links statically as static-pie. --no-default-features: without
-# the card manager, whose libpcsclite has no static build.
+# the card manager, which loads libpcsclite.so.1 at run time (a static
+# binary cannot).
 stamp "building the in-VM test program"
 (cd "$repo" && cargo rustc -q --no-default-features --example hw-tests -- -C target-feature=+crt-static) \
     || die "cargo build of the hw-tests example failed"

@@ -172,6 +172,11 @@ pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> 
 /// carry the program? Reported on the line of the key.
 pub fn check_sources(cfg: &Config) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    if let Some(key) = cards_wanted(cfg) {
+        if let Err(why) = crate::ca::cards::available() {
+            out.push(cfg.diag_at(&key, why));
+        }
+    }
     let mut cache: BTreeMap<std::path::PathBuf, Result<Vec<(u16, Option<String>)>, String>> =
         BTreeMap::new();
     for (_, src) in cfg.sources().filter(|(_, s)| s.dvb.is_none()) {
@@ -202,6 +207,26 @@ pub fn check_sources(cfg: &Config) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// The config key that asks for the card manager (`[cards]`, `[[card]]`
+/// or the first `ca = "card"` source), if any.
+fn cards_wanted(cfg: &Config) -> Option<String> {
+    let card_source = cfg
+        .channels
+        .iter()
+        .flat_map(|c| c.sources.iter())
+        .find(|s| matches!(s.ca, Some(config::CaSourceConfig::Card { .. })))
+        .map(|s| format!("{}.ca", s.key));
+    if !cfg.cards.enabled {
+        return card_source;
+    }
+    ["cards", "card[0]"]
+        .into_iter()
+        .find(|k| cfg.line_of(k) > 0)
+        .map(String::from)
+        .or(card_source)
+        .or(Some("cards".into()))
 }
 
 impl Daemon {
@@ -362,12 +387,7 @@ impl Daemon {
     /// Start the card manager when the config wants cards (`[cards]`,
     /// `[[card]]` or a `ca = "card"` source), or hand it the new config.
     fn set_cards(&mut self, cfg: &Config) {
-        let wanted = cfg.cards.enabled
-            || cfg
-                .channels
-                .iter()
-                .flat_map(|c| c.sources.iter())
-                .any(|s| matches!(s.ca, Some(config::CaSourceConfig::Card { .. })));
+        let wanted = cards_wanted(cfg).is_some();
         let mut slot = lock(&self.app.cards);
         match (slot.as_ref(), wanted) {
             (Some(m), true) => m.reconfigure(cfg.cards.clone()),

@@ -41,6 +41,14 @@ pub fn run(args: &[String]) -> i32 {
             }
         }
     }
+    if local {
+        // No library, no card manager: say what to install, not "pcscd
+        // not running".
+        if let Err(why) = crate::ca::cards::available() {
+            eprintln!("capbox cards: {why}");
+            return 1;
+        }
+    }
     let cards = if local {
         local_cards()
     } else {

@@ -25,7 +25,7 @@
 use super::{driver, Apdu, CardDriver, CardInfo, CardStatus, CwPair, EcmClient, Rapdu, DRIVERS};
 use crate::config::CardsConfig;
 
-use pcsc::{Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
+use super::pcsclite::{self, Card, Context, Error, ReaderState, State, PNP_NOTIFICATION};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -114,6 +114,14 @@ const RELEASED: &str = "card released";
 const STOP_WAIT: Duration = Duration::from_secs(3);
 /// How often the reader list is asked for even without a PnP event.
 const RELIST_EVERY: Duration = Duration::from_secs(1);
+/// How often a missing libpcsclite is looked for again.
+const LIBRARY_RETRY: Duration = Duration::from_secs(5);
+
+/// Whether this build's card manager can run here: Err says what to
+/// install (libpcsclite.so.1 is loaded at run time).
+pub fn available() -> Result<(), String> {
+    pcsclite::library().map(|_| ())
+}
 
 impl CardManager {
     pub fn start(cfg: CardsConfig) -> CardManager {
@@ -317,19 +325,33 @@ impl Shared {
     }
 }
 
-fn context_lost(e: pcsc::Error) -> bool {
-    use pcsc::Error as E;
+fn context_lost(e: Error) -> bool {
     matches!(
         e,
-        E::NoService | E::ServiceStopped | E::InvalidHandle | E::CommError
+        Error::NO_SERVICE | Error::SERVICE_STOPPED | Error::INVALID_HANDLE | Error::COMM_ERROR
     )
 }
 
 /// The manager thread.
 fn run(shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(100);
+    let mut told_install = false;
     while !shared.stop.load(Ordering::SeqCst) {
-        let ctx = match Context::establish(Scope::User) {
+        // Loaded at run time (see pcsclite.rs): a box without it runs the
+        // rest of capbox, and installing the package needs no restart.
+        let lib = match pcsclite::library() {
+            Ok(l) => l,
+            Err(why) => {
+                if !told_install {
+                    log::error!("cards: {why}");
+                    told_install = true;
+                }
+                pcscd_down(&shared, why);
+                sleep_unless_stopped(&shared, LIBRARY_RETRY);
+                continue;
+            }
+        };
+        let ctx = match Context::establish(lib) {
             Ok(c) => c,
             Err(e) => {
                 pcscd_down(&shared, format!("cannot reach pcscd: {e}"));
@@ -412,7 +434,7 @@ fn watch(shared: &Arc<Shared>, ctx: &Context) -> Result<(), String> {
         }
         match ctx.get_status_change(Duration::from_millis(100), &mut states) {
             Ok(()) => {}
-            Err(pcsc::Error::Timeout) => continue,
+            Err(Error::TIMEOUT) => continue,
             Err(e) if context_lost(e) => return Err(format!("pcscd: {e}")),
             Err(e) => {
                 // Anything else: a reader vanished under us, most likely.
@@ -428,7 +450,7 @@ fn watch(shared: &Arc<Shared>, ctx: &Context) -> Result<(), String> {
             if !ev.contains(State::CHANGED) {
                 continue;
             }
-            if rs.name() == pcsc::PNP_NOTIFICATION()
+            if rs.name() == PNP_NOTIFICATION
                 || ev.intersects(State::UNAVAILABLE | State::UNKNOWN | State::IGNORE)
             {
                 // A reader came or went.
@@ -453,9 +475,9 @@ fn relist(
     ctx: &Context,
     states: &mut Vec<ReaderState>,
 ) -> Result<(), String> {
-    let names: Vec<CString> = match ctx.list_readers_owned() {
+    let names: Vec<CString> = match ctx.list_readers() {
         Ok(n) => n,
-        Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
+        Err(Error::NO_READERS_AVAILABLE) => Vec::new(),
         Err(e) if context_lost(e) => return Err(format!("pcscd: {e}")),
         Err(e) => {
             log::warn!("cards: listing readers: {e}");
@@ -464,16 +486,15 @@ fn relist(
     };
     // The PnP pseudo-reader keeps its state (pcscd counts readers in its
     // high word): a fresh one could report a change at once, for ever.
-    states.retain(|s| {
-        s.name() == pcsc::PNP_NOTIFICATION() || names.iter().any(|n| n.as_c_str() == s.name())
-    });
+    states
+        .retain(|s| s.name() == PNP_NOTIFICATION || names.iter().any(|n| n.as_c_str() == s.name()));
     for n in &names {
         if !states.iter().any(|s| s.name() == n.as_c_str()) {
             states.push(ReaderState::new(n.clone(), State::UNAWARE));
         }
     }
-    if !states.iter().any(|s| s.name() == pcsc::PNP_NOTIFICATION()) {
-        states.push(ReaderState::new(pcsc::PNP_NOTIFICATION(), State::UNAWARE));
+    if !states.iter().any(|s| s.name() == PNP_NOTIFICATION) {
+        states.push(ReaderState::new(PNP_NOTIFICATION, State::UNAWARE));
     }
     let mut inner = lock(&shared.inner);
     let strs: Vec<String> = names
@@ -646,8 +667,8 @@ fn watchdog(shared: &Shared) {
 
 /// PC/SC transmit, remembering the transport error for the card thread.
 struct PcscApdu<'a> {
-    card: &'a pcsc::Card,
-    error: Option<pcsc::Error>,
+    card: &'a Card,
+    error: Option<Error>,
     buf: Vec<u8>,
 }
 
@@ -665,7 +686,7 @@ impl Apdu for PcscApdu<'_> {
                 // vpcd answers nothing when the card goes mid-APDU; a real
                 // reader's driver may too. Treat it as a failed transmit:
                 // the card is reset (or found gone).
-                self.error = Some(pcsc::Error::NotTransacted);
+                self.error = Some(Error::NOT_TRANSACTED);
                 Err(format!("answer of {} bytes without a status word", r.len()))
             }
             Err(e) => {
@@ -681,9 +702,9 @@ impl Apdu for PcscApdu<'_> {
 /// reader) cannot slip its APDUs between a driver's. Returns the result and
 /// the transport error, if any.
 fn exchange<T>(
-    card: &mut pcsc::Card,
+    card: &mut Card,
     f: impl FnOnce(&mut dyn Apdu) -> Result<T, String>,
-) -> (Result<T, String>, Option<pcsc::Error>) {
+) -> (Result<T, String>, Option<Error>) {
     match card.transaction() {
         Ok(tx) => {
             let mut apdu = PcscApdu {
@@ -700,16 +721,15 @@ fn exchange<T>(
 
 /// Errors after which the card (or reader, or pcscd) is gone: the thread
 /// ends and the manager's reader events decide what next.
-fn card_gone(e: pcsc::Error) -> bool {
-    use pcsc::Error as E;
+fn card_gone(e: Error) -> bool {
     context_lost(e)
         || matches!(
             e,
-            E::RemovedCard
-                | E::NoSmartcard
-                | E::ReaderUnavailable
-                | E::UnknownReader
-                | E::NoReadersAvailable
+            Error::REMOVED_CARD
+                | Error::NO_SMARTCARD
+                | Error::READER_UNAVAILABLE
+                | Error::UNKNOWN_READER
+                | Error::NO_READERS_AVAILABLE
         )
 }
 
@@ -785,21 +805,19 @@ fn card_loop(
     entry: &Option<crate::config::CardConfig>,
 ) -> String {
     let g = cell.generation;
-    let ctx = match Context::establish(Scope::User) {
-        Ok(c) => c,
-        Err(e) => return format!("cannot reach pcscd: {e}"),
+    let ctx = match pcsclite::library().map(Context::establish) {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return format!("cannot reach pcscd: {e}"),
+        Err(why) => return why,
     };
     let Ok(cname) = CString::new(reader) else {
         return "reader name with a NUL byte".into();
     };
-    let mut card = match ctx.connect(&cname, ShareMode::Shared, Protocols::ANY) {
+    let mut card = match ctx.connect(&cname) {
         Ok(c) => c,
         Err(e) => return format!("cannot connect to the card: {e}"),
     };
-    let atr = card
-        .status2_owned()
-        .map(|s| s.atr().to_vec())
-        .unwrap_or_default();
+    let atr = card.atr().unwrap_or_default();
     let mut bound = match bind(
         &mut PcscApdu {
             card: &card,
@@ -908,16 +926,11 @@ fn card_loop(
             if let Some(why) = gone_within(&card, Duration::from_secs(1)) {
                 return why;
             }
-            if let Err(e) =
-                card.reconnect(ShareMode::Shared, Protocols::ANY, Disposition::ResetCard)
-            {
+            if let Err(e) = card.reconnect(true) {
                 return format!("reset failed: {e}");
             }
             shared.update(reader, g, |st, _| st.resets += 1);
-            let atr = card
-                .status2_owned()
-                .map(|s| s.atr().to_vec())
-                .unwrap_or_default();
+            let atr = card.atr().unwrap_or_default();
             let mut apdu = PcscApdu {
                 card: &card,
                 error: None,
@@ -933,12 +946,12 @@ fn card_loop(
 }
 
 /// Watch the card for `d`: Some(why) if pcscd says it is gone.
-fn gone_within(card: &pcsc::Card, d: Duration) -> Option<String> {
+fn gone_within(card: &Card, d: Duration) -> Option<String> {
     let until = Instant::now() + d;
     loop {
-        match card.status2_owned() {
+        match card.atr() {
             Err(e) if card_gone(e) => return Some(format!("{e}")),
-            Err(pcsc::Error::ResetCard) | Err(_) | Ok(_) => {}
+            Err(_) | Ok(_) => {}
         }
         if Instant::now() >= until {
             return None;

@@ -15,14 +15,16 @@
 
 #[cfg(feature = "pcsc")]
 pub mod manager;
-/// Built without the `pcsc` feature (the static hw-tests program): the
-/// same API, no readers.
+/// Built without the `pcsc` feature (static binaries, which cannot dlopen
+/// libpcsclite): the same API, no readers.
 #[cfg(not(feature = "pcsc"))]
 #[path = "nopcsc.rs"]
 pub mod manager;
+#[cfg(feature = "pcsc")]
+pub mod pcsclite;
 pub mod testca;
 
-pub use manager::CardManager;
+pub use manager::{available, CardManager};
 
 use std::fmt::Write as _;
 

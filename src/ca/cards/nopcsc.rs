@@ -6,7 +6,13 @@ use super::{CardStatus, CwPair, EcmClient};
 use crate::config::CardsConfig;
 use std::sync::Arc;
 
-const WHY: &str = "capbox built without PC/SC support (cargo feature \"pcsc\")";
+const WHY: &str = "this capbox was built without the card manager (cargo feature \"pcsc\"; \
+     a static binary cannot load libpcsclite.so.1): use the dynamic build for smart cards";
+
+/// Whether this build's card manager can run here: never.
+pub fn available() -> Result<(), String> {
+    Err(WHY.into())
+}
 
 pub struct CardManager;
 
