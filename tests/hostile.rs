@@ -11,3 +11,9 @@
 mod e2e_common;
 
 // One `mod` line per attack family (tests/hostile/<family>.rs).
+mod net;
+
+mod http_pipelining;
+mod slots;
+mod header_flood;
+mod accept_errors;

@@ -1,0 +1,118 @@
+//! Pipelining without reading: a client that sends requests without pause
+//! while it reads the answers slowly through a small receive buffer, so
+//! capbox's socket never drains. capbox must stop parsing while the answers
+//! wait and keep only what is unsent: its RSS stays flat (issue 10, item 2).
+
+use std::io::{Read, Write};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::e2e_common::*;
+use crate::net::{connect_from, sample, vm_rss_kib};
+
+/// How long the client pipelines, and how much of it is warm-up (the ring
+/// filling, the allocator settling) before the RSS baseline is taken.
+const RUN: Duration = Duration::from_secs(60);
+const WARM_UP: Duration = Duration::from_secs(15);
+/// What the client reads per second.
+const READ_RATE: u64 = 100 << 10;
+/// Allowed RSS growth after warm-up. Code that keeps every answer it sent
+/// grows by what the client reads: READ_RATE × 45 s ≈ 4.4 MiB here. This
+/// bound leaves room for the channel's 1 MiB ring still filling (the
+/// sample's program runs at about 0.4 Mbit/s) and allocator noise, and is
+/// still well under that.
+const MAX_GROWTH_KIB: u64 = 2 << 10;
+
+#[test]
+fn slow_reading_pipeliner_leaves_rss_flat() {
+    let cfg = server_toml()
+        + "[buffers]\nring_bytes = 1048576\n\n"
+        + &channel_toml("news", &sample_mux(), 1, &[]);
+    let srv = Server::start("pipelining", &cfg);
+    srv.wait_up(&["news"]);
+    let pid = srv.pid();
+
+    let sock = connect_from(Ipv4Addr::LOCALHOST, srv.addr, Some(4096)).expect("connect");
+    let mut writer = sock.try_clone().unwrap();
+    // Blocked writes wake up now and then to see whether to stop.
+    writer
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_w = stop.clone();
+    let req = "GET /playlist.m3u HTTP/1.1\r\nHost: box\r\n\r\n".repeat(64);
+    let sent = std::thread::spawn(move || {
+        let mut sent = 0u64;
+        while !stop_w.load(Ordering::SeqCst) {
+            match writer.write(req.as_bytes()) {
+                Ok(n) => sent += n as u64,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) => panic!("pipelining writer: {e}"),
+            }
+        }
+        sent
+    });
+
+    let mut reader = sock;
+    let start = Instant::now();
+    let mut got = 0u64;
+    let mut first = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    let mut baseline = None;
+    let mut peak = 0;
+    let mut samples = Vec::new();
+    let mut next_sample = start + WARM_UP;
+    while start.elapsed() < RUN {
+        // Read at READ_RATE on average, a little at a time.
+        let due = READ_RATE * start.elapsed().as_millis() as u64 / 1000;
+        if got >= due {
+            std::thread::sleep(Duration::from_millis(10));
+        } else {
+            let n = reader.read(&mut buf).expect("reading answers");
+            assert!(n > 0, "capbox closed the pipelining connection after {got} bytes");
+            if first.len() < 64 {
+                first.extend_from_slice(&buf[..n.min(64)]);
+            }
+            got += n as u64;
+        }
+        if Instant::now() >= next_sample {
+            next_sample += Duration::from_secs(1);
+            let rss = vm_rss_kib(pid);
+            samples.push(rss);
+            match baseline {
+                None => baseline = Some(rss),
+                Some(_) => peak = peak.max(rss),
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    drop(reader);
+    let requests_sent = sent.join().unwrap();
+    assert!(
+        first.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&first)
+    );
+    // The test did what it says: the answers kept coming at about the
+    // rate read, and the client kept more requests waiting than answered.
+    assert!(got > 2 << 20, "client read only {got} bytes in {RUN:?}");
+    assert!(requests_sent > got / 4, "client sent only {requests_sent} bytes of requests");
+    let baseline = baseline.expect("RSS sampled");
+    let growth = peak.saturating_sub(baseline);
+    eprintln!(
+        "pipelining: read {got} bytes, sent {requests_sent} bytes of requests; \
+         capbox VmRSS after warm-up {baseline} KiB, peak {peak} KiB, growth {growth} KiB; \
+         samples {samples:?}"
+    );
+    assert!(
+        growth <= MAX_GROWTH_KIB,
+        "capbox RSS grew {growth} KiB (from {baseline} to {peak} KiB) while a client \
+         pipelined and read {got} bytes; samples (KiB, 1/s): {samples:?}"
+    );
+    let m = srv.metrics();
+    assert!(sample(&m, "capbox_http_requests_total", Some(("route", "playlist"))) > 1000.0);
+}
