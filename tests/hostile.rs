@@ -11,9 +11,14 @@
 mod e2e_common;
 
 // One `mod` line per attack family (tests/hostile/<family>.rs).
+#[path = "hostile/net.rs"]
 mod net;
 
+#[path = "hostile/http_pipelining.rs"]
 mod http_pipelining;
+#[path = "hostile/slots.rs"]
 mod slots;
+#[path = "hostile/header_flood.rs"]
 mod header_flood;
+#[path = "hostile/accept_errors.rs"]
 mod accept_errors;

@@ -4,7 +4,7 @@
 //! limit (inherited by the `capbox serve` it starts), read a child's RSS.
 #![allow(dead_code)]
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
 use std::time::Duration;
@@ -108,4 +108,64 @@ pub fn sample(m: &[crate::e2e_common::Sample], name: &str, label: Option<(&str, 
         })
         .map(|s| s.value)
         .unwrap_or(0.0)
+}
+
+/// Move the calling thread (and the processes it starts from now on) into
+/// a network namespace of its own with its loopback up, and set that
+/// namespace's `net.ipv4.tcp_wmem` when given. False (the caller skips,
+/// loudly) when the kernel refuses: not root, or no namespaces.
+pub fn private_loopback(tcp_wmem: Option<&str>) -> bool {
+    // SAFETY: unshare(2) with a flag only; it affects this thread.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        eprintln!(
+            "!!!!!!!! SKIPPED: unshare(CLONE_NEWNET): {} (needs root) !!!!!!!!",
+            io::Error::last_os_error()
+        );
+        return false;
+    }
+    // SAFETY: a datagram socket only for the interface ioctls below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: ifr is a valid ifreq naming "lo"; the kernel fills the flags.
+    let ok = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) } == 0 && {
+        // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+        unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+        // SAFETY: as above, setting the flags just read plus IFF_UP.
+        unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) == 0 }
+    };
+    let err = io::Error::last_os_error();
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    assert!(ok, "bringing lo up in the new namespace: {err}");
+    if let Some(w) = tcp_wmem {
+        // /proc/sys/net is the namespace of the thread that opens it.
+        std::fs::write("/proc/sys/net/ipv4/tcp_wmem", w)
+            .unwrap_or_else(|e| panic!("setting tcp_wmem: {e}"));
+    }
+    true
+}
+
+/// A keep-alive `GET path` on `s`; returns the response head, the body
+/// read to its Content-Length and discarded.
+pub fn ask(s: &mut TcpStream, path: &str) -> String {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: box\r\n\r\n").as_bytes())
+        .unwrap();
+    let (_, head, mut body) = crate::e2e_common::read_head(s);
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("content-length");
+    let mut b = [0u8; 4096];
+    while body.len() < len {
+        let n = s.read(&mut b).unwrap();
+        assert!(n > 0, "EOF inside the body of {path}");
+        body.extend_from_slice(&b[..n]);
+    }
+    head
 }

