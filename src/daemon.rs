@@ -218,6 +218,7 @@ impl Daemon {
         let mut hc = HttpConfig::new(config.server.listen);
         hc.write_timeout = Duration::from_millis(config.server.write_timeout_ms);
         hc.max_clients = config.server.max_clients;
+        hc.max_clients_per_address = config.server.max_clients_per_address;
         hc.access = access_of(&config);
         let backend: Arc<dyn Backend> = d.app.clone();
         let server = http::spawn(hc, backend)?;

@@ -10,16 +10,27 @@
 //!   progress for `write_timeout` is cut, a client that fell off the ring is
 //!   cut; neither slows the channel writer or the other clients.
 //! - Bounded: request headers ≤ 8 KiB, a full request within 10 s, at most
-//!   `max_clients` connections, per-client output at most one response or
-//!   one chunk.
-//! - Closed by default (see [`access`]); every refusal and every cut is
-//!   counted in `/metrics`.
-//! - accept() failing with EMFILE/ENFILE pauses accepting for ~100 ms, logs
-//!   once per burst, counts, and keeps serving existing clients.
+//!   `max_clients` connections and `max_clients_per_address` from one
+//!   address; per-client output holds only what is unsent (pipelined
+//!   requests are not parsed while it is over 256 KiB), so a client that
+//!   pipelines and reads slowly costs at most about twice that.
+//! - Fair: one connection is served at most 256 KiB of input per wake-up,
+//!   so no client (pipelining, or pouring bytes into a stream connection)
+//!   holds the event loop.
+//! - Closed by default (see [`access`]): a peer in no route's allow-list is
+//!   closed at accept, before it takes a slot; a keep-alive connection that
+//!   has had nothing but 403/404 is closed after that answer. Every refusal
+//!   and every cut is counted in `/metrics` and said in the log, rate-limited
+//!   to one summary line per kind every 10 s ([`refusals`]).
+//! - accept() failing pauses accepting for ~100 ms (EMFILE/ENFILE, ENOBUFS,
+//!   ENOMEM…; a failure of the one pending connection, such as
+//!   ECONNABORTED, just moves on), logs, counts, and keeps serving existing
+//!   clients.
 //!
 //! [`Reader`]: crate::fanout::Reader
 
 pub mod access;
+mod refusals;
 mod server;
 
 use std::io;
@@ -59,6 +70,8 @@ pub struct HttpConfig {
     pub write_timeout: Duration,
     /// Connections of all kinds; more are answered 503 and closed.
     pub max_clients: usize,
+    /// Connections from one address; more are closed at accept.
+    pub max_clients_per_address: usize,
     pub access: Access,
     /// A connection must send a complete request head within this (slowloris).
     pub request_timeout: Duration,
@@ -72,6 +85,7 @@ impl HttpConfig {
             listen,
             write_timeout: Duration::from_secs(10),
             max_clients: 512,
+            max_clients_per_address: 400,
             access: Access::default(),
             request_timeout: Duration::from_secs(10),
             max_header_bytes: 8 << 10,
