@@ -14,11 +14,11 @@ mod e2e_common;
 #[path = "hostile/net.rs"]
 mod net;
 
+#[path = "hostile/accept_errors.rs"]
+mod accept_errors;
+#[path = "hostile/header_flood.rs"]
+mod header_flood;
 #[path = "hostile/http_pipelining.rs"]
 mod http_pipelining;
 #[path = "hostile/slots.rs"]
 mod slots;
-#[path = "hostile/header_flood.rs"]
-mod header_flood;
-#[path = "hostile/accept_errors.rs"]
-mod accept_errors;

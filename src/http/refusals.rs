@@ -199,7 +199,9 @@ mod tests {
         r.note(Why::Forbidden, t0, || "a".into());
         assert_eq!(r.windows[0].suppressed, 0);
         for i in 0..1000 {
-            r.note(Why::Forbidden, t0 + Duration::from_millis(i), || format!("b{i}"));
+            r.note(Why::Forbidden, t0 + Duration::from_millis(i), || {
+                format!("b{i}")
+            });
         }
         assert_eq!(r.windows[0].suppressed, 1000);
         assert_eq!(r.windows[0].last, "b999");
@@ -209,7 +211,11 @@ mod tests {
         r.flush(t0 + LOG_INTERVAL);
         assert_eq!(r.windows[0].suppressed, 0);
         // Inside the next interval: counted, not written.
-        r.note(Why::Forbidden, t0 + LOG_INTERVAL + Duration::from_secs(1), || "c".into());
+        r.note(
+            Why::Forbidden,
+            t0 + LOG_INTERVAL + Duration::from_secs(1),
+            || "c".into(),
+        );
         assert_eq!(r.windows[0].suppressed, 1);
         // Other kinds have their own window.
         r.note(Why::NotAllowed, t0, || "d".into());

@@ -1288,7 +1288,10 @@ fn percent_decode(s: &str) -> String {
 /// At most 100 characters of a request path for a log line, control
 /// characters escaped.
 fn printable(path: &str) -> String {
-    path.chars().take(100).flat_map(char::escape_debug).collect()
+    path.chars()
+        .take(100)
+        .flat_map(char::escape_debug)
+        .collect()
 }
 
 /// Whether an accept() error concerns only the one pending connection (it

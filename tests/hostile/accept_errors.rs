@@ -34,7 +34,11 @@ fn accept_errors_back_off_and_existing_clients_are_served() {
     let so = shim();
     let dir = TempDir::new("accept-errors");
     let cfg = dir.join("capbox.toml");
-    std::fs::write(&cfg, server_toml() + &channel_toml("news", &sample_mux(), 1, &[])).unwrap();
+    std::fs::write(
+        &cfg,
+        server_toml() + &channel_toml("news", &sample_mux(), 1, &[]),
+    )
+    .unwrap();
     let fail = dir.join("fail-accept");
     let srv = Server::start_in_env(
         dir,
@@ -61,8 +65,9 @@ fn accept_errors_back_off_and_existing_clients_are_served() {
         .unwrap();
     std::thread::sleep(Duration::from_secs(1));
     // Not answered within the 10 s read timeout when the loop spins.
-    let answered =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ask(&mut before, "/metrics")));
+    let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ask(&mut before, "/metrics")
+    }));
     let window = start.elapsed().max(Duration::from_secs(3));
     std::thread::sleep(window.saturating_sub(start.elapsed()));
     std::fs::remove_file(&fail).unwrap();
@@ -74,7 +79,11 @@ fn accept_errors_back_off_and_existing_clients_are_served() {
     let (status, head, _) = read_head(&mut pending);
     assert_eq!(status, 200, "{head}");
     let m = srv.metrics();
-    let errors = sample(&m, "capbox_http_accept_errors_total", Some(("kind", "other")));
+    let errors = sample(
+        &m,
+        "capbox_http_accept_errors_total",
+        Some(("kind", "other")),
+    );
     // A pause of 100 ms between tries allows about 10 a second; a loop that
     // retries at once makes millions.
     eprintln!("accept errors in {window:?}: {errors}");

@@ -57,7 +57,9 @@ fn heads_too_large_are_refused_with_memory_bounded() {
     );
     let many = format!(
         "GET /metrics HTTP/1.1\r\nHost: box\r\n{}\r\n",
-        (0..200).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
+        (0..200)
+            .map(|i| format!("X-H{i}: v\r\n"))
+            .collect::<String>()
     );
     // A request line that never ends: 1 MiB without a line feed.
     let endless = format!("GET /{}", "A".repeat(1 << 20));
@@ -80,9 +82,17 @@ fn heads_too_large_are_refused_with_memory_bounded() {
     // Per connection capbox holds at most max_header_bytes (8 KiB) plus
     // one read (8 KiB) of input, with Vec slack 32 KiB; 180 connections ×
     // 32 KiB = 5.6 MiB. Reading whole floods would be 64 MiB+.
-    assert!(growth < 12 << 10, "RSS grew {growth} KiB under a header flood");
+    assert!(
+        growth < 12 << 10,
+        "RSS grew {growth} KiB under a header flood"
+    );
     let m = srv.metrics();
-    assert_eq!(cut(&m, "header_too_large"), 3.0 * EACH as f64, "{}", fmt_samples(&m));
+    assert_eq!(
+        cut(&m, "header_too_large"),
+        3.0 * EACH as f64,
+        "{}",
+        fmt_samples(&m)
+    );
     let log = srv.log_text();
     assert!(
         log.contains("request head larger than"),
@@ -112,7 +122,11 @@ fn slowloris_and_silent_connections_are_closed_and_counted() {
         open.retain_mut(|s| s.write_all(b"a").is_ok());
         std::thread::sleep(Duration::from_secs(1));
     }
-    assert!(open.is_empty(), "{} slowloris connections still open after 30 s", open.len());
+    assert!(
+        open.is_empty(),
+        "{} slowloris connections still open after 30 s",
+        open.len()
+    );
     for mut s in silent {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut b = [0u8; 16];
@@ -123,7 +137,11 @@ fn slowloris_and_silent_connections_are_closed_and_counted() {
         }
     }
     let m = srv.metrics();
-    assert!(cut(&m, "request_timeout") >= N as f64, "{}", fmt_samples(&m));
+    assert!(
+        cut(&m, "request_timeout") >= N as f64,
+        "{}",
+        fmt_samples(&m)
+    );
     assert!(cut(&m, "idle") >= N as f64, "{}", fmt_samples(&m));
     let log = srv.log_text();
     assert!(
@@ -152,7 +170,8 @@ fn input_poured_into_stream_connections_does_not_stall_the_server() {
             let stop = stop.clone();
             let mut w = s;
             // A blocked write wakes up now and then to see whether to stop.
-            w.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+            w.set_write_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
             std::thread::spawn(move || {
                 let junk = vec![b'x'; 1 << 20];
                 let mut n = 0u64;

@@ -96,7 +96,10 @@ fn pipeline_slowly() {
             std::thread::sleep(Duration::from_millis(10));
         } else {
             let n = reader.read(&mut buf).expect("reading answers");
-            assert!(n > 0, "capbox closed the pipelining connection after {got} bytes");
+            assert!(
+                n > 0,
+                "capbox closed the pipelining connection after {got} bytes"
+            );
             if first.len() < 64 {
                 first.extend_from_slice(&buf[..n.min(64)]);
             }
@@ -142,5 +145,8 @@ fn pipeline_slowly() {
     );
     let asked = requests_sent / req_len;
     assert!(answered > 1000.0, "only {answered} requests answered");
-    assert!(asked as f64 > answered, "{asked} requests sent, {answered} answered");
+    assert!(
+        asked as f64 > answered,
+        "{asked} requests sent, {answered} answered"
+    );
 }

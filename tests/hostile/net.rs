@@ -12,7 +12,11 @@ use std::time::Duration;
 /// A TCP connection to `to` from `from` (port chosen by the kernel), with
 /// SO_RCVBUF set to `rcvbuf` bytes before the handshake when given, so the
 /// window the server sees is small from the first byte.
-pub fn connect_from(from: Ipv4Addr, to: SocketAddr, rcvbuf: Option<usize>) -> io::Result<TcpStream> {
+pub fn connect_from(
+    from: Ipv4Addr,
+    to: SocketAddr,
+    rcvbuf: Option<usize>,
+) -> io::Result<TcpStream> {
     let SocketAddr::V4(to) = to else {
         return Err(io::Error::other("IPv4 only"));
     };

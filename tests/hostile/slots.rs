@@ -29,7 +29,9 @@ fn idle_connections(from: Ipv4Addr, to: SocketAddr) -> Vec<TcpStream> {
         2 * IDLE + 200
     );
     (0..IDLE)
-        .map(|i| connect_from(from, to, None).unwrap_or_else(|e| panic!("idle connection {i}: {e}")))
+        .map(|i| {
+            connect_from(from, to, None).unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
+        })
         .collect()
 }
 
@@ -77,7 +79,10 @@ fn peers_outside_every_list_take_no_slot() {
         viewer_gets_stream(srv.addr);
     }
     for s in idle.iter_mut().step_by(100) {
-        assert!(closed_by_server(s), "an outsider's connection is still open");
+        assert!(
+            closed_by_server(s),
+            "an outsider's connection is still open"
+        );
     }
     // Item 7: one line for the first refusal, then at most a summary per
     // interval, not one line each.
@@ -113,7 +118,11 @@ fn one_address_cannot_take_every_slot() {
             Some(("reason", "per_address_limit")),
         ) >= (IDLE - 400) as f64
     });
-    assert!(refused, "per-address limit not applied:\n{}", fmt_samples(&last));
+    assert!(
+        refused,
+        "per-address limit not applied:\n{}",
+        fmt_samples(&last)
+    );
     let viewers: Vec<_> = (0..3)
         .map(|_| {
             let a = srv.addr;
@@ -128,7 +137,11 @@ fn one_address_cannot_take_every_slot() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["address"].as_str().is_some_and(|a| a.starts_with("127.0.0.3:")))
+        .filter(|c| {
+            c["address"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("127.0.0.3:"))
+        })
         .count();
     // At most the limit (fewer once the idle ones time out, 10 s).
     assert!(from_hog <= 400, "the hog holds {from_hog} connections");
@@ -172,7 +185,11 @@ fn keep_alive_that_only_gets_403_or_404_is_closed() {
 
     let m = srv.metrics();
     assert_eq!(
-        sample(&m, "capbox_http_clients_cut_total", Some(("reason", "only_refusals"))),
+        sample(
+            &m,
+            "capbox_http_clients_cut_total",
+            Some(("reason", "only_refusals"))
+        ),
         2.0,
         "{}",
         fmt_samples(&m)
@@ -216,7 +233,10 @@ fn refused_requests_are_logged_as_a_summary() {
     });
     let log = srv.log_text();
     let lines = log.lines().filter(|l| l.contains("127.0.0.2")).count();
-    assert!(summed, "summary lines count {total} of {N} refusals:\n{log}");
+    assert!(
+        summed,
+        "summary lines count {total} of {N} refusals:\n{log}"
+    );
     assert!(
         lines <= 3,
         "{lines} log lines for {N} refusals (one each?):\n{log}"
