@@ -26,8 +26,10 @@ const TICK: Duration = Duration::from_millis(100);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// A response larger than this stops pipelined parsing until it drains.
 const OUT_HIGH_WATER: usize = 256 << 10;
-/// An output buffer that grew past this is freed once it drains, so idle
-/// keep-alive connections hold no large buffer.
+/// An output buffer that grew past this is freed when a sweep finds it
+/// empty, so idle keep-alive connections hold no large buffer (freeing it
+/// at every drain instead would make a busy pipeliner's buffer grow again
+/// and again, and fragment the heap).
 const OUT_KEEP_CAPACITY: usize = 64 << 10;
 /// Input read from one connection per wake-up; then the others get their
 /// turn and this one is driven again after the next poll.
@@ -527,9 +529,6 @@ impl Server {
         }
         c.out.clear();
         c.out_pos = 0;
-        if c.out.capacity() > OUT_KEEP_CAPACITY {
-            c.out = Vec::new();
-        }
         Ok(true)
     }
 
@@ -637,6 +636,11 @@ impl Server {
         }
         for t in dead.drain(..) {
             self.close(t);
+        }
+        for c in self.conns.values_mut() {
+            if c.out.is_empty() && c.out.capacity() > OUT_KEEP_CAPACITY {
+                c.out = Vec::new();
+            }
         }
         for (t, c) in self.conns.iter() {
             let stalled = now.saturating_duration_since(c.last_progress) > self.cfg.write_timeout;
