@@ -21,7 +21,8 @@
 //!   closed at accept, before it takes a slot; a keep-alive connection that
 //!   has had nothing but 403/404 is closed after that answer. Every refusal
 //!   and every cut is counted in `/metrics` and said in the log, rate-limited
-//!   to one summary line per kind every 10 s ([`refusals`]).
+//!   to one summary line per kind every 10 s (`refusals.rs`); closing an
+//!   idle keep-alive connection is routine and logged at debug level only.
 //! - accept() failing pauses accepting for ~100 ms (EMFILE/ENFILE, ENOBUFS,
 //!   ENOMEM…; a failure of the one pending connection, such as
 //!   ECONNABORTED, just moves on), logs, counts, and keeps serving existing
