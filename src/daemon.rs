@@ -260,6 +260,7 @@ impl Daemon {
         let mut hc = HttpConfig::new(config.server.listen);
         hc.write_timeout = Duration::from_millis(config.server.write_timeout_ms);
         hc.max_clients = config.server.max_clients;
+        hc.max_clients_per_address = config.server.max_clients_per_address;
         hc.access = access_of(&config);
         let backend: Arc<dyn Backend> = d.app.clone();
         let server = http::spawn(hc, backend)?;
@@ -548,14 +549,24 @@ impl Daemon {
             if let Some(s) = &self.server {
                 s.set_access(access_of(&new));
                 let (o, n) = (&old_server, &new.server);
-                if (o.write_timeout_ms, o.max_clients) != (n.write_timeout_ms, n.max_clients) {
-                    s.set_limits(Duration::from_millis(n.write_timeout_ms), n.max_clients);
+                let limits = |c: &config::ServerConfig| {
+                    (c.write_timeout_ms, c.max_clients, c.max_clients_per_address)
+                };
+                if limits(o) != limits(n) {
+                    s.set_limits(
+                        Duration::from_millis(n.write_timeout_ms),
+                        n.max_clients,
+                        n.max_clients_per_address,
+                    );
                     log::info!(
-                        "reload: server.write_timeout_ms {} → {}, server.max_clients {} → {}: applied",
+                        "reload: server.write_timeout_ms {} → {}, server.max_clients {} → {}, \
+                         server.max_clients_per_address {} → {}: applied",
                         o.write_timeout_ms,
                         n.write_timeout_ms,
                         o.max_clients,
-                        n.max_clients
+                        n.max_clients,
+                        o.max_clients_per_address,
+                        n.max_clients_per_address
                     );
                 }
             }

@@ -20,3 +20,15 @@ mod air_names;
 mod pat_flood;
 #[path = "hostile/reload_churn.rs"]
 mod reload_churn;
+
+#[path = "hostile/net.rs"]
+mod net;
+
+#[path = "hostile/accept_errors.rs"]
+mod accept_errors;
+#[path = "hostile/header_flood.rs"]
+mod header_flood;
+#[path = "hostile/http_pipelining.rs"]
+mod http_pipelining;
+#[path = "hostile/slots.rs"]
+mod slots;

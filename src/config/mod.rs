@@ -111,6 +111,11 @@ pub struct ServerConfig {
     /// `max_clients`, default 512, 1..=65536: HTTP connections beyond this are
     /// refused with 503 (and counted).
     pub max_clients: usize,
+    /// `max_clients_per_address`, default 400, 1..=65536: connections from
+    /// one address beyond this are closed at accept (and counted), so one
+    /// host cannot take every slot. 400 = a media server pulling 200
+    /// channels with a second connection each while it reconnects.
+    pub max_clients_per_address: usize,
 }
 
 /// `[access]`: who may use which class of routes.
@@ -314,6 +319,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             write_timeout_ms: 10_000,
             max_clients: 512,
+            max_clients_per_address: 400,
         }
     }
 }

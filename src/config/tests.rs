@@ -73,6 +73,8 @@ fn config_good_file_parses() {
     assert_eq!(c.server.write_timeout_ms, 5000);
     assert_eq!(c.server.max_clients, 64);
     assert_eq!(c.access.stream.len(), 2);
+    let per_address = parse_ok(&format!("[server]\nmax_clients_per_address = 16\n{}", CH));
+    assert_eq!(per_address.server.max_clients_per_address, 16);
     assert!(c.access.stream[1].contains("2001:db8::5".parse().unwrap()));
     assert_eq!(c.access.token.as_deref(), Some("s3cret-token_0123"));
     // Unset lists keep their defaults.
@@ -111,6 +113,7 @@ fn config_defaults() {
     assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
     assert_eq!(c.server.write_timeout_ms, 10_000);
     assert_eq!(c.server.max_clients, 512);
+    assert_eq!(c.server.max_clients_per_address, 400);
     assert_eq!(c.buffers.ring_bytes, 8_388_608);
     assert_eq!(c.buffers.chunk_bytes, 32_768);
     assert_eq!(c.buffers.flush_ms, 50);
@@ -214,6 +217,14 @@ fn config_errors_name_line_and_key() {
                 (2, "server.write_timeout_ms", "0 is out of range; expected milliseconds 100..=600000"),
                 (3, "server.max_clients", "0 is out of range"),
             ],
+        ),
+        (
+            &format!("[server]\nmax_clients_per_address = 0\n{}", CH),
+            &[(2, "server.max_clients_per_address", "0 is out of range; expected a number of connections from one address 1..=65536")],
+        ),
+        (
+            &format!("[server]\nlisten = \"0.0.0.0:1\"\nmax_clients_per_address = \"400\"\n{}", CH),
+            &[(3, "server.max_clients_per_address", "found string \"400\"; expected a number of connections from one address 1..=65536 (an integer: write it without quotes)")],
         ),
         (
             &format!("[buffers]\nring_bytes = 1000\nchunk_bytes = 2000000\nflush_ms = -1\n{}", CH),

@@ -309,7 +309,12 @@ const ADAPTER_KEYS: &[&str] = &[
     "pls_style",
     "dvr_buffer_bytes",
 ];
-const SERVER_KEYS: &[&str] = &["listen", "write_timeout_ms", "max_clients"];
+const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "write_timeout_ms",
+    "max_clients",
+    "max_clients_per_address",
+];
 const ACCESS_KEYS: &[&str] = &[
     "stream", "playlist", "metrics", "status", "control", "token",
 ];
@@ -445,11 +450,20 @@ fn server(w: &mut Walker, f: Field) -> ServerConfig {
         512,
         "a number of connections",
     );
+    let max_clients_per_address = w.int(
+        &mut t,
+        "max_clients_per_address",
+        1,
+        65_536,
+        400,
+        "a number of connections from one address",
+    );
     w.finish(t, SERVER_KEYS);
     ServerConfig {
         listen,
         write_timeout_ms: write_timeout_ms as u64,
         max_clients: max_clients as usize,
+        max_clients_per_address: max_clients_per_address as usize,
     }
 }
 

@@ -135,6 +135,21 @@ impl Default for Access {
 }
 
 impl Access {
+    /// Whether any route's allow-list holds `ip` (tokens aside): a peer for
+    /// which this is false can be refused at accept, before it takes a slot.
+    pub fn admits_somewhere(&self, ip: IpAddr) -> bool {
+        [
+            &self.stream,
+            &self.playlist,
+            &self.metrics,
+            &self.status,
+            &self.epg,
+            &self.control,
+        ]
+        .iter()
+        .any(|r| r.allow.iter().any(|c| c.contains(ip)))
+    }
+
     pub fn route(&self, class: RouteClass) -> &RouteAccess {
         match class {
             RouteClass::Stream => &self.stream,
@@ -169,5 +184,32 @@ mod tests {
         assert!(t.allows(ip("10.1.1.1"), Some("s3cret")));
         assert!(!t.allows(ip("8.8.8.8"), Some("s3cret")));
         assert!(!format!("{t:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn admits_somewhere_is_the_union_of_the_lists() {
+        let only = |net: &str| RouteAccess {
+            allow: vec![net.parse().unwrap()],
+            token: Some("tokens do not matter here".into()),
+        };
+        let none = RouteAccess {
+            allow: Vec::new(),
+            token: None,
+        };
+        let a = Access {
+            stream: none.clone(),
+            playlist: none.clone(),
+            metrics: none.clone(),
+            status: none.clone(),
+            epg: only("10.1.0.0/16"),
+            control: only("127.0.0.1/32"),
+        };
+        assert!(a.admits_somewhere(ip("10.1.2.3")));
+        assert!(a.admits_somewhere(ip("::ffff:10.1.2.3")));
+        assert!(a.admits_somewhere(ip("127.0.0.1")));
+        assert!(!a.admits_somewhere(ip("127.0.0.2")));
+        assert!(!a.admits_somewhere(ip("10.2.0.1")));
+        assert!(Access::default().admits_somewhere(ip("192.168.1.1")));
+        assert!(!Access::default().admits_somewhere(ip("8.8.8.8")));
     }
 }

@@ -10,16 +10,28 @@
 //!   progress for `write_timeout` is cut, a client that fell off the ring is
 //!   cut; neither slows the channel writer or the other clients.
 //! - Bounded: request headers ≤ 8 KiB, a full request within 10 s, at most
-//!   `max_clients` connections, per-client output at most one response or
-//!   one chunk.
-//! - Closed by default (see [`access`]); every refusal and every cut is
-//!   counted in `/metrics`.
-//! - accept() failing with EMFILE/ENFILE pauses accepting for ~100 ms, logs
-//!   once per burst, counts, and keeps serving existing clients.
+//!   `max_clients` connections and `max_clients_per_address` from one
+//!   address; per-client output holds only what is unsent (pipelined
+//!   requests are not parsed while it is over 256 KiB), so a client that
+//!   pipelines and reads slowly costs at most about twice that.
+//! - Fair: one connection is served at most 256 KiB of input per wake-up,
+//!   so no client (pipelining, or pouring bytes into a stream connection)
+//!   holds the event loop.
+//! - Closed by default (see [`access`]): a peer in no route's allow-list is
+//!   closed at accept, before it takes a slot; a keep-alive connection that
+//!   has had nothing but 403/404 is closed after that answer. Every refusal
+//!   and every cut is counted in `/metrics` and said in the log, rate-limited
+//!   to one summary line per kind every 10 s (`refusals.rs`); closing an
+//!   idle keep-alive connection is routine and logged at debug level only.
+//! - accept() failing pauses accepting for ~100 ms (EMFILE/ENFILE, ENOBUFS,
+//!   ENOMEM…; a failure of the one pending connection, such as
+//!   ECONNABORTED, just moves on), logs, counts, and keeps serving existing
+//!   clients.
 //!
 //! [`Reader`]: crate::fanout::Reader
 
 pub mod access;
+mod refusals;
 mod server;
 
 use std::io;
@@ -59,6 +71,8 @@ pub struct HttpConfig {
     pub write_timeout: Duration,
     /// Connections of all kinds; more are answered 503 and closed.
     pub max_clients: usize,
+    /// Connections from one address; more are closed at accept.
+    pub max_clients_per_address: usize,
     pub access: Access,
     /// A connection must send a complete request head within this (slowloris).
     pub request_timeout: Duration,
@@ -72,6 +86,7 @@ impl HttpConfig {
             listen,
             write_timeout: Duration::from_secs(10),
             max_clients: 512,
+            max_clients_per_address: 400,
             access: Access::default(),
             request_timeout: Duration::from_secs(10),
             max_header_bytes: 8 << 10,
@@ -92,6 +107,7 @@ pub(crate) struct Shared {
     /// them; the event loop takes them on its next tick.
     write_timeout_ms: AtomicU64,
     max_clients: AtomicUsize,
+    max_clients_per_address: AtomicUsize,
 }
 
 /// The running server. Dropping it stops the server.
@@ -113,10 +129,13 @@ impl ServerHandle {
         *self.shared.access.lock().unwrap_or_else(|e| e.into_inner()) = access;
     }
 
-    /// Replace the write timeout and the connection limit; the event loop
-    /// applies them within a tick (100 ms). Connections already over a
-    /// lowered `max_clients` stay; new ones are refused until under it.
-    pub fn set_limits(&self, write_timeout: Duration, max_clients: usize) {
+    /// Replace the write timeout and the connection limits; the event
+    /// loop applies them within a tick (100 ms). Connections already over
+    /// a lowered limit stay; new ones are refused until under it.
+    pub fn set_limits(&self, write_timeout: Duration, max_clients: usize, per_address: usize) {
+        self.shared
+            .max_clients_per_address
+            .store(per_address, Ordering::Relaxed);
         self.shared
             .write_timeout_ms
             .store(write_timeout.as_millis() as u64, Ordering::Relaxed);
@@ -156,6 +175,7 @@ pub fn spawn(cfg: HttpConfig, backend: Arc<dyn Backend>) -> io::Result<ServerHan
         access: Mutex::new(cfg.access.clone()),
         write_timeout_ms: AtomicU64::new(cfg.write_timeout.as_millis() as u64),
         max_clients: AtomicUsize::new(cfg.max_clients),
+        max_clients_per_address: AtomicUsize::new(cfg.max_clients_per_address),
     });
     let mut srv = server::Server::new(poll, listener, cfg, backend, shared.clone(), waker.clone())?;
     let thread = std::thread::Builder::new()

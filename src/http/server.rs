@@ -13,6 +13,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::access::RouteClass;
+use super::refusals::{PerAddress, RateLog, Why};
 use super::{Backend, HttpConfig, Shared};
 use crate::fanout::{Next, NotifyId, Piece, Reader, Ring, RingStatsSnapshot, StartAt};
 
@@ -25,11 +26,21 @@ const TICK: Duration = Duration::from_millis(100);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// A response larger than this stops pipelined parsing until it drains.
 const OUT_HIGH_WATER: usize = 256 << 10;
+/// An output buffer that grew past this is freed when a sweep finds it
+/// empty, so idle keep-alive connections hold no large buffer (freeing it
+/// at every drain instead would make a busy pipeliner's buffer grow again
+/// and again, and fragment the heap).
+const OUT_KEEP_CAPACITY: usize = 64 << 10;
+/// Input read from one connection per wake-up; then the others get their
+/// turn and this one is driven again after the next poll.
+const READ_BUDGET: usize = 256 << 10;
 /// After our last byte, how long we drain a closing client's input so the
 /// kernel does not turn unread input into a RST that eats the response.
 const LINGER: Duration = Duration::from_secs(2);
 /// Connections beyond max_clients that still get a 503 (then dropped).
 const MAX_CLIENTS_OVERFLOW: usize = 64;
+/// Headers in one request head; more is answered 431.
+const MAX_HEADERS: usize = 48;
 
 #[derive(Default)]
 struct Stats {
@@ -39,12 +50,17 @@ struct Stats {
     bytes_sent: u64,
     accepted: u64,
     accept_emfile: u64,
+    accept_aborted: u64,
     accept_other: u64,
+    refused_not_allowed: u64,
+    refused_per_address: u64,
     cut_lagging: u64,
     cut_write_timeout: u64,
     cut_max_clients: u64,
     cut_request_timeout: u64,
     cut_header_too_large: u64,
+    cut_idle: u64,
+    cut_only_refusals: u64,
 }
 
 struct StreamClient {
@@ -80,6 +96,13 @@ struct Conn {
     close_after_out: bool,
     user_agent: String,
     eof: bool,
+    /// Had a 2xx answer: a keep-alive connection that had none is closed
+    /// after a 403 or 404.
+    answered: bool,
+    /// Input read since this wake-up began (see READ_BUDGET).
+    read_this_wake: usize,
+    /// Stopped reading on the budget: drive again after the next poll.
+    yielded: bool,
 }
 
 /// What to do with a connection after driving it.
@@ -108,6 +131,8 @@ pub(super) struct Server {
     listening: bool,
     paused_until: Option<Instant>,
     emfile_burst: u64,
+    /// accept() failures (not EMFILE) since the last accepted connection.
+    accept_failures: u64,
     cfg: HttpConfig,
     backend: Arc<dyn Backend>,
     shared: Arc<Shared>,
@@ -117,6 +142,10 @@ pub(super) struct Server {
     rings: HashMap<usize, (Arc<Ring>, NotifyId)>,
     stats: Stats,
     last_sweep: Instant,
+    per_address: PerAddress,
+    ratelog: RateLog,
+    /// Connections that used their read budget and have more to do.
+    again: Vec<Token>,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -140,6 +169,7 @@ impl Server {
             listening: true,
             paused_until: None,
             emfile_burst: 0,
+            accept_failures: 0,
             cfg,
             backend,
             shared,
@@ -149,13 +179,23 @@ impl Server {
             rings: HashMap::new(),
             stats: Stats::default(),
             last_sweep: Instant::now(),
+            per_address: PerAddress::default(),
+            ratelog: RateLog::default(),
+            again: Vec::new(),
         })
     }
 
     pub(super) fn run(&mut self) {
         let mut events = Events::with_capacity(1024);
         while !self.shared.stop.load(Ordering::SeqCst) {
-            if let Err(e) = self.poll.poll(&mut events, Some(TICK)) {
+            // Connections that yielded are driven again right after this
+            // poll, so it must not wait.
+            let timeout = if self.again.is_empty() {
+                TICK
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!("http: poll failed: {e}");
                     std::thread::sleep(TICK);
@@ -171,6 +211,9 @@ impl Server {
                         self.drive(t, readable);
                     }
                 }
+            }
+            for t in std::mem::take(&mut self.again) {
+                self.drive(t, true);
             }
             let now = Instant::now();
             if now.saturating_duration_since(self.last_sweep) >= TICK {
@@ -199,20 +242,38 @@ impl Server {
                         );
                     }
                     self.emfile_burst += 1;
-                    // The pending connection stays in the backlog; stop
-                    // polling the listener so the loop does not spin on it.
-                    let _ = self.poll.registry().deregister(&mut self.listener);
-                    self.listening = false;
-                    self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    self.pause_accept();
                     return;
                 }
-                Err(e) => {
-                    // ECONNABORTED and friends: that client is gone; go on.
-                    self.stats.accept_other += 1;
+                Err(e) if accept_error_is_the_peers(&e) => {
+                    // That client is gone or was never let through; the
+                    // next one may be fine: go on.
+                    self.stats.accept_aborted += 1;
                     log::debug!("http: accept: {e}");
+                }
+                Err(e) => {
+                    // ENOBUFS, ENOMEM and anything unknown: the kernel will
+                    // fail the next call the same way; retrying at once
+                    // would spin and starve every client.
+                    self.stats.accept_other += 1;
+                    let n = self.conns.len();
+                    self.ratelog.note(Why::AcceptError, Instant::now(), || {
+                        format!("accept: {e}; paused {ACCEPT_PAUSE:?}, serving {n} clients")
+                    });
+                    self.accept_failures += 1;
+                    self.pause_accept();
+                    return;
                 }
             }
         }
+    }
+
+    /// Stop polling the listener for ACCEPT_PAUSE: the pending connection
+    /// stays in the backlog and `sweep` registers the listener again.
+    fn pause_accept(&mut self) {
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        self.listening = false;
+        self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
     }
 
     fn accepted(&mut self, mut sock: TcpStream, peer: SocketAddr) {
@@ -223,11 +284,55 @@ impl Server {
             );
             self.emfile_burst = 0;
         }
+        if self.accept_failures > 0 {
+            log::info!(
+                "http: accepting again after {} accept() failures",
+                self.accept_failures
+            );
+            self.accept_failures = 0;
+        }
         self.stats.accepted += 1;
         let now = Instant::now();
+        // A peer no route admits has nothing to ask: it gets no slot, no
+        // buffer and no answer.
+        let admitted = self
+            .shared
+            .access
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admits_somewhere(peer.ip());
+        if !admitted {
+            self.stats.refused_not_allowed += 1;
+            self.ratelog
+                .note(Why::NotAllowed, now, || format!("{}", peer.ip()));
+            return;
+        }
+        let limit = self.cfg.max_clients_per_address;
+        if self.per_address.count(peer.ip()) >= limit {
+            self.stats.refused_per_address += 1;
+            self.ratelog.note(Why::PerAddress, now, || {
+                format!("{} (max_clients_per_address = {limit})", peer.ip())
+            });
+            // A word for a client that is allowed but greedy; best effort
+            // (a fresh socket's buffer takes it), then closed.
+            const BODY: &str = "too many connections from this address\n";
+            let _ = sock.write(
+                format!(
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+                    BODY.len()
+                )
+                .as_bytes(),
+            );
+            return;
+        }
         let over = self.conns.len() >= self.cfg.max_clients;
         if over {
             self.stats.cut_max_clients += 1;
+            let max = self.cfg.max_clients;
+            self.ratelog.note(Why::MaxClients, now, || {
+                format!("{} (max_clients = {max})", peer.ip())
+            });
             // Answer 503 and linger briefly so the client reads it rather
             // than a RST; past a small overflow just drop the socket.
             if self.conns.len() >= self.cfg.max_clients + MAX_CLIENTS_OVERFLOW {
@@ -258,6 +363,9 @@ impl Server {
             close_after_out: false,
             user_agent: String::new(),
             eof: false,
+            answered: false,
+            read_this_wake: 0,
+            yielded: false,
         };
         if over {
             respond(
@@ -273,12 +381,14 @@ impl Server {
                 until: now + LINGER,
             };
         }
+        self.per_address.add(peer.ip());
         self.conns.insert(token, c);
         self.drive(token, false);
     }
 
     fn close(&mut self, token: Token) {
         if let Some(mut c) = self.conns.remove(&token) {
+            self.per_address.remove(c.peer.ip());
             let _ = self.poll.registry().deregister(&mut c.sock);
         }
     }
@@ -287,10 +397,16 @@ impl Server {
         let Some(mut c) = self.conns.remove(&token) else {
             return;
         };
+        c.read_this_wake = 0;
+        c.yielded = false;
         let fate = self.drive_conn(&mut c, readable);
         if fate == Fate::Keep {
+            if c.yielded && !self.again.contains(&token) {
+                self.again.push(token);
+            }
             self.conns.insert(token, c);
         } else {
+            self.per_address.remove(c.peer.ip());
             let _ = self.poll.registry().deregister(&mut c.sock);
         }
     }
@@ -342,7 +458,8 @@ impl Server {
         }
     }
 
-    /// Read until WouldBlock (or until the head limit for request parsing).
+    /// Read until WouldBlock, until the head limit for request parsing, or
+    /// until this wake-up's budget is spent (then `yielded`).
     fn read_input(&mut self, c: &mut Conn) -> Fate {
         let mut buf = [0u8; 8192];
         loop {
@@ -350,6 +467,12 @@ impl Server {
                 && c.inbuf.len() > self.cfg.max_header_bytes + buf.len()
             {
                 // Enough to decide; the rest waits in the socket.
+                return Fate::Keep;
+            }
+            if c.read_this_wake >= READ_BUDGET {
+                // A client that writes as fast as we read would otherwise
+                // keep the loop here; the rest is read on the next round.
+                c.yielded = true;
                 return Fate::Keep;
             }
             match c.sock.read(&mut buf) {
@@ -363,6 +486,7 @@ impl Server {
                     };
                 }
                 Ok(n) => {
+                    c.read_this_wake += n;
                     if let Kind::Requests = c.kind {
                         c.inbuf.extend_from_slice(&buf[..n]);
                     }
@@ -386,7 +510,19 @@ impl Server {
                     c.last_progress = Instant::now();
                     self.stats.bytes_sent += n as u64;
                 }
-                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) if would_block(&e) => {
+                    // Keep only what is unsent: a client that pipelines and
+                    // reads slowly never lets `out` drain, and what it has
+                    // read must not pile up in front. Moving the unsent part
+                    // when it is no longer than the sent one costs at most
+                    // one copy per byte sent, and `out` stays under twice
+                    // the unsent part.
+                    if c.out_pos >= c.out.len() - c.out_pos {
+                        c.out.drain(..c.out_pos);
+                        c.out_pos = 0;
+                    }
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(()),
             }
@@ -481,6 +617,8 @@ impl Server {
         self.cfg.write_timeout =
             Duration::from_millis(self.shared.write_timeout_ms.load(Ordering::Relaxed));
         self.cfg.max_clients = self.shared.max_clients.load(Ordering::Relaxed);
+        self.cfg.max_clients_per_address =
+            self.shared.max_clients_per_address.load(Ordering::Relaxed);
         // Rings nobody but this loop holds (channel removed, last client
         // gone): stop watching them so they are freed.
         self.rings.retain(|_, (ring, id)| {
@@ -490,6 +628,7 @@ impl Server {
             }
             used
         });
+        self.ratelog.flush(now);
         if let Some(t) = self.paused_until {
             if now >= t {
                 self.paused_until = None;
@@ -528,6 +667,11 @@ impl Server {
         for t in dead.drain(..) {
             self.close(t);
         }
+        for c in self.conns.values_mut() {
+            if c.out.is_empty() && c.out.capacity() > OUT_KEEP_CAPACITY {
+                c.out = Vec::new();
+            }
+        }
         for (t, c) in self.conns.iter() {
             let stalled = now.saturating_duration_since(c.last_progress) > self.cfg.write_timeout;
             match &c.kind {
@@ -554,8 +698,20 @@ impl Server {
                     } else if now.saturating_duration_since(c.since_request)
                         > self.cfg.request_timeout
                     {
-                        if !c.inbuf.is_empty() {
+                        if c.inbuf.is_empty() {
+                            // Never asked, or a keep-alive between requests.
+                            self.stats.cut_idle += 1;
+                            log::debug!("http: {} closed: idle", c.peer);
+                        } else {
                             self.stats.cut_request_timeout += 1;
+                            let timeout = self.cfg.request_timeout;
+                            self.ratelog.note(Why::RequestTimeout, now, || {
+                                format!(
+                                    "{} sent {} bytes of a head in {timeout:?}",
+                                    c.peer,
+                                    c.inbuf.len()
+                                )
+                            });
                         }
                         dead.push(*t);
                     }
@@ -578,7 +734,7 @@ impl Server {
             && !c.close_after_out
             && c.out.len() - c.out_pos < OUT_HIGH_WATER
         {
-            let mut headers = [httparse::EMPTY_HEADER; 48];
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             let parsed = req.parse(&c.inbuf);
             let n = match parsed {
@@ -600,7 +756,9 @@ impl Server {
                 Err(e) => {
                     self.stats.bad_requests += 1;
                     *self.stats.requests.entry(("bad", 400)).or_default() += 1;
-                    log::debug!("http: {}: bad request: {e}", c.peer);
+                    self.ratelog.note(Why::BadRequest, Instant::now(), || {
+                        format!("{} sent a malformed request ({e})", c.peer)
+                    });
                     respond(c, 1, 400, "text/plain", b"bad request\n", false, false);
                     return Fate::Keep;
                 }
@@ -620,6 +778,13 @@ impl Server {
         self.stats.bad_requests += 1;
         self.stats.cut_header_too_large += 1;
         *self.stats.requests.entry(("bad", 431)).or_default() += 1;
+        let (max, got) = (self.cfg.max_header_bytes, c.inbuf.len());
+        self.ratelog.note(Why::HeadTooLarge, Instant::now(), || {
+            format!(
+                "{} sent a request head larger than {max} bytes or with more than {MAX_HEADERS} headers ({got} bytes so far)",
+                c.peer
+            )
+        });
         c.inbuf.clear();
         respond(
             c,
@@ -630,6 +795,17 @@ impl Server {
             false,
             false,
         );
+    }
+
+    /// Whether a 403 or 404 answer keeps a keep-alive connection: only when
+    /// the client has had an answer on it. One that only ever gets refused
+    /// (a scanner, a peer probing for routes) holds no slot.
+    fn keep_after_refusal(&mut self, c: &Conn, keep: bool) -> bool {
+        if keep && !c.answered {
+            self.stats.cut_only_refusals += 1;
+            return false;
+        }
+        keep
     }
 
     fn route(&mut self, c: &mut Conn, r: Request) {
@@ -662,6 +838,7 @@ impl Server {
         }
         let Some(class) = class else {
             count(&mut self.stats, 404);
+            let keep = self.keep_after_refusal(c, keep);
             let body = format!("no route '{}'\n", r.path);
             respond(c, v, 404, "text/plain", body.as_bytes(), r.head, keep);
             return;
@@ -677,7 +854,10 @@ impl Server {
         if !allowed {
             self.stats.refused += 1;
             count(&mut self.stats, 403);
-            log::info!("http: {} refused {} {}", c.peer, r.method, r.path);
+            self.ratelog.note(Why::Forbidden, Instant::now(), || {
+                format!("{} {} {}", c.peer, r.method, printable(&r.path))
+            });
+            let keep = self.keep_after_refusal(c, keep);
             respond(c, v, 403, "text/plain", b"forbidden\n", r.head, keep);
             return;
         }
@@ -686,6 +866,7 @@ impl Server {
                 let channel = percent_decode(&r.path["/stream/".len()..]);
                 let Some(ring) = self.backend.stream(&channel) else {
                     count(&mut self.stats, 404);
+                    let keep = self.keep_after_refusal(c, keep);
                     let body = format!(
                         "no channel '{}' (channels: {})\n",
                         channel,
@@ -734,10 +915,12 @@ impl Server {
                 });
                 let body = self.backend.playlist(&format!("http://{host}"));
                 count(&mut self.stats, 200);
+                c.answered = true;
                 respond(c, v, 200, "audio/x-mpegurl", body.as_bytes(), r.head, keep);
             }
             RouteClass::Metrics => {
                 count(&mut self.stats, 200);
+                c.answered = true;
                 let body = self.metrics();
                 respond(
                     c,
@@ -751,21 +934,25 @@ impl Server {
             }
             RouteClass::Status => {
                 count(&mut self.stats, 200);
+                c.answered = true;
                 let body = self.status(c);
                 respond(c, v, 200, "application/json", body.as_bytes(), r.head, keep);
             }
             RouteClass::Epg => match self.backend.epg() {
                 Some(x) => {
                     count(&mut self.stats, 200);
+                    c.answered = true;
                     respond(c, v, 200, "application/xml", x.as_bytes(), r.head, keep);
                 }
                 None => {
                     count(&mut self.stats, 404);
+                    let keep = self.keep_after_refusal(c, keep);
                     respond(c, v, 404, "text/plain", b"no EPG\n", r.head, keep);
                 }
             },
             RouteClass::Control => {
                 count(&mut self.stats, 404);
+                let keep = self.keep_after_refusal(c, keep);
                 respond(c, v, 404, "text/plain", b"no such control\n", r.head, keep);
             }
         }
@@ -828,21 +1015,29 @@ impl Server {
         );
         let _ = writeln!(m, "# TYPE capbox_http_connections gauge");
         let _ = writeln!(m, "capbox_http_connections {}", self.conns.len() + 1);
-        let _ = writeln!(m, "# HELP capbox_http_accept_errors_total accept() failures: emfile = out of file descriptors (accepting paused 100 ms).");
+        let _ = writeln!(m, "# HELP capbox_http_accept_errors_total accept() failures: emfile = out of file descriptors, other = any other failure of the server (both pause accepting 100 ms), aborted = the pending client was gone or refused by the kernel (skipped).");
         let _ = writeln!(m, "# TYPE capbox_http_accept_errors_total counter");
+        for (kind, n) in [
+            ("emfile", s.accept_emfile),
+            ("other", s.accept_other),
+            ("aborted", s.accept_aborted),
+        ] {
+            let _ = writeln!(m, "capbox_http_accept_errors_total{{kind=\"{kind}\"}} {n}");
+        }
+        let _ = writeln!(m, "# HELP capbox_http_connections_refused_total Connections closed at accept, before they take a slot: not_allowed = the peer is in no [access] list, per_address_limit = the peer already has max_clients_per_address connections.");
+        let _ = writeln!(m, "# TYPE capbox_http_connections_refused_total counter");
+        for (reason, n) in [
+            ("not_allowed", s.refused_not_allowed),
+            ("per_address_limit", s.refused_per_address),
+        ] {
+            let _ = writeln!(
+                m,
+                "capbox_http_connections_refused_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
         let _ = writeln!(
             m,
-            "capbox_http_accept_errors_total{{kind=\"emfile\"}} {}",
-            s.accept_emfile
-        );
-        let _ = writeln!(
-            m,
-            "capbox_http_accept_errors_total{{kind=\"other\"}} {}",
-            s.accept_other
-        );
-        let _ = writeln!(
-            m,
-            "# HELP capbox_http_clients_cut_total Connections closed by capbox, by reason."
+            "# HELP capbox_http_clients_cut_total Connections closed by capbox, by reason: lagging = fell off the ring, write_timeout = stopped reading, max_clients = answered 503, request_timeout = no complete request head in time (slowloris), header_too_large = answered 431, idle = sent no request in time, only_refusals = keep-alive closed after a 403/404 with no answer before."
         );
         let _ = writeln!(m, "# TYPE capbox_http_clients_cut_total counter");
         for (reason, n) in [
@@ -851,6 +1046,8 @@ impl Server {
             ("max_clients", s.cut_max_clients),
             ("request_timeout", s.cut_request_timeout),
             ("header_too_large", s.cut_header_too_large),
+            ("idle", s.cut_idle),
+            ("only_refusals", s.cut_only_refusals),
         ] {
             let _ = writeln!(
                 m,
@@ -1126,6 +1323,37 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// At most 100 characters of a request path for a log line, control
+/// characters escaped.
+fn printable(path: &str) -> String {
+    path.chars()
+        .take(100)
+        .flat_map(char::escape_debug)
+        .collect()
+}
+
+/// Whether an accept() error concerns only the one pending connection (it
+/// was reset or aborted before we took it, or a firewall refused it), so the
+/// next call may succeed at once (accept(2), "Error handling").
+fn accept_error_is_the_peers(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::ECONNRESET
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
 }
 
 /// Escape a Prometheus label value.

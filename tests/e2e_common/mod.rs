@@ -123,10 +123,17 @@ impl Server {
     }
 
     pub fn start_in(dir: TempDir, cfg: PathBuf) -> Server {
+        Self::start_in_env(dir, cfg, &[])
+    }
+
+    /// As `start_in`, with extra environment variables for the child
+    /// (e.g. LD_PRELOAD of a fault-injecting shim).
+    pub fn start_in_env(dir: TempDir, cfg: PathBuf, env: &[(&str, &std::ffi::OsStr)]) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--config")
             .arg(&cfg)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
