@@ -15,6 +15,8 @@
 //! it and HTTP. Commands (add or remove a channel, stop) reach it through a
 //! channel it polls between reads, so a reload touches only what changed.
 
+pub mod health;
+
 use crate::ca::biss::BissSession;
 use crate::ca::descrambler::{Descrambler, DescramblerStats, KeyPolicy};
 use crate::ca::{CaSession, CaStatus};
