@@ -9,10 +9,12 @@
 
 pub mod dvb;
 pub mod file;
+pub mod remote;
 
 use std::time::Duration;
 
 pub use file::{FileSource, FileSourceConfig};
+pub use remote::{RemoteSource, RemoteSourceConfig};
 
 /// What one `read` produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
