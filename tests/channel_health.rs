@@ -137,11 +137,17 @@ fn ffmpeg_program_ok_then_each_fault() {
     assert_eq!(h.status(Instant::now()).streams.len(), 2);
 
     let (v, _) = verdict_with(&data, |p| pid(p) != VIDEO);
-    assert!(matches!(v, Verdict::NoVideoPes { pid: VIDEO, .. }), "video removed: {v}");
+    assert!(
+        matches!(v, Verdict::NoVideoPes { pid: VIDEO, .. }),
+        "video removed: {v}"
+    );
     assert!(v.to_string().starts_with("no video PES for"), "{v}");
 
     let (v, _) = verdict_with(&data, |p| pid(p) != AUDIO);
-    assert!(matches!(v, Verdict::NoAudioPes { pid: AUDIO, .. }), "audio removed: {v}");
+    assert!(
+        matches!(v, Verdict::NoAudioPes { pid: AUDIO, .. }),
+        "audio removed: {v}"
+    );
 
     // Frozen PTS (and DTS) on the video: every PES says the same time.
     let (v, _) = verdict_with(&data, |p| {
@@ -152,7 +158,11 @@ fn ffmpeg_program_ok_then_each_fault() {
                 let flags = pes[7] >> 6;
                 let mut ts = [0u8; 5];
                 if flags & 0b10 != 0 {
-                    encode_pts(900_000, if flags == 0b11 { 0b0011 } else { 0b0010 }, &mut ts);
+                    encode_pts(
+                        900_000,
+                        if flags == 0b11 { 0b0011 } else { 0b0010 },
+                        &mut ts,
+                    );
                     pes[9..14].copy_from_slice(&ts);
                 }
                 if flags == 0b11 {
@@ -163,7 +173,10 @@ fn ffmpeg_program_ok_then_each_fault() {
         }
         true
     });
-    assert!(matches!(v, Verdict::PtsStuck { pid: VIDEO, .. }), "PTS frozen: {v}");
+    assert!(
+        matches!(v, Verdict::PtsStuck { pid: VIDEO, .. }),
+        "PTS frozen: {v}"
+    );
 
     // The descrambler has no control word: ES packets keep their bits.
     let (v, _) = verdict_with(&data, |p| {
@@ -173,7 +186,10 @@ fn ffmpeg_program_ok_then_each_fault() {
         true
     });
     assert!(matches!(v, Verdict::Scrambled { .. }), "scrambled: {v}");
-    assert!(v.to_string().starts_with("scrambled: no control word"), "{v}");
+    assert!(
+        v.to_string().starts_with("scrambled: no control word"),
+        "{v}"
+    );
 
     // Every 10th video packet lost: continuity errors.
     let mut n = 0;
@@ -184,9 +200,15 @@ fn ffmpeg_program_ok_then_each_fault() {
         }
         true
     });
-    assert!(matches!(v, Verdict::CcErrors { per_min } if per_min > 20), "CC: {v}");
+    assert!(
+        matches!(v, Verdict::CcErrors { per_min } if per_min > 20),
+        "CC: {v}"
+    );
     assert!(h.stats.cc_errors > 20);
 
     let (v, _) = verdict_with(&data, |p| pid(p) != 0);
-    assert!(matches!(v, Verdict::NoPat { for_ms } if for_ms > 1000), "no PAT: {v}");
+    assert!(
+        matches!(v, Verdict::NoPat { for_ms } if for_ms > 1000),
+        "no PAT: {v}"
+    );
 }

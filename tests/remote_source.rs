@@ -46,7 +46,9 @@ fn fake(behave: impl Fn(TcpStream, usize) + Send + Sync + 'static) -> Fake {
                         _ => return,
                     }
                 }
-                r.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+                r.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
                 b(s, n);
             });
         }
@@ -133,22 +135,37 @@ fn content_length_body_is_aligned_and_sends_origin_and_token() {
     // The fake peer sends the whole file at loopback speed: room for it.
     c.queue_bytes = 16 << 20;
     let mut src = RemoteSource::start(c).unwrap();
-    let (got, _) = read_n(&mut src, 1 << 20);
+    // The whole file and 1 MiB of the next connection.
+    let (got, outcomes) = read_n(&mut src, data.len() + (1 << 20));
     assert_aligned(&got);
     assert!(got.len() >= 1 << 20);
     // The first connection's bytes are the file's, byte for byte.
     assert_same_prefix(&got, &data, 1 << 20);
     assert_eq!(src.status().counters.queue_drops, 0);
+    assert_eq!(outcomes[0], ReadOutcome::Data);
+    assert!(
+        outcomes.contains(&ReadOutcome::Discontinuity),
+        "a reconnect must be flagged"
+    );
     assert!(packets(&got).any(|p| pid(p) == 0), "no PAT");
     let req = f.requests.lock().unwrap()[0].clone();
-    assert!(req.starts_with("GET /stream/news?origin=local HTTP/1.1\r\n"), "{req}");
-    assert!(req.contains("\r\nAuthorization: Bearer s3cret-token\r\n"), "{req}");
+    assert!(
+        req.starts_with("GET /stream/news?origin=local HTTP/1.1\r\n"),
+        "{req}"
+    );
+    assert!(
+        req.contains("\r\nAuthorization: Bearer s3cret-token\r\n"),
+        "{req}"
+    );
     // The body ends: counted as an end, then a reconnect.
     let st = wait_status(&src, |s| s.counters.ends >= 1 && s.counters.connects >= 2);
     let words = format!("{st:?} {}", src.describe());
     assert!(!words.contains("s3cret"), "token leaked: {words}");
     assert!(
-        st.last_error.as_deref().unwrap_or("").contains("Content-Length received"),
+        st.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("Content-Length received"),
         "{st:?}"
     );
 }
@@ -181,7 +198,10 @@ fn chunked_body_in_odd_chunks() {
     assert_same_prefix(&got, &data, 2 << 20);
     let st = wait_status(&src, |s| s.counters.ends >= 1);
     assert!(
-        st.last_error.as_deref().unwrap().contains("last chunk received"),
+        st.last_error
+            .as_deref()
+            .unwrap()
+            .contains("last chunk received"),
         "{st:?}"
     );
     assert_eq!(st.counters.bytes_skipped, 0);
@@ -207,7 +227,9 @@ fn html_is_not_ts() {
     let f = fake(|mut s, _| {
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
         for _ in 0..2000 {
-            if s.write_all(b"<html><body>It works!</body></html>\n").is_err() {
+            if s.write_all(b"<html><body>It works!</body></html>\n")
+                .is_err()
+            {
                 return;
             }
         }
@@ -343,9 +365,15 @@ fn loop_guard_503_and_backoff_is_bounded() {
     });
     let src = RemoteSource::start(cfg(f.addr)).unwrap();
     let st = wait_status(&src, |s| s.counters.peer_not_local >= 1);
-    assert_eq!(st.last_error.as_deref(), Some("peer has no local source (503)"));
+    assert_eq!(
+        st.last_error.as_deref(),
+        Some("peer has no local source (503)")
+    );
     assert!(st.state.starts_with("backing off"), "{st:?}");
-    assert_eq!(st.counters.http_errors.get(&503), Some(&st.counters.peer_not_local));
+    assert_eq!(
+        st.counters.http_errors.get(&503),
+        Some(&st.counters.peer_not_local)
+    );
     // Backoff 50, 100, 200, 400, 400 … ms: in 2 s at most ~8 attempts (plus
     // the time each takes). Generous: at most 15; at least 3.
     let a0 = f.accepts.load(Ordering::SeqCst);
@@ -388,12 +416,18 @@ fn slow_reader_drops_oldest_with_a_counter_and_memory_stays_bounded() {
     c.queue_bytes = 64 * 1024;
     c.stall_ms = 5000;
     let mut src = RemoteSource::start(c).unwrap();
-    let st = wait_status(&src, |s| s.counters.packets >= (data.len() / TS - 10) as u64);
+    let st = wait_status(&src, |s| {
+        s.counters.packets >= (data.len() / TS - 10) as u64
+    });
     assert!(st.counters.queue_drops > 0, "{st:?}");
     assert!(st.queued_bytes <= 64 * 1024 + 64 * 1024, "{st:?}");
     let mut buf = Vec::new();
     let o = src.read(&mut buf, Duration::from_secs(1)).unwrap();
-    assert_eq!(o, ReadOutcome::Discontinuity, "packets were dropped before these");
+    assert_eq!(
+        o,
+        ReadOutcome::Discontinuity,
+        "packets were dropped before these"
+    );
     assert!(buf.len() <= 128 * 1024);
     assert_aligned(&buf);
 }
@@ -416,7 +450,9 @@ fn https_and_bad_tokens_are_refused_in_words() {
 fn pulls_a_channel_from_capbox_serve() {
     let srv = Server::start("remote-src", &demo_toml());
     srv.wait_up(&["news"]);
-    let mut src = RemoteSource::start(cfg(srv.addr)).unwrap();
+    let mut c = cfg(srv.addr);
+    c.rcvbuf_bytes = Some(256 * 1024);
+    let mut src = RemoteSource::start(c).unwrap();
     let (got, _) = read_n(&mut src, 188 * 3000);
     assert!(got.len() >= 188 * 3000, "{:?}", src.status());
     assert_aligned(&got);
@@ -428,4 +464,6 @@ fn pulls_a_channel_from_capbox_serve() {
     assert_eq!(st.counters.connects, 1);
     assert_eq!(st.counters.bytes_skipped, 0);
     assert!(src.describe().starts_with("remote http://"));
+    // SO_RCVBUF was set (the kernel doubles it and caps it at rmem_max).
+    assert!(st.rcvbuf_bytes.is_some_and(|n| n > 0), "{st:?}");
 }

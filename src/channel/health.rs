@@ -105,22 +105,43 @@ pub enum Verdict {
     /// No packet was ever observed.
     NeverStarted,
     /// No packet for `for_ms`.
-    Stalled { for_ms: u64 },
+    Stalled {
+        for_ms: u64,
+    },
     /// No PAT (or no PAT naming a program) for `for_ms` (since the first
     /// packet if there never was one).
-    NoPat { for_ms: u64 },
+    NoPat {
+        for_ms: u64,
+    },
     /// The PAT names `pmt_pid` but no PMT came on it for `for_ms`.
-    NoPmt { pmt_pid: u16, for_ms: u64 },
+    NoPmt {
+        pmt_pid: u16,
+        for_ms: u64,
+    },
     /// `packets` packets left scrambled in the last `window_ms`.
-    Scrambled { packets: u64, window_ms: u64 },
+    Scrambled {
+        packets: u64,
+        window_ms: u64,
+    },
     /// The video stream on `pid` has carried no PES with a PTS for `for_ms`.
-    NoVideoPes { pid: u16, for_ms: u64 },
+    NoVideoPes {
+        pid: u16,
+        for_ms: u64,
+    },
     /// Same for an audio stream.
-    NoAudioPes { pid: u16, for_ms: u64 },
+    NoAudioPes {
+        pid: u16,
+        for_ms: u64,
+    },
     /// PES arrive on `pid` but the PTS has not moved forward for `for_ms`.
-    PtsStuck { pid: u16, for_ms: u64 },
+    PtsStuck {
+        pid: u16,
+        for_ms: u64,
+    },
     /// `per_min` continuity errors in the last minute.
-    CcErrors { per_min: u64 },
+    CcErrors {
+        per_min: u64,
+    },
 }
 
 impl Verdict {
@@ -149,7 +170,7 @@ impl Verdict {
 fn dur(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms} ms")
-    } else if ms < 10_000 && ms % 1000 != 0 {
+    } else if ms < 10_000 && !ms.is_multiple_of(1000) {
         format!("{}.{} s", ms / 1000, ms % 1000 / 100)
     } else {
         format!("{} s", ms / 1000)
@@ -814,9 +835,8 @@ impl SourceHealth {
                 })
                 .collect(),
             cc_errors_last_min: self.cc_last_min(now_ms),
-            scrambled_last_window: self.window_sum(now_ms, self.rules.scrambled_ms, |b| {
-                b.scrambled
-            }),
+            scrambled_last_window: self
+                .window_sum(now_ms, self.rules.scrambled_ms, |b| b.scrambled),
             stats: self.stats,
         }
     }

@@ -14,7 +14,6 @@ pub mod remote;
 use std::time::Duration;
 
 pub use file::{FileSource, FileSourceConfig};
-pub use remote::{RemoteSource, RemoteSourceConfig};
 
 /// What one `read` produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

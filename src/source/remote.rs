@@ -146,7 +146,10 @@ impl HttpUrl {
             ));
         }
         if !lower.starts_with("http://") {
-            return Err(format!("{}: the URL must start with http://", redact_url(url)));
+            return Err(format!(
+                "{}: the URL must start with http://",
+                redact_url(url)
+            ));
         }
         let rest = &url[7..];
         if let Some(c) = rest.chars().find(|c| c.is_control() || c.is_whitespace()) {
@@ -193,7 +196,10 @@ impl HttpUrl {
         };
         if origin_local {
             let query = target.split_once('?').map_or("", |(_, q)| q);
-            if !query.split('&').any(|kv| kv.split('=').next() == Some("origin")) {
+            if !query
+                .split('&')
+                .any(|kv| kv.split('=').next() == Some("origin"))
+            {
                 target.push(if query.is_empty() && !target.contains('?') {
                     '?'
                 } else {
@@ -244,26 +250,48 @@ pub fn redact_url(url: &str) -> String {
 /// Why one connection ended, in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteError {
-    Resolve { host: String, err: String },
-    ConnectFailed { addr: SocketAddr, err: String },
-    ConnectTimeout { addr: SocketAddr, ms: u64 },
+    Resolve {
+        host: String,
+        err: String,
+    },
+    ConnectFailed {
+        addr: SocketAddr,
+        err: String,
+    },
+    ConnectTimeout {
+        addr: SocketAddr,
+        ms: u64,
+    },
     /// Connected, but no complete response head in time.
-    NoResponse { ms: u64, got: usize },
+    NoResponse {
+        ms: u64,
+        got: usize,
+    },
     /// Not an HTTP response, or one capbox cannot read.
     BadResponse(String),
     /// A peer capbox's loop guard: the channel has no local source there.
     PeerNotLocal,
-    HttpStatus { status: u16, reason: String, location: Option<String> },
+    HttpStatus {
+        status: u16,
+        reason: String,
+        location: Option<String>,
+    },
     NotTs(String),
     /// No byte (or no aligned packet) for `ms`.
-    Stalled { ms: u64, packets_lost_sync: bool },
+    Stalled {
+        ms: u64,
+        packets_lost_sync: bool,
+    },
     /// The body ended early: closed inside a chunk or before the
     /// Content-Length.
     Truncated(String),
     /// The body ended where it said it would (a finite resource, or a peer
     /// that closed cleanly).
     Ended(String),
-    Io { what: &'static str, err: String },
+    Io {
+        what: &'static str,
+        err: String,
+    },
 }
 
 impl std::fmt::Display for RemoteError {
@@ -349,9 +377,17 @@ pub struct RemoteCounters {
 /// What the fetch thread is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteState {
-    Connecting { attempt: u64 },
-    Connected { since: Instant },
-    BackingOff { until: Instant, ms: u64, reason: String },
+    Connecting {
+        attempt: u64,
+    },
+    Connected {
+        since: Instant,
+    },
+    BackingOff {
+        until: Instant,
+        ms: u64,
+        reason: String,
+    },
     Stopped,
 }
 
@@ -363,7 +399,11 @@ impl RemoteState {
             RemoteState::Connecting { attempt } => format!("connecting (attempt {attempt})"),
             RemoteState::Connected { since } => {
                 let d = now.saturating_duration_since(*since);
-                format!("connected for {}.{} s", d.as_secs(), d.subsec_millis() / 100)
+                format!(
+                    "connected for {}.{} s",
+                    d.as_secs(),
+                    d.subsec_millis() / 100
+                )
             }
             RemoteState::BackingOff { ms, reason, .. } => {
                 format!("backing off {ms} ms after {reason}")
@@ -404,6 +444,8 @@ struct Inner {
     last_error: Option<String>,
     rcvbuf: Option<usize>,
     counters: RemoteCounters,
+    /// The fetch thread's `Resync` counters, for `Source::stats`.
+    resync: SourceStats,
 }
 
 struct Shared {
@@ -461,6 +503,7 @@ impl RemoteSource {
                 last_error: None,
                 rcvbuf: None,
                 counters: RemoteCounters::default(),
+                resync: SourceStats::default(),
             }),
             data: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -504,7 +547,13 @@ impl RemoteSource {
 impl Drop for RemoteSource {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(s) = self.shared.sock.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(s) = self
+            .shared
+            .sock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             let _ = s.shutdown(Shutdown::Both);
         }
         // Bounded: the thread checks `stop` between steps and every blocking
@@ -558,7 +607,7 @@ impl Source for RemoteSource {
             sync_losses: c.sync_losses,
             discontinuities: c.connects.saturating_sub(1),
             loops: 0,
-            truncated_packets: c.truncated,
+            truncated_packets: g.resync.truncated_packets,
         }
     }
 }
@@ -608,7 +657,10 @@ impl Fetcher {
             failures = failures.saturating_add(1);
             let ms = backoff_ms(self.cfg.backoff_min_ms, self.cfg.backoff_max_ms, failures);
             let reason = end.err.to_string();
-            log::warn!("remote {}: {reason}; retry in {ms} ms", redact_url(&self.cfg.url));
+            log::warn!(
+                "remote {}: {reason}; retry in {ms} ms",
+                redact_url(&self.cfg.url)
+            );
             {
                 let mut g = self.shared.lock();
                 count(&mut g.counters, &end.err);
@@ -647,7 +699,8 @@ impl Fetcher {
     }
 
     fn connect(&mut self) -> Result<TcpStream, RemoteError> {
-        let addrs: Vec<SocketAddr> = match (self.url.host.as_str(), self.url.port).to_socket_addrs() {
+        let addrs: Vec<SocketAddr> = match (self.url.host.as_str(), self.url.port).to_socket_addrs()
+        {
             Ok(a) => a.collect(),
             Err(e) => {
                 return Err(RemoteError::Resolve {
@@ -873,6 +926,7 @@ impl Fetcher {
         g.counters.bytes += body_bytes;
         g.counters.bytes_skipped = self.resync.stats.bytes_skipped;
         g.counters.sync_losses = self.resync.stats.sync_losses;
+        g.resync = self.resync.stats;
         if self.packets.is_empty() {
             return;
         }
@@ -880,7 +934,9 @@ impl Fetcher {
         g.counters.packets += (n / PACKET_SIZE) as u64;
         let cap = self.cfg.queue_bytes.max(n);
         while g.queued_bytes + n > cap {
-            let Some(old) = g.queue.pop_front() else { break };
+            let Some(old) = g.queue.pop_front() else {
+                break;
+            };
             g.queued_bytes -= old.data.len();
             g.counters.queue_drops += (old.data.len() / PACKET_SIZE) as u64;
             g.break_pending = true;
@@ -931,7 +987,10 @@ fn count_status(c: &mut RemoteCounters, status: u16) {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 fn io_err(what: &'static str, e: io::Error) -> RemoteError {
@@ -1081,7 +1140,12 @@ pub fn parse_head(buf: &[u8], origin_local: bool) -> Result<Option<(usize, Frami
         }
     }
     let framing = if let Some(te) = header("transfer-encoding") {
-        let last = te.rsplit(',').next().unwrap_or("").trim().to_ascii_lowercase();
+        let last = te
+            .rsplit(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if last != "chunked" || te.contains(',') {
             return Err(RemoteError::BadResponse(format!(
                 "Transfer-Encoding {} is not supported (only chunked)",
@@ -1227,7 +1291,11 @@ impl BodyDecoder {
         }
     }
 
-    fn feed_chunked(&mut self, mut input: &[u8], out: &mut impl FnMut(&[u8])) -> Result<(), String> {
+    fn feed_chunked(
+        &mut self,
+        mut input: &[u8],
+        out: &mut impl FnMut(&[u8]),
+    ) -> Result<(), String> {
         while !input.is_empty() {
             match self.chunk {
                 ChunkState::Done => return Ok(()),
@@ -1329,7 +1397,10 @@ mod tests {
         assert_eq!(u.target, "/stream/news?origin=local");
         assert_eq!(u.host_header(), "10.0.0.2:8080");
         let u = HttpUrl::parse("http://peer/stream/news?token=x", true).unwrap();
-        assert_eq!((u.port, u.target.as_str()), (80, "/stream/news?token=x&origin=local"));
+        assert_eq!(
+            (u.port, u.target.as_str()),
+            (80, "/stream/news?token=x&origin=local")
+        );
         assert_eq!(u.host_header(), "peer");
         let u = HttpUrl::parse("http://peer/a?origin=any", true).unwrap();
         assert_eq!(u.target, "/a?origin=any");
@@ -1338,7 +1409,10 @@ mod tests {
         let u = HttpUrl::parse("http://peer/a?", true).unwrap();
         assert_eq!(u.target, "/a?origin=local");
         let u = HttpUrl::parse("HTTP://[::1]:9000/x#frag", false).unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.target.as_str()), ("::1", 9000, "/x"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.target.as_str()),
+            ("::1", 9000, "/x")
+        );
         assert_eq!(u.host_header(), "[::1]:9000");
         let e = HttpUrl::parse("https://peer/stream/a", true).unwrap_err();
         assert!(e.contains("https is not supported"), "{e}");
@@ -1396,11 +1470,17 @@ mod tests {
         );
         let redir = b"HTTP/1.1 302 Found\r\nLocation: http://x/y?token=s\r\n\r\n";
         let e = parse_head(redir, true).unwrap_err().to_string();
-        assert!(e.contains("redirects are not followed") && !e.contains("=s"), "{e}");
+        assert!(
+            e.contains("redirects are not followed") && !e.contains("=s"),
+            "{e}"
+        );
         let e = parse_head(b"HTTP/1.1 401 Unauthorized\r\n\r\n", true).unwrap_err();
         assert!(e.to_string().contains("token refused"), "{e}");
         let e = parse_head(b"\x47\x00\x11\x10garbage\r\n\r\n", true).unwrap_err();
-        assert!(e.to_string().starts_with("bad HTTP response: not HTTP"), "{e}");
+        assert!(
+            e.to_string().starts_with("bad HTTP response: not HTTP"),
+            "{e}"
+        );
         let e = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", true).unwrap_err();
         assert!(e.to_string().contains("bad Content-Length"), "{e}");
         let gz = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
@@ -1459,7 +1539,8 @@ mod tests {
         assert!(d.at_eof().unwrap_err().contains("after 1000 of"));
         let mut d = BodyDecoder::new(Framing::Length(10));
         let mut got = Vec::new();
-        d.feed(b"0123456789abc", |b| got.extend_from_slice(b)).unwrap();
+        d.feed(b"0123456789abc", |b| got.extend_from_slice(b))
+            .unwrap();
         assert_eq!(got, b"0123456789");
         assert!(d.done());
     }

@@ -95,7 +95,7 @@ impl Gen {
             if pid == VIDEO {
                 self.video_packets += 1;
                 if let Some(k) = self.faults.cc_gap_every {
-                    if self.video_packets % k == 0 {
+                    if self.video_packets.is_multiple_of(k) {
                         cc = (cc + 1) & 0x0F;
                     }
                 }
@@ -121,7 +121,7 @@ impl Gen {
     fn tick(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         let t = self.t_ms;
-        if t % 100 == 0 {
+        if t.is_multiple_of(100) {
             if !self.faults.no_pat {
                 packetize(&Self::pat(), 0, &mut self.cc[0], &mut out);
             }
@@ -129,14 +129,14 @@ impl Gen {
                 packetize(&Self::pmt(), PMT_PID, &mut self.cc[1], &mut out);
             }
         }
-        if t % 40 == 0 && !self.faults.no_video {
+        if t.is_multiple_of(40) && !self.faults.no_video {
             if !self.faults.freeze_video_pts {
                 self.video_pts += 3600;
             }
             let pts = self.video_pts;
             self.pes(&mut out, VIDEO, 2, pts, 3);
         }
-        if t % 20 == 0 && !self.faults.no_audio {
+        if t.is_multiple_of(20) && !self.faults.no_audio {
             self.audio_pts += 1800;
             let pts = self.audio_pts;
             self.pes(&mut out, AUDIO, 3, pts, 1);
@@ -226,7 +226,10 @@ fn pat_gone() {
     };
     let (h, g, t0) = healthy_then(f, 1500);
     let v = h.verdict(at(t0, &g));
-    assert!(matches!(v, Verdict::NoPat { for_ms } if for_ms > 1000), "{v}");
+    assert!(
+        matches!(v, Verdict::NoPat { for_ms } if for_ms > 1000),
+        "{v}"
+    );
     assert!(v.to_string().starts_with("no PAT for 1."), "{v}");
 }
 
@@ -238,7 +241,16 @@ fn pmt_gone() {
     };
     let (h, g, t0) = healthy_then(f, 1500);
     let v = h.verdict(at(t0, &g));
-    assert!(matches!(v, Verdict::NoPmt { pmt_pid: PMT_PID, .. }), "{v}");
+    assert!(
+        matches!(
+            v,
+            Verdict::NoPmt {
+                pmt_pid: PMT_PID,
+                ..
+            }
+        ),
+        "{v}"
+    );
 }
 
 #[test]
@@ -287,7 +299,10 @@ fn still_scrambled_and_recovers() {
     let (mut h, mut g, t0) = healthy_then(f, 500);
     let v = h.verdict(at(t0, &g));
     assert!(matches!(v, Verdict::Scrambled { .. }), "{v}");
-    assert!(v.to_string().starts_with("scrambled: no control word"), "{v}");
+    assert!(
+        v.to_string().starts_with("scrambled: no control word"),
+        "{v}"
+    );
     // The control word arrives: healthy again once the window has passed.
     g.faults = Faults::default();
     run(&mut h, &mut g, t0, 1500);
@@ -303,7 +318,10 @@ fn continuity_errors_per_minute() {
     let (h, g, t0) = healthy_then(f, 3000);
     // 75 video packets per second: 7 errors a second.
     let v = h.verdict(at(t0, &g));
-    assert!(matches!(v, Verdict::CcErrors { per_min } if per_min >= 20), "{v}");
+    assert!(
+        matches!(v, Verdict::CcErrors { per_min } if per_min >= 20),
+        "{v}"
+    );
     assert!(v.to_string().ends_with("continuity errors per minute"));
     // A few errors stay below the threshold.
     let f = Faults {
@@ -417,7 +435,10 @@ fn reset_stream_needs_new_proof() {
 
 #[test]
 fn words() {
-    assert_eq!(Verdict::Stalled { for_ms: 400 }.to_string(), "stalled 400 ms");
+    assert_eq!(
+        Verdict::Stalled { for_ms: 400 }.to_string(),
+        "stalled 400 ms"
+    );
     assert_eq!(
         Verdict::NoVideoPes {
             pid: 256,
