@@ -119,6 +119,28 @@ fn sample_mux_is_ok_and_stalls_when_fed_nothing() {
     let pids: Vec<u16> = st.streams.iter().map(|s| s.pid).collect();
     assert_eq!(pids, vec![0x101, 0x102]);
     assert_eq!(h.stats.cc_errors, 0);
+    // Another program of the same mux, asked for by number.
+    let mut h3 = SourceHealth::for_program(HealthRules::default(), 3);
+    let end3 = feed(&mut h3, &data, t0, |_, _| true);
+    assert_eq!(h3.verdict(end3), Verdict::Ok);
+    assert_eq!(h3.program(), Some((3, 0x1002)));
+    let mut h9 = SourceHealth::for_program(HealthRules::default(), 9);
+    let end9 = feed(&mut h9, &data, t0, |_, _| true);
+    let v = h9.verdict(end9);
+    assert!(
+        matches!(
+            v,
+            Verdict::NoProgram {
+                program_number: Some(9),
+                ..
+            }
+        ),
+        "{v}"
+    );
+    assert!(
+        v.to_string().starts_with("program 9 not in the PAT for"),
+        "{v}"
+    );
     // Nothing more arrives.
     let v = h.verdict(end + Duration::from_millis(1000));
     assert_eq!(v, Verdict::Stalled { for_ms: 1000 });

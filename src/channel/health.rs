@@ -108,9 +108,14 @@ pub enum Verdict {
     Stalled {
         for_ms: u64,
     },
-    /// No PAT (or no PAT naming a program) for `for_ms` (since the first
-    /// packet if there never was one).
+    /// No PAT for `for_ms` (since the first packet if there never was one).
     NoPat {
+        for_ms: u64,
+    },
+    /// The PAT names no program (`None`), or not the one asked for, for
+    /// `for_ms`.
+    NoProgram {
+        program_number: Option<u16>,
         for_ms: u64,
     },
     /// The PAT names `pmt_pid` but no PMT came on it for `for_ms`.
@@ -156,6 +161,7 @@ impl Verdict {
             Verdict::NeverStarted => "never_started",
             Verdict::Stalled { .. } => "stalled",
             Verdict::NoPat { .. } => "no_pat",
+            Verdict::NoProgram { .. } => "no_program",
             Verdict::NoPmt { .. } => "no_pmt",
             Verdict::Scrambled { .. } => "scrambled",
             Verdict::NoVideoPes { .. } => "no_video_pes",
@@ -184,6 +190,14 @@ impl std::fmt::Display for Verdict {
             Verdict::NeverStarted => write!(f, "no packets yet"),
             Verdict::Stalled { for_ms } => write!(f, "stalled {}", dur(for_ms)),
             Verdict::NoPat { for_ms } => write!(f, "no PAT for {}", dur(for_ms)),
+            Verdict::NoProgram {
+                program_number: Some(n),
+                for_ms,
+            } => write!(f, "program {n} not in the PAT for {}", dur(for_ms)),
+            Verdict::NoProgram {
+                program_number: None,
+                for_ms,
+            } => write!(f, "the PAT names no program for {}", dur(for_ms)),
             Verdict::NoPmt { pmt_pid, for_ms } => {
                 write!(f, "no PMT on PID {pmt_pid} for {}", dur(for_ms))
             }
@@ -339,8 +353,12 @@ pub struct SourceHealth {
     pat_tables: TableCollector,
     pmt_tables: TableCollector,
     last_pat_ms: Option<u64>,
+    /// Only this program of the PAT, if set; else the first.
+    want_program: Option<u16>,
     /// (program_number, PMT PID) from the PAT.
     program: Option<(u16, u16)>,
+    /// Since when the PAT names no (wanted) program, if it ever did.
+    no_program_since_ms: u64,
     /// When the current PMT PID was learnt.
     pmt_pid_since_ms: u64,
     last_pmt_ms: Option<u64>,
@@ -363,7 +381,19 @@ impl std::fmt::Debug for SourceHealth {
 }
 
 impl SourceHealth {
+    /// A monitor of the first program the PAT names (a channel's output
+    /// after remux carries exactly one).
     pub fn new(rules: HealthRules) -> SourceHealth {
+        Self::build(rules, None)
+    }
+
+    /// A monitor of `program_number` only, for a stream that may carry
+    /// several programs (a whole mux, a relay that was not remuxed).
+    pub fn for_program(rules: HealthRules, program_number: u16) -> SourceHealth {
+        Self::build(rules, Some(program_number))
+    }
+
+    fn build(rules: HealthRules, want_program: Option<u16>) -> SourceHealth {
         SourceHealth {
             rules,
             epoch: None,
@@ -379,7 +409,9 @@ impl SourceHealth {
             pat_tables: TableCollector::new(4, 16 * 1024),
             pmt_tables: TableCollector::new(4, 16 * 1024),
             last_pat_ms: None,
+            want_program,
             program: None,
+            no_program_since_ms: 0,
             pmt_pid_since_ms: 0,
             last_pmt_ms: None,
             es: Vec::new(),
@@ -536,22 +568,24 @@ impl SourceHealth {
                     match Section::new_checked(&s[..]).and_then(|s| PatRepr::parse(&s)) {
                         Ok(pat) => {
                             if first.is_none() {
-                                first = pat.programs().next().map(|e| (e.program_number, e.pid));
+                                first = pat
+                                    .programs()
+                                    .find(|e| {
+                                        self.want_program.is_none_or(|w| w == e.program_number)
+                                    })
+                                    .map(|e| (e.program_number, e.pid));
                             }
                         }
                         Err(_) => self.stats.bad_sections += 1,
                     }
                 }
-                if let Some(p) = first {
-                    self.last_pat_ms = Some(ms);
-                    self.set_program(p, ms);
+                self.last_pat_ms = Some(ms);
+                match first {
+                    Some(p) => self.set_program(p, ms),
+                    None => self.drop_program(ms),
                 }
             }
-            Push::Unchanged => {
-                if self.program.is_some() {
-                    self.last_pat_ms = Some(ms);
-                }
-            }
+            Push::Unchanged => self.last_pat_ms = Some(ms),
             Push::Incomplete => {}
             Push::Dropped => {
                 if self.pat_tables.stats.table_overflow != overflow {
@@ -563,16 +597,29 @@ impl SourceHealth {
         }
     }
 
-    fn set_program(&mut self, p: (u16, u16), ms: u64) {
-        if self.program == Some(p) {
-            return;
+    /// The PAT no longer names the program (or never did).
+    fn drop_program(&mut self, ms: u64) {
+        if self.program.is_some() {
+            self.no_program_since_ms = ms;
         }
+        self.forget_program();
+        self.program = None;
+    }
+
+    fn forget_program(&mut self) {
         if let Some((_, old)) = self.program {
             if old != pid::PAT {
                 self.pid_role[old as usize] = ROLE_NONE;
             }
         }
         self.clear_es();
+    }
+
+    fn set_program(&mut self, p: (u16, u16), ms: u64) {
+        if self.program == Some(p) {
+            return;
+        }
+        self.forget_program();
         self.pmt_asm.reset();
         self.pmt_tables.clear();
         self.last_pmt_ms = None;
@@ -729,7 +776,10 @@ impl SourceHealth {
             _ => {}
         }
         let Some((_, pmt_pid)) = self.program else {
-            return Verdict::NoPat { for_ms: age(first) };
+            return Verdict::NoProgram {
+                program_number: self.want_program,
+                for_ms: age(first.max(self.no_program_since_ms)),
+            };
         };
         match self.last_pmt_ms {
             None => {

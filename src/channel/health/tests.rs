@@ -18,6 +18,8 @@ const AUDIO: u16 = 0x102;
 #[derive(Default, Clone, Copy)]
 struct Faults {
     no_pat: bool,
+    /// The PAT (version 1) names program 8 instead of 7.
+    other_program: bool,
     no_pmt: bool,
     no_video: bool,
     no_audio: bool,
@@ -50,14 +52,14 @@ impl Gen {
         }
     }
 
-    fn pat() -> Vec<u8> {
+    fn pat(other: bool) -> Vec<u8> {
         PatRepr {
             transport_stream_id: 1,
-            version: 0,
+            version: other as u8,
             section_number: 0,
             last_section_number: 0,
             entries: vec![PatEntry {
-                program_number: 7,
+                program_number: if other { 8 } else { 7 },
                 pid: PMT_PID,
             }],
         }
@@ -123,7 +125,12 @@ impl Gen {
         let t = self.t_ms;
         if t.is_multiple_of(100) {
             if !self.faults.no_pat {
-                packetize(&Self::pat(), 0, &mut self.cc[0], &mut out);
+                packetize(
+                    &Self::pat(self.faults.other_program),
+                    0,
+                    &mut self.cc[0],
+                    &mut out,
+                );
             }
             if !self.faults.no_pmt {
                 packetize(&Self::pmt(), PMT_PID, &mut self.cc[1], &mut out);
@@ -231,6 +238,46 @@ fn pat_gone() {
         "{v}"
     );
     assert!(v.to_string().starts_with("no PAT for 1."), "{v}");
+}
+
+#[test]
+fn program_leaves_the_pat() {
+    let f = Faults {
+        other_program: true,
+        ..Faults::default()
+    };
+    let (h, g, t0) = healthy_then(f, 1500);
+    let v = h.verdict(at(t0, &g));
+    assert!(
+        matches!(
+            v,
+            Verdict::NoProgram {
+                program_number: None,
+                ..
+            }
+        ) || h.program() == Some((8, PMT_PID)),
+        "{v}"
+    );
+    // Asked for program 7 by number: the new PAT lacks it.
+    let t0 = Instant::now();
+    let mut h = SourceHealth::for_program(HealthRules::default(), 7);
+    let mut g = Gen::new();
+    run(&mut h, &mut g, t0, 1000);
+    assert!(h.is_healthy(at(t0, &g)));
+    g.faults = f;
+    run(&mut h, &mut g, t0, 1500);
+    let v = h.verdict(at(t0, &g));
+    assert!(
+        matches!(
+            v,
+            Verdict::NoProgram {
+                program_number: Some(7),
+                ..
+            }
+        ),
+        "{v}"
+    );
+    assert_eq!(v.to_string(), "program 7 not in the PAT for 1.5 s");
 }
 
 #[test]
