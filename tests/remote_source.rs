@@ -325,6 +325,21 @@ fn two_gigabyte_content_length_then_close() {
 }
 
 #[test]
+fn empty_body_ends_at_once() {
+    let f = fake(|mut s, _| {
+        let _ = s.write_all(ok_head("Content-Length: 0\r\n").as_bytes());
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let src = RemoteSource::start(cfg(f.addr)).unwrap();
+    let st = wait_status(&src, |s| s.counters.ends >= 2);
+    assert_eq!(
+        st.last_error.as_deref(),
+        Some("stream ended: all 0 bytes of the Content-Length received")
+    );
+    assert_eq!(st.counters.stalls, 0, "{st:?}");
+}
+
+#[test]
 fn peer_that_never_answers() {
     let f = fake(|s, _| {
         std::thread::sleep(Duration::from_secs(30));

@@ -21,6 +21,8 @@
 //! line, `queue_bytes` of queued packets — the oldest dropped and counted
 //! when the reader falls behind); the token never reaches a log, `Debug`,
 //! `describe()` or `/status`. Plain HTTP only: no TLS (use a VPN or tunnel).
+//! A host name is resolved on the fetch thread (the system resolver may
+//! block; give peers as addresses where that matters).
 
 use super::{ReadOutcome, Resync, Source, SourceError, SourceStats};
 use crate::ts::PACKET_SIZE;
@@ -824,6 +826,10 @@ impl Fetcher {
         let proven = |first: Option<Instant>| first.is_some_and(|t| t.elapsed() >= BACKOFF_RESET);
 
         let mut pending = leftover;
+        if body.done() {
+            // Content-Length: 0.
+            return not_proven(RemoteError::Ended(body.end_words()));
+        }
         loop {
             if self.shared.stopping() {
                 return Ending {
