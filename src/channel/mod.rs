@@ -9,6 +9,7 @@
 //! and the ring writer sit behind one short lock, held only for the copy
 //! into the ring; no extra thread per channel.
 
+pub mod health;
 pub mod slate;
 pub mod state;
 

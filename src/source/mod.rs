@@ -12,6 +12,7 @@
 pub mod dvb;
 pub mod file;
 pub mod runner;
+pub mod remote;
 
 use crate::ca::descrambler::DescramblerStats;
 use crate::ca::CaStatus;
