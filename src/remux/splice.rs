@@ -1,0 +1,1168 @@
+//! The splice: one channel's stable output stream out of several sources.
+//!
+//! Each source hands the `Splicer` a single-program transport stream with its
+//! own PAT, PMT, PIDs and clock (a service out of `Remux`, a peer capbox's
+//! stream, the slate file looped). Only the source on air reaches the output;
+//! a switch (`switch_to`) changes nothing a client sees but the content:
+//!
+//! - **Stable PIDs.** Every elementary stream goes to a PID chosen by its role
+//!   and language, not by the PID or the order a source uses (the plan below).
+//!   A slot, once given to (kind, language, audio_type, n-th of that key),
+//!   keeps its PID for the life of the splicer while slots remain.
+//! - **Own PAT and PMT**, sent at once on every switch and repeated every
+//!   `psi_interval` (of wall time or of output stream time, whichever comes
+//!   first). The PMT version is bumped whenever its content (the stream set,
+//!   types, descriptors) changes. CA descriptors are dropped: ECM PIDs are not
+//!   carried (sources are clear here).
+//! - **Continuity counters** of each output PID continue across a switch; the
+//!   source's own pattern (gaps, duplicates) is kept after that, so a loss
+//!   upstream stays visible downstream. The first packet of each PID after a
+//!   switch carries a discontinuity_indicator: set in its adaptation field if
+//!   it has one, else announced by an adaptation-only packet inserted before
+//!   it (which, having no payload, repeats the previous counter).
+//! - **Random access cut.** After `switch_to`, the old source stays on air
+//!   until the new one starts a video PES that `ts::es` proves to be an entry
+//!   point (held by an `EntryPointGate`), for at most `rap_wait`; after that
+//!   the cut happens anyway, counted. A source without video cuts on the next
+//!   PES start. After the cut each PID starts at its next PES start.
+//! - **One timeline.** PCR, PTS and DTS are re-stamped with an offset per
+//!   activation, so time moves forward across a switch: the new source's first
+//!   timestamp lands one frame after the latest one sent. The same happens
+//!   when the source on air jumps by itself (a looped file, a restarted
+//!   encoder): a PCR or lead-stream DTS going back, or forward by more than
+//!   `MAX_FORWARD_JUMP`, re-anchors the offset. Arithmetic is modulo 2^33
+//!   (PTS/DTS) and 2^33·300 (PCR, 27 MHz with its extension). Audio DTS never
+//!   go back in the output: such a PES is dropped, counted. Wall time plays no
+//!   part in the offset: an outage shows as a pause, never as a hole.
+//!
+//! Output PID plan (ISO/IEC 13818-1 PIDs; the hex digit of hundreds names the
+//! role):
+//!
+//! | PID             | role                                                  |
+//! |-----------------|-------------------------------------------------------|
+//! | 0x0000          | PAT (one program, `program_number` of the config)      |
+//! | 0x0100          | PMT                                                   |
+//! | 0x0200..=0x0201 | video (first, second)                                 |
+//! | 0x0300..=0x030F | audio: one per (language, audio_type, n-th), first seen first |
+//! | 0x0400..=0x0407 | DVB subtitles, by language                            |
+//! | 0x0500..=0x0503 | teletext, by language                                 |
+//! | 0x0600..=0x0607 | other data                                            |
+//! | 0x0700          | PCR, when a source carries it on a PID of its own      |
+//!
+//! Promises: never panics on any input; memory is fixed (tables sized by the
+//! constants below, the gate bounded by `ts::es::MAX_HELD_PACKETS`); every
+//! packet not sent lands in a counter of `SpliceStats`. Cost per packet on
+//! air: one table lookup, one 188-byte copy, a few header reads. Packets of
+//! sources off air are only looked at for their PAT and PMT.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::ts::descriptor::{tag, Descriptors};
+use crate::ts::es::EntryPointGate;
+use crate::ts::packet::{self, Packet, PACKET_SIZE, PCR_WRAP};
+use crate::ts::pat::{PatEntry, PatRepr};
+use crate::ts::pes::{self, PesHeader, PTS_WRAP};
+use crate::ts::pmt::{PmtRepr, PmtStream, StreamKind};
+use crate::ts::section::{packetize, Assembler, Section};
+use crate::ts::{pid, table_id, Error};
+
+/// Sources one splicer accepts (indexes 0..MAX_SOURCES).
+pub const MAX_SOURCES: usize = 16;
+/// The output's PMT PID.
+pub const PMT_PID: u16 = 0x0100;
+/// The output's PCR PID when a source's PCR has a PID of its own.
+pub const PCR_ONLY_PID: u16 = 0x0700;
+/// A forward jump of the source's PCR or lead DTS beyond this (90 kHz) is
+/// taken for a new timeline (3 s).
+pub const MAX_FORWARD_JUMP: u64 = 3 * pes::PTS_HZ;
+/// Packets of the old source held at most while a switch is pending.
+pub const MAX_HELD_PACKETS: usize = 4096;
+/// The gap put between the last timestamp sent and the first of a new
+/// timeline before any frame duration was measured (40 ms, 90 kHz).
+pub const DEFAULT_STEP: u64 = 3600;
+
+/// (kind, first PID, number of PIDs) of the plan.
+const PLAN: [(StreamKind, u16, usize); 5] = [
+    (StreamKind::Video, 0x0200, 2),
+    (StreamKind::Audio, 0x0300, 16),
+    (StreamKind::Subtitles, 0x0400, 8),
+    (StreamKind::Teletext, 0x0500, 4),
+    (StreamKind::Data, 0x0600, 8),
+];
+/// ES slots (sum of the plan's counts) plus the PCR-only slot.
+const SLOTS: usize = 2 + 16 + 8 + 4 + 8 + 1;
+const PCR_SLOT: usize = SLOTS - 1;
+/// No slot for this source PID.
+const UNMAPPED: u8 = u8::MAX;
+
+/// How a splicer behaves. `Default` gives the values named in each field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpliceConfig {
+    /// How long the old source stays on air waiting for an entry point of the
+    /// new one (1 s).
+    pub rap_wait: Duration,
+    /// PAT/PMT repetition (100 ms).
+    pub psi_interval: Duration,
+    /// program_number of the output's only program (1).
+    pub program_number: u16,
+    /// transport_stream_id of the output's PAT (1).
+    pub transport_stream_id: u16,
+}
+
+impl Default for SpliceConfig {
+    fn default() -> Self {
+        SpliceConfig {
+            rap_wait: Duration::from_secs(1),
+            psi_interval: Duration::from_millis(100),
+            program_number: 1,
+            transport_stream_id: 1,
+        }
+    }
+}
+
+/// Counters of one splicer. Every packet in is either sent, only observed
+/// (PSI, sources off air) or counted in one of the drop counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SpliceStats {
+    pub packets_in: u64,
+    pub packets_out: u64,
+    /// Packets of sources off air (only their PAT/PMT were read).
+    pub packets_off_air: u64,
+    /// Drop: no sync byte, short, or impossible adaptation field.
+    pub bad_packets: u64,
+    /// Drop: pushed with a source index ≥ MAX_SOURCES.
+    pub bad_source_packets: u64,
+    /// Cuts from one source (or none) to another.
+    pub switches: u64,
+    /// Cuts made on an entry point of the new source.
+    pub cuts_on_rap: u64,
+    /// Cuts made without one after `rap_wait`.
+    pub rap_timeouts: u64,
+    /// Drop: packets of the incoming source before its entry point.
+    pub dropped_waiting_rap: u64,
+    /// Drop: packets of a PID after a cut, before its first PES start.
+    pub dropped_before_pes_start: u64,
+    /// Drop: packets of PIDs with no output slot (SI, ECM, plan full…).
+    pub unmapped_packets: u64,
+    /// Elementary streams left out because their kind's slots were full.
+    pub unmapped_streams: u64,
+    /// Drop: packets of PES whose DTS would have gone back in the output.
+    pub dropped_backwards: u64,
+    /// Drop: PES of other streams before the lead stream set the timeline.
+    pub dropped_before_anchor: u64,
+    /// Drop: packets of the old source's last, unfinished PES at a cut.
+    pub dropped_old_tail: u64,
+    /// Held packets of the old source sent before their PES ended, because
+    /// MAX_HELD_PACKETS was reached.
+    pub hold_overflows: u64,
+    /// Drop: packets of PES whose header did not fit the first packet.
+    pub dropped_bad_pes_header: u64,
+    /// New timelines of the source on air (loops, restarts).
+    pub timeline_jumps: u64,
+    /// Times the offset was pushed forward to keep PCR or video DTS rising.
+    pub offset_bumps: u64,
+    /// discontinuity_indicators set (in place or by an inserted packet).
+    pub discontinuities_marked: u64,
+    /// Adaptation-only packets inserted to carry one.
+    pub af_packets_inserted: u64,
+    /// PAT+PMT pairs sent.
+    pub psi_sent: u64,
+    pub pmt_version_changes: u64,
+    /// Source PAT/PMT sections refused (CRC, malformed, wrong table).
+    pub psi_errors: u64,
+}
+
+/// One stream of the output, as the PMT describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlannedStream {
+    pub pid: u16,
+    pub kind: &'static str,
+    pub language: Option<String>,
+    pub stream_type: u8,
+    /// The PID the source on air uses for it.
+    pub source_pid: u16,
+}
+
+/// What a slot stands for; equal keys from two sources share the PID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SlotKey {
+    kind: StreamKind,
+    language: [u8; 3],
+    audio_type: u8,
+    nth: u8,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    key: Option<SlotKey>,
+    /// Source PID on air for this slot (0x1FFF: none).
+    source_pid: u16,
+    /// Last continuity_counter sent.
+    last_cc: Option<u8>,
+    /// Added to the source's counter, fixed at the first packet after a cut.
+    cc_delta: u8,
+    /// Next packet gets a discontinuity_indicator and a fresh cc_delta.
+    disc_pending: bool,
+    /// Drop until the next payload_unit_start.
+    wait_pusi: bool,
+    /// Last DTS (or PTS) sent, output timeline.
+    last_dts: Option<u64>,
+    /// DTS distance between its last two PES: how long the last one lasts.
+    last_dur: u64,
+    /// PES starts seen on this slot (input side, for the hold).
+    pes_seq: u32,
+    /// The first PES after an anchor is still to be checked.
+    check_first_pes: bool,
+}
+
+/// What the splicer knows of one source.
+#[derive(Debug)]
+struct SourceState {
+    pat_asm: Assembler,
+    pmt_asm: Assembler,
+    pmt_pid: Option<u16>,
+    pmt: Option<PmtRepr>,
+}
+
+impl SourceState {
+    fn new() -> SourceState {
+        SourceState {
+            pat_asm: Assembler::new(),
+            pmt_asm: Assembler::new(),
+            pmt_pid: None,
+            pmt: None,
+        }
+    }
+}
+
+/// A switch asked for and not made yet.
+#[derive(Debug)]
+struct Pending {
+    source: usize,
+    deadline: Instant,
+    /// Built once the source's PMT names a video stream.
+    gate: Option<EntryPointGate>,
+}
+
+/// One channel's splicer. See the module docs.
+#[derive(Debug)]
+pub struct Splicer {
+    config: SpliceConfig,
+    sources: Vec<SourceState>,
+    active: Option<usize>,
+    pending: Option<Pending>,
+    /// Source PID → slot, for the source on air.
+    map: Box<[u8; 8192]>,
+    slots: [Slot; SLOTS],
+    /// The slot of the lead stream (video, else the first audio).
+    lead: Option<usize>,
+    /// Source PCR PID on air (0x1FFF: none).
+    pcr_pid: u16,
+    pat_section: Vec<u8>,
+    pmt_section: Vec<u8>,
+    pmt_version: u8,
+    /// The PMT's content at version 0, to tell a change.
+    pmt_content: Option<PmtRepr>,
+    pat_cc: u8,
+    pmt_cc: u8,
+    last_psi_wall: Option<Instant>,
+    last_psi_pcr: Option<u64>,
+    /// Offset added to source timestamps, 90 kHz, modulo 2^33.
+    offset: u64,
+    /// The offset is to be chosen at the next timestamp of the source on air.
+    anchor_pending: bool,
+    /// The first PCR after an anchor is still to be checked.
+    check_first_pcr: bool,
+    /// Last PCR sent (27 MHz) and the latest DTS sent on any PID (90 kHz).
+    out_pcr: Option<u64>,
+    /// End (DTS + duration) of the latest PES sent on any PID, and the
+    /// latest PTS of the lead stream.
+    out_end_max: Option<u64>,
+    lead_pts_max: Option<u64>,
+    /// Packets of the source on air held while a switch is pending, so that
+    /// it leaves on whole PES: (packet, slot, its PES's pes_seq).
+    hold: VecDeque<([u8; PACKET_SIZE], u8, u32)>,
+    /// Source timeline on air: last PCR (90 kHz) and last lead DTS.
+    src_pcr: Option<u64>,
+    src_lead_dts: Option<u64>,
+    /// Measured lead frame duration, 90 kHz.
+    step: u64,
+    stats: SpliceStats,
+    /// Reused buffers for what the gate hands on.
+    gate_bytes: Vec<u8>,
+    gate_marks: Vec<(usize, bool)>,
+}
+
+/// Signed distance from `b` to `a` on the 33-bit circle.
+fn ts_diff(a: u64, b: u64) -> i64 {
+    let d = pes::pts_delta(b, a);
+    if d >= PTS_WRAP / 2 {
+        d as i64 - PTS_WRAP as i64
+    } else {
+        d as i64
+    }
+}
+
+fn ts_add(a: u64, b: u64) -> u64 {
+    a.wrapping_add(b) & (PTS_WRAP - 1)
+}
+
+fn ts_sub(a: u64, b: u64) -> u64 {
+    pes::pts_delta(b, a)
+}
+
+fn slot_pid(slot: usize) -> u16 {
+    if slot == PCR_SLOT {
+        return PCR_ONLY_PID;
+    }
+    let mut first = 0;
+    for (_, base, n) in PLAN {
+        if slot < first + n {
+            return base + (slot - first) as u16;
+        }
+        first += n;
+    }
+    PCR_ONLY_PID
+}
+
+fn slot_range(kind: StreamKind) -> core::ops::Range<usize> {
+    let mut first = 0;
+    for (k, _, n) in PLAN {
+        if k == kind {
+            return first..first + n;
+        }
+        first += n;
+    }
+    0..0
+}
+
+fn strip_ca(loop_: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(loop_.len());
+    for d in Descriptors::new(loop_) {
+        if d.tag != tag::CA {
+            d.emit(&mut v);
+        }
+    }
+    v
+}
+
+/// The timestamps in a packet: PCR (27 MHz) and the PES header's PTS/DTS.
+struct Stamps {
+    pcr: Option<u64>,
+    pts: Option<u64>,
+    dts: Option<u64>,
+    /// Offset of the PES header in the packet, when it carries timestamps.
+    pes_at: Option<usize>,
+}
+
+enum PesRead {
+    Stamps(Stamps),
+    /// A PES start whose header does not fit this packet.
+    Unreadable,
+}
+
+fn read_stamps(pkt: &Packet<&[u8]>) -> PesRead {
+    let mut s = Stamps {
+        pcr: pkt.pcr(),
+        pts: None,
+        dts: None,
+        pes_at: None,
+    };
+    if pkt.payload_unit_start() && pkt.has_payload() {
+        let payload = pkt.payload();
+        if payload.len() >= 3 && payload[..3] == [0, 0, 1] {
+            match PesHeader::new_checked(payload) {
+                Ok(h) => {
+                    s.pts = h.pts();
+                    s.dts = h.dts();
+                    if s.pts.is_some() {
+                        s.pes_at = Some(pkt.payload_offset());
+                    }
+                }
+                Err(Error::Truncated) => return PesRead::Unreadable,
+                Err(_) => {}
+            }
+        }
+    }
+    PesRead::Stamps(s)
+}
+
+impl Splicer {
+    pub fn new(config: SpliceConfig) -> Splicer {
+        let pat = PatRepr {
+            transport_stream_id: config.transport_stream_id,
+            version: 0,
+            section_number: 0,
+            last_section_number: 0,
+            entries: vec![PatEntry {
+                program_number: config.program_number,
+                pid: PMT_PID,
+            }],
+        };
+        Splicer {
+            pat_section: pat.emit(),
+            config,
+            sources: (0..MAX_SOURCES).map(|_| SourceState::new()).collect(),
+            active: None,
+            pending: None,
+            map: Box::new([UNMAPPED; 8192]),
+            slots: [Slot::default(); SLOTS],
+            lead: None,
+            pcr_pid: pid::NULL,
+            pmt_section: Vec::new(),
+            pmt_version: 0,
+            pmt_content: None,
+            pat_cc: 0,
+            pmt_cc: 0,
+            last_psi_wall: None,
+            last_psi_pcr: None,
+            offset: 0,
+            anchor_pending: true,
+            check_first_pcr: false,
+            out_pcr: None,
+            out_end_max: None,
+            lead_pts_max: None,
+            hold: VecDeque::new(),
+            src_pcr: None,
+            src_lead_dts: None,
+            step: DEFAULT_STEP,
+            stats: SpliceStats::default(),
+            gate_bytes: Vec::new(),
+            gate_marks: Vec::new(),
+        }
+    }
+
+    /// The source on air, if any.
+    pub fn active(&self) -> Option<usize> {
+        self.active
+    }
+
+    /// The source a switch is waiting for, if any.
+    pub fn pending(&self) -> Option<usize> {
+        self.pending.as_ref().map(|p| p.source)
+    }
+
+    pub fn stats(&self) -> &SpliceStats {
+        &self.stats
+    }
+
+    /// version_number of the PMT sent.
+    pub fn pmt_version(&self) -> u8 {
+        self.pmt_version
+    }
+
+    /// Offset added to the source on air's PTS/DTS (90 kHz, modulo 2^33).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The streams of the output now, by output PID.
+    pub fn pid_plan(&self) -> Vec<PlannedStream> {
+        let mut v = Vec::new();
+        let Some(pmt) = self.active.and_then(|a| self.sources[a].pmt.as_ref()) else {
+            return v;
+        };
+        for s in &pmt.streams {
+            let Some(&slot) = self.map.get(s.elementary_pid as usize) else {
+                continue;
+            };
+            if slot == UNMAPPED || slot as usize == PCR_SLOT {
+                continue;
+            }
+            v.push(PlannedStream {
+                pid: slot_pid(slot as usize),
+                kind: s.kind().as_str(),
+                language: s.any_language(),
+                stream_type: s.stream_type,
+                source_pid: s.elementary_pid,
+            });
+        }
+        v.sort_by_key(|p| p.pid);
+        v
+    }
+
+    /// The PAT and PMT as sent now (for a client that joins), with the
+    /// splicer's continuity counters left untouched; empty before the first
+    /// cut.
+    pub fn psi_packets(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        if self.pmt_section.is_empty() {
+            return v;
+        }
+        let (mut a, mut b) = (self.pat_cc, self.pmt_cc);
+        packetize(&self.pat_section, pid::PAT, &mut a, &mut v);
+        packetize(&self.pmt_section, PMT_PID, &mut b, &mut v);
+        v
+    }
+
+    /// Put `source` on air at its next entry point (within `rap_wait` of
+    /// `now`). Asking for the source on air cancels a pending switch; an
+    /// index ≥ MAX_SOURCES is ignored (false).
+    pub fn switch_to(&mut self, source: usize, now: Instant) -> bool {
+        if source >= MAX_SOURCES {
+            return false;
+        }
+        if self.active == Some(source) {
+            self.pending = None;
+            self.release_held(true, &mut Vec::new());
+            return true;
+        }
+        if self.pending.as_ref().map(|p| p.source) == Some(source) {
+            return true;
+        }
+        let deadline = now.checked_add(self.config.rap_wait).unwrap_or(now);
+        self.pending = Some(Pending {
+            source,
+            deadline,
+            gate: None,
+        });
+        self.rebuild_gate();
+        true
+    }
+
+    /// Repeat PAT/PMT when `psi_interval` of wall time has passed without
+    /// them (call it when sources are silent; `push` does it too).
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<u8>) {
+        let due = match self.last_psi_wall {
+            None => true,
+            Some(t) => now.saturating_duration_since(t) >= self.config.psi_interval,
+        };
+        if due && self.active.is_some() && !self.pmt_section.is_empty() {
+            self.send_psi(out);
+            self.last_psi_wall = Some(now);
+        }
+    }
+
+    /// Feed whole packets of `source` (a trailing partial packet is
+    /// ignored: sources resync); what goes on air is appended to `out`.
+    pub fn push(&mut self, source: usize, packets: &[u8], now: Instant, out: &mut Vec<u8>) {
+        let n = (packets.len() / PACKET_SIZE) as u64;
+        if source >= MAX_SOURCES {
+            self.stats.packets_in += n;
+            self.stats.bad_source_packets += n;
+            return;
+        }
+        self.tick(now, out);
+        for raw in packets.chunks_exact(PACKET_SIZE) {
+            self.stats.packets_in += 1;
+            let Ok(pkt) = Packet::new_checked(raw) else {
+                self.stats.bad_packets += 1;
+                continue;
+            };
+            self.push_packet(source, &pkt, now, out);
+        }
+    }
+
+    fn push_packet(&mut self, source: usize, pkt: &Packet<&[u8]>, now: Instant, out: &mut Vec<u8>) {
+        let p = pkt.pid();
+        if p == pid::PAT {
+            self.on_pat_packet(source, pkt);
+            return;
+        }
+        if Some(p) == self.sources[source].pmt_pid {
+            self.on_pmt_packet(source, pkt, out);
+            return;
+        }
+        if self.active == Some(source) {
+            if self.pending.is_some() {
+                self.hold_packet(pkt, out);
+            } else {
+                self.send(pkt, out);
+            }
+            return;
+        }
+        let Some(pending) = self.pending.as_mut() else {
+            self.stats.packets_off_air += 1;
+            return;
+        };
+        if pending.source != source {
+            self.stats.packets_off_air += 1;
+            return;
+        }
+        let Some(pmt) = self.sources[source].pmt.as_ref() else {
+            self.stats.dropped_waiting_rap += 1;
+            return;
+        };
+        if now >= pending.deadline {
+            self.stats.rap_timeouts += 1;
+            self.cut(source, out);
+            self.send(pkt, out);
+            return;
+        }
+        let Some(mut gate) = pending.gate.take() else {
+            // No video: any PES start of a carried stream is an entry point.
+            let carried = pmt.streams.iter().any(|s| s.elementary_pid == p);
+            if carried && pkt.payload_unit_start() {
+                self.stats.cuts_on_rap += 1;
+                self.cut(source, out);
+                self.send(pkt, out);
+            } else {
+                self.stats.dropped_waiting_rap += 1;
+            }
+            return;
+        };
+        let mut bytes = std::mem::take(&mut self.gate_bytes);
+        let mut marks = std::mem::take(&mut self.gate_marks);
+        bytes.clear();
+        marks.clear();
+        gate.push(pkt, |b, ep| {
+            marks.push((bytes.len(), ep));
+            bytes.extend_from_slice(b);
+        });
+        if let Some(pending) = self.pending.as_mut() {
+            pending.gate = Some(gate);
+        }
+        let mut on_air = false;
+        for (i, &(start, ep)) in marks.iter().enumerate() {
+            let end = marks.get(i + 1).map(|m| m.0).unwrap_or(bytes.len());
+            let chunk = &bytes[start..end];
+            if !on_air && ep {
+                self.stats.cuts_on_rap += 1;
+                self.cut(source, out);
+                on_air = true;
+            }
+            if on_air {
+                for raw in chunk.chunks_exact(PACKET_SIZE) {
+                    if let Ok(k) = Packet::new_checked(raw) {
+                        self.send(&k, out);
+                    }
+                }
+            } else {
+                self.stats.dropped_waiting_rap += (chunk.len() / PACKET_SIZE) as u64;
+            }
+        }
+        self.gate_bytes = bytes;
+        self.gate_marks = marks;
+    }
+
+    fn on_pat_packet(&mut self, source: usize, pkt: &Packet<&[u8]>) {
+        let mut sections: Vec<Vec<u8>> = Vec::new();
+        self.sources[source]
+            .pat_asm
+            .push(pkt, |s| sections.push(s.to_vec()));
+        for s in sections {
+            let Ok(sec) = Section::new_verified(&s[..]) else {
+                self.stats.psi_errors += 1;
+                continue;
+            };
+            let Ok(pat) = PatRepr::parse(&sec) else {
+                self.stats.psi_errors += 1;
+                continue;
+            };
+            let Some(first) = pat.programs().next() else {
+                continue;
+            };
+            let st = &mut self.sources[source];
+            if st.pmt_pid != Some(first.pid) {
+                st.pmt_pid = Some(first.pid);
+                st.pmt_asm.reset();
+            }
+        }
+    }
+
+    fn on_pmt_packet(&mut self, source: usize, pkt: &Packet<&[u8]>, out: &mut Vec<u8>) {
+        let mut sections: Vec<Vec<u8>> = Vec::new();
+        self.sources[source]
+            .pmt_asm
+            .push(pkt, |s| sections.push(s.to_vec()));
+        for s in sections {
+            let Ok(sec) = Section::new_verified(&s[..]) else {
+                self.stats.psi_errors += 1;
+                continue;
+            };
+            if sec.table_id() != table_id::PMT {
+                continue;
+            }
+            let Ok(pmt) = PmtRepr::parse(&sec) else {
+                self.stats.psi_errors += 1;
+                continue;
+            };
+            if self.sources[source].pmt.as_ref() == Some(&pmt) {
+                continue;
+            }
+            self.sources[source].pmt = Some(pmt);
+            if self.active == Some(source) {
+                self.remap(source, false);
+                self.send_psi(out);
+            }
+            if self.pending() == Some(source) {
+                self.rebuild_gate();
+            }
+        }
+    }
+
+    fn rebuild_gate(&mut self) {
+        let Some(pending) = self.pending.as_mut() else {
+            return;
+        };
+        pending.gate = self.sources[pending.source].pmt.as_ref().and_then(|pmt| {
+            pmt.streams.iter().find_map(|s| {
+                s.video_codec()
+                    .map(|c| EntryPointGate::new(c, s.elementary_pid))
+            })
+        });
+    }
+
+    /// While a switch is pending, the source on air goes out PES by PES:
+    /// a packet leaves once the PES it belongs to has ended (the next PES
+    /// started on its PID), so the cut never leaves half a PES behind.
+    fn hold_packet(&mut self, pkt: &Packet<&[u8]>, out: &mut Vec<u8>) {
+        let slot = self.map[pkt.pid() as usize];
+        if slot != UNMAPPED && pkt.payload_unit_start() {
+            let s = &mut self.slots[slot as usize];
+            s.pes_seq = s.pes_seq.wrapping_add(1);
+        }
+        let seq = if slot == UNMAPPED {
+            0
+        } else {
+            self.slots[slot as usize].pes_seq
+        };
+        let mut raw = [0u8; PACKET_SIZE];
+        raw.copy_from_slice(pkt.as_bytes());
+        self.hold.push_back((raw, slot, seq));
+        if self.hold.len() > MAX_HELD_PACKETS {
+            self.stats.hold_overflows += 1;
+            if let Some((raw, _, _)) = self.hold.pop_front() {
+                self.send_raw(&raw, out);
+            }
+        }
+        while let Some(&(raw, slot, seq)) = self.hold.front() {
+            if !self.pes_complete(raw[3], slot, seq) {
+                break;
+            }
+            self.hold.pop_front();
+            self.send_raw(&raw, out);
+        }
+    }
+
+    fn pes_complete(&self, control: u8, slot: u8, seq: u32) -> bool {
+        control & 0x10 == 0
+            || slot == UNMAPPED
+            || slot as usize == PCR_SLOT
+            || self.slots[slot as usize].pes_seq != seq
+    }
+
+    /// Send the held packets: all (`all`), or only those of whole PES, the
+    /// rest counted as dropped (at a cut).
+    fn release_held(&mut self, all: bool, out: &mut Vec<u8>) {
+        while let Some((raw, slot, seq)) = self.hold.pop_front() {
+            if all || self.pes_complete(raw[3], slot, seq) {
+                self.send_raw(&raw, out);
+            } else {
+                self.stats.dropped_old_tail += 1;
+            }
+        }
+    }
+
+    fn send_raw(&mut self, raw: &[u8], out: &mut Vec<u8>) {
+        if let Ok(k) = Packet::new_checked(raw) {
+            self.send(&k, out);
+        }
+    }
+
+    /// Take `source` on air now.
+    fn cut(&mut self, source: usize, out: &mut Vec<u8>) {
+        self.release_held(false, out);
+        self.pending = None;
+        self.active = Some(source);
+        self.stats.switches += 1;
+        self.remap(source, true);
+        self.anchor_pending = true;
+        self.src_pcr = None;
+        self.src_lead_dts = None;
+        self.send_psi(out);
+    }
+
+    /// Map the source's streams to slots and rebuild the PMT. On a cut every
+    /// slot restarts; on a PMT change only those whose source PID changed.
+    fn remap(&mut self, source: usize, cut: bool) {
+        let Some(pmt) = self.sources[source].pmt.clone() else {
+            return;
+        };
+        self.map.fill(UNMAPPED);
+        let mut taken = [false; SLOTS];
+        let mut chosen: Vec<(usize, &PmtStream)> = Vec::new();
+        let mut seen: Vec<SlotKey> = Vec::new();
+        for s in &pmt.streams {
+            let kind = s.kind();
+            let (language, audio_type) = match s.language() {
+                Some(l) => (l.code, l.audio_type),
+                None => match s.any_language() {
+                    Some(l) => match l.as_bytes() {
+                        [a, b, c, ..] => ([*a, *b, *c], 0),
+                        _ => ([0; 3], 0),
+                    },
+                    None => ([0; 3], 0),
+                },
+            };
+            let mut key = SlotKey {
+                kind,
+                language,
+                audio_type,
+                nth: 0,
+            };
+            while seen.contains(&key) && key.nth < u8::MAX {
+                key.nth += 1;
+            }
+            seen.push(key);
+            let range = slot_range(kind);
+            let found = range
+                .clone()
+                .find(|&i| !taken[i] && self.slots[i].key == Some(key))
+                .or_else(|| {
+                    range
+                        .clone()
+                        .find(|&i| !taken[i] && self.slots[i].key.is_none())
+                })
+                // Full: reuse one this source has not claimed.
+                .or_else(|| range.clone().find(|&i| !taken[i]));
+            let Some(slot) = found else {
+                self.stats.unmapped_streams += 1;
+                continue;
+            };
+            taken[slot] = true;
+            self.slots[slot].key = Some(key);
+            chosen.push((slot, s));
+        }
+        let old_pids: Vec<u16> = self.slots.iter().map(|s| s.source_pid).collect();
+        for s in self.slots.iter_mut() {
+            s.source_pid = pid::NULL;
+        }
+        for &(slot, s) in &chosen {
+            self.map[s.elementary_pid as usize] = slot as u8;
+            self.slots[slot].source_pid = s.elementary_pid;
+        }
+        self.pcr_pid = pmt.pcr_pid;
+        let out_pcr_pid = if pmt.pcr_pid == pid::NULL {
+            pid::NULL
+        } else if let Some(&(slot, _)) =
+            chosen.iter().find(|(_, s)| s.elementary_pid == pmt.pcr_pid)
+        {
+            slot_pid(slot)
+        } else {
+            self.map[pmt.pcr_pid as usize] = PCR_SLOT as u8;
+            self.slots[PCR_SLOT].source_pid = pmt.pcr_pid;
+            PCR_ONLY_PID
+        };
+        self.lead = chosen
+            .iter()
+            .find(|(_, s)| s.kind() == StreamKind::Video)
+            .or_else(|| chosen.iter().find(|(_, s)| s.kind() == StreamKind::Audio))
+            .map(|&(slot, _)| slot);
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if cut || s.source_pid != old_pids[i] {
+                s.disc_pending = true;
+                s.wait_pusi = i != PCR_SLOT;
+                s.check_first_pes = true;
+            }
+        }
+        let mut streams: Vec<PmtStream> = chosen
+            .iter()
+            .map(|&(slot, s)| PmtStream {
+                stream_type: s.stream_type,
+                elementary_pid: slot_pid(slot),
+                descriptors: strip_ca(&s.descriptors),
+            })
+            .collect();
+        streams.sort_by_key(|s| s.elementary_pid);
+        let content = PmtRepr {
+            program_number: self.config.program_number,
+            version: 0,
+            pcr_pid: out_pcr_pid,
+            program_info: strip_ca(&pmt.program_info),
+            streams,
+        };
+        if self.pmt_content.as_ref() != Some(&content) {
+            if self.pmt_content.is_some() {
+                self.pmt_version = (self.pmt_version + 1) & 0x1F;
+                self.stats.pmt_version_changes += 1;
+            }
+            let mut versioned = content.clone();
+            versioned.version = self.pmt_version;
+            self.pmt_section = versioned.emit();
+            self.pmt_content = Some(content);
+        }
+    }
+
+    fn send_psi(&mut self, out: &mut Vec<u8>) {
+        if self.pmt_section.is_empty() {
+            return;
+        }
+        let before = out.len();
+        packetize(&self.pat_section, pid::PAT, &mut self.pat_cc, out);
+        packetize(&self.pmt_section, PMT_PID, &mut self.pmt_cc, out);
+        self.stats.packets_out += ((out.len() - before) / PACKET_SIZE) as u64;
+        self.stats.psi_sent += 1;
+        self.last_psi_pcr = self.out_pcr;
+    }
+
+    /// Choose the offset so that this sample lands just after what was sent.
+    fn anchor(&mut self, dts: Option<u64>, pts: Option<u64>, pcr90: Option<u64>) {
+        self.anchor_pending = false;
+        self.check_first_pcr = true;
+        for s in self.slots.iter_mut() {
+            s.check_first_pes = true;
+        }
+        let mut best: Option<u64> = None;
+        let mut consider = |off: u64| {
+            best = Some(match best {
+                Some(b) if ts_diff(off, b) <= 0 => b,
+                _ => off,
+            });
+        };
+        if let (Some(d), Some(end)) = (dts, self.out_end_max) {
+            consider(ts_sub(end, d));
+        }
+        if let (Some(p), Some(last)) = (pts, self.lead_pts_max) {
+            consider(ts_sub(ts_add(last, self.step), p));
+        }
+        if let (Some(p), Some(last)) = (pcr90, self.out_pcr) {
+            consider(ts_sub(ts_add(last / 300, self.step), p));
+        }
+        // Nothing sent yet: the first source keeps its own clock.
+        if let Some(off) = best {
+            self.offset = off;
+        } else if self.out_end_max.is_none() && self.out_pcr.is_none() {
+            self.offset = 0;
+        }
+    }
+
+    fn bump(&mut self, by: u64) {
+        self.offset = ts_add(self.offset, by);
+        self.stats.offset_bumps += 1;
+    }
+
+    fn mark_all(&mut self) {
+        for s in self.slots.iter_mut() {
+            s.disc_pending = true;
+        }
+    }
+
+    /// Send one packet of the source on air.
+    fn send(&mut self, pkt: &Packet<&[u8]>, out: &mut Vec<u8>) {
+        let p = pkt.pid();
+        let slot = self.map[p as usize];
+        if slot == UNMAPPED {
+            self.stats.unmapped_packets += 1;
+            return;
+        }
+        let slot = slot as usize;
+        if self.slots[slot].wait_pusi {
+            if !pkt.payload_unit_start() {
+                self.stats.dropped_before_pes_start += 1;
+                return;
+            }
+            self.slots[slot].wait_pusi = false;
+        }
+        let st = match read_stamps(pkt) {
+            PesRead::Stamps(s) => s,
+            PesRead::Unreadable => {
+                self.stats.dropped_bad_pes_header += 1;
+                self.slots[slot].wait_pusi = true;
+                return;
+            }
+        };
+        let is_pcr = p == self.pcr_pid;
+        let pcr90 = if is_pcr {
+            st.pcr.map(|v| v / 300)
+        } else {
+            None
+        };
+        let is_lead = Some(slot) == self.lead;
+        let dts = st.dts.or(st.pts);
+        let lead_dts = if is_lead { dts } else { None };
+
+        // A new timeline of the source on air?
+        if !self.anchor_pending {
+            let jumped = |sample: Option<u64>, last: Option<u64>| match (sample, last) {
+                (Some(x), Some(l)) => {
+                    let d = ts_diff(x, l);
+                    d < 0 || d > MAX_FORWARD_JUMP as i64
+                }
+                _ => false,
+            };
+            if jumped(pcr90, self.src_pcr) || jumped(lead_dts, self.src_lead_dts) {
+                self.stats.timeline_jumps += 1;
+                self.anchor_pending = true;
+                self.mark_all();
+            }
+        }
+        if self.anchor_pending {
+            // The lead stream (or the PCR) sets the new timeline; other
+            // streams' PES wait for it, so none is stamped on the old one.
+            let lead_or_alone = is_lead || self.lead.is_none();
+            if pcr90.is_some() || (lead_or_alone && dts.is_some()) {
+                let (d, p) = if lead_or_alone {
+                    (dts, st.pts)
+                } else {
+                    (None, None)
+                };
+                self.anchor(d, p, pcr90);
+            } else if dts.is_some() {
+                self.stats.dropped_before_anchor += 1;
+                self.slots[slot].wait_pusi = true;
+                return;
+            }
+        }
+        if pcr90.is_some() {
+            self.src_pcr = pcr90;
+        }
+        if lead_dts.is_some() {
+            self.src_lead_dts = lead_dts;
+        }
+
+        // Keep the output rising: the first PES of each PID after an anchor
+        // and every audio PES.
+        if let Some(d) = dts {
+            let out_d = ts_add(d, self.offset);
+            let s = self.slots[slot];
+            if let Some(last) = s.last_dts {
+                let dur = if s.last_dur > 0 {
+                    s.last_dur
+                } else {
+                    self.step
+                };
+                // The first PES after an anchor must start where the last
+                // one ended; afterwards audio must merely rise.
+                let back = if s.check_first_pes {
+                    ts_diff(out_d, ts_add(last, dur)) < 0
+                } else {
+                    ts_diff(out_d, last) <= 0
+                };
+                let audio = s.key.map(|k| k.kind) == Some(StreamKind::Audio);
+                if back && s.check_first_pes && is_lead {
+                    self.bump(ts_sub(ts_add(last, dur), out_d));
+                } else if back && (s.check_first_pes || audio) {
+                    self.stats.dropped_backwards += 1;
+                    self.slots[slot].wait_pusi = true;
+                    return;
+                }
+            }
+            if let (true, true, Some(p), Some(last)) =
+                (is_lead, s.check_first_pes, st.pts, self.lead_pts_max)
+            {
+                let out_p = ts_add(p, self.offset);
+                if ts_diff(out_p, last) <= 0 {
+                    self.bump(ts_sub(ts_add(last, self.step), out_p));
+                }
+            }
+        }
+        if let (Some(p90), true) = (pcr90, self.check_first_pcr) {
+            self.check_first_pcr = false;
+            if let Some(last) = self.out_pcr {
+                let out_p = ts_add(p90, self.offset);
+                if ts_diff(out_p, last / 300) <= 0 {
+                    self.bump(ts_sub(ts_add(last / 300, self.step), out_p));
+                }
+            }
+        }
+
+        let mut buf = [0u8; PACKET_SIZE];
+        buf.copy_from_slice(pkt.as_bytes());
+        let mut out_pcr = None;
+        if let Some(pcr) = st.pcr {
+            let v = (pcr + self.offset * 300) % PCR_WRAP;
+            let mut b6 = [0u8; 6];
+            packet::encode_pcr(v, &mut b6);
+            buf[6..12].copy_from_slice(&b6);
+            if is_pcr {
+                out_pcr = Some(v);
+            }
+        }
+        if let (Some(at), Some(pts)) = (st.pes_at, st.pts) {
+            let h = at + 9;
+            let out_pts = ts_add(pts, self.offset);
+            let mut b5 = [0u8; 5];
+            let prefix = if st.dts.is_some() { 0b0011 } else { 0b0010 };
+            pes::encode_pts(out_pts, prefix, &mut b5);
+            if h + 5 <= PACKET_SIZE {
+                buf[h..h + 5].copy_from_slice(&b5);
+            }
+            if let Some(d) = st.dts {
+                pes::encode_pts(ts_add(d, self.offset), 0b0001, &mut b5);
+                if h + 10 <= PACKET_SIZE {
+                    buf[h + 5..h + 10].copy_from_slice(&b5);
+                }
+            }
+        }
+        if let Some(d) = dts {
+            let out_d = ts_add(d, self.offset);
+            let s = &mut self.slots[slot];
+            if let Some(last) = s.last_dts {
+                let gap = ts_diff(out_d, last);
+                // A PES lasts until the next; more than 1 s is a hole.
+                if gap > 0 && gap <= pes::PTS_HZ as i64 && !s.check_first_pes {
+                    s.last_dur = gap as u64;
+                    if is_lead && gap <= 9000 {
+                        self.step = gap as u64;
+                    }
+                }
+            }
+            let s = &mut self.slots[slot];
+            s.last_dts = Some(out_d);
+            s.check_first_pes = false;
+            let dur = if s.last_dur > 0 {
+                s.last_dur
+            } else {
+                self.step
+            };
+            let end = ts_add(out_d, dur);
+            self.out_end_max = Some(match self.out_end_max {
+                Some(m) if ts_diff(m, end) >= 0 => m,
+                _ => end,
+            });
+            if let (true, Some(p)) = (is_lead, st.pts) {
+                let out_p = ts_add(p, self.offset);
+                self.lead_pts_max = Some(match self.lead_pts_max {
+                    Some(m) if ts_diff(m, out_p) >= 0 => m,
+                    _ => out_p,
+                });
+            }
+        }
+        if let Some(v) = out_pcr {
+            self.out_pcr = Some(v);
+            match self.last_psi_pcr.map(|l| packet::pcr_delta(l, v)) {
+                Some(d) if d >= PCR_WRAP / 2 => self.last_psi_pcr = Some(v), // went back
+                Some(d) if d < crate::remux::PSI_INTERVAL => {}
+                _ => self.send_psi(out),
+            }
+        }
+        buf[1] = (buf[1] & 0xE0) | ((slot_pid(slot) >> 8) as u8 & 0x1F);
+        buf[2] = slot_pid(slot) as u8;
+        self.finish(slot, &mut buf, out);
+    }
+
+    /// Continuity counter and discontinuity_indicator, then out.
+    fn finish(&mut self, slot: usize, buf: &mut [u8; PACKET_SIZE], out: &mut Vec<u8>) {
+        let has_payload = buf[3] & 0x10 != 0;
+        let has_af = buf[3] & 0x20 != 0;
+        let src_cc = buf[3] & 0x0F;
+        let s = &mut self.slots[slot];
+        if s.disc_pending {
+            s.disc_pending = false;
+            self.stats.discontinuities_marked += 1;
+            let last = s.last_cc.unwrap_or(0x0F);
+            if has_af && buf[4] >= 1 {
+                buf[5] |= 0x80;
+            } else {
+                let mut af = [0xFFu8; PACKET_SIZE];
+                af[..4].copy_from_slice(&buf[..4]);
+                af[1] &= !0x40; // no payload_unit_start without payload
+                af[3] = (buf[3] & 0xC0) | 0x20 | last;
+                af[4] = 183;
+                af[5] = 0x80;
+                out.extend_from_slice(&af);
+                self.stats.af_packets_inserted += 1;
+                self.stats.packets_out += 1;
+            }
+            let next = if has_payload { (last + 1) & 0x0F } else { last };
+            s.cc_delta = next.wrapping_sub(src_cc) & 0x0F;
+        }
+        let cc = (src_cc + s.cc_delta) & 0x0F;
+        buf[3] = (buf[3] & 0xF0) | cc;
+        s.last_cc = Some(cc);
+        out.extend_from_slice(&buf[..]);
+        self.stats.packets_out += 1;
+    }
+}
