@@ -1166,3 +1166,668 @@ impl Splicer {
         self.stats.packets_out += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ts::packet::write_header;
+    use std::collections::HashMap;
+
+    const IDR: &[u8] = &[0, 0, 0, 1, 0x65, 0x88, 0x84, 0x21];
+    const NON_IDR: &[u8] = &[0, 0, 0, 1, 0x41, 0x9A, 0x02, 0x03];
+    const AUDIO: &[u8] = &[0xFF, 0xFD, 0x90, 0x04];
+    const GOP: u64 = 10;
+    const FRAME: u64 = 3600;
+    /// PCR runs 0.7 s behind DTS, as ffmpeg muxes.
+    const MUX_DELAY: u64 = 63_000;
+
+    fn lang(code: &[u8; 3]) -> Vec<u8> {
+        vec![tag::ISO_639_LANGUAGE, 4, code[0], code[1], code[2], 0]
+    }
+
+    /// A single-program source that counts its own continuity.
+    struct Src {
+        pmt_pid: u16,
+        pmt: PmtRepr,
+        video: Option<u16>,
+        audio: Vec<u16>,
+        cc: HashMap<u16, u8>,
+        /// Timestamp of frame 0, 90 kHz.
+        base: u64,
+        frame: u64,
+    }
+
+    impl Src {
+        fn new(pmt_pid: u16, video: Option<u16>, audio: &[(u16, &[u8; 3])], base: u64) -> Src {
+            let mut streams = Vec::new();
+            if let Some(v) = video {
+                streams.push(PmtStream {
+                    stream_type: 0x1B,
+                    elementary_pid: v,
+                    descriptors: vec![],
+                });
+            }
+            for (p, l) in audio {
+                streams.push(PmtStream {
+                    stream_type: 0x03,
+                    elementary_pid: *p,
+                    descriptors: lang(l),
+                });
+            }
+            Src {
+                pmt_pid,
+                pmt: PmtRepr {
+                    program_number: 7,
+                    version: 3,
+                    pcr_pid: video.unwrap_or_else(|| audio[0].0),
+                    program_info: vec![],
+                    streams,
+                },
+                video,
+                audio: audio.iter().map(|a| a.0).collect(),
+                cc: HashMap::new(),
+                base,
+                frame: 0,
+            }
+        }
+
+        fn next_cc(&mut self, pid: u16) -> u8 {
+            let c = self.cc.entry(pid).or_insert(15);
+            *c = (*c + 1) & 15;
+            *c
+        }
+
+        fn psi(&mut self) -> Vec<u8> {
+            let pat = PatRepr {
+                transport_stream_id: 9,
+                version: 0,
+                section_number: 0,
+                last_section_number: 0,
+                entries: vec![PatEntry {
+                    program_number: 7,
+                    pid: self.pmt_pid,
+                }],
+            };
+            let mut v = Vec::new();
+            let mut c = self.cc.get(&0).map(|c| (c + 1) & 15).unwrap_or(0);
+            packetize(&pat.emit(), 0, &mut c, &mut v);
+            self.cc.insert(0, c.wrapping_sub(1) & 15);
+            let pp = self.pmt_pid;
+            let mut c = self.cc.get(&pp).map(|c| (c + 1) & 15).unwrap_or(0);
+            packetize(&self.pmt.emit(), pp, &mut c, &mut v);
+            self.cc.insert(pp, c.wrapping_sub(1) & 15);
+            v
+        }
+
+        /// One PES in `n` packets, PCR in the first when asked.
+        fn pes(
+            &mut self,
+            pid: u16,
+            pts: u64,
+            dts: Option<u64>,
+            pcr: Option<u64>,
+            es: &[u8],
+            n: usize,
+        ) -> Vec<u8> {
+            let mut pes = vec![0, 0, 1, 0xE0, 0, 0, 0x80, 0x80, 5];
+            let mut t = [0u8; 5];
+            if let Some(d) = dts {
+                pes[7] = 0xC0;
+                pes[8] = 10;
+                pes::encode_pts(pts, 3, &mut t);
+                pes.extend_from_slice(&t);
+                pes::encode_pts(d, 1, &mut t);
+                pes.extend_from_slice(&t);
+            } else {
+                pes::encode_pts(pts, 2, &mut t);
+                pes.extend_from_slice(&t);
+            }
+            pes.extend_from_slice(es);
+            let mut out = Vec::new();
+            let mut rest = &pes[..];
+            for i in 0..n {
+                let mut p = [0xFFu8; PACKET_SIZE];
+                let cc = self.next_cc(pid);
+                write_header(&mut p, pid, i == 0, cc);
+                let mut off = 4;
+                if i == 0 && pcr.is_some() {
+                    p[3] |= 0x20;
+                    p[4] = 7;
+                    p[5] = 0x10;
+                    let mut b = [0u8; 6];
+                    packet::encode_pcr(pcr.unwrap_or(0) % PCR_WRAP, &mut b);
+                    p[6..12].copy_from_slice(&b);
+                    off = 12;
+                }
+                let take = rest.len().min(PACKET_SIZE - off);
+                p[off..off + take].copy_from_slice(&rest[..take]);
+                for b in p[off + take..].iter_mut() {
+                    *b = 0xAB;
+                }
+                rest = &rest[take..];
+                out.extend_from_slice(&p);
+            }
+            out
+        }
+
+        /// The next `frames` frames: video (3 packets, PCR on each) and one
+        /// audio PES per language; PAT/PMT every 5 frames.
+        fn frames(&mut self, frames: u64) -> Vec<u8> {
+            let mut v = Vec::new();
+            for _ in 0..frames {
+                let n = self.frame;
+                self.frame += 1;
+                if n % 5 == 0 {
+                    v.extend(self.psi());
+                }
+                let dts = (self.base + n * FRAME) & (PTS_WRAP - 1);
+                if let Some(vp) = self.video {
+                    let es = if n % GOP == 0 { IDR } else { NON_IDR };
+                    let pcr = ((dts + PTS_WRAP - MUX_DELAY) % PTS_WRAP) * 300;
+                    v.extend(self.pes(
+                        vp,
+                        (dts + 2 * FRAME) & (PTS_WRAP - 1),
+                        Some(dts),
+                        Some(pcr),
+                        es,
+                        3,
+                    ));
+                }
+                for a in self.audio.clone() {
+                    let pcr = if self.video.is_none() && Some(&a) == self.audio.first() {
+                        Some(((dts + PTS_WRAP - MUX_DELAY) % PTS_WRAP) * 300)
+                    } else {
+                        None
+                    };
+                    v.extend(self.pes(a, dts, None, pcr, AUDIO, 1));
+                }
+            }
+            v
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    struct Out {
+        index: usize,
+        pid: u16,
+        cc: u8,
+        payload: bool,
+        pusi: bool,
+        disc: bool,
+        pcr: Option<u64>,
+        dts: Option<u64>,
+        es: Vec<u8>,
+    }
+
+    fn parse(out: &[u8]) -> Vec<Out> {
+        assert_eq!(out.len() % PACKET_SIZE, 0);
+        out.chunks(PACKET_SIZE)
+            .enumerate()
+            .map(|(index, raw)| {
+                let p = Packet::new_checked(raw).expect("valid packet out");
+                let (mut dts, mut es) = (None, vec![]);
+                if p.payload_unit_start() {
+                    if let Ok(h) = PesHeader::new_checked(p.payload()) {
+                        dts = h.dts().or(h.pts());
+                        es = h.payload().iter().copied().take(8).collect();
+                    }
+                }
+                Out {
+                    index,
+                    pid: p.pid(),
+                    cc: p.continuity_counter(),
+                    payload: p.has_payload(),
+                    pusi: p.payload_unit_start(),
+                    disc: p.discontinuity(),
+                    pcr: p.pcr(),
+                    dts,
+                    es,
+                }
+            })
+            .collect()
+    }
+
+    fn pmts(out: &[Out], raw: &[u8]) -> Vec<PmtRepr> {
+        let mut asm = Assembler::new();
+        let mut v = Vec::new();
+        for o in out.iter().filter(|o| o.pid == PMT_PID) {
+            let p = Packet::new_checked(&raw[o.index * PACKET_SIZE..][..PACKET_SIZE]).unwrap();
+            asm.push(&p, |s| {
+                let s = Section::new_verified(s).unwrap();
+                v.push(PmtRepr::parse(&s).unwrap());
+            });
+        }
+        v
+    }
+
+    /// Every payload packet continues its PID's counter, or is marked.
+    fn assert_cc(out: &[Out]) {
+        let mut last: HashMap<u16, u8> = HashMap::new();
+        for o in out {
+            if let Some(&l) = last.get(&o.pid) {
+                let want = if o.payload { (l + 1) & 15 } else { l };
+                assert!(
+                    o.cc == want || o.disc,
+                    "packet {} pid {:#x}: cc {} after {}",
+                    o.index,
+                    o.pid,
+                    o.cc,
+                    l
+                );
+            }
+            last.insert(o.pid, o.cc);
+        }
+    }
+
+    /// DTS rise on every PID, PCR rises.
+    fn assert_rising(out: &[Out]) {
+        let mut last: HashMap<u16, u64> = HashMap::new();
+        let mut last_pcr: Option<u64> = None;
+        for o in out {
+            if let Some(d) = o.dts {
+                if let Some(&l) = last.get(&o.pid) {
+                    assert!(
+                        ts_diff(d, l) > 0,
+                        "packet {} pid {:#x}: DTS {d} after {l}",
+                        o.index,
+                        o.pid
+                    );
+                }
+                last.insert(o.pid, d);
+            }
+            if let Some(p) = o.pcr {
+                if let Some(l) = last_pcr {
+                    assert!(
+                        ts_diff(p / 300, l / 300) > 0,
+                        "packet {}: PCR {p} after {l}",
+                        o.index
+                    );
+                }
+                last_pcr = Some(p);
+            }
+        }
+    }
+
+    fn t(ms: u64) -> Instant {
+        thread_local!(static T0: Instant = Instant::now());
+        T0.with(|t0| *t0 + Duration::from_millis(ms))
+    }
+
+    /// A (video 0x100, audio fra 0x101) then B (audio eng 0x44, video 0x41,
+    /// audio fra 0x45): both fed 40 ms at a time, B asked for at frame
+    /// `switch_at` of A's 40 frames.
+    fn a_then_b(switch_at: u64, b_base: u64) -> (Splicer, Vec<u8>) {
+        let mut a = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 900_000);
+        let mut b = Src::new(
+            0x0FAB,
+            Some(0x41),
+            &[(0x44, b"eng"), (0x45, b"fra")],
+            b_base,
+        );
+        // B's GOP is offset so the switch lands mid-GOP.
+        b.frame = 3;
+        let mut sp = Splicer::new(SpliceConfig::default());
+        let mut out = Vec::new();
+        sp.switch_to(0, t(0));
+        for f in 0..40 {
+            let now = t(40 * f);
+            if f == switch_at {
+                assert!(sp.switch_to(1, now));
+            }
+            let pa = a.frames(1);
+            sp.push(0, &pa, now, &mut out);
+            let pb = b.frames(1);
+            sp.push(1, &pb, now, &mut out);
+        }
+        (sp, out)
+    }
+
+    #[test]
+    fn pids_follow_the_plan_not_the_source() {
+        let (sp, raw) = a_then_b(15, 5_000_000);
+        let out = parse(&raw);
+        let pids: std::collections::BTreeSet<u16> = out.iter().map(|o| o.pid).collect();
+        assert_eq!(
+            pids,
+            [0, PMT_PID, 0x200, 0x300, 0x301].into_iter().collect()
+        );
+        // fra was seen first (on A): it keeps 0x300 on B, where eng is listed
+        // first; eng gets the next audio PID.
+        let plan = sp.pid_plan();
+        let by_lang: HashMap<Option<String>, u16> =
+            plan.iter().map(|p| (p.language.clone(), p.pid)).collect();
+        assert_eq!(by_lang[&Some("fra".into())], 0x300);
+        assert_eq!(by_lang[&Some("eng".into())], 0x301);
+        assert_eq!(
+            plan[0],
+            PlannedStream {
+                pid: 0x200,
+                kind: "video",
+                language: None,
+                stream_type: 0x1B,
+                source_pid: 0x41
+            }
+        );
+    }
+
+    #[test]
+    fn pmt_sent_at_once_and_version_bumped_when_streams_change() {
+        let (sp, raw) = a_then_b(15, 5_000_000);
+        let out = parse(&raw);
+        let p = pmts(&out, &raw);
+        assert_eq!(p.first().map(|p| p.version), Some(0));
+        assert_eq!(p.last().map(|p| p.version), Some(1));
+        assert_eq!(sp.pmt_version(), 1);
+        assert_eq!(sp.stats().pmt_version_changes, 1);
+        let last = p.last().unwrap();
+        assert_eq!(last.program_number, 1);
+        assert_eq!(last.pcr_pid, 0x200);
+        let pids: Vec<u16> = last.streams.iter().map(|s| s.elementary_pid).collect();
+        assert_eq!(pids, vec![0x200, 0x300, 0x301]);
+        // The cut: PAT and PMT right before the first packet of B.
+        let cut = out
+            .iter()
+            .position(|o| o.pid == 0x200 && o.disc && o.index > 10)
+            .unwrap();
+        assert_eq!(out[cut - 2].pid, 0);
+        assert_eq!(out[cut - 1].pid, PMT_PID);
+        // Repeated at least every 100 ms of wall time (a push every 40 ms).
+        let psi = out.iter().filter(|o| o.pid == 0).count();
+        assert!(psi >= 40 / 3, "{psi} PATs");
+    }
+
+    #[test]
+    fn cut_waits_for_an_entry_point_of_the_new_source() {
+        let (sp, raw) = a_then_b(15, 5_000_000);
+        let s = sp.stats();
+        assert_eq!((s.switches, s.cuts_on_rap, s.rap_timeouts), (2, 2, 0));
+        assert!(s.dropped_waiting_rap > 0);
+        let out = parse(&raw);
+        // The first video PES after the cut is B's IDR; A's video ran until then.
+        let cut = out
+            .iter()
+            .position(|o| o.pid == 0x200 && o.disc && o.index > 10)
+            .unwrap();
+        assert_eq!(&out[cut].es[..5], &IDR[..5]);
+        let a_frames_after_ask = out[..cut]
+            .iter()
+            .filter(|o| o.pid == 0x200 && o.pusi)
+            .count();
+        assert!(a_frames_after_ask > 15, "A stayed on air while waiting");
+        assert_eq!(sp.active(), Some(1));
+        assert_eq!(sp.pending(), None);
+    }
+
+    #[test]
+    fn cut_anyway_after_rap_wait() {
+        let mut a = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 900_000);
+        let mut b = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 1_900_000);
+        b.frame = 1; // B's next IDR is 9 frames (360 ms) away…
+        let mut sp = Splicer::new(SpliceConfig {
+            rap_wait: Duration::from_millis(100), // …more than we wait.
+            ..SpliceConfig::default()
+        });
+        let mut out = Vec::new();
+        sp.switch_to(0, t(0));
+        for f in 0..12 {
+            if f == 2 {
+                sp.switch_to(1, t(40 * f));
+            }
+            let pa = a.frames(1);
+            sp.push(0, &pa, t(40 * f), &mut out);
+            let pb = b.frames(1);
+            sp.push(1, &pb, t(40 * f), &mut out);
+        }
+        let s = sp.stats();
+        assert_eq!((s.switches, s.cuts_on_rap, s.rap_timeouts), (2, 1, 1));
+        assert_eq!(sp.active(), Some(1));
+        let out = parse(&out);
+        assert_cc(&out);
+        assert_rising(&out);
+    }
+
+    #[test]
+    fn continuity_counters_continue_and_discontinuity_is_marked() {
+        let (sp, raw) = a_then_b(15, 5_000_000);
+        let out = parse(&raw);
+        assert_cc(&out);
+        // Each ES PID of the output is marked once at its start (A) and once
+        // at the cut (B); 0x301 starts with B.
+        for (pid, n) in [(0x200, 2), (0x300, 2), (0x301, 1)] {
+            let marked = out.iter().filter(|o| o.pid == pid && o.disc).count();
+            assert_eq!(marked, n, "pid {pid:#x}");
+        }
+        // Full-payload audio packets carry their mark in an inserted
+        // adaptation-only packet that repeats the previous counter.
+        assert!(sp.stats().af_packets_inserted >= 3);
+        let ins = out
+            .iter()
+            .find(|o| o.pid == 0x300 && o.disc && !o.payload && o.index > 10)
+            .unwrap();
+        let prev = out[..ins.index]
+            .iter()
+            .rev()
+            .find(|o| o.pid == 0x300)
+            .unwrap();
+        assert_eq!(ins.cc, prev.cc);
+        let next = out[ins.index + 1..]
+            .iter()
+            .find(|o| o.pid == 0x300)
+            .unwrap();
+        assert_eq!(next.cc, (prev.cc + 1) & 15);
+    }
+
+    #[test]
+    fn one_rising_timeline_across_the_switch() {
+        // B's clock is 20 s behind A's (so across the wrap): without re-stamping time would go back.
+        let (sp, raw) = a_then_b(15, PTS_WRAP + 900_000 - 20 * 90_000);
+        let out = parse(&raw);
+        assert_rising(&out);
+        // The first B frame lands one frame after A's last.
+        let cut = out
+            .iter()
+            .position(|o| o.pid == 0x200 && o.disc && o.index > 10)
+            .unwrap();
+        let last_a = out[..cut]
+            .iter()
+            .rev()
+            .find_map(|o| if o.pid == 0x200 { o.dts } else { None })
+            .unwrap();
+        let first_b = out[cut].dts.unwrap();
+        assert_eq!(ts_diff(first_b, last_a), FRAME as i64);
+        assert_ne!(sp.offset(), 0);
+    }
+
+    #[test]
+    fn timestamps_wrap_at_33_bits() {
+        // B crosses 2^33 while on air; A starts near the top of the range.
+        let (_, raw) = a_then_b(5, PTS_WRAP - 10 * FRAME);
+        let out = parse(&raw);
+        assert_rising(&out);
+        let pcrs: Vec<u64> = out.iter().filter_map(|o| o.pcr).collect();
+        assert!(pcrs.iter().all(|&p| p < PCR_WRAP));
+    }
+
+    #[test]
+    fn pcr_extension_is_carried() {
+        let mut a = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 900_000);
+        let mut sp = Splicer::new(SpliceConfig::default());
+        let mut out = Vec::new();
+        sp.switch_to(0, t(0));
+        let mut pkts = a.frames(1);
+        // Rewrite the first video packet's PCR with extension 123.
+        let i = pkts
+            .chunks(PACKET_SIZE)
+            .position(|p| p[1] & 0x1F == 1 && p[2] == 0 && p[3] & 0x20 != 0)
+            .unwrap();
+        let mut b = [0u8; 6];
+        packet::encode_pcr(5_000 * 300 + 123, &mut b);
+        pkts[i * PACKET_SIZE + 6..i * PACKET_SIZE + 12].copy_from_slice(&b);
+        sp.push(0, &pkts, t(0), &mut out);
+        let pcr = parse(&out).iter().find_map(|o| o.pcr).unwrap();
+        assert_eq!(pcr % 300, 123);
+    }
+
+    #[test]
+    fn a_looping_source_keeps_time_moving() {
+        // A 20-frame file played three times over.
+        let mut sp = Splicer::new(SpliceConfig::default());
+        let mut out = Vec::new();
+        sp.switch_to(0, t(0));
+        let mut a = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 900_000);
+        let file = a.frames(20);
+        for lap in 0..3u64 {
+            for (i, chunk) in file.chunks(PACKET_SIZE * 7).enumerate() {
+                sp.push(0, chunk, t(lap * 800 + i as u64), &mut out);
+            }
+        }
+        assert_eq!(sp.stats().timeline_jumps, 2);
+        let out = parse(&out);
+        assert_rising(&out);
+        let v: Vec<u64> = out
+            .iter()
+            .filter(|o| o.pid == 0x200)
+            .filter_map(|o| o.dts)
+            .collect();
+        assert_eq!(v.len(), 60);
+        for w in v.windows(2) {
+            assert_eq!(
+                ts_diff(w[1], w[0]),
+                FRAME as i64,
+                "evenly spaced across loops"
+            );
+        }
+    }
+
+    #[test]
+    fn audio_only_source_cuts_on_a_pes_start() {
+        let mut a = Src::new(0x1000, None, &[(0x101, b"fra")], 900_000);
+        let mut b = Src::new(0x1001, None, &[(0x201, b"fra")], 100);
+        let mut sp = Splicer::new(SpliceConfig::default());
+        let mut out = Vec::new();
+        sp.switch_to(0, t(0));
+        for f in 0..10 {
+            if f == 4 {
+                sp.switch_to(1, t(40 * f));
+            }
+            let pa = a.frames(1);
+            sp.push(0, &pa, t(40 * f), &mut out);
+            let pb = b.frames(1);
+            sp.push(1, &pb, t(40 * f), &mut out);
+        }
+        assert_eq!(sp.stats().cuts_on_rap, 2);
+        let o = parse(&out);
+        assert_rising(&o);
+        assert_cc(&o);
+        let pmt = pmts(&o, &out);
+        assert_eq!(pmt.last().unwrap().pcr_pid, 0x300);
+    }
+
+    #[test]
+    fn ca_descriptors_are_not_carried_and_pcr_pid_of_its_own_is() {
+        let mut a = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 900_000);
+        a.pmt.program_info = vec![tag::CA, 4, 0x0B, 0x00, 0xE5, 0x00];
+        a.pmt.streams[1]
+            .descriptors
+            .extend([tag::CA, 4, 0x0B, 0x00, 0xE6, 0x00]);
+        a.pmt.pcr_pid = 0x1FF;
+        let mut sp = Splicer::new(SpliceConfig::default());
+        let mut out = Vec::new();
+        sp.switch_to(0, t(0));
+        let mut pk = a.frames(3);
+        let pcr = a.pes(0x1FF, 0, None, Some(300 * 900_000), &[], 1);
+        pk.extend(pcr);
+        sp.push(0, &pk, t(0), &mut out);
+        let o = parse(&out);
+        let p = pmts(&o, &out);
+        let p = p.last().unwrap();
+        assert!(p.program_info.is_empty());
+        assert_eq!(p.streams[1].descriptors, lang(b"fra"));
+        assert_eq!(p.pcr_pid, PCR_ONLY_PID);
+        assert!(o.iter().any(|o| o.pid == PCR_ONLY_PID && o.pcr.is_some()));
+    }
+
+    #[test]
+    fn nothing_before_a_switch_and_bad_input_is_counted() {
+        let mut sp = Splicer::new(SpliceConfig::default());
+        let mut out = Vec::new();
+        let mut a = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 900_000);
+        let pk = a.frames(2);
+        sp.push(0, &pk, t(0), &mut out);
+        assert!(out.is_empty());
+        assert!(sp.stats().packets_off_air > 0);
+        sp.push(MAX_SOURCES, &pk, t(0), &mut out);
+        assert_eq!(
+            sp.stats().bad_source_packets,
+            (pk.len() / PACKET_SIZE) as u64
+        );
+        assert!(!sp.switch_to(MAX_SOURCES, t(0)));
+        let mut bad = pk.clone();
+        bad[0] = 0x46;
+        sp.switch_to(0, t(0));
+        sp.push(0, &bad[..PACKET_SIZE], t(0), &mut out);
+        assert_eq!(sp.stats().bad_packets, 1);
+    }
+
+    /// xorshift64*: the tests' own randomness, reproducible.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+    }
+
+    #[test]
+    fn never_panics_on_random_or_mutated_input() {
+        let mut rng = Rng(0x5EED_CAFE);
+        for round in 0..300 {
+            let mut sp = Splicer::new(SpliceConfig {
+                rap_wait: Duration::from_millis(rng.next() % 200),
+                ..SpliceConfig::default()
+            });
+            let mut srcs = [
+                Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], rng.next()),
+                Src::new(
+                    0x20,
+                    Some(0x21),
+                    &[(0x22, b"eng"), (0x23, b"fra")],
+                    rng.next(),
+                ),
+                Src::new(0x30, None, &[(0x31, b"deu")], rng.next()),
+            ];
+            let mut out = Vec::new();
+            for step in 0..40u64 {
+                let s = (rng.next() % 3) as usize;
+                let mut pk = srcs[s].frames(1 + rng.next() % 3);
+                // Mutate: flip bytes, keep most sync bytes (sources resync).
+                for _ in 0..(rng.next() % 12) {
+                    let i = (rng.next() as usize) % pk.len();
+                    pk[i] ^= rng.next() as u8;
+                }
+                if round % 7 == 0 {
+                    for b in pk.iter_mut() {
+                        *b = rng.next() as u8;
+                    }
+                    for c in pk.chunks_mut(PACKET_SIZE) {
+                        c[0] = 0x47;
+                    }
+                }
+                if rng.next() % 5 == 0 {
+                    sp.switch_to((rng.next() % 4) as usize, t(step * 40));
+                }
+                sp.push(s, &pk, t(step * 40), &mut out);
+                sp.tick(t(step * 40), &mut out);
+                assert_eq!(out.len() % PACKET_SIZE, 0);
+                for p in out.chunks(PACKET_SIZE) {
+                    assert!(Packet::new_checked(p).is_ok());
+                }
+                out.clear();
+                let _ = (sp.pid_plan(), sp.psi_packets());
+            }
+            assert!(sp.hold.len() <= MAX_HELD_PACKETS);
+        }
+    }
+}
