@@ -1769,6 +1769,62 @@ mod tests {
         assert_eq!(sp.stats().bad_packets, 1);
     }
 
+    #[test]
+    fn the_old_source_leaves_on_whole_pes() {
+        // Packets of A and B interleave one by one, so the cut comes while
+        // A is in the middle of a PES.
+        let mut a = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 900_000);
+        let mut b = Src::new(0x0FAB, Some(0x41), &[(0x45, b"fra")], 5_000_000);
+        b.frame = 3;
+        let mut sp = Splicer::new(SpliceConfig::default());
+        let mut out = Vec::new();
+        sp.switch_to(0, t(0));
+        for f in 0..30 {
+            let now = t(40 * f);
+            if f == 12 {
+                sp.switch_to(1, now);
+            }
+            let (pa, pb) = (a.frames(1), b.frames(1));
+            let (mut ia, mut ib) = (pa.chunks(PACKET_SIZE), pb.chunks(PACKET_SIZE));
+            loop {
+                let (x, y) = (ia.next(), ib.next());
+                if x.is_none() && y.is_none() {
+                    break;
+                }
+                if let Some(x) = x {
+                    sp.push(0, x, now, &mut out);
+                }
+                if let Some(y) = y {
+                    sp.push(1, y, now, &mut out);
+                }
+            }
+        }
+        assert_eq!(sp.active(), Some(1));
+        let o = parse(&out);
+        // Every video PES sent has its 3 packets, every audio PES its one.
+        let mut run: HashMap<u16, usize> = HashMap::new();
+        for x in o
+            .iter()
+            .filter(|x| x.payload && (x.pid == 0x200 || x.pid == 0x300))
+        {
+            if x.pusi {
+                if let Some(n) = run.insert(x.pid, 1) {
+                    let want = if x.pid == 0x200 { 3 } else { 1 };
+                    assert_eq!(
+                        n, want,
+                        "PES of pid {:#x} ending at packet {}",
+                        x.pid, x.index
+                    );
+                }
+            } else {
+                *run.entry(x.pid).or_insert(0) += 1;
+            }
+        }
+        assert_cc(&o);
+        assert_rising(&o);
+        assert!(sp.stats().dropped_old_tail > 0);
+    }
+
     /// xorshift64*: the tests' own randomness, reproducible.
     struct Rng(u64);
     impl Rng {
