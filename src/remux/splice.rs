@@ -1775,7 +1775,9 @@ mod tests {
         // A is in the middle of a PES.
         let mut a = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 900_000);
         let mut b = Src::new(0x0FAB, Some(0x41), &[(0x45, b"fra")], 5_000_000);
-        b.frame = 3;
+        // B's IDR comes at frame 15, where A's video PES starts a packet
+        // before B's does.
+        b.frame = 5;
         let mut sp = Splicer::new(SpliceConfig::default());
         let mut out = Vec::new();
         sp.switch_to(0, t(0));
