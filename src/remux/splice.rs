@@ -78,6 +78,9 @@ pub const PCR_ONLY_PID: u16 = 0x0700;
 pub const MAX_FORWARD_JUMP: u64 = 3 * pes::PTS_HZ;
 /// Packets of the old source held at most while a switch is pending.
 pub const MAX_HELD_PACKETS: usize = 4096;
+/// PES of other streams dropped waiting for the lead stream (a dead video
+/// PID) before any stream may set the timeline.
+pub const MAX_ANCHOR_WAIT: u32 = 64;
 /// The gap put between the last timestamp sent and the first of a new
 /// timeline before any frame duration was measured (40 ms, 90 kHz).
 pub const DEFAULT_STEP: u64 = 3600;
@@ -272,6 +275,8 @@ pub struct Splicer {
     offset: u64,
     /// The offset is to be chosen at the next timestamp of the source on air.
     anchor_pending: bool,
+    /// PES of other streams dropped while waiting for the lead to anchor.
+    anchor_waits: u32,
     /// The first PCR after an anchor is still to be checked.
     check_first_pcr: bool,
     /// Last PCR sent (27 MHz) and the latest DTS sent on any PID (90 kHz).
@@ -419,6 +424,7 @@ impl Splicer {
             last_psi_pcr: None,
             offset: 0,
             anchor_pending: true,
+            anchor_waits: 0,
             check_first_pcr: false,
             out_pcr: None,
             out_end_max: None,
@@ -504,8 +510,8 @@ impl Splicer {
             return false;
         }
         if self.active == Some(source) {
+            // What was held goes out with the next push or tick.
             self.pending = None;
-            self.release_held(true, &mut Vec::new());
             return true;
         }
         if self.pending.as_ref().map(|p| p.source) == Some(source) {
@@ -524,6 +530,9 @@ impl Splicer {
     /// Repeat PAT/PMT when `psi_interval` of wall time has passed without
     /// them (call it when sources are silent; `push` does it too).
     pub fn tick(&mut self, now: Instant, out: &mut Vec<u8>) {
+        if self.pending.is_none() {
+            self.release_held(true, out);
+        }
         let due = match self.last_psi_wall {
             None => true,
             Some(t) => now.saturating_duration_since(t) >= self.config.psi_interval,
@@ -568,6 +577,7 @@ impl Splicer {
             if self.pending.is_some() {
                 self.hold_packet(pkt, out);
             } else {
+                self.release_held(true, out);
                 self.send(pkt, out);
             }
             return;
@@ -900,6 +910,7 @@ impl Splicer {
     /// Choose the offset so that this sample lands just after what was sent.
     fn anchor(&mut self, dts: Option<u64>, pts: Option<u64>, pcr90: Option<u64>) {
         self.anchor_pending = false;
+        self.anchor_waits = 0;
         self.check_first_pcr = true;
         for s in self.slots.iter_mut() {
             s.check_first_pes = true;
@@ -991,7 +1002,8 @@ impl Splicer {
         if self.anchor_pending {
             // The lead stream (or the PCR) sets the new timeline; other
             // streams' PES wait for it, so none is stamped on the old one.
-            let lead_or_alone = is_lead || self.lead.is_none();
+            let lead_or_alone =
+                is_lead || self.lead.is_none() || self.anchor_waits >= MAX_ANCHOR_WAIT;
             if pcr90.is_some() || (lead_or_alone && dts.is_some()) {
                 let (d, p) = if lead_or_alone {
                     (dts, st.pts)
@@ -1000,6 +1012,7 @@ impl Splicer {
                 };
                 self.anchor(d, p, pcr90);
             } else if dts.is_some() {
+                self.anchor_waits += 1;
                 self.stats.dropped_before_anchor += 1;
                 self.slots[slot].wait_pusi = true;
                 return;
@@ -1825,6 +1838,62 @@ mod tests {
         assert_cc(&o);
         assert_rising(&o);
         assert!(sp.stats().dropped_old_tail > 0);
+    }
+
+    #[test]
+    fn a_cancelled_switch_loses_nothing() {
+        // B never speaks; A is held PES by PES while B is awaited, and what
+        // was held goes out once the switch is called off.
+        let mut a = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 900_000);
+        let mut sp = Splicer::new(SpliceConfig::default());
+        let mut out = Vec::new();
+        sp.switch_to(0, t(0));
+        for f in 0..20 {
+            if f == 5 {
+                sp.switch_to(1, t(40 * f));
+            }
+            if f == 12 {
+                sp.switch_to(0, t(40 * f));
+                assert_eq!(sp.pending(), None);
+            }
+            let pk = a.frames(1);
+            for p in pk.chunks(PACKET_SIZE) {
+                sp.push(0, p, t(40 * f), &mut out);
+            }
+        }
+        sp.tick(t(1000), &mut out);
+        let o = parse(&out);
+        let video_pes = o.iter().filter(|x| x.pid == 0x200 && x.pusi).count();
+        assert_eq!(video_pes, 20);
+        assert_eq!(sp.stats().dropped_old_tail, 0);
+        assert_cc(&o);
+    }
+
+    #[test]
+    fn a_dead_video_pid_does_not_silence_the_audio() {
+        // The PMT names a video PID (carrying the PCR) that never comes.
+        let mut a = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 900_000);
+        let mut sp = Splicer::new(SpliceConfig::default());
+        let mut out = Vec::new();
+        sp.switch_to(0, t(0));
+        for f in 0..125 {
+            let pk = a.frames(1);
+            let audio_only: Vec<u8> = pk
+                .chunks(PACKET_SIZE)
+                .filter(|p| !(p[1] & 0x1F == 0x01 && p[2] == 0x00))
+                .flatten()
+                .copied()
+                .collect();
+            sp.push(0, &audio_only, t(40 * f), &mut out);
+        }
+        // No entry point ever: on air after rap_wait (1 s, 25 frames), then
+        // the audio waits MAX_ANCHOR_WAIT PES for the video, then goes.
+        assert_eq!(sp.stats().rap_timeouts, 1);
+        let o = parse(&out);
+        let audio = o.iter().filter(|x| x.pid == 0x300 && x.pusi).count() as u32;
+        assert_eq!(audio, 125 - 25 - MAX_ANCHOR_WAIT, "{:?}", sp.stats());
+        assert_eq!(sp.stats().dropped_before_anchor, MAX_ANCHOR_WAIT as u64);
+        assert_rising(&o);
     }
 
     /// xorshift64*: the tests' own randomness, reproducible.
