@@ -124,12 +124,18 @@ impl Default for SpliceConfig {
     }
 }
 
-/// Counters of one splicer. Every packet in is either sent, only observed
-/// (PSI, sources off air) or counted in one of the drop counters.
+/// Counters of one splicer, in packets. Every packet in is sent
+/// (`packets_carried`), read for its tables (`source_psi_packets`), off air,
+/// held for now (`Splicer::held_packets`), or in exactly one drop counter.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SpliceStats {
     pub packets_in: u64,
+    /// Everything sent: carried packets, PAT/PMT, inserted packets.
     pub packets_out: u64,
+    /// Packets of the sources sent on.
+    pub packets_carried: u64,
+    /// PAT and PMT packets of the sources (read, never sent).
+    pub source_psi_packets: u64,
     /// Packets of sources off air (only their PAT/PMT were read).
     pub packets_off_air: u64,
     /// Drop: no sync byte, short, or impossible adaptation field.
@@ -453,6 +459,17 @@ impl Splicer {
         &self.stats
     }
 
+    /// Packets held back now: the source on air's unfinished PES while a
+    /// switch is pending, and the incoming source's awaiting a verdict.
+    pub fn held_packets(&self) -> usize {
+        self.hold.len()
+            + self
+                .pending
+                .as_ref()
+                .and_then(|p| p.gate.as_ref())
+                .map_or(0, |g| g.held_packets())
+    }
+
     /// version_number of the PMT sent.
     pub fn pmt_version(&self) -> u8 {
         self.pmt_version
@@ -510,7 +527,8 @@ impl Splicer {
             return false;
         }
         if self.active == Some(source) {
-            // What was held goes out with the next push or tick.
+            // What the splicer held goes out with the next push or tick.
+            self.drop_gate();
             self.pending = None;
             return true;
         }
@@ -518,6 +536,7 @@ impl Splicer {
             return true;
         }
         let deadline = now.checked_add(self.config.rap_wait).unwrap_or(now);
+        self.drop_gate();
         self.pending = Some(Pending {
             source,
             deadline,
@@ -566,10 +585,12 @@ impl Splicer {
     fn push_packet(&mut self, source: usize, pkt: &Packet<&[u8]>, now: Instant, out: &mut Vec<u8>) {
         let p = pkt.pid();
         if p == pid::PAT {
+            self.stats.source_psi_packets += 1;
             self.on_pat_packet(source, pkt);
             return;
         }
         if Some(p) == self.sources[source].pmt_pid {
+            self.stats.source_psi_packets += 1;
             self.on_pmt_packet(source, pkt, out);
             return;
         }
@@ -595,8 +616,16 @@ impl Splicer {
             return;
         };
         if now >= pending.deadline {
+            // What the gate held goes first, in order.
+            let mut held = Vec::new();
+            if let Some(mut g) = pending.gate.take() {
+                g.flush(|b, _| held.extend_from_slice(b));
+            }
             self.stats.rap_timeouts += 1;
             self.cut(source, out);
+            for raw in held.chunks_exact(PACKET_SIZE) {
+                self.send_raw(raw, out);
+            }
             self.send(pkt, out);
             return;
         }
@@ -702,7 +731,15 @@ impl Splicer {
         }
     }
 
+    /// Forget what the pending switch's gate held, counted.
+    fn drop_gate(&mut self) {
+        if let Some(g) = self.pending.as_mut().and_then(|p| p.gate.take()) {
+            self.stats.dropped_waiting_rap += g.held_packets() as u64;
+        }
+    }
+
     fn rebuild_gate(&mut self) {
+        self.drop_gate();
         let Some(pending) = self.pending.as_mut() else {
             return;
         };
@@ -774,6 +811,7 @@ impl Splicer {
     /// Take `source` on air now.
     fn cut(&mut self, source: usize, out: &mut Vec<u8>) {
         self.release_held(false, out);
+        self.drop_gate();
         self.pending = None;
         self.active = Some(source);
         self.stats.switches += 1;
@@ -1177,6 +1215,7 @@ impl Splicer {
         s.last_cc = Some(cc);
         out.extend_from_slice(&buf[..]);
         self.stats.packets_out += 1;
+        self.stats.packets_carried += 1;
     }
 }
 
@@ -1330,12 +1369,12 @@ mod tests {
             for _ in 0..frames {
                 let n = self.frame;
                 self.frame += 1;
-                if n % 5 == 0 {
+                if n.is_multiple_of(5) {
                     v.extend(self.psi());
                 }
                 let dts = (self.base + n * FRAME) & (PTS_WRAP - 1);
                 if let Some(vp) = self.video {
-                    let es = if n % GOP == 0 { IDR } else { NON_IDR };
+                    let es = if n.is_multiple_of(GOP) { IDR } else { NON_IDR };
                     let pcr = ((dts + PTS_WRAP - MUX_DELAY) % PTS_WRAP) * 300;
                     v.extend(self.pes(
                         vp,
@@ -1461,6 +1500,25 @@ mod tests {
         }
     }
 
+    /// Every packet in is accounted for once.
+    fn assert_accounted(sp: &Splicer) {
+        let s = sp.stats();
+        let sum = s.packets_carried
+            + s.source_psi_packets
+            + s.packets_off_air
+            + s.bad_packets
+            + s.bad_source_packets
+            + s.dropped_waiting_rap
+            + s.dropped_before_pes_start
+            + s.unmapped_packets
+            + s.dropped_backwards
+            + s.dropped_before_anchor
+            + s.dropped_old_tail
+            + s.dropped_bad_pes_header
+            + sp.held_packets() as u64;
+        assert_eq!(s.packets_in, sum, "{s:#?}");
+    }
+
     fn t(ms: u64) -> Instant {
         thread_local!(static T0: Instant = Instant::now());
         T0.with(|t0| *t0 + Duration::from_millis(ms))
@@ -1552,6 +1610,7 @@ mod tests {
     #[test]
     fn cut_waits_for_an_entry_point_of_the_new_source() {
         let (sp, raw) = a_then_b(15, 5_000_000);
+        assert_accounted(&sp);
         let s = sp.stats();
         assert_eq!((s.switches, s.cuts_on_rap, s.rap_timeouts), (2, 2, 0));
         assert!(s.dropped_waiting_rap > 0);
@@ -1838,6 +1897,7 @@ mod tests {
         assert_cc(&o);
         assert_rising(&o);
         assert!(sp.stats().dropped_old_tail > 0);
+        assert_accounted(&sp);
     }
 
     #[test]
@@ -1867,6 +1927,7 @@ mod tests {
         assert_eq!(video_pes, 20);
         assert_eq!(sp.stats().dropped_old_tail, 0);
         assert_cc(&o);
+        assert_accounted(&sp);
     }
 
     #[test]
@@ -1942,7 +2003,7 @@ mod tests {
                         c[0] = 0x47;
                     }
                 }
-                if rng.next() % 5 == 0 {
+                if rng.next().is_multiple_of(5) {
                     sp.switch_to((rng.next() % 4) as usize, t(step * 40));
                 }
                 sp.push(s, &pk, t(step * 40), &mut out);
@@ -1955,6 +2016,7 @@ mod tests {
                 let _ = (sp.pid_plan(), sp.psi_packets());
             }
             assert!(sp.hold.len() <= MAX_HELD_PACKETS);
+            assert_accounted(&sp);
         }
     }
 }
