@@ -244,6 +244,26 @@ fn read_wire(ts: &[u8]) -> Wire {
     w
 }
 
+/// Every packet in was sent, read for its tables, off air, held, or
+/// counted as dropped.
+fn assert_accounted(sp: &Splicer) {
+    let s = sp.stats();
+    let sum = s.packets_carried
+        + s.source_psi_packets
+        + s.packets_off_air
+        + s.bad_packets
+        + s.bad_source_packets
+        + s.dropped_waiting_rap
+        + s.dropped_before_pes_start
+        + s.unmapped_packets
+        + s.dropped_backwards
+        + s.dropped_before_anchor
+        + s.dropped_old_tail
+        + s.dropped_bad_pes_header
+        + sp.held_packets() as u64;
+    assert_eq!(s.packets_in, sum, "{s:#?}");
+}
+
 fn check_monotonic(path: &Path) {
     let dts = dts_per_stream(path);
     assert!(!dts.is_empty());
@@ -329,6 +349,7 @@ fn splice_two_sites_and_back() {
     }
     let st = *sp.stats();
     eprintln!("{st:#?}");
+    assert_accounted(&sp);
     assert_eq!(sp.active(), Some(0));
     assert_eq!(st.switches, 3);
     assert_eq!(st.cuts_on_rap, 3, "every cut on an entry point within 1 s");
@@ -419,6 +440,7 @@ fn slate_loops_keep_time_moving() {
     }
     let st = *sp.stats();
     eprintln!("{st:#?}");
+    assert_accounted(&sp);
     assert_eq!(st.switches, 3);
     assert!(
         st.timeline_jumps >= 2,
