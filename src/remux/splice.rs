@@ -24,16 +24,26 @@
 //!   until the new one starts a video PES that `ts::es` proves to be an entry
 //!   point (held by an `EntryPointGate`), for at most `rap_wait`; after that
 //!   the cut happens anyway, counted. A source without video cuts on the next
-//!   PES start. After the cut each PID starts at its next PES start.
+//!   PES start. After the cut each PID starts at its next PES start. While
+//!   the switch is pending the old source goes out PES by PES (a packet
+//!   leaves once the next PES of its PID began, at most `MAX_HELD_PACKETS`
+//!   held), so the cut leaves no half PES behind: its unfinished last PES is
+//!   dropped, counted.
 //! - **One timeline.** PCR, PTS and DTS are re-stamped with an offset per
 //!   activation, so time moves forward across a switch: the new source's first
-//!   timestamp lands one frame after the latest one sent. The same happens
+//!   timestamp lands where the latest PES sent ends (its DTS plus the PID's
+//!   PES duration), and its PCR after the latest PCR sent. The same happens
 //!   when the source on air jumps by itself (a looped file, a restarted
 //!   encoder): a PCR or lead-stream DTS going back, or forward by more than
 //!   `MAX_FORWARD_JUMP`, re-anchors the offset. Arithmetic is modulo 2^33
-//!   (PTS/DTS) and 2^33·300 (PCR, 27 MHz with its extension). Audio DTS never
-//!   go back in the output: such a PES is dropped, counted. Wall time plays no
-//!   part in the offset: an outage shows as a pause, never as a hole.
+//!   (PTS/DTS) and 2^33·300 (PCR, 27 MHz with its extension). The lead
+//!   stream (video, else the first audio) or the PCR sets the offset; other
+//!   streams' PES wait for it (at most `MAX_ANCHOR_WAIT`). The first PES of
+//!   each PID after that must start after the end of the last one sent on
+//!   that PID: the lead (and the first PCR) push the offset forward if
+//!   needed, other streams drop that PES. Audio DTS never go back in the
+//!   output. Wall time plays no part in the offset: an outage shows as a
+//!   pause, never as a hole in the timeline.
 //!
 //! Output PID plan (ISO/IEC 13818-1 PIDs; the hex digit of hundreds names the
 //! role):
