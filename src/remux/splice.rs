@@ -81,6 +81,10 @@ use crate::ts::{pid, table_id, Error};
 pub const MAX_SOURCES: usize = 16;
 /// The output's PMT PID.
 pub const PMT_PID: u16 = 0x0100;
+/// The output's first video PID (where the fan-out looks for entry points).
+pub const VIDEO_PID: u16 = 0x0200;
+/// The output's first audio PID.
+pub const AUDIO_PID: u16 = 0x0300;
 /// The output's PCR PID when a source's PCR has a PID of its own.
 pub const PCR_ONLY_PID: u16 = 0x0700;
 /// A forward jump of the source's PCR or lead DTS beyond this (90 kHz) is
@@ -97,8 +101,8 @@ pub const DEFAULT_STEP: u64 = 3600;
 
 /// (kind, first PID, number of PIDs) of the plan.
 const PLAN: [(StreamKind, u16, usize); 5] = [
-    (StreamKind::Video, 0x0200, 2),
-    (StreamKind::Audio, 0x0300, 16),
+    (StreamKind::Video, VIDEO_PID, 2),
+    (StreamKind::Audio, AUDIO_PID, 16),
     (StreamKind::Subtitles, 0x0400, 8),
     (StreamKind::Teletext, 0x0500, 4),
     (StreamKind::Data, 0x0600, 8),
