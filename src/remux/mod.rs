@@ -21,6 +21,8 @@
 //! Cost per packet: one table lookup by PID and, for carried packets, one
 //! 188-byte copy. PSI sections are reassembled once per mux, not per program.
 
+pub mod splice;
+
 use crate::ts::packet::{self, Packet, PACKET_SIZE, PCR_HZ};
 use crate::ts::pat::{PatEntry, PatPush, PatRepr, PatTable, MAX_PAT_ENTRIES};
 use crate::ts::pmt::{PmtRepr, StreamKind, VideoCodec};
