@@ -251,7 +251,10 @@ fn main() {
         print!(" × anchor batched |");
     }
     println!();
-    println!("|---|---|---:|---:|{}", if anc_bs.is_some() { "---:|" } else { "" });
+    println!(
+        "|---|---|---:|---:|{}",
+        if anc_bs.is_some() { "---:|" } else { "" }
+    );
     let row = |name: &str, mode: &str, x: f64| {
         let ratio = |base: Option<f64>| base.map(|b| format!("{:.2}", x / b)).unwrap_or("-".into());
         print!("| {name} | {mode} | {x:.1} | {} |", ratio(deb_bs));
