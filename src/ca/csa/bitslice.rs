@@ -1380,20 +1380,28 @@ struct Run<'r, 'a> {
 }
 
 /// `W::LANES / 64` blocks of 8 bytes of `p` from byte `off`, zero past
-/// its end.
+/// its end (block by block there: a variable-length copy into a padded
+/// buffer was a memmove call per lane).
 #[inline(always)]
 fn load_blocks<W: Word>(p: &[u8], off: usize) -> W {
     let n = W::LANES / 8;
-    match p.get(off..off + n) {
-        Some(v) => W::load(v),
-        None => {
-            let mut v = [0u8; 32];
-            if let Some(rest) = p.get(off..) {
-                v[..rest.len()].copy_from_slice(rest);
+    if let Some(v) = p.get(off..off + n) {
+        return W::load(v);
+    }
+    let mut v = [0u64; 4];
+    for (q, e) in v.iter_mut().enumerate().take(n / 8) {
+        let at = off + 8 * q;
+        if let Some(b) = p.get(at..at + 8) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(b);
+            *e = u64::from_le_bytes(bytes);
+        } else if let Some(rest) = p.get(at..) {
+            for (k, &c) in rest.iter().enumerate() {
+                *e |= u64::from(c) << (8 * k);
             }
-            W::load(&v)
         }
     }
+    W::from_u64s(v)
 }
 
 /// 8×8 byte transpose in every 64-bit element of the words at once: byte
