@@ -11,8 +11,10 @@
 //! `flush` runs the even-key and the odd-key lanes separately.
 //!
 //! SIMD is chosen at run time (`Simd::detect`): AVX-512 (256 lanes per
-//! run, with or without VBMI), AVX2 (256), SSE2 (128), portable u64 (64). Everything is one generic code path over
-//! `Word`; the SIMD entry points only compile it with the target feature.
+//! run, with or without VBMI), AVX2 (256), SSE2 (128), portable u64 (64).
+//! Everything is one generic code path over `Word`; each phase of a run
+//! (gather, stream cipher, block cipher, scatter: `Phases`) is compiled
+//! once per SIMD word as a function with that word's target features.
 
 use super::{plan, Counters, KeySchedule, Keys, Outcome, Parity, Plan};
 
