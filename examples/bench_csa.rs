@@ -2,16 +2,36 @@
 //! capbox (scalar per packet; batch with each SIMD variant, full batches)
 //! beside Debian's libdvbcsa (`dvbcsa_bs_decrypt` with full batches of
 //! `dvbcsa_bs_batch_size()`, and `dvbcsa_decrypt` per packet), measured in
-//! the same run by tests/c/csa_bench.c. Rounds are interleaved; the median
-//! of the rounds is printed.
+//! the same run by tests/c/csa_bench.c. Time is the measuring thread's CPU
+//! time (both sides), so other jobs on a shared machine that take the core
+//! away do not count against either. Rounds are interleaved; the median
+//! of the rounds is printed, with the CPU (model name, family/model/stepping,
+//! the flags that pick an engine).
+//!
+//! `--anchor DIR` adds another libdvbcsa build to the same run (DIR holds
+//! its libdvbcsa.so.1; the helper is run with LD_LIBRARY_PATH=DIR and prints
+//! which shared object it really loaded), e.g. the AVX2 fork built by hand
+//! (BENCHMARKS.md, "DVB-CSA", says how), and a column of ratios to it.
 //!
 //! Run: `cargo build --release --example bench_csa &&
-//!       taskset -c 1 target/release/examples/bench_csa [ROUNDS] [SECONDS]`
+//!       taskset -c 1 target/release/examples/bench_csa [ROUNDS] [SECONDS] [VARIANT] [--anchor DIR]`
 
 use capbox::ca::csa::{Batch, Keys, Parity, Pushed, Simd};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+
+/// CPU seconds of this thread: on a shared machine the time other jobs
+/// take the core away does not count (wall time swung ±30 % with the load).
+fn cpu_now() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`, which lives for
+    // the call; CLOCK_THREAD_CPUTIME_ID exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
 
 const CW_EVEN: [u8; 8] = [0x12, 0x34, 0x56, 0x9c, 0x78, 0x9a, 0xbc, 0xce];
 const CW_ODD: [u8; 8] = [0x21, 0x43, 0x65, 0xc9, 0x87, 0xa9, 0xcb, 0xfb];
@@ -35,9 +55,9 @@ fn batch_mbs(simd: Simd, keys: &Keys, secs: f64) -> f64 {
     let orig = packets(simd.lanes().max(256), keys);
     let mut work = orig.clone();
     let mut engine = capbox::ca::csa::Engine::with_simd(simd);
-    let t0 = Instant::now();
+    let t0 = cpu_now();
     let mut n = 0u64;
-    while t0.elapsed() < Duration::from_secs_f64(secs) {
+    while cpu_now() - t0 < secs {
         // Restore the scrambling bits (the payload stays whatever it
         // became: the cipher's cost does not depend on the bytes).
         for w in work.iter_mut() {
@@ -53,24 +73,35 @@ fn batch_mbs(simd: Simd, keys: &Keys, secs: f64) -> f64 {
         engine = b.into_engine();
         n += work.len() as u64;
     }
-    n as f64 * 184.0 / t0.elapsed().as_secs_f64() / 1e6
+    n as f64 * 184.0 / (cpu_now() - t0) / 1e6
 }
 
 fn scalar_mbs(keys: &Keys, secs: f64) -> f64 {
     let mut work = packets(256, keys);
-    let t0 = Instant::now();
+    let t0 = cpu_now();
     let mut n = 0u64;
-    while t0.elapsed() < Duration::from_secs_f64(secs) {
+    while cpu_now() - t0 < secs {
         for w in work.iter_mut() {
             w[3] = 0x90;
             capbox::ca::csa::descramble_packet(w, keys);
         }
         n += work.len() as u64;
     }
-    n as f64 * 184.0 / t0.elapsed().as_secs_f64() / 1e6
+    n as f64 * 184.0 / (cpu_now() - t0) / 1e6
 }
 
-fn libdvbcsa(secs: f64) -> Option<(f64, f64, u32)> {
+/// One round of a libdvbcsa: `dvbcsa_bs_decrypt` and `dvbcsa_decrypt`.
+struct LibRound {
+    bs: f64,
+    single: f64,
+    batch_size: u32,
+    /// The shared object that ran (dladdr), to be sure the anchor is the
+    /// build we were pointed at and not Debian's.
+    lib: String,
+}
+
+/// Compile the C helper once (against Debian's headers and -ldvbcsa).
+fn build_helper() -> Option<std::path::PathBuf> {
     let dir = Path::new("target/bench_csa");
     std::fs::create_dir_all(dir).ok()?;
     let exe = dir.join("csa_bench");
@@ -81,17 +112,67 @@ fn libdvbcsa(secs: f64) -> Option<(f64, f64, u32)> {
         .arg("-ldvbcsa")
         .status()
         .ok()?;
-    if !st.success() {
-        return None;
+    st.success().then_some(exe)
+}
+
+/// Run the helper; with `libdir`, that directory's libdvbcsa.so.1 is
+/// loaded in place of Debian's.
+fn libdvbcsa(exe: &Path, libdir: Option<&Path>, secs: f64) -> Option<LibRound> {
+    let mut cmd = Command::new(exe);
+    cmd.arg(secs.to_string());
+    if let Some(d) = libdir {
+        cmd.env("LD_LIBRARY_PATH", d);
     }
-    let out = Command::new(&exe).arg(secs.to_string()).output().ok()?;
+    let out = cmd.output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().parse::<f64>().ok()))
-            .flatten()
+    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
+    let num = |k: &str| get(k).and_then(|v| v.parse::<f64>().ok());
+    Some(LibRound {
+        bs: num("bs ")?,
+        single: num("single ")?,
+        batch_size: num("batch_size ")? as u32,
+        lib: get("lib ").unwrap_or("?").to_string(),
+    })
+}
+
+/// The CPU as /proc/cpuinfo names it, with family/model/stepping (a VM's
+/// model name can be just "Intel Xeon Processor") and the flags the
+/// engines care about.
+fn cpu_line() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |k: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().map(str::trim) == Some(k))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "?".into())
     };
-    Some((get("bs ")?, get("single ")?, get("batch_size ")? as u32))
+    let flags = field("flags");
+    let want = [
+        "sse2",
+        "avx2",
+        "bmi2",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512vbmi",
+        "gfni",
+        "hypervisor",
+    ];
+    let have: Vec<&str> = want
+        .iter()
+        .copied()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    format!(
+        "CPU: {} ({}, family {}, model {}, stepping {}); flags: {}",
+        field("model name"),
+        field("vendor_id"),
+        field("cpu family"),
+        field("model"),
+        field("stepping"),
+        have.join(" ")
+    )
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -100,12 +181,33 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5);
-    let secs: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1.0);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // `--anchor DIR`: another libdvbcsa build (a directory holding its
+    // libdvbcsa.so.1, or the .so itself), measured in the same run.
+    let mut anchor: Option<std::path::PathBuf> = None;
+    if let Some(i) = args.iter().position(|a| a == "--anchor") {
+        let Some(p) = args.get(i + 1).cloned() else {
+            eprintln!("bench_csa: --anchor needs a path");
+            std::process::exit(2);
+        };
+        args.drain(i..i + 2);
+        let p = std::path::PathBuf::from(p);
+        let dir = if p.is_dir() {
+            p
+        } else {
+            p.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        if !dir.join("libdvbcsa.so.1").exists() {
+            eprintln!("bench_csa: no libdvbcsa.so.1 in {}", dir.display());
+            std::process::exit(2);
+        }
+        anchor = Some(std::fs::canonicalize(&dir).unwrap_or(dir));
+    }
+    let rounds: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let secs: f64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1.0);
     let keys = Keys::new(CW_EVEN, CW_ODD);
     // Optional third argument: only this variant (for profiling).
-    let only = args.get(3).map(|s| s.to_ascii_lowercase());
+    let only = args.get(2).map(|s| s.to_ascii_lowercase());
     let variants: Vec<Simd> = [
         Simd::Portable,
         Simd::Sse2,
@@ -121,9 +223,9 @@ fn main() {
     })
     .collect();
     let skip_others = only.is_some();
-    let mut lib_bs = Vec::new();
-    let mut lib_single = Vec::new();
-    let mut lib_batch = 0;
+    let helper = if skip_others { None } else { build_helper() };
+    let mut deb: Vec<LibRound> = Vec::new();
+    let mut anc: Vec<LibRound> = Vec::new();
     let mut scalar = Vec::new();
     let mut batch: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for r in 0..rounds {
@@ -133,10 +235,11 @@ fn main() {
             }
             continue;
         }
-        if let Some((bs, single, size)) = libdvbcsa(secs) {
-            lib_bs.push(bs);
-            lib_single.push(single);
-            lib_batch = size;
+        if let Some(exe) = &helper {
+            deb.extend(libdvbcsa(exe, None, secs));
+            if let Some(dir) = &anchor {
+                anc.extend(libdvbcsa(exe, Some(dir), secs));
+            }
         }
         scalar.push(scalar_mbs(&keys, secs));
         for (i, &v) in variants.iter().enumerate() {
@@ -144,37 +247,55 @@ fn main() {
         }
         eprintln!("round {}/{rounds} done", r + 1);
     }
-    let lib = if lib_bs.is_empty() {
-        None
-    } else {
-        Some(median(&mut lib_bs))
+    println!("{}", cpu_line());
+    let lib_med = |v: &[LibRound], f: fn(&LibRound) -> f64| {
+        let mut x: Vec<f64> = v.iter().map(f).collect();
+        (!x.is_empty()).then(|| median(&mut x))
     };
-    println!("| implementation | mode | MB/s (median of {rounds}) | × libdvbcsa batched |");
-    println!("|---|---|---:|---:|");
-    let ratio = |x: f64| lib.map(|l| format!("{:.2}", x / l)).unwrap_or("-".into());
-    if let Some(l) = lib {
-        println!(
-            "| Debian libdvbcsa 1.1.0 | dvbcsa_bs_decrypt, batch {lib_batch} | {l:.1} | 1.00 |"
-        );
-        let s = median(&mut lib_single);
-        println!(
-            "| Debian libdvbcsa 1.1.0 | dvbcsa_decrypt, per packet | {s:.1} | {} |",
-            ratio(s)
-        );
-    } else {
-        println!("| Debian libdvbcsa | (not found: apt-get install libdvbcsa-dev) | - | - |");
+    let deb_bs = lib_med(&deb, |l| l.bs);
+    let anc_bs = lib_med(&anc, |l| l.bs);
+    if let Some(l) = deb.first() {
+        println!("Debian libdvbcsa: {}", l.lib);
+    }
+    if let Some(l) = anc.first() {
+        println!("anchor libdvbcsa: {}", l.lib);
+    }
+    print!("| implementation | mode | MB/s (median of {rounds}) | × Debian batched |");
+    if anc_bs.is_some() {
+        print!(" × anchor batched |");
+    }
+    println!();
+    println!(
+        "|---|---|---:|---:|{}",
+        if anc_bs.is_some() { "---:|" } else { "" }
+    );
+    let row = |name: &str, mode: &str, x: f64| {
+        let ratio = |base: Option<f64>| base.map(|b| format!("{:.2}", x / b)).unwrap_or("-".into());
+        print!("| {name} | {mode} | {x:.1} | {} |", ratio(deb_bs));
+        if anc_bs.is_some() {
+            print!(" {} |", ratio(anc_bs));
+        }
+        println!();
+    };
+    for (name, v) in [("Debian libdvbcsa 1.1.0", &deb), ("anchor libdvbcsa", &anc)] {
+        if let (Some(bs), Some(single)) = (lib_med(v, |l| l.bs), lib_med(v, |l| l.single)) {
+            let size = v[0].batch_size;
+            row(name, &format!("dvbcsa_bs_decrypt, batch {size}"), bs);
+            row(name, "dvbcsa_decrypt, per packet", single);
+        }
+    }
+    if deb.is_empty() && !skip_others {
+        println!("(Debian libdvbcsa not found: apt-get install libdvbcsa-dev)");
     }
     if !scalar.is_empty() {
-        let s = median(&mut scalar);
-        println!("| capbox | scalar, per packet | {s:.1} | {} |", ratio(s));
+        row("capbox", "scalar, per packet", median(&mut scalar));
     }
     for (i, v) in variants.iter().enumerate() {
         let m = median(&mut batch[i]);
-        println!(
-            "| capbox | batch {:?}, {} lanes, batch 256 | {m:.1} | {} |",
-            v,
-            v.lanes(),
-            ratio(m)
+        row(
+            "capbox",
+            &format!("batch {:?}, {} lanes, batch 256", v, v.lanes()),
+            m,
         );
     }
 }

@@ -164,8 +164,15 @@ fn packets_with_adaptation_fields_scalar_and_batch() {
         assert_eq!(descramble_packet(&mut d, &keys), Outcome::Done);
         assert_eq!(&d, c);
     }
-    // Batch, every variant this CPU has.
-    for simd in [Simd::Portable, Simd::Sse2, Simd::Avx2] {
+    // Batch, every variant this CPU has (AVX-512 too where the host has it;
+    // tests/csa_avx512_bochs.rs runs them in an emulated Ice Lake elsewhere).
+    for simd in [
+        Simd::Portable,
+        Simd::Sse2,
+        Simd::Avx2,
+        Simd::Avx512,
+        Simd::Avx512Vbmi,
+    ] {
         if !simd.available() {
             eprintln!("SKIPPED variant {simd:?}: not on this CPU");
             continue;

@@ -11,8 +11,10 @@
 //! `flush` runs the even-key and the odd-key lanes separately.
 //!
 //! SIMD is chosen at run time (`Simd::detect`): AVX-512 (256 lanes per
-//! run, with or without VBMI), AVX2 (256), SSE2 (128), portable u64 (64). Everything is one generic code path over
-//! `Word`; the SIMD entry points only compile it with the target feature.
+//! run, with or without VBMI), AVX2 (256), SSE2 (128), portable u64 (64).
+//! Everything is one generic code path over `Word`; each phase of a run
+//! (gather, stream cipher, block cipher, scatter: `Phases`) is compiled
+//! once per SIMD word as a function with that word's target features.
 
 use super::{plan, Counters, KeySchedule, Keys, Outcome, Parity, Plan};
 
@@ -36,6 +38,8 @@ pub trait Word: Copy {
     /// Load `LANES / 8` bytes.
     fn load(b: &[u8]) -> Self;
     fn store(self, b: &mut [u8]);
+    /// A word of `LANES / 64` 64-bit elements from the first ones of `v`.
+    fn from_u64s(v: [u64; 4]) -> Self;
     /// Delta swap between `a` and `b` inside each 64-bit segment:
     /// `t = ((a >> s) ^ b) & m; b ^= t; a ^= t << s`.
     fn delta_swap<const S: i32>(a: &mut Self, b: &mut Self, m: u64);
@@ -174,6 +178,10 @@ impl Word for u64 {
         b[..8].copy_from_slice(&self.to_le_bytes());
     }
     #[inline(always)]
+    fn from_u64s(v: [u64; 4]) -> Self {
+        v[0]
+    }
+    #[inline(always)]
     fn delta_swap<const S: i32>(a: &mut Self, b: &mut Self, m: u64) {
         let t = ((*a >> S) ^ *b) & m;
         *b ^= t;
@@ -241,6 +249,11 @@ mod x86 {
             unsafe { _mm_storeu_si128(b.as_mut_ptr() as *mut __m128i, self.0) }
         }
         #[inline(always)]
+        fn from_u64s(v: [u64; 4]) -> Self {
+            // SAFETY: SSE2 is baseline on x86_64.
+            Sse2(unsafe { _mm_set_epi64x(v[1] as i64, v[0] as i64) })
+        }
+        #[inline(always)]
         fn delta_swap<const S: i32>(a: &mut Self, b: &mut Self, m: u64) {
             // SAFETY: SSE2 is baseline on x86_64.
             unsafe {
@@ -305,6 +318,12 @@ mod x86 {
             let b = &mut b[..32];
             // SAFETY: AVX2 checked at run time; `b` has 32 writable bytes.
             unsafe { _mm256_storeu_si256(b.as_mut_ptr() as *mut __m256i, self.0) }
+        }
+        #[inline(always)]
+        fn from_u64s(v: [u64; 4]) -> Self {
+            let [a, b, c, d] = v.map(|x| x as i64);
+            // SAFETY: AVX2 checked at run time before any Avx2 value exists.
+            Avx2(unsafe { _mm256_setr_epi64x(a, b, c, d) })
         }
         #[inline(always)]
         fn delta_swap<const S: i32>(a: &mut Self, b: &mut Self, m: u64) {
@@ -472,6 +491,10 @@ mod x86 {
             self.0.store(b)
         }
         #[inline(always)]
+        fn from_u64s(v: [u64; 4]) -> Self {
+            Avx512(Avx2::from_u64s(v))
+        }
+        #[inline(always)]
         fn delta_swap<const S: i32>(a: &mut Self, b: &mut Self, m: u64) {
             Avx2::delta_swap::<S>(&mut a.0, &mut b.0, m)
         }
@@ -558,28 +581,113 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
-    pub unsafe fn run_avx512(s: &mut super::Scratch, key: &super::KeySchedule, lens: &[usize]) {
-        super::run::<Avx512<false>>(s, key, lens)
+    /// `Phases` for a word type: each phase a function of its own, compiled
+    /// with the word's target features, that inlines the generic phase.
+    macro_rules! phases {
+        ($word:ty, $features:literal, $m:ident) => {
+            mod $m {
+                use super::super::{
+                    block_phase, gather_phase, scatter_phase, stream_phase, KeySchedule, Run,
+                    Scratch,
+                };
+                use super::*;
+
+                #[target_feature(enable = $features)]
+                #[inline(never)]
+                pub unsafe fn gather(s: &mut Scratch, job: &Run<'_, '_>) {
+                    gather_phase::<$word>(s, job)
+                }
+                #[target_feature(enable = $features)]
+                #[inline(never)]
+                pub unsafe fn stream(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
+                    stream_phase::<$word>(s, key, lens)
+                }
+                #[target_feature(enable = $features)]
+                #[inline(never)]
+                pub unsafe fn block(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
+                    block_phase::<$word>(s, key, lens)
+                }
+                #[target_feature(enable = $features)]
+                #[inline(never)]
+                pub unsafe fn scatter(s: &mut Scratch, job: Run<'_, '_>) {
+                    scatter_phase::<$word>(s, job)
+                }
+            }
+
+            // SAFETY (every call below): `run_chunk::<$word>` is only
+            // reached through the `run_*` entry of this word, which
+            // `dispatch` calls only when the CPU reports `$features`.
+            impl super::Phases for $word {
+                #[inline(always)]
+                fn gather(s: &mut super::Scratch, job: &super::Run<'_, '_>) {
+                    // SAFETY: see above.
+                    unsafe { $m::gather(s, job) }
+                }
+                #[inline(always)]
+                fn stream(s: &mut super::Scratch, key: &super::KeySchedule, lens: &[usize]) {
+                    // SAFETY: see above.
+                    unsafe { $m::stream(s, key, lens) }
+                }
+                #[inline(always)]
+                fn block(s: &mut super::Scratch, key: &super::KeySchedule, lens: &[usize]) {
+                    // SAFETY: see above.
+                    unsafe { $m::block(s, key, lens) }
+                }
+                #[inline(always)]
+                fn scatter(s: &mut super::Scratch, job: super::Run<'_, '_>) {
+                    // SAFETY: see above.
+                    unsafe { $m::scatter(s, job) }
+                }
+            }
+        };
+    }
+    phases!(Sse2, "sse2", sse2);
+    phases!(Avx2, "avx2", avx2);
+    phases!(Avx512<false>, "avx2,avx512f,avx512bw,avx512vl", avx512);
+    phases!(
+        Avx512<true>,
+        "avx2,avx512f,avx512bw,avx512vl,avx512vbmi",
+        avx512_vbmi
+    );
+
+    /// # Safety
+    /// The CPU has AVX-512 F, BW, VL and AVX2.
+    pub unsafe fn run_avx512(
+        s: &mut super::Scratch,
+        key: &super::KeySchedule,
+        run: super::Run<'_, '_>,
+    ) {
+        super::run_chunk::<Avx512<false>>(s, key, run)
     }
 
-    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vbmi")]
+    /// # Safety
+    /// The CPU has AVX-512 F, BW, VL, VBMI and AVX2.
     pub unsafe fn run_avx512_vbmi(
         s: &mut super::Scratch,
         key: &super::KeySchedule,
-        lens: &[usize],
+        run: super::Run<'_, '_>,
     ) {
-        super::run::<Avx512<true>>(s, key, lens)
+        super::run_chunk::<Avx512<true>>(s, key, run)
     }
 
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn run_avx2(s: &mut super::Scratch, key: &super::KeySchedule, lens: &[usize]) {
-        super::run::<Avx2>(s, key, lens)
+    /// # Safety
+    /// The CPU has AVX2.
+    pub unsafe fn run_avx2(
+        s: &mut super::Scratch,
+        key: &super::KeySchedule,
+        run: super::Run<'_, '_>,
+    ) {
+        super::run_chunk::<Avx2>(s, key, run)
     }
 
-    #[target_feature(enable = "sse2")]
-    pub unsafe fn run_sse2(s: &mut super::Scratch, key: &super::KeySchedule, lens: &[usize]) {
-        super::run::<Sse2>(s, key, lens)
+    /// # Safety
+    /// The CPU has SSE2 (baseline on x86_64).
+    pub unsafe fn run_sse2(
+        s: &mut super::Scratch,
+        key: &super::KeySchedule,
+        run: super::Run<'_, '_>,
+    ) {
+        super::run_chunk::<Sse2>(s, key, run)
     }
 }
 
@@ -720,7 +828,10 @@ fn transpose8<W: Word>(x: &mut [W; 8]) {
 fn planes_of_row<W: Word>(v: &[u8], pos: usize) -> [W; 8] {
     let r = row(v, pos);
     let wb = W::LANES / 8;
-    let mut x: [W; 8] = std::array::from_fn(|m| W::load(&r[m * wb..]));
+    let mut x = [W::zero(); 8];
+    for (m, w) in x.iter_mut().enumerate() {
+        *w = W::load(&r[m * wb..]);
+    }
     transpose8(&mut x);
     x
 }
@@ -737,13 +848,17 @@ fn store_planes<W: Word>(mut x: [W; 8], v: &mut [u8], pos: usize) {
 
 type Nib<W> = [W; 4];
 
-/// The bitsliced stream cipher, all lanes sharing one control word.
-struct Stream<W: Word> {
-    /// Shift registers as rings: logical register k (1..=10) is at
-    /// `(head + k - 1) % 10`.
-    a: [Nib<W>; 10],
-    b: [Nib<W>; 10],
-    head: usize,
+/// The shift registers A and B live in arrays of `SLIDE + 10` nibbles with
+/// a moving base: logical register k (1..=10) is at `base + k - 1`, a
+/// clock writes the new register 1 at `base - 1` and lowers the base.
+/// Every `SLIDE / 4` bytes the ten live registers are copied back to the
+/// top. Inside a byte's four clocks every index is a constant offset into a
+/// fixed window (a ring indexed modulo 10 cost a multiply and an address
+/// computation per access).
+const SLIDE: usize = 32;
+
+/// The combiner of the stream cipher: X, Y, Z, D, E, F and p, q, r.
+struct Combiner<W: Word> {
     x: Nib<W>,
     y: Nib<W>,
     z: Nib<W>,
@@ -755,57 +870,109 @@ struct Stream<W: Word> {
     r: W,
 }
 
+/// The bitsliced stream cipher, all lanes sharing one control word.
+struct Stream<W: Word> {
+    a: [Nib<W>; SLIDE + 10],
+    b: [Nib<W>; SLIDE + 10],
+    base: usize,
+    c: Combiner<W>,
+}
+
 #[inline(always)]
 fn splat_nibble<W: Word>(v: u8) -> Nib<W> {
-    std::array::from_fn(|k| {
+    let mut n = [W::zero(); 4];
+    for (k, w) in n.iter_mut().enumerate() {
         if (v >> k) & 1 == 1 {
-            W::ones()
-        } else {
-            W::zero()
+            *w = W::ones();
         }
-    })
+    }
+    n
 }
+
+/// The window of one byte's four clocks: registers from `base - 4` on.
+type Window<W> = [Nib<W>; 14];
 
 impl<W: Word> Stream<W> {
     #[inline(always)]
     fn new(cw: &[u8; 8]) -> Self {
         let z = [W::zero(); 4];
-        let mut a = [z; 10];
-        let mut b = [z; 10];
+        let mut a = [z; SLIDE + 10];
+        let mut b = [z; SLIDE + 10];
         for i in 0..4 {
-            a[2 * i] = splat_nibble(cw[i] >> 4);
-            a[2 * i + 1] = splat_nibble(cw[i] & 15);
-            b[2 * i] = splat_nibble(cw[4 + i] >> 4);
-            b[2 * i + 1] = splat_nibble(cw[4 + i] & 15);
+            a[SLIDE + 2 * i] = splat_nibble(cw[i] >> 4);
+            a[SLIDE + 2 * i + 1] = splat_nibble(cw[i] & 15);
+            b[SLIDE + 2 * i] = splat_nibble(cw[4 + i] >> 4);
+            b[SLIDE + 2 * i + 1] = splat_nibble(cw[4 + i] & 15);
         }
         Stream {
             a,
             b,
-            head: 0,
-            x: z,
-            y: z,
-            z,
-            d: z,
-            e: z,
-            f: z,
-            p: W::zero(),
-            q: W::zero(),
-            r: W::zero(),
+            base: SLIDE,
+            c: Combiner {
+                x: z,
+                y: z,
+                z,
+                d: z,
+                e: z,
+                f: z,
+                p: W::zero(),
+                q: W::zero(),
+                r: W::zero(),
+            },
         }
     }
 
+    /// Four clocks (one byte); `input` = the byte's (high, low) nibbles
+    /// during initialisation. Returns the output bits of each clock.
     #[inline(always)]
-    fn reg(&self, k: usize) -> usize {
-        (self.head + k - 1) % 10
+    fn clock4(&mut self, input: Option<(Nib<W>, Nib<W>)>) -> [(W, W); 4] {
+        if self.base < 4 {
+            self.a.copy_within(self.base..self.base + 10, SLIDE);
+            self.b.copy_within(self.base..self.base + 10, SLIDE);
+            self.base = SLIDE;
+        }
+        let lo = self.base - 4;
+        let (Some(wa), Some(wb)) = (
+            self.a
+                .get_mut(lo..lo + 14)
+                .and_then(|w| <&mut Window<W>>::try_from(w).ok()),
+            self.b
+                .get_mut(lo..lo + 14)
+                .and_then(|w| <&mut Window<W>>::try_from(w).ok()),
+        ) else {
+            unreachable!("4 <= base <= SLIDE by construction")
+        };
+        let c = &mut self.c;
+        let (hi_lo, lo_hi) = match input {
+            Some((h, l)) => (Some((h, l)), Some((l, h))),
+            None => (None, None),
+        };
+        let out = [
+            c.clock::<4>(wa, wb, hi_lo),
+            c.clock::<3>(wa, wb, lo_hi),
+            c.clock::<2>(wa, wb, hi_lo),
+            c.clock::<1>(wa, wb, lo_hi),
+        ];
+        self.base -= 4;
+        out
     }
+}
 
-    /// One clock. `input` = (nibble into A, nibble into B) during
-    /// initialisation. Returns the output bits (d3^d2, d1^d0).
+impl<W: Word> Combiner<W> {
+    /// One clock with logical register k at window index `O + k - 1`; the
+    /// new register 1 goes to `O - 1`. `input` = (nibble into A, nibble
+    /// into B) during initialisation. Returns the output bits (d3^d2,
+    /// d1^d0).
     #[inline(always)]
-    fn clock(&mut self, input: Option<(Nib<W>, Nib<W>)>) -> (W, W) {
+    fn clock<const O: usize>(
+        &mut self,
+        wa: &mut Window<W>,
+        wb: &mut Window<W>,
+        input: Option<(Nib<W>, Nib<W>)>,
+    ) -> (W, W) {
         use super::sbox::*;
-        let a = |k: usize, bit: usize| self.a[self.reg(k)][bit];
-        let b = |k: usize, bit: usize| self.b[self.reg(k)][bit];
+        let a = |k: usize, bit: usize| wa[O + k - 1][bit];
+        let b = |k: usize, bit: usize| wb[O + k - 1][bit];
         let s1 = s1(a(4, 0), a(1, 2), a(6, 1), a(7, 3), a(9, 0));
         let s2 = s2(a(2, 1), a(3, 2), a(6, 3), a(7, 0), a(9, 1));
         let s3 = s3(a(1, 3), a(2, 0), a(5, 1), a(5, 3), a(6, 2));
@@ -819,10 +986,15 @@ impl<W: Word> Stream<W> {
             b(6, 0).xor(b(8, 1)).xor(b(3, 3)).xor(b(4, 2)),
             b(3, 0).xor(b(6, 1)).xor(b(7, 2)).xor(b(9, 3)),
         ];
-        let (a10, b7, b10) = (self.reg(10), self.reg(7), self.reg(10));
-        let mut na: Nib<W> = std::array::from_fn(|i| self.a[a10][i].xor(self.x[i]));
-        let mut nb: Nib<W> =
-            std::array::from_fn(|i| self.b[b7][i].xor(self.b[b10][i]).xor(self.y[i]));
+        let (a10, b7, b10) = (wa[O + 9], wb[O + 6], wb[O + 9]);
+        // (Plain loops, not array::from_fn: its closures are not always
+        // inlined, and an intrinsic inside one is then a call.)
+        let mut na: Nib<W> = [W::zero(); 4];
+        let mut nb: Nib<W> = [W::zero(); 4];
+        for i in 0..4 {
+            na[i] = a10[i].xor(self.x[i]);
+            nb[i] = b7[i].xor(b10[i]).xor(self.y[i]);
+        }
         if let Some((ia, ib)) = input {
             for i in 0..4 {
                 na[i] = na[i].xor(self.d[i]).xor(ia[i]);
@@ -832,9 +1004,13 @@ impl<W: Word> Stream<W> {
         // Rotate B1 left by one bit where p is set.
         let p = self.p;
         let rot = [nb[3], nb[0], nb[1], nb[2]];
-        let nb: Nib<W> = std::array::from_fn(|i| nb[i].xor(p.and(nb[i].xor(rot[i]))));
+        for i in 0..4 {
+            nb[i] = nb[i].xor(p.and(nb[i].xor(rot[i])));
+        }
         let (e, z) = (self.e, self.z);
-        self.d = std::array::from_fn(|i| e[i].xor(z[i]).xor(extra[i]));
+        for i in 0..4 {
+            self.d[i] = e[i].xor(z[i]).xor(extra[i]);
+        }
         // F = q ? Z + E + r : E, carry into r when q.
         let mut carry = self.r;
         let mut sum = [W::zero(); 4];
@@ -844,15 +1020,16 @@ impl<W: Word> Stream<W> {
             carry = z[i].and(e[i]).or(carry.and(t));
         }
         let q = self.q;
-        let new_f: Nib<W> = std::array::from_fn(|i| e[i].xor(q.and(e[i].xor(sum[i]))));
+        let mut new_f: Nib<W> = [W::zero(); 4];
+        for i in 0..4 {
+            new_f[i] = e[i].xor(q.and(e[i].xor(sum[i])));
+        }
         self.r = self.r.xor(q.and(self.r.xor(carry)));
         self.e = self.f;
         self.f = new_f;
-        // Shift: the old register 10 becomes the new register 1.
-        self.head = (self.head + 9) % 10;
-        let h = self.head;
-        self.a[h] = na;
-        self.b[h] = nb;
+        // Shift: the old register 10 drops out, the new register 1 enters.
+        wa[O - 1] = na;
+        wb[O - 1] = nb;
         self.x = [s1.0, s2.0, s3.1, s4.1];
         self.y = [s3.0, s4.0, s5.1, s6.1];
         self.z = [s5.0, s6.0, s1.1, s2.1];
@@ -863,20 +1040,21 @@ impl<W: Word> Stream<W> {
     }
 }
 
-/// Runs the whole engine on the first `lens.len()` lanes of the scratch
-/// (payloads already gathered into `s.ct`, each ≥ 8 bytes).
-#[inline(always)]
-fn run<W: Word>(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
-    let max_len = lens.iter().copied().max().unwrap_or(0);
-    let n_max = max_len / 8;
-    // Keystream blocks needed: block i serves payload block i+1 (or the
-    // residue after the last full block).
-    let ks_blocks = lens
-        .iter()
+/// Keystream blocks a run needs: block i serves payload block i+1 (or the
+/// residue after the last full block).
+fn keystream_blocks(lens: &[usize]) -> usize {
+    lens.iter()
         .map(|&l| l / 8 - 1 + usize::from(l % 8 != 0))
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
 
+/// The stream cipher over the first `W::LANES` lanes of the scratch
+/// (payloads already gathered into `s.ct`, each ≥ 8 bytes): the keystream
+/// into `s.ks`.
+#[inline(always)]
+fn stream_phase<W: Word>(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
+    let ks_blocks = keystream_blocks(lens);
     // Stream cipher: initialise with the first 8 payload bytes, then 4
     // clocks per keystream byte.
     let mut st = Stream::<W>::new(&key.cw);
@@ -884,21 +1062,24 @@ fn run<W: Word>(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
         let pl = planes_of_row::<W>(&s.ct, pos);
         let hi: Nib<W> = [pl[4], pl[5], pl[6], pl[7]];
         let lo: Nib<W> = [pl[0], pl[1], pl[2], pl[3]];
-        st.clock(Some((hi, lo)));
-        st.clock(Some((lo, hi)));
-        st.clock(Some((hi, lo)));
-        st.clock(Some((lo, hi)));
+        st.clock4(Some((hi, lo)));
     }
     for pos in 0..8 * ks_blocks {
         let mut out = [W::zero(); 8];
-        for j in 0..4 {
-            let (h, l) = st.clock(None);
+        for (j, (h, l)) in st.clock4(None).into_iter().enumerate() {
             out[7 - 2 * j] = h;
             out[6 - 2 * j] = l;
         }
         store_planes(out, &mut s.ks, pos);
     }
+}
 
+/// The block cipher and the chaining with the keystream: the plaintext
+/// overwrites `s.ct`.
+#[inline(always)]
+fn block_phase<W: Word>(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
+    let n_max = lens.iter().copied().max().unwrap_or(0) / 8;
+    let ks_blocks = keystream_blocks(lens);
     // Block cipher, block by block; the plaintext overwrites `ct`.
     let Scratch { ct, ks, r, s: sb } = s;
     for i in 0..n_max {
@@ -1174,128 +1355,225 @@ impl<'a> Batch<'a> {
             return;
         }
         for chunk in idx.chunks(width) {
-            let s = &mut *self.scratch;
             self.lens.clear();
-            let max_len = chunk
-                .iter()
-                .map(|&i| self.lanes[i].payload.len())
-                .max()
-                .unwrap_or(0);
-            // Gather payloads into byte rows, 8 lanes × 8 bytes at a time
-            // (an 8×8 byte transpose); bytes past a payload and idle lanes
-            // are zero, one zero block after the longest payload.
-            let blocks = (max_len / 8 + 1).min(ROWS / 8);
-            for g in 0..width / 8 {
-                for b in 0..blocks {
-                    let mut x = [0u64; 8];
-                    for (m, w) in x.iter_mut().enumerate() {
-                        if let Some(&i) = chunk.get(8 * g + m) {
-                            let p = &*self.lanes[i].payload;
-                            *w = match p.get(8 * b..8 * b + 8) {
-                                Some(v) => u64::from_le_bytes(v.try_into().unwrap_or([0; 8])),
-                                None => {
-                                    let mut v = [0u8; 8];
-                                    for (d, &c) in v.iter_mut().zip(p.get(8 * b..).unwrap_or(&[])) {
-                                        *d = c;
-                                    }
-                                    u64::from_le_bytes(v)
-                                }
-                            };
-                        }
-                    }
-                    transpose_bytes(&mut x);
-                    for (j, w) in x.iter().enumerate() {
-                        let at = (8 * b + j) * BATCH_SIZE + 8 * g;
-                        s.ct[at..at + 8].copy_from_slice(&w.to_le_bytes());
-                    }
-                }
-            }
             for &i in chunk {
                 self.lens.push(self.lanes[i].payload.len());
             }
             for _ in chunk.len()..width {
                 self.lens.push(8); // idle lanes: one zero block
             }
-            dispatch(self.simd, s, key, &self.lens);
-            let ks_blocks = self
-                .lens
-                .iter()
-                .map(|&l| l / 8 - 1 + usize::from(l % 8 != 0))
-                .max()
-                .unwrap_or(0);
-            // Per lane: the engine XORed IB_n = C_n ^ K_{n-1} into the last
-            // block if it had that keystream block; note it to take it out
-            // again (read before the blocks are written back).
-            let mut fixes: Vec<(usize, [u8; 8])> = Vec::new();
-            for (l, &i) in chunk.iter().enumerate() {
-                let p = &*self.lanes[i].payload;
-                let (len, n) = (p.len(), p.len() / 8);
-                if n - 1 < ks_blocks {
-                    let mut last = [0u8; 8];
-                    for (j, v) in last.iter_mut().enumerate() {
-                        let c = p.get(8 * n + j).copied().unwrap_or(0);
-                        *v = c ^ s.ks[(8 * (n - 1) + j) * BATCH_SIZE + l];
-                    }
-                    fixes.push((l, last));
-                }
-                let _ = len;
+            let run = Run {
+                lanes: &mut self.lanes,
+                chunk,
+                lens: &self.lens,
+            };
+            dispatch(self.simd, &mut self.scratch, key, run);
+        }
+    }
+}
+
+/// The packets of one bitsliced run: `chunk` indexes `lanes`, one lane of
+/// the run each (at most `W::LANES`); `lens` has the payload length of
+/// every lane of the run (8 for the idle ones).
+struct Run<'r, 'a> {
+    lanes: &'r mut [Lane<'a>],
+    chunk: &'r [usize],
+    lens: &'r [usize],
+}
+
+/// `W::LANES / 64` blocks of 8 bytes of `p` from byte `off`, zero past
+/// its end (block by block there: a variable-length copy into a padded
+/// buffer was a memmove call per lane).
+#[inline(always)]
+fn load_blocks<W: Word>(p: &[u8], off: usize) -> W {
+    let n = W::LANES / 8;
+    if let Some(v) = p.get(off..off + n) {
+        return W::load(v);
+    }
+    let mut v = [0u64; 4];
+    for (q, e) in v.iter_mut().enumerate().take(n / 8) {
+        let at = off + 8 * q;
+        if let Some(b) = p.get(at..at + 8) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(b);
+            *e = u64::from_le_bytes(bytes);
+        } else if let Some(rest) = p.get(at..) {
+            for (k, &c) in rest.iter().enumerate() {
+                *e |= u64::from(c) << (8 * k);
             }
-            // Copy the full blocks back, 8 lanes × 8 bytes at a time.
-            for g in 0..width.min(chunk.len().div_ceil(8) * 8) / 8 {
-                for b in 0..max_len / 8 {
-                    let mut x = [0u64; 8];
-                    for (j, w) in x.iter_mut().enumerate() {
-                        let at = (8 * b + j) * BATCH_SIZE + 8 * g;
-                        let mut v = [0u8; 8];
-                        v.copy_from_slice(&s.ct[at..at + 8]);
-                        *w = u64::from_le_bytes(v);
-                    }
-                    transpose_bytes(&mut x);
-                    for (m, w) in x.iter().enumerate() {
-                        if let Some(&i) = chunk.get(8 * g + m) {
-                            if let Some(d) = self.lanes[i].payload.get_mut(8 * b..8 * b + 8) {
-                                d.copy_from_slice(&w.to_le_bytes());
-                            }
-                        }
-                    }
-                }
+        }
+    }
+    W::from_u64s(v)
+}
+
+/// 8×8 byte transpose in every 64-bit element of the words at once: byte
+/// j of element q of word m ↔ byte m of element q of word j.
+#[inline(always)]
+fn transpose_bytes_w<W: Word>(x: &mut [W; 8]) {
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = x;
+    W::delta_swap::<32>(a0, a4, 0x0000_0000_ffff_ffff);
+    W::delta_swap::<32>(a1, a5, 0x0000_0000_ffff_ffff);
+    W::delta_swap::<32>(a2, a6, 0x0000_0000_ffff_ffff);
+    W::delta_swap::<32>(a3, a7, 0x0000_0000_ffff_ffff);
+    W::delta_swap::<16>(a0, a2, 0x0000_ffff_0000_ffff);
+    W::delta_swap::<16>(a1, a3, 0x0000_ffff_0000_ffff);
+    W::delta_swap::<16>(a4, a6, 0x0000_ffff_0000_ffff);
+    W::delta_swap::<16>(a5, a7, 0x0000_ffff_0000_ffff);
+    W::delta_swap::<8>(a0, a1, 0x00ff_00ff_00ff_00ff);
+    W::delta_swap::<8>(a2, a3, 0x00ff_00ff_00ff_00ff);
+    W::delta_swap::<8>(a4, a5, 0x00ff_00ff_00ff_00ff);
+    W::delta_swap::<8>(a6, a7, 0x00ff_00ff_00ff_00ff);
+}
+
+/// One bitsliced run over the packets of `job`: gather their payloads into
+/// byte rows, run the ciphers, put the plaintext back. Each phase is its own
+/// function compiled with the word's target features (`Phases`): inlined
+/// into one, the whole run grew past the size where LLVM still inlines the
+/// SIMD intrinsics, and a quarter of the AVX2 time went to out-of-line
+/// `_mm256_xor_si256` calls.
+fn run_chunk<W: Phases>(s: &mut Scratch, key: &KeySchedule, job: Run<'_, '_>) {
+    W::gather(s, &job);
+    W::stream(s, key, job.lens);
+    W::block(s, key, job.lens);
+    W::scatter(s, job);
+}
+
+/// The phases of a run as separately compiled functions (see `run_chunk`).
+trait Phases: Word {
+    fn gather(s: &mut Scratch, job: &Run<'_, '_>);
+    fn stream(s: &mut Scratch, key: &KeySchedule, lens: &[usize]);
+    fn block(s: &mut Scratch, key: &KeySchedule, lens: &[usize]);
+    fn scatter(s: &mut Scratch, job: Run<'_, '_>);
+}
+
+impl Phases for u64 {
+    fn gather(s: &mut Scratch, job: &Run<'_, '_>) {
+        gather_phase::<u64>(s, job)
+    }
+    fn stream(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
+        stream_phase::<u64>(s, key, lens)
+    }
+    fn block(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
+        block_phase::<u64>(s, key, lens)
+    }
+    fn scatter(s: &mut Scratch, job: Run<'_, '_>) {
+        scatter_phase::<u64>(s, job)
+    }
+}
+
+/// The longest payload of the run's packets.
+fn max_payload(job: &Run<'_, '_>) -> usize {
+    job.chunk
+        .iter()
+        .map(|&i| job.lanes[i].payload.len())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Payloads into byte rows of `s.ct`.
+#[inline(always)]
+fn gather_phase<W: Word>(s: &mut Scratch, job: &Run<'_, '_>) {
+    let (lanes, chunk) = (&*job.lanes, job.chunk);
+    let width = W::LANES;
+    let per = W::LANES / 64; // 8-byte blocks per word
+    let max_len = max_payload(job);
+    // Gather payloads into byte rows, 8 lanes × `per` blocks at a time
+    // (8×8 byte transposes); bytes past a payload and idle lanes are zero,
+    // one zero block after the longest payload.
+    let blocks = (max_len / 8 + 1).min(ROWS / 8);
+    for g in 0..width / 8 {
+        let src: [&[u8]; 8] = std::array::from_fn(|m| match chunk.get(8 * g + m) {
+            Some(&i) => &*lanes[i].payload,
+            None => &[],
+        });
+        for b0 in (0..blocks).step_by(per) {
+            let mut x = [W::zero(); 8];
+            for (w, p) in x.iter_mut().zip(src) {
+                *w = load_blocks::<W>(p, 8 * b0);
             }
-            for (l, last) in fixes {
-                let p = &mut *self.lanes[chunk[l]].payload;
-                let n = p.len() / 8;
-                for (d, f) in p[8 * (n - 1)..8 * n].iter_mut().zip(last) {
-                    *d ^= f;
-                }
-            }
-            // Residues: stream cipher only.
-            for (l, &i) in chunk.iter().enumerate() {
-                let p = &mut *self.lanes[i].payload;
-                let len = p.len();
-                let start = 8 * (len / 8);
-                for (pos, d) in p.iter_mut().enumerate().skip(start) {
-                    *d ^= s.ks[(pos - 8) * BATCH_SIZE + l];
+            transpose_bytes_w(&mut x);
+            let mut buf = [0u8; 32];
+            for (j, w) in x.iter().enumerate() {
+                w.store(&mut buf);
+                for q in 0..per.min(blocks - b0) {
+                    let at = (8 * (b0 + q) + j) * BATCH_SIZE + 8 * g;
+                    s.ct[at..at + 8].copy_from_slice(&buf[8 * q..8 * q + 8]);
                 }
             }
         }
     }
 }
 
-/// 8×8 byte transpose: byte j of word m ↔ byte m of word j.
+/// Plaintext rows back into the payloads, the keystream alone over the
+/// residues.
 #[inline(always)]
-fn transpose_bytes(x: &mut [u64; 8]) {
-    fn swap(x: &mut [u64; 8], a: usize, b: usize, s: u32, m: u64) {
-        let t = ((x[a] >> s) ^ x[b]) & m;
-        x[b] ^= t;
-        x[a] ^= t << s;
+fn scatter_phase<W: Word>(s: &mut Scratch, job: Run<'_, '_>) {
+    let max_len = max_payload(&job);
+    let Run { lanes, chunk, lens } = job;
+    let width = W::LANES;
+    let per = W::LANES / 64; // 8-byte blocks per word
+    let ks_blocks = keystream_blocks(lens);
+    // Per lane: the engine XORed IB_n = C_n ^ K_{n-1} into the last block
+    // if it had that keystream block; note it to take it out again (read
+    // before the blocks are written back).
+    let mut fixes = [(0usize, [0u8; 8]); BATCH_SIZE];
+    let mut n_fixes = 0;
+    for (l, &i) in chunk.iter().enumerate() {
+        let p = &*lanes[i].payload;
+        let n = p.len() / 8;
+        if n - 1 < ks_blocks {
+            let mut last = [0u8; 8];
+            for (j, v) in last.iter_mut().enumerate() {
+                let c = p.get(8 * n + j).copied().unwrap_or(0);
+                *v = c ^ s.ks[(8 * (n - 1) + j) * BATCH_SIZE + l];
+            }
+            fixes[n_fixes] = (l, last);
+            n_fixes += 1;
+        }
     }
-    for a in 0..4 {
-        swap(x, a, a + 4, 32, 0x0000_0000_ffff_ffff);
+    // Copy the full blocks back, 8 lanes × `per` blocks at a time.
+    let full = max_len / 8;
+    for g in 0..width.min(chunk.len().div_ceil(8) * 8) / 8 {
+        for b0 in (0..full).step_by(per) {
+            let mut x = [W::zero(); 8];
+            for (j, w) in x.iter_mut().enumerate() {
+                let mut v = [0u64; 4];
+                for (q, e) in v.iter_mut().enumerate().take(per.min(full - b0)) {
+                    let at = (8 * (b0 + q) + j) * BATCH_SIZE + 8 * g;
+                    let mut bytes = [0u8; 8];
+                    bytes.copy_from_slice(&s.ct[at..at + 8]);
+                    *e = u64::from_le_bytes(bytes);
+                }
+                *w = W::from_u64s(v);
+            }
+            transpose_bytes_w(&mut x);
+            let mut buf = [0u8; 32];
+            for (m, w) in x.iter().enumerate() {
+                if let Some(&i) = chunk.get(8 * g + m) {
+                    let p = &mut *lanes[i].payload;
+                    let end = (8 * (b0 + per)).min(8 * (p.len() / 8));
+                    if let Some(d) = p.get_mut(8 * b0..end) {
+                        w.store(&mut buf);
+                        d.copy_from_slice(&buf[..d.len()]);
+                    }
+                }
+            }
+        }
     }
-    for a in [0, 1, 4, 5] {
-        swap(x, a, a + 2, 16, 0x0000_ffff_0000_ffff);
+    for &(l, last) in &fixes[..n_fixes] {
+        let p = &mut *lanes[chunk[l]].payload;
+        let n = p.len() / 8;
+        for (d, f) in p[8 * (n - 1)..8 * n].iter_mut().zip(last) {
+            *d ^= f;
+        }
     }
-    for a in [0, 2, 4, 6] {
-        swap(x, a, a + 1, 8, 0x00ff_00ff_00ff_00ff);
+    // Residues: stream cipher only.
+    for (l, &i) in chunk.iter().enumerate() {
+        let p = &mut *lanes[i].payload;
+        let start = 8 * (p.len() / 8);
+        for (pos, d) in p.iter_mut().enumerate().skip(start) {
+            *d ^= s.ks[(pos - 8) * BATCH_SIZE + l];
+        }
     }
 }
 
@@ -1306,32 +1584,32 @@ impl Drop for Batch<'_> {
     }
 }
 
-fn dispatch(simd: Simd, s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
+fn dispatch(simd: Simd, s: &mut Scratch, key: &KeySchedule, run: Run<'_, '_>) {
     match simd {
         #[cfg(target_arch = "x86_64")]
         Simd::Avx2 => {
             // SAFETY: `Batch::with_simd` keeps Avx2 only when
             // is_x86_feature_detected!("avx2") is true.
-            unsafe { x86::run_avx2(s, key, lens) }
+            unsafe { x86::run_avx2(s, key, run) }
         }
         #[cfg(target_arch = "x86_64")]
         Simd::Avx512 => {
             // SAFETY: `Batch::with_simd` keeps Avx512 only when
             // `Simd::Avx512.available()` (avx2, avx512f/bw/vl) is true.
-            unsafe { x86::run_avx512(s, key, lens) }
+            unsafe { x86::run_avx512(s, key, run) }
         }
         #[cfg(target_arch = "x86_64")]
         Simd::Avx512Vbmi => {
             // SAFETY: kept only when `Simd::Avx512Vbmi.available()` (the
             // above plus avx512vbmi) is true.
-            unsafe { x86::run_avx512_vbmi(s, key, lens) }
+            unsafe { x86::run_avx512_vbmi(s, key, run) }
         }
         #[cfg(target_arch = "x86_64")]
         Simd::Sse2 => {
             // SAFETY: SSE2 is baseline on x86_64 (and checked in with_simd).
-            unsafe { x86::run_sse2(s, key, lens) }
+            unsafe { x86::run_sse2(s, key, run) }
         }
-        _ => run::<u64>(s, key, lens),
+        _ => run_chunk::<u64>(s, key, run),
     }
 }
 
