@@ -15,6 +15,7 @@ use crate::ts::section::{Assembler, Section};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Read;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -179,7 +180,16 @@ pub fn check_sources(cfg: &Config) -> Vec<Diagnostic> {
     }
     let mut cache: BTreeMap<std::path::PathBuf, Result<Vec<(u16, Option<String>)>, String>> =
         BTreeMap::new();
-    for (_, src) in cfg.sources().filter(|(_, s)| s.dvb.is_none()) {
+    // A FIFO or a device (a feed standing in for a tuner) is not scanned:
+    // reading it here would take the data from the source.
+    let scannable = |s: &config::SourceConfig| {
+        s.dvb.is_none()
+            && s.remote.is_none()
+            && std::fs::metadata(&s.file).map_or(true, |m| {
+                !m.file_type().is_fifo() && !m.file_type().is_char_device()
+            })
+    };
+    for (_, src) in cfg.sources().filter(|(_, s)| scannable(s)) {
         let r = cache
             .entry(src.file.clone())
             .or_insert_with(|| scan_services(&src.file));
@@ -313,9 +323,15 @@ impl Daemon {
         for (index, src) in sources.iter().enumerate().take(crate::channel::MAX_SOURCES) {
             let key = MuxKey::of(src);
             if !self.runners.contains_key(&key) {
-                let input = match &src.dvb {
-                    None => InputSpec::File,
-                    Some(d) => {
+                let input = match (&src.dvb, &src.remote) {
+                    (None, Some(r)) => {
+                        let mut rc = crate::source::remote::RemoteSourceConfig::new(r.url.clone());
+                        rc.token = r.token.clone();
+                        rc.origin_local = r.origin_local;
+                        InputSpec::Remote(rc)
+                    }
+                    (None, None) => InputSpec::File,
+                    (Some(d), _) => {
                         let (Some(a), Some(h)) = (
                             self.config.adapter(&d.adapter),
                             self.app.adapter(&d.adapter),
@@ -655,6 +671,14 @@ impl App {
 }
 
 impl Backend for App {
+    fn fed_locally(&self, channel: &str) -> bool {
+        self.channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(channel)
+            .is_some_and(|c| c.fed_locally())
+    }
+
     fn stream(&self, channel: &str) -> Option<Arc<Ring>> {
         self.channels
             .read()
@@ -718,6 +742,24 @@ impl Backend for App {
             "gauge",
             "1 when the channel has a PMT and fresh data.",
             &|s| (s.state == ChannelState::Up) as u8 as f64,
+        );
+        family(
+            "capbox_channel_active_source",
+            "gauge",
+            "Index of the source on air (config order; the slate is the last index + 1).",
+            &|s| s.active_source as f64,
+        );
+        family(
+            "capbox_channel_on_slate",
+            "gauge",
+            "1 while every source is down and the slate plays.",
+            &|s| s.failover.as_ref().is_some_and(|f| f.on_slate) as u8 as f64,
+        );
+        family(
+            "capbox_channel_switches_total",
+            "counter",
+            "Failover switches between sources (and to or from the slate).",
+            &|s| s.failover.as_ref().map(|f| f.switches).unwrap_or(0) as f64,
         );
         family(
             "capbox_channel_bytes_total",
@@ -1049,6 +1091,9 @@ impl Backend for App {
                     "state": st.state,
                     "reason": st.reason,
                     "source": st.source,
+                    "active_source": st.active_source,
+                    "sources": st.sources,
+                    "failover": st.failover,
                     "program": st.program,
                     "service_name": st.service_name,
                     "provider": st.provider,

@@ -9,8 +9,10 @@
 //! and the ring writer sit behind one short lock, held only for the copy
 //! into the ring; no extra thread per channel.
 
+pub mod failover;
 pub mod health;
 pub mod slate;
+pub mod slate_player;
 pub mod state;
 
 pub use crate::source::runner::{list_some, LISTED_SERVICES};
@@ -19,13 +21,18 @@ pub use state::ChannelState;
 
 use crate::ca::descrambler::DescramblerStats;
 use crate::ca::CaStatus;
-use crate::config::ChannelConfig;
+use crate::config::{ChannelConfig, SlateSetting};
 use crate::fanout::{ChunkWriter, Ring};
+use crate::remux::splice::{SpliceConfig, Splicer, VIDEO_PID};
 use crate::remux::{DemuxStats, ProgramStats};
 use crate::source::{ChannelSink, SourceReport, SourceStats};
 use crate::ts::es::EntryPointGate;
 use crate::ts::packet::{Packet, PACKET_SIZE};
-use crate::ts::pmt::VideoCodec;
+use crate::ts::pmt::{AudioCodec, VideoCodec};
+use crate::ts::video_format::VideoFormatProbe;
+use failover::{Failover, Health, Rules};
+use health::{HealthRules, SourceHealth, Verdict};
+use slate_player::SlatePlayer;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,6 +71,26 @@ pub struct ChannelStatus {
     pub ca: Option<CaStatus>,
     /// Every source of the channel, in order of preference.
     pub sources: Vec<SourceSummary>,
+    /// Failover state, for a channel with several sources or a slate.
+    pub failover: Option<FailoverStatus>,
+}
+
+/// Where a failover channel stands, in words.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FailoverStatus {
+    /// "source 1 (http://site-b/stream/france2)", or "slate (…)".
+    pub on_air: String,
+    pub on_slate: bool,
+    pub pinned: Option<usize>,
+    pub switches: u64,
+    /// The last switch: "dvb sat1 … stalled 400 ms → http://…", and how
+    /// long ago (in seconds).
+    pub last_switch: Option<String>,
+    pub last_switch_age_s: Option<u64>,
+    /// The slate file that plays (or would play) when every source is down.
+    pub slate: Option<String>,
+    /// Packet-level splice counters.
+    pub splice: crate::remux::splice::SpliceStats,
 }
 
 /// One source of a channel, in words.
@@ -72,6 +99,12 @@ pub struct SourceSummary {
     pub source: String,
     pub state: ChannelState,
     pub reason: String,
+    /// A remote source (another site), not a tuner or file of this box.
+    pub remote: bool,
+    /// The packet-level health of a failover channel's source, in words
+    /// ("ok", "stalled 400 ms", "no video PES for 2 s").
+    pub health: Option<String>,
+    pub healthy: Option<bool>,
 }
 
 /// The most sources a channel may list (the config refuses more): the
@@ -89,7 +122,34 @@ struct Output {
     flush: Duration,
     /// When each source last delivered a packet.
     last_data: [Option<Instant>; MAX_SOURCES],
+    /// Failover between sources, for a channel with several or a slate.
+    failover: Option<Box<Spliced>>,
 }
+
+/// The failover machinery of a channel: the rules, each source's health,
+/// the splicer that makes one stream of them, and the slate.
+struct Spliced {
+    failover: Failover,
+    splicer: Splicer,
+    health: Vec<SourceHealth>,
+    /// The video codec each source last announced.
+    codecs: [Option<VideoCodec>; MAX_SOURCES],
+    slate_setting: SlateSetting,
+    slate_name: Option<String>,
+    slate: Option<SlatePlayer>,
+    /// The on-air source's video format, for an `auto` slate.
+    probe: Option<(usize, VideoFormatProbe)>,
+    format: slate::ChannelFormat,
+    pmt_version: Option<u8>,
+    last_decision: Instant,
+    last_switch: Option<(Instant, String)>,
+    buf: Vec<u8>,
+    /// Source descriptions, for the switch log line.
+    names: Vec<String>,
+}
+
+/// Decisions are taken at most this often (sources tick every ≤ 50 ms).
+const DECIDE_EVERY: Duration = Duration::from_millis(20);
 
 /// A channel: config, ring, status. Shared between its sources' feeding
 /// threads and HTTP.
@@ -111,11 +171,54 @@ impl Channel {
             .take(MAX_SOURCES)
             .map(|s| SourceSummary {
                 source: s.describe(),
+                remote: !s.is_local(),
                 ..Default::default()
             })
             .collect();
         let n = sources.len();
         let writer = ring.writer();
+        let now = Instant::now();
+        let spliced = (n > 1 || config.slate != SlateSetting::Off).then(|| {
+            let rules = Rules {
+                fail_after: Duration::from_millis(config.fail_after_ms),
+                recover_after: Duration::from_millis(config.recover_after_ms),
+            };
+            let slate = config.slate != SlateSetting::Off;
+            // A stall is unhealthy as soon as it lasts fail_after: the
+            // failover counts it from the last packet.
+            let health_rules = HealthRules {
+                stall_ms: config.fail_after_ms,
+                ..HealthRules::default()
+            };
+            let health = config
+                .sources
+                .iter()
+                .take(n)
+                .map(|s| match s.program {
+                    0 => SourceHealth::new(health_rules.clone()),
+                    p => SourceHealth::for_program(health_rules.clone(), p),
+                })
+                .collect();
+            Box::new(Spliced {
+                failover: Failover::new(rules, n, slate, now),
+                splicer: Splicer::new(SpliceConfig {
+                    program_number: if program == 0 { 1 } else { program },
+                    ..SpliceConfig::default()
+                }),
+                health,
+                codecs: [None; MAX_SOURCES],
+                slate_setting: config.slate.clone(),
+                slate_name: None,
+                slate: None,
+                probe: None,
+                format: slate::ChannelFormat::default(),
+                pmt_version: None,
+                last_decision: now,
+                last_switch: None,
+                buf: Vec::with_capacity(64 * PACKET_SIZE),
+                names: sources.iter().map(|s| s.source.clone()).collect(),
+            })
+        });
         Arc::new(Channel {
             config: Mutex::new(config),
             ring,
@@ -135,9 +238,29 @@ impl Channel {
                 video: None,
                 flush,
                 last_data: [None; MAX_SOURCES],
+                failover: spliced,
             }),
             reports: Mutex::new(vec![None; n]),
         })
+    }
+
+    /// Pin the channel to one of its sources (`None`: back to the rules).
+    /// False when the channel has no failover or the index is out of range.
+    pub fn pin(&self, source: Option<usize>) -> bool {
+        let mut o = lock(&self.out);
+        match o.failover.as_mut() {
+            Some(f) => f.failover.pin(source),
+            None => false,
+        }
+    }
+
+    /// The source on air is one of this box's own (tuner or file) and the
+    /// channel is up: what a peer's `?origin=local` asks for.
+    pub fn fed_locally(&self) -> bool {
+        let st = lock(&self.status);
+        st.state == ChannelState::Up
+            && !st.failover.as_ref().is_some_and(|f| f.on_slate)
+            && st.sources.get(st.active_source).is_some_and(|s| !s.remote)
     }
 
     pub fn name(&self) -> String {
@@ -158,14 +281,62 @@ impl Channel {
         let (active, last_data, entry_points) = {
             let o = lock(&self.out);
             (
-                o.active,
+                o.failover
+                    .as_ref()
+                    .map(|f| f.failover.active())
+                    .unwrap_or(o.active),
                 o.last_data,
                 o.gate.as_ref().map(|g| g.detector.stats.entry_points),
             )
         };
         let reports = lock(&self.reports).clone();
         let name = self.name();
+        let (failover, health) = {
+            let o = lock(&self.out);
+            match o.failover.as_ref() {
+                Some(f) => (
+                    Some(FailoverStatus {
+                        on_air: if f.failover.on_slate() {
+                            format!("slate ({})", f.slate_name.clone().unwrap_or_default())
+                        } else {
+                            format!(
+                                "source {} ({})",
+                                f.failover.active(),
+                                f.names
+                                    .get(f.failover.active())
+                                    .cloned()
+                                    .unwrap_or_default()
+                            )
+                        },
+                        on_slate: f.failover.on_slate(),
+                        pinned: f.failover.pinned(),
+                        switches: f.failover.switches,
+                        last_switch: f.last_switch.as_ref().map(|(_, w)| w.clone()),
+                        last_switch_age_s: f
+                            .last_switch
+                            .as_ref()
+                            .map(|(t, _)| now.saturating_duration_since(*t).as_secs()),
+                        slate: f.slate_name.clone(),
+                        splice: *f.splicer.stats(),
+                    }),
+                    f.health
+                        .iter()
+                        .map(|h| {
+                            let v = h.verdict(now);
+                            (v.to_string(), v.is_ok())
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                None => (None, Vec::new()),
+            }
+        };
         let mut st = lock(&self.status);
+        for (s, (words, ok)) in st.sources.iter_mut().zip(health) {
+            s.health = Some(words);
+            s.healthy = Some(ok);
+        }
+        let on_slate = failover.as_ref().is_some_and(|f| f.on_slate);
+        st.failover = failover;
         for (i, s) in st.sources.iter_mut().enumerate() {
             let (state, reason) = state::verdict(
                 reports.get(i).and_then(|r| r.as_ref()),
@@ -175,8 +346,18 @@ impl Channel {
             s.state = state;
             s.reason = reason;
         }
-        let Some(summary) = st.sources.get(active).cloned() else {
-            return;
+        let summary = if on_slate {
+            SourceSummary {
+                source: "slate".into(),
+                state: ChannelState::Down,
+                reason: "every source is down: the slate plays".into(),
+                ..Default::default()
+            }
+        } else {
+            match st.sources.get(active).cloned() {
+                Some(s) => s,
+                None => return,
+            }
         };
         if summary.state == ChannelState::Down
             && (st.state != ChannelState::Down || st.reason != summary.reason)
@@ -192,7 +373,7 @@ impl Channel {
         if let Some(e) = entry_points {
             st.entry_points = e;
         }
-        if let Some(Some(r)) = reports.get(active) {
+        if let Some(Some(r)) = reports.get(active).filter(|_| !on_slate) {
             // A failure report carries only the error: keep the last
             // facts the source gave (counters, names) until it reports
             // again.
@@ -226,38 +407,53 @@ impl ChannelSink for Channel {
     }
 
     fn write(&self, source: usize, packets: &[u8], video: Option<(u16, VideoCodec)>, now: Instant) {
-        let mut o = lock(&self.out);
+        let mut guard = lock(&self.out);
+        let o = &mut *guard;
         if let Some(t) = o.last_data.get_mut(source) {
             *t = Some(now);
+        }
+        if let Some(f) = o.failover.as_mut() {
+            if let Some(h) = f.health.get_mut(source) {
+                h.observe(packets, now);
+            }
+            if let Some(c) = f.codecs.get_mut(source) {
+                *c = video.map(|(_, c)| c);
+            }
+            if source == f.failover.active() {
+                f.watch_format(source, video, packets);
+            }
+            let mut buf = std::mem::take(&mut f.buf);
+            buf.clear();
+            f.splicer.push(source, packets, now, &mut buf);
+            let codec = f.codecs.get(f.failover.active()).copied().flatten();
+            self.emit(o, &buf, codec.map(|c| (VIDEO_PID, c)));
+            if let Some(f) = o.failover.as_mut() {
+                f.buf = buf;
+            }
+            return;
         }
         if source != o.active {
             return;
         }
-        if video != o.video {
-            o.video = video;
-            o.gate = video.map(|(pid, codec)| EntryPointGate::new(codec, pid));
-        }
-        let Output { writer, gate, .. } = &mut *o;
-        match gate.as_mut() {
-            Some(gate) => {
-                for raw in packets.chunks_exact(PACKET_SIZE) {
-                    if let Ok(pkt) = Packet::new_checked(raw) {
-                        gate.push(&pkt, |bytes, ep| writer.push(bytes, ep));
-                    }
-                }
-            }
-            None => writer.push(packets, false),
-        }
+        self.emit(o, packets, video);
     }
 
     fn set_psi(&self, source: usize, pat_pmt_packets: Vec<u8>) {
-        if source == lock(&self.out).active {
+        let o = lock(&self.out);
+        if o.failover.is_none() && source == o.active {
             self.ring.set_psi(pat_pmt_packets);
         }
     }
 
     fn tick(&self, source: usize, now: Instant) {
-        let mut o = lock(&self.out);
+        let mut guard = lock(&self.out);
+        let o = &mut *guard;
+        if o.failover.is_some() {
+            self.failover_turn(o, now);
+            let flush = o.flush;
+            o.writer.flush_if_older(now, flush);
+            return;
+        }
         if source == o.active {
             let flush = o.flush;
             o.writer.flush_if_older(now, flush);
@@ -266,6 +462,12 @@ impl ChannelSink for Channel {
 
     fn input_discontinuity(&self, source: usize) {
         let mut o = lock(&self.out);
+        if let Some(f) = o.failover.as_mut() {
+            if let Some(h) = f.health.get_mut(source) {
+                h.reset_stream();
+            }
+            return;
+        }
         if source == o.active {
             if let Some(g) = o.gate.as_mut() {
                 g.detector.reset();
@@ -286,10 +488,195 @@ impl ChannelSink for Channel {
 
     fn detach(&self, source: usize) {
         let mut o = lock(&self.out);
-        if source == o.active {
+        if o.failover.is_some() || source == o.active {
             o.writer.flush();
         }
     }
+}
+
+impl Channel {
+    /// Into the ring, through the keyframe gate. `video`: the output's
+    /// video PID and codec.
+    fn emit(&self, o: &mut Output, packets: &[u8], video: Option<(u16, VideoCodec)>) {
+        if packets.is_empty() {
+            return;
+        }
+        if video != o.video {
+            o.video = video;
+            o.gate = video.map(|(pid, codec)| EntryPointGate::new(codec, pid));
+        }
+        let Output { writer, gate, .. } = o;
+        match gate.as_mut() {
+            Some(gate) => {
+                for raw in packets.chunks_exact(PACKET_SIZE) {
+                    if let Ok(pkt) = Packet::new_checked(raw) {
+                        gate.push(&pkt, |bytes, ep| writer.push(bytes, ep));
+                    }
+                }
+            }
+            None => writer.push(packets, false),
+        }
+    }
+
+    /// A failover channel's turn: decide, play the slate if on air, let
+    /// the splicer repeat its PSI, keep the ring's PSI current.
+    fn failover_turn(&self, o: &mut Output, now: Instant) {
+        let Some(mut f) = o.failover.take() else {
+            return;
+        };
+        if now.saturating_duration_since(f.last_decision) >= DECIDE_EVERY {
+            f.last_decision = now;
+            let reports = lock(&self.reports).clone();
+            if !f.failover.on_slate() {
+                let audio = reports
+                    .get(f.failover.active())
+                    .and_then(|r| r.as_ref())
+                    .and_then(|r| r.streams.iter().find(|s| s.kind == "audio"))
+                    .and_then(|s| audio_codec_of(s.stream_type));
+                if audio.is_some() {
+                    f.format.audio = audio;
+                }
+            }
+            let health: Vec<Health> = f
+                .health
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let v = h.verdict(now);
+                    let (state, why) = state::verdict(
+                        reports.get(i).and_then(|r| r.as_ref()),
+                        o.last_data.get(i).copied().flatten(),
+                        now,
+                    );
+                    let healthy = v.is_ok() && state != ChannelState::Down;
+                    let unhealthy_since = match v {
+                        Verdict::Stalled { for_ms } => {
+                            now.checked_sub(Duration::from_millis(for_ms))
+                        }
+                        _ => None,
+                    };
+                    let words = if !v.is_ok() {
+                        v.to_string()
+                    } else if state == ChannelState::Down {
+                        why
+                    } else {
+                        "ok".into()
+                    };
+                    Health {
+                        healthy,
+                        unhealthy_since,
+                        words,
+                    }
+                })
+                .collect();
+            if let Some(sw) = f.failover.decide(&health, now) {
+                let name = |i: usize| {
+                    if Some(i) == f.failover.slate_index() {
+                        "the slate".to_string()
+                    } else {
+                        f.names.get(i).cloned().unwrap_or_default()
+                    }
+                };
+                let words = format!("{} {} → {}", name(sw.from), sw.why, name(sw.to));
+                log::warn!("channel '{}': {words}", self.name());
+                if Some(sw.to) == f.failover.slate_index() {
+                    f.start_slate(now);
+                } else {
+                    f.slate = None;
+                }
+                f.splicer.switch_to(sw.to, now);
+                f.probe = None;
+                f.last_switch = Some((now, words));
+            }
+        }
+        let mut buf = std::mem::take(&mut f.buf);
+        buf.clear();
+        if let (Some(slate), Some(idx)) = (f.slate.as_mut(), f.failover.slate_index()) {
+            if f.failover.on_slate() {
+                let mut raw = Vec::new();
+                slate.play(now, &mut raw);
+                f.splicer.push(idx, &raw, now, &mut buf);
+            }
+        }
+        f.splicer.tick(now, &mut buf);
+        let version = Some(f.splicer.pmt_version());
+        if version != f.pmt_version && f.splicer.active().is_some() {
+            f.pmt_version = version;
+            self.ring.set_psi(f.splicer.psi_packets());
+        }
+        let codec = if f.failover.on_slate() {
+            f.format.video.map(|v| v.codec).or(f.format.video_codec)
+        } else {
+            f.codecs.get(f.failover.active()).copied().flatten()
+        };
+        f.buf = Vec::new();
+        o.failover = Some(f);
+        self.emit(o, &buf, codec.map(|c| (VIDEO_PID, c)));
+        if let Some(f) = o.failover.as_mut() {
+            f.buf = buf;
+        }
+    }
+}
+
+impl Spliced {
+    /// Learn the on-air source's video format (for an `auto` slate).
+    fn watch_format(&mut self, source: usize, video: Option<(u16, VideoCodec)>, packets: &[u8]) {
+        let Some((pid, codec)) = video else { return };
+        self.format.video_codec = Some(codec);
+        if self.probe.as_ref().is_none_or(|(s, _)| *s != source) {
+            self.probe = Some((source, VideoFormatProbe::new(codec, pid)));
+        }
+        if let Some((_, p)) = self.probe.as_mut() {
+            if p.format().is_none() {
+                for raw in packets.chunks_exact(PACKET_SIZE) {
+                    if let Ok(pkt) = Packet::new_checked(raw) {
+                        p.push(&pkt);
+                    }
+                }
+                if let Some(fmt) = p.format() {
+                    self.format.video = Some(fmt);
+                }
+            }
+        }
+    }
+
+    /// Load the slate for the format seen on air, from the start.
+    fn start_slate(&mut self, now: Instant) {
+        let choice = match &self.slate_setting {
+            SlateSetting::File(p) => slate::choose(&slate::default_dir(), Some(p), &self.format),
+            _ => slate::choose(&slate::default_dir(), None, &self.format),
+        };
+        if !choice.exact() {
+            log::info!(
+                "slate {} is the closest to the channel's format; differs: {}",
+                choice.name,
+                choice.differences.join(", ")
+            );
+        }
+        match SlatePlayer::load(&choice.path) {
+            Ok(mut p) => {
+                p.restart(now);
+                self.slate = Some(p);
+                self.slate_name = Some(choice.path.display().to_string());
+            }
+            Err(e) => {
+                log::error!("{e}: the channel has no slate to play");
+                self.slate = None;
+            }
+        }
+    }
+}
+
+/// The audio codec of a stream, from its stream_type alone (what a
+/// source report carries): DVB private audio (0x06) is taken as AC-3.
+pub fn audio_codec_of(stream_type: u8) -> Option<AudioCodec> {
+    Some(match stream_type {
+        0x03 | 0x04 => AudioCodec::Mpeg,
+        0x0F | 0x11 | 0x1C => AudioCodec::Aac,
+        0x81 | 0x06 => AudioCodec::Ac3,
+        0x87 => AudioCodec::Eac3,
+        _ => return None,
+    })
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the

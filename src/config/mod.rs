@@ -199,10 +199,55 @@ pub struct ChannelConfig {
     pub group: Option<String>,
     /// `[[channel.source]]` tables in order of preference. At least one.
     pub sources: Vec<SourceConfig>,
+    /// `fail_after_ms`, default 300, 50..=60000: how long the source on
+    /// air must be unhealthy before the channel moves to the next healthy
+    /// source (or the slate).
+    pub fail_after_ms: u64,
+    /// `recover_after_ms`, default 30000, 0..=3600000: how long a source
+    /// preferred to the one on air must stay healthy before the channel
+    /// moves back to it (a flapping dish is not taken back).
+    pub recover_after_ms: u64,
+    /// `slate`: what plays when every source is down.
+    pub slate: SlateSetting,
     /// Line of the `[[channel]]` header (or of the table).
     pub line: usize,
     /// Key path of this channel, e.g. `channel[3]`.
     pub key: String,
+}
+
+/// `slate` of a channel: `"auto"` (a shipped slate in the channel's
+/// format; the default for a channel with two sources or more), `"off"`
+/// (the default for a single-source channel: its output keeps the
+/// source's own PIDs and nothing is spliced), or the path of a TS file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SlateSetting {
+    Off,
+    Auto,
+    File(PathBuf),
+}
+
+/// A remote source: another capbox's `/stream/<channel>` or any HTTP
+/// MPEG-TS URL. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteSpec {
+    /// `url`: `http://host:port/path?query` (no TLS: the tunnel is).
+    pub url: String,
+    /// `token`, optional: sent as `Authorization: Bearer`.
+    pub token: Option<String>,
+    /// `origin_local`, default true: asks the peer with `?origin=local`,
+    /// so it answers only while it has a local source on air (no relay
+    /// of a relay, no peer's slate).
+    pub origin_local: bool,
+}
+
+impl fmt::Debug for RemoteSpec {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("RemoteSpec")
+            .field("url", &crate::source::remote::redact_url(&self.url))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("origin_local", &self.origin_local)
+            .finish()
+    }
 }
 
 /// One `[[adapter]]`: a DVB tuner and what hangs on its cable.
@@ -286,6 +331,11 @@ pub struct DvbSourceConfig {
     pub mux: String,
 }
 
+/// `fail_after_ms` default.
+pub const DEFAULT_FAIL_AFTER_MS: u64 = 300;
+/// `recover_after_ms` default.
+pub const DEFAULT_RECOVER_AFTER_MS: u64 = 30_000;
+
 /// One `[[channel.source]]`: one way to get the channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceConfig {
@@ -295,6 +345,8 @@ pub struct SourceConfig {
     pub file: PathBuf,
     /// `adapter` + `tune`: a DVB source instead of a file.
     pub dvb: Option<DvbSourceConfig>,
+    /// `url` (+ `token`, `origin_local`): a remote source instead.
+    pub remote: Option<RemoteSpec>,
     /// `file` as written, for messages.
     pub file_as_written: String,
     /// `program`, default 1, 1..=65535: the program_number (service_id) of
@@ -397,6 +449,7 @@ impl SourceConfig {
     pub fn same_settings(&self, other: &SourceConfig) -> bool {
         self.file == other.file
             && self.dvb == other.dvb
+            && self.remote == other.remote
             && self.program == other.program
             && self.looping == other.looping
             && self.biss == other.biss
@@ -406,10 +459,17 @@ impl SourceConfig {
     /// "file samples/mux.ts" or "sat1 dvbs2 11362000 V 22000000 …", for logs
     /// and /status.
     pub fn describe(&self) -> String {
-        match &self.dvb {
-            Some(d) => format!("{} {}", d.adapter, d.mux),
-            None => format!("file {}", self.file_as_written),
+        match (&self.dvb, &self.remote) {
+            (Some(d), _) => format!("{} {}", d.adapter, d.mux),
+            (None, Some(r)) => crate::source::remote::redact_url(&r.url),
+            (None, None) => format!("file {}", self.file_as_written),
         }
+    }
+
+    /// A source of this box (tuner or file), as opposed to a remote one:
+    /// what `?origin=local` asks for.
+    pub fn is_local(&self) -> bool {
+        self.remote.is_none()
     }
 }
 
@@ -582,6 +642,7 @@ pub fn demo_config(samples_dir: &Path, listen: SocketAddr) -> Config {
             file: mux.clone(),
             file_as_written: mux.display().to_string(),
             dvb: None,
+            remote: None,
             program,
             looping: true,
             biss: None,
@@ -589,6 +650,9 @@ pub fn demo_config(samples_dir: &Path, listen: SocketAddr) -> Config {
             line: 0,
             key: format!("channel[{}].source[0]", i),
         }],
+        fail_after_ms: DEFAULT_FAIL_AFTER_MS,
+        recover_after_ms: DEFAULT_RECOVER_AFTER_MS,
+        slate: SlateSetting::Off,
         line: 0,
         key: format!("channel[{}]", i),
     };

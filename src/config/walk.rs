@@ -319,11 +319,32 @@ const ACCESS_KEYS: &[&str] = &[
     "stream", "playlist", "metrics", "status", "control", "token",
 ];
 const BUFFERS_KEYS: &[&str] = &["ring_bytes", "chunk_bytes", "flush_ms"];
-const CHANNEL_KEYS: &[&str] = &["name", "tvg_id", "tvg_name", "group", "source"];
+const CHANNEL_KEYS: &[&str] = &[
+    "name",
+    "tvg_id",
+    "tvg_name",
+    "group",
+    "source",
+    "fail_after_ms",
+    "recover_after_ms",
+    "slate",
+];
 #[path = "ca.rs"]
 pub(super) mod ca;
 const SOURCE_KEYS: &[&str] = &[
-    "file", "adapter", "tune", "program", "loop", "biss", "biss_esw", "biss_id", "ca", "caid",
+    "file",
+    "adapter",
+    "tune",
+    "program",
+    "loop",
+    "biss",
+    "biss_esw",
+    "biss_id",
+    "ca",
+    "caid",
+    "url",
+    "token",
+    "origin_local",
 ];
 
 const MIB: i64 = 1024 * 1024;
@@ -649,6 +670,39 @@ fn channels(
             }
             Some(sf) => sources(w, sf, base_dir, adapter_names),
         };
+        let fail_after_ms = w.int(
+            &mut t,
+            "fail_after_ms",
+            50,
+            60_000,
+            super::DEFAULT_FAIL_AFTER_MS as i64,
+            "milliseconds the source on air may be unhealthy before a switch",
+        ) as u64;
+        let recover_after_ms = w.int(
+            &mut t,
+            "recover_after_ms",
+            0,
+            3_600_000,
+            super::DEFAULT_RECOVER_AFTER_MS as i64,
+            "milliseconds a preferred source must stay healthy before the channel goes back to it",
+        ) as u64;
+        let slate_what = "\"auto\" (a shipped slate in the channel's format), \"off\", \
+                          or the path of a TS file";
+        let slate = match w.string(&mut t, "slate", slate_what) {
+            None if sources.len() > 1 => super::SlateSetting::Auto,
+            None => super::SlateSetting::Off,
+            Some((s, _)) if s == "auto" => super::SlateSetting::Auto,
+            Some((s, _)) if s == "off" => super::SlateSetting::Off,
+            Some((s, sf)) if s.is_empty() || s.contains('\0') => {
+                w.error(
+                    sf.line,
+                    &sf.path,
+                    format!("empty or not a path; expected {slate_what}"),
+                );
+                super::SlateSetting::Off
+            }
+            Some((s, _)) => super::SlateSetting::File(base_dir.join(s)),
+        };
         let line = t.line;
         w.finish(t, CHANNEL_KEYS);
         if let Some(name) = name {
@@ -658,6 +712,9 @@ fn channels(
                 tvg_name,
                 group,
                 sources,
+                fail_after_ms,
+                recover_after_ms,
+                slate,
                 line,
                 key: path,
             });
@@ -699,6 +756,14 @@ fn sources(
         };
         let has = |t: &Table, k: &str| t.entries.iter().any(|e| e.key.name == k);
         let is_dvb = has(&t, "adapter") || has(&t, "tune");
+        let is_remote = has(&t, "url");
+        if is_remote && (is_dvb || has(&t, "file")) {
+            w.error(
+                t.line,
+                &join(&path, "url"),
+                "a source is a file, an adapter + tune, or a url: give one".to_string(),
+            );
+        }
         if is_dvb && has(&t, "file") {
             let line = t
                 .entries
@@ -714,7 +779,12 @@ fn sources(
         }
         let file_what = "a path to an MPEG-TS file (relative to the config file's directory), \
                          or adapter + tune for a DVB source";
-        let file = if is_dvb {
+        let remote = if is_remote {
+            remote_source(w, &mut t)
+        } else {
+            None
+        };
+        let file = if is_dvb || is_remote {
             None
         } else {
             match w.string(&mut t, "file", file_what) {
@@ -749,7 +819,19 @@ fn sources(
         } else {
             None
         };
-        let program = w.int(&mut t, "program", 1, 65_535, 1, "a program_number");
+        // A remote stream carries one program: by default whichever it is.
+        let program = if is_remote {
+            w.int(
+                &mut t,
+                "program",
+                0,
+                65_535,
+                0,
+                "a program_number (0: the stream's first)",
+            )
+        } else {
+            w.int(&mut t, "program", 1, 65_535, 1, "a program_number")
+        };
         let looping = w.boolean(&mut t, "loop", true);
         let biss = biss_key(w, &mut t, &path);
         let ca = ca::source_ca(w, &mut t, biss.is_some());
@@ -759,11 +841,25 @@ fn sources(
             let _ = w.take(&mut t, "file");
         }
         w.finish(t, SOURCE_KEYS);
-        if let Some(written) = file {
+        if let Some(r) = remote {
+            out.push(SourceConfig {
+                file: PathBuf::new(),
+                file_as_written: String::new(),
+                dvb: None,
+                remote: Some(r),
+                program: program as u16,
+                looping: true,
+                biss: biss.clone(),
+                ca: ca.clone(),
+                line,
+                key: path,
+            });
+        } else if let Some(written) = file {
             out.push(SourceConfig {
                 file: base_dir.join(&written),
                 file_as_written: written,
                 dvb: None,
+                remote: None,
                 program: program as u16,
                 looping,
                 biss: biss.clone(),
@@ -776,6 +872,7 @@ fn sources(
                 file: PathBuf::new(),
                 file_as_written: String::new(),
                 dvb: Some(d),
+                remote: None,
                 program: program as u16,
                 looping,
                 biss: biss.clone(),
@@ -876,6 +973,36 @@ fn biss_key(w: &mut Walker, t: &mut Table, path: &str) -> Option<crate::ca::biss
             None
         }
     }
+}
+
+/// `url` (+ `token`, `origin_local`) of a remote source.
+fn remote_source(w: &mut Walker, t: &mut Table) -> Option<super::RemoteSpec> {
+    let url_what = "an http://host:port/path URL (another capbox's /stream/<channel>, \
+                    or any HTTP MPEG-TS stream)";
+    let (url, uf) = w.string(t, "url", url_what)?;
+    if let Err(e) = crate::source::remote::HttpUrl::parse(&url, false) {
+        w.error(uf.line, &uf.path, format!("{e}; expected {url_what}"));
+        return None;
+    }
+    let token = match w.string(t, "token", "the peer's [access] token") {
+        Some((s, tf)) if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            w.error(
+                tf.line,
+                &tf.path,
+                "empty or holds spaces or control characters; expected the peer's [access] token"
+                    .into(),
+            );
+            None
+        }
+        Some((s, _)) => Some(s),
+        None => None,
+    };
+    let origin_local = w.boolean(t, "origin_local", true);
+    Some(super::RemoteSpec {
+        url,
+        token,
+        origin_local,
+    })
 }
 
 /// `adapter` + `tune` of a DVB source.

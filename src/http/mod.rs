@@ -50,6 +50,12 @@ pub use server::parse_head_for_fuzzing;
 pub trait Backend: Send + Sync + 'static {
     /// The ring of a channel, if it exists.
     fn stream(&self, channel: &str) -> Option<Arc<Ring>>;
+    /// Whether the channel is fed by one of this box's own sources (tuner
+    /// or file) right now, not by a remote site or the slate: a peer's
+    /// `?origin=local` is answered only then (no relay of a relay).
+    fn fed_locally(&self, _channel: &str) -> bool {
+        true
+    }
     fn channel_names(&self) -> Vec<String>;
     /// M3U playlist whose stream URLs start with `base_url` (`http://host:port`).
     fn playlist(&self, base_url: &str) -> String;

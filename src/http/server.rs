@@ -875,6 +875,18 @@ impl Server {
                     respond(c, v, 404, "text/plain", body.as_bytes(), r.head, keep);
                     return;
                 };
+                if query_param(&r.query, "origin").as_deref() == Some("local")
+                    && !self.backend.fed_locally(&channel)
+                {
+                    // The loop guard: a peer asks for our own capture only.
+                    count(&mut self.stats, 503);
+                    let body = format!(
+                        "channel '{channel}' is not fed by a local source of this box \
+                         (remote source or slate on air): not relayed\n"
+                    );
+                    respond(c, v, 503, "text/plain", body.as_bytes(), r.head, keep);
+                    return;
+                }
                 count(&mut self.stats, 200);
                 // No Content-Length and no chunked coding: the body ends when
                 // the connection does. Range is ignored on purpose (live).

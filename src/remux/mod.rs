@@ -86,7 +86,12 @@ pub struct ProgramStats {
 /// The state and output of one wanted program.
 #[derive(Debug)]
 pub struct ProgramOut {
+    /// The program produced. For a program asked as 0 ("whichever the
+    /// mux carries": a remote single-program stream), the first program
+    /// of the PAT, 0 until a PAT names one.
     pub program_number: u16,
+    /// Asked as 0: follows the PAT's first program.
+    pub any: bool,
     pub pmt_pid: Option<u16>,
     pub pmt: Option<PmtRepr>,
     pub transport_stream_id: u16,
@@ -134,6 +139,7 @@ impl ProgramOut {
     fn new(program_number: u16) -> Self {
         ProgramOut {
             program_number,
+            any: program_number == 0,
             pmt_pid: None,
             pmt: None,
             transport_stream_id: 1,
@@ -708,12 +714,23 @@ impl Remux {
         };
         // Only a change of what the wanted programs see costs a rebuild.
         if changed {
-            let moved = self.pat.as_ref().is_some_and(|t| {
-                self.programs.iter().any(|p| {
-                    p.transport_stream_id != t.transport_stream_id()
-                        || p.pmt_pid != t.pmt_pid(p.program_number)
-                })
-            });
+            let mut resolved = false;
+            if let Some(t) = self.pat.as_ref() {
+                let first = t.programs().next().map(|e| e.program_number).unwrap_or(0);
+                for p in self.programs.iter_mut().filter(|p| p.any) {
+                    if p.program_number != first {
+                        p.program_number = first;
+                        resolved = true;
+                    }
+                }
+            }
+            let moved = resolved
+                || self.pat.as_ref().is_some_and(|t| {
+                    self.programs.iter().any(|p| {
+                        p.transport_stream_id != t.transport_stream_id()
+                            || p.pmt_pid != t.pmt_pid(p.program_number)
+                    })
+                });
             if moved {
                 self.apply_pat();
             }
@@ -728,9 +745,18 @@ impl Remux {
         let Some(pat) = self.pat.as_ref() else {
             return;
         };
+        let first = pat.programs().next().map(|e| e.program_number).unwrap_or(0);
         for prog in self.programs.iter_mut() {
+            if prog.any && prog.program_number != first {
+                prog.program_number = first;
+                prog.pmt = None;
+            }
             prog.transport_stream_id = pat.transport_stream_id();
-            let new_pid = pat.pmt_pid(prog.program_number);
+            // Program 0 is the NIT's entry, never a program to produce.
+            let new_pid = match prog.program_number {
+                0 => None,
+                n => pat.pmt_pid(n),
+            };
             if new_pid != prog.pmt_pid {
                 prog.pmt_pid = new_pid;
                 prog.pmt = None;

@@ -11,8 +11,8 @@
 
 pub mod dvb;
 pub mod file;
-pub mod runner;
 pub mod remote;
+pub mod runner;
 
 use crate::ca::descrambler::DescramblerStats;
 use crate::ca::CaStatus;

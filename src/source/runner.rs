@@ -82,10 +82,17 @@ pub enum MuxKey {
         adapter: String,
         mux: String,
     },
+    /// A remote stream (another capbox's channel, any HTTP MPEG-TS URL).
+    Remote {
+        url: String,
+    },
 }
 
 impl MuxKey {
     pub fn of(src: &SourceConfig) -> MuxKey {
+        if let Some(r) = &src.remote {
+            return MuxKey::Remote { url: r.url.clone() };
+        }
         match &src.dvb {
             Some(d) => MuxKey::Dvb {
                 adapter: d.adapter.clone(),
@@ -103,6 +110,7 @@ impl MuxKey {
         match self {
             MuxKey::File { file, .. } => format!("file {}", file.display()),
             MuxKey::Dvb { adapter, mux } => format!("adapter {adapter} {mux}"),
+            MuxKey::Remote { url } => format!("remote {}", super::remote::redact_url(url)),
         }
     }
 }
@@ -113,6 +121,7 @@ pub enum InputSpec {
     /// The file of a `MuxKey::File`.
     File,
     Dvb(DvbSourceConfig),
+    Remote(super::remote::RemoteSourceConfig),
 }
 
 enum Command {
@@ -165,6 +174,7 @@ impl MuxRunner {
                     .unwrap_or_default()
             ),
             MuxKey::Dvb { adapter, .. } => format!("dvb {adapter}"),
+            MuxKey::Remote { .. } => "remote".to_string(),
         };
         let thread = std::thread::Builder::new().name(name).spawn(move || {
             let mut w = Worker::new(key2, input, cfg, rx, stop2);
@@ -380,15 +390,18 @@ impl Worker {
         }
         let opened: Result<Box<dyn Source>, SourceError> = match (&self.key, &self.input) {
             (_, InputSpec::Dvb(d)) => DvbSource::open(d.clone()).map(|s| Box::new(s) as _),
+            (_, InputSpec::Remote(r)) => {
+                super::remote::RemoteSource::start(r.clone()).map(|s| Box::new(s) as _)
+            }
             (MuxKey::File { file, looping }, InputSpec::File) => {
                 let mut cfg = FileSourceConfig::new(file);
                 cfg.looping = *looping;
                 cfg.realtime = self.cfg.realtime;
                 FileSource::open(cfg).map(|s| Box::new(s) as _)
             }
-            (MuxKey::Dvb { adapter, .. }, InputSpec::File) => Err(SourceError::Io {
-                what: format!("adapter {adapter}"),
-                err: std::io::Error::other("no adapter settings given to the runner"),
+            (MuxKey::Dvb { .. } | MuxKey::Remote { .. }, InputSpec::File) => Err(SourceError::Io {
+                what: self.key.describe(),
+                err: std::io::Error::other("no settings given to the runner"),
             }),
         };
         match opened {
@@ -793,6 +806,7 @@ mod tests {
                 file: file.clone(),
                 file_as_written: file.display().to_string(),
                 dvb: None,
+                remote: None,
                 program: 1,
                 looping: false,
                 biss: None,
@@ -800,6 +814,9 @@ mod tests {
                 line: 0,
                 key: "channel[0].source[0]".into(),
             }],
+            fail_after_ms: crate::config::DEFAULT_FAIL_AFTER_MS,
+            recover_after_ms: crate::config::DEFAULT_RECOVER_AFTER_MS,
+            slate: crate::config::SlateSetting::Off,
             line: 0,
             key: "channel[0]".into(),
         };
