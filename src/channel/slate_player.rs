@@ -10,9 +10,13 @@ use std::time::{Duration, Instant};
 /// refused rather than held in memory.
 pub const MAX_SLATE_BYTES: u64 = 16 << 20;
 
-/// At most this much of the slate goes out per call (a late tick does not
-/// dump the whole file).
-const MAX_AHEAD: Duration = Duration::from_millis(500);
+/// At most this many packets go out per call (a late tick does not dump
+/// the whole file at once; the rest follows on the next ticks).
+const MAX_PACKETS_PER_CALL: usize = 2000;
+
+/// A gap longer than this (the channel was not ticked) restarts the loop
+/// instead of catching up.
+const MAX_BEHIND: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub struct SlatePlayer {
@@ -115,28 +119,24 @@ impl SlatePlayer {
 
     /// Append the packets due by `now`.
     pub fn play(&mut self, now: Instant, out: &mut Vec<u8>) {
-        // A long gap (the channel was not ticked): start afresh.
-        if now.saturating_duration_since(self.loop_start) > self.duration + MAX_AHEAD * 4 {
+        let n = self.times.len();
+        let due = |s: &Self| s.loop_start + s.times[s.pos.min(n - 1)];
+        if now.saturating_duration_since(due(self)) > MAX_BEHIND {
             self.loop_start = now;
             self.pos = 0;
         }
-        let budget_end = now;
-        let mut sent = Duration::ZERO;
-        loop {
-            let n = self.times.len();
+        for _ in 0..MAX_PACKETS_PER_CALL {
             if self.pos >= n {
                 self.pos = 0;
                 self.loop_start += self.duration;
                 self.loops += 1;
             }
-            let due = self.loop_start + self.times[self.pos];
-            if due > budget_end || sent > MAX_AHEAD {
+            if due(self) > now {
                 return;
             }
             let p = self.pos * PACKET_SIZE;
             out.extend_from_slice(&self.data[p..p + PACKET_SIZE]);
             self.pos += 1;
-            sent = now.saturating_duration_since(due);
         }
     }
 }
