@@ -1094,6 +1094,7 @@ impl Backend for App {
                     "active_source": st.active_source,
                     "sources": st.sources,
                     "failover": st.failover,
+                    "format": st.format,
                     "program": st.program,
                     "service_name": st.service_name,
                     "provider": st.provider,

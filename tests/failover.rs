@@ -156,7 +156,58 @@ fn two_sites_fail_over_come_back_and_fall_to_the_slate() {
         a.status()["channels"][0],
         a.log_text()
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // The format seen on air, and a slate made to match it from /status.
+    let mut fmt = serde_json::Value::Null;
+    wait_until(Duration::from_secs(5), || {
+        fmt = a.status()["channels"][0]["format"].clone();
+        !fmt["audio"].is_null() && !fmt["video"].is_null()
+    });
+    assert_eq!(fmt["video"]["codec"], "h264", "{fmt}");
+    assert_eq!(
+        (
+            fmt["video"]["width"].as_u64(),
+            fmt["video"]["height"].as_u64()
+        ),
+        (Some(640), Some(360)),
+        "{fmt}"
+    );
+    assert_eq!(fmt["audio"], "aac", "{fmt}");
+    let slate = dir.join("news-slate.ts");
+    let url = format!("http://{}", a.addr);
+    let (code, out) = run_capbox(
+        &[
+            "slate",
+            "news",
+            "--url",
+            &url,
+            "--out",
+            slate.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let p = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height,avg_frame_rate",
+            "-of",
+            "compact",
+        ])
+        .arg(&slate)
+        .output()
+        .unwrap();
+    let p = String::from_utf8_lossy(&p.stdout);
+    for want in [
+        "codec_name=h264",
+        "width=640",
+        "height=360",
+        "avg_frame_rate=25/1",
+        "codec_name=aac",
+    ] {
+        assert!(p.contains(want), "{want} not in {p}");
+    }
 
     // 2. The local feed stalls (the FIFO stays open): A plays B.
     feeding.store(false, Ordering::Relaxed);

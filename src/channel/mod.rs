@@ -73,6 +73,16 @@ pub struct ChannelStatus {
     pub sources: Vec<SourceSummary>,
     /// Failover state, for a channel with several sources or a slate.
     pub failover: Option<FailoverStatus>,
+    /// The format seen on air (failover channels: what an `auto` slate
+    /// and `capbox slate` match).
+    pub format: Option<FormatStatus>,
+}
+
+/// The channel's format as seen on air.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FormatStatus {
+    pub video: Option<crate::ts::video_format::VideoFormat>,
+    pub audio: Option<&'static str>,
 }
 
 /// Where a failover channel stands, in words.
@@ -291,7 +301,7 @@ impl Channel {
         };
         let reports = lock(&self.reports).clone();
         let name = self.name();
-        let (failover, health) = {
+        let (failover, health, format) = {
             let o = lock(&self.out);
             match o.failover.as_ref() {
                 Some(f) => (
@@ -326,8 +336,12 @@ impl Channel {
                             (v.to_string(), v.is_ok())
                         })
                         .collect::<Vec<_>>(),
+                    Some(FormatStatus {
+                        video: f.format.video,
+                        audio: f.format.audio.map(|a| a.as_str()),
+                    }),
                 ),
-                None => (None, Vec::new()),
+                None => (None, Vec::new(), None),
             }
         };
         let mut st = lock(&self.status);
@@ -337,6 +351,7 @@ impl Channel {
         }
         let on_slate = failover.as_ref().is_some_and(|f| f.on_slate);
         st.failover = failover;
+        st.format = format;
         for (i, s) in st.sources.iter_mut().enumerate() {
             let (state, reason) = state::verdict(
                 reports.get(i).and_then(|r| r.as_ref()),

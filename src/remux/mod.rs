@@ -696,6 +696,10 @@ impl Remux {
         // A multi-section PAT: each section replaces what it said before,
         // within a bound (a flood of distinct sections of one version must
         // not grow the table, nor the work per section).
+        // A first PAT (at start, or after `reset_input` cleared the PID
+        // roles) is always applied, even when it names the PMT PIDs the
+        // programs still remember.
+        let fresh = self.pat.is_none();
         let changed = match self.pat.as_mut() {
             Some(t) => {
                 let (refused, malformed) = (t.entries_refused, t.sections_malformed);
@@ -724,7 +728,8 @@ impl Remux {
                     }
                 }
             }
-            let moved = resolved
+            let moved = fresh
+                || resolved
                 || self.pat.as_ref().is_some_and(|t| {
                     self.programs.iter().any(|p| {
                         p.transport_stream_id != t.transport_stream_id()
@@ -1135,6 +1140,29 @@ mod tests {
         assert_eq!(prog.stats.cc_errors, 0);
         assert_eq!(prog.video, Some((0x101, VideoCodec::Mpeg2)));
         assert_eq!(r.stats.null_packets, 20);
+    }
+
+    /// A source that fails and comes back (a tuner unplugged and found
+    /// again) gives the same PAT again after `reset_input`: the program's
+    /// streams must flow again (found by the vidtv hot-plug rig).
+    #[test]
+    fn the_same_pat_after_an_input_reset_is_followed_again() {
+        let mut r = Remux::new();
+        let a = r.add_program(1);
+        r.push(&mk_mux());
+        let mut out = Vec::new();
+        r.program_mut(a).take_output(&mut out);
+        assert!(pids_of(&out).contains(&0x101));
+        r.reset_input();
+        r.push(&mk_mux());
+        out.clear();
+        r.program_mut(a).take_output(&mut out);
+        let pids = pids_of(&out);
+        assert_eq!(
+            pids.iter().filter(|&&p| p == 0x101).count(),
+            20,
+            "{pids:x?}"
+        );
     }
 
     #[test]
