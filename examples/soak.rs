@@ -454,8 +454,16 @@ fn config_text(mux: &Path, extra: bool, generation: u64, ring_bytes: u64) -> Str
          [buffers]\nring_bytes = {ring_bytes}\n\n\
          [access]\nstream = [\"127.0.0.1/32\"]\nplaylist = [\"127.0.0.1/32\"]\n\
          metrics = [\"127.0.0.1/32\"]\nstatus = [\"127.0.0.1/32\"]\n\n",
-        if generation % 2 == 0 { 512 } else { 480 },
-        if generation % 2 == 0 { 5000 } else { 4000 },
+        if generation.is_multiple_of(2) {
+            512
+        } else {
+            480
+        },
+        if generation.is_multiple_of(2) {
+            5000
+        } else {
+            4000
+        },
     );
     let mut chan = |name: &str, program: u16| {
         s += &format!(

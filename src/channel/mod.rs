@@ -205,8 +205,8 @@ impl Channel {
                 .iter()
                 .take(n)
                 .map(|s| match s.program {
-                    0 => SourceHealth::new(health_rules.clone()),
-                    p => SourceHealth::for_program(health_rules.clone(), p),
+                    0 => SourceHealth::new(health_rules),
+                    p => SourceHealth::for_program(health_rules, p),
                 })
                 .collect();
             Box::new(Spliced {
@@ -682,16 +682,10 @@ impl Spliced {
     }
 }
 
-/// The audio codec of a stream, from its stream_type alone (what a
-/// source report carries): DVB private audio (0x06) is taken as AC-3.
+/// The audio codec of a stream from what a source report carries (its
+/// stream_type): DVB private audio (0x06) is taken as AC-3, the usual one.
 pub fn audio_codec_of(stream_type: u8) -> Option<AudioCodec> {
-    Some(match stream_type {
-        0x03 | 0x04 => AudioCodec::Mpeg,
-        0x0F | 0x11 | 0x1C => AudioCodec::Aac,
-        0x81 | 0x06 => AudioCodec::Ac3,
-        0x87 => AudioCodec::Eac3,
-        _ => return None,
-    })
+    AudioCodec::of_stream_type(stream_type).or((stream_type == 0x06).then_some(AudioCodec::Ac3))
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the

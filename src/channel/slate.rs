@@ -142,7 +142,7 @@ pub fn choose(dir: &Path, override_file: Option<&Path>, f: &ChannelFormat) -> Sl
 }
 
 fn rate_words(milli: u32) -> String {
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         format!("{}", milli / 1000)
     } else {
         format!("{:.2}", milli as f64 / 1000.0)

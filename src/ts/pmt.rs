@@ -69,6 +69,18 @@ pub enum AudioCodec {
 }
 
 impl AudioCodec {
+    /// The codec a stream_type names by itself (not 0x06, whose codec is
+    /// in its descriptors: `PmtStream::audio_codec`).
+    pub fn of_stream_type(stream_type: u8) -> Option<AudioCodec> {
+        Some(match stream_type {
+            0x03 | 0x04 => AudioCodec::Mpeg,
+            0x0F | 0x11 | 0x1C => AudioCodec::Aac,
+            0x81 => AudioCodec::Ac3,
+            0x87 => AudioCodec::Eac3,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             AudioCodec::Mpeg => "mp2",
@@ -148,26 +160,21 @@ impl PmtStream {
         if self.kind() != StreamKind::Audio {
             return None;
         }
-        Some(match self.stream_type {
-            0x03 | 0x04 => AudioCodec::Mpeg,
-            0x0F | 0x11 | 0x1C => AudioCodec::Aac,
-            0x81 => AudioCodec::Ac3,
-            0x87 => AudioCodec::Eac3,
-            _ => self
-                .descriptors()
-                .find_map(|d| match d.tag {
-                    tag::AC3 => Some(AudioCodec::Ac3),
-                    tag::ENHANCED_AC3 => Some(AudioCodec::Eac3),
-                    tag::AAC => Some(AudioCodec::Aac),
-                    tag::REGISTRATION if d.data.len() >= 4 => match &d.data[..4] {
-                        b"AC-3" => Some(AudioCodec::Ac3),
-                        b"EAC3" => Some(AudioCodec::Eac3),
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .unwrap_or(AudioCodec::Other),
-        })
+        if let Some(c) = AudioCodec::of_stream_type(self.stream_type) {
+            return Some(c);
+        }
+        let by_descriptor = self.descriptors().find_map(|d| match d.tag {
+            tag::AC3 => Some(AudioCodec::Ac3),
+            tag::ENHANCED_AC3 => Some(AudioCodec::Eac3),
+            tag::AAC => Some(AudioCodec::Aac),
+            tag::REGISTRATION if d.data.len() >= 4 => match &d.data[..4] {
+                b"AC-3" => Some(AudioCodec::Ac3),
+                b"EAC3" => Some(AudioCodec::Eac3),
+                _ => None,
+            },
+            _ => None,
+        });
+        Some(by_descriptor.unwrap_or(AudioCodec::Other))
     }
 
     /// First ISO 639 language and its audio_type, if any.
