@@ -374,8 +374,19 @@ impl Channel {
                 None => return,
             }
         };
+        // A channel still starting is "waiting for the PMT" for a moment:
+        // not worth a line. Going down from up, a source that fails, and a
+        // new reason while down are.
+        let source_failed = reports
+            .get(active)
+            .and_then(|r| r.as_ref())
+            .is_some_and(|r| !r.open);
         if summary.state == ChannelState::Down
-            && (st.state != ChannelState::Down || st.reason != summary.reason)
+            && (st.state == ChannelState::Up
+                || (st.state == ChannelState::Down && st.reason != summary.reason)
+                || source_failed
+                || on_slate)
+            && !(st.state == ChannelState::Down && st.reason == summary.reason)
         {
             log::warn!("channel '{name}': down: {}", summary.reason);
         } else if summary.state == ChannelState::Up && st.state == ChannelState::Down {
