@@ -1,12 +1,14 @@
 //! The running box: channels, their mux runners and the HTTP server, wired
 //! from a `Config`; `reload` applies a new config touching only what changed.
 
+use crate::channel::pin::{self, PinRecord, PinStore};
 use crate::channel::{lock, Channel, ChannelState};
 use crate::config::{self, Config, Diagnostic};
 use crate::fanout::{Ring, RingConfig};
 use crate::http::{self, Access, Backend, HttpConfig, RouteAccess, ServerHandle};
 use crate::source::dvb::{AdapterStatus, AdapterStatusHandle, DvbSourceConfig};
 use crate::source::runner::{Attach, InputSpec, MuxKey, MuxRunner, RunnerConfig};
+use crate::source::remote::Demand;
 use crate::source::Resync;
 use crate::ts::packet::Packet;
 use crate::ts::pat::{PatRepr, PatTable, MAX_PAT_ENTRIES};
@@ -15,6 +17,7 @@ use crate::ts::section::{Assembler, Section};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Read;
+use std::net::IpAddr;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -32,6 +35,8 @@ pub struct App {
     /// The smart-card manager, when `[cards]`/`[[card]]` or a `ca = "card"`
     /// source asks for one.
     cards: Mutex<Option<Arc<crate::ca::cards::CardManager>>>,
+    /// The operator's pins, kept in `[server] state_file`.
+    pins: Mutex<PinStore>,
     started: Instant,
 }
 
@@ -39,6 +44,9 @@ pub struct Daemon {
     pub app: Arc<App>,
     config: Config,
     runners: BTreeMap<MuxKey, MuxRunner>,
+    /// Cold-standby remote runners: the flag the channels set when they
+    /// need the source, and the next channel bit to hand out.
+    demands: BTreeMap<MuxKey, (Demand, u32)>,
     server: Option<ServerHandle>,
     realtime: bool,
     /// The `[softcam]` connection, shared by every `ca = "dvbapi"` channel.
@@ -91,7 +99,7 @@ pub fn access_of(c: &Config) -> Access {
         metrics: route(&c.access.metrics, None),
         status: route(&c.access.status, None),
         epg: route(&c.access.playlist, t),
-        control: route(&c.access.control, None),
+        control: route(&c.access.control, c.access.control_token.as_ref()),
     }
 }
 
@@ -271,6 +279,7 @@ impl Daemon {
             adapters: RwLock::new(Vec::new()),
             softcam: Mutex::new(None),
             cards: Mutex::new(None),
+            pins: Mutex::new(load_pins(&config)),
             started: Instant::now(),
         });
         app.set_adapters(&config);
@@ -278,6 +287,7 @@ impl Daemon {
             app,
             config: config.clone(),
             runners: BTreeMap::new(),
+            demands: BTreeMap::new(),
             server: None,
             realtime,
             softcam: None,
@@ -334,9 +344,6 @@ impl Daemon {
         if cfg.sources.is_empty() {
             return;
         }
-        if cfg.sources.len() > 1 {
-            log::info!("channel '{name}': {} sources configured; failover between them is not implemented yet, using source[0]", cfg.sources.len());
-        }
         // Keep the ring (and so the connected clients) of a channel that
         // is being re-created by a reload.
         let existing = self
@@ -353,6 +360,7 @@ impl Daemon {
         let flush = Duration::from_millis(self.config.buffers.flush_ms);
         let sources = cfg.sources.clone();
         let ch = Channel::new(cfg, ring, flush);
+        self.app.restore_pin(&ch);
         self.app
             .channels
             .write()
@@ -366,6 +374,11 @@ impl Daemon {
                         let mut rc = crate::source::remote::RemoteSourceConfig::new(r.url.clone());
                         rc.token = r.token.clone();
                         rc.origin_local = r.origin_local;
+                        if r.standby == config::Standby::Cold {
+                            let d = Demand::default();
+                            self.demands.insert(key.clone(), (d.clone(), 0));
+                            rc.demand = Some(d);
+                        }
                         InputSpec::Remote(rc)
                     }
                     (None, None) => InputSpec::File,
@@ -393,6 +406,10 @@ impl Daemon {
                         continue;
                     }
                 }
+            }
+            if let Some((d, n)) = self.demands.get_mut(&key) {
+                ch.set_demand(index, d.clone(), *n);
+                *n += 1;
             }
             if let Some(r) = self.runners.get(&key) {
                 r.attach(Attach {
@@ -580,6 +597,7 @@ impl Daemon {
             .cloned()
             .collect();
         for k in unused {
+            self.demands.remove(&k);
             if let Some(r) = self.runners.remove(&k) {
                 r.stop();
             }
@@ -652,6 +670,31 @@ impl Daemon {
             m.stop();
         }
     }
+}
+
+/// A source named by a technician: its index, `local` (the first tuner
+/// or file) or `remote` (the first other site).
+fn resolve_source(w: &str, ch: &Channel) -> Result<usize, String> {
+    let st = ch.status();
+    let n = st.sources.len();
+    let found = match w {
+        "local" => st.sources.iter().position(|s| !s.remote),
+        "remote" => st.sources.iter().position(|s| s.remote),
+        w => w.parse::<usize>().ok().filter(|&i| i < n),
+    };
+    found.ok_or_else(|| {
+        let list: Vec<String> = st
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{i}: {}", s.source))
+            .collect();
+        format!(
+            "no source '{}' in this channel; its sources are {} (or local, remote, auto)",
+            crate::ts::text::clean_name(w),
+            list.join("; ")
+        )
+    })
 }
 
 fn esc(s: &str) -> String {
@@ -794,6 +837,12 @@ impl Backend for App {
             "gauge",
             "1 while every source is down and the slate plays.",
             &|s| s.failover.as_ref().is_some_and(|f| f.on_slate) as u8 as f64,
+        );
+        family(
+            "capbox_channel_pinned",
+            "gauge",
+            "1 while the operator has pinned the channel to a source (capbox pin, POST /control/pin).",
+            &|s| s.failover.as_ref().is_some_and(|f| f.pinned.is_some()) as u8 as f64,
         );
         family(
             "capbox_channel_switches_total",
@@ -1166,11 +1215,183 @@ impl Backend for App {
             "adapters": self.adapter_statuses(),
             "softcam": self.softcam_status(),
             "cards": self.card_statuses(),
+            "pins": self.pins_status(),
         })
+    }
+
+    fn control(&self, action: &str, params: &[(String, String)], peer: IpAddr) -> (u16, String) {
+        match action {
+            "pin" => self.control_pin(params, peer),
+            _ => (
+                404,
+                format!("no control '{}'; there is: pin", crate::ts::text::clean_name(action)),
+            ),
+        }
+    }
+}
+
+/// The pins as the config's state file holds them (a damaged file is
+/// reported and the channels follow their rules).
+fn load_pins(config: &Config) -> PinStore {
+    match &config.server.state_file {
+        None => PinStore::in_memory(),
+        Some(path) => {
+            let (store, warn) = PinStore::load(path);
+            if let Some(w) = warn {
+                log::warn!("{w}");
+            }
+            store
+        }
     }
 }
 
 impl App {
+    /// Re-apply a channel's stored pin (at start, on reload). A pin whose
+    /// source changed in the config since is dropped, with a line.
+    fn restore_pin(&self, ch: &Channel) {
+        let name = ch.name();
+        let mut pins = lock(&self.pins);
+        let Some(p) = pins.get(&name).cloned() else {
+            return;
+        };
+        let now = pin::unix_now();
+        let names = ch.source_names();
+        let drop_why = if p.expired(now) {
+            Some("its time has run".to_string())
+        } else if names.get(p.source) != Some(&p.source_desc) {
+            Some(format!(
+                "source {} is no longer {} in the config",
+                p.source, p.source_desc
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = drop_why {
+            log::warn!("channel '{name}': pin on source {} dropped: {why}", p.source);
+            if let Err(e) = pins.set(&name, None) {
+                log::warn!("{e}");
+            }
+            return;
+        }
+        let until = p.remaining(now).map(|d| Instant::now() + d);
+        match ch.pin(Some(p.source), until) {
+            Ok(()) => log::warn!(
+                "channel '{name}': pinned to source {} ({}) by {} — restored from the state file{}",
+                p.source,
+                p.source_desc,
+                p.by,
+                p.remaining(now)
+                    .map(|d| format!(", {} left", pin::words(d)))
+                    .unwrap_or_default()
+            ),
+            Err(e) => log::warn!("channel '{name}': stored pin not applied: {e}"),
+        }
+    }
+
+    fn pins_status(&self) -> serde_json::Value {
+        let mut pins = lock(&self.pins);
+        let now = pin::unix_now();
+        pins.expire(now);
+        serde_json::json!({
+            "state_file": pins.path().map(|p| p.display().to_string()),
+            "save_error": pins.save_error,
+            "pins": pins.iter().map(|(c, p)| serde_json::json!({
+                "channel": c,
+                "source": p.source,
+                "source_desc": p.source_desc,
+                "by": p.by,
+                "set_at": p.set_at,
+                "expires_in_s": p.remaining(now).map(|d| d.as_secs()),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// `POST /control/pin?channel=NAME&source=N|auto|local|remote[&for=30m]`.
+    fn control_pin(&self, params: &[(String, String)], peer: IpAddr) -> (u16, String) {
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let Some(name) = get("channel").filter(|n| !n.is_empty()) else {
+            return (400, "missing channel=NAME".into());
+        };
+        let Some(ch) = self
+            .channels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+        else {
+            return (
+                404,
+                format!("no channel '{}'", crate::ts::text::clean_name(name)),
+            );
+        };
+        let names = ch.source_names();
+        let Some(which) = get("source").filter(|s| !s.is_empty()) else {
+            return (400, "missing source=N (0 = the first source), local, remote or auto".into());
+        };
+        let source = match which {
+            "auto" => None,
+            w => match resolve_source(w, &ch) {
+                Ok(i) => Some(i),
+                Err(e) => return (400, e),
+            },
+        };
+        let duration = match get("for").filter(|d| !d.is_empty()) {
+            None => None,
+            Some(_) if source.is_none() => {
+                return (400, "for= goes with a source, not with auto".into())
+            }
+            Some(d) => match pin::parse_duration(d) {
+                Ok(d) => Some(d),
+                Err(e) => return (400, format!("for: {e}")),
+            },
+        };
+        let until = duration.map(|d| Instant::now() + d);
+        if let Err(e) = ch.pin(source, until) {
+            return (409, format!("channel '{name}': {e}"));
+        }
+        let now = pin::unix_now();
+        let record = source.map(|i| PinRecord {
+            source: i,
+            source_desc: names.get(i).cloned().unwrap_or_default(),
+            set_at: now,
+            until: duration.map(|d| now + d.as_secs()),
+            by: peer.to_string(),
+        });
+        let saved = lock(&self.pins).set(name, record);
+        let words = match source {
+            Some(i) => format!(
+                "channel '{name}': pinned to source {i} ({}) by {peer}{}",
+                names.get(i).cloned().unwrap_or_default(),
+                duration
+                    .map(|d| format!(" for {}", pin::words(d)))
+                    .unwrap_or_else(|| " until unpinned".into())
+            ),
+            None => format!("channel '{name}': unpinned by {peer}; back to the failover rules"),
+        };
+        log::warn!("{words}");
+        if let Err(e) = &saved {
+            log::warn!("{e}");
+        }
+        let health = source.and_then(|i| {
+            let st = ch.status();
+            st.sources
+                .get(i)
+                .filter(|s| s.healthy == Some(false))
+                .map(|s| s.health.clone().unwrap_or_default())
+        });
+        let body = serde_json::json!({
+            "channel": name,
+            "pinned": source,
+            "source": source.and_then(|i| names.get(i)),
+            "expires_in_s": duration.map(|d| d.as_secs()),
+            "saved": saved.is_ok(),
+            "save_error": saved.err(),
+            "message": words,
+            "warning": health.map(|h| format!("source is unhealthy now ({h}); it stays on air while pinned")),
+        });
+        (200, body.to_string())
+    }
+
     /// Every reader's card, with the channels whose ECMs go to its CA
     /// system; empty without a card manager.
     fn card_statuses(&self) -> Vec<crate::ca::cards::CardStatus> {

@@ -11,6 +11,7 @@
 
 pub mod failover;
 pub mod health;
+pub mod pin;
 pub mod slate;
 pub mod slate_player;
 pub mod state;
@@ -91,7 +92,10 @@ pub struct FailoverStatus {
     /// "source 1 (http://site-b/stream/france2)", or "slate (…)".
     pub on_air: String,
     pub on_slate: bool,
+    /// The source the operator pinned the channel to, if any.
     pub pinned: Option<usize>,
+    /// Seconds until the pin ends by itself (none: until unpinned).
+    pub pin_expires_in_s: Option<u64>,
     pub switches: u64,
     /// The last switch: "dvb sat1 … stalled 400 ms → http://…", and how
     /// long ago (in seconds).
@@ -99,6 +103,8 @@ pub struct FailoverStatus {
     pub last_switch_age_s: Option<u64>,
     /// The slate file that plays (or would play) when every source is down.
     pub slate: Option<String>,
+    /// While the channel sends viewers away (`close_after_ms`), why.
+    pub viewers_refused: Option<String>,
     /// Packet-level splice counters.
     pub splice: crate::remux::splice::SpliceStats,
 }
@@ -153,6 +159,21 @@ struct Spliced {
     pmt_version: Option<u8>,
     last_decision: Instant,
     last_switch: Option<(Instant, String)>,
+    /// When a pin with a duration ends.
+    pin_until: Option<Instant>,
+    /// `close_after_ms` (zero: never): viewers are sent away after the
+    /// slate has played this long.
+    close_after: Duration,
+    /// Since when the slate plays.
+    slate_since: Option<Instant>,
+    /// The ring refuses viewers (close_after reached).
+    hung_up: bool,
+    /// Cold-standby sources: the flag their fetch thread connects on, and
+    /// this channel's bit in it.
+    cold: [Option<(crate::source::remote::Demand, u32)>; MAX_SOURCES],
+    /// When each cold source was last needed.
+    cold_needed: [Option<Instant>; MAX_SOURCES],
+    created: Instant,
     buf: Vec<u8>,
     /// Source descriptions, for the switch log line.
     names: Vec<String>,
@@ -160,6 +181,10 @@ struct Spliced {
 
 /// Decisions are taken at most this often (sources tick every ≤ 50 ms).
 const DECIDE_EVERY: Duration = Duration::from_millis(20);
+
+/// A cold-standby source stays connected this long after it was last
+/// needed, so a flapping source on air does not reconnect it each time.
+pub const COLD_LINGER: Duration = Duration::from_secs(10);
 
 /// A channel: config, ring, status. Shared between its sources' feeding
 /// threads and HTTP.
@@ -225,6 +250,13 @@ impl Channel {
                 pmt_version: None,
                 last_decision: now,
                 last_switch: None,
+                pin_until: None,
+                close_after: Duration::from_millis(config.close_after_ms),
+                slate_since: None,
+                hung_up: false,
+                cold: Default::default(),
+                cold_needed: [None; MAX_SOURCES],
+                created: now,
                 buf: Vec::with_capacity(64 * PACKET_SIZE),
                 names: sources.iter().map(|s| s.source.clone()).collect(),
             })
@@ -254,14 +286,54 @@ impl Channel {
         })
     }
 
-    /// Pin the channel to one of its sources (`None`: back to the rules).
-    /// False when the channel has no failover or the index is out of range.
-    pub fn pin(&self, source: Option<usize>) -> bool {
+    /// Pin the channel to one of its sources until `until` (or until
+    /// unpinned); `None`: back to the rules. The switch happens on the
+    /// channel's next turn, spliced like any other.
+    pub fn pin(&self, source: Option<usize>, until: Option<Instant>) -> Result<(), String> {
         let mut o = lock(&self.out);
-        match o.failover.as_mut() {
-            Some(f) => f.failover.pin(source),
-            None => false,
+        let Some(f) = o.failover.as_mut() else {
+            return Err(
+                "the channel has one source and no slate: there is nothing to switch".into(),
+            );
+        };
+        let n = f.names.len();
+        if !f.failover.pin(source) {
+            return Err(format!(
+                "the channel has {n} source(s), numbered 0 to {}",
+                n.saturating_sub(1)
+            ));
         }
+        f.pin_until = source.and(until);
+        Ok(())
+    }
+
+    /// Source `index` is on cold standby: the channel sets its `bit` in
+    /// `demand` while it needs the source.
+    pub fn set_demand(&self, index: usize, demand: crate::source::remote::Demand, bit: u32) {
+        let mut o = lock(&self.out);
+        if let Some(slot) = o.failover.as_mut().and_then(|f| f.cold.get_mut(index)) {
+            *slot = Some((demand, bit));
+        } else {
+            // Not a failover channel: a lone source is always needed.
+            demand.set(bit, true);
+        }
+    }
+
+    /// The pinned source, if any.
+    pub fn pinned(&self) -> Option<usize> {
+        lock(&self.out)
+            .failover
+            .as_ref()
+            .and_then(|f| f.failover.pinned())
+    }
+
+    /// Each source's description, in order ("remote http://…").
+    pub fn source_names(&self) -> Vec<String> {
+        lock(&self.status)
+            .sources
+            .iter()
+            .map(|s| s.source.clone())
+            .collect()
     }
 
     /// The source on air is one of this box's own (tuner or file) and the
@@ -320,6 +392,10 @@ impl Channel {
                         },
                         on_slate: f.failover.on_slate(),
                         pinned: f.failover.pinned(),
+                        pin_expires_in_s: f
+                            .pin_until
+                            .filter(|_| f.failover.pinned().is_some())
+                            .map(|t| t.saturating_duration_since(now).as_secs()),
                         switches: f.failover.switches,
                         last_switch: f.last_switch.as_ref().map(|(_, w)| w.clone()),
                         last_switch_age_s: f
@@ -327,13 +403,19 @@ impl Channel {
                             .as_ref()
                             .map(|(t, _)| now.saturating_duration_since(*t).as_secs()),
                         slate: f.slate_name.clone(),
+                        viewers_refused: self.ring.held(),
                         splice: *f.splicer.stats(),
                     }),
                     f.health
                         .iter()
-                        .map(|h| {
+                        .enumerate()
+                        .map(|(i, h)| {
                             let v = h.verdict(now);
-                            (v.to_string(), v.is_ok())
+                            if f.cold_idle(i) {
+                                (COLD_WORDS.to_string(), false)
+                            } else {
+                                (v.to_string(), v.is_ok())
+                            }
                         })
                         .collect::<Vec<_>>(),
                     Some(FormatStatus {
@@ -422,6 +504,18 @@ impl Channel {
                     st.service_name = r.service_name.clone();
                     st.provider = r.provider.clone();
                 }
+            }
+        }
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        // A removed channel no longer needs its cold sources.
+        let o = lock(&self.out);
+        if let Some(f) = o.failover.as_ref() {
+            for (d, bit) in f.cold.iter().flatten() {
+                d.set(*bit, false);
             }
         }
     }
@@ -550,6 +644,16 @@ impl Channel {
         let Some(mut f) = o.failover.take() else {
             return;
         };
+        if f.pin_until.is_some_and(|t| now >= t) && f.failover.pinned().is_some() {
+            let p = f.failover.pinned().unwrap_or(0);
+            f.failover.pin(None);
+            f.pin_until = None;
+            log::warn!(
+                "channel '{}': the pin on source {p} ({}) has run its time; back to the failover rules",
+                self.name(),
+                f.names.get(p).cloned().unwrap_or_default()
+            );
+        }
         if now.saturating_duration_since(f.last_decision) >= DECIDE_EVERY {
             f.last_decision = now;
             let reports = lock(&self.reports).clone();
@@ -581,7 +685,9 @@ impl Channel {
                         }
                         _ => None,
                     };
-                    let words = if !v.is_ok() {
+                    let words = if f.cold_idle(i) {
+                        COLD_WORDS.to_string()
+                    } else if !v.is_ok() {
                         v.to_string()
                     } else if state == ChannelState::Down {
                         why
@@ -595,6 +701,7 @@ impl Channel {
                     }
                 })
                 .collect();
+            f.wake_cold(&health, now);
             if let Some(sw) = f.failover.decide(&health, now) {
                 let name = |i: usize| {
                     if Some(i) == f.failover.slate_index() {
@@ -607,12 +714,35 @@ impl Channel {
                 log::warn!("channel '{}': {words}", self.name());
                 if Some(sw.to) == f.failover.slate_index() {
                     f.start_slate(now);
+                    f.slate_since = Some(now);
                 } else {
                     f.slate = None;
+                    f.slate_since = None;
+                    if f.hung_up {
+                        f.hung_up = false;
+                        self.ring.resume();
+                        log::warn!(
+                            "channel '{}': a source is back: viewers are taken again",
+                            self.name()
+                        );
+                    }
                 }
                 f.splicer.switch_to(sw.to, now);
                 f.probe = None;
                 f.last_switch = Some((now, words));
+            }
+        }
+        if let Some(since) = f.slate_since {
+            let on = now.saturating_duration_since(since);
+            if !f.close_after.is_zero() && !f.hung_up && on >= f.close_after {
+                f.hung_up = true;
+                let secs = f.close_after.as_secs_f64();
+                let why = format!(
+                    "every source down for {secs:.0} s: viewers sent away (close_after_ms); \
+                     taken again when a source is back"
+                );
+                log::warn!("channel '{}': {why}", self.name());
+                self.ring.hang_up(why);
             }
         }
         let mut buf = std::mem::take(&mut f.buf);
@@ -644,7 +774,46 @@ impl Channel {
     }
 }
 
+/// A cold-standby source nobody needs, in words.
+const COLD_WORDS: &str = "cold standby: not connected until needed";
+
 impl Spliced {
+    /// Source `i` is on cold standby and not connected on purpose.
+    fn cold_idle(&self, i: usize) -> bool {
+        self.cold
+            .get(i)
+            .and_then(|c| c.as_ref())
+            .is_some_and(|(d, _)| !d.wanted())
+    }
+
+    /// Connect cold sources while the channel may need them: the source on
+    /// air is unhealthy (or the slate plays), or one of them is on air or
+    /// pinned; let go `COLD_LINGER` after the last need.
+    fn wake_cold(&mut self, health: &[Health], now: Instant) {
+        if self.cold.iter().all(|c| c.is_none()) {
+            return;
+        }
+        let active = self.failover.active();
+        let on_slate = self.failover.on_slate();
+        let settled = now.saturating_duration_since(self.created) >= failover::STARTUP_GRACE;
+        let trouble = on_slate || (settled && !health.get(active).is_some_and(|h| h.healthy));
+        let pinned = self.failover.pinned();
+        for i in 0..MAX_SOURCES {
+            let Some((d, bit)) = self.cold[i].as_ref() else {
+                continue;
+            };
+            let need = trouble || (i == active && !on_slate) || pinned == Some(i);
+            if need {
+                self.cold_needed[i] = Some(now);
+            }
+            let keep = self.cold_needed[i]
+                .is_some_and(|t| now.saturating_duration_since(t) < COLD_LINGER);
+            if keep != d.wanted() || need {
+                d.set(*bit, keep);
+            }
+        }
+    }
+
     /// Learn the on-air source's video format (for an `auto` slate).
     fn watch_format(&mut self, source: usize, video: Option<(u16, VideoCodec)>, packets: &[u8]) {
         let Some((pid, codec)) = video else { return };

@@ -5,6 +5,7 @@
 pub mod adapters;
 pub mod cards;
 pub mod log;
+pub mod pin;
 pub mod probe;
 pub mod scan;
 pub mod signal;
@@ -28,6 +29,7 @@ commands:
   check-config  validate a config file without serving
   probe         show programs, services and PIDs of a TS file or URL
   status        ask the running capbox for its channels and clients
+  pin           keep a channel on one source by hand (or back to auto)
   adapters      list DVB adapters and their stable names
   cards         smart card readers and cards (ATR, CA system, ECMs)
   tune          tune an adapter once: lock, signal, services
@@ -51,6 +53,7 @@ pub fn main() -> i32 {
         "demo" => demo(rest),
         "check-config" => check_config(rest),
         "status" => status::run(rest),
+        "pin" => pin::run(rest),
         "cards" => cards::run(rest),
         "probe" => probe::run(rest),
         "scan" => scan::run(rest),

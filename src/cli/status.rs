@@ -97,6 +97,59 @@ pub fn run(args: &[String]) -> i32 {
     0
 }
 
+/// A failover channel's sources under its line: what is on air and why,
+/// a pin, each source's health, the last switch.
+fn failover_lines(ch: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let f = &ch["failover"];
+    if f.is_null() {
+        return String::new();
+    }
+    let mut o = String::new();
+    let mut head = format!("  on air: {}", f["on_air"].as_str().unwrap_or("?"));
+    if let Some(p) = f["pinned"].as_u64() {
+        let left = match f["pin_expires_in_s"].as_u64() {
+            Some(s) => format!(
+                ", {} left",
+                crate::channel::pin::words(Duration::from_secs(s))
+            ),
+            None => ", until unpinned".into(),
+        };
+        let _ = write!(head, "  PINNED to source {p}{left}");
+    }
+    let _ = writeln!(o, "{}", cut(&head, 80));
+    let active = ch["active_source"].as_u64();
+    for (i, s) in ch["sources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let mark = if active == Some(i as u64) && f["on_slate"] != true {
+            '*'
+        } else {
+            ' '
+        };
+        let line = format!(
+            "   {mark}{i} {:<38} {}",
+            cut(s["source"].as_str().unwrap_or("?"), 38),
+            s["health"].as_str().unwrap_or("")
+        );
+        let _ = writeln!(o, "{}", cut(&line, 80));
+    }
+    if let Some(w) = f["last_switch"].as_str() {
+        let age = f["last_switch_age_s"].as_u64().unwrap_or(0);
+        let line = format!(
+            "    last switch {} ago ({} in all): {w}",
+            crate::channel::pin::words(Duration::from_secs(age)),
+            f["switches"].as_u64().unwrap_or(0)
+        );
+        let _ = writeln!(o, "{}", cut(&line, 80));
+    }
+    o
+}
+
 /// The 80-column table.
 pub fn render(v: &serde_json::Value) -> String {
     use std::fmt::Write as _;
@@ -133,6 +186,7 @@ pub fn render(v: &serde_json::Value) -> String {
             ch["reason"].as_str().unwrap_or("")
         );
         let _ = writeln!(o, "{}", cut(&line, 80));
+        o.push_str(&failover_lines(&ch));
     }
     if !clients.is_empty() {
         let _ = writeln!(

@@ -40,6 +40,9 @@ use std::path::{Path, PathBuf};
 /// Where the daemon looks when the CLI is given no `--config`.
 pub const DEFAULT_PATH: &str = "/etc/capbox/capbox.toml";
 
+/// `[server] state_file` when not written: beside the config file.
+pub const DEFAULT_STATE_FILE: &str = "capbox-state.json";
+
 /// Config files are a few KiB; anything this large is a wrong path (a TS
 /// file, a log) and is refused before it is read into memory.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -116,6 +119,11 @@ pub struct ServerConfig {
     /// host cannot take every slot. 400 = a media server pulling 200
     /// channels with a second connection each while it reconnects.
     pub max_clients_per_address: usize,
+    /// `state_file`, default `capbox-state.json` beside the config file
+    /// (`""`: none, pins then last until capbox stops): where the
+    /// operator's pins are kept across restarts. Must be on a writable
+    /// file system (the data partition on the appliance).
+    pub state_file: Option<PathBuf>,
 }
 
 /// `[access]`: who may use which class of routes.
@@ -135,6 +143,10 @@ pub struct AccessConfig {
     /// `control`, default loopback only (`DEFAULT_LOCAL`): routes that change
     /// state (pin a source, reload).
     pub control: Vec<Cidr>,
+    /// `control_token`, default `""` (none): when set, control requests
+    /// must also carry it (`?token=` or `Authorization: Bearer`). Set it
+    /// whenever `control` admits more than loopback. Never logged.
+    pub control_token: Option<String>,
     /// `token`, default `""` (none): when set, stream and playlist requests
     /// must also carry it as `?token=` or `Authorization: Bearer`. Never
     /// logged, never in `Debug`.
@@ -150,6 +162,10 @@ impl fmt::Debug for AccessConfig {
             .field("status", &self.status)
             .field("control", &self.control)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "control_token",
+                &self.control_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -209,6 +225,11 @@ pub struct ChannelConfig {
     pub recover_after_ms: u64,
     /// `slate`: what plays when every source is down.
     pub slate: SlateSetting,
+    /// `close_after_ms`, default 0 (never), 0..=86400000: after the
+    /// channel has played its slate this long, its clients are
+    /// disconnected and new ones refused with 503 until a source is back
+    /// (for a media server that does its own failover).
+    pub close_after_ms: u64,
     /// Line of the `[[channel]]` header (or of the table).
     pub line: usize,
     /// Key path of this channel, e.g. `channel[3]`.
@@ -238,6 +259,19 @@ pub struct RemoteSpec {
     /// so it answers only while it has a local source on air (no relay
     /// of a relay, no peer's slate).
     pub origin_local: bool,
+    /// `standby`, default `"hot"`: `"hot"` pulls the stream all the time
+    /// (measured, a switch to it is instant; costs tunnel traffic),
+    /// `"cold"` connects only when the channel needs it (the source on
+    /// air is unhealthy, the channel is on its slate, or it is pinned).
+    pub standby: Standby,
+}
+
+/// `standby` of a remote source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Standby {
+    #[default]
+    Hot,
+    Cold,
 }
 
 impl fmt::Debug for RemoteSpec {
@@ -246,6 +280,7 @@ impl fmt::Debug for RemoteSpec {
             .field("url", &crate::source::remote::redact_url(&self.url))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("origin_local", &self.origin_local)
+            .field("standby", &self.standby)
             .finish()
     }
 }
@@ -372,6 +407,7 @@ impl Default for ServerConfig {
             write_timeout_ms: 10_000,
             max_clients: 512,
             max_clients_per_address: 400,
+            state_file: None,
         }
     }
 }
@@ -391,6 +427,7 @@ impl Default for AccessConfig {
             status: cidrs(&DEFAULT_LAN),
             control: cidrs(&DEFAULT_LOCAL),
             token: None,
+            control_token: None,
         }
     }
 }
@@ -435,6 +472,10 @@ impl ChannelConfig {
             && self.tvg_id == other.tvg_id
             && self.tvg_name == other.tvg_name
             && self.group == other.group
+            && self.fail_after_ms == other.fail_after_ms
+            && self.recover_after_ms == other.recover_after_ms
+            && self.slate == other.slate
+            && self.close_after_ms == other.close_after_ms
             && self.sources.len() == other.sources.len()
             && self
                 .sources
@@ -653,6 +694,7 @@ pub fn demo_config(samples_dir: &Path, listen: SocketAddr) -> Config {
         fail_after_ms: DEFAULT_FAIL_AFTER_MS,
         recover_after_ms: DEFAULT_RECOVER_AFTER_MS,
         slate: SlateSetting::Off,
+        close_after_ms: 0,
         line: 0,
         key: format!("channel[{}]", i),
     };

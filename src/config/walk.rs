@@ -314,9 +314,10 @@ const SERVER_KEYS: &[&str] = &[
     "write_timeout_ms",
     "max_clients",
     "max_clients_per_address",
+    "state_file",
 ];
 const ACCESS_KEYS: &[&str] = &[
-    "stream", "playlist", "metrics", "status", "control", "token",
+    "stream", "playlist", "metrics", "status", "control", "token", "control_token",
 ];
 const BUFFERS_KEYS: &[&str] = &["ring_bytes", "chunk_bytes", "flush_ms"];
 const CHANNEL_KEYS: &[&str] = &[
@@ -328,6 +329,7 @@ const CHANNEL_KEYS: &[&str] = &[
     "fail_after_ms",
     "recover_after_ms",
     "slate",
+    "close_after_ms",
 ];
 #[path = "ca.rs"]
 pub(super) mod ca;
@@ -345,6 +347,7 @@ const SOURCE_KEYS: &[&str] = &[
     "url",
     "token",
     "origin_local",
+    "standby",
 ];
 
 const MIB: i64 = 1024 * 1024;
@@ -381,6 +384,12 @@ pub(super) fn parse(
         None => ServerConfig::default(),
         Some(f) => server(&mut w, f),
     };
+    // The state file lives beside the config unless told otherwise.
+    let mut server = server;
+    if w.lines.get("server.state_file").is_none() && server.state_file.is_none() {
+        server.state_file = Some(PathBuf::from(DEFAULT_STATE_FILE));
+    }
+    server.state_file = server.state_file.map(|p| base_dir.join(p));
     let access = match w.take(&mut top, "access") {
         None => AccessConfig::default(),
         Some(f) => access(&mut w, f),
@@ -479,12 +488,22 @@ fn server(w: &mut Walker, f: Field) -> ServerConfig {
         400,
         "a number of connections from one address",
     );
+    let state_file = match w.string(&mut t, "state_file", "a path (\"\" for none)") {
+        None => Some(PathBuf::from(DEFAULT_STATE_FILE)),
+        Some((s, _)) if s.is_empty() => None,
+        Some((s, sf)) if s.contains('\0') || s.ends_with('/') => {
+            w.error(sf.line, &sf.path, "not a file path; expected a path such as \"/etc/capbox/capbox-state.json\", or \"\" for none".into());
+            None
+        }
+        Some((s, _)) => Some(PathBuf::from(s)),
+    };
     w.finish(t, SERVER_KEYS);
     ServerConfig {
         listen,
         write_timeout_ms: write_timeout_ms as u64,
         max_clients: max_clients as usize,
         max_clients_per_address: max_clients_per_address as usize,
+        state_file,
     }
 }
 
@@ -501,7 +520,23 @@ fn access(w: &mut Walker, f: Field) -> AccessConfig {
     let metrics = w.cidr_list(&mut t, "metrics", &DEFAULT_LAN);
     let status = w.cidr_list(&mut t, "status", &DEFAULT_LAN);
     let control = w.cidr_list(&mut t, "control", &DEFAULT_LOCAL);
-    let token = match w.string(&mut t, "token", "a string") {
+    let token = access_token(w, &mut t, "token");
+    let control_token = access_token(w, &mut t, "control_token");
+    w.finish(t, ACCESS_KEYS);
+    AccessConfig {
+        stream,
+        playlist,
+        metrics,
+        status,
+        control,
+        token,
+        control_token,
+    }
+}
+
+/// A token of `[access]`: never echoed, usable in a URL unescaped.
+fn access_token(w: &mut Walker, t: &mut Table, key: &str) -> Option<String> {
+    match w.string(t, key, "a string") {
         None => None,
         Some((s, _)) if s.is_empty() => None,
         Some((s, f)) => {
@@ -519,15 +554,6 @@ fn access(w: &mut Walker, f: Field) -> AccessConfig {
                 Some(s)
             }
         }
-    };
-    w.finish(t, ACCESS_KEYS);
-    AccessConfig {
-        stream,
-        playlist,
-        metrics,
-        status,
-        control,
-        token,
     }
 }
 
@@ -703,6 +729,14 @@ fn channels(
             }
             Some((s, _)) => super::SlateSetting::File(base_dir.join(s)),
         };
+        let close_after_ms = w.int(
+            &mut t,
+            "close_after_ms",
+            0,
+            86_400_000,
+            0,
+            "milliseconds on the slate before the clients are disconnected (0: never)",
+        ) as u64;
         let line = t.line;
         w.finish(t, CHANNEL_KEYS);
         if let Some(name) = name {
@@ -715,6 +749,7 @@ fn channels(
                 fail_after_ms,
                 recover_after_ms,
                 slate,
+                close_after_ms,
                 line,
                 key: path,
             });
@@ -779,6 +814,16 @@ fn sources(
         }
         let file_what = "a path to an MPEG-TS file (relative to the config file's directory), \
                          or adapter + tune for a DVB source";
+        if !is_remote {
+            if let Some(e) = t.entries.iter().find(|e| e.key.name == "standby") {
+                w.error(
+                    e.line,
+                    &join(&path, "standby"),
+                    "only a remote source (url) has a standby mode; a tuner or a file is always read"
+                        .to_string(),
+                );
+            }
+        }
         let remote = if is_remote {
             remote_source(w, &mut t)
         } else {
@@ -998,10 +1043,21 @@ fn remote_source(w: &mut Walker, t: &mut Table) -> Option<super::RemoteSpec> {
         None => None,
     };
     let origin_local = w.boolean(t, "origin_local", true);
+    let standby_what = "\"hot\" (pulled all the time) or \"cold\" (connected when needed)";
+    let standby = match w.string(t, "standby", standby_what) {
+        None => super::Standby::Hot,
+        Some((s, _)) if s == "hot" => super::Standby::Hot,
+        Some((s, _)) if s == "cold" => super::Standby::Cold,
+        Some((s, sf)) => {
+            w.error(sf.line, &sf.path, format!("{s:?} is not a standby mode; expected {standby_what}"));
+            super::Standby::Hot
+        }
+    };
     Some(super::RemoteSpec {
         url,
         token,
         origin_local,
+        standby,
     })
 }
 

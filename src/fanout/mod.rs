@@ -169,6 +169,10 @@ struct Inner {
     psi: Arc<Vec<u8>>,
     /// No more chunks are coming: readers end after the last one.
     closed: bool,
+    /// Readers subscribed before the last `hang_up` end at once.
+    hangup_epoch: u64,
+    /// Why new readers are refused now (`hang_up` until `resume`).
+    held: Option<String>,
 }
 
 /// The bounded broadcast queue of one channel. Share it as `Arc<Ring>`.
@@ -207,6 +211,8 @@ impl Ring {
                 total: 0,
                 psi: Arc::new(Vec::new()),
                 closed: false,
+                hangup_epoch: 0,
+                held: None,
             }),
             notify: Mutex::new((0, Vec::new())),
             stats: RingStats::default(),
@@ -304,6 +310,31 @@ impl Ring {
         lock(&self.inner).closed
     }
 
+    /// End every current reader now (`Next::Closed`) and refuse new ones
+    /// (the server answers 503 with `why`) until `resume`: a channel on
+    /// its slate past `close_after`, for media servers that fail over
+    /// themselves. The ring keeps taking chunks.
+    pub fn hang_up(&self, why: String) {
+        {
+            let mut i = lock(&self.inner);
+            i.hangup_epoch += 1;
+            i.held = Some(why);
+        }
+        for (_, f) in lock(&self.notify).1.iter() {
+            f();
+        }
+    }
+
+    /// Take readers again after `hang_up`.
+    pub fn resume(&self) {
+        lock(&self.inner).held = None;
+    }
+
+    /// Why new readers are refused, while they are.
+    pub fn held(&self) -> Option<String> {
+        lock(&self.inner).held.clone()
+    }
+
     /// Stream bytes published so far.
     pub fn total_bytes(&self) -> u64 {
         lock(&self.inner).total
@@ -353,8 +384,9 @@ impl Ring {
     /// A new reader. `LatestEntryPoint` starts at the newest entry-point chunk
     /// (or the newest chunk, or the next one if the ring is empty).
     pub fn subscribe(self: &Arc<Self>, start: StartAt) -> Reader {
-        let (next_seq, offset, psi) = {
+        let (next_seq, offset, psi, epoch) = {
             let i = lock(&self.inner);
+            let epoch = i.hangup_epoch;
             let start_chunk = match start {
                 StartAt::Live => None,
                 StartAt::LatestEntryPoint => i
@@ -365,8 +397,8 @@ impl Ring {
                     .or_else(|| i.chunks.back()),
             };
             match start_chunk {
-                Some(c) => (c.seq, c.offset, i.psi.clone()),
-                None => (i.next_seq, i.total, i.psi.clone()),
+                Some(c) => (c.seq, c.offset, i.psi.clone(), epoch),
+                None => (i.next_seq, i.total, i.psi.clone(), epoch),
             }
         };
         self.stats.clients_now.fetch_add(1, Relaxed);
@@ -394,6 +426,7 @@ impl Ring {
             prefix,
             filter,
             cut: false,
+            epoch,
         }
     }
 }
@@ -486,6 +519,8 @@ pub struct Reader {
     prefix: Option<PrefixPlan>,
     filter: Option<StartFilter>,
     cut: bool,
+    /// The ring's hang-up epoch when subscribed.
+    epoch: u64,
 }
 
 impl std::fmt::Debug for Reader {
@@ -525,7 +560,7 @@ impl Reader {
                 let scanned = plan.scan(&chunks);
                 if !plan.complete() && scanned < FILTER_LIMIT {
                     // A closed ring will not bring the missing tables.
-                    return if self.ring.is_closed() {
+                    return if self.ring.is_closed() || self.hung_up() {
                         Next::Closed
                     } else {
                         Next::Pending
@@ -539,6 +574,9 @@ impl Reader {
             }
             let chunk = {
                 let i = lock(&self.ring.inner);
+                if i.hangup_epoch != self.epoch {
+                    return Next::Closed;
+                }
                 let front = i.chunks.front().map(|c| c.seq).unwrap_or(i.next_seq);
                 if self.next_seq < front {
                     None
@@ -601,6 +639,10 @@ impl Reader {
             self.cut = true;
             self.ring.stats.clients_cut_lagging.fetch_add(1, Relaxed);
         }
+    }
+
+    fn hung_up(&self) -> bool {
+        lock(&self.ring.inner).hangup_epoch != self.epoch
     }
 
     /// The HTTP side cut this client for making no write progress.

@@ -67,6 +67,17 @@ pub trait Backend: Send + Sync + 'static {
     fn epg(&self) -> Option<String> {
         None
     }
+    /// `POST /control/<action>?k=v&…` from `peer` (already admitted by the
+    /// control allow-list and token): the status code and the answer
+    /// (JSON when it starts with `{`, else plain words).
+    fn control(
+        &self,
+        action: &str,
+        _params: &[(String, String)],
+        _peer: std::net::IpAddr,
+    ) -> (u16, String) {
+        (404, format!("no control '{action}'"))
+    }
 }
 
 /// Server settings.

@@ -823,17 +823,20 @@ impl Server {
         let count = |stats: &mut Stats, code: u16| {
             *stats.requests.entry((name, code)).or_default() += 1;
         };
-        if r.method != "GET" && !r.head {
+        // Reading routes take GET and HEAD; control routes change state
+        // and take POST only (a crawler's GET must not pin a channel).
+        let method_ok = match class {
+            Some(RouteClass::Control) => r.method == "POST",
+            _ => r.method == "GET" || r.head,
+        };
+        if !method_ok {
             count(&mut self.stats, 405);
-            respond(
-                c,
-                v,
-                405,
-                "text/plain",
-                b"only GET and HEAD\n",
-                false,
-                false,
-            );
+            let body: &[u8] = if class == Some(RouteClass::Control) {
+                b"control routes take POST, parameters in the query string\n"
+            } else {
+                b"only GET and HEAD\n"
+            };
+            respond(c, v, 405, "text/plain", body, false, false);
             return;
         }
         let Some(class) = class else {
@@ -884,6 +887,13 @@ impl Server {
                         "channel '{channel}' is not fed by a local source of this box \
                          (remote source or slate on air): not relayed\n"
                     );
+                    respond(c, v, 503, "text/plain", body.as_bytes(), r.head, keep);
+                    return;
+                }
+                if let Some(why) = ring.held() {
+                    // close_after: the channel sends its viewers away.
+                    count(&mut self.stats, 503);
+                    let body = format!("channel '{channel}': {why}\n");
                     respond(c, v, 503, "text/plain", body.as_bytes(), r.head, keep);
                     return;
                 }
@@ -963,9 +973,32 @@ impl Server {
                 }
             },
             RouteClass::Control => {
-                count(&mut self.stats, 404);
-                let keep = self.keep_after_refusal(c, keep);
-                respond(c, v, 404, "text/plain", b"no such control\n", r.head, keep);
+                let action = &r.path["/control/".len()..];
+                let params: Vec<(String, String)> = r
+                    .query
+                    .split('&')
+                    .filter(|kv| !kv.is_empty())
+                    .take(16)
+                    .map(|kv| {
+                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                        (percent_decode(k), percent_decode(v))
+                    })
+                    .filter(|(k, _)| k != "token")
+                    .collect();
+                let (code, body) = self.backend.control(action, &params, c.peer.ip());
+                count(&mut self.stats, code);
+                c.answered = true;
+                let mut body = body;
+                if !body.ends_with('\n') {
+                    body.push('\n');
+                }
+                let ctype = if body.starts_with('{') {
+                    "application/json"
+                } else {
+                    "text/plain"
+                };
+                // A request body is not read: close after the answer.
+                respond(c, v, code, ctype, body.as_bytes(), false, keep);
             }
         }
     }
@@ -1228,6 +1261,7 @@ fn respond(
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        409 => "Conflict",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Error",

@@ -78,7 +78,40 @@ pub struct RemoteSourceConfig {
     /// A response body whose first this many bytes hold no aligned packet
     /// is not MPEG-TS. Default 64 KiB.
     pub probe_bytes: usize,
+    /// Cold standby: connect only while this says the channel needs the
+    /// source (`None`, the default: hot, always connected).
+    pub demand: Option<Demand>,
 }
+
+/// The channels' "I need this source now" for a cold-standby source: one
+/// bit per channel reading it, shared between the channels (which set
+/// their bit) and the fetch thread (which connects while any is set).
+#[derive(Clone, Debug, Default)]
+pub struct Demand(pub Arc<std::sync::atomic::AtomicU64>);
+
+impl Demand {
+    /// Set or clear the bit of one reader (`bit` modulo 64).
+    pub fn set(&self, bit: u32, wanted: bool) {
+        let m = 1u64 << (bit % 64);
+        if wanted {
+            self.0.fetch_or(m, Ordering::Relaxed);
+        } else {
+            self.0.fetch_and(!m, Ordering::Relaxed);
+        }
+    }
+
+    pub fn wanted(&self) -> bool {
+        self.0.load(Ordering::Relaxed) != 0
+    }
+}
+
+impl PartialEq for Demand {
+    fn eq(&self, other: &Demand) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Demand {}
 
 impl RemoteSourceConfig {
     pub fn new(url: impl Into<String>) -> RemoteSourceConfig {
@@ -93,6 +126,7 @@ impl RemoteSourceConfig {
             rcvbuf_bytes: None,
             queue_bytes: 2 << 20,
             probe_bytes: 64 << 10,
+            demand: None,
         }
     }
 }
@@ -390,6 +424,8 @@ pub enum RemoteState {
         ms: u64,
         reason: String,
     },
+    /// Cold standby, not needed: not connected.
+    Standby,
     Stopped,
 }
 
@@ -410,6 +446,7 @@ impl RemoteState {
             RemoteState::BackingOff { ms, reason, .. } => {
                 format!("backing off {ms} ms after {reason}")
             }
+            RemoteState::Standby => "cold standby: connects when the channel needs it".to_string(),
             RemoteState::Stopped => "stopped".to_string(),
         }
     }
@@ -643,15 +680,32 @@ impl Fetcher {
         }
     }
 
+    /// Hot sources are always wanted; cold ones when the channel says so.
+    fn wanted(&self) -> bool {
+        self.cfg.demand.as_ref().is_none_or(|d| d.wanted())
+    }
+
     fn run(mut self) {
         let mut failures: u32 = 0;
         let mut attempt = 0u64;
         while !self.shared.stopping() {
+            if !self.wanted() {
+                self.shared.lock().state = RemoteState::Standby;
+                while !self.shared.stopping() && !self.wanted() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                failures = 0;
+                continue;
+            }
             attempt += 1;
             self.shared.lock().state = RemoteState::Connecting { attempt };
             let end = self.session();
             if self.shared.stopping() {
                 break;
+            }
+            if !self.wanted() {
+                // Let go on purpose (cold standby): not a failure.
+                continue;
             }
             if end.proven {
                 failures = 0;
@@ -831,7 +885,7 @@ impl Fetcher {
             return not_proven(RemoteError::Ended(body.end_words()));
         }
         loop {
-            if self.shared.stopping() {
+            if self.shared.stopping() || !self.wanted() {
                 return Ending {
                     err: RemoteError::Ended("source stopped".into()),
                     proven: true,

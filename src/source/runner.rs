@@ -85,13 +85,19 @@ pub enum MuxKey {
     /// A remote stream (another capbox's channel, any HTTP MPEG-TS URL).
     Remote {
         url: String,
+        /// Cold standby: connected only while a channel needs it (a
+        /// change of `standby` is a new runner).
+        cold: bool,
     },
 }
 
 impl MuxKey {
     pub fn of(src: &SourceConfig) -> MuxKey {
         if let Some(r) = &src.remote {
-            return MuxKey::Remote { url: r.url.clone() };
+            return MuxKey::Remote {
+                url: r.url.clone(),
+                cold: r.standby == crate::config::Standby::Cold,
+            };
         }
         match &src.dvb {
             Some(d) => MuxKey::Dvb {
@@ -110,7 +116,7 @@ impl MuxKey {
         match self {
             MuxKey::File { file, .. } => format!("file {}", file.display()),
             MuxKey::Dvb { adapter, mux } => format!("adapter {adapter} {mux}"),
-            MuxKey::Remote { url } => format!("remote {}", super::remote::redact_url(url)),
+            MuxKey::Remote { url, .. } => format!("remote {}", super::remote::redact_url(url)),
         }
     }
 }
@@ -817,6 +823,7 @@ mod tests {
             fail_after_ms: crate::config::DEFAULT_FAIL_AFTER_MS,
             recover_after_ms: crate::config::DEFAULT_RECOVER_AFTER_MS,
             slate: crate::config::SlateSetting::Off,
+            close_after_ms: 0,
             line: 0,
             key: "channel[0]".into(),
         };
