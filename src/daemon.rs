@@ -7,8 +7,8 @@ use crate::config::{self, Config, Diagnostic};
 use crate::fanout::{Ring, RingConfig};
 use crate::http::{self, Access, Backend, HttpConfig, RouteAccess, ServerHandle};
 use crate::source::dvb::{AdapterStatus, AdapterStatusHandle, DvbSourceConfig};
-use crate::source::runner::{Attach, InputSpec, MuxKey, MuxRunner, RunnerConfig};
 use crate::source::remote::Demand;
+use crate::source::runner::{Attach, InputSpec, MuxKey, MuxRunner, RunnerConfig};
 use crate::source::Resync;
 use crate::ts::packet::Packet;
 use crate::ts::pat::{PatRepr, PatTable, MAX_PAT_ENTRIES};
@@ -1224,7 +1224,10 @@ impl Backend for App {
             "pin" => self.control_pin(params, peer),
             _ => (
                 404,
-                format!("no control '{}'; there is: pin", crate::ts::text::clean_name(action)),
+                format!(
+                    "no control '{}'; there is: pin",
+                    crate::ts::text::clean_name(action)
+                ),
             ),
         }
     }
@@ -1267,7 +1270,10 @@ impl App {
             None
         };
         if let Some(why) = drop_why {
-            log::warn!("channel '{name}': pin on source {} dropped: {why}", p.source);
+            log::warn!(
+                "channel '{name}': pin on source {} dropped: {why}",
+                p.source
+            );
             if let Err(e) = pins.set(&name, None) {
                 log::warn!("{e}");
             }
@@ -1326,7 +1332,10 @@ impl App {
         };
         let names = ch.source_names();
         let Some(which) = get("source").filter(|s| !s.is_empty()) else {
-            return (400, "missing source=N (0 = the first source), local, remote or auto".into());
+            return (
+                400,
+                "missing source=N (0 = the first source), local, remote or auto".into(),
+            );
         };
         let source = match which {
             "auto" => None,

@@ -806,8 +806,8 @@ impl Spliced {
             if need {
                 self.cold_needed[i] = Some(now);
             }
-            let keep = self.cold_needed[i]
-                .is_some_and(|t| now.saturating_duration_since(t) < COLD_LINGER);
+            let keep =
+                self.cold_needed[i].is_some_and(|t| now.saturating_duration_since(t) < COLD_LINGER);
             if keep != d.wanted() || need {
                 d.set(*bit, keep);
             }

@@ -90,7 +90,12 @@ impl PinStore {
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (store, None),
-            Err(e) => return (store, Some(format!("state file {shown}: {e}; pins not restored"))),
+            Err(e) => {
+                return (
+                    store,
+                    Some(format!("state file {shown}: {e}; pins not restored")),
+                )
+            }
         };
         if meta.len() > MAX_FILE_BYTES {
             return (
@@ -103,7 +108,12 @@ impl PinStore {
         }
         let text = match std::fs::read(path) {
             Ok(t) => t,
-            Err(e) => return (store, Some(format!("state file {shown}: {e}; pins not restored"))),
+            Err(e) => {
+                return (
+                    store,
+                    Some(format!("state file {shown}: {e}; pins not restored")),
+                )
+            }
         };
         let file: FileV1 = match serde_json::from_slice(&text) {
             Ok(f) => f,
@@ -225,9 +235,8 @@ fn write_atomically(path: &Path, file: &FileV1) -> Result<(), String> {
 /// A duration as a technician types it: `90s`, `30m`, `2h`, `1h30m`,
 /// `1d`, or plain seconds. At most `MAX_DURATION`, more than zero.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!("'{s}' is not a duration; expected e.g. 90s, 30m, 2h, 1h30m, 1d (at most 30d)")
-    };
+    let bad =
+        || format!("'{s}' is not a duration; expected e.g. 90s, 30m, 2h, 1h30m, 1d (at most 30d)");
     let t = s.trim();
     if t.is_empty() || t.len() > 32 {
         return Err(bad());
@@ -288,7 +297,17 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172800));
         assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
-        for bad in ["", "0", "0s", "h", "1x", "31d", "99999999999999999999999h", "-5m", "1.5h"] {
+        for bad in [
+            "",
+            "0",
+            "0s",
+            "h",
+            "1x",
+            "31d",
+            "99999999999999999999999h",
+            "-5m",
+            "1.5h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
@@ -313,7 +332,8 @@ mod tests {
         assert!(warn.is_none());
         s.set("france2", Some(rec(1, None))).unwrap();
         s.set("tf1", Some(rec(0, Some(unix_now() + 3600)))).unwrap();
-        s.set("m6", Some(rec(0, Some(unix_now().saturating_sub(5))))).unwrap();
+        s.set("m6", Some(rec(0, Some(unix_now().saturating_sub(5)))))
+            .unwrap();
         let (s2, warn) = PinStore::load(&path);
         assert!(warn.is_none());
         assert_eq!(s2.get("france2"), s.get("france2"));
@@ -332,7 +352,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state.json");
         for (bytes, want) in [
-            (&b"{\"version\":1,\"pins\":{\"x\":{\"source\":"[..], "not capbox state"),
+            (
+                &b"{\"version\":1,\"pins\":{\"x\":{\"source\":"[..],
+                "not capbox state",
+            ),
             (&b"\x47\x40\x00\x10garbage"[..], "not capbox state"),
             (&b"{\"version\":7,\"pins\":{}}"[..], "version 7"),
         ] {

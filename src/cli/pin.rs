@@ -161,7 +161,11 @@ pub fn run(args: &[String]) -> i32 {
         }
     }
     let url = url.unwrap_or_else(|| "http://127.0.0.1:8080".into());
-    let mut path = format!("/control/pin?channel={}&source={}", enc(channel), enc(source));
+    let mut path = format!(
+        "/control/pin?channel={}&source={}",
+        enc(channel),
+        enc(source)
+    );
     if let Some(d) = &dur {
         path.push_str(&format!("&for={}", enc(d)));
     }

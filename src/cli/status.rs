@@ -107,6 +107,10 @@ fn failover_lines(ch: &serde_json::Value) -> String {
     }
     let mut o = String::new();
     let mut head = format!("  on air: {}", f["on_air"].as_str().unwrap_or("?"));
+    if let Some(w) = f["viewers_refused"].as_str() {
+        let _ = writeln!(o, "{}", cut(&head, 80));
+        head = format!("  VIEWERS REFUSED: {w}");
+    }
     if let Some(p) = f["pinned"].as_u64() {
         let left = match f["pin_expires_in_s"].as_u64() {
             Some(s) => format!(
@@ -115,7 +119,8 @@ fn failover_lines(ch: &serde_json::Value) -> String {
             ),
             None => ", until unpinned".into(),
         };
-        let _ = write!(head, "  PINNED to source {p}{left}");
+        let _ = writeln!(o, "{}", cut(&head, 80));
+        head = format!("  PINNED to source {p}{left}");
     }
     let _ = writeln!(o, "{}", cut(&head, 80));
     let active = ch["active_source"].as_u64();

@@ -635,8 +635,14 @@ impl Config {
     /// channels that changed.
     pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         let mut d = ConfigDiff {
-            server_changed: old.server != new.server
-                || old.access != new.access
+            // The state file is read at start only.
+            server_changed: ServerConfig {
+                state_file: None,
+                ..old.server.clone()
+            } != ServerConfig {
+                state_file: None,
+                ..new.server.clone()
+            } || old.access != new.access
                 || old.buffers != new.buffers,
             ..ConfigDiff::default()
         };

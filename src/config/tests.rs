@@ -109,7 +109,25 @@ fn config_good_file_parses() {
 #[test]
 fn config_defaults() {
     let c = parse_ok(CH);
-    assert_eq!(c.server, ServerConfig::default());
+    // Pins are kept beside the config unless told otherwise.
+    assert_eq!(
+        c.server.state_file.as_deref(),
+        Some(Path::new("/etc/capbox/capbox-state.json"))
+    );
+    assert_eq!(
+        ServerConfig {
+            state_file: None,
+            ..c.server.clone()
+        },
+        ServerConfig::default()
+    );
+    let c2 = parse_ok(&format!("[server]\nstate_file = \"\"\n{CH}"));
+    assert_eq!(c2.server.state_file, None);
+    let c3 = parse_ok(&format!("[server]\nstate_file = \"/data/pins.json\"\n{CH}"));
+    assert_eq!(
+        c3.server.state_file.as_deref(),
+        Some(Path::new("/data/pins.json"))
+    );
     assert_eq!(c.server.listen, "0.0.0.0:8080".parse().unwrap());
     assert_eq!(c.server.write_timeout_ms, 10_000);
     assert_eq!(c.server.max_clients, 512);
@@ -169,6 +187,27 @@ fn config_errors_name_line_and_key() {
         (
             &format!("[buffers]\n[buffers.extra]\nx = 1\n{}", CH),
             &[(2, "buffers.extra", "unknown key")],
+        ),
+        // Failover controls.
+        (
+            "[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nstandby = \"cold\"\n",
+            &[(5, "channel[0].source[0].standby", "only a remote source (url) has a standby mode")],
+        ),
+        (
+            "[[channel]]\nname = \"a\"\n[[channel.source]]\nurl = \"http://b:8080/stream/a\"\nstandby = \"warm\"\n",
+            &[(5, "channel[0].source[0].standby", "\"warm\" is not a standby mode; expected \"hot\"")],
+        ),
+        (
+            "[[channel]]\nname = \"a\"\nclose_after_ms = -1\n[[channel.source]]\nfile = \"a.ts\"\n",
+            &[(3, "channel[0].close_after_ms", "out of range")],
+        ),
+        (
+            &format!("[access]\ncontrol_token = \"short\"\n{}", CH),
+            &[(2, "access.control_token", "refused (value not shown)")],
+        ),
+        (
+            &format!("[server]\nstate_file = \"/var/lib/\"\n{}", CH),
+            &[(2, "server.state_file", "not a file path")],
         ),
         // Wrong types.
         (

@@ -317,7 +317,13 @@ const SERVER_KEYS: &[&str] = &[
     "state_file",
 ];
 const ACCESS_KEYS: &[&str] = &[
-    "stream", "playlist", "metrics", "status", "control", "token", "control_token",
+    "stream",
+    "playlist",
+    "metrics",
+    "status",
+    "control",
+    "token",
+    "control_token",
 ];
 const BUFFERS_KEYS: &[&str] = &["ring_bytes", "chunk_bytes", "flush_ms"];
 const CHANNEL_KEYS: &[&str] = &[
@@ -386,7 +392,7 @@ pub(super) fn parse(
     };
     // The state file lives beside the config unless told otherwise.
     let mut server = server;
-    if w.lines.get("server.state_file").is_none() && server.state_file.is_none() {
+    if !w.lines.contains_key("server.state_file") && server.state_file.is_none() {
         server.state_file = Some(PathBuf::from(DEFAULT_STATE_FILE));
     }
     server.state_file = server.state_file.map(|p| base_dir.join(p));
@@ -815,7 +821,8 @@ fn sources(
         let file_what = "a path to an MPEG-TS file (relative to the config file's directory), \
                          or adapter + tune for a DVB source";
         if !is_remote {
-            if let Some(e) = t.entries.iter().find(|e| e.key.name == "standby") {
+            if let Some(e) = t.entries.iter_mut().find(|e| e.key.name == "standby") {
+                e.used = true;
                 w.error(
                     e.line,
                     &join(&path, "standby"),
@@ -1049,7 +1056,11 @@ fn remote_source(w: &mut Walker, t: &mut Table) -> Option<super::RemoteSpec> {
         Some((s, _)) if s == "hot" => super::Standby::Hot,
         Some((s, _)) if s == "cold" => super::Standby::Cold,
         Some((s, sf)) => {
-            w.error(sf.line, &sf.path, format!("{s:?} is not a standby mode; expected {standby_what}"));
+            w.error(
+                sf.line,
+                &sf.path,
+                format!("{s:?} is not a standby mode; expected {standby_what}"),
+            );
             super::Standby::Hot
         }
     };

@@ -575,8 +575,13 @@ impl Server {
                     Next::Closed => {
                         // The channel was removed: end the body (EOF), and
                         // let go of the ring now.
+                        let why = s
+                            .reader
+                            .ring()
+                            .held()
+                            .unwrap_or_else(|| "channel removed".into());
                         log::info!(
-                            "http: {} on '{}': channel removed, stream ended after {} bytes",
+                            "http: {} on '{}': {why}; stream ended after {} bytes",
                             c.peer,
                             s.channel,
                             s.bytes

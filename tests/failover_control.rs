@@ -1,0 +1,472 @@
+//! The operator's controls over failover, end to end on `capbox serve`:
+//! - `capbox pin` (POST /control/pin with the control token from the
+//!   config): the channel moves to the pinned source and stays there,
+//!   /status, /metrics and the log say so, the pin survives a restart
+//!   (state file), a pin `--for` a while ends by itself, refusals are in
+//!   words (403 without the token, 405 on GET, unknown channel or source);
+//! - `close_after_ms`: a channel on its slate that long sends its viewers
+//!   away and answers 503 with the reason, until a source is back;
+//! - `standby = "cold"`: the backup site is not pulled while the local
+//!   source is healthy, is connected when it fails (the viewer keeps
+//!   playing), and let go again after the local source is back.
+
+mod e2e_common;
+
+use e2e_common::*;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "tech-token-1234";
+
+fn channel(s: &Server, name: &str) -> serde_json::Value {
+    s.status()["channels"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn wait_ch(
+    s: &Server,
+    name: &str,
+    what: &str,
+    t: Duration,
+    f: impl Fn(&serde_json::Value) -> bool,
+) {
+    let mut last = serde_json::Value::Null;
+    let ok = wait_until(t, || {
+        last = channel(s, name);
+        f(&last)
+    });
+    assert!(ok, "{what}: channel now {last:#}\nlog:\n{}", s.log_text());
+}
+
+fn post(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> Response {
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    request(
+        addr,
+        &format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+#[test]
+fn a_pin_moves_the_channel_holds_across_a_restart_and_ends_by_itself() {
+    let conf_dir = TempDir::new("pin-conf");
+    let cfg = conf_dir.join("capbox.toml");
+    let mux = sample_mux();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[access]\ncontrol_token = \"{TOKEN}\"\n\n\
+             [[channel]]\nname = \"news\"\nrecover_after_ms = 1000\n\n\
+             [[channel.source]]\nfile = \"{m}\"\nprogram = 1\n\n\
+             [[channel.source]]\nfile = \"{m}\"\nprogram = 2\n",
+            server_toml(),
+            m = mux.display()
+        ),
+    )
+    .unwrap();
+    let state = conf_dir.join("capbox-state.json");
+    let start = || Server::start_in(TempDir::new("pin-run"), cfg.clone());
+    let a = start();
+    wait_ch(
+        &a,
+        "news",
+        "news up on source 0",
+        Duration::from_secs(20),
+        |c| c["state"] == "up" && c["active_source"] == 0,
+    );
+    let cfgs = cfg.to_str().unwrap();
+
+    // Refusals, each in words.
+    let r = post(a.addr, "/control/pin?channel=news&source=1", None);
+    assert_eq!(r.status, 403, "no token: {}", r.head);
+    let r = post(
+        a.addr,
+        "/control/pin?channel=news&source=1",
+        Some("wrong-token-123"),
+    );
+    assert_eq!(r.status, 403, "wrong token: {}", r.head);
+    let r = a.get(&format!("/control/pin?channel=news&source=1&token={TOKEN}"));
+    assert_eq!(r.status, 405, "GET must not pin: {}", r.head);
+    assert_eq!(
+        channel(&a, "news")["failover"]["pinned"],
+        serde_json::Value::Null
+    );
+    let url = format!("http://{}", a.addr);
+    let (code, out) = run_capbox(
+        &["pin", "nope", "1", "--config", cfgs, "--url", &url],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("no channel 'nope'"), "{out}");
+    let (code, out) = run_capbox(
+        &["pin", "news", "7", "--config", cfgs, "--url", &url],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("no source '7'") && out.contains("1: file"),
+        "{out}"
+    );
+    let (code, out) = run_capbox(
+        &[
+            "pin", "news", "1", "--for", "soon", "--config", cfgs, "--url", &url,
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("not a duration"), "{out}");
+    let (code, out) = run_capbox(
+        &["pin", "news", "1", "--url", &format!("http://{}", a.addr)],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(1), "no token given: {out}");
+    assert!(out.contains("control token"), "{out}");
+
+    // The pin: by the console command, token and address from the config.
+    let (code, out) = run_capbox(
+        &["pin", "news", "1", "--config", cfgs, "--url", &url],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("pinned to source 1") && out.contains("until unpinned"),
+        "{out}"
+    );
+    wait_ch(
+        &a,
+        "news",
+        "on source 1, pinned",
+        Duration::from_secs(10),
+        |c| c["active_source"] == 1 && c["failover"]["pinned"] == 1,
+    );
+    let m = a.metrics();
+    assert_eq!(metric(&m, "capbox_channel_pinned", "news"), Some(1.0));
+    assert_eq!(
+        metric(&m, "capbox_channel_active_source", "news"),
+        Some(1.0)
+    );
+    let why = channel(&a, "news")["failover"]["last_switch"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(why.contains("pinned by hand"), "{why}");
+    assert!(
+        a.log_text().contains("pinned to source 1"),
+        "{}",
+        a.log_text()
+    );
+    let saved = std::fs::read_to_string(&state).expect("the state file is written");
+    assert!(
+        saved.contains("\"news\"") && saved.contains("\"source\": 1"),
+        "{saved}"
+    );
+    let (_, out) = run_capbox(
+        &["status", "--url", &format!("http://{}", a.addr)],
+        Duration::from_secs(10),
+    );
+    assert!(out.contains("PINNED to source 1, until unpinned"), "{out}");
+    // A pinned source stays on air past recover_after.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(channel(&a, "news")["active_source"], 1);
+
+    // A restart keeps it.
+    drop(a);
+    let a = start();
+    wait_ch(
+        &a,
+        "news",
+        "pin restored after a restart",
+        Duration::from_secs(20),
+        |c| c["state"] == "up" && c["active_source"] == 1 && c["failover"]["pinned"] == 1,
+    );
+    assert!(
+        a.log_text().contains("restored from the state file"),
+        "{}",
+        a.log_text()
+    );
+
+    // Back to the rules.
+    let r = post(a.addr, "/control/pin?channel=news&source=auto", Some(TOKEN));
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_ch(
+        &a,
+        "news",
+        "unpinned: back on source 0",
+        Duration::from_secs(10),
+        |c| c["active_source"] == 0 && c["failover"]["pinned"].is_null(),
+    );
+    assert_eq!(
+        metric(&a.metrics(), "capbox_channel_pinned", "news"),
+        Some(0.0)
+    );
+    assert!(!std::fs::read_to_string(&state)
+        .unwrap()
+        .contains("\"news\""));
+
+    // A pin for 3 s ends by itself, and the channel goes back.
+    let r = post(
+        a.addr,
+        "/control/pin?channel=news&source=remote",
+        Some(TOKEN),
+    );
+    assert_eq!(r.status, 400, "no remote source here: {}", r.text());
+    let r = post(
+        a.addr,
+        "/control/pin?channel=news&source=1&for=3s",
+        Some(TOKEN),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t = Instant::now();
+    wait_ch(&a, "news", "pinned for 3 s", Duration::from_secs(5), |c| {
+        c["active_source"] == 1
+            && c["failover"]["pin_expires_in_s"]
+                .as_u64()
+                .is_some_and(|s| s <= 3)
+    });
+    wait_ch(
+        &a,
+        "news",
+        "the pin ran its time",
+        Duration::from_secs(15),
+        |c| c["active_source"] == 0 && c["failover"]["pinned"].is_null(),
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(2900),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        a.log_text().contains("has run its time"),
+        "{}",
+        a.log_text()
+    );
+}
+
+#[test]
+fn close_after_sends_viewers_away_on_the_slate_and_takes_them_back() {
+    let dir = TempDir::new("close-after");
+    let missing = dir.join("not-yet.ts");
+    let cfg = dir.join("capbox.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[[channel]]\nname = \"news\"\nslate = \"auto\"\nclose_after_ms = 2000\n\n\
+             [[channel.source]]\nfile = \"{}\"\nprogram = 1\n",
+            server_toml(),
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let a = Server::start_in(TempDir::new("close-after-run"), cfg);
+    // The slate plays after the startup grace; a viewer gets it...
+    wait_ch(&a, "news", "on the slate", Duration::from_secs(20), |c| {
+        c["failover"]["on_slate"] == true
+    });
+    let (mut s, _) = open_stream(a.addr, "/stream/news", "");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t = Instant::now();
+    let mut got = 0usize;
+    let mut b = vec![0u8; 65536];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => panic!(
+                "the viewer was not sent away: {e} after {got} bytes; log:\n{}",
+                a.log_text()
+            ),
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "still connected after 15 s"
+        );
+    }
+    assert!(
+        got > 10_000,
+        "the slate reached the viewer first ({got} bytes)"
+    );
+    // ...then new viewers are refused with the reason.
+    let r = a.get("/stream/news");
+    assert_eq!(r.status, 503, "{}", r.head);
+    assert!(r.text().contains("close_after_ms"), "{}", r.text());
+    // /status is refreshed 4 times a second.
+    wait_ch(
+        &a,
+        "news",
+        "/status says viewers are refused",
+        Duration::from_secs(2),
+        |c| {
+            c["failover"]["viewers_refused"]
+                .as_str()
+                .is_some_and(|w| w.contains("close_after_ms"))
+        },
+    );
+    // The source appears: viewers are taken again.
+    std::fs::copy(sample_mux(), &missing).unwrap();
+    wait_ch(
+        &a,
+        "news",
+        "the source is back",
+        Duration::from_secs(40),
+        |c| c["failover"]["on_slate"] == false && c["failover"]["viewers_refused"].is_null(),
+    );
+    let bytes = fetch_bytes(a.addr, "/stream/news", 100_000);
+    assert_eq!(bytes.len(), 100_000);
+    assert!(
+        a.log_text().contains("viewers are taken again"),
+        "{}",
+        a.log_text()
+    );
+}
+
+/// Feeds a FIFO with the sample mux while `feeding`, reopening it when the
+/// reader goes away (as a tuner's stream comes back).
+fn fifo_feeder(path: std::path::PathBuf, feeding: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let data = std::fs::read(sample_mux()).unwrap();
+        let open = || std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let mut w = open();
+        let mut pos = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if !feeding.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            let end = (pos + 188 * 50).min(data.len());
+            if w.write_all(&data[pos..end]).is_err() {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                w = open();
+                continue;
+            }
+            pos = if end == data.len() { 0 } else { end };
+        }
+    });
+}
+
+/// Clients of `b` streaming `news` now.
+fn b_clients(b: &Server) -> usize {
+    b.status()["clients"]
+        .as_array()
+        .map(|a| a.iter().filter(|c| c["channel"] == "news").count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_cold_backup_is_pulled_only_while_needed() {
+    let b = Server::start(
+        "cold-b",
+        &(server_toml() + &channel_toml("news", &sample_mux(), 1, &[])),
+    );
+    b.wait_up(&["news"]);
+    let dir = TempDir::new("cold-a");
+    let fifo = dir.join("tuner.ts");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let feeding = Arc::new(AtomicBool::new(true));
+    let stop = Arc::new(AtomicBool::new(false));
+    fifo_feeder(fifo.clone(), feeding.clone(), stop.clone());
+    let cfg = dir.join("capbox.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[[channel]]\nname = \"news\"\nfail_after_ms = 150\nrecover_after_ms = 2000\n\n\
+             [[channel.source]]\nfile = \"{}\"\nprogram = 1\nloop = false\n\n\
+             [[channel.source]]\nurl = \"http://{}/stream/news\"\nstandby = \"cold\"\n",
+            server_toml(),
+            fifo.display(),
+            b.addr
+        ),
+    )
+    .unwrap();
+    let a = Server::start_in(TempDir::new("cold-a-run"), cfg);
+    wait_ch(
+        &a,
+        "news",
+        "A on its local source",
+        Duration::from_secs(20),
+        |c| c["state"] == "up" && c["active_source"] == 0,
+    );
+    // Cold: B is not pulled while local is fine.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        b_clients(&b),
+        0,
+        "a cold backup was pulled; A: {:#}",
+        channel(&a, "news")
+    );
+    let h = channel(&a, "news")["sources"][1]["health"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(h.contains("cold standby"), "{h}");
+
+    // A viewer on A; the local feed stalls: B is connected and on air.
+    let total = Arc::new(AtomicU64::new(0));
+    let eof = Arc::new(AtomicBool::new(false));
+    let (mut sock, _) = open_stream(a.addr, "/stream/news", "");
+    let (t2, e2, s2) = (total.clone(), eof.clone(), stop.clone());
+    std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        while !s2.load(Ordering::Relaxed) {
+            match sock.read(&mut buf) {
+                Ok(0) => {
+                    e2.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Ok(n) => {
+                    t2.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    feeding.store(false, Ordering::Relaxed);
+    let t = Instant::now();
+    wait_ch(
+        &a,
+        "news",
+        "A on the cold backup",
+        Duration::from_secs(20),
+        |c| c["active_source"] == 1 && c["failover"]["on_slate"] == false,
+    );
+    println!("cold backup on air {:?} after the stall", t.elapsed());
+    assert_eq!(b_clients(&b), 1, "B serves A once");
+    let before = total.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        total.load(Ordering::Relaxed) > before + 10_000,
+        "the viewer got nothing from B"
+    );
+
+    // Local back: A returns after recover_after, and lets B go after the
+    // linger (10 s).
+    feeding.store(true, Ordering::Relaxed);
+    wait_ch(
+        &a,
+        "news",
+        "A back on local",
+        Duration::from_secs(20),
+        |c| c["active_source"] == 0,
+    );
+    let ok = wait_until(Duration::from_secs(20), || b_clients(&b) == 0);
+    assert!(
+        ok,
+        "B still pulled 20 s after A came back; A: {:#}",
+        channel(&a, "news")
+    );
+    assert!(!eof.load(Ordering::Relaxed), "the viewer was disconnected");
+    stop.store(true, Ordering::Relaxed);
+}
