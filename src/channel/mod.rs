@@ -182,6 +182,11 @@ struct Spliced {
 /// Decisions are taken at most this often (sources tick every ≤ 50 ms).
 const DECIDE_EVERY: Duration = Duration::from_millis(20);
 
+/// Each live backup keeps its packets since its latest entry point, up
+/// to this much, so a switch to it starts on a picture at once (a GOP of
+/// 2 s at 8 Mbit/s fits).
+pub const PREROLL_BYTES: usize = 2 << 20;
+
 /// A cold-standby source stays connected this long after it was last
 /// needed, so a flapping source on air does not reconnect it each time.
 pub const COLD_LINGER: Duration = Duration::from_secs(10);
@@ -238,6 +243,7 @@ impl Channel {
                 failover: Failover::new(rules, n, slate, now),
                 splicer: Splicer::new(SpliceConfig {
                     program_number: if program == 0 { 1 } else { program },
+                    preroll_bytes: PREROLL_BYTES,
                     ..SpliceConfig::default()
                 }),
                 health,

@@ -125,7 +125,17 @@ pub struct SpliceConfig {
     pub program_number: u16,
     /// transport_stream_id of the output's PAT (1).
     pub transport_stream_id: u16,
+    /// Preroll (0: off): each source off air keeps its packets since its
+    /// latest video entry point, up to this many bytes, so a switch to a
+    /// live backup cuts at once on that entry point instead of waiting
+    /// for the next one (the decoder gets a picture at once; the output
+    /// carries that part of a GOP in a burst). A source whose GOP does not
+    /// fit, or that sent nothing for `PREROLL_FRESH`, waits as without.
+    pub preroll_bytes: usize,
 }
+
+/// A preroll older than this (the source stopped) is not used.
+pub const PREROLL_FRESH: Duration = Duration::from_millis(300);
 
 impl Default for SpliceConfig {
     fn default() -> Self {
@@ -134,6 +144,7 @@ impl Default for SpliceConfig {
             psi_interval: Duration::from_millis(100),
             program_number: 1,
             transport_stream_id: 1,
+            preroll_bytes: 0,
         }
     }
 }
@@ -162,6 +173,14 @@ pub struct SpliceStats {
     pub cuts_on_rap: u64,
     /// Cuts made without one after `rap_wait`.
     pub rap_timeouts: u64,
+    /// Cuts made at once on the new source's preroll (its latest entry
+    /// point, already received).
+    pub cuts_on_preroll: u64,
+    /// Packets sent from prerolls (counted off air when they arrived; a
+    /// replayed packet moves to `packets_carried`).
+    pub preroll_packets: u64,
+    /// Prerolls given up because a GOP did not fit `preroll_bytes`.
+    pub preroll_overflows: u64,
     /// Drop: packets of the incoming source before its entry point.
     pub dropped_waiting_rap: u64,
     /// Drop: packets of a PID after a cut, before its first PES start.
@@ -264,8 +283,21 @@ impl SourceState {
 struct Pending {
     source: usize,
     deadline: Instant,
+    /// The new source's preroll, to cut on at the next push or tick.
+    replay: Option<Vec<u8>>,
     /// Built once the source's PMT names a video stream.
     gate: Option<EntryPointGate>,
+}
+
+/// A source off air's packets since its latest video entry point.
+#[derive(Debug)]
+struct Warm {
+    gate: EntryPointGate,
+    buf: Vec<u8>,
+    /// `buf` begins with an entry point.
+    started: bool,
+    /// When the source last sent a packet.
+    last: Instant,
 }
 
 /// One channel's splicer. See the module docs.
@@ -273,6 +305,8 @@ struct Pending {
 pub struct Splicer {
     config: SpliceConfig,
     sources: Vec<SourceState>,
+    /// Each source's preroll while off air (`preroll_bytes`).
+    warm: Vec<Option<Warm>>,
     active: Option<usize>,
     pending: Option<Pending>,
     /// Source PID → slot, for the source on air.
@@ -429,6 +463,7 @@ impl Splicer {
             pat_section: pat.emit(),
             config,
             sources: (0..MAX_SOURCES).map(|_| SourceState::new()).collect(),
+            warm: (0..MAX_SOURCES).map(|_| None).collect(),
             active: None,
             pending: None,
             map: Box::new([UNMAPPED; 8192]),
@@ -551,18 +586,103 @@ impl Splicer {
         }
         let deadline = now.checked_add(self.config.rap_wait).unwrap_or(now);
         self.drop_gate();
+        let replay = self
+            .warm
+            .get_mut(source)
+            .and_then(|w| w.take())
+            .and_then(|w| {
+                (w.started
+                    && !w.buf.is_empty()
+                    && now.saturating_duration_since(w.last) <= PREROLL_FRESH
+                    && self.sources[source].pmt.is_some())
+                .then_some(w.buf)
+            });
         self.pending = Some(Pending {
             source,
             deadline,
             gate: None,
+            replay,
         });
         self.rebuild_gate();
         true
     }
 
+    /// Cut on the pending source's preroll, if it has one.
+    fn replay_preroll(&mut self, out: &mut Vec<u8>) {
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        let Some(buf) = p.replay.take() else {
+            return;
+        };
+        let source = p.source;
+        self.stats.cuts_on_preroll += 1;
+        self.cut(source, out);
+        let n = (buf.len() / PACKET_SIZE) as u64;
+        self.stats.preroll_packets += n;
+        self.stats.packets_off_air = self.stats.packets_off_air.saturating_sub(n);
+        for raw in buf.chunks_exact(PACKET_SIZE) {
+            if let Ok(k) = Packet::new_checked(raw) {
+                self.send(&k, out);
+            }
+        }
+    }
+
+    /// Keep a source off air's packets since its latest entry point.
+    fn warm_packet(&mut self, source: usize, pkt: &Packet<&[u8]>, now: Instant) {
+        let cap = self.config.preroll_bytes;
+        if cap == 0 {
+            return;
+        }
+        let Some(slot) = self.warm.get_mut(source) else {
+            return;
+        };
+        if slot.is_none() {
+            let gate = self.sources[source].pmt.as_ref().and_then(|pmt| {
+                pmt.streams.iter().find_map(|s| {
+                    s.video_codec()
+                        .map(|c| EntryPointGate::new(c, s.elementary_pid))
+                })
+            });
+            let Some(gate) = gate else { return };
+            *slot = Some(Warm {
+                gate,
+                buf: Vec::new(),
+                started: false,
+                last: now,
+            });
+        }
+        let Some(w) = slot.as_mut() else { return };
+        w.last = now;
+        let Warm {
+            gate, buf, started, ..
+        } = w;
+        let mut overflow = false;
+        gate.push(pkt, |b, ep| {
+            if ep {
+                buf.clear();
+                *started = true;
+            }
+            if *started {
+                if buf.len() + b.len() > cap {
+                    buf.clear();
+                    buf.shrink_to(cap / 4);
+                    *started = false;
+                    overflow = true;
+                } else {
+                    buf.extend_from_slice(b);
+                }
+            }
+        });
+        if overflow {
+            self.stats.preroll_overflows += 1;
+        }
+    }
+
     /// Repeat PAT/PMT when `psi_interval` of wall time has passed without
     /// them (call it when sources are silent; `push` does it too).
     pub fn tick(&mut self, now: Instant, out: &mut Vec<u8>) {
+        self.replay_preroll(out);
         if self.pending.is_none() {
             self.release_held(true, out);
         }
@@ -616,6 +736,9 @@ impl Splicer {
                 self.send(pkt, out);
             }
             return;
+        }
+        if self.pending() != Some(source) {
+            self.warm_packet(source, pkt, now);
         }
         let Some(pending) = self.pending.as_mut() else {
             self.stats.packets_off_air += 1;
@@ -735,6 +858,9 @@ impl Splicer {
                 continue;
             }
             self.sources[source].pmt = Some(pmt);
+            if let Some(w) = self.warm.get_mut(source) {
+                *w = None;
+            }
             if self.active == Some(source) {
                 self.remap(source, false);
                 self.send_psi(out);
@@ -824,6 +950,9 @@ impl Splicer {
 
     /// Take `source` on air now.
     fn cut(&mut self, source: usize, out: &mut Vec<u8>) {
+        if let Some(w) = self.warm.get_mut(source) {
+            *w = None;
+        }
         self.release_held(false, out);
         self.drop_gate();
         self.pending = None;
@@ -1642,6 +1771,74 @@ mod tests {
         assert!(a_frames_after_ask > 15, "A stayed on air while waiting");
         assert_eq!(sp.active(), Some(1));
         assert_eq!(sp.pending(), None);
+    }
+
+    #[test]
+    fn preroll_cuts_at_once_on_the_latest_entry_point_of_a_live_backup() {
+        let mut a = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 900_000);
+        let mut b = Src::new(0x0FAB, Some(0x41), &[(0x45, b"fra")], 5_000_000);
+        b.frame = 3; // mid-GOP at the switch: the next IDR is 7 frames away
+        let mut sp = Splicer::new(SpliceConfig {
+            preroll_bytes: 1 << 20,
+            ..SpliceConfig::default()
+        });
+        let mut out = Vec::new();
+        sp.switch_to(0, t(0));
+        let mut asked_at = 0;
+        for f in 0..40 {
+            let now = t(40 * f);
+            if f == 15 {
+                // A stops (it failed); B, warm, goes on air at once.
+                assert!(sp.switch_to(1, now));
+                let before = out.len();
+                sp.tick(now, &mut out);
+                assert!(out.len() > before, "nothing sent at the switch");
+                asked_at = before;
+            }
+            if f < 15 {
+                let pa = a.frames(1);
+                sp.push(0, &pa, now, &mut out);
+            }
+            let pb = b.frames(1);
+            sp.push(1, &pb, now, &mut out);
+        }
+        assert_accounted(&sp);
+        let s = *sp.stats();
+        assert_eq!(
+            (s.switches, s.cuts_on_preroll, s.rap_timeouts),
+            (2, 1, 0),
+            "{s:#?}"
+        );
+        assert!(s.preroll_packets > 0);
+        let parsed = parse(&out);
+        assert_cc(&parsed);
+        assert_rising(&parsed);
+        // The first video packet after the ask is B's IDR, sent in the tick.
+        let first_b = parsed
+            .iter()
+            .find(|o| o.pid == 0x200 && o.index * PACKET_SIZE >= asked_at && o.pusi)
+            .unwrap();
+        assert!(first_b.disc);
+        assert_eq!(&first_b.es[..5], &IDR[..5]);
+        // A source that went quiet has no preroll: the switch waits.
+        let mut sp2 = Splicer::new(SpliceConfig {
+            preroll_bytes: 1 << 20,
+            ..SpliceConfig::default()
+        });
+        let mut b2 = Src::new(0x0FAB, Some(0x41), &[(0x45, b"fra")], 5_000_000);
+        let mut a2 = Src::new(0x1000, Some(0x100), &[(0x101, b"fra")], 900_000);
+        let mut o2 = Vec::new();
+        sp2.switch_to(0, t(0));
+        for f in 0..12 {
+            let pa = a2.frames(1);
+            sp2.push(0, &pa, t(40 * f), &mut o2);
+            let pb = b2.frames(1);
+            sp2.push(1, &pb, t(40 * f), &mut o2);
+        }
+        sp2.switch_to(1, t(40 * 12 + 400));
+        sp2.tick(t(40 * 12 + 400), &mut o2);
+        assert_eq!(sp2.stats().cuts_on_preroll, 0);
+        assert_eq!(sp2.pending(), Some(1));
     }
 
     #[test]
