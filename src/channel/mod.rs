@@ -115,6 +115,9 @@ pub struct SourceSummary {
     /// ("ok", "stalled 400 ms", "no video PES for 2 s").
     pub health: Option<String>,
     pub healthy: Option<bool>,
+    /// A remote source's own view: state in words, `last_error` (why
+    /// its last connection ended), counters. None for local sources.
+    pub remote_status: Option<crate::source::remote::RemoteStatus>,
 }
 
 /// The most sources a channel may list (the config refuses more): the
@@ -331,9 +334,11 @@ impl Channel {
                     }),
                     f.health
                         .iter()
-                        .map(|h| {
+                        .enumerate()
+                        .map(|(i, h)| {
                             let v = h.verdict(now);
-                            (v.to_string(), v.is_ok())
+                            let r = reports.get(i).and_then(|r| r.as_ref());
+                            (health_words(v, r), v.is_ok())
                         })
                         .collect::<Vec<_>>(),
                     Some(FormatStatus {
@@ -353,13 +358,14 @@ impl Channel {
         st.failover = failover;
         st.format = format;
         for (i, s) in st.sources.iter_mut().enumerate() {
-            let (state, reason) = state::verdict(
-                reports.get(i).and_then(|r| r.as_ref()),
-                last_data.get(i).copied().flatten(),
-                now,
-            );
+            let report = reports.get(i).and_then(|r| r.as_ref());
+            let (state, reason) = state::verdict(report, last_data.get(i).copied().flatten(), now);
             s.state = state;
             s.reason = reason;
+            // A failure report carries no remote view: keep the last one.
+            if let Some(rs) = report.and_then(|r| r.remote.clone()) {
+                s.remote_status = Some(rs);
+            }
         }
         let summary = if on_slate {
             SourceSummary {
@@ -582,7 +588,7 @@ impl Channel {
                         _ => None,
                     };
                     let words = if !v.is_ok() {
-                        v.to_string()
+                        health_words(v, reports.get(i).and_then(|r| r.as_ref()))
                     } else if state == ChannelState::Down {
                         why
                     } else {
@@ -690,6 +696,15 @@ impl Spliced {
                 self.slate = None;
             }
         }
+    }
+}
+
+/// A source's packet verdict in words; a failing remote source adds its
+/// own reason: "stalled 1200 ms (remote: not MPEG-TS: got text/html)".
+fn health_words(v: Verdict, report: Option<&SourceReport>) -> String {
+    match report.and_then(|r| r.remote.as_ref()) {
+        Some(rs) if !v.is_ok() => format!("{v} (remote: {})", rs.words()),
+        _ => v.to_string(),
     }
 }
 

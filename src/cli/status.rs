@@ -9,7 +9,9 @@ const HELP: &str = "\
 usage: capbox status [--url http://127.0.0.1:8080] [--json]
 
 Asks the running capbox for /status and prints one line per channel (state,
-service, clients, bitrate, why it is down) and one per client.
+service, clients, bitrate, why it is down), under a channel with several
+sources one line per source (`*` on air, its health or why it is down: a
+remote source says why its connection failed), and one line per client.
 ";
 
 /// GET a path from `http://host:port`; returns the body.
@@ -97,6 +99,51 @@ pub fn run(args: &[String]) -> i32 {
     0
 }
 
+/// Under a channel with several sources (or a slate): one line per source,
+/// `*` on the one on air, then its health in words ("ok", "stalled 1.2 s
+/// (remote: not MPEG-TS: got text/html)"), else its state and reason. A
+/// line too long for 80 columns puts the words on a line of their own.
+fn render_sources(o: &mut String, ch: &serde_json::Value) {
+    use std::fmt::Write as _;
+    let sources = ch["sources"].as_array().cloned().unwrap_or_default();
+    if sources.len() < 2 && ch["failover"].is_null() {
+        return;
+    }
+    let on_slate = ch["failover"]["on_slate"].as_bool().unwrap_or(false);
+    let active = ch["active_source"].as_u64();
+    for (i, s) in sources.iter().enumerate() {
+        let mark = if !on_slate && active == Some(i as u64) {
+            '*'
+        } else {
+            ' '
+        };
+        let why = match s["health"].as_str() {
+            Some(h) => h.to_string(),
+            None => {
+                let state = s["state"].as_str().unwrap_or("?");
+                match s["reason"].as_str().filter(|r| !r.is_empty()) {
+                    Some(r) => format!("{state}: {r}"),
+                    None => state.to_string(),
+                }
+            }
+        };
+        let head = format!(
+            "  {mark} {i} {}",
+            cut(s["source"].as_str().unwrap_or("?"), 44)
+        );
+        let line = format!("{head}  {why}");
+        if line.chars().count() <= 80 {
+            let _ = writeln!(o, "{line}");
+        } else {
+            let _ = writeln!(o, "{head}");
+            let _ = writeln!(o, "{}", cut(&format!("        {why}"), 80));
+        }
+    }
+    if on_slate {
+        let _ = writeln!(o, "  * slate");
+    }
+}
+
 /// The 80-column table.
 pub fn render(v: &serde_json::Value) -> String {
     use std::fmt::Write as _;
@@ -133,6 +180,7 @@ pub fn render(v: &serde_json::Value) -> String {
             ch["reason"].as_str().unwrap_or("")
         );
         let _ = writeln!(o, "{}", cut(&line, 80));
+        render_sources(&mut o, &ch);
     }
     if !clients.is_empty() {
         let _ = writeln!(
@@ -153,4 +201,47 @@ pub fn render(v: &serde_json::Value) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_of_a_failover_channel_say_why_in_80_columns() {
+        let v = serde_json::json!({
+            "version": "0.1.0",
+            "uptime_seconds": 61,
+            "channels": [{
+                "name": "news",
+                "state": "up",
+                "active_source": 1,
+                "failover": {"on_slate": false},
+                "sources": [
+                    {"source": "remote http://10.77.0.2:8080/stream/news", "state": "down",
+                     "reason": "no data from the source for 2 s",
+                     "health": "stalled 1.2 s (remote: not MPEG-TS: got text/html)"},
+                    {"source": "file /srv/news.ts", "state": "up", "reason": "", "health": "ok"}
+                ]
+            }, {
+                "name": "solo", "state": "up", "active_source": 0, "failover": null,
+                "sources": [{"source": "file /srv/solo.ts", "state": "up", "reason": ""}]
+            }]
+        });
+        let out = render(&v);
+        assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+        assert!(
+            out.contains("    0 remote http://10.77.0.2:8080/stream/news\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("        stalled 1.2 s (remote: not MPEG-TS: got text/html)\n"),
+            "{out}"
+        );
+        assert!(out.contains("  * 1 file /srv/news.ts  ok\n"), "{out}");
+        assert!(
+            !out.contains("/srv/solo.ts"),
+            "one source: no source lines\n{out}"
+        );
+    }
 }
