@@ -269,11 +269,21 @@ impl Channel {
 
     /// The source on air is one of this box's own (tuner or file) and the
     /// channel is up: what a peer's `?origin=local` asks for.
+    /// The source on air is the failover's decision as taken (the
+    /// status follows it only at the next report): a peer's stream is
+    /// ended before it gets a packet of a relay or of the slate.
     pub fn fed_locally(&self) -> bool {
+        let decided = {
+            let o = lock(&self.out);
+            o.failover
+                .as_ref()
+                .map(|f| (f.failover.active(), f.failover.on_slate()))
+        };
         let st = lock(&self.status);
+        let (active, on_slate) = decided.unwrap_or((st.active_source, false));
         st.state == ChannelState::Up
-            && !st.failover.as_ref().is_some_and(|f| f.on_slate)
-            && st.sources.get(st.active_source).is_some_and(|s| !s.remote)
+            && !on_slate
+            && st.sources.get(active).is_some_and(|s| !s.remote)
     }
 
     pub fn name(&self) -> String {
