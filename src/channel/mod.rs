@@ -463,6 +463,15 @@ impl ChannelSink for Channel {
             }
             if source == f.failover.active() {
                 f.watch_format(source, video, packets);
+                if f.splicer.active().is_none()
+                    && f.splicer.pending().is_none()
+                    && !f.failover.on_slate()
+                {
+                    // The first source on air was never switched to (a
+                    // decision is a switch): take it on its first packets,
+                    // cut on its first keyframe.
+                    f.splicer.switch_to(source, now);
+                }
             }
             let mut buf = std::mem::take(&mut f.buf);
             buf.clear();
