@@ -703,6 +703,69 @@ fn esc(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The remote sources' own counters, per channel and source index (the
+/// index of `capbox_channel_active_source`): why connections failed, bytes,
+/// connects, packets dropped because the channel fell behind.
+fn render_remote_metrics(snapshot: &[(String, crate::channel::ChannelStatus)], m: &mut String) {
+    use crate::source::remote::RemoteStatus;
+    let remotes: Vec<(&str, usize, &RemoteStatus)> = snapshot
+        .iter()
+        .flat_map(|(label, st)| {
+            st.sources
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, s)| Some((label.as_str(), i, s.remote_status.as_ref()?)))
+        })
+        .collect();
+    let _ = writeln!(
+        m,
+        "# HELP capbox_remote_failures_total Connections of a remote source that failed or \
+         ended, by reason: connect (refused, timed out, unresolved), http_error (not 200), \
+         peer_not_local (503 from the peer's loop guard), bad_response (not HTTP, bad framing, \
+         no response head in time), not_ts, stall, truncated (body cut short), ended (the \
+         peer closed cleanly), io.\n\
+         # TYPE capbox_remote_failures_total counter"
+    );
+    for (ch, i, r) in &remotes {
+        for (reason, v) in r.counters.failures() {
+            let _ = writeln!(
+                m,
+                "capbox_remote_failures_total{{channel=\"{ch}\",source=\"{i}\",reason=\"{reason}\"}} {v}"
+            );
+        }
+    }
+    let mut family = |name: &str, kind: &str, help: &str, f: &dyn Fn(&RemoteStatus) -> u64| {
+        let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (ch, i, r) in &remotes {
+            let _ = writeln!(m, "{name}{{channel=\"{ch}\",source=\"{i}\"}} {}", f(r));
+        }
+    };
+    family(
+        "capbox_remote_connected",
+        "gauge",
+        "1 while the remote source has a response and reads its body.",
+        &|r| r.connected as u64,
+    );
+    family(
+        "capbox_remote_connects_total",
+        "counter",
+        "TCP connections the remote source established.",
+        &|r| r.counters.connects,
+    );
+    family(
+        "capbox_remote_bytes_total",
+        "counter",
+        "Body bytes the remote source received.",
+        &|r| r.counters.bytes,
+    );
+    family(
+        "capbox_remote_queue_drops_total",
+        "counter",
+        "Packets of the remote source dropped because the channel fell behind.",
+        &|r| r.counters.queue_drops,
+    );
+}
+
 impl App {
     /// One status handle per `[[adapter]]` of `cfg`, keeping the handles
     /// (and counters) of adapters that stay.
@@ -1067,6 +1130,7 @@ impl Backend for App {
                 );
             }
         }
+        render_remote_metrics(&snapshot, &mut m);
         let adapters = self.adapter_statuses();
         let mut afamily =
             |name: &str, kind: &str, help: &str, f: &dyn Fn(&AdapterStatus) -> Option<f64>| {

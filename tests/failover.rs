@@ -141,6 +141,15 @@ fn two_sites_fail_over_come_back_and_fall_to_the_slate() {
         s.0 == 0 && s.2 == 0
     });
     a.wait_up(&["news"]);
+    // The client gets A's own source before any switch (the splicer used
+    // to put nothing on air until a first decision).
+    let before = total.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        total.load(Ordering::Relaxed) > before + 10_000,
+        "the client got nothing from A's local source before any switch\nlog:\n{}",
+        a.log_text()
+    );
     let head = |addr| {
         request(
             addr,

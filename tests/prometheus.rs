@@ -1,6 +1,7 @@
 //! `/metrics` against Prometheus itself (Debian package `prometheus`):
 //! `promtool check metrics` lints the exposition of a box with every kind
-//! of channel and device (plain, BISS, softcam, card, absent DVB adapter),
+//! of channel and device (plain, BISS, softcam, card, absent DVB adapter,
+//! a failover channel whose remote source is refused),
 //! and a real Prometheus server scrapes capbox and answers queries on it.
 
 mod e2e_common;
@@ -30,10 +31,18 @@ fn everything_toml() -> String {
          [[channel]]\nname = \"biss\"\n[[channel.source]]\nfile = \"{m}\"\nprogram = 1\nbiss = \"1122334455667788\"\n\n\
          [[channel]]\nname = \"softcam\"\n[[channel.source]]\nfile = \"{m}\"\nprogram = 2\nca = \"dvbapi\"\n\n\
          [[channel]]\nname = \"card\"\n[[channel.source]]\nfile = \"{m}\"\nprogram = 3\nca = \"card\"\n\n\
-         [[channel]]\nname = \"dvb\"\n[[channel.source]]\nadapter = \"ter1\"\ntune = \"dvbt 474000000 8MHz\"\n\n{}",
+         [[channel]]\nname = \"dvb\"\n[[channel.source]]\nadapter = \"ter1\"\ntune = \"dvbt 474000000 8MHz\"\n\n\
+         [[channel]]\nname = \"relay\"\n[[channel.source]]\nurl = \"http://{closed}/stream/news\"\n\
+         [[channel.source]]\nfile = \"{m}\"\nprogram = 1\n\n{}",
         server_toml(),
-        channel_toml("news", &mux, 1, &[])
+        channel_toml("news", &mux, 1, &[]),
+        closed = closed_addr(),
     )
+}
+
+/// An address on loopback where nothing listens (connects are refused).
+fn closed_addr() -> SocketAddr {
+    free_addr()
 }
 
 #[test]
@@ -45,6 +54,21 @@ fn metrics_pass_promtool_lint() {
     srv.wait_up(&["news", "biss"]);
     // A stream client so the per-client families have samples too.
     let _ = capture(srv.addr, "/stream/news", Duration::from_millis(500));
+    // The remote source's refused connects, counted per reason.
+    let refused = wait_until(Duration::from_secs(20), || {
+        srv.metrics().iter().any(|m| {
+            m.name == "capbox_remote_failures_total"
+                && m.labels.get("channel").map(String::as_str) == Some("relay")
+                && m.labels.get("reason").map(String::as_str) == Some("connect")
+                && m.value > 0.0
+        })
+    });
+    assert!(
+        refused,
+        "no refused connect counted for the relay's remote source\n{}\nlog:\n{}",
+        srv.get("/metrics").text(),
+        srv.log_text()
+    );
     let text = srv.get("/metrics").text();
     for family in [
         "capbox_channel_up",
@@ -56,6 +80,10 @@ fn metrics_pass_promtool_lint() {
         "capbox_card_",
         "capbox_http_requests_total",
         "capbox_fanout_bytes_in_total",
+        "capbox_remote_failures_total{channel=\"relay\",source=\"0\",reason=\"connect\"}",
+        "capbox_remote_connects_total{channel=\"relay\",source=\"0\"}",
+        "capbox_remote_bytes_total",
+        "capbox_remote_queue_drops_total",
     ] {
         assert!(text.contains(family), "{family} missing from /metrics");
     }

@@ -121,6 +121,9 @@ pub struct SourceSummary {
     /// ("ok", "stalled 400 ms", "no video PES for 2 s").
     pub health: Option<String>,
     pub healthy: Option<bool>,
+    /// A remote source's own view: state in words, `last_error` (why
+    /// its last connection ended), counters. None for local sources.
+    pub remote_status: Option<crate::source::remote::RemoteStatus>,
 }
 
 /// The most sources a channel may list (the config refuses more): the
@@ -344,11 +347,21 @@ impl Channel {
 
     /// The source on air is one of this box's own (tuner or file) and the
     /// channel is up: what a peer's `?origin=local` asks for.
+    /// The source on air is the failover's decision as taken (the
+    /// status follows it only at the next report): a peer's stream is
+    /// ended before it gets a packet of a relay or of the slate.
     pub fn fed_locally(&self) -> bool {
+        let decided = {
+            let o = lock(&self.out);
+            o.failover
+                .as_ref()
+                .map(|f| (f.failover.active(), f.failover.on_slate()))
+        };
         let st = lock(&self.status);
+        let (active, on_slate) = decided.unwrap_or((st.active_source, false));
         st.state == ChannelState::Up
-            && !st.failover.as_ref().is_some_and(|f| f.on_slate)
-            && st.sources.get(st.active_source).is_some_and(|s| !s.remote)
+            && !on_slate
+            && st.sources.get(active).is_some_and(|s| !s.remote)
     }
 
     pub fn name(&self) -> String {
@@ -417,10 +430,11 @@ impl Channel {
                         .enumerate()
                         .map(|(i, h)| {
                             let v = h.verdict(now);
+                            let r = reports.get(i).and_then(|r| r.as_ref());
                             if f.cold_idle(i) {
                                 (COLD_WORDS.to_string(), false)
                             } else {
-                                (v.to_string(), v.is_ok())
+                                (health_words(v, r), v.is_ok())
                             }
                         })
                         .collect::<Vec<_>>(),
@@ -441,13 +455,14 @@ impl Channel {
         st.failover = failover;
         st.format = format;
         for (i, s) in st.sources.iter_mut().enumerate() {
-            let (state, reason) = state::verdict(
-                reports.get(i).and_then(|r| r.as_ref()),
-                last_data.get(i).copied().flatten(),
-                now,
-            );
+            let report = reports.get(i).and_then(|r| r.as_ref());
+            let (state, reason) = state::verdict(report, last_data.get(i).copied().flatten(), now);
             s.state = state;
             s.reason = reason;
+            // A failure report carries no remote view: keep the last one.
+            if let Some(rs) = report.and_then(|r| r.remote.clone()) {
+                s.remote_status = Some(rs);
+            }
         }
         let summary = if on_slate {
             SourceSummary {
@@ -547,6 +562,15 @@ impl ChannelSink for Channel {
             }
             if source == f.failover.active() {
                 f.watch_format(source, video, packets);
+                if f.splicer.active().is_none()
+                    && f.splicer.pending().is_none()
+                    && !f.failover.on_slate()
+                {
+                    // The first source on air was never switched to (a
+                    // decision is a switch): take it on its first packets,
+                    // cut on its first keyframe.
+                    f.splicer.switch_to(source, now);
+                }
             }
             let mut buf = std::mem::take(&mut f.buf);
             buf.clear();
@@ -694,7 +718,7 @@ impl Channel {
                     let words = if f.cold_idle(i) {
                         COLD_WORDS.to_string()
                     } else if !v.is_ok() {
-                        v.to_string()
+                        health_words(v, reports.get(i).and_then(|r| r.as_ref()))
                     } else if state == ChannelState::Down {
                         why
                     } else {
@@ -865,6 +889,15 @@ impl Spliced {
                 self.slate = None;
             }
         }
+    }
+}
+
+/// A source's packet verdict in words; a failing remote source adds its
+/// own reason: "stalled 1200 ms (remote: not MPEG-TS: got text/html)".
+fn health_words(v: Verdict, report: Option<&SourceReport>) -> String {
+    match report.and_then(|r| r.remote.as_ref()) {
+        Some(rs) if !v.is_ok() => format!("{v} (remote: {})", rs.words()),
+        _ => v.to_string(),
     }
 }
 

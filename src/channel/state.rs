@@ -50,6 +50,22 @@ pub fn verdict(
     let Some(r) = r else {
         return (ChannelState::Starting, String::new());
     };
+    let (state, reason) = program_verdict(r, last_data, now);
+    // A remote source that is down says why its connection failed: "no
+    // data from the source for 2 s" alone would hide an HTML page or a
+    // peer that never answers.
+    match r.remote.as_ref().and_then(|rs| rs.failure_words()) {
+        Some(why) if state == ChannelState::Down => (state, format!("{reason} (remote: {why})")),
+        _ => (state, reason),
+    }
+}
+
+/// `verdict` from the program's facts alone.
+fn program_verdict(
+    r: &SourceReport,
+    last_data: Option<Instant>,
+    now: Instant,
+) -> (ChannelState, String) {
     if !r.open {
         return match &r.error {
             Some(e) => (ChannelState::Down, e.clone()),
@@ -185,6 +201,33 @@ mod tests {
                 ChannelState::Up,
                 "PID(s) 0x0101 named in the PMT carry no packets".into()
             )
+        );
+        let mut r = ok();
+        r.remote = Some(crate::source::remote::RemoteStatus {
+            url: "http://peer/stream/news".into(),
+            state: "backing off 800 ms after …".into(),
+            connected: false,
+            last_error: Some("not MPEG-TS: got text/html".into()),
+            rcvbuf_bytes: None,
+            queued_bytes: 0,
+            counters: Default::default(),
+        });
+        assert_eq!(
+            verdict(Some(&r), stale, t),
+            (
+                ChannelState::Down,
+                "no data from the source for 2 s (remote: not MPEG-TS: got text/html)".into()
+            )
+        );
+        // Up, or connected: nothing added.
+        assert_eq!(
+            verdict(Some(&r), recent, t),
+            (ChannelState::Up, String::new())
+        );
+        r.remote.as_mut().unwrap().connected = true;
+        assert_eq!(
+            verdict(Some(&r), stale, t).1,
+            "no data from the source for 2 s"
         );
         let mut r = ok();
         r.scrambled = Some("no control word yet: 5 packets left scrambled".into());

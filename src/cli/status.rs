@@ -9,7 +9,9 @@ const HELP: &str = "\
 usage: capbox status [--url http://127.0.0.1:8080] [--json]
 
 Asks the running capbox for /status and prints one line per channel (state,
-service, clients, bitrate, why it is down) and one per client.
+service, clients, bitrate, why it is down), under a channel with several
+sources one line per source (`*` on air, its health or why it is down: a
+remote source says why its connection failed), and one line per client.
 ";
 
 /// GET a path from `http://host:port`; returns the body.
@@ -97,62 +99,80 @@ pub fn run(args: &[String]) -> i32 {
     0
 }
 
-/// A failover channel's sources under its line: what is on air and why,
-/// a pin, each source's health, the last switch.
-fn failover_lines(ch: &serde_json::Value) -> String {
+/// Under a failover channel: what is on air (and why viewers are refused,
+/// or a pin), one line per source with `*` on the one on air and its health
+/// in words ("ok", "stalled 1.2 s (remote: not MPEG-TS: got text/html)"),
+/// else its state and reason (a line too long for 80 columns puts the
+/// words on a line of their own), and the last switch.
+fn render_sources(o: &mut String, ch: &serde_json::Value) {
     use std::fmt::Write as _;
+    let sources = ch["sources"].as_array().cloned().unwrap_or_default();
     let f = &ch["failover"];
-    if f.is_null() {
-        return String::new();
+    if sources.len() < 2 && f.is_null() {
+        return;
     }
-    let mut o = String::new();
-    let mut head = format!("  on air: {}", f["on_air"].as_str().unwrap_or("?"));
-    if let Some(w) = f["viewers_refused"].as_str() {
-        let _ = writeln!(o, "{}", cut(&head, 80));
-        head = format!("  VIEWERS REFUSED: {w}");
+    if !f.is_null() {
+        let _ = writeln!(
+            o,
+            "{}",
+            cut(&format!("  on air: {}", f["on_air"].as_str().unwrap_or("?")), 80)
+        );
+        if let Some(w) = f["viewers_refused"].as_str() {
+            let _ = writeln!(o, "{}", cut(&format!("  VIEWERS REFUSED: {w}"), 80));
+        }
+        if let Some(p) = f["pinned"].as_u64() {
+            let left = match f["pin_expires_in_s"].as_u64() {
+                Some(s) => format!(
+                    ", {} left",
+                    crate::channel::pin::words(Duration::from_secs(s))
+                ),
+                None => ", until unpinned".into(),
+            };
+            let _ = writeln!(o, "{}", cut(&format!("  PINNED to source {p}{left}"), 80));
+        }
     }
-    if let Some(p) = f["pinned"].as_u64() {
-        let left = match f["pin_expires_in_s"].as_u64() {
-            Some(s) => format!(
-                ", {} left",
-                crate::channel::pin::words(Duration::from_secs(s))
-            ),
-            None => ", until unpinned".into(),
-        };
-        let _ = writeln!(o, "{}", cut(&head, 80));
-        head = format!("  PINNED to source {p}{left}");
-    }
-    let _ = writeln!(o, "{}", cut(&head, 80));
+    let on_slate = f["on_slate"].as_bool().unwrap_or(false);
     let active = ch["active_source"].as_u64();
-    for (i, s) in ch["sources"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let mark = if active == Some(i as u64) && f["on_slate"] != true {
+    for (i, s) in sources.iter().enumerate() {
+        let mark = if !on_slate && active == Some(i as u64) {
             '*'
         } else {
             ' '
         };
-        let line = format!(
-            "   {mark}{i} {:<38} {}",
-            cut(s["source"].as_str().unwrap_or("?"), 38),
-            s["health"].as_str().unwrap_or("")
+        let why = match s["health"].as_str() {
+            Some(h) => h.to_string(),
+            None => {
+                let state = s["state"].as_str().unwrap_or("?");
+                match s["reason"].as_str().filter(|r| !r.is_empty()) {
+                    Some(r) => format!("{state}: {r}"),
+                    None => state.to_string(),
+                }
+            }
+        };
+        let head = format!(
+            "  {mark} {i} {}",
+            cut(s["source"].as_str().unwrap_or("?"), 44)
         );
-        let _ = writeln!(o, "{}", cut(&line, 80));
+        let line = format!("{head}  {why}");
+        if line.chars().count() <= 80 {
+            let _ = writeln!(o, "{line}");
+        } else {
+            let _ = writeln!(o, "{head}");
+            let _ = writeln!(o, "{}", cut(&format!("        {why}"), 80));
+        }
+    }
+    if on_slate {
+        let _ = writeln!(o, "  * slate");
     }
     if let Some(w) = f["last_switch"].as_str() {
         let age = f["last_switch_age_s"].as_u64().unwrap_or(0);
         let line = format!(
-            "    last switch {} ago ({} in all): {w}",
+            "  last switch {} ago ({} in all): {w}",
             crate::channel::pin::words(Duration::from_secs(age)),
             f["switches"].as_u64().unwrap_or(0)
         );
         let _ = writeln!(o, "{}", cut(&line, 80));
     }
-    o
 }
 
 /// The 80-column table.
@@ -191,7 +211,7 @@ pub fn render(v: &serde_json::Value) -> String {
             ch["reason"].as_str().unwrap_or("")
         );
         let _ = writeln!(o, "{}", cut(&line, 80));
-        o.push_str(&failover_lines(&ch));
+        render_sources(&mut o, &ch);
     }
     if !clients.is_empty() {
         let _ = writeln!(
@@ -212,4 +232,47 @@ pub fn render(v: &serde_json::Value) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_of_a_failover_channel_say_why_in_80_columns() {
+        let v = serde_json::json!({
+            "version": "0.1.0",
+            "uptime_seconds": 61,
+            "channels": [{
+                "name": "news",
+                "state": "up",
+                "active_source": 1,
+                "failover": {"on_slate": false},
+                "sources": [
+                    {"source": "remote http://10.77.0.2:8080/stream/news", "state": "down",
+                     "reason": "no data from the source for 2 s",
+                     "health": "stalled 1.2 s (remote: not MPEG-TS: got text/html)"},
+                    {"source": "file /srv/news.ts", "state": "up", "reason": "", "health": "ok"}
+                ]
+            }, {
+                "name": "solo", "state": "up", "active_source": 0, "failover": null,
+                "sources": [{"source": "file /srv/solo.ts", "state": "up", "reason": ""}]
+            }]
+        });
+        let out = render(&v);
+        assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+        assert!(
+            out.contains("    0 remote http://10.77.0.2:8080/stream/news\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("        stalled 1.2 s (remote: not MPEG-TS: got text/html)\n"),
+            "{out}"
+        );
+        assert!(out.contains("  * 1 file /srv/news.ts  ok\n"), "{out}");
+        assert!(
+            !out.contains("/srv/solo.ts"),
+            "one source: no source lines\n{out}"
+        );
+    }
 }

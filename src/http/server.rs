@@ -61,6 +61,7 @@ struct Stats {
     cut_header_too_large: u64,
     cut_idle: u64,
     cut_only_refusals: u64,
+    cut_not_local: u64,
 }
 
 struct StreamClient {
@@ -71,6 +72,9 @@ struct StreamClient {
     bytes: u64,
     /// The reader said Pending: pump again when a ring publishes.
     waiting: bool,
+    /// Asked with `?origin=local` (a peer site): served only while the
+    /// channel is fed by a source of this box, ended as soon as it is not.
+    local_only: bool,
 }
 
 enum Kind {
@@ -552,6 +556,26 @@ impl Server {
         loop {
             if s.cur.is_none() {
                 match s.reader.next() {
+                    Next::Data(_) if s.local_only && !self.backend.fed_locally(&s.channel) => {
+                        // The loop guard after the answer: once the channel
+                        // plays a remote source or the slate, a peer that
+                        // asked for our own capture gets nothing more (it
+                        // reconnects and is answered 503), so two sites
+                        // never relay each other's relay or slate.
+                        self.stats.cut_not_local += 1;
+                        log::info!(
+                            "http: {} on '{}': no local source on air any more, \
+                             the peer's origin=local stream ended after {} bytes",
+                            c.peer,
+                            s.channel,
+                            s.bytes
+                        );
+                        let _ = c.sock.shutdown(Shutdown::Write);
+                        c.kind = Kind::Closing {
+                            until: Instant::now() + LINGER,
+                        };
+                        return Fate::Keep;
+                    }
                     Next::Data(p) => {
                         s.cur = Some(p);
                         s.cur_pos = 0;
@@ -883,9 +907,8 @@ impl Server {
                     respond(c, v, 404, "text/plain", body.as_bytes(), r.head, keep);
                     return;
                 };
-                if query_param(&r.query, "origin").as_deref() == Some("local")
-                    && !self.backend.fed_locally(&channel)
-                {
+                let local_only = query_param(&r.query, "origin").as_deref() == Some("local");
+                if local_only && !self.backend.fed_locally(&channel) {
                     // The loop guard: a peer asks for our own capture only.
                     count(&mut self.stats, 503);
                     let body = format!(
@@ -931,6 +954,7 @@ impl Server {
                     cur_pos: 0,
                     bytes: 0,
                     waiting: false,
+                    local_only,
                 }));
             }
             RouteClass::Playlist => {
@@ -1087,7 +1111,7 @@ impl Server {
         }
         let _ = writeln!(
             m,
-            "# HELP capbox_http_clients_cut_total Connections closed by capbox, by reason: lagging = fell off the ring, write_timeout = stopped reading, max_clients = answered 503, request_timeout = no complete request head in time (slowloris), header_too_large = answered 431, idle = sent no request in time, only_refusals = keep-alive closed after a 403/404 with no answer before."
+            "# HELP capbox_http_clients_cut_total Connections closed by capbox, by reason: lagging = fell off the ring, write_timeout = stopped reading, max_clients = answered 503, request_timeout = no complete request head in time (slowloris), header_too_large = answered 431, idle = sent no request in time, only_refusals = keep-alive closed after a 403/404 with no answer before, not_local = a peer's ?origin=local stream ended because the channel left its local sources."
         );
         let _ = writeln!(m, "# TYPE capbox_http_clients_cut_total counter");
         for (reason, n) in [
@@ -1098,6 +1122,7 @@ impl Server {
             ("header_too_large", s.cut_header_too_large),
             ("idle", s.cut_idle),
             ("only_refusals", s.cut_only_refusals),
+            ("not_local", s.cut_not_local),
         ] {
             let _ = writeln!(
                 m,

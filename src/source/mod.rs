@@ -90,6 +90,11 @@ pub trait Source: Send {
     /// it. Called again whenever the set may have changed (a PMT update, a
     /// channel added or removed); cheap when it did not.
     fn set_wanted_pids(&mut self, _pids: &[u16]) {}
+    /// A remote source's own view: its state, why its last connection
+    /// ended, its counters. None for the sources of this box.
+    fn remote_status(&self) -> Option<remote::RemoteStatus> {
+        None
+    }
 }
 
 /// Where a channel's packets go: the narrow door between a mux runner (or
@@ -165,6 +170,8 @@ pub struct SourceReport {
     pub ca: Option<CaStatus>,
     /// Why packets were left scrambled since the last report, in words.
     pub scrambled: Option<String>,
+    /// A remote source's state, last error and counters.
+    pub remote: Option<remote::RemoteStatus>,
 }
 
 impl SourceReport {

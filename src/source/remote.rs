@@ -410,6 +410,45 @@ pub struct RemoteCounters {
     pub queue_drops: u64,
 }
 
+/// The `reason` label values of `capbox_remote_failures_total`, in the
+/// order `RemoteCounters::failures` gives them.
+pub const FAILURE_REASONS: [&str; 9] = [
+    "connect",
+    "http_error",
+    "peer_not_local",
+    "bad_response",
+    "not_ts",
+    "stall",
+    "truncated",
+    "ended",
+    "io",
+];
+
+impl RemoteCounters {
+    /// Every ended connection or failed attempt, by reason: each one is in
+    /// exactly one entry (`http_error` leaves out the loop guard's 503s,
+    /// which are `peer_not_local`). Names as in `FAILURE_REASONS`.
+    pub fn failures(&self) -> [(&'static str, u64); 9] {
+        let http: u64 = self.http_errors.values().sum();
+        let values = [
+            self.connect_failures,
+            http.saturating_sub(self.peer_not_local),
+            self.peer_not_local,
+            self.bad_responses,
+            self.not_ts,
+            self.stalls,
+            self.truncated,
+            self.ends,
+            self.io_errors,
+        ];
+        let mut out = [("", 0u64); 9];
+        for (o, (name, v)) in out.iter_mut().zip(FAILURE_REASONS.iter().zip(values)) {
+            *o = (name, v);
+        }
+        out
+    }
+}
+
 /// What the fetch thread is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteState {
@@ -466,6 +505,29 @@ pub struct RemoteStatus {
     pub rcvbuf_bytes: Option<usize>,
     pub queued_bytes: usize,
     pub counters: RemoteCounters,
+}
+
+impl RemoteStatus {
+    /// Why the remote delivers nothing, in words, when it is not
+    /// connected: the last failure ("not MPEG-TS: got text/html"), else
+    /// the state ("connecting (attempt 1)"). None while connected.
+    pub fn failure_words(&self) -> Option<String> {
+        if self.connected {
+            return None;
+        }
+        Some(
+            self.last_error
+                .clone()
+                .unwrap_or_else(|| self.state.clone()),
+        )
+    }
+
+    /// What to add to a verdict on the packets ("stalled 1200 ms") so it
+    /// says why: the failure when not connected, else the state
+    /// ("connected for 3.2 s": the peer is reached but sends nothing).
+    pub fn words(&self) -> String {
+        self.failure_words().unwrap_or_else(|| self.state.clone())
+    }
 }
 
 struct Chunk {
@@ -648,6 +710,10 @@ impl Source for RemoteSource {
             loops: 0,
             truncated_packets: g.resync.truncated_packets,
         }
+    }
+
+    fn remote_status(&self) -> Option<RemoteStatus> {
+        Some(self.status())
     }
 }
 
@@ -1613,6 +1679,68 @@ mod tests {
         assert_eq!(backoff_ms(200, 5000, 6), 5000);
         assert_eq!(backoff_ms(200, 5000, u32::MAX), 5000);
         assert_eq!(backoff_ms(0, 0, 3), 1);
+    }
+
+    #[test]
+    fn every_failure_has_one_reason() {
+        let mut c = RemoteCounters::default();
+        let addr: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+        let errors = [
+            RemoteError::ConnectFailed {
+                addr,
+                err: "refused".into(),
+            },
+            RemoteError::HttpStatus {
+                status: 404,
+                reason: "Not Found".into(),
+                location: None,
+            },
+            RemoteError::PeerNotLocal,
+            RemoteError::NoResponse { ms: 1000, got: 0 },
+            RemoteError::NotTs("got text/html".into()),
+            RemoteError::Stalled {
+                ms: 1000,
+                packets_lost_sync: false,
+            },
+            RemoteError::Truncated("x".into()),
+            RemoteError::Ended("y".into()),
+            RemoteError::Io {
+                what: "read body",
+                err: "reset".into(),
+            },
+        ];
+        for e in &errors {
+            count(&mut c, e);
+        }
+        let f = c.failures();
+        assert_eq!(f.map(|(n, _)| n), FAILURE_REASONS);
+        // One each: the 503 of the loop guard is not also an http_error.
+        assert_eq!(f.map(|(_, v)| v), [1; 9], "{f:?}");
+    }
+
+    #[test]
+    fn words_say_why_when_not_connected() {
+        let mut st = RemoteStatus {
+            url: "http://h/s".into(),
+            state: "backing off 400 ms after …".into(),
+            connected: false,
+            last_error: Some("not MPEG-TS: got text/html".into()),
+            rcvbuf_bytes: None,
+            queued_bytes: 0,
+            counters: RemoteCounters::default(),
+        };
+        assert_eq!(st.words(), "not MPEG-TS: got text/html");
+        st.last_error = None;
+        st.state = "connecting (attempt 1)".into();
+        assert_eq!(
+            st.failure_words().as_deref(),
+            Some("connecting (attempt 1)")
+        );
+        st.connected = true;
+        st.state = "connected for 3.2 s".into();
+        st.last_error = Some("old".into());
+        assert_eq!(st.failure_words(), None);
+        assert_eq!(st.words(), "connected for 3.2 s");
     }
 
     #[test]

@@ -549,6 +549,7 @@ impl Worker {
     fn refresh_status(&mut self) {
         let mux_stats = self.remux.stats;
         let source_stats = self.source.as_ref().map(|s| s.stats()).unwrap_or_default();
+        let remote = self.source.as_ref().and_then(|s| s.remote_status());
         let services: Vec<u16> = self
             .remux
             .pat()
@@ -632,6 +633,7 @@ impl Worker {
                     descrambler,
                     ca,
                     scrambled,
+                    remote: remote.clone(),
                 },
             );
         }

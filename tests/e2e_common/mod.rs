@@ -129,11 +129,25 @@ impl Server {
     /// As `start_in`, with extra environment variables for the child
     /// (e.g. LD_PRELOAD of a fault-injecting shim).
     pub fn start_in_env(dir: TempDir, cfg: PathBuf, env: &[(&str, &std::ffi::OsStr)]) -> Server {
-        let mut child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied());
+        Self::spawn(cmd, dir, cfg)
+    }
+
+    /// As `start_in`, run through `wrapper` (e.g. `["ip", "netns", "exec",
+    /// "ns1"]`: the wrapper must exec capbox, so that killing the child
+    /// kills capbox).
+    pub fn start_wrapped(dir: TempDir, cfg: PathBuf, wrapper: &[&str]) -> Server {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..]).arg(BIN);
+        Self::spawn(cmd, dir, cfg)
+    }
+
+    fn spawn(mut cmd: Command, dir: TempDir, cfg: PathBuf) -> Server {
+        let mut child = cmd
             .arg("serve")
             .arg("--config")
             .arg(&cfg)
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -178,6 +192,12 @@ impl Server {
 
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// The last `n` lines of stderr, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log.lock().unwrap();
+        log[log.len().saturating_sub(n)..].join("\n")
     }
 
     /// Still running (not exited/crashed).
