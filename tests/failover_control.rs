@@ -470,3 +470,94 @@ fn a_cold_backup_is_pulled_only_while_needed() {
     assert!(!eof.load(Ordering::Relaxed), "the viewer was disconnected");
     stop.store(true, Ordering::Relaxed);
 }
+
+/// `ffmpeg -i URL -c copy -f hls` on the live stream across two switches
+/// (pinned to source 1, then back to 0): one connection, segments within
+/// ±1 s of the 2 s target, and the segments decode with `ffmpeg -f null`.
+#[test]
+fn hls_from_the_live_url_across_two_switches() {
+    let dir = TempDir::new("hls-live");
+    let cfg = dir.join("capbox.toml");
+    let mux = sample_mux();
+    // Two sites carrying the same service: the same program from two
+    // copies of the mux (two inputs), as from a tuner and the other site.
+    let copy = dir.join("site-b.ts");
+    std::fs::copy(&mux, &copy).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nstate_file = \"\"\n\n\
+             [[channel]]\nname = \"news\"\nrecover_after_ms = 0\n\n\
+             [[channel.source]]\nfile = \"{}\"\nprogram = 1\n\n\
+             [[channel.source]]\nfile = \"{}\"\nprogram = 1\n",
+            mux.display(),
+            copy.display()
+        ),
+    )
+    .unwrap();
+    let a = Server::start_in(TempDir::new("hls-live-run"), cfg);
+    wait_ch(&a, "news", "news up", Duration::from_secs(20), |c| {
+        c["state"] == "up" && c["active_source"] == 0
+    });
+    let out = dir.join("hls");
+    std::fs::create_dir_all(&out).unwrap();
+    let m3u8 = out.join("out.m3u8");
+    let mut ff = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(format!("http://{}/stream/news", a.addr))
+        .args(["-c", "copy", "-f", "hls", "-hls_time", "2", "-hls_list_size", "0"])
+        .arg(&m3u8)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ffmpeg");
+    std::thread::sleep(Duration::from_secs(5));
+    let r = post(a.addr, "/control/pin?channel=news&source=1", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_ch(&a, "news", "on source 1", Duration::from_secs(5), |c| c["active_source"] == 1);
+    std::thread::sleep(Duration::from_secs(5));
+    let r = post(a.addr, "/control/pin?channel=news&source=0", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_ch(&a, "news", "on source 0", Duration::from_secs(5), |c| c["active_source"] == 0);
+    std::thread::sleep(Duration::from_secs(5));
+    // SIGINT: ffmpeg closes the playlist.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(ff.id() as i32, libc::SIGINT);
+    }
+    let out_ff = ff.wait_with_output().unwrap();
+    let errs = String::from_utf8_lossy(&out_ff.stderr).to_string();
+    let st = a.status();
+    let clients_total = a
+        .metrics()
+        .iter()
+        .filter(|s| s.name == "capbox_fanout_clients_total")
+        .map(|s| s.value)
+        .sum::<f64>();
+    assert_eq!(clients_total, 1.0, "ffmpeg reconnected; status {st:#}");
+    let list = std::fs::read_to_string(&m3u8).unwrap_or_else(|e| panic!("{e}; ffmpeg: {errs}"));
+    let durs: Vec<f64> = list
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|l| l.trim_end_matches(',').parse().unwrap())
+        .collect();
+    assert!(durs.len() >= 5, "{durs:?}\n{list}");
+    for d in &durs[..durs.len() - 1] {
+        assert!((1.0..=3.0).contains(d), "segment of {d} s (target 2): {durs:?}");
+    }
+    assert_eq!(
+        channel(&a, "news")["failover"]["switches"].as_u64(),
+        Some(2),
+        "two switches"
+    );
+    let dec = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-i"])
+        .arg(&m3u8)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    let derr = String::from_utf8_lossy(&dec.stderr);
+    assert!(dec.status.success(), "{derr}");
+    let lines = derr.lines().count();
+    assert!(lines <= 2, "decoding the segments: {derr}");
+}

@@ -38,7 +38,14 @@ pub struct Health {
     pub unhealthy_since: Option<Instant>,
     /// Why not, in words ("stalled 400 ms").
     pub words: String,
+    /// A cold-standby source being connected for this channel: worth
+    /// waiting for (up to `COLD_WAIT`) rather than playing the slate.
+    pub waking: bool,
 }
+
+/// How long a channel whose sources are all down waits for a cold backup
+/// it is connecting before it plays the slate.
+pub const COLD_WAIT: Duration = Duration::from_secs(3);
 
 /// A decision to switch, with its reason in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,8 +151,12 @@ impl Failover {
                 return None;
             }
             let why = words(self.active);
+            let waking = health.iter().take(self.sources).any(|h| h.waking);
             return match (best_healthy, self.slate_index()) {
                 (Some(to), _) => Some(self.go(to, why)),
+                // A cold backup is connecting: hold the last picture a
+                // moment rather than flash the slate.
+                (None, Some(_)) if waking && !self.on_slate() => None,
                 (None, Some(slate)) => Some(self.go(slate, format!("{why}; no healthy source"))),
                 (None, None) => None,
             };
@@ -186,7 +197,27 @@ mod tests {
             } else {
                 "stalled".into()
             },
+            waking: false,
         }
+    }
+
+    #[test]
+    fn a_waking_cold_backup_is_waited_for_instead_of_the_slate() {
+        let t0 = Instant::now();
+        let mut f = Failover::new(rules(), 2, true, t0);
+        let t = t0 + STARTUP_GRACE + 1000 * MS;
+        let mut cold = h(false, None);
+        cold.waking = true;
+        assert_eq!(f.decide(&[h(false, Some(t0)), cold.clone()], t), None);
+        let s = f
+            .decide(&[h(false, Some(t0)), h(true, None)], t + 500 * MS)
+            .unwrap();
+        assert_eq!((s.from, s.to), (0, 1));
+        // Not waking any more (it failed to connect): the slate.
+        let mut f = Failover::new(rules(), 2, true, t0);
+        assert_eq!(f.decide(&[h(false, Some(t0)), cold], t), None);
+        let s = f.decide(&[h(false, Some(t0)), h(false, None)], t + 3000 * MS).unwrap();
+        assert_eq!(s.to, 2);
     }
 
     const MS: Duration = Duration::from_millis(1);

@@ -174,8 +174,9 @@ struct Spliced {
     /// Cold-standby sources: the flag their fetch thread connects on, and
     /// this channel's bit in it.
     cold: [Option<(crate::source::remote::Demand, u32)>; MAX_SOURCES],
-    /// When each cold source was last needed.
+    /// When each cold source was last needed, and when it was woken.
     cold_needed: [Option<Instant>; MAX_SOURCES],
+    cold_woken: [Option<Instant>; MAX_SOURCES],
     created: Instant,
     buf: Vec<u8>,
     /// Source descriptions, for the switch log line.
@@ -265,6 +266,7 @@ impl Channel {
                 hung_up: false,
                 cold: Default::default(),
                 cold_needed: [None; MAX_SOURCES],
+                cold_woken: [None; MAX_SOURCES],
                 created: now,
                 buf: Vec::with_capacity(64 * PACKET_SIZE),
                 names: sources.iter().map(|s| s.source.clone()).collect(),
@@ -728,6 +730,7 @@ impl Channel {
                         healthy,
                         unhealthy_since,
                         words,
+                        waking: !healthy && f.waking(i, now),
                     }
                 })
                 .collect();
@@ -757,7 +760,16 @@ impl Channel {
                         );
                     }
                 }
-                f.splicer.switch_to(sw.to, now);
+                // Leaving a source that failed (or the slate): nothing more
+                // comes of it, cut at once on the backup's preroll. Leaving
+                // one that still delivers (a pin, going back): let its
+                // current PES finish.
+                let failed = !health.get(sw.from).is_some_and(|h| h.healthy);
+                if failed {
+                    f.splicer.switch_to_at_once(sw.to, now);
+                } else {
+                    f.splicer.switch_to(sw.to, now);
+                }
                 f.probe = None;
                 f.last_switch = Some((now, words));
             }
@@ -816,6 +828,17 @@ impl Spliced {
             .is_some_and(|(d, _)| !d.wanted())
     }
 
+    /// Source `i` is a cold backup connecting for this channel, woken
+    /// less than `COLD_WAIT` ago.
+    fn waking(&self, i: usize, now: Instant) -> bool {
+        self.cold
+            .get(i)
+            .and_then(|c| c.as_ref())
+            .is_some_and(|(d, _)| d.wanted())
+            && self.cold_woken[i]
+                .is_some_and(|t| now.saturating_duration_since(t) < failover::COLD_WAIT)
+    }
+
     /// Connect cold sources while the channel may need them: the source on
     /// air is unhealthy (or the slate plays), or one of them is on air or
     /// pinned; let go `COLD_LINGER` after the last need.
@@ -834,6 +857,11 @@ impl Spliced {
             };
             let need = trouble || (i == active && !on_slate) || pinned == Some(i);
             if need {
+                if self.cold_needed[i]
+                    .is_none_or(|t| now.saturating_duration_since(t) >= COLD_LINGER)
+                {
+                    self.cold_woken[i] = Some(now);
+                }
                 self.cold_needed[i] = Some(now);
             }
             let keep =

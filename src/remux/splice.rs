@@ -572,6 +572,19 @@ impl Splicer {
     /// `now`). Asking for the source on air cancels a pending switch; an
     /// index ≥ MAX_SOURCES is ignored (false).
     pub fn switch_to(&mut self, source: usize, now: Instant) -> bool {
+        self.switch(source, now, false)
+    }
+
+    /// As `switch_to`, for a source on air that has failed (nothing more
+    /// will come of it): cut at once on the new source's preroll when it
+    /// has one (`preroll_bytes`), else at its next entry point. A source
+    /// on air that still delivers is better left by `switch_to`, which
+    /// lets its current PES finish.
+    pub fn switch_to_at_once(&mut self, source: usize, now: Instant) -> bool {
+        self.switch(source, now, true)
+    }
+
+    fn switch(&mut self, source: usize, now: Instant, at_once: bool) -> bool {
         if source >= MAX_SOURCES {
             return false;
         }
@@ -591,7 +604,8 @@ impl Splicer {
             .get_mut(source)
             .and_then(|w| w.take())
             .and_then(|w| {
-                (w.started
+                (at_once
+                    && w.started
                     && !w.buf.is_empty()
                     && now.saturating_duration_since(w.last) <= PREROLL_FRESH
                     && self.sources[source].pmt.is_some())
@@ -1789,7 +1803,7 @@ mod tests {
             let now = t(40 * f);
             if f == 15 {
                 // A stops (it failed); B, warm, goes on air at once.
-                assert!(sp.switch_to(1, now));
+                assert!(sp.switch_to_at_once(1, now));
                 let before = out.len();
                 sp.tick(now, &mut out);
                 assert!(out.len() > before, "nothing sent at the switch");
@@ -1835,7 +1849,7 @@ mod tests {
             let pb = b2.frames(1);
             sp2.push(1, &pb, t(40 * f), &mut o2);
         }
-        sp2.switch_to(1, t(40 * 12 + 400));
+        sp2.switch_to_at_once(1, t(40 * 12 + 400));
         sp2.tick(t(40 * 12 + 400), &mut o2);
         assert_eq!(sp2.stats().cuts_on_preroll, 0);
         assert_eq!(sp2.pending(), Some(1));
