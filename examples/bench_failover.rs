@@ -542,7 +542,7 @@ fn main() {
     let mux = root().join("samples/mux.ts");
     let b = start(
         &format!(
-            "{SERVER}[[channel]]\nname = \"news\"\n\n[[channel.source]]\nfile = \"{}\"\nprogram = 1\n",
+            "{SERVER}[buffers]\nring_bytes = 1048576\n\n             [[channel]]\nname = \"news\"\n\n[[channel.source]]\nfile = \"{}\"\nprogram = 1\n",
             mux.display()
         ),
         &dir,

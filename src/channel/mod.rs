@@ -730,11 +730,15 @@ impl Channel {
                         healthy,
                         unhealthy_since,
                         words,
-                        waking: !healthy && f.waking(i, now),
+                        waking: false,
                     }
                 })
                 .collect();
+            let mut health = health;
             f.wake_cold(&health, now);
+            for (i, h) in health.iter_mut().enumerate() {
+                h.waking = !h.healthy && f.waking(i, now);
+            }
             if let Some(sw) = f.failover.decide(&health, now) {
                 let name = |i: usize| {
                     if Some(i) == f.failover.slate_index() {
