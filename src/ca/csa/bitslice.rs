@@ -1553,8 +1553,18 @@ fn scatter_phase<W: Word>(s: &mut Scratch, job: Run<'_, '_>) {
                     let p = &mut *lanes[i].payload;
                     let end = (8 * (b0 + per)).min(8 * (p.len() / 8));
                     if let Some(d) = p.get_mut(8 * b0..end) {
-                        w.store(&mut buf);
-                        d.copy_from_slice(&buf[..d.len()]);
+                        // Whole words straight into the payload; a short
+                        // tail 8 bytes at a time (a variable-length
+                        // copy_from_slice was a memmove call, 3.6 % of
+                        // the AVX2 run).
+                        if d.len() == 8 * per {
+                            w.store(d);
+                        } else {
+                            w.store(&mut buf);
+                            for (d, b) in d.chunks_exact_mut(8).zip(buf.chunks_exact(8)) {
+                                d.copy_from_slice(b);
+                            }
+                        }
                     }
                 }
             }
