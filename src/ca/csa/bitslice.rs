@@ -848,17 +848,23 @@ fn store_planes<W: Word>(mut x: [W; 8], v: &mut [u8], pos: usize) {
 
 type Nib<W> = [W; 4];
 
-/// The shift registers A and B live in arrays of `SLIDE + 10` nibbles with
-/// a moving base: logical register k (1..=10) is at `base + k - 1`, a
-/// clock writes the new register 1 at `base - 1` and lowers the base.
-/// Every `SLIDE / 4` bytes the ten live registers are copied back to the
-/// top. Inside a byte's four clocks every index is a constant offset into a
-/// fixed window (a ring indexed modulo 10 cost a multiply and an address
-/// computation per access).
+/// Clocks per kernel call: 8 keystream bytes, 4 clocks each.
 const SLIDE: usize = 32;
 
-/// The combiner of the stream cipher: X, Y, Z, D, E, F and p, q, r.
-struct Combiner<W: Word> {
+/// The shift registers A and B live in arrays of `SLIDE + 10` nibbles with
+/// a moving base: logical register k (1..=10) is at `base + k - 1`, a
+/// clock writes the new register 1 at `base - 1` and lowers the base. A
+/// kernel call runs `SLIDE` clocks from base `SLIDE` down to 0, then copies
+/// the ten live registers back to the top.
+///
+/// One clock is one iteration of a loop, its state read from and written
+/// to memory (`Stream`), as in FFdecsa: with four clocks unrolled into one
+/// block LLVM interleaved them and spilled, ≈ 860 stack moves per byte
+/// beside ≈ 900 logic operations; one clock at a time needs ≈ 110.
+struct Stream<W: Word> {
+    a: [Nib<W>; SLIDE + 10],
+    b: [Nib<W>; SLIDE + 10],
+    /// The combiner: X, Y, Z, D, E, F and p, q, r.
     x: Nib<W>,
     y: Nib<W>,
     z: Nib<W>,
@@ -868,14 +874,6 @@ struct Combiner<W: Word> {
     p: W,
     q: W,
     r: W,
-}
-
-/// The bitsliced stream cipher, all lanes sharing one control word.
-struct Stream<W: Word> {
-    a: [Nib<W>; SLIDE + 10],
-    b: [Nib<W>; SLIDE + 10],
-    base: usize,
-    c: Combiner<W>,
 }
 
 #[inline(always)]
@@ -888,9 +886,6 @@ fn splat_nibble<W: Word>(v: u8) -> Nib<W> {
     }
     n
 }
-
-/// The window of one byte's four clocks: registers from `base - 4` on.
-type Window<W> = [Nib<W>; 14];
 
 impl<W: Word> Stream<W> {
     #[inline(always)]
@@ -907,72 +902,47 @@ impl<W: Word> Stream<W> {
         Stream {
             a,
             b,
-            base: SLIDE,
-            c: Combiner {
-                x: z,
-                y: z,
-                z,
-                d: z,
-                e: z,
-                f: z,
-                p: W::zero(),
-                q: W::zero(),
-                r: W::zero(),
-            },
+            x: z,
+            y: z,
+            z,
+            d: z,
+            e: z,
+            f: z,
+            p: W::zero(),
+            q: W::zero(),
+            r: W::zero(),
         }
     }
 
-    /// Four clocks (one byte); `input` = the byte's (high, low) nibbles
-    /// during initialisation. Returns the output bits of each clock.
+    /// `SLIDE` clocks (8 bytes). With `INIT`, `input` holds the bit planes
+    /// of the 8 initialisation bytes (plane b of byte i at `8 * i + b`).
+    /// Without, `out[2 * t]`, `out[2 * t + 1]` get the output bits of clock
+    /// t (d3 ^ d2, d1 ^ d0).
     #[inline(always)]
-    fn clock4(&mut self, input: Option<(Nib<W>, Nib<W>)>) -> [(W, W); 4] {
-        if self.base < 4 {
-            self.a.copy_within(self.base..self.base + 10, SLIDE);
-            self.b.copy_within(self.base..self.base + 10, SLIDE);
-            self.base = SLIDE;
+    fn kernel<const INIT: bool>(&mut self, input: &[W; 64], out: &mut [W; 64]) {
+        for t in 0..SLIDE {
+            let (h, l) = self.clock::<INIT>(SLIDE - t, input, t);
+            out[2 * t] = h;
+            out[2 * t + 1] = l;
         }
-        let lo = self.base - 4;
-        let (Some(wa), Some(wb)) = (
-            self.a
-                .get_mut(lo..lo + 14)
-                .and_then(|w| <&mut Window<W>>::try_from(w).ok()),
-            self.b
-                .get_mut(lo..lo + 14)
-                .and_then(|w| <&mut Window<W>>::try_from(w).ok()),
-        ) else {
-            unreachable!("4 <= base <= SLIDE by construction")
-        };
-        let c = &mut self.c;
-        let (hi_lo, lo_hi) = match input {
-            Some((h, l)) => (Some((h, l)), Some((l, h))),
-            None => (None, None),
-        };
-        let out = [
-            c.clock::<4>(wa, wb, hi_lo),
-            c.clock::<3>(wa, wb, lo_hi),
-            c.clock::<2>(wa, wb, hi_lo),
-            c.clock::<1>(wa, wb, lo_hi),
-        ];
-        self.base -= 4;
-        out
+        self.a.copy_within(0..10, SLIDE);
+        self.b.copy_within(0..10, SLIDE);
     }
-}
 
-impl<W: Word> Combiner<W> {
-    /// One clock with logical register k at window index `O + k - 1`; the
-    /// new register 1 goes to `O - 1`. `input` = (nibble into A, nibble
-    /// into B) during initialisation. Returns the output bits (d3^d2,
-    /// d1^d0).
+    /// One clock with logical register k at `base + k - 1` (1 <= base <=
+    /// SLIDE); the new register 1 goes to `base - 1`. During
+    /// initialisation, clock t takes byte t / 4's high nibble into A and
+    /// its low nibble into B on even clocks, the other way round on odd
+    /// ones. Returns the output bits (d3 ^ d2, d1 ^ d0).
     #[inline(always)]
-    fn clock<const O: usize>(
-        &mut self,
-        wa: &mut Window<W>,
-        wb: &mut Window<W>,
-        input: Option<(Nib<W>, Nib<W>)>,
-    ) -> (W, W) {
+    fn clock<const INIT: bool>(&mut self, base: usize, input: &[W; 64], t: usize) -> (W, W) {
         use super::sbox::*;
-        let a = |k: usize, bit: usize| wa[O + k - 1][bit];
-        let b = |k: usize, bit: usize| wb[O + k - 1][bit];
+        debug_assert!((1..=SLIDE).contains(&base));
+        let ra = &self.a[base - 1..base + 10];
+        let rb = &self.b[base - 1..base + 10];
+        // Register k at index k of the 11-nibble windows (0: the new one).
+        let a = |k: usize, bit: usize| ra[k][bit];
+        let b = |k: usize, bit: usize| rb[k][bit];
         let s1 = s1(a(4, 0), a(1, 2), a(6, 1), a(7, 3), a(9, 0));
         let s2 = s2(a(2, 1), a(3, 2), a(6, 3), a(7, 0), a(9, 1));
         let s3 = s3(a(1, 3), a(2, 0), a(5, 1), a(5, 3), a(6, 2));
@@ -986,16 +956,21 @@ impl<W: Word> Combiner<W> {
             b(6, 0).xor(b(8, 1)).xor(b(3, 3)).xor(b(4, 2)),
             b(3, 0).xor(b(6, 1)).xor(b(7, 2)).xor(b(9, 3)),
         ];
-        let (a10, b7, b10) = (wa[O + 9], wb[O + 6], wb[O + 9]);
         // (Plain loops, not array::from_fn: its closures are not always
         // inlined, and an intrinsic inside one is then a call.)
         let mut na: Nib<W> = [W::zero(); 4];
         let mut nb: Nib<W> = [W::zero(); 4];
         for i in 0..4 {
-            na[i] = a10[i].xor(self.x[i]);
-            nb[i] = b7[i].xor(b10[i]).xor(self.y[i]);
+            na[i] = a(10, i).xor(self.x[i]);
+            nb[i] = b(7, i).xor(b(10, i)).xor(self.y[i]);
         }
-        if let Some((ia, ib)) = input {
+        if INIT {
+            let byte = &input[8 * (t / 4) & 63..];
+            let (ia, ib) = if t % 2 == 0 {
+                (&byte[4..8], &byte[0..4])
+            } else {
+                (&byte[0..4], &byte[4..8])
+            };
             for i in 0..4 {
                 na[i] = na[i].xor(self.d[i]).xor(ia[i]);
                 nb[i] = nb[i].xor(ib[i]);
@@ -1007,29 +982,23 @@ impl<W: Word> Combiner<W> {
         for i in 0..4 {
             nb[i] = nb[i].xor(p.and(nb[i].xor(rot[i])));
         }
-        let (e, z) = (self.e, self.z);
-        for i in 0..4 {
-            self.d[i] = e[i].xor(z[i]).xor(extra[i]);
-        }
-        // F = q ? Z + E + r : E, carry into r when q.
+        // D = E ^ Z ^ extra; F = q ? Z + E + r : E (and E ^ sum = Z ^
+        // carry in), the carry out into r when q.
+        let (e, z, q) = (self.e, self.z, self.q);
         let mut carry = self.r;
-        let mut sum = [W::zero(); 4];
-        for i in 0..4 {
-            let t = z[i].xor(e[i]);
-            sum[i] = t.xor(carry);
-            carry = z[i].and(e[i]).or(carry.and(t));
-        }
-        let q = self.q;
         let mut new_f: Nib<W> = [W::zero(); 4];
         for i in 0..4 {
-            new_f[i] = e[i].xor(q.and(e[i].xor(sum[i])));
+            let t = z[i].xor(e[i]);
+            self.d[i] = t.xor(extra[i]);
+            new_f[i] = e[i].xor(q.and(z[i].xor(carry)));
+            carry = z[i].and(e[i]).or(carry.and(t));
         }
         self.r = self.r.xor(q.and(self.r.xor(carry)));
         self.e = self.f;
         self.f = new_f;
         // Shift: the old register 10 drops out, the new register 1 enters.
-        wa[O - 1] = na;
-        wb[O - 1] = nb;
+        self.a[base - 1] = na;
+        self.b[base - 1] = nb;
         self.x = [s1.0, s2.0, s3.1, s4.1];
         self.y = [s3.0, s4.0, s5.1, s6.1];
         self.z = [s5.0, s6.0, s1.1, s2.1];
@@ -1055,22 +1024,26 @@ fn keystream_blocks(lens: &[usize]) -> usize {
 #[inline(always)]
 fn stream_phase<W: Word>(s: &mut Scratch, key: &KeySchedule, lens: &[usize]) {
     let ks_blocks = keystream_blocks(lens);
-    // Stream cipher: initialise with the first 8 payload bytes, then 4
-    // clocks per keystream byte.
+    // Initialise with the first 8 payload bytes, then 4 clocks per
+    // keystream byte, 8 bytes per kernel call.
     let mut st = Stream::<W>::new(&key.cw);
+    let mut planes = [W::zero(); 64];
     for pos in 0..8 {
         let pl = planes_of_row::<W>(&s.ct, pos);
-        let hi: Nib<W> = [pl[4], pl[5], pl[6], pl[7]];
-        let lo: Nib<W> = [pl[0], pl[1], pl[2], pl[3]];
-        st.clock4(Some((hi, lo)));
+        planes[8 * pos..8 * pos + 8].copy_from_slice(&pl);
     }
-    for pos in 0..8 * ks_blocks {
-        let mut out = [W::zero(); 8];
-        for (j, (h, l)) in st.clock4(None).into_iter().enumerate() {
-            out[7 - 2 * j] = h;
-            out[6 - 2 * j] = l;
+    let mut out = [W::zero(); 64];
+    st.kernel::<true>(&planes, &mut out);
+    for blk in 0..ks_blocks {
+        st.kernel::<false>(&planes, &mut out);
+        for i in 0..8 {
+            let mut byte = [W::zero(); 8];
+            for j in 0..4 {
+                byte[7 - 2 * j] = out[2 * (4 * i + j)];
+                byte[6 - 2 * j] = out[2 * (4 * i + j) + 1];
+            }
+            store_planes(byte, &mut s.ks, 8 * blk + i);
         }
-        store_planes(out, &mut s.ks, pos);
     }
 }
 
