@@ -62,6 +62,7 @@ pub trait Word: Copy {
         r: &mut [[u8; BATCH_SIZE]; 8],
         sb: &mut [u8; BATCH_SIZE],
         keyed: &[u8; 256],
+        _tel: &[[u8; 16]; 16],
         k: u8,
         at: [usize; 6],
         lanes: usize,
@@ -111,6 +112,22 @@ const fn telescoped(half: usize) -> [[u8; 16]; 8] {
     }
     out
 }
+/// A 256-byte table as 16 telescoped rows for `vpshufb`: for x < 0x80
+/// the XOR of rows 0..=x>>4 at x & 15 is `t[x]`; rows 8.. likewise for
+/// x ≥ 0x80 (rows 8..=8 + (x & 0x7f) >> 4).
+pub(super) fn telescope(t: &[u8; 256]) -> [[u8; 16]; 16] {
+    let mut out = [[0u8; 16]; 16];
+    for (r, row) in out.iter_mut().enumerate() {
+        for (i, v) in row.iter_mut().enumerate() {
+            *v = t[16 * r + i];
+            if r % 8 != 0 {
+                *v ^= t[16 * (r - 1) + i];
+            }
+        }
+    }
+    out
+}
+
 #[allow(dead_code)]
 const SBOX_LO: [[u8; 16]; 8] = telescoped(0);
 #[allow(dead_code)]
@@ -122,6 +139,20 @@ const PERM_LO: [u8; 16] = {
     let mut i = 0;
     while i < 16 {
         o[i] = super::tables::block_perm(i as u8);
+        i += 1;
+    }
+    o
+};
+/// The block S-box and its permuted output in one 16-bit entry (S in the
+/// low byte, perm(S) in the high one), for `vpgatherdd` with scale 2 (a
+/// gather reads 4 bytes: one entry past the last is padding).
+#[allow(dead_code)]
+const SBOX_PERM16: [u16; 258] = {
+    let mut o = [0u16; 258];
+    let mut i = 0;
+    while i < 256 {
+        let s = super::tables::BLOCK_SBOX[i];
+        o[i] = s as u16 | (super::tables::block_perm(s) as u16) << 8;
         i += 1;
     }
     o
@@ -366,31 +397,31 @@ mod x86 {
             }
         }
 
-        /// The whole round in registers, 32 lanes at a time: the S-box by
-        /// telescoped `vpshufb` rows (index minus 16·h has bit 7 set once h
-        /// passes the high nibble), the two halves picked by bit 7, the
-        /// permutation by two nibble lookups.
+        /// The whole round in registers, 64 lanes (two words) per loop
+        /// iteration: the S-box by the round's telescoped `vpshufb` rows
+        /// with the key folded in (`tel`; index minus 16·h has bit 7 set
+        /// once h passes the high nibble), each row loaded once for both
+        /// words, the two halves picked by bit 7, the permutation by two
+        /// nibble lookups.
         #[inline(always)]
         fn block_round(
             r: &mut [[u8; super::BATCH_SIZE]; 8],
             _sb: &mut [u8; super::BATCH_SIZE],
             _keyed: &[u8; 256],
-            k: u8,
+            tel: &[[u8; 16]; 16],
+            _k: u8,
             at: [usize; 6],
             lanes: usize,
         ) {
+            const G: usize = 2;
             let [i7, i8, i2, i3, i4, i6] = at;
-            let lanes = lanes.min(super::BATCH_SIZE) / 32 * 32;
+            let lanes = lanes.min(super::BATCH_SIZE) / (32 * G) * (32 * G);
             let bcast = |t: &[u8; 16]| {
                 // SAFETY: AVX2 checked at run time; 16-byte load of `t`.
                 unsafe {
                     _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i))
                 }
             };
-            let lo: [__m256i; 8] = std::array::from_fn(|h| bcast(&super::SBOX_LO[h]));
-            let hi: [__m256i; 8] = std::array::from_fn(|h| bcast(&super::SBOX_HI[h]));
-            let plo = bcast(&super::PERM_LO);
-            let phi = bcast(&super::PERM_HI);
             let base = r.as_mut_ptr() as *mut u8;
             let row = |i: usize, l: usize| {
                 // In bounds: i < 8 and l + 32 <= BATCH_SIZE.
@@ -401,39 +432,84 @@ mod x86 {
             // index < 8, lane offset + 32 <= BATCH_SIZE), and `r` is borrowed
             // mutably for the whole loop.
             unsafe {
-                let key = _mm256_set1_epi8(k as i8);
-                let m7f = _mm256_set1_epi8(0x7f);
-                let m0f = _mm256_set1_epi8(0x0f);
-                let sixteen = _mm256_set1_epi8(16);
+                // Opaque constants: LLVM otherwise folds the chain of
+                // subtractions into `sel + -16·h`, each constant a
+                // `vpbroadcastb` from memory (a shuffle µop on the port
+                // the lookups need), and rematerialises the masks the
+                // same way.
+                use std::hint::black_box;
+                let m7f = black_box(_mm256_set1_epi8(0x7f));
+                let m0f = black_box(_mm256_set1_epi8(0x0f));
+                let sixteen = black_box(_mm256_set1_epi8(16));
+                let z = _mm256_setzero_si256();
+                let key = _mm256_set1_epi8(_k as i8);
+                let mff = black_box(_mm256_set1_epi32(0xff));
+                #[rustfmt::skip]
+                let deint = _mm256_setr_epi8(
+                    0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
+                    0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
+                );
+                let tab = super::SBOX_PERM16.as_ptr() as *const i32;
                 let mut l = 0;
                 while l < lanes {
-                    let x = _mm256_xor_si256(_mm256_loadu_si256(row(i7, l)), key);
+                    // Word 0 by shuffles (vector ALU), word 1 by gathers
+                    // (load ports): the two kinds of work overlap.
+                    let x = _mm256_loadu_si256(row(i7, l));
                     let mut sel = _mm256_and_si256(x, m7f);
-                    let mut a = _mm256_shuffle_epi8(lo[0], sel);
-                    let mut b = _mm256_shuffle_epi8(hi[0], sel);
-                    for h in 1..8 {
-                        sel = _mm256_sub_epi8(sel, sixteen);
-                        a = _mm256_xor_si256(a, _mm256_shuffle_epi8(lo[h], sel));
-                        b = _mm256_xor_si256(b, _mm256_shuffle_epi8(hi[h], sel));
+                    let mut a = z;
+                    let mut b = z;
+                    for h in 0..8 {
+                        let (lo, hi) = (bcast(&tel[h]), bcast(&tel[8 + h]));
+                        if h == 0 {
+                            a = _mm256_shuffle_epi8(lo, sel);
+                            b = _mm256_shuffle_epi8(hi, sel);
+                        } else {
+                            sel = _mm256_sub_epi8(sel, sixteen);
+                            a = _mm256_xor_si256(a, _mm256_shuffle_epi8(lo, sel));
+                            b = _mm256_xor_si256(b, _mm256_shuffle_epi8(hi, sel));
+                        }
                     }
-                    let s = _mm256_blendv_epi8(a, b, x);
-                    let p = _mm256_or_si256(
-                        _mm256_shuffle_epi8(plo, _mm256_and_si256(s, m0f)),
-                        _mm256_shuffle_epi8(phi, _mm256_and_si256(_mm256_srli_epi16::<4>(s), m0f)),
+                    let s0 = _mm256_blendv_epi8(a, b, x);
+                    let p0 = _mm256_or_si256(
+                        _mm256_shuffle_epi8(bcast(&super::PERM_LO), _mm256_and_si256(s0, m0f)),
+                        _mm256_shuffle_epi8(
+                            bcast(&super::PERM_HI),
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(s0), m0f),
+                        ),
                     );
-                    let t = _mm256_xor_si256(_mm256_loadu_si256(row(i8, l)), s);
-                    _mm256_storeu_si256(row(i8, l), t);
-                    for i in [i2, i3, i4] {
+                    let x1 = _mm256_xor_si256(_mm256_loadu_si256(row(i7, l + 32)), key);
+                    let g0 = _mm256_i32gather_epi32::<2>(tab, _mm256_and_si256(x1, mff));
+                    let g1 = _mm256_i32gather_epi32::<2>(
+                        tab,
+                        _mm256_and_si256(_mm256_srli_epi32::<8>(x1), mff),
+                    );
+                    let g2 = _mm256_i32gather_epi32::<2>(
+                        tab,
+                        _mm256_and_si256(_mm256_srli_epi32::<16>(x1), mff),
+                    );
+                    let g3 = _mm256_i32gather_epi32::<2>(tab, _mm256_srli_epi32::<24>(x1));
+                    // Dword j: [S P S P] of bytes 4j, 4j+1 (r1), 4j+2, 4j+3 (r2).
+                    let r1 = _mm256_blend_epi16::<0xAA>(g0, _mm256_slli_epi32::<16>(g1));
+                    let r2 = _mm256_blend_epi16::<0xAA>(g2, _mm256_slli_epi32::<16>(g3));
+                    let (a1, b1) = (_mm256_shuffle_epi8(r1, deint), _mm256_shuffle_epi8(r2, deint));
+                    let s1 = _mm256_unpacklo_epi16(a1, b1);
+                    let p1 = _mm256_unpackhi_epi16(a1, b1);
+                    for (g, (s, p)) in [(s0, p0), (s1, p1)].into_iter().enumerate() {
+                        let l = l + 32 * g;
+                        let t = _mm256_xor_si256(_mm256_loadu_si256(row(i8, l)), s);
+                        _mm256_storeu_si256(row(i8, l), t);
+                        for i in [i2, i3, i4] {
+                            _mm256_storeu_si256(
+                                row(i, l),
+                                _mm256_xor_si256(_mm256_loadu_si256(row(i, l)), t),
+                            );
+                        }
                         _mm256_storeu_si256(
-                            row(i, l),
-                            _mm256_xor_si256(_mm256_loadu_si256(row(i, l)), t),
+                            row(i6, l),
+                            _mm256_xor_si256(_mm256_loadu_si256(row(i6, l)), p),
                         );
                     }
-                    _mm256_storeu_si256(
-                        row(i6, l),
-                        _mm256_xor_si256(_mm256_loadu_si256(row(i6, l)), p),
-                    );
-                    l += 32;
+                    l += 32 * G;
                 }
             }
         }
@@ -505,6 +581,7 @@ mod x86 {
             r: &mut [[u8; super::BATCH_SIZE]; 8],
             _sb: &mut [u8; super::BATCH_SIZE],
             keyed: &[u8; 256],
+            _tel: &[[u8; 16]; 16],
             k: u8,
             at: [usize; 6],
             lanes: usize,
@@ -1098,7 +1175,8 @@ fn block_decrypt_rows<W: Word>(
     key: &KeySchedule,
     lanes: usize,
 ) {
-    for (round, table) in key.sbox_dec.iter().enumerate() {
+    let rounds = key.sbox_dec.iter().zip(key.sbox_tel.iter());
+    for (round, (table, tel)) in rounds.enumerate() {
         // Logical Rk is in row (k - 1 + 8 - round % 8) % 8.
         let o = 8 - round % 8;
         let at = |k: usize| (k - 1 + o) % 8;
@@ -1106,6 +1184,7 @@ fn block_decrypt_rows<W: Word>(
             r,
             sb,
             table,
+            tel,
             key.kk[55 - round],
             [at(7), at(8), at(2), at(3), at(4), at(6)],
             lanes,
