@@ -143,20 +143,6 @@ const PERM_LO: [u8; 16] = {
     }
     o
 };
-/// The block S-box and its permuted output in one 16-bit entry (S in the
-/// low byte, perm(S) in the high one), for `vpgatherdd` with scale 2 (a
-/// gather reads 4 bytes: one entry past the last is padding).
-#[allow(dead_code)]
-const SBOX_PERM16: [u16; 258] = {
-    let mut o = [0u16; 258];
-    let mut i = 0;
-    while i < 256 {
-        let s = super::tables::BLOCK_SBOX[i];
-        o[i] = s as u16 | (super::tables::block_perm(s) as u16) << 8;
-        i += 1;
-    }
-    o
-};
 #[allow(dead_code)]
 const PERM_HI: [u8; 16] = {
     let mut o = [0u8; 16];
@@ -442,59 +428,36 @@ mod x86 {
                 let m0f = black_box(_mm256_set1_epi8(0x0f));
                 let sixteen = black_box(_mm256_set1_epi8(16));
                 let z = _mm256_setzero_si256();
-                let key = _mm256_set1_epi8(_k as i8);
-                let mff = black_box(_mm256_set1_epi32(0xff));
-                #[rustfmt::skip]
-                let deint = _mm256_setr_epi8(
-                    0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
-                    0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
-                );
-                let tab = super::SBOX_PERM16.as_ptr() as *const i32;
                 let mut l = 0;
                 while l < lanes {
-                    // Word 0 by shuffles (vector ALU), word 1 by gathers
-                    // (load ports): the two kinds of work overlap.
-                    let x = _mm256_loadu_si256(row(i7, l));
-                    let mut sel = _mm256_and_si256(x, m7f);
-                    let mut a = z;
-                    let mut b = z;
-                    for h in 0..8 {
-                        let (lo, hi) = (bcast(&tel[h]), bcast(&tel[8 + h]));
-                        if h == 0 {
-                            a = _mm256_shuffle_epi8(lo, sel);
-                            b = _mm256_shuffle_epi8(hi, sel);
-                        } else {
-                            sel = _mm256_sub_epi8(sel, sixteen);
-                            a = _mm256_xor_si256(a, _mm256_shuffle_epi8(lo, sel));
-                            b = _mm256_xor_si256(b, _mm256_shuffle_epi8(hi, sel));
+                    let mut sp = [(z, z); G];
+                    for (g, sp) in sp.iter_mut().enumerate() {
+                        let x = _mm256_loadu_si256(row(i7, l + 32 * g));
+                        let mut sel = _mm256_and_si256(x, m7f);
+                        let mut a = z;
+                        let mut b = z;
+                        for h in 0..8 {
+                            let (lo, hi) = (bcast(&tel[h]), bcast(&tel[8 + h]));
+                            if h == 0 {
+                                a = _mm256_shuffle_epi8(lo, sel);
+                                b = _mm256_shuffle_epi8(hi, sel);
+                            } else {
+                                sel = _mm256_sub_epi8(sel, sixteen);
+                                a = _mm256_xor_si256(a, _mm256_shuffle_epi8(lo, sel));
+                                b = _mm256_xor_si256(b, _mm256_shuffle_epi8(hi, sel));
+                            }
                         }
+                        let s = _mm256_blendv_epi8(a, b, x);
+                        let p = _mm256_or_si256(
+                            _mm256_shuffle_epi8(bcast(&super::PERM_LO), _mm256_and_si256(s, m0f)),
+                            _mm256_shuffle_epi8(
+                                bcast(&super::PERM_HI),
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(s), m0f),
+                            ),
+                        );
+                        *sp = (s, p);
                     }
-                    let s0 = _mm256_blendv_epi8(a, b, x);
-                    let p0 = _mm256_or_si256(
-                        _mm256_shuffle_epi8(bcast(&super::PERM_LO), _mm256_and_si256(s0, m0f)),
-                        _mm256_shuffle_epi8(
-                            bcast(&super::PERM_HI),
-                            _mm256_and_si256(_mm256_srli_epi16::<4>(s0), m0f),
-                        ),
-                    );
-                    let x1 = _mm256_xor_si256(_mm256_loadu_si256(row(i7, l + 32)), key);
-                    let g0 = _mm256_i32gather_epi32::<2>(tab, _mm256_and_si256(x1, mff));
-                    let g1 = _mm256_i32gather_epi32::<2>(
-                        tab,
-                        _mm256_and_si256(_mm256_srli_epi32::<8>(x1), mff),
-                    );
-                    let g2 = _mm256_i32gather_epi32::<2>(
-                        tab,
-                        _mm256_and_si256(_mm256_srli_epi32::<16>(x1), mff),
-                    );
-                    let g3 = _mm256_i32gather_epi32::<2>(tab, _mm256_srli_epi32::<24>(x1));
-                    // Dword j: [S P S P] of bytes 4j, 4j+1 (r1), 4j+2, 4j+3 (r2).
-                    let r1 = _mm256_blend_epi16::<0xAA>(g0, _mm256_slli_epi32::<16>(g1));
-                    let r2 = _mm256_blend_epi16::<0xAA>(g2, _mm256_slli_epi32::<16>(g3));
-                    let (a1, b1) = (_mm256_shuffle_epi8(r1, deint), _mm256_shuffle_epi8(r2, deint));
-                    let s1 = _mm256_unpacklo_epi16(a1, b1);
-                    let p1 = _mm256_unpackhi_epi16(a1, b1);
-                    for (g, (s, p)) in [(s0, p0), (s1, p1)].into_iter().enumerate() {
+                    for (g, &(s, p)) in sp.iter().enumerate() {
                         let l = l + 32 * g;
                         let t = _mm256_xor_si256(_mm256_loadu_si256(row(i8, l)), s);
                         _mm256_storeu_si256(row(i8, l), t);
