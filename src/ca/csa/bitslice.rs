@@ -1005,8 +1005,8 @@ impl<W: Word> Stream<W> {
             nb[i] = b(7, i).xor(b(10, i)).xor(self.y[i]);
         }
         if INIT {
-            let byte = &input[8 * (t / 4) & 63..];
-            let (ia, ib) = if t % 2 == 0 {
+            let byte = &input[8 * (t / 4)..];
+            let (ia, ib) = if t.is_multiple_of(2) {
                 (&byte[4..8], &byte[0..4])
             } else {
                 (&byte[0..4], &byte[4..8])
