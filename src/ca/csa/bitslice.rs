@@ -900,7 +900,8 @@ const SLIDE: usize = 32;
 /// One clock is one iteration of a loop, its state read from and written
 /// to memory (`Stream`), as in FFdecsa: with four clocks unrolled into one
 /// block LLVM interleaved them and spilled, ≈ 860 stack moves per byte
-/// beside ≈ 900 logic operations; one clock at a time needs ≈ 110.
+/// beside ≈ 900 logic operations; one clock per iteration is ≈ 210 logic
+/// operations and 128 moves (BENCHMARKS.md, "DVB-CSA").
 struct Stream<W: Word> {
     a: [Nib<W>; SLIDE + 10],
     b: [Nib<W>; SLIDE + 10],
