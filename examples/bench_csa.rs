@@ -10,8 +10,10 @@
 //!
 //! `--anchor DIR` adds another libdvbcsa build to the same run (DIR holds
 //! its libdvbcsa.so.1; the helper is run with LD_LIBRARY_PATH=DIR and prints
-//! which shared object it really loaded), e.g. the AVX2 fork built by hand
-//! (BENCHMARKS.md, "DVB-CSA", says how), and a column of ratios to it.
+//! which shared object it really loaded), e.g. the AVX2 fork built by
+//! `scripts/build-csa-anchor` (BENCHMARKS.md, "DVB-CSA"), and a column of
+//! ratios to it. With VARIANT (e.g. `avx2`) only that engine runs, beside
+//! the anchor if one is given (the quick loop while tuning an engine).
 //!
 //! Run: `cargo build --release --example bench_csa &&
 //!       taskset -c 1 target/release/examples/bench_csa [ROUNDS] [SECONDS] [VARIANT] [--anchor DIR]`
@@ -223,13 +225,22 @@ fn main() {
     })
     .collect();
     let skip_others = only.is_some();
-    let helper = if skip_others { None } else { build_helper() };
+    // With a variant and `--anchor`: that variant and the anchor only (the
+    // quick loop while tuning one engine).
+    let helper = if skip_others && anchor.is_none() {
+        None
+    } else {
+        build_helper()
+    };
     let mut deb: Vec<LibRound> = Vec::new();
     let mut anc: Vec<LibRound> = Vec::new();
     let mut scalar = Vec::new();
     let mut batch: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for r in 0..rounds {
         if skip_others {
+            if let (Some(exe), Some(dir)) = (&helper, &anchor) {
+                anc.extend(libdvbcsa(exe, Some(dir), secs));
+            }
             for (i, &v) in variants.iter().enumerate() {
                 batch[i].push(batch_mbs(v, &keys, secs));
             }

@@ -53,6 +53,10 @@ pub struct KeySchedule {
     /// S-box with the round key folded in (`BLOCK_SBOX[x ^ kk]`), so the
     /// inner loop is one table load per byte.
     sbox_dec: Box<[[u8; 256]; 56]>,
+    /// The same keyed S-boxes as telescoped 16-byte rows for the AVX2
+    /// engine's `vpshufb` lookups (`bitslice::telescope`): rows 0..8 for
+    /// x < 0x80, rows 8..16 for x ≥ 0x80.
+    sbox_tel: Box<[[[u8; 16]; 16]; 56]>,
 }
 
 impl KeySchedule {
@@ -66,7 +70,16 @@ impl KeySchedule {
                 *t = tables::BLOCK_SBOX[x ^ k as usize];
             }
         }
-        KeySchedule { cw, kk, sbox_dec }
+        let mut sbox_tel = Box::new([[[0u8; 16]; 16]; 56]);
+        for (tel, table) in sbox_tel.iter_mut().zip(sbox_dec.iter()) {
+            *tel = bitslice::telescope(table);
+        }
+        KeySchedule {
+            cw,
+            kk,
+            sbox_dec,
+            sbox_tel,
+        }
     }
 
     /// A 48-bit control word: bytes 3 and 7 are replaced by their checksums.
