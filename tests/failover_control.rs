@@ -502,7 +502,7 @@ fn hls_from_the_live_url_across_two_switches() {
     let out = dir.join("hls");
     std::fs::create_dir_all(&out).unwrap();
     let m3u8 = out.join("out.m3u8");
-    let mut ff = std::process::Command::new("ffmpeg")
+    let ff = std::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(format!("http://{}/stream/news", a.addr))
         .args(["-c", "copy", "-f", "hls", "-hls_time", "2", "-hls_list_size", "0"])
