@@ -250,6 +250,34 @@ pub fn check_sources(cfg: &Config) -> Vec<Diagnostic> {
     out
 }
 
+/// `[server]` tcp_congestion and send_buffer_bytes tried on a socket of
+/// this process: what the kernel would refuse on every connection
+/// (congestion control not loaded or not allowed, a send buffer capped),
+/// on the line of the key.
+pub fn check_tcp(cfg: &Config) -> Vec<Diagnostic> {
+    let t = socket_tuning(&cfg.server);
+    if t.is_empty() {
+        return Vec::new();
+    }
+    match http::tuning::probe(&t) {
+        Ok((_, errors)) => errors
+            .iter()
+            .map(|e| cfg.diag_at(&format!("server.{}", e.key()), e.to_string()))
+            .collect(),
+        Err(e) => vec![cfg.diag_at(
+            "server",
+            format!("cannot open a TCP socket to try the settings on: {e}"),
+        )],
+    }
+}
+
+fn socket_tuning(s: &config::ServerConfig) -> http::SocketTuning {
+    http::SocketTuning {
+        congestion: s.tcp_congestion.clone(),
+        send_buffer_bytes: s.send_buffer_bytes,
+    }
+}
+
 /// The config key that asks for the card manager (`[cards]`, `[[card]]`
 /// or the first `ca = "card"` source), if any.
 fn cards_wanted(cfg: &Config) -> Option<String> {
@@ -268,6 +296,23 @@ fn cards_wanted(cfg: &Config) -> Option<String> {
         .map(String::from)
         .or(card_source)
         .or(Some("cards".into()))
+}
+
+/// A reload's new `[server]` tcp_congestion / send_buffer_bytes: applied
+/// to the connections accepted from now on.
+fn retune_listener(server: &Option<ServerHandle>, new: &Config) {
+    let Some(s) = server else { return };
+    s.set_tuning(socket_tuning(&new.server));
+    let errors = check_tcp(new);
+    for diag in &errors {
+        log::error!("{diag}; new connections get the kernel's default");
+    }
+    let shown = |v: Option<String>| v.unwrap_or_else(|| "the kernel's default".into());
+    log::info!(
+        "reload: server.tcp_congestion = {}, server.send_buffer_bytes = {}: applied to new connections (open ones keep theirs)",
+        shown(new.server.tcp_congestion.clone()),
+        shown(new.server.send_buffer_bytes.map(|n| n.to_string()))
+    );
 }
 
 impl Daemon {
@@ -320,6 +365,10 @@ impl Daemon {
         hc.max_clients = config.server.max_clients;
         hc.max_clients_per_address = config.server.max_clients_per_address;
         hc.access = access_of(&config);
+        hc.tuning = socket_tuning(&config.server);
+        for diag in check_tcp(&config) {
+            log::error!("{diag}; connections get the kernel's default");
+        }
         let backend: Arc<dyn Backend> = d.app.clone();
         let server = http::spawn(hc, backend)?;
         log::info!("listening on http://{}", server.local_addr());
@@ -641,6 +690,9 @@ impl Daemon {
                         n.max_clients_per_address
                     );
                 }
+            }
+            if socket_tuning(&new.server) != socket_tuning(&old_server) {
+                retune_listener(&self.server, &new);
             }
             if new.server.listen != old_server.listen {
                 log::warn!("reload: server.listen changed; restart capbox to move the listener");

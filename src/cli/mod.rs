@@ -14,7 +14,7 @@ pub mod status;
 pub mod tune;
 
 use crate::config::{self, Config};
-use crate::daemon::{check_sources, Daemon};
+use crate::daemon::{check_sources, check_tcp, Daemon};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -154,8 +154,10 @@ fn secrets_warning(path: &Path, c: &Config) -> Option<String> {
 const CHECK_HELP: &str = "\
 usage: capbox check-config [[--config] PATH]
 
-Validates the config (default /etc/capbox/capbox.toml) and the sources it
-names (files exist, are MPEG-TS, carry the programs). Prints one line per
+Validates the config (default /etc/capbox/capbox.toml), the sources it
+names (files exist, are MPEG-TS, carry the programs) and the [server] TCP
+settings (this kernel has the congestion control and lets this user set it
+and the send buffer: run it as the user capbox serve runs as). One line per
 problem as `file:line: key: message`; exit status 0 when valid, 1 when not.
 ";
 
@@ -172,7 +174,8 @@ fn check_config(args: &[String]) -> i32 {
         }
     };
     let Some(cfg) = load(&path) else { return 1 };
-    let diags = check_sources(&cfg);
+    let mut diags = check_tcp(&cfg);
+    diags.extend(check_sources(&cfg));
     for d in &diags {
         eprintln!("{d}");
     }

@@ -115,7 +115,10 @@ fn render_sources(o: &mut String, ch: &serde_json::Value) {
         let _ = writeln!(
             o,
             "{}",
-            cut(&format!("  on air: {}", f["on_air"].as_str().unwrap_or("?")), 80)
+            cut(
+                &format!("  on air: {}", f["on_air"].as_str().unwrap_or("?")),
+                80
+            )
         );
         if let Some(w) = f["viewers_refused"].as_str() {
             let _ = writeln!(o, "{}", cut(&format!("  VIEWERS REFUSED: {w}"), 80));

@@ -124,6 +124,18 @@ pub struct ServerConfig {
     /// operator's pins are kept across restarts. Must be on a writable
     /// file system (the data partition on the appliance).
     pub state_file: Option<PathBuf>,
+    /// `tcp_congestion`, default none (the kernel's default,
+    /// `net.ipv4.tcp_congestion_control`): the TCP congestion control of
+    /// every connection accepted (TCP_CONGESTION), e.g. `"bbr"` for a
+    /// listener the other site pulls from over a long lossy path. A name
+    /// of 1..=15 characters `[a-z0-9_]`; whether the kernel has it is
+    /// checked by `check-config` and at start (`http::tuning`).
+    pub tcp_congestion: Option<String>,
+    /// `send_buffer_bytes`, default none (the kernel's autotuning, up to
+    /// `net.ipv4.tcp_wmem`'s maximum), 16 KiB..=256 MiB: SO_SNDBUF of
+    /// every connection accepted. Sized by the bandwidth-delay product:
+    /// 10 Mbit/s × 120 ms ≈ 150 kB, and 2–4× that with loss and bursts.
+    pub send_buffer_bytes: Option<usize>,
 }
 
 /// `[access]`: who may use which class of routes.
@@ -408,6 +420,8 @@ impl Default for ServerConfig {
             max_clients: 512,
             max_clients_per_address: 400,
             state_file: None,
+            tcp_congestion: None,
+            send_buffer_bytes: None,
         }
     }
 }

@@ -107,6 +107,27 @@ fn config_good_file_parses() {
 }
 
 #[test]
+fn server_tcp_settings() {
+    let c = parse_ok(&format!(
+        "[server]\ntcp_congestion = \"bbr\"\nsend_buffer_bytes = 600_000\n{}",
+        CH
+    ));
+    assert_eq!(c.server.tcp_congestion.as_deref(), Some("bbr"));
+    assert_eq!(c.server.send_buffer_bytes, Some(600_000));
+    assert_eq!(c.line_of("server.tcp_congestion"), 2);
+    // Any spelling the kernel could have passes the walk: whether this
+    // kernel has it is for check-config.
+    let c = parse_ok(&format!(
+        "[server]\ntcp_congestion = \"nosuchcc_2\"\n{}",
+        CH
+    ));
+    assert_eq!(c.server.tcp_congestion.as_deref(), Some("nosuchcc_2"));
+    // A change is a server change for reload.
+    let old = parse_ok(CH);
+    assert!(Config::diff(&old, &c).server_changed);
+}
+
+#[test]
 fn config_defaults() {
     let c = parse_ok(CH);
     // Pins are kept beside the config unless told otherwise.
@@ -132,6 +153,8 @@ fn config_defaults() {
     assert_eq!(c.server.write_timeout_ms, 10_000);
     assert_eq!(c.server.max_clients, 512);
     assert_eq!(c.server.max_clients_per_address, 400);
+    assert_eq!(c.server.tcp_congestion, None);
+    assert_eq!(c.server.send_buffer_bytes, None);
     assert_eq!(c.buffers.ring_bytes, 8_388_608);
     assert_eq!(c.buffers.chunk_bytes, 32_768);
     assert_eq!(c.buffers.flush_ms, 50);
@@ -276,6 +299,33 @@ fn config_errors_name_line_and_key() {
         (
             &format!("[buffers]\nring_bytes = 1048576\nchunk_bytes = 1048576\n{}", CH),
             &[(3, "buffers.chunk_bytes", "more than a quarter of ring_bytes (1048576); expected at most 262144")],
+        ),
+        // TCP settings of the listener: the name's spelling here, whether
+        // the kernel has it at check-config (daemon::check_tcp).
+        (
+            &format!("[server]\ntcp_congestion = \"BBR\"\nsend_buffer_bytes = 1000\n{}", CH),
+            &[
+                (2, "server.tcp_congestion", "\"BBR\": congestion control names are lower case (\"bbr\")"),
+                (3, "server.send_buffer_bytes", "1000 is out of range; expected bytes 16384..=268435456"),
+            ],
+        ),
+        (
+            &format!("[server]\ntcp_congestion = \"bbr v2\"\nsend_buffer_bytes = \"4M\"\n{}", CH),
+            &[
+                (2, "server.tcp_congestion", "holds a character other than a-z 0-9 _"),
+                (3, "server.send_buffer_bytes", "found string \"4M\""),
+            ],
+        ),
+        (
+            &format!("[server]\ntcp_congestion = \"\"\n\n\ntcp_congestion_x = 1\n{}", CH),
+            &[
+                (2, "server.tcp_congestion", "\"\" is not 1..=15 characters"),
+                (5, "server.tcp_congestion_x", "unknown key"),
+            ],
+        ),
+        (
+            &format!("[server]\ntcp_congestion = 1\n{}", CH),
+            &[(2, "server.tcp_congestion", "found integer 1; expected the name of a TCP congestion control")],
         ),
         // Address and network syntax.
         (

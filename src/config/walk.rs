@@ -186,6 +186,16 @@ impl Walker {
         }
     }
 
+    /// An optional integer: None when the key is absent or its value is
+    /// refused (reported, as `int` does).
+    fn opt_int(&mut self, t: &mut Table, name: &str, lo: i64, hi: i64, what: &str) -> Option<i64> {
+        if !t.entries.iter().any(|e| e.key.name == name) {
+            return None;
+        }
+        // lo - 1 cannot be a value `int` accepts: it marks a refusal.
+        Some(self.int(t, name, lo, hi, lo - 1, what)).filter(|&v| v >= lo)
+    }
+
     fn boolean(&mut self, t: &mut Table, name: &str, default: bool) -> bool {
         let Some(f) = self.take(t, name) else {
             return default;
@@ -315,6 +325,8 @@ const SERVER_KEYS: &[&str] = &[
     "max_clients",
     "max_clients_per_address",
     "state_file",
+    "tcp_congestion",
+    "send_buffer_bytes",
 ];
 const ACCESS_KEYS: &[&str] = &[
     "stream",
@@ -503,6 +515,26 @@ fn server(w: &mut Walker, f: Field) -> ServerConfig {
         }
         Some((s, _)) => Some(PathBuf::from(s)),
     };
+    let tcp_congestion = w
+        .string(
+            &mut t,
+            "tcp_congestion",
+            "the name of a TCP congestion control such as \"bbr\" or \"cubic\"",
+        )
+        .and_then(|(s, f)| match congestion_name_problem(&s) {
+            None => Some(s),
+            Some(p) => {
+                w.error(f.line, &f.path, p);
+                None
+            }
+        });
+    let send_buffer_bytes = w.opt_int(
+        &mut t,
+        "send_buffer_bytes",
+        SEND_BUFFER_MIN,
+        SEND_BUFFER_MAX,
+        "bytes",
+    );
     w.finish(t, SERVER_KEYS);
     ServerConfig {
         listen,
@@ -510,7 +542,44 @@ fn server(w: &mut Walker, f: Field) -> ServerConfig {
         max_clients: max_clients as usize,
         max_clients_per_address: max_clients_per_address as usize,
         state_file,
+        tcp_congestion,
+        send_buffer_bytes: send_buffer_bytes.map(|n| n as usize),
     }
+}
+
+/// `send_buffer_bytes` range: below 16 KiB a connection cannot keep even
+/// a LAN busy; 256 MiB is far beyond any path capbox serves.
+const SEND_BUFFER_MIN: i64 = 16 * 1024;
+const SEND_BUFFER_MAX: i64 = 256 * MIB;
+
+/// Why `s` cannot be a kernel congestion control name, or None. The
+/// kernel's names are short lower-case identifiers (TCP_CA_NAME_MAX = 16
+/// with the NUL); whether this kernel has the one named is checked
+/// against the kernel itself (check-config and serve), not here.
+fn congestion_name_problem(s: &str) -> Option<String> {
+    let expected = "expected the name of a TCP congestion control such as \"bbr\" or \"cubic\" \
+                    (the kernel lists its own in /proc/sys/net/ipv4/tcp_available_congestion_control), \
+                    or leave the key out for the kernel's default";
+    if s.is_empty() || s.len() > 15 {
+        return Some(format!("{s:?} is not 1..=15 characters; {expected}"));
+    }
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && s.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return Some(format!(
+            "{s:?}: congestion control names are lower case (\"{}\"); {expected}",
+            s.to_ascii_lowercase()
+        ));
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Some(format!(
+            "{s:?} holds a character other than a-z 0-9 _; {expected}"
+        ));
+    }
+    None
 }
 
 /// Opens a taken field as a table.

@@ -33,6 +33,7 @@
 pub mod access;
 mod refusals;
 mod server;
+pub mod tuning;
 
 use std::io;
 use std::net::SocketAddr;
@@ -45,6 +46,7 @@ use crate::fanout::Ring;
 
 pub use access::{Access, Cidr, CidrError, RouteAccess, RouteClass};
 pub use server::parse_head_for_fuzzing;
+pub use tuning::SocketTuning;
 
 /// What the server serves. Implemented by the daemon (channels, monitor).
 pub trait Backend: Send + Sync + 'static {
@@ -95,6 +97,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Largest request head accepted; more is answered 431.
     pub max_header_bytes: usize,
+    /// TCP congestion control and send buffer of accepted connections.
+    pub tuning: SocketTuning,
 }
 
 impl HttpConfig {
@@ -107,6 +111,7 @@ impl HttpConfig {
             access: Access::default(),
             request_timeout: Duration::from_secs(10),
             max_header_bytes: 8 << 10,
+            tuning: SocketTuning::default(),
         }
     }
 }
@@ -125,6 +130,9 @@ pub(crate) struct Shared {
     write_timeout_ms: AtomicU64,
     max_clients: AtomicUsize,
     max_clients_per_address: AtomicUsize,
+    /// `HttpConfig::tuning` as a reload last set it; applied to the
+    /// connections accepted from then on.
+    tuning: Mutex<SocketTuning>,
 }
 
 /// The running server. Dropping it stops the server.
@@ -161,6 +169,12 @@ impl ServerHandle {
             .store(max_clients, Ordering::Relaxed);
     }
 
+    /// Replace the TCP settings of connections accepted from now on
+    /// (connections already open keep theirs).
+    pub fn set_tuning(&self, tuning: SocketTuning) {
+        *self.shared.tuning.lock().unwrap_or_else(|e| e.into_inner()) = tuning;
+    }
+
     /// Stop the event loop, close every connection and wait for the thread.
     pub fn shutdown(mut self) {
         self.stop();
@@ -193,6 +207,7 @@ pub fn spawn(cfg: HttpConfig, backend: Arc<dyn Backend>) -> io::Result<ServerHan
         write_timeout_ms: AtomicU64::new(cfg.write_timeout.as_millis() as u64),
         max_clients: AtomicUsize::new(cfg.max_clients),
         max_clients_per_address: AtomicUsize::new(cfg.max_clients_per_address),
+        tuning: Mutex::new(cfg.tuning.clone()),
     });
     let mut srv = server::Server::new(poll, listener, cfg, backend, shared.clone(), waker.clone())?;
     let thread = std::thread::Builder::new()

@@ -34,9 +34,12 @@ pub(super) enum Why {
     RequestTimeout,
     /// accept() failed with something else than running out of descriptors.
     AcceptError,
+    /// The kernel refused `[server]` tcp_congestion or send_buffer_bytes
+    /// on an accepted connection (served with its defaults).
+    Tuning,
 }
 
-const KINDS: usize = 8;
+const KINDS: usize = 9;
 
 impl Why {
     fn index(self) -> usize {
@@ -53,6 +56,7 @@ impl Why {
             Why::NotAllowed | Why::PerAddress | Why::MaxClients | Why::AcceptError => {
                 log::Level::Warn
             }
+            Why::Tuning => log::Level::Error,
         }
     }
 
@@ -75,6 +79,9 @@ impl Why {
                 "connections closed: no complete request head within the request timeout"
             }
             Why::AcceptError => "accept() failures: accepting paused",
+            Why::Tuning => {
+                "connections served with the kernel's default TCP settings instead of [server]'s"
+            }
         }
     }
 }
@@ -152,6 +159,7 @@ const WHYS: [Why; KINDS] = [
     Why::BadRequest,
     Why::RequestTimeout,
     Why::AcceptError,
+    Why::Tuning,
 ];
 
 /// Open connections per peer address. An IPv4 peer seen on a dual-stack

@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::access::RouteClass;
 use super::refusals::{PerAddress, RateLog, Why};
+use super::tuning::{self, Applied};
 use super::{Backend, HttpConfig, Shared};
 use crate::fanout::{Next, NotifyId, Piece, Reader, Ring, RingStatsSnapshot, StartAt};
 
@@ -62,6 +63,19 @@ struct Stats {
     cut_idle: u64,
     cut_only_refusals: u64,
     cut_not_local: u64,
+    /// Settings of `[server]` tcp_congestion / send_buffer_bytes the
+    /// kernel refused on an accepted connection.
+    tuning_errors: u64,
+}
+
+/// The listener's TCP settings as the kernel has them.
+struct ListenerTcp {
+    /// Read back from the last connection accepted, or from a probe
+    /// socket before the first.
+    kernel: Applied,
+    from_probe: bool,
+    /// The last refusal, in words.
+    last_error: Option<String>,
 }
 
 struct StreamClient {
@@ -150,6 +164,7 @@ pub(super) struct Server {
     ratelog: RateLog,
     /// Connections that used their read budget and have more to do.
     again: Vec<Token>,
+    tcp: ListenerTcp,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -167,6 +182,14 @@ impl Server {
     ) -> io::Result<Server> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        // What connections will get, shown before the first one comes
+        // (the daemon reports a refusal with the config's line at start).
+        let (kernel, errors) = tuning::probe(&cfg.tuning).unwrap_or_default();
+        let tcp = ListenerTcp {
+            kernel,
+            from_probe: true,
+            last_error: errors.first().map(|e| format!("{}: {e}", e.key())),
+        };
         Ok(Server {
             poll,
             listener,
@@ -186,6 +209,7 @@ impl Server {
             per_address: PerAddress::default(),
             ratelog: RateLog::default(),
             again: Vec::new(),
+            tcp,
         })
     }
 
@@ -344,6 +368,7 @@ impl Server {
             }
         }
         let _ = sock.set_nodelay(true);
+        self.tune(&sock, peer, now);
         let token = Token(self.next_token);
         self.next_token += 1;
         if let Err(e) =
@@ -388,6 +413,32 @@ impl Server {
         self.per_address.add(peer.ip());
         self.conns.insert(token, c);
         self.drive(token, false);
+    }
+
+    /// `[server]` tcp_congestion and send_buffer_bytes on an accepted
+    /// connection; a refusal is counted and logged (rate-limited), and the
+    /// connection is served with the kernel's defaults.
+    fn tune(&mut self, sock: &TcpStream, peer: SocketAddr, now: Instant) {
+        let t = self
+            .shared
+            .tuning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let (kernel, errors) = if t.is_empty() {
+            (tuning::read_back(sock), Vec::new())
+        } else {
+            tuning::apply(sock, &t)
+        };
+        self.tcp.kernel = kernel;
+        self.tcp.from_probe = false;
+        for e in errors {
+            self.stats.tuning_errors += 1;
+            let words = format!("[server] {}: {e}", e.key());
+            self.ratelog
+                .note(Why::Tuning, now, || format!("{peer}: {words}"));
+            self.tcp.last_error = Some(words);
+        }
     }
 
     fn close(&mut self, token: Token) {
@@ -1098,6 +1149,9 @@ impl Server {
         ] {
             let _ = writeln!(m, "capbox_http_accept_errors_total{{kind=\"{kind}\"}} {n}");
         }
+        let _ = writeln!(m, "# HELP capbox_http_tcp_tuning_errors_total Settings of [server] tcp_congestion or send_buffer_bytes the kernel refused on an accepted connection (the connection is served with the kernel's defaults; /status http.listeners says why).");
+        let _ = writeln!(m, "# TYPE capbox_http_tcp_tuning_errors_total counter");
+        let _ = writeln!(m, "capbox_http_tcp_tuning_errors_total {}", s.tuning_errors);
         let _ = writeln!(m, "# HELP capbox_http_connections_refused_total Connections closed at accept, before they take a slot: not_allowed = the peer is in no [access] list, per_address_limit = the peer already has max_clients_per_address connections.");
         let _ = writeln!(m, "# TYPE capbox_http_connections_refused_total counter");
         for (reason, n) in [
@@ -1241,6 +1295,9 @@ impl Server {
                 "connected_seconds": now.saturating_duration_since(c.connected).as_secs(),
             });
             if let Kind::Stream(s) = &c.kind {
+                let tcp = tuning::read_back(&c.sock);
+                row["tcp_congestion"] = tcp.tcp_congestion.into();
+                row["send_buffer_bytes"] = tcp.send_buffer_bytes.into();
                 let (behind, age) = s.reader.lag();
                 let unsent = s
                     .cur
@@ -1255,10 +1312,30 @@ impl Server {
             clients.push(row);
         }
         let mut v = self.backend.status();
+        let wanted = self
+            .shared
+            .tuning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let listener = serde_json::json!({
+            "listen": self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "tcp_congestion": wanted.congestion,
+            "send_buffer_bytes": wanted.send_buffer_bytes,
+            "kernel": self.tcp.kernel,
+            "kernel_from": if self.tcp.from_probe {
+                "a probe socket (no connection accepted yet)"
+            } else {
+                "the last connection accepted"
+            },
+            "tuning_errors": self.stats.tuning_errors,
+            "last_tuning_error": self.tcp.last_error,
+        });
         let http = serde_json::json!({
             "write_timeout_ms": self.cfg.write_timeout.as_millis() as u64,
             "max_clients": self.cfg.max_clients,
             "connections": self.conns.len() + 1,
+            "listeners": [listener],
         });
         match v.as_object_mut() {
             Some(o) => {
