@@ -25,7 +25,12 @@ fn config(cc: &str) -> String {
 /// `port` (capbox's side of it).
 fn ss_server_side(port: u16) -> String {
     let out = Command::new("ss")
-        .args(["-tinmH", "state", "established", &format!("( sport = :{port} )")])
+        .args([
+            "-tinmH",
+            "state",
+            "established",
+            &format!("( sport = :{port} )"),
+        ])
         .output()
         .expect("run ss (Debian package iproute2; scripts/test installs it)");
     assert!(out.status.success(), "ss: {out:?}");
@@ -87,7 +92,10 @@ fn tcp_congestion_and_send_buffer_reach_the_accepted_socket() {
         // /status says why.
         let tb = ss_send_buffer(&ss).unwrap_or_else(|| panic!("no tb in ss:\n{ss}"));
         let kernel = row["send_buffer_bytes"].as_u64().unwrap() as usize;
-        assert_eq!(tb, kernel, "ss and /status disagree on SO_SNDBUF:\n{ss}\n{row}");
+        assert_eq!(
+            tb, kernel,
+            "ss and /status disagree on SO_SNDBUF:\n{ss}\n{row}"
+        );
         if listener["last_tuning_error"].is_null() {
             assert_eq!(tb, 2 * SEND_BUFFER, "{ss}");
         } else {
@@ -135,7 +143,9 @@ fn check_config_refuses_a_congestion_control_the_kernel_lacks() {
     );
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains(":3: server.tcp_congestion: \"BBR\": congestion control names are lower case (\"bbr\")"),
+        out.contains(
+            ":3: server.tcp_congestion: \"BBR\": congestion control names are lower case (\"bbr\")"
+        ),
         "{out}"
     );
 }
@@ -146,8 +156,9 @@ fn serve_logs_a_refused_congestion_control_with_its_line_and_serves_anyway() {
     s.wait_up(&["news"]);
     let log = s.log_text();
     assert!(
-        log.contains(":3: server.tcp_congestion: the kernel has no TCP congestion control \"nosuchcc\"")
-            && log.contains("connections get the kernel's default"),
+        log.contains(
+            ":3: server.tcp_congestion: the kernel has no TCP congestion control \"nosuchcc\""
+        ) && log.contains("connections get the kernel's default"),
         "{log}"
     );
     // Served all the same (open_stream asserts the 200).
