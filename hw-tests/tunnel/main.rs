@@ -425,18 +425,29 @@ impl Viewer {
         let thread = std::thread::spawn(move || {
             let mut reads = Vec::new();
             let mut buf = vec![0u8; 1 << 16];
-            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut total = 0;
+            let end = loop {
+                if s2.load(std::sync::atomic::Ordering::Relaxed) {
+                    break "stopped".to_string();
+                }
                 match c.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(_) => reads.push(Instant::now()),
+                    Ok(0) => break "EOF".to_string(),
+                    Ok(n) => {
+                        total += n;
+                        reads.push(Instant::now())
+                    }
                     Err(e)
                         if matches!(
                             e.kind(),
                             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                         ) => {}
-                    Err(_) => break,
+                    Err(e) => break e.to_string(),
                 }
-            }
+            };
+            println!(
+                "tunnel: viewer at B: {} reads, {total} bytes, ended: {end}",
+                reads.len()
+            );
             reads
         });
         Ok(Viewer { stop, thread })
