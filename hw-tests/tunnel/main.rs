@@ -310,7 +310,7 @@ fn snap() -> Result<Snap, String> {
     let am = metrics(A_URL)?;
     let ca = channel(&a);
     let cb = channel(&b);
-    let conn = &cb["sources"][0]["connection"];
+    let conn = &cb["sources"][0]["remote_status"];
     let counters = &conn["counters"];
     Ok(Snap {
         at: Some(Instant::now()),
@@ -631,7 +631,7 @@ fn run_phase(s: &mut Suite, p: &Params, name: &str) -> Result<Phase, String> {
     let up = wait_for(Duration::from_secs(30), || {
         let v = status(B_URL)?;
         let c = channel(&v);
-        let conn = &c["sources"][0]["connection"];
+        let conn = &c["sources"][0]["remote_status"];
         match (c["state"].as_str(), conn["connected"].as_bool()) {
             (Some("up"), Some(true)) if !c["failover"]["on_slate"].as_bool().unwrap_or(true) => {
                 Ok(())
@@ -670,7 +670,7 @@ fn run_phase(s: &mut Suite, p: &Params, name: &str) -> Result<Phase, String> {
         }
         series.push((
             Instant::now(),
-            c["sources"][0]["connection"]["counters"]["bytes"]
+            c["sources"][0]["remote_status"]["counters"]["bytes"]
                 .as_u64()
                 .unwrap_or(0),
         ));
