@@ -453,24 +453,88 @@ impl Viewer {
         Ok(Viewer { stop, thread })
     }
 
-    /// The longest silence between `from` and `to`, and how many
-    /// silences were longer than `over`.
-    fn gaps(self, from: Instant, to: Instant, over: Duration) -> (Duration, u64) {
+    /// The silences between `from` and `to` longer than `over`, except
+    /// those the VM itself made (a hiccup covering half of one: the
+    /// guest was not running, so the path is not to blame), and the
+    /// longest silence of all.
+    fn gaps(
+        self,
+        from: Instant,
+        to: Instant,
+        over: Duration,
+        hiccups: &[(Instant, Instant)],
+    ) -> Gaps {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let reads = self.thread.join().unwrap_or_default();
         let mut last = from;
-        let (mut longest, mut n) = (Duration::ZERO, 0);
+        let mut g = Gaps::default();
         for t in reads
             .into_iter()
             .filter(|t| *t > from && *t <= to)
             .chain([to])
         {
-            let g = t - last;
-            longest = longest.max(g);
-            n += u64::from(g > over);
+            let len = t - last;
+            g.longest = g.longest.max(len);
+            if len > over {
+                let frozen: Duration = hiccups
+                    .iter()
+                    .map(|&(h0, h1)| h1.min(t).saturating_duration_since(h0.max(last)))
+                    .sum();
+                if frozen * 2 >= len {
+                    g.vm_made += 1;
+                } else {
+                    g.over += 1;
+                    g.longest_path = g.longest_path.max(len);
+                }
+            }
             last = t;
         }
-        (longest, n)
+        g
+    }
+}
+
+/// What a viewer saw of silences.
+#[derive(Debug, Default, Clone, Copy)]
+struct Gaps {
+    longest: Duration,
+    /// Silences over fail_after_ms the path made, and the longest.
+    over: u64,
+    longest_path: Duration,
+    /// Silences over fail_after_ms during which the VM itself stalled.
+    vm_made: u64,
+}
+
+/// When the guest itself did not run: a 10 ms sleep that took over
+/// 100 ms (the host did not schedule QEMU, TCG caught up). Figures over
+/// such a moment are the VM's, not the path's.
+#[derive(Clone, Default)]
+struct Hiccups(std::sync::Arc<std::sync::Mutex<Vec<(Instant, Instant)>>>);
+
+impl Hiccups {
+    fn start() -> Hiccups {
+        let h = Hiccups::default();
+        let list = h.0.clone();
+        std::thread::spawn(move || loop {
+            let t0 = Instant::now();
+            std::thread::sleep(Duration::from_millis(10));
+            let t1 = Instant::now();
+            if t1 - t0 > Duration::from_millis(100) {
+                if let Ok(mut l) = list.lock() {
+                    if l.len() < 10_000 {
+                        l.push((t0, t1));
+                    }
+                }
+            }
+        });
+        h
+    }
+
+    /// Hiccups overlapping `from..to`.
+    fn between(&self, from: Instant, to: Instant) -> Vec<(Instant, Instant)> {
+        self.0
+            .lock()
+            .map(|l| l.iter().copied().filter(|&(a, b)| b > from && a < to).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -487,10 +551,11 @@ struct Phase {
     reconnects: u64,
     switches: u64,
     on_slate_s: u64,
-    /// The longest silence a viewer of B's channel saw, and how many
-    /// silences were longer than B's fail_after_ms.
-    longest_gap: Duration,
-    gaps_over_fail_after: u64,
+    /// What a viewer of B's channel saw of silences.
+    gaps: Gaps,
+    /// The VM's own stalls in the window: how many, the longest.
+    hiccups: usize,
+    longest_hiccup: Duration,
     lagging_cuts: f64,
     /// A's connection to B, as A's /status reads it (getsockopt).
     conn_cc: String,
@@ -520,7 +585,7 @@ impl Phase {
             && self.switches == 0
             && self.on_slate_s == 0
             && self.lagging_cuts == 0.0
-            && self.gaps_over_fail_after == 0
+            && self.gaps.over == 0
     }
 
     fn line(&self, p: &Params, netem: bool) -> String {
@@ -528,7 +593,7 @@ impl Phase {
             "TUNNEL phase={} cc={} path={} send_buffer={} kernel_sndbuf={} window_s={:.0} \
              served_kbps={:.0} received_kbps={:.0} ratio={:.3} worst5s_kbps={:.0} stalls={} \
              reconnects={} slate_switches={} on_slate_s={} longest_gap_ms={} gaps_over_fail_after={} \
-             lagging_cuts={} vm_cpu_pct={:.0} \
+             vm_made_gaps={} vm_hiccups={} longest_hiccup_ms={} lagging_cuts={} vm_cpu_pct={:.0} \
              a_cpu_pct={:.0} b_cpu_pct={:.0} retrans_pct={:.2} path_loss_pct={:.2} verdict={}",
             self.name,
             self.cc.as_deref().unwrap_or("default"),
@@ -557,8 +622,11 @@ impl Phase {
             self.reconnects,
             self.switches,
             self.on_slate_s,
-            self.longest_gap.as_millis(),
-            self.gaps_over_fail_after,
+            self.gaps.longest.as_millis(),
+            self.gaps.over,
+            self.gaps.vm_made,
+            self.hiccups,
+            self.longest_hiccup.as_millis(),
             self.lagging_cuts,
             self.vm_cpu_pct,
             self.a_cpu_pct,
@@ -590,7 +658,7 @@ fn b_config(fail_after_ms: u64) -> String {
     )
 }
 
-fn run_phase(s: &mut Suite, p: &Params, name: &str) -> Result<Phase, String> {
+fn run_phase(s: &mut Suite, p: &Params, name: &str, hiccups: &Hiccups) -> Result<Phase, String> {
     let (cc, netem, secs) = match name {
         "control" => (None, false, p.control_secs),
         cc => (Some(cc.to_string()), true, p.secs),
@@ -676,11 +744,12 @@ fn run_phase(s: &mut Suite, p: &Params, name: &str) -> Result<Phase, String> {
         ));
     }
     let s1 = snap()?;
-    let (longest_gap, gaps_over_fail_after) = viewer.gaps(
+    let (w0, w1) = (
         s0.at.unwrap_or_else(Instant::now),
         s1.at.unwrap_or_else(Instant::now),
-        Duration::from_millis(p.fail_after_ms),
     );
+    let stalled = hiccups.between(w0, w1);
+    let gaps = viewer.gaps(w0, w1, Duration::from_millis(p.fail_after_ms), &stalled);
     let dt = s1
         .at
         .zip(s0.at)
@@ -717,8 +786,9 @@ fn run_phase(s: &mut Suite, p: &Params, name: &str) -> Result<Phase, String> {
         reconnects: s1.b_connects - s0.b_connects,
         switches: s1.b_switches - s0.b_switches,
         on_slate_s,
-        longest_gap,
-        gaps_over_fail_after,
+        gaps,
+        hiccups: stalled.len(),
+        longest_hiccup: stalled.iter().map(|&(a, b)| b - a).max().unwrap_or_default(),
         lagging_cuts: s1.a_lagging - s0.a_lagging,
         conn_cc,
         conn_sndbuf,
@@ -798,21 +868,24 @@ fn main() {
         .as_ref()
         .ok()
         .and_then(|o| o.split("min/avg/max = ").nth(1))
-        .and_then(|r| r.split('/').nth(1))
+        .and_then(|r| r.split('/').next())
         .and_then(|a| a.parse::<f64>().ok());
     let want = 2.0 * p.delay_ms as f64;
+    // The minimum is the path's own: the average also holds the VM's
+    // hiccups when the host is busy.
     s.check(
         &format!("netem: ping RTT through the path ≈ {want} ms"),
-        rtt.is_some_and(|r| r >= want && r < want + 80.0),
+        rtt.is_some_and(|r| r >= want && r < want + 40.0),
         format!(
-            "avg {rtt:?} ms; {}",
+            "min {rtt:?} ms; {}",
             ping.unwrap_or_else(|e| e).trim().replace('\n', " | ")
         ),
     );
 
+    let hiccups = Hiccups::start();
     let mut results = Vec::new();
     for name in &p.phases {
-        match run_phase(&mut s, &p, name) {
+        match run_phase(&mut s, &p, name, &hiccups) {
             Ok(r) => {
                 let netem = r.cc.is_some();
                 println!("{}", r.line(&p, netem));
