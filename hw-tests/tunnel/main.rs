@@ -176,7 +176,7 @@ fn build_path(p: &Params) -> Result<String, String> {
 /// optional rate limit, else far above the stream.
 fn set_netem(p: &Params, on: bool) -> Result<String, String> {
     for dev in ["w0", "w1"] {
-        let tc = format!("/sbin/ip netns exec wan /sbin/tc qdisc");
+        let tc = "/sbin/ip netns exec wan /sbin/tc qdisc";
         if on {
             let rate = if p.rate.is_empty() { "10gbit" } else { &p.rate };
             sh(&format!(
@@ -734,7 +734,7 @@ fn run_phase(s: &mut Suite, p: &Params, name: &str, hiccups: &Hiccups) -> Result
     while Instant::now() < end {
         std::thread::sleep(Duration::from_secs(1));
         let n = series.len() as u64;
-        if (p.ss_every > 0 && n % p.ss_every == 0) || (ss.is_empty() && n > secs / 2) {
+        if (p.ss_every > 0 && n.is_multiple_of(p.ss_every)) || (ss.is_empty() && n > secs / 2) {
             ss += &format!("at {n} s:\n{}\n", ss_a().trim());
         }
         let v = status(B_URL)?;
