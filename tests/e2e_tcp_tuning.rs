@@ -178,3 +178,38 @@ fn serve_logs_a_refused_congestion_control_with_its_line_and_serves_anyway() {
         "{listener}"
     );
 }
+
+#[test]
+fn a_reload_applies_the_new_congestion_control_to_new_connections_only() {
+    let s = Server::start("tcp-reload", &config("cubic"));
+    s.wait_up(&["news"]);
+    let (old, _) = open_stream(s.addr, "/stream/news", "");
+    std::fs::write(&s.config, config("bbr")).unwrap();
+    let st = Command::new("kill")
+        .args(["-HUP", &s.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(st.success());
+    let applied = wait_until(Duration::from_secs(15), || {
+        s.log_text()
+            .contains("reload: server.tcp_congestion = bbr, server.send_buffer_bytes = 300000: applied to new connections")
+    });
+    assert!(applied, "no reload line:\n{}", s.log_text());
+    let (new, _) = open_stream(s.addr, "/stream/news", "");
+    let cc_of = |c: &std::net::TcpStream| {
+        let me = c.local_addr().unwrap().to_string();
+        let mut cc = serde_json::Value::Null;
+        wait_until(Duration::from_secs(10), || {
+            let status = s.status();
+            cc = status["clients"]
+                .as_array()
+                .and_then(|rows| rows.iter().find(|r| r["address"] == me.as_str()))
+                .map(|r| r["tcp_congestion"].clone())
+                .unwrap_or_default();
+            !cc.is_null()
+        });
+        cc
+    };
+    assert_eq!(cc_of(&old), "cubic", "the open connection keeps its own");
+    assert_eq!(cc_of(&new), "bbr", "a new connection gets the reloaded one");
+}

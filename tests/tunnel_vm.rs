@@ -19,7 +19,11 @@ fn tunnel_vm_cubic_and_bbr() {
         show: &["run-tunnel-vm", "tunnel", "TUNNEL", "init:"],
         skip_var: "CAPBOX_SKIP_TUNNEL_VM",
         env: &[],
-        must_contain: &["TUNNEL phase=control", "TUNNEL phase=cubic", "TUNNEL phase=bbr"],
+        must_contain: &[
+            "TUNNEL phase=control",
+            "TUNNEL phase=cubic",
+            "TUNNEL phase=bbr",
+        ],
         summary: "tunnel-vm: ",
     });
 }

@@ -534,7 +534,12 @@ impl Hiccups {
     fn between(&self, from: Instant, to: Instant) -> Vec<(Instant, Instant)> {
         self.0
             .lock()
-            .map(|l| l.iter().copied().filter(|&(a, b)| b > from && a < to).collect())
+            .map(|l| {
+                l.iter()
+                    .copied()
+                    .filter(|&(a, b)| b > from && a < to)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -675,7 +680,10 @@ fn run_phase(s: &mut Suite, p: &Params, name: &str, hiccups: &Hiccups) -> Result
     );
     let a = Capbox::start(
         Some("site_a"),
-        &a_config(cc.as_deref(), cc.as_ref().map(|_| p.sndbuf).filter(|&n| n > 0)),
+        &a_config(
+            cc.as_deref(),
+            cc.as_ref().map(|_| p.sndbuf).filter(|&n| n > 0),
+        ),
         &format!("a-{name}"),
     )?;
     let up = wait_for(Duration::from_secs(30), || {
@@ -794,7 +802,11 @@ fn run_phase(s: &mut Suite, p: &Params, name: &str, hiccups: &Hiccups) -> Result
         on_slate_s,
         gaps,
         hiccups: stalled.len(),
-        longest_hiccup: stalled.iter().map(|&(a, b)| b - a).max().unwrap_or_default(),
+        longest_hiccup: stalled
+            .iter()
+            .map(|&(a, b)| b - a)
+            .max()
+            .unwrap_or_default(),
         lagging_cuts: s1.a_lagging - s0.a_lagging,
         conn_cc,
         conn_sndbuf,
