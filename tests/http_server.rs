@@ -207,8 +207,14 @@ fn access_lists_and_token() {
     );
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     // Control is loopback-only by default, which we are.
-    let r = get_all(addr, "GET /control/x HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let r = get_all(
+        addr,
+        "POST /control/x HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
     assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    // Control routes change state: a GET (a crawler, a prefetch) is 405.
+    let r = get_all(addr, "GET /control/x HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 405"), "{r}");
     h.set_access(Access::default());
     assert_eq!(metric(addr, "capbox_http_refused_total"), 2);
 }
