@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::dvb::channels::ChannelEntry;
 use crate::dvb::demux::{Demux, Dvr, FULL_TS};
-use crate::dvb::frontend::{Frontend, Voltage as FeVoltage};
+use crate::dvb::frontend::Frontend;
 use crate::dvb::lnb::LnbSetup;
 use crate::dvb::tuning::{PlsStyle, Polarization, Tuning};
 use crate::dvb::DvbError;
@@ -655,11 +655,7 @@ impl Tuner for DvbTuner {
                 .plan(sat.frequency_khz, sat.polarization)
                 .map_err(|e| DvbError::other(self.frontend.device(), "LNB", e.to_string()))?;
             self.frontend.set_tone(false)?;
-            self.frontend.set_voltage(match plan.voltage {
-                crate::dvb::lnb::Voltage::V13 => FeVoltage::V13,
-                crate::dvb::lnb::Voltage::V18 => FeVoltage::V18,
-                crate::dvb::lnb::Voltage::Off => FeVoltage::Off,
-            })?;
+            self.frontend.set_voltage(plan.voltage)?;
             self.frontend.set_tone(plan.tone)?;
         }
         self.frontend.tune(&props)?;

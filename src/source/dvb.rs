@@ -37,8 +37,8 @@ use super::{ReadOutcome, Resync, Source, SourceError, SourceStats};
 use crate::dvb::adapter;
 use crate::dvb::demux::{dvr_buffer_for, Demux, Dvr, FilterPlan, PidFilter, PidSet, FULL_TS};
 use crate::dvb::diseqc::{self, Action};
-use crate::dvb::frontend::{self, Frontend};
-use crate::dvb::lnb::{self, LnbSetup};
+use crate::dvb::frontend::Frontend;
+use crate::dvb::lnb::LnbSetup;
 use crate::dvb::tuning::{PlsStyle, Tuning};
 use crate::dvb::DvbError;
 use std::path::Path;
@@ -231,17 +231,10 @@ fn err(what: &str, msg: impl Into<String>) -> SourceError {
 fn run_actions(fe: &Frontend, actions: &[Action]) -> Result<(), DvbError> {
     for a in actions {
         match a {
-            Action::SetVoltage(v) => fe.set_voltage(match v {
-                lnb::Voltage::V13 => frontend::Voltage::V13,
-                lnb::Voltage::V18 => frontend::Voltage::V18,
-                lnb::Voltage::Off => frontend::Voltage::Off,
-            })?,
+            Action::SetVoltage(v) => fe.set_voltage(*v)?,
             Action::SetTone(on) => fe.set_tone(*on)?,
             Action::Send(bytes) => fe.send_diseqc(bytes)?,
-            Action::Burst(b) => fe.send_burst(match b {
-                diseqc::Burst::A => frontend::Burst::A,
-                diseqc::Burst::B => frontend::Burst::B,
-            })?,
+            Action::Burst(b) => fe.send_burst(*b)?,
             Action::Sleep(ms) => std::thread::sleep(Duration::from_millis(u64::from(*ms))),
         }
     }
