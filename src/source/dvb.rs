@@ -19,7 +19,10 @@
 //!   (adapter0): no lock on dvbt 474000000 … within 3000 ms (status: …)").
 //! - `read` never waits longer than asked; a lost lock or no dvr data for
 //!   `stall_timeout` while locked is an error, so the channel runner closes
-//!   the source and retunes with its back-off.
+//!   the source and retunes with its back-off. The stall detector
+//!   (`dvb::health::HealthMonitor`, pure, fed lock, bytes and overflows
+//!   with the time since the open) decides; this file turns its events
+//!   into words.
 //! - dvr overflows (EOVERFLOW: the kernel dropped data) are counted, never
 //!   fatal: reading on is the recovery; the packets after one are handed
 //!   out as a `Discontinuity`.
@@ -38,6 +41,7 @@ use crate::dvb::adapter;
 use crate::dvb::demux::{dvr_buffer_for, Demux, Dvr, FilterPlan, PidFilter, PidSet, FULL_TS};
 use crate::dvb::diseqc::{self, Action};
 use crate::dvb::frontend::Frontend;
+use crate::dvb::health::{HealthConfig, HealthEvent, HealthMonitor, Observation};
 use crate::dvb::lnb::LnbSetup;
 use crate::dvb::tuning::{PlsStyle, Tuning};
 use crate::dvb::DvbError;
@@ -241,6 +245,32 @@ fn run_actions(fe: &Frontend, actions: &[Action]) -> Result<(), DvbError> {
     Ok(())
 }
 
+/// The stall detector's settings: no dvr data for `stall_timeout` while
+/// locked. Lock is read every `STATS_EVERY`, so a lost lock is seen within
+/// a second of it.
+fn health_config(stall_timeout: Duration) -> HealthConfig {
+    HealthConfig {
+        no_data_ms: u64::try_from(stall_timeout.as_millis()).unwrap_or(u64::MAX),
+        ..HealthConfig::default()
+    }
+}
+
+/// A health event that stalls the source, in the words `/status`, the log
+/// and the README use; None for the events it reads past.
+fn stall_words(e: &HealthEvent, mux: &str, status: &str) -> Option<String> {
+    match e {
+        HealthEvent::LockLost => Some(format!("lost lock on {mux} (status: {status})")),
+        HealthEvent::NoData { ms } => Some(format!(
+            "no data from dvr for {ms} ms while locked on {mux}"
+        )),
+        // An overflow is counted and read past (`read`); CC is not fed;
+        // recoveries need nothing.
+        HealthEvent::Overflow { .. } | HealthEvent::CcBurst { .. } | HealthEvent::Recovered(_) => {
+            None
+        }
+    }
+}
+
 /// Read size: 512 packets (96 KiB), about 13 ms of a 60 Mbit/s mux.
 const BLOCK: usize = 512 * 188;
 /// How often lock and statistics are read while streaming.
@@ -280,7 +310,11 @@ pub struct DvbSource {
     overflows_seen: u64,
     resync: Resync,
     raw: Vec<u8>,
-    last_data: Instant,
+    /// The stall detector (`dvb::health`): fed by every read and every
+    /// status refresh, it decides when lock or dvr data is missing.
+    health: HealthMonitor,
+    /// Zero of the health monitor's clock (the open).
+    opened: Instant,
     last_stats: Instant,
     /// Set until the first packets after a (re)tune are handed out.
     fresh: bool,
@@ -451,6 +485,7 @@ impl DvbSource {
             .map_err(|e| err(&what, e.to_string()))?;
         log::info!("{what}: locked on {mux}, reading the full TS");
         let now = Instant::now();
+        let stall_timeout = cfg.stall_timeout;
         {
             let mut st = lock_status(&cfg.status);
             st.pid_filter = "full TS".into();
@@ -469,7 +504,8 @@ impl DvbSource {
             overflows_seen: 0,
             resync: Resync::new(),
             raw: vec![0u8; BLOCK],
-            last_data: now,
+            health: HealthMonitor::new(health_config(stall_timeout)),
+            opened: now,
             last_stats: now - STATS_EVERY,
             fresh: true,
             ucb_at_tune: None,
@@ -502,12 +538,43 @@ impl DvbSource {
         st.ucb_total = ucb;
         st.dvr_bytes = self.dvr.stats.bytes;
         st.dvr_overflows = self.dvr.stats.overflows;
-        if !status.has_lock() {
+        drop(st);
+        // No dvr bytes since the last read's observation: this one is about
+        // the lock.
+        self.observe(status.has_lock(), 0, 0, &status.to_string())
+    }
+
+    /// One observation for the stall detector; a stall it reports becomes
+    /// the source's error (counted in `stalls`, kept as `last_error`), so
+    /// the runner closes the source and retunes. `status` is the frontend
+    /// status in words, for a lost lock.
+    fn observe(
+        &mut self,
+        locked: bool,
+        bytes: u64,
+        overflows: u64,
+        status: &str,
+    ) -> Result<(), SourceError> {
+        let now_ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let events = self.health.tick(Observation {
+            now_ms,
+            locked,
+            bytes,
+            // CC is the remux's to count, per program; the adapter's stall
+            // is lock and data.
+            cc_errors: 0,
+            overflows,
+        });
+        if let Some(msg) = events
+            .iter()
+            .find_map(|e| stall_words(e, &self.mux, status))
+        {
+            let mut st = lock_status(&self.cfg.status);
             st.stalls += 1;
-            st.locked = false;
-            let msg = format!("lost lock on {} (status: {status})", self.mux);
+            if !locked {
+                st.locked = false;
+            }
             st.last_error = msg.clone();
-            drop(st);
             return Err(err(&self.what, msg));
         }
         Ok(())
@@ -527,29 +594,19 @@ impl Source for DvbSource {
             Ok(n) => n,
             Err(e) => return Err(self.fail(&e)),
         };
-        if self.dvr.stats.overflows != self.overflows_seen {
+        let overflows = self.dvr.stats.overflows.saturating_sub(self.overflows_seen);
+        if overflows > 0 {
             // The kernel dropped data: what follows is not contiguous.
             self.overflows_seen = self.dvr.stats.overflows;
             self.fresh = true;
             lock_status(&self.cfg.status).dvr_overflows = self.overflows_seen;
         }
-        let now = Instant::now();
+        // Reads run only while the last status refresh saw lock (it fails
+        // the source otherwise).
+        self.observe(true, n as u64, overflows, "")?;
         if n == 0 {
-            let silent = now.duration_since(self.last_data);
-            if silent >= self.cfg.stall_timeout {
-                let msg = format!(
-                    "no data from dvr for {} ms while locked on {}",
-                    silent.as_millis(),
-                    self.mux
-                );
-                let mut st = lock_status(&self.cfg.status);
-                st.stalls += 1;
-                st.last_error = msg.clone();
-                return Err(err(&self.what, msg));
-            }
             return Ok(ReadOutcome::Idle);
         }
-        self.last_data = now;
         let before = buf.len();
         self.resync.push(&self.raw[..n], buf);
         if buf.len() == before {
@@ -687,6 +744,63 @@ mod tests {
             status.lock().unwrap().gone,
             "still gone until an open succeeds"
         );
+    }
+
+    /// The source's stall decisions, driven the way `DvbSource` drives
+    /// `dvb::health`: one observation at the open (locked, no bytes), one
+    /// per read (bytes, overflows), one per status refresh each second
+    /// (lock, no bytes). Same timings and words as the checks it replaced.
+    #[test]
+    fn dvb_stall_decisions_through_health() {
+        let mux = "dvbt 474000000 8MHz";
+        let mut m = HealthMonitor::new(health_config(Duration::from_millis(2000)));
+        let o = |now_ms, locked, bytes, overflows| Observation {
+            now_ms,
+            locked,
+            bytes,
+            cc_errors: 0,
+            overflows,
+        };
+        let stall = |m: &mut HealthMonitor, ob| {
+            m.tick(ob)
+                .iter()
+                .find_map(|e| stall_words(e, mux, "SIGNAL CARRIER"))
+        };
+        // The open: locked, nothing read yet; the clock starts here.
+        assert_eq!(stall(&mut m, o(0, true, 0, 0)), None);
+        // Reads every 100 ms with data, refreshes each second: quiet.
+        // An overflow is read past, never a stall.
+        for t in (100..=1000).step_by(100) {
+            assert_eq!(stall(&mut m, o(t, true, 18_800, u64::from(t == 500))), None);
+            if t % 1000 == 0 {
+                assert_eq!(stall(&mut m, o(t, true, 0, 0)), None);
+            }
+        }
+        // Data stops after t=1000: empty reads and refreshes are quiet
+        // until 2000 ms have passed, then one stall, in words.
+        for t in (1100..3000).step_by(100) {
+            assert_eq!(stall(&mut m, o(t, true, 0, 0)), None, "t={t}");
+        }
+        assert_eq!(
+            stall(&mut m, o(3000, true, 0, 0)).as_deref(),
+            Some("no data from dvr for 2000 ms while locked on dvbt 474000000 8MHz")
+        );
+        // A source that never delivers a byte after its open stalls
+        // 2000 ms after the open.
+        let mut m = HealthMonitor::new(health_config(Duration::from_millis(2000)));
+        assert_eq!(stall(&mut m, o(0, true, 0, 0)), None);
+        assert_eq!(stall(&mut m, o(1999, true, 0, 0)), None);
+        assert!(stall(&mut m, o(2000, true, 0, 0)).is_some());
+        // A refresh that finds no lock stalls at once, with the status.
+        let mut m = HealthMonitor::new(health_config(Duration::from_millis(2000)));
+        assert_eq!(stall(&mut m, o(0, true, 0, 0)), None);
+        assert_eq!(stall(&mut m, o(100, true, 188, 0)), None);
+        assert_eq!(
+            stall(&mut m, o(1000, false, 0, 0)).as_deref(),
+            Some("lost lock on dvbt 474000000 8MHz (status: SIGNAL CARRIER)")
+        );
+        // stall_timeout is the threshold.
+        assert_eq!(health_config(Duration::from_millis(750)).no_data_ms, 750);
     }
 
     #[test]
