@@ -12,9 +12,10 @@
 //! filters pass it), so a change loses no packet.
 //!
 //! Promises:
-//! - `open` runs, in order: LNB/DiSEqC actions (satellite with an LNB),
-//!   FE_SET_PROPERTY from `Tuning::to_props`, a lock wait bounded by
-//!   `lock_timeout`, then the dvr buffer and the filter; every failure is a
+//! - `open` runs the one tuning sequence (`dvb::tune`: LNB/DiSEqC actions
+//!   for a satellite with an LNB, FE_SET_PROPERTY from `Tuning::to_props`,
+//!   a lock wait bounded by `lock_timeout`), then the dvr buffer and the
+//!   filter; every failure is a
 //!   `SourceError` in plain words naming the adapter and the mux ("ter1
 //!   (adapter0): no lock on dvbt 474000000 … within 3000 ms (status: …)").
 //! - `read` never waits longer than asked; a lost lock or no dvr data for
@@ -39,10 +40,10 @@
 use super::{ReadOutcome, Resync, Source, SourceError, SourceStats};
 use crate::dvb::adapter;
 use crate::dvb::demux::{dvr_buffer_for, Demux, Dvr, FilterPlan, PidFilter, PidSet, FULL_TS};
-use crate::dvb::diseqc::{self, Action};
 use crate::dvb::frontend::Frontend;
 use crate::dvb::health::{HealthConfig, HealthEvent, HealthMonitor, Observation};
 use crate::dvb::lnb::LnbSetup;
+use crate::dvb::tune::{self, TuneError, TuneRequest};
 use crate::dvb::tuning::{PlsStyle, Tuning};
 use crate::dvb::DvbError;
 use std::path::Path;
@@ -229,20 +230,6 @@ fn err(what: &str, msg: impl Into<String>) -> SourceError {
         what: what.to_string(),
         err: std::io::Error::other(msg.into()),
     }
-}
-
-/// Runs the LNB/DiSEqC actions of one tune.
-fn run_actions(fe: &Frontend, actions: &[Action]) -> Result<(), DvbError> {
-    for a in actions {
-        match a {
-            Action::SetVoltage(v) => fe.set_voltage(*v)?,
-            Action::SetTone(on) => fe.set_tone(*on)?,
-            Action::Send(bytes) => fe.send_diseqc(bytes)?,
-            Action::Burst(b) => fe.send_burst(*b)?,
-            Action::Sleep(ms) => std::thread::sleep(Duration::from_millis(u64::from(*ms))),
-        }
-    }
-    Ok(())
 }
 
 /// The stall detector's settings: no dvr data for `stall_timeout` while
@@ -439,36 +426,32 @@ impl DvbSource {
                 err(&what, words)
             }
         })?;
-        if let (Some(setup), Some(sat)) = (&cfg.lnb, cfg.tuning.satellite()) {
-            let plan = setup
-                .lnb
-                .plan(sat.frequency_khz, sat.polarization)
-                .map_err(|e| err(&what, format!("{mux}: {e}")))?;
-            // A slave on a shared cable leaves voltage, tone and DiSEqC to
-            // the master (the config walk checked it wants the same band
-            // and polarisation).
-            let actions = diseqc::tune_sequence(setup, &plan, sat.polarization, cfg.cable_slave)
-                .map_err(|e| err(&what, format!("{mux}: {e}")))?;
-            run_actions(&fe, &actions).map_err(|e| err(&what, e.to_string()))?;
-        }
-        let props = cfg
-            .tuning
-            .to_props(cfg.lnb.as_ref(), cfg.pls_style)
-            .map_err(|e| err(&what, format!("cannot tune {mux}: {e}")))?;
-        fe.tune(&props).map_err(|e| err(&what, e.to_string()))?;
-        if let Err(e) = fe.wait_lock(cfg.lock_timeout) {
-            lock_status(&cfg.status).lock_failures += 1;
-            // wait_lock's detail is "no lock within N ms (status: …)".
-            let msg = if e.errno == 0 {
-                let detail = e
-                    .detail
-                    .replacen("no lock", &format!("no lock on {mux}"), 1);
-                format!("adapter{n}: {detail}")
-            } else {
-                e.to_string()
-            };
-            log::warn!("{}: {msg}", cfg.name);
-            return Err(err(&cfg.name, msg));
+        let request = TuneRequest {
+            tuning: &cfg.tuning,
+            lnb: cfg.lnb.as_ref(),
+            pls_style: cfg.pls_style,
+            cable_slave: cfg.cable_slave,
+            lock_timeout: cfg.lock_timeout,
+        };
+        match tune::tune(&mut fe, &request) {
+            Ok(_) => {}
+            Err(TuneError::Lnb(e)) => return Err(err(&what, format!("{mux}: {e}"))),
+            Err(TuneError::Props(e)) => return Err(err(&what, format!("cannot tune {mux}: {e}"))),
+            Err(TuneError::Ioctl(e)) => return Err(err(&what, e.to_string())),
+            Err(TuneError::Lock(e)) => {
+                lock_status(&cfg.status).lock_failures += 1;
+                // wait_lock's detail is "no lock within N ms (status: …)".
+                let msg = if e.errno == 0 {
+                    let detail = e
+                        .detail
+                        .replacen("no lock", &format!("no lock on {mux}"), 1);
+                    format!("adapter{n}: {detail}")
+                } else {
+                    e.to_string()
+                };
+                log::warn!("{}: {msg}", cfg.name);
+                return Err(err(&cfg.name, msg));
+            }
         }
         // dvr first, so the buffer is sized before the filter fills it.
         let dvr = Dvr::open(n, 0).map_err(|e| err(&what, e.to_string()))?;
