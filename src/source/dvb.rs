@@ -232,6 +232,30 @@ fn err(what: &str, msg: impl Into<String>) -> SourceError {
     }
 }
 
+/// A failed tune in the source's words, naming the adapter and the mux;
+/// a lock wait that failed is counted in `lock_failures`.
+fn tune_failed(e: TuneError, cfg: &DvbSourceConfig, what: &str, mux: &str, n: u32) -> SourceError {
+    match e {
+        TuneError::Lnb(e) => err(what, format!("{mux}: {e}")),
+        TuneError::Props(e) => err(what, format!("cannot tune {mux}: {e}")),
+        TuneError::Ioctl(e) => err(what, e.to_string()),
+        TuneError::Lock(e) => {
+            lock_status(&cfg.status).lock_failures += 1;
+            // wait_lock's detail is "no lock within N ms (status: …)".
+            let msg = if e.errno == 0 {
+                let detail = e
+                    .detail
+                    .replacen("no lock", &format!("no lock on {mux}"), 1);
+                format!("adapter{n}: {detail}")
+            } else {
+                e.to_string()
+            };
+            log::warn!("{}: {msg}", cfg.name);
+            err(&cfg.name, msg)
+        }
+    }
+}
+
 /// The stall detector's settings: no dvr data for `stall_timeout` while
 /// locked. Lock is read every `STATS_EVERY`, so a lost lock is seen within
 /// a second of it.
@@ -433,26 +457,7 @@ impl DvbSource {
             cable_slave: cfg.cable_slave,
             lock_timeout: cfg.lock_timeout,
         };
-        match tune::tune(&mut fe, &request) {
-            Ok(_) => {}
-            Err(TuneError::Lnb(e)) => return Err(err(&what, format!("{mux}: {e}"))),
-            Err(TuneError::Props(e)) => return Err(err(&what, format!("cannot tune {mux}: {e}"))),
-            Err(TuneError::Ioctl(e)) => return Err(err(&what, e.to_string())),
-            Err(TuneError::Lock(e)) => {
-                lock_status(&cfg.status).lock_failures += 1;
-                // wait_lock's detail is "no lock within N ms (status: …)".
-                let msg = if e.errno == 0 {
-                    let detail = e
-                        .detail
-                        .replacen("no lock", &format!("no lock on {mux}"), 1);
-                    format!("adapter{n}: {detail}")
-                } else {
-                    e.to_string()
-                };
-                log::warn!("{}: {msg}", cfg.name);
-                return Err(err(&cfg.name, msg));
-            }
-        }
+        tune::tune(&mut fe, &request).map_err(|e| tune_failed(e, &cfg, &what, &mux, n))?;
         // dvr first, so the buffer is sized before the filter fills it.
         let dvr = Dvr::open(n, 0).map_err(|e| err(&what, e.to_string()))?;
         let size = cfg
@@ -495,6 +500,45 @@ impl DvbSource {
         };
         s.refresh_stats()?;
         Ok(s)
+    }
+
+    /// Retunes the open frontend to the same mux and keeps the rest open:
+    /// the demux filters (full TS or per-PID, as they are) and the dvr
+    /// with its buffer. The cheap first step against a stall, before
+    /// closing and reopening the adapter; counted in `tunes` like an open.
+    /// The stall detector starts afresh (the no-data clock from the
+    /// retune) and the next packets are a `Discontinuity`. On Err the
+    /// source is as after a failed open: the caller closes it.
+    pub fn retune(&mut self) -> Result<(), SourceError> {
+        {
+            let mut st = lock_status(&self.cfg.status);
+            st.locked = false;
+            st.tunes += 1;
+        }
+        let request = TuneRequest {
+            tuning: &self.cfg.tuning,
+            lnb: self.cfg.lnb.as_ref(),
+            pls_style: self.cfg.pls_style,
+            cable_slave: self.cfg.cable_slave,
+            lock_timeout: self.cfg.lock_timeout,
+        };
+        if let Err(e) = tune::tune(&mut self.fe, &request) {
+            let e = tune_failed(e, &self.cfg, &self.what, &self.mux, self.number);
+            lock_status(&self.cfg.status).last_error = e.to_string();
+            return Err(e);
+        }
+        self.health.reset();
+        self.opened = Instant::now();
+        self.ucb_at_tune = None;
+        self.fresh = true;
+        self.refresh_stats()?;
+        lock_status(&self.cfg.status).last_error.clear();
+        log::info!(
+            "{}: retuned to {}, filters and dvr kept open",
+            self.what,
+            self.mux
+        );
+        Ok(())
     }
 
     /// The shared status this source publishes into.
