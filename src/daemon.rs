@@ -10,10 +10,7 @@ use crate::source::dvb::{AdapterStatus, AdapterStatusHandle, DvbSourceConfig};
 use crate::source::remote::Demand;
 use crate::source::runner::{Attach, InputSpec, MuxKey, MuxRunner, RunnerConfig};
 use crate::source::Resync;
-use crate::ts::packet::Packet;
-use crate::ts::pat::{PatRepr, PatTable, MAX_PAT_ENTRIES};
-use crate::ts::sdt::SdtRepr;
-use crate::ts::section::{Assembler, Section};
+use crate::ts::services::Services;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Read;
@@ -114,10 +111,7 @@ pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> 
     let mut block = vec![0u8; 188 * 1024];
     let mut r = Resync::new();
     let mut pkts = Vec::with_capacity(block.len());
-    let mut pat_asm = Assembler::new();
-    let mut sdt_asm = Assembler::new();
-    let mut pat: Option<PatTable> = None;
-    let mut names: BTreeMap<u16, String> = BTreeMap::new();
+    let mut services = Services::default();
     let mut read = 0usize;
     let mut packets = 0usize;
     let mut eof = false;
@@ -134,51 +128,9 @@ pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> 
             r.push(&block[..n], &mut pkts);
         }
         packets += pkts.len() / 188;
-        for raw in pkts.chunks_exact(188) {
-            let Ok(p) = Packet::new_checked(raw) else {
-                continue;
-            };
-            match p.pid() {
-                0 => pat_asm.push(&p, |s| {
-                    let Ok(sec) = Section::new_checked(s) else {
-                        return;
-                    };
-                    if !sec.current_next() {
-                        return;
-                    }
-                    if let Ok(r) = PatRepr::parse(&sec) {
-                        match pat.as_mut() {
-                            Some(t) => {
-                                t.push(r);
-                            }
-                            None => pat = Some(PatTable::new(r, MAX_PAT_ENTRIES)),
-                        }
-                    }
-                }),
-                0x11 => sdt_asm.push(&p, |s| {
-                    if let Ok(sec) = Section::new_checked(s) {
-                        if let Ok(sdt) = SdtRepr::parse(&sec) {
-                            if sdt.is_actual() {
-                                for svc in &sdt.services {
-                                    // As bounded as the PAT the names go with.
-                                    if names.len() >= MAX_PAT_ENTRIES
-                                        && !names.contains_key(&svc.service_id)
-                                    {
-                                        continue;
-                                    }
-                                    if let Some(n) = svc.service_name() {
-                                        names.insert(svc.service_id, n);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }),
-                _ => {}
-            }
-        }
+        services.push(&pkts);
         // The SDT comes at least every 2 s: 8 MiB past the PAT is plenty.
-        if pat.is_some() && (!names.is_empty() || read > LIMIT / 2) {
+        if services.has_pat() && (services.has_names() || read > LIMIT / 2) {
             break;
         }
     }
@@ -188,16 +140,17 @@ pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> 
             path.display()
         ));
     }
-    match pat {
-        Some(p) => Ok(p
-            .programs()
-            .map(|e| (e.program_number, names.get(&e.program_number).cloned()))
-            .collect()),
-        None => Err(format!(
+    if !services.has_pat() {
+        return Err(format!(
             "{}: no PAT in the first {read} bytes",
             path.display()
-        )),
+        ));
     }
+    Ok(services
+        .list()
+        .into_iter()
+        .map(|(program, _, name)| (program, name))
+        .collect())
 }
 
 /// Checks that need the files: does each source exist, is it a TS, does it

@@ -1294,6 +1294,54 @@ fn bars_checks(s: &mut Suite) {
             && text.contains("stalls=1"),
         text,
     );
+
+    // (d) retune in place: DvbSource::retune tunes the open frontend again
+    // and keeps the demux and dvr fds; data flows again after it.
+    let r = (|| -> Result<String, String> {
+        let cfg = DvbSourceConfig::new("ter1", &device, tuning());
+        let status = cfg.status.clone();
+        let mut src = DvbSource::open(cfg).map_err(|e| e.to_string())?;
+        let read_some = |src: &mut DvbSource| -> Result<usize, String> {
+            let mut buf = Vec::new();
+            let end = Instant::now() + Duration::from_secs(3);
+            while buf.is_empty() && Instant::now() < end {
+                src.read(&mut buf, Duration::from_millis(20))
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(buf.len())
+        };
+        if read_some(&mut src)? == 0 {
+            return Err("no data before the retune".into());
+        }
+        let before = demux_fds();
+        let t0 = Instant::now();
+        src.retune().map_err(|e| format!("retune: {e}"))?;
+        let took = t0.elapsed();
+        let after = demux_fds();
+        if before != after {
+            return Err(format!(
+                "demux fds {before:?} before, {after:?} after the retune"
+            ));
+        }
+        let n = read_some(&mut src)?;
+        let st = status.lock().map(|g| g.clone()).unwrap_or_default();
+        if n == 0 || st.tunes != 2 || !st.locked {
+            return Err(format!(
+                "after the retune: {n} bytes, tunes={} locked={}",
+                st.tunes, st.locked
+            ));
+        }
+        Ok(format!(
+            "retuned in {}, same demux fds {after:?}, {n} bytes after, tunes={}",
+            ms(Some(took)),
+            st.tunes
+        ))
+    })();
+    s.check(
+        "DvbSource::retune keeps the demux/dvr fds open and data flows again",
+        r.is_ok(),
+        r.unwrap_or_else(|e| e),
+    );
 }
 
 /// Starts the daemon in-process on loopback with one DVB channel, takes

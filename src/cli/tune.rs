@@ -12,11 +12,7 @@ use crate::dvb::lnb::{Lnb, LnbSetup};
 use crate::dvb::tuning::{PlsStyle, Tuning};
 use crate::source::dvb::{DvbSource, DvbSourceConfig};
 use crate::source::Source;
-use crate::ts::packet::Packet;
-use crate::ts::pat::PatRepr;
-use crate::ts::sdt::SdtRepr;
-use crate::ts::section::{Assembler, Section};
-use std::collections::BTreeMap;
+use crate::ts::services::Services;
 use std::time::{Duration, Instant};
 
 const HELP: &str = "\
@@ -29,73 +25,6 @@ SDT read for N seconds, default 5). Tune strings: `dvbt 474000000 8MHz`,
 `dvbs2 11362000 V 22000000 8psk 3/4 --lnb universal`, `dvbc 474MHz 6900k
 qam256`. Refused while another program (capbox serve) tunes the adapter.
 ";
-
-/// PAT services with their SDT names, from a run of packets.
-#[derive(Default)]
-pub struct Services {
-    pat: Option<PatRepr>,
-    names: BTreeMap<u16, String>,
-    pat_asm: Assembler,
-    sdt_asm: Assembler,
-}
-
-impl Services {
-    pub fn push(&mut self, packets: &[u8]) {
-        for raw in packets.chunks_exact(188) {
-            let Ok(p) = Packet::new_checked(raw) else {
-                continue;
-            };
-            let (pat, names) = (&mut self.pat, &mut self.names);
-            match p.pid() {
-                0 => self.pat_asm.push(&p, |s| {
-                    if let Ok(sec) = Section::new_checked(s) {
-                        if let Ok(r) = PatRepr::parse(&sec) {
-                            *pat = Some(r);
-                        }
-                    }
-                }),
-                0x11 => self.sdt_asm.push(&p, |s| {
-                    if let Ok(sec) = Section::new_checked(s) {
-                        if let Ok(sdt) = SdtRepr::parse(&sec) {
-                            if sdt.is_actual() {
-                                for svc in &sdt.services {
-                                    if let Some(n) = svc.service_name() {
-                                        names.insert(svc.service_id, n);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }),
-                _ => {}
-            }
-        }
-    }
-
-    /// (program_number, PMT PID, name) for each PAT entry.
-    pub fn list(&self) -> Vec<(u16, u16, Option<String>)> {
-        self.pat
-            .as_ref()
-            .map(|p| {
-                p.programs()
-                    .filter(|e| e.program_number != 0)
-                    .map(|e| {
-                        (
-                            e.program_number,
-                            e.pid,
-                            self.names.get(&e.program_number).cloned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    pub fn complete(&self) -> bool {
-        let l = self.list();
-        !l.is_empty() && l.iter().all(|(_, _, n)| n.is_some())
-    }
-}
 
 pub fn run(args: &[String]) -> i32 {
     let mut words: Vec<String> = Vec::new();

@@ -366,9 +366,11 @@ impl AdapterConfig {
     }
 }
 
-/// A DVB source: which adapter, tuned to which mux.
+/// `adapter` + `tune` of a `[[channel.source]]`: which adapter, tuned to
+/// which mux (beside `RemoteSpec`; what opens it is
+/// `source::dvb::DvbSourceConfig`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DvbSourceConfig {
+pub struct DvbSpec {
     /// `adapter`: the `name` of an `[[adapter]]`.
     pub adapter: String,
     /// `tune`: the mux, parsed (`capbox tune` syntax).
@@ -391,7 +393,7 @@ pub struct SourceConfig {
     /// DVB source (`dvb` is set instead); exactly one of the two is given.
     pub file: PathBuf,
     /// `adapter` + `tune`: a DVB source instead of a file.
-    pub dvb: Option<DvbSourceConfig>,
+    pub dvb: Option<DvbSpec>,
     /// `url` (+ `token`, `origin_local`): a remote source instead.
     pub remote: Option<RemoteSpec>,
     /// `file` as written, for messages.

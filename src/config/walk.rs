@@ -1147,7 +1147,7 @@ fn dvb_source(
     t: &mut Table,
     path: &str,
     adapter_names: &[String],
-) -> Option<DvbSourceConfig> {
+) -> Option<DvbSpec> {
     let adapter_what = "the name of an [[adapter]] table";
     let adapter = match w.string(t, "adapter", adapter_what) {
         None => {
@@ -1200,7 +1200,7 @@ fn dvb_source(
         },
     };
     let (adapter, tuning) = (adapter?, tuning?);
-    Some(DvbSourceConfig {
+    Some(DvbSpec {
         adapter,
         mux: tuning.to_args(),
         tuning,

@@ -243,20 +243,11 @@ pub struct LegacyStats {
     pub uncorrected_blocks: Option<u32>,
 }
 
-/// LNB supply voltage (13 V vertical/right, 18 V horizontal/left).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Voltage {
-    V13,
-    V18,
-    Off,
-}
-
-/// DiSEqC tone burst (mini command).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Burst {
-    A,
-    B,
-}
+/// LNB supply voltage and tone burst: one type each, owned by the pure
+/// modules that decide them (`lnb`, `diseqc`); re-exported here because
+/// the frontend is what sends them.
+pub use super::diseqc::Burst;
+pub use super::lnb::Voltage;
 
 /// An open frontend.
 #[derive(Debug)]
@@ -565,11 +556,7 @@ impl Frontend {
 
     /// FE_SET_VOLTAGE.
     pub fn set_voltage(&self, v: Voltage) -> Result<()> {
-        let arg = match v {
-            Voltage::V13 => SEC_VOLTAGE_13,
-            Voltage::V18 => SEC_VOLTAGE_18,
-            Voltage::Off => SEC_VOLTAGE_OFF,
-        };
+        let arg = v.raw();
         // SAFETY: value argument; the fd is a frontend.
         unsafe { capbox_sys::fe_set_voltage(self.fd.as_raw_fd(), libc::c_ulong::from(arg)) }
             .map_err(|e| self.err("FE_SET_VOLTAGE", e))?;
@@ -606,10 +593,7 @@ impl Frontend {
 
     /// FE_DISEQC_SEND_BURST (tone burst / mini DiSEqC A or B).
     pub fn send_burst(&self, b: Burst) -> Result<()> {
-        let arg = match b {
-            Burst::A => SEC_MINI_A,
-            Burst::B => SEC_MINI_B,
-        };
+        let arg = b.raw();
         // SAFETY: value argument; the fd is a frontend.
         unsafe { capbox_sys::fe_diseqc_send_burst(self.fd.as_raw_fd(), libc::c_ulong::from(arg)) }
             .map_err(|e| self.err("FE_DISEQC_SEND_BURST", e))?;

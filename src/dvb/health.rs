@@ -2,7 +2,8 @@
 //! the time, lock state, dvr bytes and counter deltas since the last tick),
 //! it says when the adapter's input goes bad and when it comes back. The
 //! failover logic and the supervisor act on the events (retune, reopen, USB
-//! reset); this file only decides.
+//! reset); this file only decides. `source::dvb::DvbSource` feeds it on
+//! every read and status refresh and fails on `LockLost` and `NoData`.
 //!
 //! Owns: the four conditions — lock lost, no dvr data for `no_data_ms`
 //! while locked, a burst of ≥ `cc_burst_count` continuity errors within

@@ -2,7 +2,8 @@
 //! (`adapter`), frontends (`frontend`: capabilities, tuning from DTV_*
 //! properties, lock detection that cannot hang, statistics) and the
 //! demux/dvr pair (`demux`: PID filters, the full TS on dvr, overflow
-//! counting); tuning parameters (`tuning`), LNB arithmetic (`lnb`),
+//! counting); tuning parameters (`tuning`), the one tuning sequence
+//! (`tune`), LNB arithmetic (`lnb`),
 //! DiSEqC and Unicable commands (`diseqc`) and dvbv5 channel files
 //! (`channels`).
 //!
@@ -18,6 +19,7 @@ pub mod frontend;
 pub mod health;
 pub mod lnb;
 pub mod scan;
+pub mod tune;
 pub mod tuning;
 
 use std::fmt;

@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use crate::dvb::channels::ChannelEntry;
 use crate::dvb::demux::{Demux, Dvr, FULL_TS};
-use crate::dvb::frontend::{Frontend, Voltage as FeVoltage};
+use crate::dvb::frontend::Frontend;
 use crate::dvb::lnb::LnbSetup;
+use crate::dvb::tune::{self, TuneError, TuneRequest};
 use crate::dvb::tuning::{PlsStyle, Polarization, Tuning};
 use crate::dvb::DvbError;
 use crate::ts::collector::{Push, TableCollector};
@@ -644,26 +645,14 @@ impl DvbTuner {
 
 impl Tuner for DvbTuner {
     fn tune_lock(&mut self, t: &Tuning, timeout: Duration) -> Result<(bool, String), DvbError> {
-        let props = t
-            .to_props(self.lnb.as_ref(), self.pls_style)
-            .map_err(|e| DvbError::other(self.frontend.device(), "tune", e.to_string()))?;
-        // Satellite: the LNB's voltage and 22 kHz tone before tuning (the
-        // plain LNB only; DiSEqC switch gear is the serve path's).
-        if let (Some(sat), Some(setup)) = (t.satellite(), self.lnb.as_ref()) {
-            let plan = setup
-                .lnb
-                .plan(sat.frequency_khz, sat.polarization)
-                .map_err(|e| DvbError::other(self.frontend.device(), "LNB", e.to_string()))?;
-            self.frontend.set_tone(false)?;
-            self.frontend.set_voltage(match plan.voltage {
-                crate::dvb::lnb::Voltage::V13 => FeVoltage::V13,
-                crate::dvb::lnb::Voltage::V18 => FeVoltage::V18,
-                crate::dvb::lnb::Voltage::Off => FeVoltage::Off,
-            })?;
-            self.frontend.set_tone(plan.tone)?;
-        }
-        self.frontend.tune(&props)?;
-        match self.frontend.wait_lock(timeout) {
+        let request = TuneRequest {
+            tuning: t,
+            lnb: self.lnb.as_ref(),
+            pls_style: self.pls_style,
+            cable_slave: false,
+            lock_timeout: timeout,
+        };
+        match tune::tune(&mut self.frontend, &request) {
             Ok(st) => {
                 // Drop what the dvr holds from the previous mux.
                 let mut buf = vec![0u8; 64 * 1024];
@@ -674,8 +663,10 @@ impl Tuner for DvbTuner {
                 }
                 Ok((true, st.to_string()))
             }
-            Err(e) if e.errno == 0 => Ok((false, e.detail)),
-            Err(e) => Err(e),
+            Err(TuneError::Lock(e)) if e.errno == 0 => Ok((false, e.detail)),
+            Err(TuneError::Lock(e) | TuneError::Ioctl(e)) => Err(e),
+            Err(TuneError::Lnb(e)) => Err(DvbError::other(self.frontend.device(), "LNB", e)),
+            Err(TuneError::Props(e)) => Err(DvbError::other(self.frontend.device(), "tune", e)),
         }
     }
 

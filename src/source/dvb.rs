@@ -12,14 +12,18 @@
 //! filters pass it), so a change loses no packet.
 //!
 //! Promises:
-//! - `open` runs, in order: LNB/DiSEqC actions (satellite with an LNB),
-//!   FE_SET_PROPERTY from `Tuning::to_props`, a lock wait bounded by
-//!   `lock_timeout`, then the dvr buffer and the filter; every failure is a
+//! - `open` runs the one tuning sequence (`dvb::tune`: LNB/DiSEqC actions
+//!   for a satellite with an LNB, FE_SET_PROPERTY from `Tuning::to_props`,
+//!   a lock wait bounded by `lock_timeout`), then the dvr buffer and the
+//!   filter; every failure is a
 //!   `SourceError` in plain words naming the adapter and the mux ("ter1
 //!   (adapter0): no lock on dvbt 474000000 … within 3000 ms (status: …)").
 //! - `read` never waits longer than asked; a lost lock or no dvr data for
 //!   `stall_timeout` while locked is an error, so the channel runner closes
-//!   the source and retunes with its back-off.
+//!   the source and retunes with its back-off. The stall detector
+//!   (`dvb::health::HealthMonitor`, pure, fed lock, bytes and overflows
+//!   with the time since the open) decides; this file turns its events
+//!   into words.
 //! - dvr overflows (EOVERFLOW: the kernel dropped data) are counted, never
 //!   fatal: reading on is the recovery; the packets after one are handed
 //!   out as a `Discontinuity`.
@@ -36,9 +40,10 @@
 use super::{ReadOutcome, Resync, Source, SourceError, SourceStats};
 use crate::dvb::adapter;
 use crate::dvb::demux::{dvr_buffer_for, Demux, Dvr, FilterPlan, PidFilter, PidSet, FULL_TS};
-use crate::dvb::diseqc::{self, Action};
-use crate::dvb::frontend::{self, Frontend};
-use crate::dvb::lnb::{self, LnbSetup};
+use crate::dvb::frontend::Frontend;
+use crate::dvb::health::{HealthConfig, HealthEvent, HealthMonitor, Observation};
+use crate::dvb::lnb::LnbSetup;
+use crate::dvb::tune::{self, TuneError, TuneRequest};
 use crate::dvb::tuning::{PlsStyle, Tuning};
 use crate::dvb::DvbError;
 use std::path::Path;
@@ -227,25 +232,54 @@ fn err(what: &str, msg: impl Into<String>) -> SourceError {
     }
 }
 
-/// Runs the LNB/DiSEqC actions of one tune.
-fn run_actions(fe: &Frontend, actions: &[Action]) -> Result<(), DvbError> {
-    for a in actions {
-        match a {
-            Action::SetVoltage(v) => fe.set_voltage(match v {
-                lnb::Voltage::V13 => frontend::Voltage::V13,
-                lnb::Voltage::V18 => frontend::Voltage::V18,
-                lnb::Voltage::Off => frontend::Voltage::Off,
-            })?,
-            Action::SetTone(on) => fe.set_tone(*on)?,
-            Action::Send(bytes) => fe.send_diseqc(bytes)?,
-            Action::Burst(b) => fe.send_burst(match b {
-                diseqc::Burst::A => frontend::Burst::A,
-                diseqc::Burst::B => frontend::Burst::B,
-            })?,
-            Action::Sleep(ms) => std::thread::sleep(Duration::from_millis(u64::from(*ms))),
+/// A failed tune in the source's words, naming the adapter and the mux;
+/// a lock wait that failed is counted in `lock_failures`.
+fn tune_failed(e: TuneError, cfg: &DvbSourceConfig, what: &str, mux: &str, n: u32) -> SourceError {
+    match e {
+        TuneError::Lnb(e) => err(what, format!("{mux}: {e}")),
+        TuneError::Props(e) => err(what, format!("cannot tune {mux}: {e}")),
+        TuneError::Ioctl(e) => err(what, e.to_string()),
+        TuneError::Lock(e) => {
+            lock_status(&cfg.status).lock_failures += 1;
+            // wait_lock's detail is "no lock within N ms (status: …)".
+            let msg = if e.errno == 0 {
+                let detail = e
+                    .detail
+                    .replacen("no lock", &format!("no lock on {mux}"), 1);
+                format!("adapter{n}: {detail}")
+            } else {
+                e.to_string()
+            };
+            log::warn!("{}: {msg}", cfg.name);
+            err(&cfg.name, msg)
         }
     }
-    Ok(())
+}
+
+/// The stall detector's settings: no dvr data for `stall_timeout` while
+/// locked. Lock is read every `STATS_EVERY`, so a lost lock is seen within
+/// a second of it.
+fn health_config(stall_timeout: Duration) -> HealthConfig {
+    HealthConfig {
+        no_data_ms: u64::try_from(stall_timeout.as_millis()).unwrap_or(u64::MAX),
+        ..HealthConfig::default()
+    }
+}
+
+/// A health event that stalls the source, in the words `/status`, the log
+/// and the README use; None for the events it reads past.
+fn stall_words(e: &HealthEvent, mux: &str, status: &str) -> Option<String> {
+    match e {
+        HealthEvent::LockLost => Some(format!("lost lock on {mux} (status: {status})")),
+        HealthEvent::NoData { ms } => Some(format!(
+            "no data from dvr for {ms} ms while locked on {mux}"
+        )),
+        // An overflow is counted and read past (`read`); CC is not fed;
+        // recoveries need nothing.
+        HealthEvent::Overflow { .. } | HealthEvent::CcBurst { .. } | HealthEvent::Recovered(_) => {
+            None
+        }
+    }
 }
 
 /// Read size: 512 packets (96 KiB), about 13 ms of a 60 Mbit/s mux.
@@ -287,7 +321,11 @@ pub struct DvbSource {
     overflows_seen: u64,
     resync: Resync,
     raw: Vec<u8>,
-    last_data: Instant,
+    /// The stall detector (`dvb::health`): fed by every read and every
+    /// status refresh, it decides when lock or dvr data is missing.
+    health: HealthMonitor,
+    /// Zero of the health monitor's clock (the open).
+    opened: Instant,
     last_stats: Instant,
     /// Set until the first packets after a (re)tune are handed out.
     fresh: bool,
@@ -412,37 +450,14 @@ impl DvbSource {
                 err(&what, words)
             }
         })?;
-        if let (Some(setup), Some(sat)) = (&cfg.lnb, cfg.tuning.satellite()) {
-            let plan = setup
-                .lnb
-                .plan(sat.frequency_khz, sat.polarization)
-                .map_err(|e| err(&what, format!("{mux}: {e}")))?;
-            // A slave on a shared cable leaves voltage, tone and DiSEqC to
-            // the master (the config walk checked it wants the same band
-            // and polarisation).
-            let actions = diseqc::tune_sequence(setup, &plan, sat.polarization, cfg.cable_slave)
-                .map_err(|e| err(&what, format!("{mux}: {e}")))?;
-            run_actions(&fe, &actions).map_err(|e| err(&what, e.to_string()))?;
-        }
-        let props = cfg
-            .tuning
-            .to_props(cfg.lnb.as_ref(), cfg.pls_style)
-            .map_err(|e| err(&what, format!("cannot tune {mux}: {e}")))?;
-        fe.tune(&props).map_err(|e| err(&what, e.to_string()))?;
-        if let Err(e) = fe.wait_lock(cfg.lock_timeout) {
-            lock_status(&cfg.status).lock_failures += 1;
-            // wait_lock's detail is "no lock within N ms (status: …)".
-            let msg = if e.errno == 0 {
-                let detail = e
-                    .detail
-                    .replacen("no lock", &format!("no lock on {mux}"), 1);
-                format!("adapter{n}: {detail}")
-            } else {
-                e.to_string()
-            };
-            log::warn!("{}: {msg}", cfg.name);
-            return Err(err(&cfg.name, msg));
-        }
+        let request = TuneRequest {
+            tuning: &cfg.tuning,
+            lnb: cfg.lnb.as_ref(),
+            pls_style: cfg.pls_style,
+            cable_slave: cfg.cable_slave,
+            lock_timeout: cfg.lock_timeout,
+        };
+        tune::tune(&mut fe, &request).map_err(|e| tune_failed(e, &cfg, &what, &mux, n))?;
         // dvr first, so the buffer is sized before the filter fills it.
         let dvr = Dvr::open(n, 0).map_err(|e| err(&what, e.to_string()))?;
         let size = cfg
@@ -458,6 +473,7 @@ impl DvbSource {
             .map_err(|e| err(&what, e.to_string()))?;
         log::info!("{what}: locked on {mux}, reading the full TS");
         let now = Instant::now();
+        let stall_timeout = cfg.stall_timeout;
         {
             let mut st = lock_status(&cfg.status);
             st.pid_filter = "full TS".into();
@@ -476,13 +492,53 @@ impl DvbSource {
             overflows_seen: 0,
             resync: Resync::new(),
             raw: vec![0u8; BLOCK],
-            last_data: now,
+            health: HealthMonitor::new(health_config(stall_timeout)),
+            opened: now,
             last_stats: now - STATS_EVERY,
             fresh: true,
             ucb_at_tune: None,
         };
         s.refresh_stats()?;
         Ok(s)
+    }
+
+    /// Retunes the open frontend to the same mux and keeps the rest open:
+    /// the demux filters (full TS or per-PID, as they are) and the dvr
+    /// with its buffer. The cheap first step against a stall, before
+    /// closing and reopening the adapter; counted in `tunes` like an open.
+    /// The stall detector starts afresh (the no-data clock from the
+    /// retune) and the next packets are a `Discontinuity`. On Err the
+    /// source is as after a failed open: the caller closes it.
+    pub fn retune(&mut self) -> Result<(), SourceError> {
+        {
+            let mut st = lock_status(&self.cfg.status);
+            st.locked = false;
+            st.tunes += 1;
+        }
+        let request = TuneRequest {
+            tuning: &self.cfg.tuning,
+            lnb: self.cfg.lnb.as_ref(),
+            pls_style: self.cfg.pls_style,
+            cable_slave: self.cfg.cable_slave,
+            lock_timeout: self.cfg.lock_timeout,
+        };
+        if let Err(e) = tune::tune(&mut self.fe, &request) {
+            let e = tune_failed(e, &self.cfg, &self.what, &self.mux, self.number);
+            lock_status(&self.cfg.status).last_error = e.to_string();
+            return Err(e);
+        }
+        self.health.reset();
+        self.opened = Instant::now();
+        self.ucb_at_tune = None;
+        self.fresh = true;
+        self.refresh_stats()?;
+        lock_status(&self.cfg.status).last_error.clear();
+        log::info!(
+            "{}: retuned to {}, filters and dvr kept open",
+            self.what,
+            self.mux
+        );
+        Ok(())
     }
 
     /// The shared status this source publishes into.
@@ -509,12 +565,43 @@ impl DvbSource {
         st.ucb_total = ucb;
         st.dvr_bytes = self.dvr.stats.bytes;
         st.dvr_overflows = self.dvr.stats.overflows;
-        if !status.has_lock() {
+        drop(st);
+        // No dvr bytes since the last read's observation: this one is about
+        // the lock.
+        self.observe(status.has_lock(), 0, 0, &status.to_string())
+    }
+
+    /// One observation for the stall detector; a stall it reports becomes
+    /// the source's error (counted in `stalls`, kept as `last_error`), so
+    /// the runner closes the source and retunes. `status` is the frontend
+    /// status in words, for a lost lock.
+    fn observe(
+        &mut self,
+        locked: bool,
+        bytes: u64,
+        overflows: u64,
+        status: &str,
+    ) -> Result<(), SourceError> {
+        let now_ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let events = self.health.tick(Observation {
+            now_ms,
+            locked,
+            bytes,
+            // CC is the remux's to count, per program; the adapter's stall
+            // is lock and data.
+            cc_errors: 0,
+            overflows,
+        });
+        if let Some(msg) = events
+            .iter()
+            .find_map(|e| stall_words(e, &self.mux, status))
+        {
+            let mut st = lock_status(&self.cfg.status);
             st.stalls += 1;
-            st.locked = false;
-            let msg = format!("lost lock on {} (status: {status})", self.mux);
+            if !locked {
+                st.locked = false;
+            }
             st.last_error = msg.clone();
-            drop(st);
             return Err(err(&self.what, msg));
         }
         Ok(())
@@ -534,29 +621,19 @@ impl Source for DvbSource {
             Ok(n) => n,
             Err(e) => return Err(self.fail(&e)),
         };
-        if self.dvr.stats.overflows != self.overflows_seen {
+        let overflows = self.dvr.stats.overflows.saturating_sub(self.overflows_seen);
+        if overflows > 0 {
             // The kernel dropped data: what follows is not contiguous.
             self.overflows_seen = self.dvr.stats.overflows;
             self.fresh = true;
             lock_status(&self.cfg.status).dvr_overflows = self.overflows_seen;
         }
-        let now = Instant::now();
+        // Reads run only while the last status refresh saw lock (it fails
+        // the source otherwise).
+        self.observe(true, n as u64, overflows, "")?;
         if n == 0 {
-            let silent = now.duration_since(self.last_data);
-            if silent >= self.cfg.stall_timeout {
-                let msg = format!(
-                    "no data from dvr for {} ms while locked on {}",
-                    silent.as_millis(),
-                    self.mux
-                );
-                let mut st = lock_status(&self.cfg.status);
-                st.stalls += 1;
-                st.last_error = msg.clone();
-                return Err(err(&self.what, msg));
-            }
             return Ok(ReadOutcome::Idle);
         }
-        self.last_data = now;
         let before = buf.len();
         self.resync.push(&self.raw[..n], buf);
         if buf.len() == before {
@@ -694,6 +771,63 @@ mod tests {
             status.lock().unwrap().gone,
             "still gone until an open succeeds"
         );
+    }
+
+    /// The source's stall decisions, driven the way `DvbSource` drives
+    /// `dvb::health`: one observation at the open (locked, no bytes), one
+    /// per read (bytes, overflows), one per status refresh each second
+    /// (lock, no bytes). Same timings and words as the checks it replaced.
+    #[test]
+    fn dvb_stall_decisions_through_health() {
+        let mux = "dvbt 474000000 8MHz";
+        let mut m = HealthMonitor::new(health_config(Duration::from_millis(2000)));
+        let o = |now_ms, locked, bytes, overflows| Observation {
+            now_ms,
+            locked,
+            bytes,
+            cc_errors: 0,
+            overflows,
+        };
+        let stall = |m: &mut HealthMonitor, ob| {
+            m.tick(ob)
+                .iter()
+                .find_map(|e| stall_words(e, mux, "SIGNAL CARRIER"))
+        };
+        // The open: locked, nothing read yet; the clock starts here.
+        assert_eq!(stall(&mut m, o(0, true, 0, 0)), None);
+        // Reads every 100 ms with data, refreshes each second: quiet.
+        // An overflow is read past, never a stall.
+        for t in (100..=1000).step_by(100) {
+            assert_eq!(stall(&mut m, o(t, true, 18_800, u64::from(t == 500))), None);
+            if t % 1000 == 0 {
+                assert_eq!(stall(&mut m, o(t, true, 0, 0)), None);
+            }
+        }
+        // Data stops after t=1000: empty reads and refreshes are quiet
+        // until 2000 ms have passed, then one stall, in words.
+        for t in (1100..3000).step_by(100) {
+            assert_eq!(stall(&mut m, o(t, true, 0, 0)), None, "t={t}");
+        }
+        assert_eq!(
+            stall(&mut m, o(3000, true, 0, 0)).as_deref(),
+            Some("no data from dvr for 2000 ms while locked on dvbt 474000000 8MHz")
+        );
+        // A source that never delivers a byte after its open stalls
+        // 2000 ms after the open.
+        let mut m = HealthMonitor::new(health_config(Duration::from_millis(2000)));
+        assert_eq!(stall(&mut m, o(0, true, 0, 0)), None);
+        assert_eq!(stall(&mut m, o(1999, true, 0, 0)), None);
+        assert!(stall(&mut m, o(2000, true, 0, 0)).is_some());
+        // A refresh that finds no lock stalls at once, with the status.
+        let mut m = HealthMonitor::new(health_config(Duration::from_millis(2000)));
+        assert_eq!(stall(&mut m, o(0, true, 0, 0)), None);
+        assert_eq!(stall(&mut m, o(100, true, 188, 0)), None);
+        assert_eq!(
+            stall(&mut m, o(1000, false, 0, 0)).as_deref(),
+            Some("lost lock on dvbt 474000000 8MHz (status: SIGNAL CARRIER)")
+        );
+        // stall_timeout is the threshold.
+        assert_eq!(health_config(Duration::from_millis(750)).no_data_ms, 750);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod pes;
 pub mod pmt;
 pub mod sdt;
 pub mod section;
+pub mod services;
 pub mod tdt;
 pub mod text;
 pub mod tot;
