@@ -505,7 +505,16 @@ fn hls_from_the_live_url_across_two_switches() {
     let ff = std::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(format!("http://{}/stream/news", a.addr))
-        .args(["-c", "copy", "-f", "hls", "-hls_time", "2", "-hls_list_size", "0"])
+        .args([
+            "-c",
+            "copy",
+            "-f",
+            "hls",
+            "-hls_time",
+            "2",
+            "-hls_list_size",
+            "0",
+        ])
         .arg(&m3u8)
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -514,11 +523,15 @@ fn hls_from_the_live_url_across_two_switches() {
     std::thread::sleep(Duration::from_secs(5));
     let r = post(a.addr, "/control/pin?channel=news&source=1", None);
     assert_eq!(r.status, 200, "{}", r.text());
-    wait_ch(&a, "news", "on source 1", Duration::from_secs(5), |c| c["active_source"] == 1);
+    wait_ch(&a, "news", "on source 1", Duration::from_secs(5), |c| {
+        c["active_source"] == 1
+    });
     std::thread::sleep(Duration::from_secs(5));
     let r = post(a.addr, "/control/pin?channel=news&source=0", None);
     assert_eq!(r.status, 200, "{}", r.text());
-    wait_ch(&a, "news", "on source 0", Duration::from_secs(5), |c| c["active_source"] == 0);
+    wait_ch(&a, "news", "on source 0", Duration::from_secs(5), |c| {
+        c["active_source"] == 0
+    });
     std::thread::sleep(Duration::from_secs(5));
     // SIGINT: ffmpeg closes the playlist.
     // SAFETY: kill(2) on our own child's pid.
@@ -543,7 +556,10 @@ fn hls_from_the_live_url_across_two_switches() {
         .collect();
     assert!(durs.len() >= 5, "{durs:?}\n{list}");
     for d in &durs[..durs.len() - 1] {
-        assert!((1.0..=3.0).contains(d), "segment of {d} s (target 2): {durs:?}");
+        assert!(
+            (1.0..=3.0).contains(d),
+            "segment of {d} s (target 2): {durs:?}"
+        );
     }
     assert_eq!(
         channel(&a, "news")["failover"]["switches"].as_u64(),

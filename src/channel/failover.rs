@@ -216,7 +216,9 @@ mod tests {
         // Not waking any more (it failed to connect): the slate.
         let mut f = Failover::new(rules(), 2, true, t0);
         assert_eq!(f.decide(&[h(false, Some(t0)), cold], t), None);
-        let s = f.decide(&[h(false, Some(t0)), h(false, None)], t + 3000 * MS).unwrap();
+        let s = f
+            .decide(&[h(false, Some(t0)), h(false, None)], t + 3000 * MS)
+            .unwrap();
         assert_eq!(s.to, 2);
     }
 
