@@ -11,11 +11,11 @@
 //!   playing), and let go again after the local source is back.
 
 mod e2e_common;
+mod site_common;
 
 use e2e_common::*;
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use site_common::{Feed, Viewer};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "tech-token-1234";
@@ -325,32 +325,6 @@ fn close_after_sends_viewers_away_on_the_slate_and_takes_them_back() {
     );
 }
 
-/// Feeds a FIFO with the sample mux while `feeding`, reopening it when the
-/// reader goes away (as a tuner's stream comes back).
-fn fifo_feeder(path: std::path::PathBuf, feeding: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let data = std::fs::read(sample_mux()).unwrap();
-        let open = || std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        let mut w = open();
-        let mut pos = 0;
-        while !stop.load(Ordering::Relaxed) {
-            if !feeding.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-            let end = (pos + 188 * 50).min(data.len());
-            if w.write_all(&data[pos..end]).is_err() {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                w = open();
-                continue;
-            }
-            pos = if end == data.len() { 0 } else { end };
-        }
-    });
-}
-
 /// Clients of `b` streaming `news` now.
 fn b_clients(b: &Server) -> usize {
     b.status()["clients"]
@@ -368,14 +342,7 @@ fn a_cold_backup_is_pulled_only_while_needed() {
     b.wait_up(&["news"]);
     let dir = TempDir::new("cold-a");
     let fifo = dir.join("tuner.ts");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
-    let feeding = Arc::new(AtomicBool::new(true));
-    let stop = Arc::new(AtomicBool::new(false));
-    fifo_feeder(fifo.clone(), feeding.clone(), stop.clone());
+    let feed = Feed::start(&fifo);
     let cfg = dir.join("capbox.toml");
     std::fs::write(
         &cfg,
@@ -412,28 +379,9 @@ fn a_cold_backup_is_pulled_only_while_needed() {
     assert!(h.contains("cold standby"), "{h}");
 
     // A viewer on A; the local feed stalls: B is connected and on air.
-    let total = Arc::new(AtomicU64::new(0));
-    let eof = Arc::new(AtomicBool::new(false));
-    let (mut sock, _) = open_stream(a.addr, "/stream/news", "");
-    let (t2, e2, s2) = (total.clone(), eof.clone(), stop.clone());
-    std::thread::spawn(move || {
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut buf = vec![0u8; 65536];
-        while !s2.load(Ordering::Relaxed) {
-            match sock.read(&mut buf) {
-                Ok(0) => {
-                    e2.store(true, Ordering::Relaxed);
-                    return;
-                }
-                Ok(n) => {
-                    t2.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Err(_) => {}
-            }
-        }
-    });
-    feeding.store(false, Ordering::Relaxed);
+    let (sock, first) = open_stream(a.addr, "/stream/news", "");
+    let viewer = Viewer::start(sock, first, 0);
+    feed.pause();
     let t = Instant::now();
     wait_ch(
         &a,
@@ -444,16 +392,16 @@ fn a_cold_backup_is_pulled_only_while_needed() {
     );
     println!("cold backup on air {:?} after the stall", t.elapsed());
     assert_eq!(b_clients(&b), 1, "B serves A once");
-    let before = total.load(Ordering::Relaxed);
+    let before = viewer.bytes();
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        total.load(Ordering::Relaxed) > before + 10_000,
+        viewer.bytes() > before + 10_000,
         "the viewer got nothing from B"
     );
 
     // Local back: A returns after recover_after, and lets B go after the
     // linger (10 s).
-    feeding.store(true, Ordering::Relaxed);
+    feed.resume();
     wait_ch(
         &a,
         "news",
@@ -467,8 +415,7 @@ fn a_cold_backup_is_pulled_only_while_needed() {
         "B still pulled 20 s after A came back; A: {:#}",
         channel(&a, "news")
     );
-    assert!(!eof.load(Ordering::Relaxed), "the viewer was disconnected");
-    stop.store(true, Ordering::Relaxed);
+    assert!(!viewer.eof(), "the viewer was disconnected");
 }
 
 /// `ffmpeg -i URL -c copy -f hls` on the live stream across two switches
