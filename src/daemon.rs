@@ -708,6 +708,29 @@ fn esc(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Each source's packet-level verdict as a gauge, per channel and source
+/// index (failover channels; the words are in /status and capbox status).
+fn render_source_health(snapshot: &[(String, crate::channel::ChannelStatus)], m: &mut String) {
+    let _ = writeln!(
+        m,
+        "# HELP capbox_channel_source_healthy 1 while the source passes the failover's \
+         health rules (packets flowing, PAT/PMT, video and audio PES, not left scrambled); \
+         why not is in /status sources[].health.\n\
+         # TYPE capbox_channel_source_healthy gauge"
+    );
+    for (ch, st) in snapshot {
+        for (i, s) in st.sources.iter().enumerate() {
+            if let Some(h) = s.healthy {
+                let _ = writeln!(
+                    m,
+                    "capbox_channel_source_healthy{{channel=\"{ch}\",source=\"{i}\"}} {}",
+                    h as u8
+                );
+            }
+        }
+    }
+}
+
 /// The remote sources' own counters, per channel and source index (the
 /// index of `capbox_channel_active_source`): why connections failed, bytes,
 /// connects, packets dropped because the channel fell behind.
@@ -1135,6 +1158,7 @@ impl Backend for App {
                 );
             }
         }
+        render_source_health(&snapshot, &mut m);
         render_remote_metrics(&snapshot, &mut m);
         let adapters = self.adapter_statuses();
         let mut afamily =

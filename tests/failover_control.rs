@@ -147,6 +147,18 @@ fn a_pin_moves_the_channel_holds_across_a_restart_and_ends_by_itself() {
     );
     let m = a.metrics();
     assert_eq!(metric(&m, "capbox_channel_pinned", "news"), Some(1.0));
+    // Both inputs are fine: each source's verdict is a gauge too.
+    let healthy: Vec<(String, f64)> = m
+        .iter()
+        .filter(|x| x.name == "capbox_channel_source_healthy")
+        .map(|x| (x.labels["source"].clone(), x.value))
+        .collect();
+    assert_eq!(
+        healthy,
+        vec![("0".to_string(), 1.0), ("1".to_string(), 1.0)],
+        "{}",
+        fmt_samples(&m)
+    );
     assert_eq!(
         metric(&m, "capbox_channel_active_source", "news"),
         Some(1.0)
@@ -306,6 +318,14 @@ fn close_after_sends_viewers_away_on_the_slate_and_takes_them_back() {
                 .as_str()
                 .is_some_and(|w| w.contains("close_after_ms"))
         },
+    );
+    let m = a.metrics();
+    assert!(
+        m.iter().any(|x| x.name == "capbox_channel_source_healthy"
+            && x.labels["source"] == "0"
+            && x.value == 0.0),
+        "{}",
+        fmt_samples(&m)
     );
     // The source appears: viewers are taken again.
     std::fs::copy(sample_mux(), &missing).unwrap();
