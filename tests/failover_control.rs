@@ -147,18 +147,19 @@ fn a_pin_moves_the_channel_holds_across_a_restart_and_ends_by_itself() {
     );
     let m = a.metrics();
     assert_eq!(metric(&m, "capbox_channel_pinned", "news"), Some(1.0));
-    // Both inputs are fine: each source's verdict is a gauge too.
-    let healthy: Vec<(String, f64)> = m
-        .iter()
-        .filter(|x| x.name == "capbox_channel_source_healthy")
-        .map(|x| (x.labels["source"].clone(), x.value))
-        .collect();
-    assert_eq!(
-        healthy,
-        vec![("0".to_string(), 1.0), ("1".to_string(), 1.0)],
-        "{}",
-        fmt_samples(&m)
-    );
+    // Both inputs are fine: each source's verdict is a gauge too (once
+    // its video and audio PES have been seen).
+    let mut last = Vec::new();
+    let both = wait_until(Duration::from_secs(10), || {
+        last = a.metrics();
+        let healthy: Vec<(String, f64)> = last
+            .iter()
+            .filter(|x| x.name == "capbox_channel_source_healthy")
+            .map(|x| (x.labels["source"].clone(), x.value))
+            .collect();
+        healthy == vec![("0".to_string(), 1.0), ("1".to_string(), 1.0)]
+    });
+    assert!(both, "{}", fmt_samples(&last));
     assert_eq!(
         metric(&m, "capbox_channel_active_source", "news"),
         Some(1.0)
