@@ -3,8 +3,6 @@
 //! shows it in /status and `capbox_channel_pinned`, and keeps it in its
 //! state file across restarts.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,44 +23,6 @@ examples:
   capbox pin france2 remote --for 2h   # take the other site's feed
   capbox pin france2 auto              # back to the failover rules
 ";
-
-/// POST `path` to `base` (`http://host:port`); the status code and body.
-pub fn http_post(
-    base: &str,
-    path: &str,
-    token: Option<&str>,
-    timeout: Duration,
-) -> Result<(u16, String), String> {
-    let hostport = base.trim_start_matches("http://").trim_end_matches('/');
-    let addr = hostport
-        .to_socket_addrs()
-        .map_err(|e| format!("{hostport}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{hostport}: no address"))?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("cannot reach capbox at {base}: {e}"))?;
-    let _ = s.set_read_timeout(Some(timeout));
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: capbox-pin\r\n{auth}Content-Length: 0\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    s.take(1 << 20)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("reading the answer: {e}"))?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed HTTP answer")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("malformed HTTP status line")?;
-    Ok((code, body.trim().to_string()))
-}
 
 fn enc(s: &str) -> String {
     let mut o = String::new();
@@ -169,7 +129,15 @@ pub fn run(args: &[String]) -> i32 {
     if let Some(d) = &dur {
         path.push_str(&format!("&for={}", enc(d)));
     }
-    match http_post(&url, &path, token.as_deref(), Duration::from_secs(5)) {
+    let answer = super::status::http_request(
+        &url,
+        "POST",
+        &path,
+        token.as_deref(),
+        Duration::from_secs(5),
+    )
+    .map(|(code, _, body)| (code, body.trim().to_string()));
+    match answer {
         Ok((200, body)) => {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             println!("{}", v["message"].as_str().unwrap_or(&body));

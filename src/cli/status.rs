@@ -14,8 +14,26 @@ sources one line per source (`*` on air, its health or why it is down: a
 remote source says why its connection failed), and one line per client.
 ";
 
-/// GET a path from `http://host:port`; returns the body.
+/// GET a path from `http://host:port`; returns the body of a 200 answer.
 pub fn http_get(base: &str, path: &str, timeout: Duration) -> Result<String, String> {
+    let (code, head, body) = http_request(base, "GET", path, None, timeout)?;
+    if code != 200 {
+        let status_line = head.lines().next().unwrap_or("");
+        return Err(format!("{path}: {status_line}: {}", body.trim()));
+    }
+    Ok(body)
+}
+
+/// One request to the running capbox (`http://host:port`), with an
+/// optional bearer token; the status code, head and body (at most 16 MiB).
+/// The console commands' only HTTP client.
+pub fn http_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, String, String), String> {
     let hostport = base.trim_start_matches("http://").trim_end_matches('/');
     let addr = hostport
         .to_socket_addrs()
@@ -25,9 +43,17 @@ pub fn http_get(base: &str, path: &str, timeout: Duration) -> Result<String, Str
     let mut s = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| format!("cannot reach capbox at {base}: {e}"))?;
     let _ = s.set_read_timeout(Some(timeout));
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let length = if method == "POST" {
+        "Content-Length: 0\r\n"
+    } else {
+        ""
+    };
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: capbox-status\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: capbox-cli\r\n{auth}{length}\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
@@ -36,11 +62,12 @@ pub fn http_get(base: &str, path: &str, timeout: Duration) -> Result<String, Str
         .map_err(|e| format!("reading {path}: {e}"))?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed HTTP answer")?;
-    let status_line = head.lines().next().unwrap_or("");
-    if !status_line.contains(" 200 ") {
-        return Err(format!("{path}: {status_line}: {}", body.trim()));
-    }
-    Ok(body.to_string())
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("malformed HTTP status line")?;
+    Ok((code, head.to_string(), body.to_string()))
 }
 
 fn cut(s: &str, n: usize) -> String {
