@@ -489,6 +489,14 @@ impl Supervisor {
     }
 }
 
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // Without `stop` (a test dropping its daemon): the thread ends; a
+        // watchdog it held stays armed (no magic close: not a clean stop).
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 fn run(
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
