@@ -72,6 +72,8 @@ pub struct Shared {
     feeds: AtomicU64,
     notify_sent: AtomicU64,
     notify_target: Mutex<Option<String>>,
+    /// READY=1 was sent: WATCHDOG=1 and STATUS= only after it.
+    ready: AtomicBool,
     resets: Mutex<ResetsState>,
 }
 
@@ -89,6 +91,7 @@ impl Shared {
             feeds: AtomicU64::new(0),
             notify_sent: AtomicU64::new(0),
             notify_target: Mutex::new(None),
+            ready: AtomicBool::new(false),
             resets: Mutex::new(ResetsState::default()),
         })
     }
@@ -424,7 +427,14 @@ impl Supervisor {
 
     /// The daemon is up: READY=1.
     pub fn ready(&self) {
-        self.notify("READY=1");
+        // Under the notifier's lock: no WATCHDOG=1 can overtake it.
+        let mut n = lock(&self.notifier);
+        if let Some(n) = n.as_mut() {
+            if n.send("READY=1") {
+                self.shared.notify_sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.shared.ready.store(true, Ordering::Relaxed);
     }
 
     /// A reload: `stall_after_s` and `fault_injection` apply now; the rest
@@ -567,7 +577,7 @@ fn run(
         }
         {
             let mut n = lock(&notifier);
-            if let Some(n) = n.as_mut() {
+            if let Some(n) = n.as_mut().filter(|_| shared.ready.load(Ordering::Relaxed)) {
                 if v.feed && now >= next_notify {
                     next_notify = now + notify_every_ms;
                     if n.send("WATCHDOG=1") {
