@@ -454,4 +454,22 @@ mod tests {
         assert!(Heartbeat::detached().reg.upgrade().is_none());
         Heartbeat::detached().beat();
     }
+
+    /// The cost of a beat (prints, asserts nothing about time):
+    /// `cargo test --lib beat_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn beat_cost() {
+        let hb = Heartbeats::new();
+        let h = hb.register("bench", Policy::Reboot);
+        let n = 100_000_000u64;
+        let t = Instant::now();
+        for _ in 0..n {
+            h.beat();
+            std::hint::black_box(&h);
+        }
+        let per = t.elapsed().as_secs_f64() * 1e9 / n as f64;
+        println!("beat: {per:.2} ns");
+        assert_eq!(hb.snapshot().len(), 1);
+    }
 }
