@@ -325,7 +325,7 @@ impl Supervisor {
                     resets.in_last_hour
                 );
                 state.disarmed_reason = format!(
-                    "reboot-loop guard: {} watchdog resets in the last hour (limit {}, [supervisor] reboot_guard_resets)",
+                    "reboot-loop guard: {} watchdog resets in the last hour (limit {})",
                     resets.in_last_hour, cfg.reboot_guard_resets
                 );
             }
