@@ -265,7 +265,9 @@ impl Supervisor {
         let mut log_file: Option<(PathBuf, LogFile)> = None;
         let mut resets = ResetsState::default();
         let mut previous = Previous::Fine;
-        if arm {
+        // No hardware watchdog, no watchdog resets to count: a box without
+        // one writes no file beside its config.
+        if arm && cfg.watchdog.is_some() {
             let (mut f, why) = resetlog::load(&cfg.reset_log);
             if let Some(w) = why {
                 log::warn!("supervisor: {w}");
