@@ -46,7 +46,7 @@ fn ecm_sync(c: &Arc<dyn EcmClient>, s: Vec<u8>) -> Result<CwPair, String> {
 
 fn ecm(period: u32) -> Ecm {
     Ecm {
-        table_id: if period % 2 == 0 {
+        table_id: if period.is_multiple_of(2) {
             testca::ECM_EVEN
         } else {
             testca::ECM_ODD
