@@ -137,6 +137,51 @@ impl Heartbeat {
     }
 }
 
+/// A second handle on a heartbeat's cell for code deep inside a thread's
+/// loop that waits on purpose for a bounded time (a USB reset waiting for
+/// the device to come back, a reopen): `beat_this_thread()` from there
+/// keeps a legitimate wait from looking like a hang. It does not
+/// unregister anything when dropped.
+#[derive(Clone)]
+struct Beater {
+    cell: Arc<Cell>,
+    clock: Arc<AtomicU64>,
+}
+
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<Beater>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Heartbeat {
+    /// Make this the heartbeat of the calling thread, for
+    /// `beat_this_thread`.
+    pub fn bind_to_this_thread(&self) {
+        let b = Beater {
+            cell: self.cell.clone(),
+            clock: self.clock.clone(),
+        };
+        CURRENT.with(|c| *c.borrow_mut() = Some(b));
+    }
+}
+
+/// Beat the calling thread's heartbeat (`Heartbeat::bind_to_this_thread`),
+/// if it has one: for bounded waits deep inside a loop (the ladder's USB
+/// reset, a reopen) that would otherwise outlast `stall_after_s`.
+pub fn beat_this_thread() {
+    CURRENT.with(|c| {
+        if let Some(b) = c.borrow().as_ref() {
+            if b.cell.fault.load(Ordering::Relaxed) {
+                while b.cell.fault.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            b.cell
+                .last
+                .store(b.clock.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    });
+}
+
 impl Drop for Heartbeat {
     fn drop(&mut self) {
         if let Some(r) = self.reg.upgrade() {
@@ -441,6 +486,24 @@ mod tests {
         assert_eq!(hb.set_fault("mux file a.ts", false), Ok(1));
         t.join().unwrap();
         assert!(done.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_bound_thread_beats_from_deep_inside_its_loop() {
+        let hb = Heartbeats::new();
+        let h = hb.register("mux x", Policy::Reboot);
+        let hb2 = hb.clone();
+        std::thread::spawn(move || {
+            h.bind_to_this_thread();
+            std::thread::sleep(Duration::from_millis(30));
+            let now = hb2.tick();
+            beat_this_thread();
+            assert_eq!(hb2.snapshot()[0].last_ms, now);
+        })
+        .join()
+        .unwrap();
+        // A thread with no heartbeat: nothing happens.
+        beat_this_thread();
     }
 
     #[test]

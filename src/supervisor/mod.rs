@@ -22,7 +22,9 @@ pub mod notify;
 pub mod resetlog;
 pub mod watchdog;
 
-pub use heartbeat::{verdict, BeatSnapshot, Heartbeat, Heartbeats, Policy, RestartAction, Verdict};
+pub use heartbeat::{
+    beat_this_thread, verdict, BeatSnapshot, Heartbeat, Heartbeats, Policy, RestartAction, Verdict,
+};
 
 use crate::config::SupervisorConfig;
 use resetlog::{Event, LogFile, Previous};
