@@ -34,6 +34,10 @@ impl Policy {
     }
 }
 
+/// Abandoned threads of one name still stuck (their heartbeat not dropped)
+/// beyond which the part is not restarted again: each is a thread leaked.
+pub const MAX_ABANDONED: usize = 8;
+
 /// Called once per stall of a restart-policy heartbeat. It must not wait
 /// for the stuck thread: it marks it abandoned and starts a fresh one.
 pub type RestartAction = Arc<dyn Fn() + Send + Sync>;
@@ -311,18 +315,31 @@ impl Heartbeats {
 
     /// Retire entry `id`, count a restart of its name and return its
     /// action (to be called without the registry locked: it registers
-    /// the fresh thread's heartbeat).
-    pub fn take_restart(&self, id: u64) -> Option<(String, RestartAction)> {
+    /// the fresh thread's heartbeat). None: nothing to restart. Err: the
+    /// part has `MAX_ABANDONED` threads still stuck; another would only
+    /// leak one more (bounded: the part stays down, said in words).
+    pub fn take_restart(&self, id: u64) -> Result<Option<(String, RestartAction)>, String> {
         let mut r = lock(&self.reg);
-        let e = r
+        let Some(i) = r.entries.iter().position(|e| e.cell.id == id && !e.retired) else {
+            return Ok(None);
+        };
+        let Some(action) = r.entries[i].restart.clone() else {
+            return Ok(None);
+        };
+        let name = r.entries[i].name.clone();
+        let stuck = r
             .entries
-            .iter_mut()
-            .find(|e| e.cell.id == id && !e.retired)?;
-        let action = e.restart.clone()?;
-        e.retired = true;
-        let name = e.name.clone();
+            .iter()
+            .filter(|e| e.retired && e.name == name)
+            .count();
+        if stuck >= MAX_ABANDONED {
+            return Err(format!(
+                "thread '{name}' has {stuck} abandoned threads still stuck: not restarting it again (the part stays down until capbox restarts)"
+            ));
+        }
+        r.entries[i].retired = true;
         *r.restarts.entry(name.clone()).or_insert(0) += 1;
-        Some((name, action))
+        Ok(Some((name, action)))
     }
 
     pub fn restarts(&self) -> BTreeMap<String, u64> {
@@ -449,10 +466,10 @@ mod tests {
         let snaps = hb.snapshot();
         assert_eq!(snaps.len(), 2);
         let id = snaps.iter().find(|s| s.name == "cards").unwrap().id;
-        let (name, action) = hb.take_restart(id).unwrap();
+        let (name, action) = hb.take_restart(id).unwrap().unwrap();
         action();
         assert_eq!(name, "cards");
-        assert!(hb.take_restart(id).is_none(), "once per stall");
+        assert!(hb.take_restart(id).unwrap().is_none(), "once per stall");
         assert!(h.abandoned());
         assert!(!r.abandoned());
         assert_eq!(calls.load(Ordering::Relaxed), 1);
@@ -463,6 +480,29 @@ mod tests {
         assert_eq!(hb.restarts().get("cards"), Some(&1));
         drop(r);
         assert!(hb.snapshot().is_empty());
+    }
+
+    #[test]
+    fn restarts_stop_when_too_many_abandoned_threads_are_still_stuck() {
+        let hb = Heartbeats::new();
+        let mut stuck = Vec::new();
+        for i in 0..=MAX_ABANDONED {
+            let h = hb.register_restartable("card R", Arc::new(|| {}));
+            let id = hb.snapshot().iter().find(|s| !s.retired).unwrap().id;
+            let r = hb.take_restart(id);
+            if i < MAX_ABANDONED {
+                assert!(r.unwrap().is_some());
+            } else {
+                let e = r.err().expect("refused");
+                assert!(e.contains("8 abandoned threads still stuck"), "{e}");
+            }
+            stuck.push(h);
+        }
+        assert_eq!(hb.restarts().get("card R"), Some(&(MAX_ABANDONED as u64)));
+        // One of them comes back: room for one more restart.
+        stuck.remove(0);
+        let id = hb.snapshot().iter().find(|s| !s.retired).unwrap().id;
+        assert!(hb.take_restart(id).unwrap().is_some());
     }
 
     #[test]

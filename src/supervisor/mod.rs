@@ -529,6 +529,8 @@ fn run(
     let mut next_notify = 0u64;
     let mut last_flush = 0u64;
     let mut stalled_before: BTreeSet<u64> = BTreeSet::new();
+    // Stalls whose restart was refused (too many stuck): said once each.
+    let mut refused: BTreeSet<u64> = BTreeSet::new();
     let mut status_before = String::new();
     let timeout_s = lock(&shared.watchdog).timeout_s;
     while !stop.load(Ordering::Relaxed) {
@@ -563,11 +565,20 @@ fn run(
         }
         stalled_before = stalled_now;
         for id in &v.restart {
-            if let Some((name, action)) = hb.take_restart(*id) {
-                action();
-                log::warn!("supervisor: thread '{name}' abandoned, a fresh one started");
+            match hb.take_restart(*id) {
+                Ok(Some((name, action))) => {
+                    action();
+                    log::warn!("supervisor: thread '{name}' abandoned, a fresh one started");
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    if refused.insert(*id) {
+                        log::error!("supervisor: {why}");
+                    }
+                }
             }
         }
+        refused.retain(|id| stalled_before.contains(id));
         if v.feed && now >= next_feed {
             next_feed = now + feed_every_ms;
             if let Some(wd) = rt.wd.as_mut() {
