@@ -88,6 +88,8 @@ fn metrics_pass_promtool_lint() {
         "capbox_supervisor_watchdog_feeds_total 0",
         "capbox_supervisor_thread_stalled{thread=\"http\"} 0",
         "capbox_supervisor_thread_stalled{thread=\"softcam\"} 0",
+        "capbox_supervisor_thread_stalled{thread=\"remote http://",
+        "capbox_supervisor_thread_stalled{thread=\"mux remote http://",
         "capbox_supervisor_thread_restarts_total{thread=\"cards\"} 0",
         "capbox_supervisor_resets_last_hour 0",
         "capbox_supervisor_reboot_guard 0",

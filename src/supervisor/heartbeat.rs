@@ -71,6 +71,9 @@ struct Registry {
 
 /// The registry. One per daemon (`Arc`), shared by every thread that beats.
 pub struct Heartbeats {
+    /// Itself, for the threads bound to one of its heartbeats
+    /// (`register_here`).
+    me: Weak<Heartbeats>,
     epoch: Instant,
     clock: Arc<AtomicU64>,
     reg: Arc<Mutex<Registry>>,
@@ -85,6 +88,7 @@ pub struct Heartbeat {
     cell: Arc<Cell>,
     clock: Arc<AtomicU64>,
     reg: Weak<Mutex<Registry>>,
+    owner: Weak<Heartbeats>,
 }
 
 impl std::fmt::Debug for Heartbeat {
@@ -105,6 +109,7 @@ impl Heartbeat {
             }),
             clock: Arc::new(AtomicU64::new(0)),
             reg: Weak::new(),
+            owner: Weak::new(),
         }
     }
 
@@ -150,6 +155,7 @@ impl Heartbeat {
 struct Beater {
     cell: Arc<Cell>,
     clock: Arc<AtomicU64>,
+    owner: Weak<Heartbeats>,
 }
 
 thread_local! {
@@ -158,14 +164,23 @@ thread_local! {
 
 impl Heartbeat {
     /// Make this the heartbeat of the calling thread, for
-    /// `beat_this_thread`.
+    /// `beat_this_thread` and `register_here`.
     pub fn bind_to_this_thread(&self) {
         let b = Beater {
             cell: self.cell.clone(),
             clock: self.clock.clone(),
+            owner: self.owner.clone(),
         };
         CURRENT.with(|c| *c.borrow_mut() = Some(b));
     }
+}
+
+/// A new heartbeat in the registry of the calling thread's own (a thread
+/// that a supervised thread starts, e.g. a remote source's fetch thread
+/// started by its mux runner), or None when the caller is not supervised.
+pub fn register_here(name: &str, policy: Policy) -> Option<Heartbeat> {
+    let owner = CURRENT.with(|c| c.borrow().as_ref().map(|b| b.owner.clone()))?;
+    Some(owner.upgrade()?.register(name, policy))
 }
 
 /// Beat the calling thread's heartbeat (`Heartbeat::bind_to_this_thread`),
@@ -250,7 +265,8 @@ pub fn verdict(beats: &[BeatSnapshot], now_ms: u64, stall_after_ms: u64) -> Verd
 
 impl Heartbeats {
     pub fn new() -> Arc<Heartbeats> {
-        Arc::new(Heartbeats {
+        Arc::new_cyclic(|me| Heartbeats {
+            me: me.clone(),
             epoch: Instant::now(),
             clock: Arc::new(AtomicU64::new(0)),
             reg: Arc::new(Mutex::new(Registry::default())),
@@ -288,6 +304,7 @@ impl Heartbeats {
             cell,
             clock: self.clock.clone(),
             reg: Arc::downgrade(&self.reg),
+            owner: self.me.clone(),
         }
     }
 
@@ -539,11 +556,15 @@ mod tests {
             let now = hb2.tick();
             beat_this_thread();
             assert_eq!(hb2.snapshot()[0].last_ms, now);
+            let fetch = register_here("remote http://x/", Policy::Restart).unwrap();
+            assert_eq!(hb2.snapshot().len(), 2);
+            drop(fetch);
         })
         .join()
         .unwrap();
         // A thread with no heartbeat: nothing happens.
         beat_this_thread();
+        assert!(register_here("remote http://x/", Policy::Restart).is_none());
     }
 
     #[test]

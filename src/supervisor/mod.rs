@@ -23,7 +23,8 @@ pub mod resetlog;
 pub mod watchdog;
 
 pub use heartbeat::{
-    beat_this_thread, verdict, BeatSnapshot, Heartbeat, Heartbeats, Policy, RestartAction, Verdict,
+    beat_this_thread, register_here, verdict, BeatSnapshot, Heartbeat, Heartbeats, Policy,
+    RestartAction, Verdict,
 };
 
 use crate::config::SupervisorConfig;
