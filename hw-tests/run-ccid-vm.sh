@@ -19,7 +19,8 @@
 #   4. An NSS db with three self-signed certificates for QEMU's
 #      ccid-card-emulated (backend=certificates).
 #   5. The in-VM test program (hw-tests/ccid/guest.rs, example
-#      `ccid-guest`, dynamic with the default `pcsc` feature).
+#      `ccid-guest`, dynamic with the default `pcsc` feature), and capbox
+#      itself (for `capbox usb-reset`).
 #   6. An initramfs: busybox, the modules + depmod, udevd, pcscd, libccid,
 #      the test program, each with the shared libraries ldd names, and
 #      libpcsclite.so.1 (which the card manager loads at run time).
@@ -125,11 +126,13 @@ trap 'rm -rf "$run"' EXIT
 
 # ---- 5. the test program ----
 stamp "building the in-VM test program"
-(cd "$repo" && cargo build -q --example ccid-guest) || die "cargo build --example ccid-guest failed"
+(cd "$repo" && cargo build -q --example ccid-guest --bin capbox) || die "cargo build --example ccid-guest --bin capbox failed"
 target_dir=$(cd "$repo" && cargo metadata -q --format-version 1 --no-deps \
     | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 testbin=$target_dir/debug/examples/ccid-guest
 [ -x "$testbin" ] || die "$testbin missing"
+capboxbin=$target_dir/debug/capbox
+[ -x "$capboxbin" ] || die "$capboxbin missing"
 
 # ---- 6. initramfs ----
 stamp "packing the initramfs"
@@ -153,6 +156,9 @@ with_libs() {
 }
 with_libs "$testbin" /bin/ccid-guest
 strip "$ird/bin/ccid-guest"
+# capbox itself, for the `capbox usb-reset` check.
+with_libs "$capboxbin" /bin/capbox
+strip "$ird/bin/capbox"
 # The card manager loads libpcsclite.so.1 at run time (dlopen), so ldd does
 # not name it: put it where the guest's dynamic loader looks (the multiarch
 # dir, no ld.so.cache needed).

@@ -253,6 +253,7 @@ fn main() {
     }
 
     usb_reset_disk(&mut s);
+    usb_reset_cli(&mut s);
     usb_reset_reader(&mut s, &m);
 
     if s.failures > 0 {
@@ -449,6 +450,54 @@ fn kernel_log_count(what: &str) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// `capbox usb-reset` (the technician's command) on the disk: shows the
+/// device, resets it, the disk reads again; refuses the serial port.
+fn usb_reset_cli(s: &mut Suite) {
+    let run = |args: &[&str]| match std::process::Command::new("/bin/capbox")
+        .arg("usb-reset")
+        .args(args)
+        .output()
+    {
+        Ok(o) => (
+            o.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
+        Err(e) => (None, format!("/bin/capbox: {e}")),
+    };
+    let Some((node, dev)) = find_disk() else {
+        s.check("capbox usb-reset: disk", false, "no disk");
+        return;
+    };
+    let node = node.display().to_string();
+    let (rc, out) = run(&[&node]);
+    for l in out.lines() {
+        println!("capbox usb-reset {node}: {l}");
+    }
+    s.check(
+        "capbox usb-reset: disk reset",
+        rc == Some(0)
+            && out.starts_with(&dev.describe())
+            && out.contains("deauthorized and authorized again, back in "),
+        format!("exit {rc:?}"),
+    );
+    let (_, read) = wait_disk_reads();
+    s.check(
+        "capbox usb-reset: disk reads after",
+        read.is_ok(),
+        format!("{read:?}"),
+    );
+    let (rc, out) = run(&["/sys/class/tty/ttyS0"]);
+    s.check(
+        "capbox usb-reset: refuses a non-USB device",
+        rc == Some(1) && out.contains("is not on a USB device"),
+        format!("exit {rc:?}: {}", out.trim()),
+    );
 }
 
 /// Reader 2 (no card: see step 5 on pcscd and cards), found from its
