@@ -363,6 +363,23 @@ fn usb_reset_disk(s: &mut Suite) {
         format!("{via_dev:?}"),
     );
 
+    // The root hub of the disk's bus is a USB device too, but never reset.
+    let hub = usb::owner_of(Path::new(&format!(
+        "/sys/bus/usb/devices/usb{}",
+        dev.busnum
+    )));
+    let refused = match &hub {
+        Ok(Some(h)) => usb::reset(h, WAIT),
+        other => Ok(format!("root hub not found: {other:?}")),
+    };
+    s.check(
+        "usb: a root hub is refused",
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("a root hub (every device on bus")),
+        format!("{refused:?}"),
+    );
+
     for (what, steps, words) in [
         (
             "authorized 0/1",

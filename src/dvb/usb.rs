@@ -15,6 +15,13 @@
 //!   device and its adapters are back; if that cannot be written or the
 //!   device does not come back, `USBDEVFS_RESET` on `/dev/bus/usb/BBB/DDD`.
 //!
+//! The caller closes every frontend, demux and dvr of the device first
+//! ([`adapters_of`] lists them): the writes to `authorized` and the ioctl
+//! return once the kernel has unbound the drivers (normally well under a
+//! second, but a driver's disconnect is not bounded by capbox), and the
+//! adapters come back under new numbers if others took theirs. A root hub
+//! ("usb1": the whole bus) is never reset.
+//!
 //! Promises: sysfs content is untrusted (a damaged tree, a symlink loop,
 //! garbage in `idVendor`): nothing here panics, every error names the file
 //! and says what was wrong in words. Reads are bounded (sysfs attributes are
@@ -496,6 +503,11 @@ fn reset_usbdevfs(
     Ok((node, secs))
 }
 
+/// Root hubs are named "usbN"; devices behind them "N-P[.P...]".
+fn is_root_hub(dev: &UsbDevice) -> bool {
+    dev.port_path().starts_with("usb")
+}
+
 fn reset_in(
     sysfs: &Path,
     dev_root: &Path,
@@ -505,6 +517,12 @@ fn reset_in(
     write: AttrWriter,
 ) -> Result<String, String> {
     let who = dev.describe();
+    if is_root_hub(dev) {
+        return Err(format!(
+            "{who}: a root hub (every device on bus {}): not resetting it",
+            dev.busnum
+        ));
+    }
     let adapters_before = adapters_in(sysfs, dev).len();
     let mut tried = Vec::new();
     if steps != ResetSteps::UsbdevfsResetOnly {
@@ -944,6 +962,28 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("USBDEVFS_RESET"), "{e}");
+    }
+
+    #[test]
+    fn a_root_hub_is_never_reset() {
+        let t = Tree::new("roothub");
+        let hub = t.owner(&format!("{PCI}/usb1")).unwrap().unwrap();
+        assert_eq!(hub.describe(), "USB usb1 (1d6b:0002 xHCI Host Controller)");
+        let mut seen = Vec::new();
+        let e = reset_in(
+            &t.sys(),
+            &t.dev(),
+            &hub,
+            Duration::ZERO,
+            ResetSteps::Both,
+            &mut recorder(&mut seen, |_| {}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "USB usb1 (1d6b:0002 xHCI Host Controller): a root hub (every device on bus 1): not resetting it"
+        );
+        assert!(seen.is_empty());
     }
 
     #[test]
