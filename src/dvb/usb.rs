@@ -237,7 +237,8 @@ fn is_usb_device_dir(dir: &Path) -> bool {
 fn read_device(dir: &Path) -> Result<UsbDevice, String> {
     Ok(UsbDevice {
         sysfs: dir.to_path_buf(),
-        // usbfs numbers: bus 1..=255 (BBB), device 1..=127 (DDD).
+        // The usbfs node names them in 3 digits (BBB/DDD); the kernel
+        // gives buses from 1 and devices 1..=127.
         busnum: parse_dec(&dir.join("busnum"), "USB bus number", 999)?,
         devnum: parse_dec(&dir.join("devnum"), "USB device number", 999)?,
         vendor: parse_hex16(&dir.join("idVendor"), "USB vendor id")?,
@@ -250,10 +251,7 @@ fn read_device(dir: &Path) -> Result<UsbDevice, String> {
 /// A `/dev` node given instead of a sysfs path: its sysfs directory through
 /// `<sysfs>/dev/{char,block}/MAJ:MIN`.
 fn dev_node_to_sysfs(sysfs: &Path, node: &Path) -> Result<Option<PathBuf>, String> {
-    let md = match fs::metadata(node) {
-        Ok(m) => m,
-        Err(_) => return Ok(None),
-    };
+    let md = fs::metadata(node).map_err(|e| format!("{}: {}", node.display(), io_words(&e)))?;
     let kind = if md.file_type().is_char_device() {
         "char"
     } else if md.file_type().is_block_device() {
@@ -782,9 +780,15 @@ mod tests {
         symlink("/", t.sys().join("class/dvb/dvb6.frontend0")).unwrap();
         let e = owner_of_adapter_in(&t.sys(), 6).unwrap_err();
         assert!(e.contains("which is not a device under"), "{e}");
-        // Something that is neither under sysfs nor a device node.
+        // Something that is neither under sysfs nor a device node, and
+        // something that does not exist.
         let e = owner_in(&t.sys(), Path::new("/etc/passwd")).unwrap_err();
         assert!(e.contains("/etc/passwd: neither under"), "{e}");
+        let e = owner_in(&t.sys(), Path::new("/dev/capbox-no-such-node")).unwrap_err();
+        assert!(
+            e.starts_with("/dev/capbox-no-such-node: No such file"),
+            "{e}"
+        );
     }
 
     #[test]
