@@ -10,7 +10,8 @@
 #      (certutil, for the emulated card's NSS db), kmod, cpio.
 #   2. The Debian kernel image (apt-get download, not installed; the same
 #      cache dir as run-vm.sh): vmlinux and its USB modules (usb-common,
-#      usbcore, xhci-hcd, xhci-pci: modular in Debian's kernel).
+#      usbcore, xhci-hcd, xhci-pci: modular in Debian's kernel; usb-storage,
+#      sd_mod and what they need, for the disk of the USB reset checks).
 #   3. udev's systemd-udevd (apt-get download udev, not installed: the host
 #      is a container and needs no udevd of its own). pcscd's libudev
 #      monitor listens to the events udevd re-broadcasts, not the kernel's,
@@ -18,11 +19,14 @@
 #   4. An NSS db with three self-signed certificates for QEMU's
 #      ccid-card-emulated (backend=certificates).
 #   5. The in-VM test program (hw-tests/ccid/guest.rs, example
-#      `ccid-guest`, dynamic with the default `pcsc` feature).
+#      `ccid-guest`, dynamic with the default `pcsc` feature), and capbox
+#      itself (for `capbox usb-reset`).
 #   6. An initramfs: busybox, the modules + depmod, udevd, pcscd, libccid,
 #      the test program, each with the shared libraries ldd names, and
 #      libpcsclite.so.1 (which the card manager loads at run time).
-#   7. QEMU under TCG with a qemu-xhci controller and QMP; hw-tests/ccid/
+#   7. QEMU under TCG with a qemu-xhci controller, a usb-storage disk
+#      (serial CAPBOXDISK, 1 MiB, first bytes CAPBOX-USB-RESET-DISK: the
+#      USB reset checks reset it and read it back) and QMP; hw-tests/ccid/
 #      host.py shows the serial console and does what the guest asks
 #      ("HOST: plug r1", "card r1", "unplug r1") with device_add/device_del.
 #      The guest's /init writes the failure count to isa-debug-exit.
@@ -122,11 +126,13 @@ trap 'rm -rf "$run"' EXIT
 
 # ---- 5. the test program ----
 stamp "building the in-VM test program"
-(cd "$repo" && cargo build -q --example ccid-guest) || die "cargo build --example ccid-guest failed"
+(cd "$repo" && cargo build -q --example ccid-guest --bin capbox) || die "cargo build --example ccid-guest --bin capbox failed"
 target_dir=$(cd "$repo" && cargo metadata -q --format-version 1 --no-deps \
     | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 testbin=$target_dir/debug/examples/ccid-guest
 [ -x "$testbin" ] || die "$testbin missing"
+capboxbin=$target_dir/debug/capbox
+[ -x "$capboxbin" ] || die "$capboxbin missing"
 
 # ---- 6. initramfs ----
 stamp "packing the initramfs"
@@ -150,6 +156,9 @@ with_libs() {
 }
 with_libs "$testbin" /bin/ccid-guest
 strip "$ird/bin/ccid-guest"
+# capbox itself, for the `capbox usb-reset` check.
+with_libs "$capboxbin" /bin/capbox
+strip "$ird/bin/capbox"
 # The card manager loads libpcsclite.so.1 at run time (dlopen), so ldd does
 # not name it: put it where the guest's dynamic loader looks (the multiarch
 # dir, no ld.so.cache needed).
@@ -165,7 +174,7 @@ cp -L $bundle/Contents/Info.plist "$ird$bundle/Contents/Info.plist"
 with_libs "$udevadm" /bin/udevadm
 ln -sf /bin/udevadm "$ird/lib/systemd/systemd-udevd"
 # The USB host controller: xhci-pci and what modinfo says it needs.
-want=(xhci-pci)
+want=(xhci-pci usb-storage sd_mod crct10dif_generic)
 seen=" "
 while [ ${#want[@]} -gt 0 ]; do
     m=${want[0]}; want=("${want[@]:1}")
@@ -188,6 +197,10 @@ rm -rf "$ird"
 stamp "initramfs $(du -h "$run/initramfs.cpio" | cut -f1), modules:$seen"
 
 # ---- 7. boot and drive ----
+# The disk of the USB reset checks: its first sector says what it is.
+disk=$run/usb-disk.img
+truncate -s 1M "$disk"
+printf 'CAPBOX-USB-RESET-DISK\n' | dd of="$disk" conv=notrunc status=none
 guest_env=""
 [ "${CAPBOX_CCID_NO_CARD:-}" = 1 ] && guest_env="$guest_env CCID_NO_CARD=1"
 [ "${CAPBOX_CCID_PULL_WITH_CARD:-}" = 1 ] && guest_env="$guest_env CCID_PULL_WITH_CARD=1"
@@ -199,6 +212,8 @@ python3 "$here/ccid/host.py" "$vm_timeout" "$run/qmp.sock" "$nssdb" -- \
     -nographic -no-reboot -nodefaults -serial stdio \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     -device qemu-xhci,id=xhci \
+    -drive "if=none,id=usbdisk,format=raw,file=$disk" \
+    -device usb-storage,bus=xhci.0,drive=usbdisk,serial=CAPBOXDISK \
     -qmp "unix:$run/qmp.sock,server=on,wait=off" \
     -kernel "$kernel" -initrd "$run/initramfs.cpio" \
     -append "console=ttyS0 quiet panic=-1$guest_env" </dev/null | tee "$run/vm.log"

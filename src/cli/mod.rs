@@ -1,5 +1,5 @@
 //! Subcommands: serve, demo, check-config, probe, status, adapters, tune,
-//! signal, scan.
+//! signal, scan, usb-reset.
 //! `main.rs` only calls `main()`. Output for the console fits 80 columns.
 
 pub mod adapters;
@@ -12,6 +12,7 @@ pub mod signal;
 pub mod slate;
 pub mod status;
 pub mod tune;
+pub mod usb_reset;
 
 use crate::config::{self, Config};
 use crate::daemon::{check_sources, check_tcp, Daemon};
@@ -36,6 +37,7 @@ commands:
   signal        lock, C/N, strength, BER once a second (dish pointing)
   scan          scan an adapter from an initial tuning file, follow NIT
   slate         make a slate in a channel's format with ffmpeg (workstation)
+  usb-reset     reset the USB device of a tuner by hand (authorized 0/1, port reset)
 
 `capbox <command> --help` shows each command's options.
 ";
@@ -61,6 +63,7 @@ pub fn main() -> i32 {
         "tune" => tune::run(rest),
         "signal" => signal::run(rest),
         "slate" => slate::run(rest),
+        "usb-reset" => usb_reset::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             0

@@ -21,6 +21,7 @@ pub mod lnb;
 pub mod scan;
 pub mod tune;
 pub mod tuning;
+pub mod usb;
 
 use std::fmt;
 

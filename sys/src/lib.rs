@@ -9,6 +9,9 @@
 //!   `request_code_*!` because bindgen cannot expand `_IOR`/`_IOW`.
 //! - one `unsafe fn` per ioctl (`fe_get_info`, `dmx_set_filter`, ...), thin
 //!   nix wrappers that return `nix::Result<c_int>` (errno on failure).
+//! - besides DVB, one usbfs call: `usbdevfs_reset` (`USBDEVFS_RESET` from
+//!   `linux/usbdevice_fs.h`, no struct), the last resort for a wedged USB
+//!   tuner.
 //!
 //! Promises, checked by `sys/tests/`: `regen.sh` reproduces `bindings.rs`
 //! byte for byte; the size and key offsets of every struct an ioctl passes,
@@ -101,6 +104,10 @@ pub mod request {
     pub const CA_SEND_MSG: Request = request_code_write!(M, 133, size_of::<ca_msg>());
     pub const CA_SET_DESCR: Request = request_code_write!(M, 134, size_of::<ca_descr>());
 
+    // linux/usbdevice_fs.h (usbfs, /dev/bus/usb/BBB/DDD): the one USB call
+    // capbox makes, a port reset of a wedged tuner (src/dvb/usb.rs).
+    pub const USBDEVFS_RESET: Request = request_code_none!(b'U', 20);
+
     /// Every request above with its C name, for tests and diagnostics.
     pub const ALL: &[(&str, Request)] = &[
         ("FE_GET_INFO", FE_GET_INFO),
@@ -136,6 +143,7 @@ pub mod request {
         ("CA_GET_MSG", CA_GET_MSG),
         ("CA_SEND_MSG", CA_SEND_MSG),
         ("CA_SET_DESCR", CA_SET_DESCR),
+        ("USBDEVFS_RESET", USBDEVFS_RESET),
     ];
 }
 
@@ -414,4 +422,15 @@ ioctl_write_ptr_bad!(
     ca_set_descr,
     request::CA_SET_DESCR,
     ca_descr
+);
+
+// ---- usbfs (/dev/bus/usb/BBB/DDD) ----
+
+ioctl_none_bad!(
+    /// `USBDEVFS_RESET`: reset the USB device behind a usbfs node (a port
+    /// reset and re-enumeration under the same address; interface drivers
+    /// without reset hooks are unbound and bound again). `fd` must be an
+    /// open usbfs device node, opened for writing.
+    usbdevfs_reset,
+    request::USBDEVFS_RESET
 );

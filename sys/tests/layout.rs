@@ -160,7 +160,7 @@ fn c_program(checks: &[Check]) -> String {
     let mut c = String::from(
         "#include <stdio.h>\n#include <stddef.h>\n#include <sys/ioctl.h>\n\
          #include <linux/dvb/frontend.h>\n#include <linux/dvb/dmx.h>\n\
-         #include <linux/dvb/ca.h>\nint main(void) {\n",
+         #include <linux/dvb/ca.h>\n#include <linux/usbdevice_fs.h>\nint main(void) {\n",
     );
     for (expr, _) in checks {
         c.push_str(&format!(

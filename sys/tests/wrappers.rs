@@ -41,6 +41,7 @@ fn dvb_ioctls_on_dev_null_fail_with_enotty() {
             dmx_add_pid(fd, &pid),
             ca_reset(fd),
             ca_set_descr(fd, &descr),
+            usbdevfs_reset(fd),
         ]
     };
     for (i, r) in results.iter().enumerate() {
