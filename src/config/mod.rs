@@ -97,6 +97,8 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     /// `[cards]` and `[[card]]`: smart cards over PC/SC (`walk/cards.rs`).
     pub cards: CardsConfig,
+    /// `[recovery]`: every adapter's escalation ladder (`walk/recovery.rs`).
+    pub recovery: crate::dvb::recovery::RecoveryConfig,
     /// Line of every key path written in the file (and of each table).
     lines: BTreeMap<String, usize>,
 }
@@ -595,6 +597,7 @@ impl Config {
             adapters: Vec::new(),
             channels,
             cards: CardsConfig::default(),
+            recovery: crate::dvb::recovery::RecoveryConfig::default(),
             lines: BTreeMap::new(),
         }
     }
@@ -663,8 +666,9 @@ impl Config {
             ..ConfigDiff::default()
         };
         // A channel whose adapter changed (LNB, device…) must retune.
+        // A new [recovery] restarts the DVB runners (their ladders) too.
         let adapter_changed = |name: &str| match (old.adapter(name), new.adapter(name)) {
-            (Some(a), Some(b)) => !a.same_settings(b),
+            (Some(a), Some(b)) => !a.same_settings(b) || old.recovery != new.recovery,
             (None, None) => false,
             _ => true,
         };

@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 mod adapters;
 #[path = "cards.rs"]
 pub(super) mod cards;
+#[path = "recovery.rs"]
+mod recovery;
 #[path = "softcam.rs"]
 pub(super) mod softcam;
 
@@ -308,7 +310,7 @@ fn parse_int_text(s: &str) -> Option<i64> {
 
 // "softcam", "cards" and "card" last: messages list the older keys first.
 const ROOT_KEYS: &[&str] = &[
-    "server", "access", "buffers", "adapter", "channel", "softcam", "cards", "card",
+    "server", "access", "buffers", "adapter", "channel", "softcam", "cards", "card", "recovery",
 ];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
@@ -439,6 +441,10 @@ pub(super) fn parse(
         Some(f) => channels(&mut w, f, base_dir, &adapter_names),
     };
     let cards = cards::cards(&mut w, &mut top);
+    let recovery = match w.take(&mut top, "recovery") {
+        None => crate::dvb::recovery::RecoveryConfig::default(),
+        Some(f) => recovery::recovery(&mut w, f),
+    };
     w.finish(top, ROOT_KEYS);
     one_mux_per_adapter(&mut w, &channels);
     adapters::cable_rules(&mut w, &adapters, &channels);
@@ -457,6 +463,7 @@ pub(super) fn parse(
         adapters,
         channels,
         cards,
+        recovery,
         lines: w.lines,
     })
 }

@@ -138,7 +138,7 @@ pub fn classify(f: &Failure, h: &History) -> Verdict {
 fn seconds_words(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms} ms")
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         format!("{:.1} s", ms as f64 / 1000.0)
@@ -273,6 +273,19 @@ impl Ladder {
             last_now: 0,
             status: RecoveryStatus::default(),
         }
+    }
+
+    /// A ladder for a new runner of an adapter that had one: the counters,
+    /// the last step and its reason are kept, the rung starts at 0.
+    pub fn with_history(cfg: RecoveryConfig, prior: RecoveryStatus) -> Ladder {
+        let mut l = Ladder::new(cfg);
+        l.status = RecoveryStatus {
+            step: 0,
+            failed: false,
+            weather: false,
+            ..prior
+        };
+        l
     }
 
     pub fn config(&self) -> &RecoveryConfig {
