@@ -694,13 +694,28 @@ impl DvbSource {
             (Some(b), Some(l)) => Some(b - l),
             _ => None,
         };
-        if let Some((msg, failure)) = events
+        if let Some((mut msg, mut failure)) = events
             .iter()
             .find_map(|e| stall_failure(e, &self.mux, status, fell))
         {
+            // Reads assume the lock of the last refresh (a second ago): a
+            // dvr gone silent because lock went is a lost lock (weather),
+            // not a silent tuner (a fault). Ask the frontend once.
+            if matches!(failure, Failure::Silent { .. }) {
+                if let Ok(now) = self.fe.status() {
+                    if !now.has_lock() {
+                        let words = now.to_string();
+                        if let Some(lost) =
+                            stall_failure(&HealthEvent::LockLost, &self.mux, &words, fell)
+                        {
+                            (msg, failure) = lost;
+                        }
+                    }
+                }
+            }
             let mut st = lock_status(&self.cfg.status);
             st.stalls += 1;
-            if !locked {
+            if !locked || matches!(failure, Failure::LockLost { .. }) {
                 st.locked = false;
             }
             st.last_error = msg.clone();

@@ -462,7 +462,7 @@ impl Worker {
                 let now = self.ms();
                 if let Some(l) = self.ladder.as_mut() {
                     let d = l.failed_retry(now);
-                    self.log_step(&d);
+                    self.log_step(&d, "");
                     self.publish_recovery();
                 }
             }
@@ -578,9 +578,15 @@ impl Worker {
     /// Data flowed: the ladder may heal.
     fn ladder_data(&mut self) {
         let now = self.ms();
-        let Some(words) = self.ladder.as_mut().and_then(|l| l.on_data(now)) else {
+        let Some(l) = self.ladder.as_mut() else {
+            return;
+        };
+        let was_failed = l.status().failed;
+        let healed = l.on_data(now);
+        let failed_changed = l.status().failed != was_failed;
+        let Some(words) = healed else {
             // A failed adapter serving again is no longer failed.
-            if self.ladder.as_ref().is_some_and(|l| l.status().step == 4) {
+            if failed_changed {
                 self.publish_recovery();
             }
             return;
@@ -593,7 +599,7 @@ impl Worker {
 
     /// One line per step: "ter1 (adapter0): locked but no data for 2 s:
     /// step 1/4 retune".
-    fn log_step(&self, d: &Decision) {
+    fn log_step(&self, d: &Decision, words: &str) {
         let what = self.adapter_what();
         let line = match (d.step, d.action) {
             (Some(Step::Failed), Action::Failed { after_ms }) => format!(
@@ -606,10 +612,11 @@ impl Worker {
                 format!("{what}: {}: {step}, in {} s", d.reason, secs(after_ms))
             }
             (Some(step), _) => format!("{what}: {}: {step}", d.reason),
+            // Not a rung (gone, busy): the source's own words.
             (None, Action::Reopen { after_ms }) => {
-                format!("{what}: {}: reopening in {} s", d.reason, secs(after_ms))
+                format!("{words}; {}: reopening in {} s", d.reason, secs(after_ms))
             }
-            (None, _) => format!("{what}: {}", d.reason),
+            (None, _) => format!("{words}; {}", d.reason),
         };
         match d.step {
             Some(Step::UsbReset | Step::Failed) => log::error!("{line}"),
@@ -640,7 +647,7 @@ impl Worker {
     fn take_decision(&mut self, mut d: Decision, mut words: String) {
         // Each round climbs or ends; 6 bounds it whatever happens.
         for _ in 0..6 {
-            self.log_step(&d);
+            self.log_step(&d, &words);
             self.publish_recovery();
             match d.action {
                 Action::Retune => {
