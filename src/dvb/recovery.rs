@@ -134,14 +134,17 @@ pub fn classify(f: &Failure, h: &History) -> Verdict {
     }
 }
 
-/// "5 s", "1.5 s", "800 ms".
+/// "5 s", "1.5 s", "800 ms": to a tenth of a second, so a measured
+/// 1014 ms reads "1 s".
 fn seconds_words(ms: u64) -> String {
     if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms.is_multiple_of(1000) {
-        format!("{} s", ms / 1000)
+        return format!("{ms} ms");
+    }
+    let tenths = ms.saturating_add(50) / 100;
+    if tenths.is_multiple_of(10) {
+        format!("{} s", tenths / 10)
     } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
+        format!("{}.{} s", tenths / 10, tenths % 10)
     }
 }
 
@@ -809,6 +812,10 @@ mod tests {
             classify(&Failure::Silent { ms: 1500 }, &h),
             Verdict::Fault("locked but no data for 1.5 s".into())
         );
+        assert_eq!(seconds_words(1014), "1 s");
+        assert_eq!(seconds_words(2960), "3 s");
+        assert_eq!(seconds_words(999), "999 ms");
+        assert!(seconds_words(u64::MAX).ends_with(" s"));
         assert!(matches!(
             classify(&Failure::LockLost { cnr_fell_db: Some(1.0) }, &h),
             Verdict::Weather(w) if w == "no signal: weather or antenna (lost lock)"

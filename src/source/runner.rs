@@ -1084,24 +1084,31 @@ fn secs(ms: u64) -> String {
 }
 
 /// What an adapter that is not on USB hangs off, in words: "platform
-/// device vidtv", "pci device saa716x"; "no USB parent" if sysfs says
-/// nothing.
+/// device vidtv", "pci device saa716x_tbs": the nearest device up from the
+/// frontend's that has a driver (vidtv's frontend sits on a driverless
+/// i2c adapter under the platform device `vidtv.0`); "no USB parent" when
+/// sysfs says nothing.
 fn parent_words(adapter: u32) -> String {
-    let dev = std::path::PathBuf::from(format!("/sys/class/dvb/dvb{adapter}.frontend0/device"));
-    let link_name = |p: std::path::PathBuf| {
+    let node = std::path::PathBuf::from(format!("/sys/class/dvb/dvb{adapter}.frontend0/device"));
+    let name = |p: std::path::PathBuf| {
         std::fs::canonicalize(p)
             .ok()
             .and_then(|r| r.file_name().map(|f| f.to_string_lossy().to_string()))
     };
-    match (
-        link_name(dev.join("subsystem")),
-        link_name(dev.join("driver")),
-    ) {
-        (Some(bus), Some(driver)) => format!("{bus} device {driver}"),
-        (Some(bus), None) => format!("{bus} device"),
-        (None, Some(driver)) => format!("device of driver {driver}"),
-        (None, None) => "no USB parent".to_string(),
+    let Ok(start) = std::fs::canonicalize(&node) else {
+        return "no USB parent".to_string();
+    };
+    let mut cur = Some(start.as_path());
+    while let Some(dir) = cur {
+        if let Some(driver) = name(dir.join("driver")) {
+            return match name(dir.join("subsystem")) {
+                Some(bus) => format!("{bus} device {driver}"),
+                None => format!("device of driver {driver}"),
+            };
+        }
+        cur = dir.parent().filter(|p| p.starts_with("/sys/devices"));
     }
+    "no USB parent".to_string()
 }
 
 /// Why packets of a descrambled channel left scrambled (or garbled) since
