@@ -2151,7 +2151,7 @@ fn ladder_checks(s: &mut Suite) {
         Duration::from_secs(15),
     );
     // A few more back-off rounds.
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(4));
     let (rec, metrics) = recovery_of(addr);
     let lines = log_since(from);
     let escalated: Vec<&String> = lines

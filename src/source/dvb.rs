@@ -19,11 +19,16 @@
 //!   `SourceError` in plain words naming the adapter and the mux ("ter1
 //!   (adapter0): no lock on dvbt 474000000 … within 3000 ms (status: …)").
 //! - `read` never waits longer than asked; a lost lock or no dvr data for
-//!   `stall_timeout` while locked is an error, so the channel runner closes
-//!   the source and retunes with its back-off. The stall detector
+//!   `stall_timeout` while locked is an error, and the mux runner climbs
+//!   the adapter's escalation ladder (`dvb::recovery`: retune in place with
+//!   [`DvbSource::retune`], reopen, USB reset, failed). The stall detector
 //!   (`dvb::health::HealthMonitor`, pure, fed lock, bytes and overflows
 //!   with the time since the open) decides; this file turns its events
-//!   into words.
+//!   into words. Every error carries what went wrong in facts
+//!   ([`failure_of`]: silent, lock lost with how far C/N fell, no lock, an
+//!   I/O error, gone), so the ladder can tell a tuner fault from weather;
+//!   a dvr gone silent is checked against the frontend once, so one whose
+//!   lock went is a lost lock, never a silent tuner.
 //! - dvr overflows (EOVERFLOW: the kernel dropped data) are counted, never
 //!   fatal: reading on is the recovery; the packets after one are handed
 //!   out as a `Discontinuity`.
