@@ -2183,5 +2183,54 @@ fn ladder_checks(s: &mut Suite) {
         w.is_ok() && up,
         format!("write {w:?}; up after {} ({why})", ms(Some(up_after))),
     );
+
+    // (d) Another adapter's USB reset holds this one (as when both are
+    // frontends of one USB device): its runner closes the adapter, the
+    // resetter's wait sees it released, and after the hold is lifted the
+    // runner opens it again by its name.
+    let gate = capbox::source::resets::gate();
+    let number: Option<u32> = get_text(addr, "/status")
+        .ok()
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["adapters"][0]["number"].as_u64())
+        .and_then(|n| u32::try_from(n).ok());
+    let r = (|| -> Result<String, String> {
+        let n = number.ok_or("no adapter number in /status")?;
+        let from = log_len();
+        let t0 = Instant::now();
+        let id = gate.hold(
+            &[n],
+            "ter9 (adapter9)",
+            "USB device 1-1 (test)",
+            Duration::from_secs(20),
+        );
+        let still = gate.wait_released(id, Duration::from_secs(5));
+        let released = t0.elapsed();
+        let closed = wait_log(
+            from,
+            &["closing for the reset of USB device 1-1 (test) (asked by ter9 (adapter9))"],
+            Duration::from_secs(1),
+        );
+        let (st, reason) = channel_state(addr, "beethoven");
+        std::thread::sleep(Duration::from_millis(500));
+        let reopened_while_held = log_since(from).iter().any(|l| l.contains("opened for"));
+        gate.lift(id);
+        let (up, why, up_after) = wait_up(Duration::from_secs(10));
+        let msg = format!(
+            "released after {} (still open: {still:?}); {closed:?}; channel {st}: {reason}; reopened while held: {reopened_while_held}; up after lift {} ({why})",
+            ms(Some(released)),
+            ms(Some(up_after))
+        );
+        if still.is_empty() && closed.is_ok() && !reopened_while_held && up {
+            Ok(msg)
+        } else {
+            Err(msg)
+        }
+    })();
+    s.check(
+        "ladder: another adapter's USB reset holds this one → its runner closes it, stays closed while held, reopens by name after",
+        r.is_ok(),
+        r.unwrap_or_else(|e| e),
+    );
     d.stop();
 }
