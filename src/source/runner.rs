@@ -302,7 +302,7 @@ impl Worker {
             }
             _ => None,
         };
-        Worker {
+        let w = Worker {
             ladder,
             adapter_number: None,
             failed_retry: false,
@@ -320,7 +320,11 @@ impl Worker {
             backoff: Duration::from_secs(1),
             source_errors: 0,
             last_error: None,
-        }
+        };
+        // A new runner (a reload) shows its fresh rung at once, not the
+        // old runner's.
+        w.publish_recovery();
+        w
     }
 
     fn describe(&self) -> String {
