@@ -1992,6 +1992,25 @@ fn wait_log(from: usize, want: &[&str], limit: Duration) -> Result<Duration, Str
     }
 }
 
+/// What `capbox status` prints of the adapters (from the ADAPTER header
+/// on), each line printed to the VM log too.
+fn status_screen(addr: std::net::SocketAddr) -> String {
+    let v: serde_json::Value = get_text(addr, "/status")
+        .ok()
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default();
+    let screen = capbox::cli::status::render(&v);
+    let part: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("ADAPTER"))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    for l in &part {
+        println!("  capbox status: {l}");
+    }
+    part.join("\n")
+}
+
 /// /status adapters[0].recovery and the metric lines of the ladder.
 fn recovery_of(addr: std::net::SocketAddr) -> (serde_json::Value, String) {
     let st = get_text(addr, "/status")
@@ -2092,6 +2111,7 @@ fn ladder_checks(s: &mut Suite) {
     );
     let (rec, metrics) = recovery_of(addr);
     let (ch_state, ch_reason) = channel_state(addr, "beethoven");
+    let screen = status_screen(addr);
     let after = t_fault.elapsed();
     s.check(
         "ladder: dvr silent while locked → step 1 retune, 2 reopen, 3 \"not a USB device (platform device vidtv): cannot reset\", 4 failed; /status and /metrics say so",
@@ -2109,9 +2129,10 @@ fn ladder_checks(s: &mut Suite) {
             && metrics.contains("capbox_adapter_recovery_steps_total{adapter=\"ter1\",step=\"retune\"} 1")
             && metrics.contains("capbox_adapter_recovery_steps_total{adapter=\"ter1\",step=\"usb_reset\"} 1")
             && ch_state != "up"
-            && ch_reason.contains("adapter ter1 failed"),
+            && ch_reason.contains("adapter ter1 failed")
+            && screen.contains("FAILED: locked but no data for 1 s"),
         format!(
-            "write {w:?}; ladder {} after the fault: {steps:?}; recovery {rec}; metrics {metrics}; channel {ch_state}: {ch_reason}",
+            "write {w:?}; ladder {} after the fault: {steps:?}; recovery {rec}; metrics {metrics}; channel {ch_state}: {ch_reason}; capbox status: {screen:?}",
             ms(Some(after))
         ),
     );
@@ -2159,6 +2180,7 @@ fn ladder_checks(s: &mut Suite) {
         .filter(|l| l.contains("step 3/4") || l.contains("step 4/4") || l.contains("USB"))
         .collect();
     let (ch_state, ch_reason) = channel_state(addr, "beethoven");
+    let screen = status_screen(addr);
     s.check(
         "ladder: weather (no signal) → \"no signal: weather or antenna\", retune/reopen with back-off, never past step 2",
         w.is_ok()
@@ -2171,9 +2193,10 @@ fn ladder_checks(s: &mut Suite) {
                 .is_some_and(|r| r.starts_with("no signal: weather or antenna"))
             && rec["steps_total"][2] == before["steps_total"][2]
             && rec["steps_total"][3] == before["steps_total"][3]
-            && ch_state != "up",
+            && ch_state != "up"
+            && screen.contains("step 2/4 reopen"),
         format!(
-            "write {w:?}; {seen:?}; escalated {escalated:?}; recovery {rec}; metrics {metrics}; channel {ch_state}: {ch_reason}"
+            "write {w:?}; {seen:?}; escalated {escalated:?}; recovery {rec}; metrics {metrics}; channel {ch_state}: {ch_reason}; capbox status: {screen:?}"
         ),
     );
     let w = std::fs::write(nosignal, "0").map_err(|e| e.to_string());

@@ -233,6 +233,26 @@ fn recovery_words(r: &serde_json::Value, now: u64) -> String {
     }
 }
 
+/// `text` in lines of at most `width` characters, broken at spaces (a
+/// longer word is left whole; the caller cuts).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for w in text.split(' ') {
+        if !cur.is_empty() && cur.chars().count() + 1 + w.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(w);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
+
 /// One line per adapter: name, device, lock, C/N, its ladder; the steps
 /// taken since the start under it when there were any.
 fn render_adapters(o: &mut String, v: &serde_json::Value, now: u64) {
@@ -272,8 +292,12 @@ fn render_adapters(o: &mut String, v: &serde_json::Value, now: u64) {
         if line.chars().count() <= 80 {
             let _ = writeln!(o, "{line}");
         } else {
+            // The words matter most here (why a tuner is failed): wrapped,
+            // not cut, up to 4 lines.
             let _ = writeln!(o, "{head}");
-            let _ = writeln!(o, "{}", cut(&format!("  {words}"), 80));
+            for l in wrap(&words, 78).iter().take(4) {
+                let _ = writeln!(o, "{}", cut(&format!("  {l}"), 80));
+            }
         }
         let totals: Vec<u64> = r["steps_total"]
             .as_array()
@@ -439,9 +463,11 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("sat1           -          no        -\n  FAILED: locked but no data"),
+            out.contains("sat1           -          no        -\n  FAILED: locked but no data for 2 s; not a USB device (platform device vidtv):\n  cannot reset, marking failed\n"),
             "{out}"
         );
+        assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
+        assert_eq!(wrap("", 4), Vec::<String>::new());
         assert!(
             out.contains(
                 "  steps since start: 2 retune, 2 reopen, 1 USB reset, 1 failed; healed 0\n"
