@@ -10,7 +10,10 @@
 #   2. The matching Debian kernel image (apt-get download, not installed):
 #      vmlinuz → uncompressed vmlinux (boots in ≈ 4 s instead of ≈ 9 s under
 #      TCG, FIELD-NOTES), and its mc/dvb-core modules.
-#   3. vidtv built out of tree against the headers.
+#   3. vidtv built out of tree against the headers, with capbox's fault
+#      injectors patched in (vm/vidtv-faults.patch: module parameters
+#      writable at run time that make the mux go silent while locked, or
+#      the demod report no signal).
 #   4. The static in-VM test program (hw-tests/vm/main.rs, the `hw-tests`
 #      example of the capbox crate).
 #   5. An initramfs: busybox, modules + depmod, the test program, dvbv5 tools
@@ -39,7 +42,7 @@ command -v bc >/dev/null || stamp() { echo "run-vm: $*"; }
 
 # ---- 1. packages ----
 pkgs=(linux-source-6.1 linux-headers-amd64 qemu-system-x86 busybox-static
-      dvb-tools dtv-scan-tables kmod xz-utils cpio bc gcc make)
+      dvb-tools dtv-scan-tables kmod xz-utils cpio bc gcc make patch)
 rig_install "${pkgs[@]}"
 command -v bc >/dev/null && stamp() { printf 'run-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
 
@@ -61,12 +64,15 @@ rig_fetch_kernel "$kver"
 
 # ---- 3. vidtv out of tree (and extract-vmlinux from the same source) ----
 src_tar=/usr/src/linux-source-6.1.tar.xz
-vdir=$cache/vidtv-$kver
+# The patch's hash names the build, so a changed patch rebuilds.
+vpatch=$here/vm/vidtv-faults.patch
+vdir=$cache/vidtv-$kver-$(sha256sum "$vpatch" | cut -c1-12)
 if [ ! -f "$vdir/done" ]; then
     stamp "building vidtv"
     rm -rf "$vdir" && mkdir -p "$vdir"
     tar -C "$vdir" -xf "$src_tar" --strip-components=1 \
         linux-source-6.1/drivers/media/test-drivers/vidtv linux-source-6.1/scripts/extract-vmlinux
+    patch -s -d "$vdir/drivers/media/test-drivers/vidtv" -p1 <"$vpatch" || die "vidtv-faults.patch does not apply"
     make -s -C "$headers" M="$vdir/drivers/media/test-drivers/vidtv" CONFIG_DVB_VIDTV=m modules \
         >"$vdir/build.log" 2>&1 || { tail -20 "$vdir/build.log"; die "vidtv build failed"; }
     touch "$vdir/done"

@@ -442,7 +442,10 @@ impl Daemon {
                             log::error!("channel '{name}': no adapter {:?}", d.adapter);
                             continue;
                         };
-                        InputSpec::Dvb(DvbSourceConfig::from_config(a, d.tuning, h))
+                        InputSpec::Dvb(
+                            DvbSourceConfig::from_config(a, d.tuning, h)
+                                .with_recovery(self.config.recovery),
+                        )
                     }
                 };
                 let hb = self.heartbeats().register(
@@ -648,7 +651,7 @@ impl Daemon {
             .flat_map(|c| c.sources.iter().map(MuxKey::of))
             .collect();
         let changed_adapter = |name: &str| match (self.config.adapter(name), new.adapter(name)) {
-            (Some(a), Some(b)) => !a.same_settings(b),
+            (Some(a), Some(b)) => !a.same_settings(b) || self.config.recovery != new.recovery,
             _ => true,
         };
         let unused: Vec<MuxKey> = self
@@ -866,6 +869,51 @@ fn render_remote_metrics(snapshot: &[(String, crate::channel::ChannelStatus)], m
         "Packets of the remote source dropped because the channel fell behind.",
         &|r| r.counters.queue_drops,
     );
+}
+
+/// The escalation ladder of each adapter: steps taken per rung, the rung
+/// it is on, whether it is failed.
+fn render_recovery_metrics(adapters: &[AdapterStatus], m: &mut String) {
+    use crate::dvb::recovery::Step;
+    let _ = writeln!(
+        m,
+        "# HELP capbox_adapter_recovery_steps_total Steps of the adapter's escalation ladder taken (retune, reopen, usb_reset, failed).\n# TYPE capbox_adapter_recovery_steps_total counter"
+    );
+    for a in adapters {
+        for step in Step::ALL {
+            let n = a.recovery.steps_total[step.number() as usize - 1];
+            let _ = writeln!(
+                m,
+                "capbox_adapter_recovery_steps_total{{adapter=\"{}\",step=\"{}\"}} {n}",
+                esc(&a.name),
+                step.label()
+            );
+        }
+    }
+    let _ = writeln!(
+        m,
+        "# HELP capbox_adapter_recovery_step The rung the adapter is on: 0 healthy, 1 retune, 2 reopen, 3 USB reset, 4 failed.\n# TYPE capbox_adapter_recovery_step gauge"
+    );
+    for a in adapters {
+        let _ = writeln!(
+            m,
+            "capbox_adapter_recovery_step{{adapter=\"{}\"}} {}",
+            esc(&a.name),
+            a.recovery.step
+        );
+    }
+    let _ = writeln!(
+        m,
+        "# HELP capbox_adapter_failed 1 while the adapter is marked failed (its ladder is exhausted; retried every failed_retry_s).\n# TYPE capbox_adapter_failed gauge"
+    );
+    for a in adapters {
+        let _ = writeln!(
+            m,
+            "capbox_adapter_failed{{adapter=\"{}\"}} {}",
+            esc(&a.name),
+            a.recovery.failed as u8
+        );
+    }
 }
 
 impl App {
@@ -1323,6 +1371,7 @@ impl Backend for App {
             "Times the adapter disappeared (ENODEV) while in use.",
             &|a| Some(a.disappeared as f64),
         );
+        render_recovery_metrics(&adapters, &mut m);
         crate::ca::cards::render_metrics(&self.card_statuses(), &mut m);
         let (rss, cpu) = process_usage();
         let _ = writeln!(m, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}");
@@ -1699,6 +1748,24 @@ mod dvb_tests {
             "{a}"
         );
         assert!(a["tunes"].as_u64().unwrap() >= 1);
+        // An absent adapter is not a tuner fault: no ladder step, not
+        // failed (it is reopened by name with the back-off).
+        assert_eq!(a["recovery"]["step"], 0, "{a}");
+        assert_eq!(a["recovery"]["failed"], false, "{a}");
+        for step in ["retune", "reopen", "usb_reset", "failed"] {
+            let line = format!(
+                "capbox_adapter_recovery_steps_total{{adapter=\"ter9\",step=\"{step}\"}} 0"
+            );
+            assert!(m.contains(&line), "{line}\n{m}");
+        }
+        assert!(
+            m.contains("capbox_adapter_failed{adapter=\"ter9\"} 0"),
+            "{m}"
+        );
+        assert!(
+            m.contains("capbox_adapter_recovery_step{adapter=\"ter9\"} 0"),
+            "{m}"
+        );
         d.stop();
     }
 

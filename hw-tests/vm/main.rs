@@ -699,6 +699,7 @@ fn main() {
     bars_checks(&mut s);
     pid_filter_checks(&mut s);
     hotplug_checks(&mut s);
+    ladder_checks(&mut s);
 
     println!(
         "hw-tests: {} passed, {} failed, {} ms in the VM",
@@ -1913,6 +1914,346 @@ fn hotplug_checks(s: &mut Suite) {
             ms(Some(up_after)),
             c1_after.len() / PACKET_SIZE
         ),
+    );
+    d.stop();
+}
+
+/// The log lines of capbox in the VM (the ladder checks read them). The
+/// ladder's own lines are also printed as they come.
+static LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct RigLogger;
+
+impl log::Log for RigLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Info
+    }
+    fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let line = r.args().to_string();
+        if line.contains("step ")
+            || line.contains("USB")
+            || line.contains("healed")
+            || line.contains("weather")
+        {
+            println!("  log: {line}");
+        }
+        if let Ok(mut l) = LOG.lock() {
+            if l.len() < 100_000 {
+                l.push(line);
+            }
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Log lines from index `from` on.
+fn log_since(from: usize) -> Vec<String> {
+    LOG.lock()
+        .map(|l| l[from.min(l.len())..].to_vec())
+        .unwrap_or_default()
+}
+
+fn log_len() -> usize {
+    LOG.lock().map(|l| l.len()).unwrap_or(0)
+}
+
+/// Waits until every word of `want` is in some line logged since `from`,
+/// each in order after the previous one; how long it took, or the lines.
+fn wait_log(from: usize, want: &[&str], limit: Duration) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    loop {
+        let lines = log_since(from);
+        let mut at = 0;
+        let mut found = 0;
+        for w in want {
+            match lines[at..].iter().position(|l| l.contains(w)) {
+                Some(i) => {
+                    at += i + 1;
+                    found += 1;
+                }
+                None => break,
+            }
+        }
+        if found == want.len() {
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > limit {
+            return Err(format!(
+                "missing {:?} after {} ms; log: {:?}",
+                want[found],
+                t0.elapsed().as_millis(),
+                lines.iter().rev().take(12).rev().collect::<Vec<_>>()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What `capbox status` prints of the adapters (from the ADAPTER header
+/// on), each line printed to the VM log too.
+fn status_screen(addr: std::net::SocketAddr) -> String {
+    let v: serde_json::Value = get_text(addr, "/status")
+        .ok()
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default();
+    let screen = capbox::cli::status::render(&v);
+    let part: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("ADAPTER"))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    for l in &part {
+        println!("  capbox status: {l}");
+    }
+    part.join("\n")
+}
+
+/// /status adapters[0].recovery and the metric lines of the ladder.
+fn recovery_of(addr: std::net::SocketAddr) -> (serde_json::Value, String) {
+    let st = get_text(addr, "/status")
+        .ok()
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .map(|v| v["adapters"][0]["recovery"].clone())
+        .unwrap_or_default();
+    let m = get_text(addr, "/metrics").unwrap_or_default();
+    let lines: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("capbox_adapter_"))
+        .collect();
+    (st, lines.join("; "))
+}
+
+/// Issue 12 item 3 on vidtv: the escalation ladder under `capbox serve`.
+/// A dvr silent while locked (the patched bridge's capbox_fault_silent)
+/// climbs retune → reopen → "not a USB device (platform device vidtv):
+/// cannot reset, marking failed" → failed; cleared, the failed adapter's
+/// retry brings it back. Then weather (the patched demod's
+/// capbox_fault_nosignal: no lock) is reported as no signal and never
+/// goes past step 2. Short timings in the config keep this to ≈ 30 s.
+fn ladder_checks(s: &mut Suite) {
+    let silent = "/sys/module/dvb_vidtv_bridge/parameters/capbox_fault_silent";
+    let nosignal = "/sys/module/dvb_vidtv_demod/parameters/capbox_fault_nosignal";
+    if !std::path::Path::new(silent).exists() || !std::path::Path::new(nosignal).exists() {
+        s.check(
+            "ladder: vidtv fault injectors present",
+            false,
+            format!("{silent} or {nosignal} missing: vidtv built without vm/vidtv-faults.patch?"),
+        );
+        return;
+    }
+    let _ = log::set_boxed_logger(Box::new(RigLogger));
+    log::set_max_level(log::LevelFilter::Info);
+    let _ = loopback_up();
+    let device = vidtv_device();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\
+         [recovery]\nsilent_ms = 1000\nretunes = 1\nreopens = 1\nusb_reset_wait_ms = 1000\n\
+         healed_after_s = 2\nfailed_retry_s = 3\n\
+         [[adapter]]\nname = \"ter1\"\ndevice = \"{device}\"\n\
+         [[channel]]\nname = \"beethoven\"\n[[channel.source]]\nadapter = \"ter1\"\n\
+         tune = \"dvbt 474000000 8MHz\"\nprogram = 0x0880\n"
+    );
+    let cfg = match capbox::config::parse(&text, "vm.toml", std::path::Path::new("/")) {
+        Ok(c) => c,
+        Err(e) => {
+            s.check("ladder: config", false, format!("{e:?}"));
+            return;
+        }
+    };
+    let d = match capbox::daemon::Daemon::start(cfg, true) {
+        Ok(d) => d,
+        Err(e) => {
+            s.check("ladder: daemon", false, e);
+            return;
+        }
+    };
+    let Some(addr) = d.local_addr() else {
+        s.check("ladder: daemon", false, "no listener");
+        return;
+    };
+    let wait_up = |limit: Duration| -> (bool, String, Duration) {
+        let t0 = Instant::now();
+        loop {
+            let (st, reason) = channel_state(addr, "beethoven");
+            if st == "up" {
+                return (true, reason, t0.elapsed());
+            }
+            if t0.elapsed() > limit {
+                return (false, format!("state {st}: {reason}"), t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let (up, why, _) = wait_up(Duration::from_secs(10));
+    if !up {
+        s.check("ladder: channel up before the fault", false, why);
+        d.stop();
+        return;
+    }
+
+    // (a) Locked but silent: the ladder, step by step.
+    let from = log_len();
+    let t_fault = Instant::now();
+    let w = std::fs::write(silent, "1").map_err(|e| e.to_string());
+    let steps = wait_log(
+        from,
+        &[
+            "locked but no data for 1 s: step 1/4 retune",
+            "step 2/4 close and reopen frontend, demux and dvr",
+            "step 3/4 reset the USB device",
+            "not a USB device (platform device vidtv): cannot reset, marking failed",
+            "step 4/4 marking the adapter failed",
+        ],
+        Duration::from_secs(25),
+    );
+    let (rec, metrics) = recovery_of(addr);
+    let (ch_state, ch_reason) = channel_state(addr, "beethoven");
+    let screen = status_screen(addr);
+    let after = t_fault.elapsed();
+    s.check(
+        "ladder: dvr silent while locked → step 1 retune, 2 reopen, 3 \"not a USB device (platform device vidtv): cannot reset\", 4 failed; /status and /metrics say so",
+        w.is_ok()
+            && steps.is_ok()
+            && rec["step"] == 4
+            && rec["failed"] == true
+            && rec["last_step"] == "failed"
+            // The line of step 3 says why it could not reset; /status keeps
+            // the fault (a periodic retry may have come since).
+            && rec["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("locked but no data for 1 s"))
+            && metrics.contains("capbox_adapter_failed{adapter=\"ter1\"} 1")
+            && metrics.contains("capbox_adapter_recovery_steps_total{adapter=\"ter1\",step=\"retune\"} 1")
+            && metrics.contains("capbox_adapter_recovery_steps_total{adapter=\"ter1\",step=\"usb_reset\"} 1")
+            && ch_state != "up"
+            && ch_reason.contains("adapter ter1 failed")
+            && screen.contains("FAILED: locked but no data for 1 s"),
+        format!(
+            "write {w:?}; ladder {} after the fault: {steps:?}; recovery {rec}; metrics {metrics}; channel {ch_state}: {ch_reason}; capbox status: {screen:?}",
+            ms(Some(after))
+        ),
+    );
+
+    // (b) The fault cleared: the failed adapter's retry brings it back
+    // without a restart, and the ladder heals.
+    let from = log_len();
+    let w = std::fs::write(silent, "0").map_err(|e| e.to_string());
+    let (up, why, up_after) = wait_up(Duration::from_secs(20));
+    let healed = wait_log(from, &["healed"], Duration::from_secs(10));
+    let (rec, metrics) = recovery_of(addr);
+    s.check(
+        "ladder: fault cleared → the failed adapter's periodic retry brings the channel back, the ladder heals (step 0, not failed)",
+        w.is_ok()
+            && up
+            && healed.is_ok()
+            && rec["step"] == 0
+            && rec["failed"] == false
+            && metrics.contains("capbox_adapter_failed{adapter=\"ter1\"} 0"),
+        format!(
+            "write {w:?}; up after {} ({why}); {healed:?}; recovery {rec}; metrics {metrics}",
+            ms(Some(up_after))
+        ),
+    );
+
+    // (c) Weather: no signal. Reported, retuned and reopened with the
+    // back-off, never a USB reset nor failed.
+    let (before, _) = recovery_of(addr);
+    let from = log_len();
+    let w = std::fs::write(nosignal, "1").map_err(|e| e.to_string());
+    let seen = wait_log(
+        from,
+        &[
+            "no signal: weather or antenna (lost lock",
+            "step 2/4 close and reopen",
+        ],
+        Duration::from_secs(15),
+    );
+    // A few more back-off rounds.
+    std::thread::sleep(Duration::from_secs(4));
+    let (rec, metrics) = recovery_of(addr);
+    let lines = log_since(from);
+    let escalated: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("step 3/4") || l.contains("step 4/4") || l.contains("USB"))
+        .collect();
+    let (ch_state, ch_reason) = channel_state(addr, "beethoven");
+    let screen = status_screen(addr);
+    s.check(
+        "ladder: weather (no signal) → \"no signal: weather or antenna\", retune/reopen with back-off, never past step 2",
+        w.is_ok()
+            && seen.is_ok()
+            && escalated.is_empty()
+            && rec["weather"] == true
+            && rec["step"].as_u64().is_some_and(|n| (1..=2).contains(&n))
+            && rec["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("no signal: weather or antenna"))
+            && rec["steps_total"][2] == before["steps_total"][2]
+            && rec["steps_total"][3] == before["steps_total"][3]
+            && ch_state != "up"
+            && screen.contains("step 2/4 reopen"),
+        format!(
+            "write {w:?}; {seen:?}; escalated {escalated:?}; recovery {rec}; metrics {metrics}; channel {ch_state}: {ch_reason}; capbox status: {screen:?}"
+        ),
+    );
+    let w = std::fs::write(nosignal, "0").map_err(|e| e.to_string());
+    let (up, why, up_after) = wait_up(Duration::from_secs(40));
+    s.check(
+        "ladder: signal back → the channel is up again (the weather back-off reopen)",
+        w.is_ok() && up,
+        format!("write {w:?}; up after {} ({why})", ms(Some(up_after))),
+    );
+
+    // (d) Another adapter's USB reset holds this one (as when both are
+    // frontends of one USB device): its runner closes the adapter, the
+    // resetter's wait sees it released, and after the hold is lifted the
+    // runner opens it again by its name.
+    let gate = capbox::source::resets::gate();
+    let number: Option<u32> = get_text(addr, "/status")
+        .ok()
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["adapters"][0]["number"].as_u64())
+        .and_then(|n| u32::try_from(n).ok());
+    let r = (|| -> Result<String, String> {
+        let n = number.ok_or("no adapter number in /status")?;
+        let from = log_len();
+        let t0 = Instant::now();
+        let id = gate.hold(
+            &[n],
+            "ter9 (adapter9)",
+            "USB device 1-1 (test)",
+            Duration::from_secs(20),
+        );
+        let still = gate.wait_released(id, Duration::from_secs(5));
+        let released = t0.elapsed();
+        let closed = wait_log(
+            from,
+            &["closing for the reset of USB device 1-1 (test) (asked by ter9 (adapter9))"],
+            Duration::from_secs(1),
+        );
+        let (st, reason) = channel_state(addr, "beethoven");
+        std::thread::sleep(Duration::from_millis(500));
+        let reopened_while_held = log_since(from).iter().any(|l| l.contains("opened for"));
+        gate.lift(id);
+        let (up, why, up_after) = wait_up(Duration::from_secs(10));
+        let msg = format!(
+            "released after {} (still open: {still:?}); {closed:?}; channel {st}: {reason}; reopened while held: {reopened_while_held}; up after lift {} ({why})",
+            ms(Some(released)),
+            ms(Some(up_after))
+        );
+        if still.is_empty() && closed.is_ok() && !reopened_while_held && up {
+            Ok(msg)
+        } else {
+            Err(msg)
+        }
+    })();
+    s.check(
+        "ladder: another adapter's USB reset holds this one → its runner closes it, stays closed while held, reopens by name after",
+        r.is_ok(),
+        r.unwrap_or_else(|e| e),
     );
     d.stop();
 }

@@ -11,7 +11,9 @@ usage: capbox status [--url http://127.0.0.1:8080] [--json]
 Asks the running capbox for /status and prints one line per channel (state,
 service, clients, bitrate, why it is down), under a channel with several
 sources one line per source (`*` on air, its health or why it is down: a
-remote source says why its connection failed), and one line per client.
+remote source says why its connection failed), one line per adapter (lock,
+C/N and its escalation ladder: ok, the step it is on and why, FAILED, the
+steps taken since the start), and one line per client.
 ";
 
 /// GET a path from `http://host:port`; returns the body of a 200 answer.
@@ -205,8 +207,126 @@ fn render_sources(o: &mut String, ch: &serde_json::Value) {
     }
 }
 
+/// The ladder of one adapter in words: "ok", "ok; last step reopen 12m
+/// ago", "step 1/4 retune: locked but no data for 2 s", "FAILED: …".
+fn recovery_words(r: &serde_json::Value, now: u64) -> String {
+    let step = r["step"].as_u64().unwrap_or(0);
+    let reason = r["reason"].as_str().unwrap_or("");
+    let ago = r["last_step_at"]
+        .as_u64()
+        .map(|t| crate::channel::pin::words(Duration::from_secs(now.saturating_sub(t))));
+    if r["failed"].as_bool().unwrap_or(false) {
+        return format!("FAILED: {reason}");
+    }
+    let name = |n: u64| match n {
+        1 => "retune",
+        2 => "reopen",
+        3 => "USB reset",
+        _ => "failed",
+    };
+    match (step, r["last_step"].as_str(), ago) {
+        (0, None, _) => "ok".to_string(),
+        (0, Some(last), Some(ago)) => format!("ok; last step {last} {ago} ago"),
+        (0, Some(last), None) => format!("ok; last step {last}"),
+        (n, _, Some(ago)) => format!("step {n}/4 {} {ago} ago: {reason}", name(n)),
+        (n, _, None) => format!("step {n}/4 {}: {reason}", name(n)),
+    }
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces (a
+/// longer word is left whole; the caller cuts).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for w in text.split(' ') {
+        if !cur.is_empty() && cur.chars().count() + 1 + w.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(w);
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
+
+/// One line per adapter: name, device, lock, C/N, its ladder; the steps
+/// taken since the start under it when there were any.
+fn render_adapters(o: &mut String, v: &serde_json::Value, now: u64) {
+    use std::fmt::Write as _;
+    let adapters = v["adapters"].as_array().cloned().unwrap_or_default();
+    if adapters.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\n{:<14} {:<10} {:<4} {:>6}  RECOVERY",
+        "ADAPTER", "NUMBER", "LOCK", "C/N dB"
+    );
+    for a in adapters {
+        let r = &a["recovery"];
+        let number = a["number"]
+            .as_u64()
+            .map(|n| format!("adapter{n}"))
+            .unwrap_or_else(|| "-".into());
+        let cnr = a["cnr_db"]
+            .as_f64()
+            .map(|c| format!("{c:.1}"))
+            .unwrap_or_else(|| "-".into());
+        let head = format!(
+            "{:<14} {:<10} {:<4} {:>6}",
+            cut(a["name"].as_str().unwrap_or("?"), 14),
+            number,
+            if a["locked"].as_bool().unwrap_or(false) {
+                "yes"
+            } else {
+                "no"
+            },
+            cnr
+        );
+        let words = recovery_words(r, now);
+        let line = format!("{head}  {words}");
+        if line.chars().count() <= 80 {
+            let _ = writeln!(o, "{line}");
+        } else {
+            // The words matter most here (why a tuner is failed): wrapped,
+            // not cut, up to 4 lines.
+            let _ = writeln!(o, "{head}");
+            for l in wrap(&words, 78).iter().take(4) {
+                let _ = writeln!(o, "{}", cut(&format!("  {l}"), 80));
+            }
+        }
+        let totals: Vec<u64> = r["steps_total"]
+            .as_array()
+            .map(|t| t.iter().map(|x| x.as_u64().unwrap_or(0)).collect())
+            .unwrap_or_default();
+        if totals.iter().any(|&n| n > 0) {
+            let labels = ["retune", "reopen", "USB reset", "failed"];
+            let parts: Vec<String> = totals
+                .iter()
+                .zip(labels)
+                .map(|(n, l)| format!("{n} {l}"))
+                .collect();
+            let line = format!(
+                "  steps since start: {}; healed {}",
+                parts.join(", "),
+                r["healed"].as_u64().unwrap_or(0)
+            );
+            let _ = writeln!(o, "{}", cut(&line, 80));
+        }
+    }
+}
+
 /// The 80-column table.
 pub fn render(v: &serde_json::Value) -> String {
+    render_at(v, crate::dvb::recovery::epoch_seconds())
+}
+
+/// The table with `now` (seconds since the epoch) for the ages.
+pub fn render_at(v: &serde_json::Value, now: u64) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let up = v["uptime_seconds"].as_u64().unwrap_or(0);
@@ -243,6 +363,7 @@ pub fn render(v: &serde_json::Value) -> String {
         let _ = writeln!(o, "{}", cut(&line, 80));
         render_sources(&mut o, &ch);
     }
+    render_adapters(&mut o, v, now);
     if !clients.is_empty() {
         let _ = writeln!(
             o,
@@ -442,5 +563,56 @@ mod tests {
             ),
             "{out}"
         );
+    }
+
+    #[test]
+    fn adapters_show_their_ladder_in_80_columns() {
+        let now = 1_800_000_000u64;
+        let v = serde_json::json!({
+            "version": "0.1.0",
+            "uptime_seconds": 61,
+            "channels": [],
+            "adapters": [
+                {"name": "ter1", "number": 0, "locked": true, "cnr_db": 33.46,
+                 "recovery": {"step": 0, "last_step": null, "reason": "", "failed": false,
+                              "steps_total": [0, 0, 0, 0], "healed": 0}},
+                {"name": "ter2", "number": 1, "locked": true, "cnr_db": 30.0,
+                 "recovery": {"step": 1, "last_step": "retune", "last_step_at": now - 5,
+                              "reason": "locked but no data for 2 s", "failed": false,
+                              "steps_total": [1, 0, 0, 0], "healed": 0}},
+                {"name": "sat1", "number": null, "locked": false, "cnr_db": null,
+                 "recovery": {"step": 4, "last_step": "failed", "last_step_at": now - 120,
+                              "reason": "locked but no data for 2 s; not a USB device (platform device vidtv): cannot reset, marking failed",
+                              "failed": true, "steps_total": [2, 2, 1, 1], "healed": 0}},
+                {"name": "ter3", "number": 2, "locked": true, "cnr_db": 31.0,
+                 "recovery": {"step": 0, "last_step": "reopen", "last_step_at": now - 3600,
+                              "reason": "no signal: weather or antenna (lost lock)", "failed": false,
+                              "steps_total": [1, 3, 0, 0], "healed": 1}}
+            ]
+        });
+        let out = render_at(&v, now);
+        assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+        assert!(
+            out.contains("ter1           adapter0   yes    33.5  ok\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ter2           adapter1   yes    30.0\n  step 1/4 retune 5 s ago: locked but no data for 2 s\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("sat1           -          no        -\n  FAILED: locked but no data for 2 s; not a USB device (platform device vidtv):\n  cannot reset, marking failed\n"),
+            "{out}"
+        );
+        assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
+        assert_eq!(wrap("", 4), Vec::<String>::new());
+        assert!(
+            out.contains(
+                "  steps since start: 2 retune, 2 reopen, 1 USB reset, 1 failed; healed 0\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("ok; last step reopen 60 min ago"), "{out}");
+        assert!(!out.contains("steps since start: 0"), "{out}");
     }
 }

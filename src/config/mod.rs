@@ -101,6 +101,8 @@ pub struct Config {
     /// `[supervisor]`: watchdog, stall detection, reboot-loop guard
     /// (`walk/supervisor.rs`).
     pub supervisor: SupervisorConfig,
+    /// `[recovery]`: every adapter's escalation ladder (`walk/recovery.rs`).
+    pub recovery: crate::dvb::recovery::RecoveryConfig,
     /// Line of every key path written in the file (and of each table).
     lines: BTreeMap<String, usize>,
 }
@@ -603,6 +605,7 @@ impl Config {
                 reset_log: base_dir.join(DEFAULT_RESET_LOG),
                 ..SupervisorConfig::default()
             },
+            recovery: crate::dvb::recovery::RecoveryConfig::default(),
             lines: BTreeMap::new(),
         }
     }
@@ -671,8 +674,9 @@ impl Config {
             ..ConfigDiff::default()
         };
         // A channel whose adapter changed (LNB, device…) must retune.
+        // A new [recovery] restarts the DVB runners (their ladders) too.
         let adapter_changed = |name: &str| match (old.adapter(name), new.adapter(name)) {
-            (Some(a), Some(b)) => !a.same_settings(b),
+            (Some(a), Some(b)) => !a.same_settings(b) || old.recovery != new.recovery,
             (None, None) => false,
             _ => true,
         };

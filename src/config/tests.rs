@@ -925,3 +925,47 @@ fn supervisor_errors_name_key_and_line() {
         "{all:?}"
     );
 }
+
+#[test]
+fn config_recovery_defaults_values_and_errors() {
+    let d = parse_ok(CH);
+    assert_eq!(d.recovery, crate::dvb::recovery::RecoveryConfig::default());
+    let c = parse_ok(&format!(
+        "[recovery]\nsilent_ms = 1000\nretunes = 1\nreopens = 0\nusb_reset_wait_ms = 4000\nhealed_after_s = 5\nfailed_retry_s = 30\n{CH}"
+    ));
+    let r = c.recovery;
+    assert_eq!(
+        (r.silent_ms, r.retunes, r.reopens, r.usb_reset_wait_ms),
+        (1000, 1, 0, 4000)
+    );
+    assert_eq!((r.healed_after_ms, r.failed_retry_ms), (5000, 30_000));
+    let errs: Vec<String> = parse_err(&format!(
+        "[recovery]\nsilent_ms = 50\nretunes = \"2\"\nfailed_retry = 30\n{CH}"
+    ))
+    .iter()
+    .map(|d| d.to_string())
+    .collect();
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("capbox.toml:2: recovery.silent_ms: 50 is out of range; expected milliseconds (locked with no dvr data this long is a fault) 200..=600000"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with("capbox.toml:3: recovery.retunes: found string \"2\""),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[2].starts_with("capbox.toml:4: recovery.failed_retry: ")
+            && errs[2].contains("failed_retry_s"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn config_recovery_change_restarts_the_dvb_channels() {
+    let base = "[[adapter]]\nname = \"t\"\ndevice = \"adapter0\"\n[[channel]]\nname = \"a\"\n[[channel.source]]\nadapter = \"t\"\ntune = \"dvbt 474000000 8MHz\"\nprogram = 1\n[[channel]]\nname = \"f\"\n[[channel.source]]\nfile = \"a.ts\"\n";
+    let old = parse_ok(base);
+    let new = parse_ok(&format!("[recovery]\nretunes = 5\n{base}"));
+    let d = Config::diff(&old, &new);
+    assert_eq!(d.changed, ["a"], "{d:?}");
+}

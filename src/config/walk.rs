@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 mod adapters;
 #[path = "cards.rs"]
 pub(super) mod cards;
+#[path = "recovery.rs"]
+mod recovery;
 #[path = "softcam.rs"]
 pub(super) mod softcam;
 #[path = "supervisor.rs"]
@@ -319,6 +321,7 @@ const ROOT_KEYS: &[&str] = &[
     "cards",
     "card",
     "supervisor",
+    "recovery",
 ];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
@@ -450,6 +453,10 @@ pub(super) fn parse(
     };
     let cards = cards::cards(&mut w, &mut top);
     let supervisor = supervisor::supervisor(&mut w, &mut top, base_dir);
+    let recovery = match w.take(&mut top, "recovery") {
+        None => crate::dvb::recovery::RecoveryConfig::default(),
+        Some(f) => recovery::recovery(&mut w, f),
+    };
     w.finish(top, ROOT_KEYS);
     one_mux_per_adapter(&mut w, &channels);
     adapters::cable_rules(&mut w, &adapters, &channels);
@@ -469,6 +476,7 @@ pub(super) fn parse(
         channels,
         cards,
         supervisor,
+        recovery,
         lines: w.lines,
     })
 }

@@ -18,6 +18,7 @@ pub mod diseqc;
 pub mod frontend;
 pub mod health;
 pub mod lnb;
+pub mod recovery;
 pub mod scan;
 pub mod tune;
 pub mod tuning;

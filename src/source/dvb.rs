@@ -19,11 +19,16 @@
 //!   `SourceError` in plain words naming the adapter and the mux ("ter1
 //!   (adapter0): no lock on dvbt 474000000 … within 3000 ms (status: …)").
 //! - `read` never waits longer than asked; a lost lock or no dvr data for
-//!   `stall_timeout` while locked is an error, so the channel runner closes
-//!   the source and retunes with its back-off. The stall detector
+//!   `stall_timeout` while locked is an error, and the mux runner climbs
+//!   the adapter's escalation ladder (`dvb::recovery`: retune in place with
+//!   [`DvbSource::retune`], reopen, USB reset, failed). The stall detector
 //!   (`dvb::health::HealthMonitor`, pure, fed lock, bytes and overflows
 //!   with the time since the open) decides; this file turns its events
-//!   into words.
+//!   into words. Every error carries what went wrong in facts
+//!   ([`failure_of`]: silent, lock lost with how far C/N fell, no lock, an
+//!   I/O error, gone), so the ladder can tell a tuner fault from weather;
+//!   a dvr gone silent is checked against the frontend once, so one whose
+//!   lock went is a lost lock, never a silent tuner.
 //! - dvr overflows (EOVERFLOW: the kernel dropped data) are counted, never
 //!   fatal: reading on is the recovery; the packets after one are handed
 //!   out as a `Discontinuity`.
@@ -43,6 +48,7 @@ use crate::dvb::demux::{dvr_buffer_for, Demux, Dvr, FilterPlan, PidFilter, PidSe
 use crate::dvb::frontend::Frontend;
 use crate::dvb::health::{HealthConfig, HealthEvent, HealthMonitor, Observation};
 use crate::dvb::lnb::LnbSetup;
+use crate::dvb::recovery::{Failure, RecoveryConfig, RecoveryStatus};
 use crate::dvb::tune::{self, TuneError, TuneRequest};
 use crate::dvb::tuning::{PlsStyle, Tuning};
 use crate::dvb::DvbError;
@@ -91,12 +97,15 @@ pub struct AdapterStatus {
     pub disappeared: u64,
     /// The last error in words, empty when none.
     pub last_error: String,
+    /// The escalation ladder (retune, reopen, USB reset, failed): the
+    /// rung it is on, the last step taken, when and why.
+    pub recovery: RecoveryStatus,
 }
 
 /// Shared handle on one adapter's status.
 pub type AdapterStatusHandle = Arc<Mutex<AdapterStatus>>;
 
-fn lock_status(h: &AdapterStatusHandle) -> std::sync::MutexGuard<'_, AdapterStatus> {
+pub fn lock_status(h: &AdapterStatusHandle) -> std::sync::MutexGuard<'_, AdapterStatus> {
     h.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -120,6 +129,8 @@ pub struct DvbSourceConfig {
     pub pid_filter: PidFilter,
     /// A slave on a shared LNB cable: no voltage, tone or DiSEqC.
     pub cable_slave: bool,
+    /// The ladder's settings (`[recovery]`); the runner climbs it.
+    pub recovery: RecoveryConfig,
     pub status: AdapterStatusHandle,
 }
 
@@ -137,6 +148,7 @@ impl DvbSourceConfig {
             stall_timeout: Duration::from_millis(2000),
             pid_filter: PidFilter::default(),
             cable_slave: false,
+            recovery: RecoveryConfig::default(),
             status: Arc::new(Mutex::new(AdapterStatus {
                 name: name.to_string(),
                 device: device.to_string(),
@@ -160,6 +172,14 @@ impl DvbSourceConfig {
         c.cable_slave = a.cable.as_ref().is_some_and(|c| !c.master);
         c.status = status;
         c
+    }
+
+    /// The ladder's settings (`[recovery]`); its `silent_ms` is the stall
+    /// timeout.
+    pub fn with_recovery(mut self, recovery: RecoveryConfig) -> DvbSourceConfig {
+        self.stall_timeout = Duration::from_millis(recovery.silent_ms);
+        self.recovery = recovery;
+        self
     }
 }
 
@@ -225,10 +245,57 @@ fn gone_words(adapter: u32, e: &DvbError) -> Option<String> {
         .then(|| format!("adapter{adapter} disappeared (driver unloaded or device unplugged): {e}"))
 }
 
-fn err(what: &str, msg: impl Into<String>) -> SourceError {
+/// A DVB source's error: its words, and what went wrong in facts for the
+/// runner's escalation ladder ([`failure_of`]).
+#[derive(Debug)]
+pub struct DvbFailure {
+    pub failure: Failure,
+    pub words: String,
+}
+
+impl std::fmt::Display for DvbFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.words)
+    }
+}
+
+impl std::error::Error for DvbFailure {}
+
+/// What went wrong, when `e` came from a `DvbSource`.
+pub fn failure_of(e: &SourceError) -> Option<&Failure> {
+    match e {
+        SourceError::Io { err, .. } => err
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<DvbFailure>())
+            .map(|f| &f.failure),
+        _ => None,
+    }
+}
+
+fn fault(what: &str, failure: Failure, msg: impl Into<String>) -> SourceError {
     SourceError::Io {
         what: what.to_string(),
-        err: std::io::Error::other(msg.into()),
+        err: std::io::Error::other(DvbFailure {
+            failure,
+            words: msg.into(),
+        }),
+    }
+}
+
+/// An error not of the tuner's making (settings, a busy device).
+fn err(what: &str, msg: impl Into<String>) -> SourceError {
+    fault(what, Failure::Other, msg)
+}
+
+/// A failed call on a device node: gone (ENODEV/ENXIO/ENOENT), busy
+/// (EBUSY: another program) or an I/O error of the tuner.
+fn io_failure(e: &DvbError) -> Failure {
+    if e.errno == libc::ENODEV || e.errno == libc::ENXIO || e.errno == libc::ENOENT {
+        Failure::Gone
+    } else if e.errno == libc::EBUSY {
+        Failure::Other
+    } else {
+        Failure::Io(e.to_string())
     }
 }
 
@@ -238,7 +305,7 @@ fn tune_failed(e: TuneError, cfg: &DvbSourceConfig, what: &str, mux: &str, n: u3
     match e {
         TuneError::Lnb(e) => err(what, format!("{mux}: {e}")),
         TuneError::Props(e) => err(what, format!("cannot tune {mux}: {e}")),
-        TuneError::Ioctl(e) => err(what, e.to_string()),
+        TuneError::Ioctl(e) => fault(what, io_failure(&e), e.to_string()),
         TuneError::Lock(e) => {
             lock_status(&cfg.status).lock_failures += 1;
             // wait_lock's detail is "no lock within N ms (status: …)".
@@ -251,7 +318,11 @@ fn tune_failed(e: TuneError, cfg: &DvbSourceConfig, what: &str, mux: &str, n: u3
                 e.to_string()
             };
             log::warn!("{}: {msg}", cfg.name);
-            err(&cfg.name, msg)
+            if e.errno == 0 {
+                fault(&cfg.name, Failure::NoLock, msg)
+            } else {
+                fault(&cfg.name, io_failure(&e), msg)
+            }
         }
     }
 }
@@ -268,11 +339,27 @@ fn health_config(stall_timeout: Duration) -> HealthConfig {
 
 /// A health event that stalls the source, in the words `/status`, the log
 /// and the README use; None for the events it reads past.
+#[cfg(test)]
 fn stall_words(e: &HealthEvent, mux: &str, status: &str) -> Option<String> {
+    stall_failure(e, mux, status, None).map(|(w, _)| w)
+}
+
+/// A stalling health event in words and as the ladder's `Failure`;
+/// `cnr_fell_db` is how far C/N fell from its best since the tune.
+fn stall_failure(
+    e: &HealthEvent,
+    mux: &str,
+    status: &str,
+    cnr_fell_db: Option<f64>,
+) -> Option<(String, Failure)> {
     match e {
-        HealthEvent::LockLost => Some(format!("lost lock on {mux} (status: {status})")),
-        HealthEvent::NoData { ms } => Some(format!(
-            "no data from dvr for {ms} ms while locked on {mux}"
+        HealthEvent::LockLost => Some((
+            format!("lost lock on {mux} (status: {status})"),
+            Failure::LockLost { cnr_fell_db },
+        )),
+        HealthEvent::NoData { ms } => Some((
+            format!("no data from dvr for {ms} ms while locked on {mux}"),
+            Failure::Silent { ms: *ms },
         )),
         // An overflow is counted and read past (`read`); CC is not fed;
         // recoveries need nothing.
@@ -330,6 +417,10 @@ pub struct DvbSource {
     /// Set until the first packets after a (re)tune are handed out.
     fresh: bool,
     ucb_at_tune: Option<u64>,
+    /// The best and the last C/N read while locked since the tune: how
+    /// far it fell when lock goes tells weather (a fade) in the words.
+    cnr_best: Option<f64>,
+    cnr_last: Option<f64>,
 }
 
 impl DvbSource {
@@ -420,9 +511,9 @@ impl DvbSource {
                 st.last_error = format!("{}: {msg}", self.what);
                 drop(st);
                 log::error!("{}: {msg}; closing it", self.what);
-                err(&self.what, msg)
+                fault(&self.what, Failure::Gone, msg)
             }
-            None => err(&self.what, e.to_string()),
+            None => fault(&self.what, io_failure(e), e.to_string()),
         }
     }
 
@@ -440,14 +531,15 @@ impl DvbSource {
                 m
             }
         };
-        let n = resolve_device(&cfg.device).map_err(|m| err(&cfg.name, not_back(m)))?;
+        let n = resolve_device(&cfg.device)
+            .map_err(|m| fault(&cfg.name, Failure::Gone, not_back(m)))?;
         let what = format!("{} (adapter{n})", cfg.name);
         let mut fe = Frontend::open(n, cfg.frontend).map_err(|e| {
             let words = open_error_words(&e);
             if e.errno == libc::ENOENT || e.errno == libc::ENODEV {
-                err(&what, not_back(words))
+                fault(&what, Failure::Gone, not_back(words))
             } else {
-                err(&what, words)
+                fault(&what, io_failure(&e), words)
             }
         })?;
         let request = TuneRequest {
@@ -459,7 +551,7 @@ impl DvbSource {
         };
         tune::tune(&mut fe, &request).map_err(|e| tune_failed(e, &cfg, &what, &mux, n))?;
         // dvr first, so the buffer is sized before the filter fills it.
-        let dvr = Dvr::open(n, 0).map_err(|e| err(&what, e.to_string()))?;
+        let dvr = Dvr::open(n, 0).map_err(|e| fault(&what, io_failure(&e), e.to_string()))?;
         let size = cfg
             .dvr_buffer_bytes
             .unwrap_or_else(|| dvr_buffer_for(60_000_000, 1.0));
@@ -467,10 +559,11 @@ impl DvbSource {
             // The default buffer still works, with less slack.
             log::warn!("{what}: {e}; keeping the driver's default dvr buffer");
         }
-        let mut demux = Demux::open(n, 0).map_err(|e| err(&what, e.to_string()))?;
+        let mut demux =
+            Demux::open(n, 0).map_err(|e| fault(&what, io_failure(&e), e.to_string()))?;
         demux
             .set_ts_filter(FULL_TS)
-            .map_err(|e| err(&what, e.to_string()))?;
+            .map_err(|e| fault(&what, io_failure(&e), e.to_string()))?;
         log::info!("{what}: locked on {mux}, reading the full TS");
         let now = Instant::now();
         let stall_timeout = cfg.stall_timeout;
@@ -497,6 +590,8 @@ impl DvbSource {
             last_stats: now - STATS_EVERY,
             fresh: true,
             ucb_at_tune: None,
+            cnr_best: None,
+            cnr_last: None,
         };
         s.refresh_stats()?;
         Ok(s)
@@ -530,6 +625,8 @@ impl DvbSource {
         self.health.reset();
         self.opened = Instant::now();
         self.ucb_at_tune = None;
+        self.cnr_best = None;
+        self.cnr_last = None;
         self.fresh = true;
         self.refresh_stats()?;
         lock_status(&self.cfg.status).last_error.clear();
@@ -556,6 +653,12 @@ impl DvbSource {
         st.locked = status.has_lock();
         st.status = status.to_string();
         st.cnr_db = stats.and_then(|s| s.cnr_db());
+        if status.has_lock() {
+            if let Some(c) = st.cnr_db.filter(|c| c.is_finite()) {
+                self.cnr_last = Some(c);
+                self.cnr_best = Some(self.cnr_best.map_or(c, |b| b.max(c)));
+            }
+        }
         st.signal_dbm = stats.and_then(|s| s.signal_dbm());
         st.ber = stats.and_then(|s| s.ber());
         let ucb = stats.and_then(|s| s.error_blocks());
@@ -592,17 +695,36 @@ impl DvbSource {
             cc_errors: 0,
             overflows,
         });
-        if let Some(msg) = events
+        let fell = match (self.cnr_best, self.cnr_last) {
+            (Some(b), Some(l)) => Some(b - l),
+            _ => None,
+        };
+        if let Some((mut msg, mut failure)) = events
             .iter()
-            .find_map(|e| stall_words(e, &self.mux, status))
+            .find_map(|e| stall_failure(e, &self.mux, status, fell))
         {
+            // Reads assume the lock of the last refresh (a second ago): a
+            // dvr gone silent because lock went is a lost lock (weather),
+            // not a silent tuner (a fault). Ask the frontend once.
+            if matches!(failure, Failure::Silent { .. }) {
+                if let Ok(now) = self.fe.status() {
+                    if !now.has_lock() {
+                        let words = now.to_string();
+                        if let Some(lost) =
+                            stall_failure(&HealthEvent::LockLost, &self.mux, &words, fell)
+                        {
+                            (msg, failure) = lost;
+                        }
+                    }
+                }
+            }
             let mut st = lock_status(&self.cfg.status);
             st.stalls += 1;
-            if !locked {
+            if !locked || matches!(failure, Failure::LockLost { .. }) {
                 st.locked = false;
             }
             st.last_error = msg.clone();
-            return Err(err(&self.what, msg));
+            return Err(fault(&self.what, failure, msg));
         }
         Ok(())
     }
@@ -611,6 +733,10 @@ impl DvbSource {
 impl Source for DvbSource {
     fn describe(&self) -> String {
         format!("{} {}", self.what, self.mux)
+    }
+
+    fn retune(&mut self) -> Option<Result<(), SourceError>> {
+        Some(DvbSource::retune(self))
     }
 
     fn read(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<ReadOutcome, SourceError> {

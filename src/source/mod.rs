@@ -12,6 +12,7 @@
 pub mod dvb;
 pub mod file;
 pub mod remote;
+pub mod resets;
 pub mod runner;
 
 use crate::ca::descrambler::DescramblerStats;
@@ -90,6 +91,12 @@ pub trait Source: Send {
     /// it. Called again whenever the set may have changed (a PMT update, a
     /// channel added or removed); cheap when it did not.
     fn set_wanted_pids(&mut self, _pids: &[u16]) {}
+    /// Tune the input again in place, keeping the rest open (a DVB
+    /// adapter: same mux, demux filters and dvr kept): the first rung of
+    /// the escalation ladder. None: this source cannot.
+    fn retune(&mut self) -> Option<Result<(), SourceError>> {
+        None
+    }
     /// A remote source's own view: its state, why its last connection
     /// ended, its counters. None for the sources of this box.
     fn remote_status(&self) -> Option<remote::RemoteStatus> {

@@ -14,8 +14,17 @@
 //! the only thing between it and HTTP. Commands (attach or detach a
 //! channel, stop) reach it through a channel it polls between reads, so a
 //! reload touches only what changed.
+//!
+//! A DVB runner climbs its adapter's escalation ladder (`dvb::recovery`
+//! decides): retune in place, close and reopen, reset the USB device (on a
+//! helper thread, through the process's `resets::gate` so the runners of
+//! the device's other adapters close first and reopen by name after), and
+//! at last mark the adapter failed and retry it now and then; weather is
+//! retuned and reopened with a back-off, never more. Each step is one log
+//! line, counted and shown in the adapter's `recovery` status.
 
-use super::dvb::{DvbSource, DvbSourceConfig};
+use super::dvb::{failure_of, DvbSource, DvbSourceConfig};
+use super::resets::gate;
 use super::{
     ChannelSink, FileSource, FileSourceConfig, ReadOutcome, Source, SourceError, SourceReport,
     StreamStatus,
@@ -24,6 +33,7 @@ use crate::ca::biss::{BissKey, BissSession};
 use crate::ca::descrambler::{Descrambler, DescramblerStats, KeyPolicy};
 use crate::ca::CaSession;
 use crate::config::SourceConfig;
+use crate::dvb::recovery::{Action, Decision, Failure, Ladder, Step};
 use crate::remux::Remux;
 use crate::supervisor::Heartbeat;
 use crate::ts::packet::PACKET_SIZE;
@@ -271,6 +281,24 @@ struct Worker {
     source_errors: u64,
     /// Why the source last failed, in words (reported while it is shut).
     last_error: Option<String>,
+    /// The escalation ladder of a DVB input (None for files and remotes).
+    ladder: Option<Ladder>,
+    /// The adapter number the DVB source last opened on.
+    adapter_number: Option<u32>,
+    /// The adapter is failed: the reopen at `retry_at` is its periodic
+    /// retry (step 2 from step 4).
+    failed_retry: bool,
+    /// A USB reset under way on a helper thread: its outcome in words.
+    usb_reset: Option<Receiver<Result<String, String>>>,
+    /// Zero of the ladder's clock.
+    t0: Instant,
+}
+
+/// A ladder line logged below warn (a healed ladder) is still one of the
+/// supervisor's events, kept in the reset log beside the warnings and
+/// errors the logger passes there itself.
+fn ladder_event_for_supervisor(line: &str) {
+    crate::supervisor::resetlog::note(&format!("INFO {line}"));
 }
 
 impl Worker {
@@ -281,7 +309,21 @@ impl Worker {
         rx: Receiver<Command>,
         stop: Arc<AtomicBool>,
     ) -> Worker {
-        Worker {
+        let ladder = match &input {
+            InputSpec::Dvb(d) => {
+                // Counters and the last step survive a new runner (a
+                // reload); the rung starts over.
+                let prior = super::dvb::lock_status(&d.status).recovery.clone();
+                Some(Ladder::with_history(d.recovery, prior))
+            }
+            _ => None,
+        };
+        let w = Worker {
+            ladder,
+            adapter_number: None,
+            failed_retry: false,
+            usb_reset: None,
+            t0: Instant::now(),
             key,
             input,
             cfg,
@@ -294,7 +336,11 @@ impl Worker {
             backoff: Duration::from_secs(1),
             source_errors: 0,
             last_error: None,
-        }
+        };
+        // A new runner (a reload) shows its fresh rung at once, not the
+        // old runner's.
+        w.publish_recovery();
+        w
     }
 
     fn describe(&self) -> String {
@@ -308,6 +354,9 @@ impl Worker {
         while !self.stop.load(Ordering::Relaxed) {
             hb.beat();
             self.commands();
+            if self.ladder.is_some() {
+                self.usb_turn();
+            }
             if self.outputs.is_empty() {
                 // Nobody wants this mux: idle until told otherwise.
                 std::thread::sleep(Duration::from_millis(20));
@@ -339,6 +388,9 @@ impl Worker {
                     None => continue,
                 };
                 fresh = matches!(res, Ok(ReadOutcome::Data | ReadOutcome::Discontinuity));
+                if fresh {
+                    self.ladder_data();
+                }
                 match res {
                     Ok(ReadOutcome::Discontinuity) => {
                         self.remux.input_discontinuity();
@@ -350,7 +402,11 @@ impl Worker {
                     Ok(ReadOutcome::Data) => self.remux.push(&buf),
                     Ok(ReadOutcome::Idle) => {}
                     Err(e) => {
-                        self.source_failed(e);
+                        if self.ladder.is_some() {
+                            self.dvb_failed(e);
+                        } else {
+                            self.source_failed(e);
+                        }
                         buf.clear();
                     }
                 }
@@ -378,6 +434,7 @@ impl Worker {
                 }
             }
         }
+        self.close_source();
     }
 
     /// One turn of every output: feed its CA session the mux read (if
@@ -412,6 +469,25 @@ impl Worker {
                 return false;
             }
         }
+        if self.ladder.is_some() {
+            if self.usb_reset.is_some() {
+                return false;
+            }
+            if let Some(n) = self.adapter_number {
+                if gate().held(n).is_some() {
+                    return false;
+                }
+            }
+            if self.failed_retry {
+                self.failed_retry = false;
+                let now = self.ms();
+                if let Some(l) = self.ladder.as_mut() {
+                    let d = l.failed_retry(now);
+                    self.log_step(&d, "");
+                    self.publish_recovery();
+                }
+            }
+        }
         let opened: Result<Box<dyn Source>, SourceError> = match (&self.key, &self.input) {
             (_, InputSpec::Dvb(d)) => DvbSource::open(d.clone()).map(|s| Box::new(s) as _),
             (_, InputSpec::Remote(r)) => {
@@ -438,10 +514,25 @@ impl Worker {
                 self.source = Some(s);
                 self.retry_at = None;
                 self.last_error = None;
+                if let InputSpec::Dvb(d) = &self.input {
+                    let n = super::dvb::lock_status(&d.status).number;
+                    self.adapter_number = n.or(self.adapter_number);
+                    if let Some(n) = n {
+                        gate().opened(n);
+                    }
+                    let now = self.ms();
+                    if let Some(l) = self.ladder.as_mut() {
+                        l.on_locked(now);
+                    }
+                }
                 true
             }
             Err(e) => {
-                self.source_failed(e);
+                if self.ladder.is_some() {
+                    self.dvb_failed(e);
+                } else {
+                    self.source_failed(e);
+                }
                 false
             }
         }
@@ -466,10 +557,351 @@ impl Worker {
             );
         }
         self.last_error = Some(error);
-        self.source = None;
+        self.close_source();
         self.retry_at = Some(Instant::now() + self.backoff);
         self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
         self.remux.reset_input();
+    }
+
+    /// Milliseconds of the ladder's clock.
+    fn ms(&self) -> u64 {
+        u64::try_from(self.t0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// "ter1 (adapter0)": the adapter in the ladder's lines.
+    fn adapter_what(&self) -> String {
+        let name = match &self.input {
+            InputSpec::Dvb(d) => d.name.clone(),
+            _ => self.describe(),
+        };
+        match self.adapter_number {
+            Some(n) => format!("{name} (adapter{n})"),
+            None => name,
+        }
+    }
+
+    /// Closes the source (if open); a DVB adapter is let go in the gate.
+    fn close_source(&mut self) {
+        if self.source.take().is_some() && self.ladder.is_some() {
+            if let Some(n) = self.adapter_number {
+                gate().closed(n);
+            }
+        }
+    }
+
+    /// The ladder's status into the adapter's shared status.
+    fn publish_recovery(&self) {
+        if let (InputSpec::Dvb(d), Some(l)) = (&self.input, &self.ladder) {
+            super::dvb::lock_status(&d.status).recovery = l.status().clone();
+        }
+    }
+
+    /// Data flowed: the ladder may heal.
+    fn ladder_data(&mut self) {
+        let now = self.ms();
+        let Some(l) = self.ladder.as_mut() else {
+            return;
+        };
+        let was_failed = l.status().failed;
+        let healed = l.on_data(now);
+        let failed_changed = l.status().failed != was_failed;
+        let Some(words) = healed else {
+            // A failed adapter serving again is no longer failed.
+            if failed_changed {
+                self.publish_recovery();
+            }
+            return;
+        };
+        let line = format!("{}: {words}; the ladder starts over", self.adapter_what());
+        log::info!("{line}");
+        ladder_event_for_supervisor(&line);
+        self.publish_recovery();
+    }
+
+    /// One line per step: "ter1 (adapter0): locked but no data for 2 s:
+    /// step 1/4 retune".
+    fn log_step(&self, d: &Decision, words: &str) {
+        let what = self.adapter_what();
+        let line = match (d.step, d.action) {
+            (Some(Step::Failed), Action::Failed { after_ms }) => format!(
+                "{what}: {}: {}; channel failover carries its channels; retrying every {} s",
+                d.reason,
+                Step::Failed,
+                after_ms / 1000
+            ),
+            (Some(step), Action::Reopen { after_ms }) if after_ms > 0 => {
+                format!("{what}: {}: {step}, in {} s", d.reason, secs(after_ms))
+            }
+            (Some(step), _) => format!("{what}: {}: {step}", d.reason),
+            // Not a rung (gone, busy): the source's own words.
+            (None, Action::Reopen { after_ms }) => {
+                format!("{words}; {}: reopening in {} s", d.reason, secs(after_ms))
+            }
+            (None, _) => format!("{words}; {}", d.reason),
+        };
+        match d.step {
+            Some(Step::UsbReset | Step::Failed) => log::error!("{line}"),
+            Some(_) => log::warn!("{line}"),
+            None => log::info!("{line}"),
+        }
+    }
+
+    /// A DVB source failed with `e` (read, status or open): the ladder
+    /// decides what to do.
+    fn dvb_failed(&mut self, e: SourceError) {
+        let failure = failure_of(&e).cloned().unwrap_or(Failure::Other);
+        let open = self.source.is_some();
+        let now = self.ms();
+        let Some(l) = self.ladder.as_mut() else {
+            return self.source_failed(e);
+        };
+        let d = l.on_failure(now, &failure, open);
+        self.take_decision(d, e.to_string());
+    }
+
+    /// Carries out `d` (and what follows when a step cannot be taken: a
+    /// retune that fails is a new failure, a USB reset that cannot be made
+    /// marks the adapter failed). `words`: the source's error.
+    fn take_decision(&mut self, mut d: Decision, mut words: String) {
+        // Each round climbs or ends; 6 bounds it whatever happens.
+        for _ in 0..6 {
+            self.log_step(&d, &words);
+            self.publish_recovery();
+            match d.action {
+                Action::Retune => {
+                    let r = self.source.as_mut().and_then(|s| s.retune());
+                    let now = self.ms();
+                    match r {
+                        Some(Ok(())) => {
+                            if let Some(l) = self.ladder.as_mut() {
+                                l.on_locked(now);
+                            }
+                            return;
+                        }
+                        Some(Err(e)) => {
+                            let failure = failure_of(&e).cloned().unwrap_or(Failure::Other);
+                            words = e.to_string();
+                            self.close_source();
+                            let Some(l) = self.ladder.as_mut() else {
+                                return;
+                            };
+                            d = l.on_failure(now, &failure, false);
+                        }
+                        None => {
+                            self.shut(&words, &d, crate::dvb::recovery::REOPEN_PAUSE_MS);
+                            return;
+                        }
+                    }
+                }
+                Action::Reopen { after_ms } => {
+                    self.shut(&words, &d, after_ms);
+                    return;
+                }
+                Action::Failed { after_ms } => {
+                    self.shut(&words, &d, after_ms);
+                    self.failed_retry = true;
+                    return;
+                }
+                Action::UsbReset => {
+                    self.shut(&words, &d, 0);
+                    match self.start_usb_reset() {
+                        Some(next) => d = next,
+                        None => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the source for a step, tells the channels why (their
+    /// failover carries them) and sets when to open again.
+    fn shut(&mut self, words: &str, d: &Decision, after_ms: u64) {
+        self.source_errors += 1;
+        let name = match &self.input {
+            InputSpec::Dvb(c) => c.name.clone(),
+            _ => String::new(),
+        };
+        let error = match (d.step, d.action) {
+            (Some(Step::Failed), _) => format!(
+                "source: adapter {name} failed ({}); retrying every {} s",
+                d.reason,
+                after_ms / 1000
+            ),
+            (Some(step), _) => format!("source: {words} ({}: {step})", d.reason),
+            (None, _) => format!("source: {words}"),
+        };
+        for o in &self.outputs {
+            o.sink.report(
+                o.source,
+                SourceReport::failed(error.clone(), self.source_errors),
+            );
+        }
+        self.last_error = Some(error);
+        self.close_source();
+        self.retry_at = Some(Instant::now() + Duration::from_millis(after_ms));
+        self.remux.reset_input();
+    }
+
+    /// Step 3: find the USB device that owns the adapter and reset it on a
+    /// helper thread once the device's other adapters are closed. None: under
+    /// way; Some: it cannot be done, the next decision (failed).
+    fn start_usb_reset(&mut self) -> Option<Decision> {
+        let what = self.adapter_what();
+        let now = self.ms();
+        let wait_ms = self.ladder.as_ref()?.config().usb_reset_wait_ms;
+        let cannot = |this: &mut Worker, why: String| -> Option<Decision> {
+            log::error!("{what}: {why}");
+            this.ladder
+                .as_mut()
+                .map(|l| l.usb_reset_impossible(now, &why))
+        };
+        let Some(n) = self.adapter_number else {
+            return cannot(
+                self,
+                "the adapter number is not known (never opened): cannot reset, marking failed"
+                    .into(),
+            );
+        };
+        let dev = match crate::dvb::usb::owner_of_adapter(n) {
+            Ok(Some(dev)) => dev,
+            Ok(None) => {
+                let why = format!(
+                    "not a USB device ({}): cannot reset, marking failed",
+                    parent_words(n)
+                );
+                return cannot(self, why);
+            }
+            Err(e) => {
+                return cannot(
+                    self,
+                    format!("cannot find its USB device ({e}): cannot reset, marking failed"),
+                )
+            }
+        };
+        let mut adapters = crate::dvb::usb::adapters_of(&dev);
+        if !adapters.contains(&n) {
+            adapters.push(n);
+        }
+        let device = format!(
+            "USB device {} ({:04x}:{:04x}{})",
+            dev.sysfs
+                .file_name()
+                .map(|f| f.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            dev.vendor,
+            dev.product,
+            dev.product_name
+                .as_deref()
+                .map(|p| format!(" {p}"))
+                .unwrap_or_default()
+        );
+        let others: Vec<String> = adapters
+            .iter()
+            .filter(|&&a| a != n)
+            .map(|a| format!("adapter{a}"))
+            .collect();
+        let release = Duration::from_secs(5);
+        // The hold outlives the reset's own bound, then expires.
+        let limit = release + Duration::from_millis(wait_ms) + Duration::from_secs(5);
+        let id = gate().hold(&adapters, &what, &device, limit);
+        log::warn!(
+            "{what}: resetting {device}{}",
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!("; closing its other adapters first: {}", others.join(", "))
+            }
+        );
+        let (tx, rx) = mpsc::channel();
+        let what2 = what.clone();
+        let spawned = std::thread::Builder::new()
+            .name("usb reset".into())
+            .spawn(move || {
+                let still = gate().wait_released(id, release);
+                if !still.is_empty() {
+                    log::warn!(
+                        "{what2}: {} still open after {} s: resetting anyway",
+                        still
+                            .iter()
+                            .map(|a| format!("adapter{a}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        release.as_secs()
+                    );
+                }
+                let r = crate::dvb::usb::reset(&dev, Duration::from_millis(wait_ms));
+                gate().lift(id);
+                let _ = tx.send(r);
+            });
+        match spawned {
+            Ok(_) => {
+                self.usb_reset = Some(rx);
+                None
+            }
+            Err(e) => {
+                gate().lift(id);
+                cannot(
+                    self,
+                    format!("cannot start the reset thread ({e}): marking failed"),
+                )
+            }
+        }
+    }
+
+    /// Every turn of a DVB runner: the outcome of its USB reset, and
+    /// another runner's reset that needs this adapter closed.
+    fn usb_turn(&mut self) {
+        if let Some(rx) = &self.usb_reset {
+            let r = match rx.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    Err("the reset thread ended without an answer".to_string())
+                }
+            };
+            self.usb_reset = None;
+            let what = self.adapter_what();
+            match r {
+                Ok(words) => {
+                    let line = format!("{what}: USB reset done: {words}; reopening by its name");
+                    log::warn!("{line}");
+                    self.retry_at = None;
+                }
+                Err(e) => {
+                    let why = format!("USB reset failed: {e}; marking failed");
+                    log::error!("{what}: {why}");
+                    let now = self.ms();
+                    if let Some(l) = self.ladder.as_mut() {
+                        let d = l.usb_reset_impossible(now, &why);
+                        self.take_decision(d, why);
+                    }
+                }
+            }
+            return;
+        }
+        let Some(n) = self.adapter_number else { return };
+        if self.source.is_none() {
+            return;
+        }
+        if let Some(h) = gate().held(n) {
+            let what = self.adapter_what();
+            let line = format!(
+                "{what}: closing for the reset of {} (asked by {}); reopening by its name after it",
+                h.device, h.by
+            );
+            log::warn!("{line}");
+            let error = format!("source: {line}");
+            for o in &self.outputs {
+                o.sink.report(
+                    o.source,
+                    SourceReport::failed(error.clone(), self.source_errors),
+                );
+            }
+            self.last_error = Some(error);
+            self.close_source();
+            self.retry_at = None;
+            self.remux.reset_input();
+        }
     }
 
     fn commands(&mut self) {
@@ -656,6 +1088,43 @@ impl Worker {
             );
         }
     }
+}
+
+/// "5", "0.5": seconds for a log line.
+fn secs(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{}", ms / 1000)
+    } else {
+        format!("{:.1}", ms as f64 / 1000.0)
+    }
+}
+
+/// What an adapter that is not on USB hangs off, in words: "platform
+/// device vidtv", "pci device saa716x_tbs": the nearest device up from the
+/// frontend's that has a driver (vidtv's frontend sits on a driverless
+/// i2c adapter under the platform device `vidtv.0`); "no USB parent" when
+/// sysfs says nothing.
+fn parent_words(adapter: u32) -> String {
+    let node = std::path::PathBuf::from(format!("/sys/class/dvb/dvb{adapter}.frontend0/device"));
+    let name = |p: std::path::PathBuf| {
+        std::fs::canonicalize(p)
+            .ok()
+            .and_then(|r| r.file_name().map(|f| f.to_string_lossy().to_string()))
+    };
+    let Ok(start) = std::fs::canonicalize(&node) else {
+        return "no USB parent".to_string();
+    };
+    let mut cur = Some(start.as_path());
+    while let Some(dir) = cur {
+        if let Some(driver) = name(dir.join("driver")) {
+            return match name(dir.join("subsystem")) {
+                Some(bus) => format!("{bus} device {driver}"),
+                None => format!("device of driver {driver}"),
+            };
+        }
+        cur = dir.parent().filter(|p| p.starts_with("/sys/devices"));
+    }
+    "no USB parent".to_string()
 }
 
 /// Why packets of a descrambled channel left scrambled (or garbled) since
