@@ -281,6 +281,22 @@ else
     echo "SKIP vidtv: the image has no vidtv modules (run hw-tests/run-vm.sh once to build them): the DVB path was NOT tested in the appliance"
 fi
 
+# ---- syslog's remote target (/data/capbox/syslog.conf) ----
+# The guest's 10.0.2.2 is the host's loopback under QEMU's user networking.
+uport=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+timeout 60 python3 -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+with open(sys.argv[2], "ab", buffering=0) as f:
+    while True:
+        f.write(s.recv(4096) + b"\n")' "$uport" "$run/syslog.rx" &
+nonce=rig-$RANDOM$RANDOM
+sh_run "echo REMOTE=10.0.2.2:$uport >/data/capbox/syslog.conf && /etc/init.d/S01syslogd restart && logger -t capbox-rig 'remote syslog check $nonce'" 20
+for _ in $(seq 1 20); do grep -a -q "$nonce" "$run/syslog.rx" 2>/dev/null && break; sleep 0.25; done
+check "syslog to the remote target of /data/capbox/syslog.conf" "$(grep -a -q "$nonce" "$run/syslog.rx" 2>/dev/null && echo 1 || echo 0)" \
+    "UDP 10.0.2.2:$uport got: $(grep -a -m1 "$nonce" "$run/syslog.rx" 2>/dev/null | tr -d '\r' | cut -c1-90)"
+sh_run "rm /data/capbox/syslog.conf" 10
+
 # ---- clean stop: no reset ----
 timeout_now=$(json "s['supervisor']['watchdog']['timeout_s']")
 [[ $timeout_now =~ ^[0-9]+$ ]] || timeout_now=20
