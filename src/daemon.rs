@@ -35,6 +35,9 @@ pub struct App {
     /// The operator's pins, kept in `[server] state_file`.
     pins: Mutex<PinStore>,
     started: Instant,
+    /// Heartbeats, watchdog and reset log, for /status, /metrics and
+    /// `/control/fault`.
+    pub supervisor: Arc<crate::supervisor::Shared>,
 }
 
 pub struct Daemon {
@@ -50,6 +53,8 @@ pub struct Daemon {
     softcam: Option<Arc<crate::ca::dvbapi::client::SoftcamClient>>,
     /// Stops the memory trimmer thread.
     trim_stop: Arc<std::sync::atomic::AtomicBool>,
+    /// The supervisor thread (watchdog, notify, stall verdicts).
+    supervisor: Option<crate::supervisor::Supervisor>,
 }
 
 /// How often freed heap is handed back to the kernel.
@@ -269,8 +274,16 @@ fn retune_listener(server: &Option<ServerHandle>, new: &Config) {
 }
 
 impl Daemon {
-    /// Start every channel and the HTTP server.
+    /// Start every channel and the HTTP server; the supervisor watches
+    /// their threads but never arms the hardware watchdog (tests, demo).
     pub fn start(config: Config, realtime: bool) -> std::io::Result<Daemon> {
+        Self::start_supervised(config, realtime, false)
+    }
+
+    /// As `start`; with `arm` (`capbox serve`) the supervisor reads the
+    /// reset log and arms `[supervisor] watchdog` when configured.
+    pub fn start_supervised(config: Config, realtime: bool, arm: bool) -> std::io::Result<Daemon> {
+        let supervisor = crate::supervisor::Shared::new(&config.supervisor);
         let app = Arc::new(App {
             channels: RwLock::new(BTreeMap::new()),
             order: RwLock::new(config.channels.iter().map(|c| c.name.clone()).collect()),
@@ -279,6 +292,7 @@ impl Daemon {
             cards: Mutex::new(None),
             pins: Mutex::new(load_pins(&config)),
             started: Instant::now(),
+            supervisor: supervisor.clone(),
         });
         app.set_adapters(&config);
         let mut d = Daemon {
@@ -290,7 +304,15 @@ impl Daemon {
             realtime,
             softcam: None,
             trim_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            supervisor: None,
         };
+        // First: a reset log is read and the watchdog armed before the
+        // threads it watches start.
+        d.supervisor = Some(crate::supervisor::Supervisor::start(
+            supervisor,
+            &config.supervisor,
+            arm,
+        ));
         let stop = d.trim_stop.clone();
         let _ = std::thread::Builder::new()
             .name("mem-trim".into())
@@ -319,6 +341,10 @@ impl Daemon {
         hc.max_clients_per_address = config.server.max_clients_per_address;
         hc.access = access_of(&config);
         hc.tuning = socket_tuning(&config.server);
+        hc.heartbeat = Some(Arc::new(
+            d.heartbeats()
+                .register("http", crate::supervisor::Policy::Reboot),
+        ));
         for diag in check_tcp(&config) {
             log::error!("{diag}; connections get the kernel's default");
         }
@@ -331,6 +357,17 @@ impl Daemon {
 
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.server.as_ref().map(|s| s.local_addr())
+    }
+
+    fn heartbeats(&self) -> Arc<crate::supervisor::Heartbeats> {
+        self.app.supervisor.heartbeats.clone()
+    }
+
+    /// Tell systemd the box is up (READY=1), when run under its notify.
+    pub fn ready(&self) {
+        if let Some(s) = &self.supervisor {
+            s.ready();
+        }
     }
 
     fn runner_cfg(&self) -> RunnerConfig {
@@ -396,7 +433,11 @@ impl Daemon {
                         InputSpec::Dvb(DvbSourceConfig::from_config(a, d.tuning, h))
                     }
                 };
-                match MuxRunner::spawn_input(key.clone(), input, self.runner_cfg()) {
+                let hb = self.heartbeats().register(
+                    &format!("mux {}", key.describe()),
+                    crate::supervisor::Policy::Reboot,
+                );
+                match MuxRunner::spawn_supervised(key.clone(), input, self.runner_cfg(), hb) {
                     Ok(r) => {
                         self.runners.insert(key.clone(), r);
                     }
@@ -467,8 +508,9 @@ impl Daemon {
             (Some(m), true) => m.reconfigure(cfg.cards.clone()),
             (None, true) => {
                 log::info!("cards: starting the card manager (PC/SC)");
-                *slot = Some(Arc::new(crate::ca::cards::CardManager::start(
+                *slot = Some(Arc::new(crate::ca::cards::CardManager::start_supervised(
                     cfg.cards.clone(),
+                    Some(self.heartbeats()),
                 )));
             }
             (Some(_), false) => {
@@ -486,7 +528,10 @@ impl Daemon {
         self.softcam = None;
         *lock(&self.app.softcam) = None;
         if let Some(c) = cfg {
-            match crate::ca::dvbapi::client::SoftcamClient::start(c) {
+            match crate::ca::dvbapi::client::SoftcamClient::start_supervised(
+                c,
+                Some(self.heartbeats()),
+            ) {
                 Ok(client) => {
                     log::info!("softcam: connecting to {}", client.endpoint());
                     self.softcam = Some(client);
@@ -527,6 +572,11 @@ impl Daemon {
     /// Apply a new config: only added, removed and changed channels are
     /// touched; the clients of the others stay connected.
     pub fn reload(&mut self, new: Config) {
+        if new.supervisor != self.config.supervisor {
+            if let Some(s) = &self.supervisor {
+                s.reconfigure(&new.supervisor);
+            }
+        }
         let mut diff = Config::diff(&self.config, &new);
         let softcam_changed = self.config.softcam != new.softcam;
         if softcam_changed {
@@ -660,6 +710,13 @@ impl Daemon {
     }
 
     pub fn stop(mut self) {
+        // STOPPING=1 first; injected stalls are released so every thread
+        // can end. The watchdog stays armed (and fed while the threads
+        // are fresh) until everything stopped: a hang here still resets.
+        let sup = self.supervisor.take();
+        if let Some(s) = &sup {
+            s.stopping();
+        }
         self.trim_stop
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(s) = self.server.take() {
@@ -673,6 +730,11 @@ impl Daemon {
             .and_then(|m| Arc::try_unwrap(m).ok())
         {
             m.stop();
+        }
+        self.softcam = None;
+        *lock(&self.app.softcam) = None;
+        if let Some(s) = sup {
+            s.stop();
         }
     }
 }
@@ -1253,6 +1315,7 @@ impl Backend for App {
         let (rss, cpu) = process_usage();
         let _ = writeln!(m, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}");
         let _ = writeln!(m, "# HELP process_cpu_seconds_total User and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}");
+        self.supervisor.metrics(&mut m);
         let _ = writeln!(m, "# HELP capbox_uptime_seconds Seconds since capbox started.\n# TYPE capbox_uptime_seconds gauge\ncapbox_uptime_seconds {}", self.started.elapsed().as_secs());
         m
     }
@@ -1309,16 +1372,18 @@ impl Backend for App {
             "softcam": self.softcam_status(),
             "cards": self.card_statuses(),
             "pins": self.pins_status(),
+            "supervisor": self.supervisor.status(),
         })
     }
 
     fn control(&self, action: &str, params: &[(String, String)], peer: IpAddr) -> (u16, String) {
         match action {
             "pin" => self.control_pin(params, peer),
+            "fault" => self.supervisor.control_fault(params),
             _ => (
                 404,
                 format!(
-                    "no control '{}'; there is: pin",
+                    "no control '{}'; there is: pin, fault",
                     crate::ts::text::clean_name(action)
                 ),
             ),

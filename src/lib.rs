@@ -11,4 +11,5 @@ pub mod fanout;
 pub mod http;
 pub mod remux;
 pub mod source;
+pub mod supervisor;
 pub mod ts;

@@ -21,6 +21,7 @@ impl log::Log for Logger {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let s = now.as_secs() % 86400;
+        let msg = r.args().to_string();
         let line = format!(
             "{:02}:{:02}:{:02}.{:03} {:<5} {}\n",
             s / 3600,
@@ -28,10 +29,17 @@ impl log::Log for Logger {
             s % 60,
             now.subsec_millis(),
             r.level(),
-            r.args()
+            msg
         );
         // One write per line so lines from threads do not interleave.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        // Warnings, errors and the supervisor's own lines are the events
+        // the reset log keeps across a reset.
+        if r.level() <= log::Level::Warn {
+            crate::supervisor::resetlog::note(&format!("{} {msg}", r.level()));
+        } else if msg.starts_with("supervisor:") {
+            crate::supervisor::resetlog::note(&msg);
+        }
     }
 
     fn flush(&self) {}

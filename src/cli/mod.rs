@@ -285,13 +285,15 @@ fn run_daemon(cfg: Config, path: Option<PathBuf>) -> i32 {
         return 1;
     }
     let demo = path.is_none();
-    let mut d = match Daemon::start(cfg, true) {
+    // `capbox serve` arms the watchdog it is configured with; the demo never.
+    let mut d = match Daemon::start_supervised(cfg, true, !demo) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("capbox: cannot start the HTTP server: {e}");
             return 1;
         }
     };
+    d.ready();
     if demo {
         if let Some(addr) = d.local_addr() {
             println!("capbox demo: serving 3 channels on http://{addr}/");

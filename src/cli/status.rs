@@ -261,7 +261,90 @@ pub fn render(v: &serde_json::Value) -> String {
             let _ = writeln!(o, "{}", cut(&line, 80));
         }
     }
+    render_supervisor(&mut o, &v["supervisor"]);
     o
+}
+
+/// Events of the run before the last reset shown by `capbox status`.
+const SHOWN_EVENTS: usize = 5;
+
+/// The supervisor block: the watchdog (armed or why not), stalled threads
+/// and restarts, the reboot-loop guard, the last reset and what preceded it.
+fn render_supervisor(o: &mut String, s: &serde_json::Value) {
+    use std::fmt::Write as _;
+    if s.is_null() {
+        return;
+    }
+    let wd = &s["watchdog"];
+    let line = if wd["armed"].as_bool() == Some(true) {
+        format!(
+            "\nwatchdog {} armed, timeout {} s, {} feeds",
+            wd["device"].as_str().unwrap_or("?"),
+            wd["timeout_s"].as_u64().unwrap_or(0),
+            wd["feeds"].as_u64().unwrap_or(0)
+        )
+    } else {
+        format!(
+            "\nwatchdog off: {}",
+            wd["disarmed_reason"].as_str().unwrap_or("?")
+        )
+    };
+    let _ = writeln!(o, "{}", cut(&line, 81));
+    let threads = s["threads"].as_array().cloned().unwrap_or_default();
+    let troubled: Vec<String> = threads
+        .iter()
+        .filter(|t| t["stalled"].as_bool() == Some(true) || t["restarts"].as_u64().unwrap_or(0) > 0)
+        .map(|t| {
+            let mut w = t["name"].as_str().unwrap_or("?").to_string();
+            if t["stalled"].as_bool() == Some(true) {
+                let _ = write!(
+                    w,
+                    " STALLED {} s ({})",
+                    t["age_ms"].as_u64().unwrap_or(0) / 1000,
+                    t["policy"].as_str().unwrap_or("?")
+                );
+            }
+            if let Some(n) = t["restarts"].as_u64().filter(|&n| n > 0) {
+                let _ = write!(w, " restarted {n}x");
+            }
+            w
+        })
+        .collect();
+    if troubled.is_empty() {
+        let _ = writeln!(o, "  {} threads turning", threads.len());
+    } else {
+        for t in troubled {
+            let _ = writeln!(o, "{}", cut(&format!("  thread {t}"), 80));
+        }
+    }
+    let r = &s["resets"];
+    if r["guard_tripped"].as_bool() == Some(true) {
+        let line = format!(
+            "  ALARM reboot-loop guard: {} watchdog resets in the last hour, not armed",
+            r["in_last_hour"].as_u64().unwrap_or(0)
+        );
+        let _ = writeln!(o, "{}", cut(&line, 80));
+    }
+    if let Some(cause) = r["last_cause"].as_str() {
+        let line = format!(
+            "  last reset {}: {cause}",
+            r["last_at"].as_str().unwrap_or("?")
+        );
+        let _ = writeln!(o, "{}", cut(&line, 80));
+        let events = r["last_events"].as_array().cloned().unwrap_or_default();
+        if !events.is_empty() {
+            let _ = writeln!(o, "  before it:");
+        }
+        for e in events.iter().rev().take(SHOWN_EVENTS).rev() {
+            // "YYYY-MM-DD HH:MM:SS UTC text": the time of day is enough.
+            let e = e.as_str().unwrap_or("");
+            let short = e
+                .get(11..19)
+                .map(|t| format!("{t} {}", e.get(24..).unwrap_or("")))
+                .unwrap_or_else(|| e.to_string());
+            let _ = writeln!(o, "{}", cut(&format!("    {short}"), 80));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +386,61 @@ mod tests {
         assert!(
             !out.contains("/srv/solo.ts"),
             "one source: no source lines\n{out}"
+        );
+    }
+
+    #[test]
+    fn supervisor_block_says_why_unarmed_what_stalls_and_the_last_reset() {
+        let v = serde_json::json!({
+            "version": "0.1.0", "uptime_seconds": 5, "channels": [],
+            "supervisor": {
+                "watchdog": {"device": "/dev/watchdog", "armed": false, "timeout_s": 0, "feeds": 0,
+                             "disarmed_reason": "reboot-loop guard: 3 watchdog resets in the last hour (limit 3, [supervisor] reboot_guard_resets)"},
+                "threads": [
+                    {"name": "http", "policy": "reboot", "age_ms": 20, "stalled": false, "restarts": 0},
+                    {"name": "mux file /srv/a.ts", "policy": "reboot", "age_ms": 12500, "stalled": true, "restarts": 0},
+                    {"name": "cards", "policy": "restart", "age_ms": 10, "stalled": false, "restarts": 2}
+                ],
+                "resets": {"last_cause": "watchdog reset (the card reported it)", "last_at": "2026-12-05 01:02:03 UTC",
+                           "in_last_hour": 3, "guard_tripped": true,
+                           "last_events": ["2026-12-05 01:01:40 UTC ERROR supervisor: thread 'mux file /srv/a.ts' has not turned for 10 s: no longer feeding the watchdog, the box resets within 20 s"]}
+            }
+        });
+        let out = render(&v);
+        assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+        assert!(
+            out.contains("watchdog off: reboot-loop guard: 3 watchdog resets"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  thread mux file /srv/a.ts STALLED 12 s (reboot)\n"),
+            "{out}"
+        );
+        assert!(out.contains("  thread cards restarted 2x\n"), "{out}");
+        assert!(
+            out.contains("  ALARM reboot-loop guard: 3 watchdog resets in the last hour"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "  last reset 2026-12-05 01:02:03 UTC: watchdog reset (the card reported it)\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("    01:01:40 ERROR supervisor: thread 'mux file"),
+            "{out}"
+        );
+        // Armed and healthy: one line and a count.
+        let v = serde_json::json!({"channels": [], "supervisor": {
+            "watchdog": {"device": "/dev/watchdog", "armed": true, "timeout_s": 20, "feeds": 7},
+            "threads": [{"name": "http", "stalled": false, "restarts": 0}], "resets": {}}});
+        let out = render(&v);
+        assert!(
+            out.contains(
+                "watchdog /dev/watchdog armed, timeout 20 s, 7 feeds\n  1 threads turning\n"
+            ),
+            "{out}"
         );
     }
 }

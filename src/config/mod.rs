@@ -27,6 +27,7 @@ mod tests;
 
 pub use cidr::{Cidr, CidrError};
 pub use walk::cards::{CardConfig, CardsConfig};
+pub use walk::supervisor::{SupervisorConfig, DEFAULT_RESET_LOG};
 
 use crate::dvb::diseqc::{Burst, Scr, ScrStandard, Switch};
 use crate::dvb::lnb::{Lnb, LnbSetup};
@@ -97,6 +98,9 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     /// `[cards]` and `[[card]]`: smart cards over PC/SC (`walk/cards.rs`).
     pub cards: CardsConfig,
+    /// `[supervisor]`: watchdog, stall detection, reboot-loop guard
+    /// (`walk/supervisor.rs`).
+    pub supervisor: SupervisorConfig,
     /// Line of every key path written in the file (and of each table).
     lines: BTreeMap<String, usize>,
 }
@@ -595,6 +599,10 @@ impl Config {
             adapters: Vec::new(),
             channels,
             cards: CardsConfig::default(),
+            supervisor: SupervisorConfig {
+                reset_log: base_dir.join(DEFAULT_RESET_LOG),
+                ..SupervisorConfig::default()
+            },
             lines: BTreeMap::new(),
         }
     }

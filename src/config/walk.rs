@@ -18,6 +18,8 @@ mod adapters;
 pub(super) mod cards;
 #[path = "softcam.rs"]
 pub(super) mod softcam;
+#[path = "supervisor.rs"]
+pub(super) mod supervisor;
 
 struct Walker {
     file: String,
@@ -308,7 +310,15 @@ fn parse_int_text(s: &str) -> Option<i64> {
 
 // "softcam", "cards" and "card" last: messages list the older keys first.
 const ROOT_KEYS: &[&str] = &[
-    "server", "access", "buffers", "adapter", "channel", "softcam", "cards", "card",
+    "server",
+    "access",
+    "buffers",
+    "adapter",
+    "channel",
+    "softcam",
+    "cards",
+    "card",
+    "supervisor",
 ];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
@@ -439,6 +449,7 @@ pub(super) fn parse(
         Some(f) => channels(&mut w, f, base_dir, &adapter_names),
     };
     let cards = cards::cards(&mut w, &mut top);
+    let supervisor = supervisor::supervisor(&mut w, &mut top, base_dir);
     w.finish(top, ROOT_KEYS);
     one_mux_per_adapter(&mut w, &channels);
     adapters::cable_rules(&mut w, &adapters, &channels);
@@ -457,6 +468,7 @@ pub(super) fn parse(
         adapters,
         channels,
         cards,
+        supervisor,
         lines: w.lines,
     })
 }

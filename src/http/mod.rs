@@ -99,6 +99,9 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     /// TCP congestion control and send buffer of accepted connections.
     pub tuning: SocketTuning,
+    /// The supervisor's "http" heartbeat, beaten once per turn of the
+    /// event loop (every poll, at most 100 ms apart).
+    pub heartbeat: Option<Arc<crate::supervisor::Heartbeat>>,
 }
 
 impl HttpConfig {
@@ -112,6 +115,7 @@ impl HttpConfig {
             request_timeout: Duration::from_secs(10),
             max_header_bytes: 8 << 10,
             tuning: SocketTuning::default(),
+            heartbeat: None,
         }
     }
 }

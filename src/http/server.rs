@@ -215,7 +215,11 @@ impl Server {
 
     pub(super) fn run(&mut self) {
         let mut events = Events::with_capacity(1024);
+        let hb = self.cfg.heartbeat.clone();
         while !self.shared.stop.load(Ordering::SeqCst) {
+            if let Some(hb) = &hb {
+                hb.beat();
+            }
             // Connections that yielded are driven again right after this
             // poll, so it must not wait.
             let timeout = if self.again.is_empty() {

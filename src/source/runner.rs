@@ -25,6 +25,7 @@ use crate::ca::descrambler::{Descrambler, DescramblerStats, KeyPolicy};
 use crate::ca::CaSession;
 use crate::config::SourceConfig;
 use crate::remux::Remux;
+use crate::supervisor::Heartbeat;
 use crate::ts::packet::PACKET_SIZE;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -168,6 +169,19 @@ impl MuxRunner {
         input: InputSpec,
         cfg: RunnerConfig,
     ) -> std::io::Result<MuxRunner> {
+        Self::spawn_supervised(key, input, cfg, Heartbeat::detached())
+    }
+
+    /// As `spawn_input`, beating `hb` once per turn of its loop (the
+    /// supervisor's "mux <describe>" heartbeat, reboot policy): the loop
+    /// turns at least every 50 ms whether data comes or not, so only a
+    /// thread stuck inside a call stops it, never a silent input.
+    pub fn spawn_supervised(
+        key: MuxKey,
+        input: InputSpec,
+        cfg: RunnerConfig,
+        hb: Heartbeat,
+    ) -> std::io::Result<MuxRunner> {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -184,7 +198,7 @@ impl MuxRunner {
         };
         let thread = std::thread::Builder::new().name(name).spawn(move || {
             let mut w = Worker::new(key2, input, cfg, rx, stop2);
-            w.run();
+            w.run(&hb);
         })?;
         Ok(MuxRunner {
             key,
@@ -284,11 +298,12 @@ impl Worker {
         self.key.describe()
     }
 
-    fn run(&mut self) {
+    fn run(&mut self, hb: &Heartbeat) {
         let mut buf = Vec::with_capacity(256 * PACKET_SIZE);
         let mut out = Vec::with_capacity(256 * PACKET_SIZE);
         let mut last_status = Instant::now() - Duration::from_secs(1);
         while !self.stop.load(Ordering::Relaxed) {
+            hb.beat();
             self.commands();
             if self.outputs.is_empty() {
                 // Nobody wants this mux: idle until told otherwise.

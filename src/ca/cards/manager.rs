@@ -26,10 +26,11 @@ use super::{driver, Apdu, CardDriver, CardInfo, CardStatus, CwPair, EcmClient, R
 use crate::config::CardsConfig;
 
 use super::pcsclite::{self, Card, Context, Error, ReaderState, State, PNP_NOTIFICATION};
+use crate::supervisor::{Heartbeat, Heartbeats};
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -62,6 +63,9 @@ struct CardCell {
     /// Driver and identity, once the card answered its driver's `init`.
     bound: Mutex<Option<(Arc<dyn CardDriver>, CardInfo)>>,
     alive: AtomicBool,
+    /// The supervisor gave up on this thread (stuck in a transmit): a
+    /// fresh one serves the reader; whatever this one returns is dropped.
+    abandoned: AtomicBool,
 }
 
 struct ReaderSlot {
@@ -86,12 +90,73 @@ struct Shared {
     cfg: Mutex<CardsConfig>,
     stop: AtomicBool,
     inner: Mutex<Inner>,
+    /// The supervisor's registry: "cards" for the manager thread, "card
+    /// <reader>" for each card thread, both restart policy.
+    heartbeats: Option<Arc<Heartbeats>>,
+    /// The manager thread that counts: a restart bumps it and starts a
+    /// fresh thread; an older one ends at its next turn.
+    manager_gen: AtomicU64,
+    /// The current manager thread (`stop` joins it; an abandoned one is
+    /// detached, it may never return).
+    manager_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn current(&self, gen: u64) -> bool {
+        self.manager_gen.load(Ordering::SeqCst) == gen && !self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Start manager thread `gen` (the first, or a fresh one after the
+/// supervisor found the last one stuck).
+fn spawn_manager(shared: &Arc<Shared>, gen: u64) {
+    let s = shared.clone();
+    match std::thread::Builder::new()
+        .name("cards".into())
+        .spawn(move || run(s, gen))
+    {
+        Ok(t) => *lock(&shared.manager_thread) = Some(t),
+        Err(e) => log::error!("cards: cannot start the card manager thread: {e}"),
+    }
+}
+
+/// The supervisor's restart of the manager thread: abandon the stuck one
+/// (it cannot be killed; it ends when it comes back), start a fresh one.
+fn restart_manager(weak: &Weak<Shared>) {
+    let Some(shared) = weak.upgrade() else { return };
+    if shared.stop.load(Ordering::SeqCst) {
+        return;
+    }
+    let gen = shared.manager_gen.fetch_add(1, Ordering::SeqCst) + 1;
+    log::warn!("cards: the card manager thread is stuck; abandoned, starting a fresh one");
+    spawn_manager(&shared, gen);
+}
+
+/// The supervisor's restart of a card thread stuck in a PC/SC call: its
+/// reader gets a fresh card thread at the manager's next turn.
+fn abandon_card(weak: &Weak<Shared>, reader: &str, generation: u64) {
+    let Some(shared) = weak.upgrade() else { return };
+    let mut inner = lock(&shared.inner);
+    let Some(r) = inner.readers.iter_mut().find(|r| r.status.reader == reader) else {
+        return;
+    };
+    let Some(cell) = r.cell.as_ref().filter(|c| c.generation == generation) else {
+        return;
+    };
+    cell.abandoned.store(true, Ordering::SeqCst);
+    log::warn!(
+        "cards: '{reader}': card thread stuck in a PC/SC call; abandoned, starting a fresh one"
+    );
+    r.tx = None;
+    r.cell = None;
+    r.retry_at = Instant::now();
+    r.status.state = "card thread stuck: restarting".into();
+    r.status.last_error = Some("card thread stuck in a PC/SC call (supervisor restart)".into());
 }
 
 /// Owner of the card threads. See the module comment.
 pub struct CardManager {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,6 +172,8 @@ fn unix_now() -> f64 {
 }
 
 const PCSCD_DOWN: &str = "pcscd not running";
+/// A card thread's end after the supervisor abandoned it.
+const ABANDONED: &str = "abandoned by the supervisor";
 /// A card thread's end when the manager let go of it (card out, pcscd
 /// gone, new config): not an error of the card.
 const RELEASED: &str = "card released";
@@ -125,6 +192,12 @@ pub fn available() -> Result<(), String> {
 
 impl CardManager {
     pub fn start(cfg: CardsConfig) -> CardManager {
+        Self::start_supervised(cfg, None)
+    }
+
+    /// As `start`, with heartbeats in the supervisor's registry: a stuck
+    /// manager or card thread is abandoned and started afresh.
+    pub fn start_supervised(cfg: CardsConfig, heartbeats: Option<Arc<Heartbeats>>) -> CardManager {
         let shared = Arc::new(Shared {
             cfg: Mutex::new(cfg),
             stop: AtomicBool::new(false),
@@ -134,14 +207,12 @@ impl CardManager {
                 pcscd_error: None,
                 generation: 0,
             }),
+            heartbeats,
+            manager_gen: AtomicU64::new(0),
+            manager_thread: Mutex::new(None),
         });
-        let s = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("cards".into())
-            .spawn(move || run(s))
-            .map_err(|e| log::error!("cards: cannot start the card manager thread: {e}"))
-            .ok();
-        CardManager { shared, thread }
+        spawn_manager(&shared, 0);
+        CardManager { shared }
     }
 
     pub fn client(&self) -> Arc<dyn EcmClient> {
@@ -187,7 +258,8 @@ impl CardManager {
 
     fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
+        let t = lock(&self.shared.manager_thread).take();
+        if let Some(t) = t {
             let _ = t.join();
         }
         let cells: Vec<Arc<CardCell>> = {
@@ -332,11 +404,19 @@ fn context_lost(e: Error) -> bool {
     )
 }
 
-/// The manager thread.
-fn run(shared: Arc<Shared>) {
+/// The manager thread `gen`.
+fn run(shared: Arc<Shared>, gen: u64) {
+    let hb = match &shared.heartbeats {
+        Some(h) => {
+            let weak = Arc::downgrade(&shared);
+            h.register_restartable("cards", Arc::new(move || restart_manager(&weak)))
+        }
+        None => Heartbeat::detached(),
+    };
     let mut backoff = Duration::from_millis(100);
     let mut told_install = false;
-    while !shared.stop.load(Ordering::SeqCst) {
+    while shared.current(gen) {
+        hb.beat();
         // Loaded at run time (see pcsclite.rs): a box without it runs the
         // rest of capbox, and installing the package needs no restart.
         let lib = match pcsclite::library() {
@@ -347,20 +427,26 @@ fn run(shared: Arc<Shared>) {
                     told_install = true;
                 }
                 pcscd_down(&shared, why);
-                sleep_unless_stopped(&shared, LIBRARY_RETRY);
+                sleep_unless_stopped(&shared, LIBRARY_RETRY, &hb);
                 continue;
             }
         };
         let ctx = match Context::establish(lib) {
             Ok(c) => c,
             Err(e) => {
+                if !shared.current(gen) {
+                    break;
+                }
                 pcscd_down(&shared, format!("cannot reach pcscd: {e}"));
-                sleep_unless_stopped(&shared, backoff);
+                sleep_unless_stopped(&shared, backoff, &hb);
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
         backoff = Duration::from_millis(100);
+        if !shared.current(gen) {
+            break;
+        }
         {
             let mut inner = lock(&shared.inner);
             if !inner.pcscd_up {
@@ -369,10 +455,17 @@ fn run(shared: Arc<Shared>) {
             inner.pcscd_up = true;
             inner.pcscd_error = None;
         }
-        if let Err(e) = watch(&shared, &ctx) {
+        if let Err(e) = watch(&shared, &ctx, gen, &hb) {
+            if !shared.current(gen) {
+                break;
+            }
             pcscd_down(&shared, e);
-            sleep_unless_stopped(&shared, backoff);
+            sleep_unless_stopped(&shared, backoff, &hb);
         }
+    }
+    if !shared.stop.load(Ordering::SeqCst) {
+        // Abandoned: the fresh manager thread owns the readers now.
+        return;
     }
     // Stopping: end the card threads.
     let mut inner = lock(&shared.inner);
@@ -381,9 +474,10 @@ fn run(shared: Arc<Shared>) {
     }
 }
 
-fn sleep_unless_stopped(shared: &Shared, d: Duration) {
+fn sleep_unless_stopped(shared: &Shared, d: Duration, hb: &Heartbeat) {
     let until = Instant::now() + d;
     while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
+        hb.beat();
         std::thread::sleep(Duration::from_millis(20).min(d));
     }
 }
@@ -415,11 +509,16 @@ fn pcscd_down(shared: &Shared, why: String) {
 }
 
 /// Watch readers on `ctx` until stop (Ok) or the context fails (Err).
-fn watch(shared: &Arc<Shared>, ctx: &Context) -> Result<(), String> {
+fn watch(shared: &Arc<Shared>, ctx: &Context, gen: u64, hb: &Heartbeat) -> Result<(), String> {
     let mut states: Vec<ReaderState> = Vec::new();
     relist(shared, ctx, &mut states)?;
     let mut listed = Instant::now();
     while !shared.stop.load(Ordering::SeqCst) {
+        hb.beat();
+        if !shared.current(gen) {
+            // Abandoned while stuck: the fresh thread watches now.
+            return Ok(());
+        }
         watchdog(shared);
         respawn(shared);
         // The PnP pseudo-reader alone misses readers plugged in: pcsc-lite
@@ -609,6 +708,7 @@ fn respawn(shared: &Arc<Shared>) {
             inflight: Mutex::new(None),
             bound: Mutex::new(None),
             alive: AtomicBool::new(true),
+            abandoned: AtomicBool::new(false),
         });
         let (tx, rx) = sync_channel(cfg.queue_depth.max(1));
         r.tx = Some(tx);
@@ -774,7 +874,19 @@ fn card_thread(
     entry: Option<crate::config::CardConfig>,
 ) {
     let g = cell.generation;
-    let why = card_loop(&shared, &reader, &cell, &rx, &entry);
+    let hb = match &shared.heartbeats {
+        Some(h) => {
+            let weak = Arc::downgrade(&shared);
+            let r = reader.clone();
+            h.register_restartable(
+                &format!("card {reader}"),
+                Arc::new(move || abandon_card(&weak, &r, g)),
+            )
+        }
+        None => Heartbeat::detached(),
+    };
+    let why = card_loop(&shared, &reader, &cell, &rx, &entry, &hb);
+    drop(hb);
     // Whatever is still queued will not be answered by this card.
     *lock(&cell.bound) = None;
     let mut dropped = 0;
@@ -789,7 +901,7 @@ fn card_thread(
         if current && st.state != "no card" && !st.state.starts_with(PCSCD_DOWN) {
             st.state = format!("card error: {why}");
         }
-        if why != RELEASED && why != "stopping" {
+        if why != RELEASED && why != "stopping" && why != ABANDONED {
             st.last_error = Some(why.clone());
         }
     });
@@ -803,6 +915,7 @@ fn card_loop(
     cell: &CardCell,
     rx: &Receiver<Job>,
     entry: &Option<crate::config::CardConfig>,
+    hb: &Heartbeat,
 ) -> String {
     let g = cell.generation;
     let ctx = match pcsclite::library().map(Context::establish) {
@@ -833,6 +946,7 @@ fn card_loop(
             shared.set_state(reader, g, format!("unknown card: {e}"));
             // Keep the card (nothing to send it) until it is pulled.
             loop {
+                hb.beat();
                 match rx.recv_timeout(Duration::from_millis(200)) {
                     Err(RecvTimeoutError::Disconnected) => return RELEASED.into(),
                     _ if shared.stop.load(Ordering::SeqCst) => return "stopping".into(),
@@ -843,6 +957,10 @@ fn card_loop(
     };
     publish(shared, reader, cell, &atr, &bound);
     loop {
+        hb.beat();
+        if cell.abandoned.load(Ordering::SeqCst) {
+            return ABANDONED.into();
+        }
         let job = match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(j) => j,
             Err(RecvTimeoutError::Timeout) if shared.stop.load(Ordering::SeqCst) => {
@@ -876,6 +994,14 @@ fn card_loop(
                 let (r, e) = exchange(&mut card, |a| bound.0.ecm(a, &bound.1, &section));
                 error = e;
                 let inf = lock(&cell.inflight).take();
+                if cell.abandoned.load(Ordering::SeqCst) {
+                    // Came back after the supervisor gave up on it: the
+                    // fresh thread owns the reader; this answer is dropped.
+                    if let Some(done) = inf.and_then(|i| i.done) {
+                        done(Err(format!("card thread of '{reader}' was abandoned")));
+                    }
+                    return ABANDONED.into();
+                }
                 match inf.and_then(|i| i.done.map(|d| (d, i.queued))) {
                     // The watchdog answered already: the card is hung.
                     None => hung = true,

@@ -38,6 +38,14 @@ impl CardManager {
         CardManager
     }
 
+    /// No thread to watch in this build.
+    pub fn start_supervised(
+        cfg: CardsConfig,
+        _heartbeats: Option<Arc<crate::supervisor::Heartbeats>>,
+    ) -> CardManager {
+        Self::start(cfg)
+    }
+
     pub fn client(&self) -> Arc<dyn EcmClient> {
         Arc::new(Client)
     }

@@ -25,6 +25,7 @@ use super::proto::{self, CaPmtRepr, CaPmtStream, Decoded, Decoder, Message};
 use crate::ca::csa::Parity;
 use crate::ca::slots::KeySlots;
 use crate::config::{SoftcamConfig, SoftcamEndpoint};
+use crate::supervisor::{Heartbeat, Heartbeats};
 use crate::ts::descriptor::tag;
 use crate::ts::pmt::PmtRepr;
 use std::collections::VecDeque;
@@ -235,6 +236,54 @@ struct Shared {
     /// before taking the lock.
     filters_generation: AtomicU64,
     inner: Mutex<Inner>,
+    /// The connection thread that counts: the supervisor's restart bumps
+    /// it and starts a fresh thread; an older one ends when it comes back.
+    thread_gen: AtomicU64,
+    /// The supervisor's registry ("softcam", restart policy).
+    heartbeats: Option<Arc<Heartbeats>>,
+}
+
+/// What one connection thread knows of itself.
+struct Me {
+    gen: u64,
+    hb: Heartbeat,
+}
+
+impl Shared {
+    /// Stopped, or this thread was abandoned for a fresh one.
+    fn ended(&self, me: &Me) -> bool {
+        self.stop.load(Ordering::Acquire) || self.thread_gen.load(Ordering::Acquire) != me.gen
+    }
+}
+
+fn spawn_thread(shared: &Arc<Shared>, gen: u64) -> std::io::Result<()> {
+    let s = shared.clone();
+    std::thread::Builder::new()
+        .name(format!("softcam {}", shared.endpoint))
+        .spawn(move || run(s, gen))
+        .map(|_| ())
+}
+
+/// The supervisor's restart: abandon the stuck connection thread (it ends
+/// when it comes back, touching nothing), start a fresh one.
+fn restart(weak: &std::sync::Weak<Shared>) {
+    let Some(shared) = weak.upgrade() else { return };
+    if shared.stop.load(Ordering::Acquire) {
+        return;
+    }
+    let gen = shared.thread_gen.fetch_add(1, Ordering::AcqRel) + 1;
+    log::warn!(
+        "softcam {}: connection thread stuck; abandoned, starting a fresh one",
+        shared.endpoint
+    );
+    {
+        let mut g = shared.lock();
+        end_connection(&shared, &mut g);
+        g.last_error = Some("connection thread stuck (supervisor restart)".into());
+    }
+    if let Err(e) = spawn_thread(&shared, gen) {
+        log::error!("softcam {}: cannot start its thread: {e}", shared.endpoint);
+    }
 }
 
 impl Shared {
@@ -265,6 +314,15 @@ impl Drop for SoftcamClient {
 impl SoftcamClient {
     /// Start the connection thread.
     pub fn start(cfg: SoftcamConfig) -> std::io::Result<Arc<SoftcamClient>> {
+        Self::start_supervised(cfg, None)
+    }
+
+    /// As `start`, with a "softcam" heartbeat (restart policy) in the
+    /// supervisor's registry.
+    pub fn start_supervised(
+        cfg: SoftcamConfig,
+        heartbeats: Option<Arc<Heartbeats>>,
+    ) -> std::io::Result<Arc<SoftcamClient>> {
         let endpoint = cfg.endpoint.to_string();
         let shared = Arc::new(Shared {
             cfg,
@@ -284,11 +342,10 @@ impl SoftcamClient {
                 filter_seq: 0,
                 unready_since: Some(Instant::now()),
             }),
+            thread_gen: AtomicU64::new(0),
+            heartbeats,
         });
-        let s = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("softcam {endpoint}"))
-            .spawn(move || run(s))?;
+        spawn_thread(&shared, 0)?;
         Ok(Arc::new(SoftcamClient { shared }))
     }
 
@@ -506,10 +563,11 @@ fn connect_unix(path: &std::path::Path, timeout: Duration) -> std::io::Result<Un
 }
 
 /// Sleep in small steps; false when asked to stop.
-fn nap(shared: &Shared, d: Duration) -> bool {
+fn nap(shared: &Shared, me: &Me, d: Duration) -> bool {
     let end = Instant::now() + d;
     loop {
-        if shared.stop.load(Ordering::Acquire) {
+        me.hb.beat();
+        if shared.ended(me) {
             return false;
         }
         let now = Instant::now();
@@ -520,16 +578,29 @@ fn nap(shared: &Shared, d: Duration) -> bool {
     }
 }
 
-fn run(shared: Arc<Shared>) {
+fn run(shared: Arc<Shared>, gen: u64) {
+    let hb = match &shared.heartbeats {
+        Some(h) => {
+            let weak = Arc::downgrade(&shared);
+            h.register_restartable("softcam", Arc::new(move || restart(&weak)))
+        }
+        None => Heartbeat::detached(),
+    };
+    let me = Me { gen, hb };
     let mut backoff = BACKOFF_FIRST;
-    while !shared.stop.load(Ordering::Acquire) {
+    while !shared.ended(&me) {
+        me.hb.beat();
         match connect(&shared.cfg.endpoint) {
             Err(e) => {
                 let mut g = shared.lock();
                 g.last_error = Some(format!("cannot connect to {}: {e}", shared.endpoint));
             }
             Ok(conn) => {
-                let reached_ready = serve_connection(&shared, conn);
+                let reached_ready = serve_connection(&shared, &me, conn);
+                if shared.ended(&me) && !shared.stop.load(Ordering::Acquire) {
+                    // Abandoned: the fresh thread owns the state now.
+                    return;
+                }
                 let mut g = shared.lock();
                 end_connection(&shared, &mut g);
                 if reached_ready {
@@ -538,10 +609,13 @@ fn run(shared: Arc<Shared>) {
             }
         }
         clear_if_stale(&mut shared.lock());
-        if !nap(&shared, backoff) {
+        if !nap(&shared, &me, backoff) {
             break;
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+    if !shared.stop.load(Ordering::Acquire) {
+        return;
     }
     let mut g = shared.lock();
     end_connection(&shared, &mut g);
@@ -583,8 +657,8 @@ fn end_connection(shared: &Shared, g: &mut Inner) {
 
 /// One connection, until it fails or the client stops. Returns whether
 /// the handshake completed.
-fn serve_connection(shared: &Shared, mut conn: Box<dyn Conn>) -> bool {
-    if !nap(shared, CONNECT_PAUSE) {
+fn serve_connection(shared: &Shared, me: &Me, mut conn: Box<dyn Conn>) -> bool {
+    if !nap(shared, me, CONNECT_PAUSE) {
         return false;
     }
     let protocol = shared.cfg.protocol;
@@ -606,7 +680,8 @@ fn serve_connection(shared: &Shared, mut conn: Box<dyn Conn>) -> bool {
     let mut buf = [0u8; 4096];
     let mut ready = false;
     loop {
-        if shared.stop.load(Ordering::Acquire) {
+        me.hb.beat();
+        if shared.ended(me) {
             return ready;
         }
         let room = decoder.room().min(buf.len());
