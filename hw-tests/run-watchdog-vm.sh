@@ -28,7 +28,7 @@
 # Environment: CAPBOX_HW_CACHE (as run-vm.sh); CAPBOX_WD_DEVICES
 # (softdog,i6300esb); CAPBOX_WD_CASES (hang,guard,stall,clean);
 # CAPBOX_WD_HANG_RUNS (5); CAPBOX_WD_CLEAN_RUNS (10); CAPBOX_WD_TIMEOUT
-# ([supervisor] watchdog_timeout_s, 5); CAPBOX_WD_STALL (stall_after_s, 5);
+# ([supervisor] watchdog_timeout_s, 5); CAPBOX_WD_STALL (stall_after_s, 3; capbox wants it below the timeout);
 # CAPBOX_WD_IMPL (capbox, or standin: busybox's watchdog applet instead of
 # capbox, which checks the rig itself: only hang and clean, no capbox
 # checks); CAPBOX_HW_TIMEOUT (seconds per boot, default 240).
@@ -45,7 +45,7 @@ cases=${CAPBOX_WD_CASES:-hang,guard,stall,clean}
 hang_runs=${CAPBOX_WD_HANG_RUNS:-5}
 clean_runs=${CAPBOX_WD_CLEAN_RUNS:-10}
 wd_timeout=${CAPBOX_WD_TIMEOUT:-5}
-wd_stall=${CAPBOX_WD_STALL:-5}
+wd_stall=${CAPBOX_WD_STALL:-3}
 impl=${CAPBOX_WD_IMPL:-capbox}
 case $impl in capbox | standin) ;; *) echo "run-watchdog-vm: CAPBOX_WD_IMPL is capbox or standin" >&2; exit 2 ;; esac
 
@@ -78,7 +78,7 @@ rig_example watchdog-guest
 stamp "packing the initramfs"
 ird=$run/initramfs
 mkdir -p "$ird"/{dev,proc,sys,tmp,run,etc,srv,data}
-rig_busybox "$ird" sh mount umount modprobe insmod lsmod dd cat echo ls sleep poweroff uname dmesg printf head grep mkdir
+rig_busybox "$ird" sh ip mount umount modprobe insmod lsmod dd cat echo ls sleep poweroff uname dmesg printf head grep mkdir
 rig_with_libs "$ird" "$rig_example_bin" /bin/watchdog-guest
 strip "$ird/bin/watchdog-guest"
 ln -sf watchdog-guest "$ird/bin/capbox"
