@@ -56,6 +56,9 @@ struct Params {
     runs: u64,
     run: u64,
     disk: bool,
+    /// The clean case's stop signal: TERM, or KILL to show the rig sees
+    /// the reset a missing magic close causes.
+    stop_kill: bool,
 }
 
 impl Params {
@@ -77,6 +80,7 @@ impl Params {
             runs: num("runs", 10),
             run: num("run", 1),
             disk: get("disk").as_deref() == Some("1"),
+            stop_kill: get("stop").as_deref() == Some("KILL"),
         }
     }
 
@@ -475,7 +479,12 @@ fn case_clean(s: &mut Suite, p: &Params) {
             continue;
         };
         std::thread::sleep(Duration::from_secs(1));
-        let _ = proc.signal(nix::sys::signal::Signal::SIGTERM);
+        let sig = if p.stop_kill {
+            nix::sys::signal::Signal::SIGKILL
+        } else {
+            nix::sys::signal::Signal::SIGTERM
+        };
+        let _ = proc.signal(sig);
         let (how, exited0) = proc.wait_exit(Duration::from_secs(15));
         let state = kernel_says("state");
         let mut ok = state == "inactive" && (exited0 || p.standin);
