@@ -17,6 +17,10 @@
 #               arming, /status and `capbox status` say why; no reset
 #   stall       a mux runner's heartbeat stuck -> reset within
 #               stall_after + timeout + 3 s
+#   reboot      (i6300esb only: softdog's bootstatus is always 0) one QEMU
+#               without -no-reboot: boot 1 hangs, the VM resets in place,
+#               boot 2 sees the driver's bootstatus (card reset) and
+#               capbox's last_cause names it
 #   clean       the card manager's heartbeat stuck -> restarted, no reset
 #               over stall_after + timeout + 3 s; then C times start,
 #               armed, SIGTERM, magic close, no reset over timeout + 3 s
@@ -26,7 +30,7 @@
 # figures as BENCHMARKS.md rows (`WDVM figures …`).
 #
 # Environment: CAPBOX_HW_CACHE (as run-vm.sh); CAPBOX_WD_DEVICES
-# (softdog,i6300esb); CAPBOX_WD_CASES (hang,guard,stall,clean);
+# (softdog,i6300esb); CAPBOX_WD_CASES (hang,guard,stall,reboot,clean);
 # CAPBOX_WD_HANG_RUNS (5); CAPBOX_WD_CLEAN_RUNS (10); CAPBOX_WD_TIMEOUT
 # ([supervisor] watchdog_timeout_s, 5); CAPBOX_WD_STALL (stall_after_s, 3; capbox wants it below the timeout);
 # CAPBOX_WD_IMPL (capbox, or standin: busybox's watchdog applet instead of
@@ -43,7 +47,7 @@ mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$repo/target/hw
 mkdir -p "$cache"
 boot_timeout=${CAPBOX_HW_TIMEOUT:-240}
 devices=${CAPBOX_WD_DEVICES:-softdog,i6300esb}
-cases=${CAPBOX_WD_CASES:-hang,guard,stall,clean}
+cases=${CAPBOX_WD_CASES:-hang,guard,stall,reboot,clean}
 hang_runs=${CAPBOX_WD_HANG_RUNS:-5}
 clean_runs=${CAPBOX_WD_CLEAN_RUNS:-10}
 wd_timeout=${CAPBOX_WD_TIMEOUT:-5}
@@ -126,13 +130,14 @@ boot() {
         esac
     done
     [ "$dev" = i6300esb ] && extra+=(-device i6300esb -watchdog-action reset)
+    [ "$case" = reboot ] || extra+=(-no-reboot)
     [ -n "$disk" ] && extra+=(-drive "file=$disk,format=raw,if=virtio")
     boot_log=$logs/$name.log
     stamp "boot $name: $params"
     : >"$boot_log"
     set +e
     { timeout "$boot_timeout" qemu-system-x86_64 -accel tcg,thread=multi -smp 1 -m 384 \
-        -nographic -no-reboot -nodefaults -serial stdio \
+        -nographic -nodefaults -serial stdio \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 "${extra[@]}" \
         -kernel "$kernel" -initrd "$run/initramfs.cpio" \
         -append "console=ttyS0 quiet panic=-1 $params" </dev/null 2>&1
@@ -224,6 +229,15 @@ for dev in ${devices//,/ }; do
             figures+=("| $dev | $impl | mux heartbeat stuck → reset, s | $wd_timeout (stall_after $wd_stall) | $(since_mark stall || echo -) | | $bar |")
         fi
     fi
+    if [[ ,$cases, == *,reboot,* ]] && [ "$dev" = i6300esb ] && [ "$impl" = capbox ]; then
+        disk2=$run/data-$dev-reboot.img
+        mkfs.ext4 -q -F "$disk2" 16M >/dev/null || die "mkfs.ext4 $disk2 failed"
+        boot "$dev-reboot" "$dev" reboot "disk=$disk2"
+        expect_no_reset "$dev in-place reboot (the guest's boot 2 reported)"
+        boots=$(grep -c ' guest: case reboot ' "$boot_log" || true)
+        check "$dev in-place reboot: boots" "$([ "$boots" = 2 ] && echo 1 || echo 0)" \
+            "$boots boot(s) in one QEMU (want 2: the hang, then the one that reports)"
+    fi
     if [[ ,$cases, == *,clean,* ]]; then
         boot "$dev-clean" "$dev" clean "runs=$clean_runs" "stop=${CAPBOX_WD_STOP_SIGNAL:-TERM}"
         expect_no_reset "$dev clean stops"
@@ -239,7 +253,7 @@ echo "watchdog-vm: $passes passed, $failures failed"
 echo "WDVM figures ($(date -u +%Y-%m-%d), QEMU $(qemu-system-x86_64 --version | head -1 | grep -o '[0-9][0-9.]*' | head -1) TCG, kernel $kver, $(nproc) host cores):"
 echo "| watchdog | watched | what | timeout s | per run | median | bar |"
 echo "|---|---|---|---|---|---|---|"
-printf '%s\n' "${figures[@]}"
+[ ${#figures[@]} -eq 0 ] || printf '%s\n' "${figures[@]}"
 echo "run-watchdog-vm: serial logs in $logs"
 echo "run-watchdog-vm: total $(echo "$(date +%s.%N) - $T0" | bc) s"
 [ "$failures" = 0 ] || exit 1
