@@ -8,7 +8,8 @@
 //! → restarted, no reset; 10 of 10 SIGTERM stops with the magic close and
 //! no reset; after 5 resets within the hour (reset log on a persistent
 //! disk) capbox starts without arming and says why (`/status`,
-//! `capbox status`). The figures are printed as BENCHMARKS.md rows
+//! `capbox status`); an in-place reset of i6300esb shows in the driver's
+//! bootstatus and capbox names it as the last cause. The figures are printed as BENCHMARKS.md rows
 //! (`WDVM figures`). `CAPBOX_SKIP_VM=1` skips it, loudly.
 
 mod rig_script;
@@ -32,6 +33,7 @@ fn watchdog_vm_softdog_and_i6300esb() {
             "PASS softdog reboot-loop guard: no reset",
             "PASS i6300esb mux stall: reset",
             "PASS i6300esb reboot-loop guard: no reset",
+            "PASS i6300esb in-place reboot, boot 2: capbox names the cause",
         ],
         summary: "watchdog-vm: ",
     });
