@@ -349,7 +349,19 @@ impl Daemon {
             log::error!("{diag}; connections get the kernel's default");
         }
         let backend: Arc<dyn Backend> = d.app.clone();
-        let server = http::spawn(hc, backend)?;
+        let server = match http::spawn(hc, backend) {
+            Ok(s) => s,
+            Err(e) => {
+                // Not serving at all is a stop, not a hang: disarm cleanly
+                // rather than let the watchdog reset the box over a busy
+                // port (systemd's restart back-off takes it from here).
+                if let Some(s) = d.supervisor.take() {
+                    s.stopping();
+                    s.stop();
+                }
+                return Err(e);
+            }
+        };
         log::info!("listening on http://{}", server.local_addr());
         d.server = Some(server);
         Ok(d)

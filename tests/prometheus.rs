@@ -84,6 +84,15 @@ fn metrics_pass_promtool_lint() {
         "capbox_remote_connects_total{channel=\"relay\",source=\"0\"}",
         "capbox_remote_bytes_total",
         "capbox_remote_queue_drops_total",
+        "capbox_supervisor_watchdog_armed 0",
+        "capbox_supervisor_watchdog_feeds_total 0",
+        "capbox_supervisor_thread_stalled{thread=\"http\"} 0",
+        "capbox_supervisor_thread_stalled{thread=\"softcam\"} 0",
+        "capbox_supervisor_thread_stalled{thread=\"remote http://",
+        "capbox_supervisor_thread_stalled{thread=\"mux remote http://",
+        "capbox_supervisor_thread_restarts_total{thread=\"cards\"} 0",
+        "capbox_supervisor_resets_last_hour 0",
+        "capbox_supervisor_reboot_guard 0",
     ] {
         assert!(text.contains(family), "{family} missing from /metrics");
     }

@@ -82,7 +82,7 @@ fn notify_protocol_stalls_restarts_and_clean_stop() {
     std::fs::write(
         &cfg,
         server_toml()
-            + "[supervisor]\nstall_after_s = 2\nfault_injection = true\n\n[cards]\nenabled = true\n\n"
+            + "[supervisor]\nstall_after_s = 2\nfault_injection = true\nwatchdog = \"/nonexistent/watchdog\"\n\n[cards]\nenabled = true\n\n"
             + &channel_toml("news", &m, 1, &[]),
     )
     .unwrap();
@@ -131,7 +131,7 @@ fn notify_protocol_stalls_restarts_and_clean_stop() {
     assert!(st["supervisor"]["watchdog"]["disarmed_reason"]
         .as_str()
         .unwrap()
-        .contains("no watchdog configured"));
+        .contains("cannot open the watchdog /nonexistent/watchdog"));
 
     // Unknown thread and bad kind: refused in words.
     let r = fault(&srv, "nope", "stall");

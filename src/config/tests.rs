@@ -850,3 +850,78 @@ fn biss_mode_e_keys_checked_by_name_and_line() {
         assert!(!shown.contains("8CA64DE9") && !shown.contains("000000000000"), "{shown}");
     }
 }
+
+#[test]
+fn supervisor_defaults_and_keys() {
+    let c = parse_ok(GOOD);
+    assert_eq!(
+        c.supervisor,
+        SupervisorConfig {
+            reset_log: PathBuf::from("/etc/capbox/capbox-resets.json"),
+            ..SupervisorConfig::default()
+        }
+    );
+    assert_eq!(c.supervisor.watchdog, None);
+    assert_eq!(c.supervisor.watchdog_timeout_s, 20);
+    assert_eq!(c.supervisor.stall_after_s, 10);
+    assert_eq!(c.supervisor.reboot_guard_resets, 3);
+    assert!(!c.supervisor.fault_injection);
+    let c = parse_ok(&format!(
+        "{GOOD}\n[supervisor]\nwatchdog = \"/dev/watchdog\"\nwatchdog_timeout_s = 30\n\
+         stall_after_s = 5\nreboot_guard_resets = 0\nreset_log = \"/data/r.json\"\nfault_injection = true\n"
+    ));
+    let s = &c.supervisor;
+    assert_eq!(s.watchdog.as_deref(), Some(Path::new("/dev/watchdog")));
+    assert_eq!(
+        (s.watchdog_timeout_s, s.stall_after_s, s.reboot_guard_resets),
+        (30, 5, 0)
+    );
+    assert_eq!(s.reset_log, PathBuf::from("/data/r.json"));
+    assert!(s.fault_injection);
+    // "" is the default for both paths.
+    let c = parse_ok(&format!(
+        "{GOOD}\n[supervisor]\nwatchdog = \"\"\nreset_log = \"\"\n"
+    ));
+    assert_eq!(c.supervisor.watchdog, None);
+    assert_eq!(
+        c.supervisor.reset_log,
+        PathBuf::from("/etc/capbox/capbox-resets.json")
+    );
+    // Feeding: a quarter of the timeout, at most a second apart.
+    assert_eq!(SupervisorConfig::default().feed_every_ms(Some(20)), 1000);
+    assert_eq!(SupervisorConfig::default().feed_every_ms(Some(2)), 500);
+}
+
+#[test]
+fn supervisor_errors_name_key_and_line() {
+    let base = GOOD.lines().count();
+    let errs = parse_err(&format!(
+        "{GOOD}\n[supervisor]\nwatchdog = \"watchdog\"\nwatchdog_timeout_s = 1\nstall_after_s = \"5\"\n\
+         reboot_guard_resets = 101\nreset_log = \"/data/\"\nfault_injection = 1\nfeed = true\n"
+    ));
+    let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    let all = shown.join("\n");
+    let l = |n: usize| base + 1 + n;
+    for want in [
+        format!("capbox.toml:{}: supervisor.watchdog: \"watchdog\" is not an absolute device path", l(2)),
+        format!("capbox.toml:{}: supervisor.watchdog_timeout_s: 1 is out of range; expected seconds 2..=600", l(3)),
+        format!("capbox.toml:{}: supervisor.stall_after_s: found string \"5\"", l(4)),
+        format!("capbox.toml:{}: supervisor.reboot_guard_resets: 101 is out of range", l(5)),
+        format!("capbox.toml:{}: supervisor.reset_log: not a file path", l(6)),
+        format!("capbox.toml:{}: supervisor.fault_injection:", l(7)),
+        format!("capbox.toml:{}: supervisor.feed: unknown key; expected one of: watchdog,", l(8)),
+    ] {
+        assert!(all.contains(&want), "missing {want:?} in:\n{all}");
+    }
+    // A stall must be seen before the watchdog fires.
+    let errs = parse_err(&format!(
+        "{GOOD}\n[supervisor]\nwatchdog = \"/dev/watchdog\"\nwatchdog_timeout_s = 10\nstall_after_s = 10\n"
+    ));
+    let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert!(
+        all.iter().any(|e| e.contains(
+            "supervisor.stall_after_s: 10 s is not shorter than watchdog_timeout_s (10 s)"
+        )),
+        "{all:?}"
+    );
+}

@@ -612,9 +612,22 @@ impl RemoteSource {
         });
         let url_shown = redact_url(&cfg.url);
         let sh = shared.clone();
+        // Started by a supervised mux runner: the fetch thread beats its
+        // own "remote <url>" heartbeat, restart policy with no restart
+        // (reported only: its calls all have timeouts, and a source that
+        // stops delivering is the channel's failover to handle).
+        let hb = crate::supervisor::register_here(
+            &format!("remote {url_shown}"),
+            crate::supervisor::Policy::Restart,
+        )
+        .unwrap_or_else(crate::supervisor::Heartbeat::detached);
         let thread = std::thread::Builder::new()
             .name("remote-fetch".into())
-            .spawn(move || Fetcher::new(cfg, url, sh).run())
+            .spawn(move || {
+                let mut f = Fetcher::new(cfg, url, sh);
+                f.hb = hb;
+                f.run()
+            })
             .map_err(|err| SourceError::Io {
                 what: format!("remote source {url_shown}: spawn"),
                 err,
@@ -719,6 +732,7 @@ impl Source for RemoteSource {
 
 /// The fetch thread's state.
 struct Fetcher {
+    hb: crate::supervisor::Heartbeat,
     cfg: RemoteSourceConfig,
     url: HttpUrl,
     shared: Arc<Shared>,
@@ -737,6 +751,7 @@ struct Ending {
 impl Fetcher {
     fn new(cfg: RemoteSourceConfig, url: HttpUrl, shared: Arc<Shared>) -> Fetcher {
         Fetcher {
+            hb: crate::supervisor::Heartbeat::detached(),
             cfg,
             url,
             shared,
@@ -755,9 +770,11 @@ impl Fetcher {
         let mut failures: u32 = 0;
         let mut attempt = 0u64;
         while !self.shared.stopping() {
+            self.hb.beat();
             if !self.wanted() {
                 self.shared.lock().state = RemoteState::Standby;
                 while !self.shared.stopping() && !self.wanted() {
+                    self.hb.beat();
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 failures = 0;
@@ -795,6 +812,7 @@ impl Fetcher {
             }
             let until = Instant::now() + Duration::from_millis(ms);
             while !self.shared.stopping() {
+                self.hb.beat();
                 let now = Instant::now();
                 if now >= until {
                     break;
@@ -892,6 +910,7 @@ impl Fetcher {
         let mut head: Vec<u8> = Vec::with_capacity(1024);
         let deadline = Instant::now() + stall;
         let (body_start, framing) = loop {
+            self.hb.beat();
             let now = Instant::now();
             if now >= deadline {
                 return not_proven(RemoteError::NoResponse {
@@ -951,6 +970,7 @@ impl Fetcher {
             return not_proven(RemoteError::Ended(body.end_words()));
         }
         loop {
+            self.hb.beat();
             if self.shared.stopping() || !self.wanted() {
                 return Ending {
                     err: RemoteError::Ended("source stopped".into()),

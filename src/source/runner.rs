@@ -197,6 +197,9 @@ impl MuxRunner {
             MuxKey::Remote { .. } => "remote".to_string(),
         };
         let thread = std::thread::Builder::new().name(name).spawn(move || {
+            // Long bounded waits inside the source (the escalation
+            // ladder's reopen and USB reset) beat through this binding.
+            hb.bind_to_this_thread();
             let mut w = Worker::new(key2, input, cfg, rx, stop2);
             w.run(&hb);
         })?;

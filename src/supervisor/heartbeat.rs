@@ -34,6 +34,10 @@ impl Policy {
     }
 }
 
+/// Abandoned threads of one name still stuck (their heartbeat not dropped)
+/// beyond which the part is not restarted again: each is a thread leaked.
+pub const MAX_ABANDONED: usize = 8;
+
 /// Called once per stall of a restart-policy heartbeat. It must not wait
 /// for the stuck thread: it marks it abandoned and starts a fresh one.
 pub type RestartAction = Arc<dyn Fn() + Send + Sync>;
@@ -67,6 +71,9 @@ struct Registry {
 
 /// The registry. One per daemon (`Arc`), shared by every thread that beats.
 pub struct Heartbeats {
+    /// Itself, for the threads bound to one of its heartbeats
+    /// (`register_here`).
+    me: Weak<Heartbeats>,
     epoch: Instant,
     clock: Arc<AtomicU64>,
     reg: Arc<Mutex<Registry>>,
@@ -81,6 +88,7 @@ pub struct Heartbeat {
     cell: Arc<Cell>,
     clock: Arc<AtomicU64>,
     reg: Weak<Mutex<Registry>>,
+    owner: Weak<Heartbeats>,
 }
 
 impl std::fmt::Debug for Heartbeat {
@@ -101,6 +109,7 @@ impl Heartbeat {
             }),
             clock: Arc::new(AtomicU64::new(0)),
             reg: Weak::new(),
+            owner: Weak::new(),
         }
     }
 
@@ -135,6 +144,61 @@ impl Heartbeat {
             None => false,
         }
     }
+}
+
+/// A second handle on a heartbeat's cell for code deep inside a thread's
+/// loop that waits on purpose for a bounded time (a USB reset waiting for
+/// the device to come back, a reopen): `beat_this_thread()` from there
+/// keeps a legitimate wait from looking like a hang. It does not
+/// unregister anything when dropped.
+#[derive(Clone)]
+struct Beater {
+    cell: Arc<Cell>,
+    clock: Arc<AtomicU64>,
+    owner: Weak<Heartbeats>,
+}
+
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<Beater>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Heartbeat {
+    /// Make this the heartbeat of the calling thread, for
+    /// `beat_this_thread` and `register_here`.
+    pub fn bind_to_this_thread(&self) {
+        let b = Beater {
+            cell: self.cell.clone(),
+            clock: self.clock.clone(),
+            owner: self.owner.clone(),
+        };
+        CURRENT.with(|c| *c.borrow_mut() = Some(b));
+    }
+}
+
+/// A new heartbeat in the registry of the calling thread's own (a thread
+/// that a supervised thread starts, e.g. a remote source's fetch thread
+/// started by its mux runner), or None when the caller is not supervised.
+pub fn register_here(name: &str, policy: Policy) -> Option<Heartbeat> {
+    let owner = CURRENT.with(|c| c.borrow().as_ref().map(|b| b.owner.clone()))?;
+    Some(owner.upgrade()?.register(name, policy))
+}
+
+/// Beat the calling thread's heartbeat (`Heartbeat::bind_to_this_thread`),
+/// if it has one: for bounded waits deep inside a loop (the ladder's USB
+/// reset, a reopen) that would otherwise outlast `stall_after_s`.
+pub fn beat_this_thread() {
+    CURRENT.with(|c| {
+        if let Some(b) = c.borrow().as_ref() {
+            if b.cell.fault.load(Ordering::Relaxed) {
+                while b.cell.fault.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            b.cell
+                .last
+                .store(b.clock.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    });
 }
 
 impl Drop for Heartbeat {
@@ -201,7 +265,8 @@ pub fn verdict(beats: &[BeatSnapshot], now_ms: u64, stall_after_ms: u64) -> Verd
 
 impl Heartbeats {
     pub fn new() -> Arc<Heartbeats> {
-        Arc::new(Heartbeats {
+        Arc::new_cyclic(|me| Heartbeats {
+            me: me.clone(),
             epoch: Instant::now(),
             clock: Arc::new(AtomicU64::new(0)),
             reg: Arc::new(Mutex::new(Registry::default())),
@@ -239,6 +304,7 @@ impl Heartbeats {
             cell,
             clock: self.clock.clone(),
             reg: Arc::downgrade(&self.reg),
+            owner: self.me.clone(),
         }
     }
 
@@ -266,18 +332,31 @@ impl Heartbeats {
 
     /// Retire entry `id`, count a restart of its name and return its
     /// action (to be called without the registry locked: it registers
-    /// the fresh thread's heartbeat).
-    pub fn take_restart(&self, id: u64) -> Option<(String, RestartAction)> {
+    /// the fresh thread's heartbeat). None: nothing to restart. Err: the
+    /// part has `MAX_ABANDONED` threads still stuck; another would only
+    /// leak one more (bounded: the part stays down, said in words).
+    pub fn take_restart(&self, id: u64) -> Result<Option<(String, RestartAction)>, String> {
         let mut r = lock(&self.reg);
-        let e = r
+        let Some(i) = r.entries.iter().position(|e| e.cell.id == id && !e.retired) else {
+            return Ok(None);
+        };
+        let Some(action) = r.entries[i].restart.clone() else {
+            return Ok(None);
+        };
+        let name = r.entries[i].name.clone();
+        let stuck = r
             .entries
-            .iter_mut()
-            .find(|e| e.cell.id == id && !e.retired)?;
-        let action = e.restart.clone()?;
-        e.retired = true;
-        let name = e.name.clone();
+            .iter()
+            .filter(|e| e.retired && e.name == name)
+            .count();
+        if stuck >= MAX_ABANDONED {
+            return Err(format!(
+                "thread '{name}' has {stuck} abandoned threads still stuck: not restarting it again (the part stays down until capbox restarts)"
+            ));
+        }
+        r.entries[i].retired = true;
         *r.restarts.entry(name.clone()).or_insert(0) += 1;
-        Some((name, action))
+        Ok(Some((name, action)))
     }
 
     pub fn restarts(&self) -> BTreeMap<String, u64> {
@@ -404,10 +483,10 @@ mod tests {
         let snaps = hb.snapshot();
         assert_eq!(snaps.len(), 2);
         let id = snaps.iter().find(|s| s.name == "cards").unwrap().id;
-        let (name, action) = hb.take_restart(id).unwrap();
+        let (name, action) = hb.take_restart(id).unwrap().unwrap();
         action();
         assert_eq!(name, "cards");
-        assert!(hb.take_restart(id).is_none(), "once per stall");
+        assert!(hb.take_restart(id).unwrap().is_none(), "once per stall");
         assert!(h.abandoned());
         assert!(!r.abandoned());
         assert_eq!(calls.load(Ordering::Relaxed), 1);
@@ -418,6 +497,29 @@ mod tests {
         assert_eq!(hb.restarts().get("cards"), Some(&1));
         drop(r);
         assert!(hb.snapshot().is_empty());
+    }
+
+    #[test]
+    fn restarts_stop_when_too_many_abandoned_threads_are_still_stuck() {
+        let hb = Heartbeats::new();
+        let mut stuck = Vec::new();
+        for i in 0..=MAX_ABANDONED {
+            let h = hb.register_restartable("card R", Arc::new(|| {}));
+            let id = hb.snapshot().iter().find(|s| !s.retired).unwrap().id;
+            let r = hb.take_restart(id);
+            if i < MAX_ABANDONED {
+                assert!(r.unwrap().is_some());
+            } else {
+                let e = r.err().expect("refused");
+                assert!(e.contains("8 abandoned threads still stuck"), "{e}");
+            }
+            stuck.push(h);
+        }
+        assert_eq!(hb.restarts().get("card R"), Some(&(MAX_ABANDONED as u64)));
+        // One of them comes back: room for one more restart.
+        stuck.remove(0);
+        let id = hb.snapshot().iter().find(|s| !s.retired).unwrap().id;
+        assert!(hb.take_restart(id).unwrap().is_some());
     }
 
     #[test]
@@ -444,6 +546,28 @@ mod tests {
     }
 
     #[test]
+    fn a_bound_thread_beats_from_deep_inside_its_loop() {
+        let hb = Heartbeats::new();
+        let h = hb.register("mux x", Policy::Reboot);
+        let hb2 = hb.clone();
+        std::thread::spawn(move || {
+            h.bind_to_this_thread();
+            std::thread::sleep(Duration::from_millis(30));
+            let now = hb2.tick();
+            beat_this_thread();
+            assert_eq!(hb2.snapshot()[0].last_ms, now);
+            let fetch = register_here("remote http://x/", Policy::Restart).unwrap();
+            assert_eq!(hb2.snapshot().len(), 2);
+            drop(fetch);
+        })
+        .join()
+        .unwrap();
+        // A thread with no heartbeat: nothing happens.
+        beat_this_thread();
+        assert!(register_here("remote http://x/", Policy::Restart).is_none());
+    }
+
+    #[test]
     fn beats_stamp_the_coarse_clock() {
         let hb = Heartbeats::new();
         let h = hb.register("http", Policy::Reboot);
@@ -453,5 +577,23 @@ mod tests {
         assert_eq!(hb.snapshot()[0].last_ms, now);
         assert!(Heartbeat::detached().reg.upgrade().is_none());
         Heartbeat::detached().beat();
+    }
+
+    /// The cost of a beat (prints, asserts nothing about time):
+    /// `cargo test --lib beat_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn beat_cost() {
+        let hb = Heartbeats::new();
+        let h = hb.register("bench", Policy::Reboot);
+        let n = 100_000_000u64;
+        let t = Instant::now();
+        for _ in 0..n {
+            h.beat();
+            std::hint::black_box(&h);
+        }
+        let per = t.elapsed().as_secs_f64() * 1e9 / n as f64;
+        println!("beat: {per:.2} ns");
+        assert_eq!(hb.snapshot().len(), 1);
     }
 }

@@ -22,7 +22,10 @@ pub mod notify;
 pub mod resetlog;
 pub mod watchdog;
 
-pub use heartbeat::{verdict, BeatSnapshot, Heartbeat, Heartbeats, Policy, RestartAction, Verdict};
+pub use heartbeat::{
+    beat_this_thread, register_here, verdict, BeatSnapshot, Heartbeat, Heartbeats, Policy,
+    RestartAction, Verdict,
+};
 
 use crate::config::SupervisorConfig;
 use resetlog::{Event, LogFile, Previous};
@@ -265,7 +268,9 @@ impl Supervisor {
         let mut log_file: Option<(PathBuf, LogFile)> = None;
         let mut resets = ResetsState::default();
         let mut previous = Previous::Fine;
-        if arm {
+        // No hardware watchdog, no watchdog resets to count: a box without
+        // one writes no file beside its config.
+        if arm && cfg.watchdog.is_some() {
             let (mut f, why) = resetlog::load(&cfg.reset_log);
             if let Some(w) = why {
                 log::warn!("supervisor: {w}");
@@ -325,7 +330,7 @@ impl Supervisor {
                     resets.in_last_hour
                 );
                 state.disarmed_reason = format!(
-                    "reboot-loop guard: {} watchdog resets in the last hour (limit {}, [supervisor] reboot_guard_resets)",
+                    "reboot-loop guard: {} watchdog resets in the last hour (limit {})",
                     resets.in_last_hour, cfg.reboot_guard_resets
                 );
             }
@@ -449,6 +454,11 @@ impl Supervisor {
         if !new.fault_injection {
             self.shared.heartbeats.clear_faults();
         }
+        log::info!(
+            "reload: [supervisor] stall_after_s = {}, fault_injection = {}: applied",
+            new.stall_after_s,
+            new.fault_injection
+        );
         let o = &self.started;
         if (
             &o.watchdog,
@@ -525,6 +535,8 @@ fn run(
     let mut next_notify = 0u64;
     let mut last_flush = 0u64;
     let mut stalled_before: BTreeSet<u64> = BTreeSet::new();
+    // Stalls whose restart was refused (too many stuck): said once each.
+    let mut refused: BTreeSet<u64> = BTreeSet::new();
     let mut status_before = String::new();
     let timeout_s = lock(&shared.watchdog).timeout_s;
     while !stop.load(Ordering::Relaxed) {
@@ -559,11 +571,20 @@ fn run(
         }
         stalled_before = stalled_now;
         for id in &v.restart {
-            if let Some((name, action)) = hb.take_restart(*id) {
-                action();
-                log::warn!("supervisor: thread '{name}' abandoned, a fresh one started");
+            match hb.take_restart(*id) {
+                Ok(Some((name, action))) => {
+                    action();
+                    log::warn!("supervisor: thread '{name}' abandoned, a fresh one started");
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    if refused.insert(*id) {
+                        log::error!("supervisor: {why}");
+                    }
+                }
             }
         }
+        refused.retain(|id| stalled_before.contains(id));
         if v.feed && now >= next_feed {
             next_feed = now + feed_every_ms;
             if let Some(wd) = rt.wd.as_mut() {
@@ -618,4 +639,77 @@ fn run(
         std::thread::sleep(WAKE);
     }
     rt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(thread: &str, kind: &str) -> Vec<(String, String)> {
+        vec![
+            ("thread".into(), thread.into()),
+            ("kind".into(), kind.into()),
+        ]
+    }
+
+    #[test]
+    fn reload_applies_stall_after_and_fault_injection() {
+        let cfg = SupervisorConfig::default();
+        let shared = Shared::new(&cfg);
+        let sup = Supervisor::start(shared.clone(), &cfg, false);
+        let _h = shared.heartbeats.register("http", Policy::Reboot);
+        let (code, body) = shared.control_fault(&params("http", "stall"));
+        assert_eq!(code, 403);
+        assert!(body.contains("fault injection is off ([supervisor] fault_injection)"));
+        sup.reconfigure(&SupervisorConfig {
+            stall_after_s: 3,
+            fault_injection: true,
+            ..cfg.clone()
+        });
+        assert_eq!(shared.stall_after_ms(), 3000);
+        assert_eq!(shared.control_fault(&params("http", "stall")).0, 200);
+        assert_eq!(shared.control_fault(&params("http", "nope")).0, 400);
+        assert_eq!(shared.control_fault(&[]).0, 400);
+        assert_eq!(shared.control_fault(&params("nobody", "stall")).0, 404);
+        // Turned off again: every injected stall is released.
+        sup.reconfigure(&cfg);
+        assert_eq!(shared.control_fault(&params("http", "clear")).0, 403);
+        let st = shared.status();
+        assert_eq!(st["stall_after_s"], 10);
+        assert_eq!(st["watchdog"]["armed"], false);
+        assert_eq!(
+            st["watchdog"]["disarmed_reason"],
+            "no watchdog configured ([supervisor] watchdog)"
+        );
+        let t = &st["threads"];
+        assert!(
+            t.as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == "http" && t["policy"] == "reboot"),
+            "{t}"
+        );
+        sup.stop();
+    }
+
+    #[test]
+    fn metrics_name_every_family() {
+        let cfg = SupervisorConfig::default();
+        let shared = Shared::new(&cfg);
+        let _h = shared
+            .heartbeats
+            .register("mux file \"a\".ts", Policy::Reboot);
+        let mut m = String::new();
+        shared.metrics(&mut m);
+        for f in [
+            "capbox_supervisor_watchdog_armed 0",
+            "capbox_supervisor_watchdog_feeds_total 0",
+            "capbox_supervisor_thread_stalled{thread=\"mux file \\\"a\\\".ts\"} 0",
+            "capbox_supervisor_thread_restarts_total{thread=\"mux file \\\"a\\\".ts\"} 0",
+            "capbox_supervisor_resets_last_hour 0",
+            "capbox_supervisor_reboot_guard 0",
+        ] {
+            assert!(m.contains(f), "{f} missing:\n{m}");
+        }
+    }
 }

@@ -91,7 +91,7 @@ impl Notifier {
             Ok(_) => true,
             Err(e) => {
                 self.failed += 1;
-                if self.failed == 1 || self.failed % 100 == 0 {
+                if self.failed == 1 || self.failed.is_multiple_of(100) {
                     log::warn!(
                         "supervisor: cannot notify systemd at {} ({} failed): {e}",
                         self.target,

@@ -993,6 +993,75 @@ mod tests {
     /// connect gives up within its timeout instead of blocking the
     /// softcam thread for ever.
     #[test]
+    fn a_stuck_connection_thread_is_abandoned_and_a_fresh_one_connects() {
+        use crate::config::SupervisorConfig;
+        use crate::supervisor::{Shared, Supervisor};
+        // A softcam that accepts and says nothing: each connection is one
+        // connection thread's.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let a = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in l.incoming().flatten() {
+                a.fetch_add(1, Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        let cfg = SupervisorConfig {
+            stall_after_s: 1,
+            ..SupervisorConfig::default()
+        };
+        let shared = Shared::new(&cfg);
+        let sup = Supervisor::start(shared.clone(), &cfg, false);
+        let hb = shared.heartbeats.clone();
+        let client = SoftcamClient::start_supervised(
+            SoftcamConfig::tcp("127.0.0.1", port),
+            Some(hb.clone()),
+        )
+        .unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        // Connected and in its handshake loop (CLIENT_INFO sent).
+        while client.status().connections < 1 {
+            assert!(Instant::now() < until, "never connected");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Stuck inside its loop (as in a call that never returns).
+        assert_eq!(hb.set_fault("softcam", true), Ok(1));
+        while hb.restarts().get("softcam").copied().unwrap_or(0) < 1 {
+            assert!(Instant::now() < until, "never restarted");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The fresh thread connects again; the old one is still stuck.
+        while accepted.load(Ordering::SeqCst) < 2 {
+            assert!(Instant::now() < until, "the fresh thread never connected");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let live: Vec<_> = hb
+            .snapshot()
+            .into_iter()
+            .filter(|b| b.name == "softcam" && !b.retired)
+            .collect();
+        assert_eq!(live.len(), 1, "one live softcam heartbeat: {live:?}");
+        // Released, the abandoned thread ends without touching the state.
+        hb.clear_faults();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(hb.restarts().get("softcam"), Some(&1), "once per stall");
+        assert!(
+            hb.snapshot().iter().filter(|b| b.name == "softcam").count() == 1,
+            "the abandoned thread's heartbeat is gone: {:?}",
+            hb.snapshot()
+        );
+        while client.status().connections < 2 {
+            assert!(Instant::now() < until, "{:?}", client.status());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(client);
+        sup.stop();
+    }
+
+    #[test]
     fn a_unix_connect_to_a_softcam_that_never_accepts_times_out() {
         use nix::sys::socket::{
             bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
