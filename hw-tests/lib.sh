@@ -73,3 +73,82 @@ rig_qemu_result() {
         return 2
     fi
 }
+
+# Busybox into the initramfs tree $1, with a link for each applet of "$@"
+# after it in bin/ (and modprobe, insmod, depmod, poweroff in sbin/).
+rig_busybox() {
+    local ird=$1 a
+    shift
+    mkdir -p "$ird/bin" "$ird/sbin"
+    cp /bin/busybox "$ird/bin/busybox"
+    for a in "$@"; do ln -sf busybox "$ird/bin/$a"; done
+    for a in modprobe insmod depmod poweroff; do ln -sf ../bin/busybox "$ird/sbin/$a"; done
+}
+
+# Binary $2 into the initramfs tree $1 at path $3 (default: $2's own), with
+# the shared libraries ldd names at their own paths.
+rig_with_libs() {
+    local ird=$1 b=$2 dest=${3:-$2} l
+    mkdir -p "$ird$(dirname "$dest")"
+    cp -L "$b" "$ird$dest"
+    for l in $(ldd "$b" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do
+        [ -e "$ird$l" ] && continue
+        mkdir -p "$ird$(dirname "$l")"
+        cp -L "$l" "$ird$l"
+    done
+}
+
+# The kernel modules "${@:2}" and every module they depend on (modinfo)
+# from $moddir into the initramfs tree $1, then depmod there. Needs kver
+# and moddir (rig_fetch_kernel); sets rig_modules_seen (the list).
+rig_modules() {
+    local ird=$1 m f rel d
+    shift
+    local want=("$@")
+    rig_modules_seen=" "
+    while [ ${#want[@]} -gt 0 ]; do
+        m=${want[0]}; want=("${want[@]:1}")
+        case "$rig_modules_seen" in *" $m "*) continue ;; esac
+        rig_modules_seen="$rig_modules_seen$m "
+        f=$(find "$moddir" -name "$m.ko*" | head -1)
+        [ -n "$f" ] || f=$(find "$moddir" -name "${m//-/_}.ko*" | head -1)
+        [ -n "$f" ] || f=$(find "$moddir" -name "${m//_/-}.ko*" | head -1)
+        [ -n "$f" ] || die "module $m is not in $moddir"
+        rel=${f#"$moddir"/}
+        mkdir -p "$ird/lib/modules/$kver/$(dirname "$rel")"
+        cp "$f" "$ird/lib/modules/$kver/$rel"
+        for d in $(/sbin/modinfo -F depends "$f" | tr ',' ' '); do want+=("$d"); done
+    done
+    cp "$moddir"/modules.order "$moddir"/modules.builtin* "$ird/lib/modules/$kver/" 2>/dev/null || true
+    /sbin/depmod -b "$ird" "$kver" || die "depmod failed"
+}
+
+# Build example $1 of the capbox crate (debug; "${@:2}" are extra cargo
+# flags before the `--` of rustc flags, e.g. --no-default-features) and set
+# rig_example_bin to it. RIG_STATIC=1 links it static (crt-static on the
+# example's own link only, so the library built for the other tests is
+# reused) and checks that it is.
+rig_example() {
+    local name=$1 target_dir
+    shift
+    if [ "${RIG_STATIC:-}" = 1 ]; then
+        (cd "$repo" && cargo rustc -q "$@" --example "$name" -- -C target-feature=+crt-static) \
+            || die "cargo build of the $name example failed"
+    else
+        (cd "$repo" && cargo build -q "$@" --example "$name") || die "cargo build --example $name failed"
+    fi
+    target_dir=$(cd "$repo" && cargo metadata -q --format-version 1 --no-deps \
+        | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    rig_example_bin=$target_dir/debug/examples/$name
+    [ -x "$rig_example_bin" ] || die "$rig_example_bin missing"
+    if [ "${RIG_STATIC:-}" = 1 ]; then
+        ldd "$rig_example_bin" 2>&1 | grep -qE 'statically linked|not a dynamic' \
+            || die "$rig_example_bin is not statically linked"
+    fi
+}
+
+# The initramfs tree $1 packed as newc cpio into $2 (the tree is removed).
+rig_pack() {
+    (cd "$1" && find . | cpio -o -H newc --quiet) >"$2" || die "cpio failed"
+    rm -rf "$1"
+}

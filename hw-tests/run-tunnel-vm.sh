@@ -89,60 +89,32 @@ trap 'rm -rf "$run"' EXIT
 # As run-vm.sh: crt-static on the example's own link only, so the library
 # built for the other tests is reused; no card manager (no dlopen).
 stamp "building the in-VM program"
-(cd "$repo" && cargo rustc -q --no-default-features --example tunnel-guest -- -C target-feature=+crt-static) \
-    || die "cargo build of the tunnel-guest example failed"
-target_dir=$(cd "$repo" && cargo metadata -q --format-version 1 --no-deps \
-    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-guest=$target_dir/debug/examples/tunnel-guest
-ldd "$guest" 2>&1 | grep -qE 'statically linked|not a dynamic' || die "$guest is not statically linked"
+RIG_STATIC=1 rig_example tunnel-guest --no-default-features
+guest=$rig_example_bin
 
 # ---- 5. initramfs ----
 stamp "packing the initramfs"
 ird=$run/initramfs
-mkdir -p "$ird"/{bin,sbin,dev,proc,sys,tmp,run,etc,data,lib64,lib/x86_64-linux-gnu}
-cp /bin/busybox "$ird/bin/busybox"
-for a in sh mount modprobe insmod lsmod dd cat echo ls sleep poweroff uname dmesg printf head grep mkdir ping; do
-    ln -sf busybox "$ird/bin/$a"
-done
-for a in modprobe insmod depmod poweroff; do ln -sf ../bin/busybox "$ird/sbin/$a"; done
+mkdir -p "$ird"/{dev,proc,sys,tmp,run,etc,data}
+rig_busybox "$ird" sh mount modprobe insmod lsmod dd cat echo ls sleep poweroff uname dmesg printf head grep mkdir ping
 strip -o "$ird/bin/tunnel-guest" "$guest"
 ln -sf tunnel-guest "$ird/bin/capbox"
 # The kernel's modules for the path, with their dependencies (modinfo);
 # tcp_diag lets ss show a connection's congestion control, RTT and rates.
-want=(veth sch_netem sch_tbf tcp_bbr tcp_diag sch_fq)
-seen=" "
-while [ ${#want[@]} -gt 0 ]; do
-    m=${want[0]}; want=("${want[@]:1}")
-    case "$seen" in *" $m "*) continue ;; esac
-    seen="$seen$m "
-    f=$(find "$moddir" -name "$m.ko*" | head -1)
-    [ -n "$f" ] || f=$(find "$moddir" -name "${m//-/_}.ko*" | head -1)
-    [ -n "$f" ] || die "module $m is not in $moddir: this kernel cannot run the tunnel rig"
-    rel=${f#"$moddir"/}
-    mkdir -p "$ird/lib/modules/$kver/$(dirname "$rel")"
-    cp "$f" "$ird/lib/modules/$kver/$rel"
-    for d in $(/sbin/modinfo -F depends "$f" | tr ',' ' '); do want+=("$d"); done
-done
-cp "$moddir"/modules.order "$moddir"/modules.builtin* "$ird/lib/modules/$kver/" 2>/dev/null || true
-/sbin/depmod -b "$ird" "$kver" || die "depmod failed"
-stamp "modules:$seen"
+rig_modules "$ird" veth sch_netem sch_tbf tcp_bbr tcp_diag sch_fq
+stamp "modules:$rig_modules_seen"
 # iproute2 (netns, veth, netem, ss) with its shared libraries, in /sbin:
 # the guest calls them by path (busybox's shell prefers its own applets,
 # and busybox's ip has no netns).
 for b in /usr/sbin/ip /usr/sbin/tc /usr/bin/ss; do
     [ -x "$b" ] || b=$(command -v "$(basename "$b")") || die "$(basename "$b") missing (iproute2)"
-    cp "$b" "$ird/sbin/"
-    for l in $(ldd "$b" | grep -o '/[^ ]*' | sort -u); do
-        mkdir -p "$ird$(dirname "$l")"
-        cp -L "$l" "$ird$l"
-    done
+    rig_with_libs "$ird" "$b" "/sbin/$(basename "$b")"
 done
 cp "$sample" "$ird/data/ten.ts"
 cp "$repo/slates/mpeg2-576i25-mp2.ts" "$ird/data/slate.ts"
 cp "$here/tunnel/init" "$ird/init"
 chmod +x "$ird/init"
-(cd "$ird" && find . | cpio -o -H newc --quiet) >"$run/initramfs.cpio"
-rm -rf "$ird"
+rig_pack "$ird" "$run/initramfs.cpio"
 stamp "initramfs $(du -h "$run/initramfs.cpio" | cut -f1)"
 
 # ---- 6. boot ----
