@@ -35,40 +35,6 @@ die() { echo "build-test-image: FAILED: $*" >&2; exit 2; }
 # shellcheck source=hw-tests/lib.sh
 source "$repo/hw-tests/lib.sh"
 
-# Shared with the watchdog rig's lib.sh once it lands (rig_with_libs,
-# rig_modules there); these stand in until then, with the same contract.
-declare -F rig_with_libs >/dev/null || rig_with_libs() {
-    local ird=$1 b=$2 dest=${3:-$2} l
-    mkdir -p "$ird$(dirname "$dest")"
-    cp -L "$b" "$ird$dest"
-    for l in $(ldd "$b" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do
-        [ -e "$ird$l" ] && continue
-        mkdir -p "$ird$(dirname "$l")"
-        cp -L "$l" "$ird$l"
-    done
-}
-declare -F rig_modules >/dev/null || rig_modules() {
-    local ird=$1 m f rel d
-    shift
-    local want=("$@")
-    rig_modules_seen=" "
-    while [ ${#want[@]} -gt 0 ]; do
-        m=${want[0]}; want=("${want[@]:1}")
-        case "$rig_modules_seen" in *" $m "*) continue ;; esac
-        rig_modules_seen="$rig_modules_seen$m "
-        f=$(find "$moddir" -name "$m.ko*" | head -1)
-        [ -n "$f" ] || f=$(find "$moddir" -name "${m//-/_}.ko*" | head -1)
-        [ -n "$f" ] || f=$(find "$moddir" -name "${m//_/-}.ko*" | head -1)
-        [ -n "$f" ] || die "module $m is not in $moddir"
-        rel=${f#"$moddir"/}
-        mkdir -p "$ird/lib/modules/$kver/$(dirname "$rel")"
-        cp "$f" "$ird/lib/modules/$kver/$rel"
-        for d in $(/sbin/modinfo -F depends "$f" | tr ',' ' '); do want+=("$d"); done
-    done
-    cp "$moddir"/modules.order "$moddir"/modules.builtin* "$ird/lib/modules/$kver/" 2>/dev/null || true
-    /sbin/depmod -b "$ird" "$kver" || die "depmod failed"
-}
-
 # ---- 1. packages ----
 rig_install genimage grub-pc-bin mtools dosfstools e2fsprogs busybox-static kmod cpio xz-utils gzip bc
 stamp() { printf 'build-test-image: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
@@ -192,12 +158,8 @@ top=$(cd "$R" && du -ak . | sort -rn | awk '$2 != "." && !seen[$2]++' | grep -E 
 # ---- 5. the initramfs (test image only: Debian's kernel) ----
 stamp "packing the initramfs"
 ird=$work/initramfs
-mkdir -p "$ird"/{bin,sbin,dev,proc,sys,newroot}
-cp /bin/busybox "$ird/bin/busybox"
-for a in sh mount umount modprobe insmod sleep cat grep sed ls mkdir switch_root reboot echo tr; do
-    ln -sf busybox "$ird/bin/$a"
-done
-for a in modprobe insmod; do ln -sf ../bin/busybox "$ird/sbin/$a"; done
+mkdir -p "$ird"/{dev,proc,sys,newroot}
+rig_busybox "$ird" sh mount umount sleep cat grep sed ls mkdir switch_root reboot echo tr
 rig_modules "$ird" virtio_pci virtio_blk ahci sd_mod ext4 crc32c_generic
 cp "$here/test-initramfs-init" "$ird/init"
 chmod +x "$ird/init"
