@@ -59,7 +59,7 @@ else
     envf=$cache/appliance/image.env
 fi
 [ -f "$disk" ] || die "$disk missing"
-vidtv=0 capbox_bytes=0 rootfs_used_kib=0 musl_build_s=0 image_assembly_s=0 image_total_s=0 rootfs_top=
+vidtv=0 capbox_bytes=0 rootfs_used_kib=0 musl_build_s=0 image_total_s=0 rootfs_top=
 # shellcheck disable=SC1090
 [ -f "$envf" ] && . "$envf"
 [ -z "$vidtv" ] && vidtv=0
@@ -332,7 +332,7 @@ else
     reset_s=
     check "SIGSTOP capbox: the VM resets" 0 "the shell did not run the kill"
 fi
-B1=$EPOCHREALTIME
+
 
 # ---- boot 2 ----
 grub_at=${found_at:-0}

@@ -171,7 +171,7 @@ grub-mkimage -d /usr/lib/grub/i386-pc -O i386-pc -o "$in/grub.img" -p '(hd0,gpt1
     || die "grub-mkimage failed"
 cp /usr/lib/grub/i386-pc/boot.img "$in/boot.img"
 sh "$here/grub-bios-patch.sh" "$in" >/dev/null || die "grub-bios-patch.sh failed"
-cp "$vmlinuz" "$in/bzImage"
+cp "${vmlinuz:?}" "$in/bzImage" # set by rig_fetch_kernel
 cp "$repo/buildroot/board/capbox/grub.cfg" "$in/grub.cfg"
 # The layout of images/genimage.cfg plus the one line the test image adds:
 # the initramfs on the boot partition.
