@@ -45,7 +45,7 @@ pub fn run(args: &[String]) -> i32 {
         // No library, no card manager: say what to install, not "pcscd
         // not running".
         if let Err(why) = crate::ca::cards::available() {
-            eprintln!("capbox cards: {why}");
+            super::term::warn(&format!("capbox cards: {why}"));
             return 1;
         }
     }
@@ -55,7 +55,7 @@ pub fn run(args: &[String]) -> i32 {
         match from_daemon(&url) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("capbox cards: {e}");
+                super::term::warn(&format!("capbox cards: {e}"));
                 return 1;
             }
         }
@@ -69,9 +69,36 @@ pub fn run(args: &[String]) -> i32 {
             }
         }
     } else {
-        print!("{}", render_table(&cards));
+        match words(&cards) {
+            Some(w) => super::term::say(&w),
+            None => super::term::print(&render_table(&cards)),
+        }
     }
     0
+}
+
+/// No readers in words, with what to do: pcscd is not running, or it
+/// runs and sees no reader. `None` when there are readers (the table).
+pub fn words(cards: &[CardStatus]) -> Option<String> {
+    if cards.is_empty() {
+        return Some(
+            "no card readers: pcscd runs but sees none. Is the reader plugged in \
+             (`lsusb`)? Does ccid know it (`pcsc_scan` lists it)?"
+                .into(),
+        );
+    }
+    if cards.iter().all(|c| c.state == "pcscd not running") {
+        let why = cards[0]
+            .last_error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        return Some(format!(
+            "no card readers: pcscd, the PC/SC daemon, is not running{why}. \
+             Start it (`pcscd` as root) and look again."
+        ));
+    }
+    None
 }
 
 fn from_daemon(url: &str) -> Result<Vec<CardStatus>, String> {

@@ -140,25 +140,25 @@ pub fn run(args: &[String]) -> i32 {
     match answer {
         Ok((200, body)) => {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            println!("{}", v["message"].as_str().unwrap_or(&body));
+            super::term::say(v["message"].as_str().unwrap_or(&body));
             if let Some(w) = v["warning"].as_str() {
-                println!("warning: {w}");
+                super::term::say(&format!("warning: {w}"));
             }
             if let Some(e) = v["save_error"].as_str() {
-                println!("warning: {e}");
+                super::term::say(&format!("warning: {e}"));
             }
             0
         }
         Ok((403, _)) => {
-            eprintln!("capbox pin: refused (403): this address is not in [access] control, or the control token is missing or wrong (--token, $CAPBOX_CONTROL_TOKEN or --config)");
+            super::term::warn("capbox pin: refused (403): this address is not in [access] control, or the control token is missing or wrong (--token, $CAPBOX_CONTROL_TOKEN or --config)");
             1
         }
         Ok((code, body)) => {
-            eprintln!("capbox pin: {code}: {body}");
+            super::term::warn(&format!("capbox pin: {code}: {body}"));
             1
         }
         Err(e) => {
-            eprintln!("capbox pin: {e}");
+            super::term::warn(&format!("capbox pin: {e}"));
             1
         }
     }

@@ -322,7 +322,7 @@ pub fn run(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let mut err = std::io::stderr();
+    let mut err = super::term::LineWriter::new(std::io::stderr(), super::term::Term::stderr());
     match scan_to_files(&a, &mut err) {
         Ok(r) if r.muxes.iter().any(|m| !m.services.is_empty()) => 0,
         Ok(_) => {
@@ -330,7 +330,8 @@ pub fn run(args: &[String]) -> i32 {
             1
         }
         Err(e) => {
-            eprintln!("capbox scan: {e}");
+            drop(err);
+            super::term::warn(&format!("capbox scan: {e}"));
             1
         }
     }
