@@ -92,10 +92,13 @@ fn parse(v: &serde_json::Value, now: u64) -> Result<Look, String> {
                 .unwrap_or_default(),
         )
     });
+    // The uptime is in whole seconds: the first event may be older.
+    let started = now.saturating_sub(v["uptime_seconds"].as_u64().unwrap_or(0));
+    let started = events.iter().map(|e| e.0).fold(started, u64::min);
     Ok(Look {
         events,
         total,
-        started: now.saturating_sub(v["uptime_seconds"].as_u64().unwrap_or(0)),
+        started,
         reset,
     })
 }
@@ -246,7 +249,8 @@ pub fn run(args: &[String]) -> i32 {
             }
         }
     }
-    emit(&term, &["-- stopped --".to_string()]);
+    // After the terminal's "^C".
+    emit(&term, &[String::new(), "-- stopped --".to_string()]);
     0
 }
 

@@ -206,6 +206,10 @@ pub fn run(args: &[String]) -> i32 {
             break;
         }
     }
+    if stop.came() {
+        // The terminal echoed "^C" without a newline.
+        println!();
+    }
     if stop.came() || sum.lines > 1 {
         super::term::say(&sum.words());
     }

@@ -490,8 +490,8 @@ fn render_channels(o: &mut String, v: &serde_json::Value) {
     use std::fmt::Write as _;
     let _ = writeln!(
         o,
-        "{:<14} {:<5} {:<22} {:>4} {:>7}  {}",
-        "CHANNEL", "STATE", "SERVICE", "CLNT", "CC ERR", "NOTE"
+        "{:<14} {:<5} {:<22} {:>4} {:>7}  NOTE",
+        "CHANNEL", "STATE", "SERVICE", "CLNT", "CC ERR"
     );
     let clients = viewers(v);
     for ch in v["channels"].as_array().cloned().unwrap_or_default() {
@@ -523,8 +523,8 @@ fn render_clients(o: &mut String, v: &serde_json::Value) {
     }
     let _ = writeln!(
         o,
-        "\n{:<22} {:<14} {:>10} {:>8}  {}",
-        "CLIENT", "CHANNEL", "MBYTES", "LAG ms", "USER AGENT"
+        "\n{:<22} {:<14} {:>10} {:>8}  USER AGENT",
+        "CLIENT", "CHANNEL", "MBYTES", "LAG ms"
     );
     for c in clients {
         let line = format!(
