@@ -29,7 +29,7 @@ pub fn run(args: &[String]) -> i32 {
             "--url" => match it.next() {
                 Some(u) => url = u.clone(),
                 None => {
-                    eprintln!("capbox cards: --url needs a value");
+                    super::term::warn("capbox cards: --url needs a value");
                     return 2;
                 }
             },
@@ -64,7 +64,7 @@ pub fn run(args: &[String]) -> i32 {
         match serde_json::to_string_pretty(&cards) {
             Ok(s) => println!("{s}"),
             Err(e) => {
-                eprintln!("capbox cards: {e}");
+                super::term::warn(&format!("capbox cards: {e}"));
                 return 1;
             }
         }

@@ -159,14 +159,14 @@ pub fn run(args: &[String]) -> i32 {
             "-n" => match it.next().and_then(|n| n.parse().ok()) {
                 Some(n) => max = n,
                 None => {
-                    eprintln!("capbox logs: -n needs a number");
+                    super::term::warn("capbox logs: -n needs a number");
                     return 2;
                 }
             },
             "--url" => match it.next() {
                 Some(u) => url = u.clone(),
                 None => {
-                    eprintln!("capbox logs: --url needs a value");
+                    super::term::warn("capbox logs: --url needs a value");
                     return 2;
                 }
             },
@@ -182,7 +182,7 @@ pub fn run(args: &[String]) -> i32 {
         match super::interrupt::Interrupt::catch() {
             Ok(s) => Some(s),
             Err(e) => {
-                eprintln!("capbox logs: {e}");
+                super::term::warn(&format!("capbox logs: {e}"));
                 return 1;
             }
         }

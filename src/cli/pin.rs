@@ -47,7 +47,7 @@ pub fn run(args: &[String]) -> i32 {
         let mut val = |what: &str| match it.next() {
             Some(v) => Ok(v.clone()),
             None => {
-                eprintln!("capbox pin: {what} needs a value");
+                super::term::warn(&format!("capbox pin: {what} needs a value"));
                 Err(2)
             }
         };
@@ -85,7 +85,7 @@ pub fn run(args: &[String]) -> i32 {
     };
     if let Some(d) = &dur {
         if let Err(e) = crate::channel::pin::parse_duration(d) {
-            eprintln!("capbox pin: --for {e}");
+            super::term::warn(&format!("capbox pin: --for {e}"));
             return 2;
         }
     }
@@ -113,7 +113,7 @@ pub fn run(args: &[String]) -> i32 {
             }
             Err(errs) if config.is_some() => {
                 for e in errs {
-                    eprintln!("{e}");
+                    super::term::warn(&format!("{e}"));
                 }
                 return 1;
             }

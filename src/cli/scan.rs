@@ -326,7 +326,7 @@ pub fn run(args: &[String]) -> i32 {
     match scan_to_files(&a, &mut err) {
         Ok(r) if r.muxes.iter().any(|m| !m.services.is_empty()) => 0,
         Ok(_) => {
-            eprintln!("capbox scan: no services found");
+            super::term::warn("capbox scan: no services found");
             1
         }
         Err(e) => {

@@ -138,32 +138,38 @@ pub fn run(args: &[String]) -> i32 {
     };
     let mut fe = None;
     if url.is_none() {
-        match resolve_device(&who) {
+        // An [[adapter]] name of the config ("ter1") is known to the running
+        // capbox only: its number from there, then the frontend read-only.
+        let number =
+            resolve_device(&who).or_else(|e| daemon_number("http://127.0.0.1:8080", &who).ok_or(e));
+        match number {
             Ok(n) => {
                 let path = format!("/dev/dvb/adapter{n}/frontend{frontend}");
                 let dev = format!("adapter{n}/frontend{frontend}");
                 match Frontend::open_path(Path::new(&path), &dev, false) {
                     Ok(f) => fe = Some(f),
-                    Err(e) => eprintln!(
+                    Err(e) => super::term::warn(&format!(
                         "capbox signal: {}; asking the running capbox instead",
                         open_error_words(&e)
-                    ),
+                    )),
                 }
             }
-            Err(e) => eprintln!("capbox signal: {e}; asking the running capbox instead"),
+            Err(e) => super::term::warn(&format!(
+                "capbox signal: {e}; asking the running capbox instead"
+            )),
         }
     }
     let url = url.unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
     let stop = match super::interrupt::Interrupt::catch() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("capbox signal: {e}");
+            super::term::warn(&format!("capbox signal: {e}"));
             return 1;
         }
     };
     let term = super::term::Term::stdout();
     let origin = match &fe {
-        Some(_) => format!("{who} (frontend, read-only)"),
+        Some(_) => format!("{who} (its frontend, read-only)"),
         None => format!("{who} (from the capbox at {url})"),
     };
     super::term::say(&format!("{origin}: a line a second, Ctrl-C stops"));
@@ -214,6 +220,19 @@ pub fn run(args: &[String]) -> i32 {
         super::term::say(&sum.words());
     }
     0
+}
+
+/// The adapter number the running capbox has for `who` (its name in the
+/// config, or its device), when it has one open.
+fn daemon_number(url: &str, who: &str) -> Option<u32> {
+    let body = http_get(url, "/status", Duration::from_secs(2)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["adapters"]
+        .as_array()?
+        .iter()
+        .find(|a| a["name"] == who || a["device"] == who)?["number"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
 }
 
 /// Why the daemon's numbers say nothing: the adapter's last error when it

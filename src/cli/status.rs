@@ -101,7 +101,7 @@ pub fn run(args: &[String]) -> i32 {
             "--url" => match it.next() {
                 Some(u) => url = u.clone(),
                 None => {
-                    eprintln!("capbox status: --url needs a value");
+                    super::term::warn("capbox status: --url needs a value");
                     return 2;
                 }
             },
@@ -133,7 +133,7 @@ pub fn run(args: &[String]) -> i32 {
     let v: serde_json::Value = match serde_json::from_str(&body) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("capbox status: /status is not JSON: {e}");
+            super::term::warn(&format!("capbox status: /status is not JSON: {e}"));
             return 1;
         }
     };
