@@ -13,7 +13,8 @@
 //!
 //! tmux is installed with apt-get when missing (as root); without it the
 //! test says SKIPPED. The same checks on the appliance's serial console
-//! (QEMU `-serial mon:stdio` in tmux): docs/console-readme-draft.md.
+//! (QEMU `-serial mon:stdio` in a tmux pane, busybox getty on ttyS0, the
+//! vidtv tuner locked): `hw-tests/run-console-serial.sh`.
 
 mod e2e_common;
 use e2e_common::*;
