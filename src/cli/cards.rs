@@ -88,6 +88,14 @@ pub fn words(cards: &[CardStatus]) -> Option<String> {
         );
     }
     if cards.iter().all(|c| c.state == "pcscd not running") {
+        // A build without the card manager reports itself as pcscd down.
+        if let Some(e) = cards[0]
+            .last_error
+            .as_deref()
+            .filter(|e| e.starts_with("this capbox was built without"))
+        {
+            return Some(format!("no card readers: {e}"));
+        }
         let why = cards[0]
             .last_error
             .as_deref()

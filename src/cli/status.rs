@@ -558,6 +558,9 @@ fn card_lines(cards: &serde_json::Value, whole: bool) -> Vec<String> {
     }
     if list.iter().all(|c| c["state"] == "pcscd not running") {
         let why = list[0]["last_error"].as_str().unwrap_or("");
+        if why.starts_with("this capbox was built without") {
+            return vec!["cards: none: this capbox was built without the card manager".into()];
+        }
         let mut l = "cards: no card reader: pcscd (the PC/SC daemon) is not running".to_string();
         if whole && !why.is_empty() {
             l.push_str(&format!(" ({why})"));
@@ -1335,6 +1338,12 @@ mod tests {
             ["cards: no card reader: pcscd (the PC/SC daemon) is not running"]
         );
         assert!(card_lines(&serde_json::json!([]), false)[0].contains("sees no card reader"));
+        let static_build = serde_json::json!([{"reader": "", "state": "pcscd not running",
+            "last_error": "this capbox was built without the card manager (cargo feature \"pcsc\")"}]);
+        assert_eq!(
+            card_lines(&static_build, true),
+            ["cards: none: this capbox was built without the card manager"]
+        );
         assert!(
             card_lines(&serde_json::Value::Null, false)[0].contains("[cards] is not in the config")
         );
