@@ -204,4 +204,42 @@ mod tests {
         let err = from_daemon(&serve("{\"channels\":[]}".into())).unwrap_err();
         assert!(err.contains("--local"), "{err}");
     }
+
+    #[test]
+    fn no_readers_are_said_in_words_with_what_to_do() {
+        let w = words(&[]).unwrap();
+        assert!(
+            w.contains("pcscd runs but sees none") && w.contains("lsusb"),
+            "{w}"
+        );
+        let down = CardStatus {
+            state: "pcscd not running".into(),
+            last_error: Some(
+                "cannot reach pcscd: The Smart card resource manager is not running".into(),
+            ),
+            ..Default::default()
+        };
+        let w = words(std::slice::from_ref(&down)).unwrap();
+        assert!(
+            w.starts_with(
+                "no card readers: pcscd, the PC/SC daemon, is not running (cannot reach pcscd"
+            ) && w.contains("`pcscd` as root"),
+            "{w}"
+        );
+        let static_build = CardStatus {
+            state: "pcscd not running".into(),
+            last_error: Some("this capbox was built without the card manager".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            words(&[static_build]).unwrap(),
+            "no card readers: this capbox was built without the card manager"
+        );
+        let ready = CardStatus {
+            reader: "Alcor".into(),
+            state: "ready".into(),
+            ..Default::default()
+        };
+        assert_eq!(words(&[ready]), None, "readers: the table");
+    }
 }
