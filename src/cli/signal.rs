@@ -160,19 +160,29 @@ pub fn run(args: &[String]) -> i32 {
         }
     }
     let url = url.unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
-    let stop = match super::interrupt::Interrupt::catch() {
-        Ok(s) => s,
-        Err(e) => {
-            super::term::warn(&format!("capbox signal: {e}"));
-            return 1;
-        }
+    // Live (no --count): Ctrl-C ends the loop between two lines. With
+    // --count (scripts, the VM rig calling `run`) the signals stay as they are.
+    let stop = match count {
+        Some(_) => None,
+        None => match super::interrupt::Interrupt::catch() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                super::term::warn(&format!("capbox signal: {e}"));
+                return 1;
+            }
+        },
     };
+    let interrupted =
+        |stop: &Option<super::interrupt::Interrupt>| stop.as_ref().is_some_and(|s| s.came());
     let term = super::term::Term::stdout();
     let origin = match &fe {
         Some(_) => format!("{who} (its frontend, read-only)"),
         None => format!("{who} (from the capbox at {url})"),
     };
-    super::term::say(&format!("{origin}: a line a second, Ctrl-C stops"));
+    super::term::say(&match count {
+        Some(n) => format!("{origin}: {n} lines, a second apart"),
+        None => format!("{origin}: a line a second, Ctrl-C stops"),
+    });
     if fe.is_none() {
         if let Some(why) = daemon_note(&url, &who) {
             super::term::say(&why);
@@ -208,15 +218,23 @@ pub fn run(args: &[String]) -> i32 {
         }
         // The next line on the next whole second since the start.
         let next = Duration::from_secs(sum.lines);
-        if stop.wait(next.saturating_sub(start.elapsed())) {
+        let left = next.saturating_sub(start.elapsed());
+        let stopped = match &stop {
+            Some(s) => s.wait(left),
+            None => {
+                std::thread::sleep(left);
+                false
+            }
+        };
+        if stopped {
             break;
         }
     }
-    if stop.came() {
+    if interrupted(&stop) {
         // The terminal echoed "^C" without a newline.
         println!();
     }
-    if stop.came() || sum.lines > 1 {
+    if interrupted(&stop) || sum.lines > 1 {
         super::term::say(&sum.words());
     }
     0
