@@ -213,7 +213,7 @@ check "pin: back to auto" "$(screen | grep -a -q "unpinned" && echo 1 || echo 0)
 
 # ---- capbox scan while serve holds the tuner.
 run 'capbox scan adapter0 /mnt/de-test' 90 || true
-check "scan: refused in words while serve tunes it" "$(screen | grep -a -q -E 'in use|busy' && echo 1 || echo 0)" "$(screen | grep -a -m1 -E 'capbox scan:' || echo missing)"
+check "scan: refused in words while serve tunes it, naming its channels" "$(screen | grep -a -q -E 'in use by capbox serve for channel\(s\) beethoven' && echo 1 || echo 0)" "$(screen | grep -a -m1 -E 'capbox scan:' || echo missing)"
 fits "scan"
 
 say "$passes passed, $failures failed"
