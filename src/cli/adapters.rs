@@ -22,10 +22,13 @@ pub fn run(args: &[String]) -> i32 {
     }
     let d = adapter::discover();
     if d.adapters.is_empty() {
-        println!("no DVB adapters found (nothing in /sys/class/dvb: driver not loaded?)");
+        super::term::say(
+            "no DVB adapters found (nothing in /sys/class/dvb): is the tuner plugged in \
+             (`lsusb`) and its driver loaded (`dmesg | tail`, `lsmod | grep dvb`)?",
+        );
         return 1;
     }
-    print!("{}", adapter::table(&d.adapters));
+    super::term::print(&adapter::table(&d.adapters));
     if d.skipped > 0 {
         println!("({} entries of /sys/class/dvb not understood)", d.skipped);
     }

@@ -29,7 +29,7 @@ pub fn run(args: &[String]) -> i32 {
             "--url" => match it.next() {
                 Some(u) => url = u.clone(),
                 None => {
-                    eprintln!("capbox cards: --url needs a value");
+                    super::term::warn("capbox cards: --url needs a value");
                     return 2;
                 }
             },
@@ -45,7 +45,7 @@ pub fn run(args: &[String]) -> i32 {
         // No library, no card manager: say what to install, not "pcscd
         // not running".
         if let Err(why) = crate::ca::cards::available() {
-            eprintln!("capbox cards: {why}");
+            super::term::warn(&format!("capbox cards: {why}"));
             return 1;
         }
     }
@@ -55,7 +55,7 @@ pub fn run(args: &[String]) -> i32 {
         match from_daemon(&url) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("capbox cards: {e}");
+                super::term::warn(&format!("capbox cards: {e}"));
                 return 1;
             }
         }
@@ -64,14 +64,49 @@ pub fn run(args: &[String]) -> i32 {
         match serde_json::to_string_pretty(&cards) {
             Ok(s) => println!("{s}"),
             Err(e) => {
-                eprintln!("capbox cards: {e}");
+                super::term::warn(&format!("capbox cards: {e}"));
                 return 1;
             }
         }
     } else {
-        print!("{}", render_table(&cards));
+        match words(&cards) {
+            Some(w) => super::term::say(&w),
+            None => super::term::print(&render_table(&cards)),
+        }
     }
     0
+}
+
+/// No readers in words, with what to do: pcscd is not running, or it
+/// runs and sees no reader. `None` when there are readers (the table).
+pub fn words(cards: &[CardStatus]) -> Option<String> {
+    if cards.is_empty() {
+        return Some(
+            "no card readers: pcscd runs but sees none. Is the reader plugged in \
+             (`lsusb`)? Does ccid know it (`pcsc_scan` lists it)?"
+                .into(),
+        );
+    }
+    if cards.iter().all(|c| c.state == "pcscd not running") {
+        // A build without the card manager reports itself as pcscd down.
+        if let Some(e) = cards[0]
+            .last_error
+            .as_deref()
+            .filter(|e| e.starts_with("this capbox was built without"))
+        {
+            return Some(format!("no card readers: {e}"));
+        }
+        let why = cards[0]
+            .last_error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        return Some(format!(
+            "no card readers: pcscd, the PC/SC daemon, is not running{why}. \
+             Start it (`pcscd` as root) and look again."
+        ));
+    }
+    None
 }
 
 fn from_daemon(url: &str) -> Result<Vec<CardStatus>, String> {
@@ -168,5 +203,43 @@ mod tests {
         assert_eq!(from_daemon(&serve(body)).unwrap(), vec![c]);
         let err = from_daemon(&serve("{\"channels\":[]}".into())).unwrap_err();
         assert!(err.contains("--local"), "{err}");
+    }
+
+    #[test]
+    fn no_readers_are_said_in_words_with_what_to_do() {
+        let w = words(&[]).unwrap();
+        assert!(
+            w.contains("pcscd runs but sees none") && w.contains("lsusb"),
+            "{w}"
+        );
+        let down = CardStatus {
+            state: "pcscd not running".into(),
+            last_error: Some(
+                "cannot reach pcscd: The Smart card resource manager is not running".into(),
+            ),
+            ..Default::default()
+        };
+        let w = words(std::slice::from_ref(&down)).unwrap();
+        assert!(
+            w.starts_with(
+                "no card readers: pcscd, the PC/SC daemon, is not running (cannot reach pcscd"
+            ) && w.contains("`pcscd` as root"),
+            "{w}"
+        );
+        let static_build = CardStatus {
+            state: "pcscd not running".into(),
+            last_error: Some("this capbox was built without the card manager".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            words(&[static_build]).unwrap(),
+            "no card readers: this capbox was built without the card manager"
+        );
+        let ready = CardStatus {
+            reader: "Alcor".into(),
+            state: "ready".into(),
+            ..Default::default()
+        };
+        assert_eq!(words(&[ready]), None, "readers: the table");
     }
 }

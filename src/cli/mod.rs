@@ -1,16 +1,21 @@
-//! Subcommands: serve, demo, check-config, probe, status, adapters, tune,
-//! signal, scan, usb-reset.
-//! `main.rs` only calls `main()`. Output for the console fits 80 columns.
+//! Subcommands: serve, demo, check-config, probe, status, logs, pin,
+//! adapters, cards, tune, signal, scan, slate, usb-reset.
+//! `main.rs` only calls `main()`. Output for the console fits 80 columns
+//! (the terminal's width when known) and is plain ASCII without colour on
+//! a terminal that says no more (`term`).
 
 pub mod adapters;
 pub mod cards;
+pub mod interrupt;
 pub mod log;
+pub mod logs;
 pub mod pin;
 pub mod probe;
 pub mod scan;
 pub mod signal;
 pub mod slate;
 pub mod status;
+pub mod term;
 pub mod tune;
 pub mod usb_reset;
 
@@ -20,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 const USAGE: &str = "\
-capbox — the userland of a DVB capture box
+capbox - the userland of a DVB capture box
 
 usage: capbox <command> [options]
 
@@ -29,7 +34,9 @@ commands:
   demo          serve the bundled sample channels on localhost
   check-config  validate a config file without serving
   probe         show programs, services and PIDs of a TS file or URL
-  status        ask the running capbox for its channels and clients
+  status        the running capbox on one screen: adapters, channels, cards,
+                watchdog, last events (--all: everything)
+  logs          the last warnings and errors in plain words (-f follows)
   pin           keep a channel on one source by hand (or back to auto)
   adapters      list DVB adapters and their stable names
   cards         smart card readers and cards (ATR, CA system, ECMs)
@@ -57,6 +64,7 @@ pub fn main() -> i32 {
         "status" => status::run(rest),
         "pin" => pin::run(rest),
         "cards" => cards::run(rest),
+        "logs" => logs::run(rest),
         "probe" => probe::run(rest),
         "scan" => scan::run(rest),
         "adapters" => adapters::run(rest),

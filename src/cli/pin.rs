@@ -47,7 +47,7 @@ pub fn run(args: &[String]) -> i32 {
         let mut val = |what: &str| match it.next() {
             Some(v) => Ok(v.clone()),
             None => {
-                eprintln!("capbox pin: {what} needs a value");
+                super::term::warn(&format!("capbox pin: {what} needs a value"));
                 Err(2)
             }
         };
@@ -85,7 +85,7 @@ pub fn run(args: &[String]) -> i32 {
     };
     if let Some(d) = &dur {
         if let Err(e) = crate::channel::pin::parse_duration(d) {
-            eprintln!("capbox pin: --for {e}");
+            super::term::warn(&format!("capbox pin: --for {e}"));
             return 2;
         }
     }
@@ -113,7 +113,7 @@ pub fn run(args: &[String]) -> i32 {
             }
             Err(errs) if config.is_some() => {
                 for e in errs {
-                    eprintln!("{e}");
+                    super::term::warn(&format!("{e}"));
                 }
                 return 1;
             }
@@ -140,25 +140,25 @@ pub fn run(args: &[String]) -> i32 {
     match answer {
         Ok((200, body)) => {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            println!("{}", v["message"].as_str().unwrap_or(&body));
+            super::term::say(v["message"].as_str().unwrap_or(&body));
             if let Some(w) = v["warning"].as_str() {
-                println!("warning: {w}");
+                super::term::say(&format!("warning: {w}"));
             }
             if let Some(e) = v["save_error"].as_str() {
-                println!("warning: {e}");
+                super::term::say(&format!("warning: {e}"));
             }
             0
         }
         Ok((403, _)) => {
-            eprintln!("capbox pin: refused (403): this address is not in [access] control, or the control token is missing or wrong (--token, $CAPBOX_CONTROL_TOKEN or --config)");
+            super::term::warn("capbox pin: refused (403): this address is not in [access] control, or the control token is missing or wrong (--token, $CAPBOX_CONTROL_TOKEN or --config)");
             1
         }
         Ok((code, body)) => {
-            eprintln!("capbox pin: {code}: {body}");
+            super::term::warn(&format!("capbox pin: {code}: {body}"));
             1
         }
         Err(e) => {
-            eprintln!("capbox pin: {e}");
+            super::term::warn(&format!("capbox pin: {e}"));
             1
         }
     }

@@ -109,7 +109,7 @@ pub fn run(args: &[String]) -> i32 {
             }
         }
     } else {
-        print!("{}", report.to_text());
+        super::term::print(&report.to_text());
     }
     0
 }

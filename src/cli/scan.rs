@@ -191,9 +191,21 @@ pub fn channels_on(status_json: &str, who: &str, number: Option<u32>) -> Vec<Str
         .unwrap_or(&empty)
         .iter()
         .filter(|c| {
-            let src = c["source"].as_str().unwrap_or("");
-            labels.iter().any(|l| {
-                src.starts_with(&format!("adapter {l} ")) || src.starts_with(&format!("{l} "))
+            // The channel's source on air, and every source of a failover
+            // channel ("ter1 dvbt 474000000 …"): a channel whose backup is
+            // on the adapter drops to its other source, it still loses one.
+            let on_air = c["source"].as_str().unwrap_or("");
+            let sources = c["sources"].as_array();
+            let mut all = std::iter::once(on_air).chain(
+                sources
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s["source"].as_str()),
+            );
+            all.any(|src| {
+                labels.iter().any(|l| {
+                    src.starts_with(&format!("adapter {l} ")) || src.starts_with(&format!("{l} "))
+                })
             })
         })
         .filter_map(|c| c["name"].as_str().map(str::to_string))
@@ -322,15 +334,16 @@ pub fn run(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let mut err = std::io::stderr();
+    let mut err = super::term::LineWriter::new(std::io::stderr(), super::term::Term::stderr());
     match scan_to_files(&a, &mut err) {
         Ok(r) if r.muxes.iter().any(|m| !m.services.is_empty()) => 0,
         Ok(_) => {
-            eprintln!("capbox scan: no services found");
+            super::term::warn("capbox scan: no services found");
             1
         }
         Err(e) => {
-            eprintln!("capbox scan: {e}");
+            drop(err);
+            super::term::warn(&format!("capbox scan: {e}"));
             1
         }
     }
@@ -417,8 +430,15 @@ mod tests {
             {"name":"mozart","source":"ter1 (adapter0): lost lock on dvbt 474000000"},
             {"name":"news","source":"adapter ter2 dvbt 522000000 8MHz"},
             {"name":"ter1x","source":"adapter ter10 dvbt 1"},
-            {"name":"file","source":"file samples/mux.ts"}]}"#;
-        let want = vec!["beethoven".to_string(), "mozart".to_string()];
+            {"name":"file","source":"file samples/mux.ts"},
+            {"name":"zappa","source":"file /srv/backup.ts","sources":[
+                {"source":"ter1 dvbt 474000000 8000000 modulation=qam/auto"},
+                {"source":"file /srv/backup.ts"}]}]}"#;
+        let want = vec![
+            "beethoven".to_string(),
+            "mozart".to_string(),
+            "zappa".to_string(),
+        ];
         assert_eq!(channels_on(status, "ter1", None), want);
         assert_eq!(channels_on(status, "usb-734c:5980-0001", None), want);
         assert_eq!(channels_on(status, "adapter0", None), want);
@@ -433,7 +453,7 @@ mod tests {
         let m = busy_message_with_channels("ter1", &want);
         assert!(
             m.starts_with(
-                "ter1 is in use by capbox serve for channel(s) beethoven, mozart; they would drop."
+                "ter1 is in use by capbox serve for channel(s) beethoven, mozart, zappa; they would drop."
             ),
             "{m}"
         );

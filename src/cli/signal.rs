@@ -17,7 +17,8 @@ usage: capbox signal <adapterN|stable name|adapter label> [--frontend N]
                      [--url http://127.0.0.1:8080] [--count N]
 
 Prints one line per second: lock, C/N (dB), signal strength (dBm), bit
-error ratio and uncorrected blocks since the previous line. Ctrl-C stops.
+error ratio and uncorrected blocks since the previous line. Ctrl-C stops
+and says how many lines were locked and the lowest and highest C/N.
 Reads the frontend read-only (allowed while capbox serve tunes it); with
 --url, or when the frontend cannot be opened, asks the running capbox.
 ";
@@ -137,24 +138,59 @@ pub fn run(args: &[String]) -> i32 {
     };
     let mut fe = None;
     if url.is_none() {
-        match resolve_device(&who) {
+        // An [[adapter]] name of the config ("ter1") is known to the running
+        // capbox only: its number from there, then the frontend read-only.
+        let number =
+            resolve_device(&who).or_else(|e| daemon_number("http://127.0.0.1:8080", &who).ok_or(e));
+        match number {
             Ok(n) => {
                 let path = format!("/dev/dvb/adapter{n}/frontend{frontend}");
                 let dev = format!("adapter{n}/frontend{frontend}");
                 match Frontend::open_path(Path::new(&path), &dev, false) {
                     Ok(f) => fe = Some(f),
-                    Err(e) => eprintln!(
+                    Err(e) => super::term::warn(&format!(
                         "capbox signal: {}; asking the running capbox instead",
                         open_error_words(&e)
-                    ),
+                    )),
                 }
             }
-            Err(e) => eprintln!("capbox signal: {e}; asking the running capbox instead"),
+            Err(e) => super::term::warn(&format!(
+                "capbox signal: {e}; asking the running capbox instead"
+            )),
         }
     }
     let url = url.unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+    // Live (no --count): Ctrl-C ends the loop between two lines. With
+    // --count (scripts, the VM rig calling `run`) the signals stay as they are.
+    let stop = match count {
+        Some(_) => None,
+        None => match super::interrupt::Interrupt::catch() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                super::term::warn(&format!("capbox signal: {e}"));
+                return 1;
+            }
+        },
+    };
+    let interrupted =
+        |stop: &Option<super::interrupt::Interrupt>| stop.as_ref().is_some_and(|s| s.came());
+    let term = super::term::Term::stdout();
+    let origin = match &fe {
+        Some(_) => format!("{who} (its frontend, read-only)"),
+        None => format!("{who} (from the capbox at {url})"),
+    };
+    super::term::say(&match count {
+        Some(n) => format!("{origin}: {n} lines, a second apart"),
+        None => format!("{origin}: a line a second, Ctrl-C stops"),
+    });
+    if fe.is_none() {
+        if let Some(why) = daemon_note(&url, &who) {
+            super::term::say(&why);
+        }
+    }
     let mut prev = None;
-    let mut n = 0u64;
+    let mut sum = Summary::default();
+    let start = std::time::Instant::now();
     loop {
         let sample = match &fe {
             Some(f) => from_frontend(f),
@@ -162,19 +198,109 @@ pub fn run(args: &[String]) -> i32 {
         };
         match sample {
             Ok(s) => {
-                println!("{}", line(&clock(), &s, prev));
+                let l = term.render(&line(&clock(), &s, prev));
+                {
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(l.as_bytes());
+                    let _ = out.flush();
+                }
                 prev = s.ucb;
+                sum.add(&s);
             }
             Err(e) => {
-                eprintln!("capbox signal: {e}");
+                super::term::warn(&format!("capbox signal: {e}"));
                 return 1;
             }
         }
-        n += 1;
-        if count.is_some_and(|c| n >= c) {
-            return 0;
+        if count.is_some_and(|c| sum.lines >= c) {
+            break;
         }
-        std::thread::sleep(Duration::from_secs(1));
+        // The next line on the next whole second since the start.
+        let next = Duration::from_secs(sum.lines);
+        let left = next.saturating_sub(start.elapsed());
+        let stopped = match &stop {
+            Some(s) => s.wait(left),
+            None => {
+                std::thread::sleep(left);
+                false
+            }
+        };
+        if stopped {
+            break;
+        }
+    }
+    if interrupted(&stop) {
+        // The terminal echoed "^C" without a newline.
+        println!();
+    }
+    if interrupted(&stop) || sum.lines > 1 {
+        super::term::say(&sum.words());
+    }
+    0
+}
+
+/// The adapter number the running capbox has for `who` (its name in the
+/// config, or its device), when it has one open.
+fn daemon_number(url: &str, who: &str) -> Option<u32> {
+    let body = http_get(url, "/status", Duration::from_secs(2)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["adapters"]
+        .as_array()?
+        .iter()
+        .find(|a| a["name"] == who || a["device"] == who)?["number"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+}
+
+/// Why the daemon's numbers say nothing: the adapter's last error when it
+/// is not locked (absent, not tuned). `None` when locked or unknown.
+fn daemon_note(url: &str, who: &str) -> Option<String> {
+    let body = http_get(url, "/status", Duration::from_secs(3)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let a = v["adapters"]
+        .as_array()?
+        .iter()
+        .find(|a| a["name"] == who || a["device"] == who)?
+        .clone();
+    if a["locked"] == true {
+        return None;
+    }
+    a["last_error"]
+        .as_str()
+        .filter(|e| !e.is_empty())
+        .map(|e| format!("not locked: {e}"))
+}
+
+/// What the lines said, for the line after Ctrl-C: the dish pointer's
+/// "best C/N while I turned it".
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Summary {
+    pub lines: u64,
+    pub locked: u64,
+    pub cnr_min: Option<f64>,
+    pub cnr_max: Option<f64>,
+}
+
+impl Summary {
+    pub fn add(&mut self, s: &Sample) {
+        self.lines += 1;
+        self.locked += u64::from(s.locked);
+        if let Some(c) = s.cnr_db {
+            self.cnr_min = Some(self.cnr_min.map_or(c, |m| m.min(c)));
+            self.cnr_max = Some(self.cnr_max.map_or(c, |m| m.max(c)));
+        }
+    }
+
+    pub fn words(&self) -> String {
+        let cnr = match (self.cnr_min, self.cnr_max) {
+            (Some(lo), Some(hi)) => format!(", C/N {lo:.1} to {hi:.1} dB"),
+            _ => ", no C/N reported".to_string(),
+        };
+        format!(
+            "stopped: {} lines, locked in {}{cnr}",
+            self.lines, self.locked
+        )
     }
 }
 
@@ -202,5 +328,23 @@ mod tests {
         let l = line("12:00:02", &Sample::default(), None);
         assert!(l.contains("NO LOCK") && l.contains("C/N n/a"), "{l}");
         assert!(l.chars().count() <= 80, "{l}");
+    }
+
+    #[test]
+    fn the_summary_after_ctrl_c_gives_the_c_n_range() {
+        let mut s = Summary::default();
+        s.add(&Sample::default());
+        assert_eq!(s.words(), "stopped: 1 lines, locked in 0, no C/N reported");
+        for c in [12.5, 14.25, 9.0] {
+            s.add(&Sample {
+                locked: true,
+                cnr_db: Some(c),
+                ..Sample::default()
+            });
+        }
+        assert_eq!(
+            s.words(),
+            "stopped: 4 lines, locked in 3, C/N 9.0 to 14.2 dB"
+        );
     }
 }

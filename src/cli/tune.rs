@@ -40,7 +40,7 @@ pub fn run(args: &[String]) -> i32 {
         let mut val = |name: &str| -> Option<String> {
             let v = it.next().cloned();
             if v.is_none() {
-                eprintln!("capbox tune: {name} needs a value");
+                super::term::warn(&format!("capbox tune: {name} needs a value"));
             }
             v
         };
@@ -61,7 +61,7 @@ pub fn run(args: &[String]) -> i32 {
                 Some("mainline") => pls = PlsStyle::Mainline,
                 Some("tbs") => pls = PlsStyle::Tbs,
                 _ => {
-                    eprintln!("capbox tune: --pls-style is mainline or tbs");
+                    super::term::warn("capbox tune: --pls-style is mainline or tbs");
                     return 2;
                 }
             },
@@ -72,7 +72,7 @@ pub fn run(args: &[String]) -> i32 {
             "--seconds" => match val("--seconds").and_then(|v| v.parse().ok()) {
                 Some(v) if (1..=600).contains(&v) => seconds = v,
                 _ => {
-                    eprintln!("capbox tune: --seconds is 1..=600");
+                    super::term::warn("capbox tune: --seconds is 1..=600");
                     return 2;
                 }
             },
@@ -93,14 +93,14 @@ pub fn run(args: &[String]) -> i32 {
     let tuning = match Tuning::from_args(&tune_text) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("capbox tune: {tune_text:?}: {e}");
+            super::term::warn(&format!("capbox tune: {tune_text:?}: {e}"));
             return 2;
         }
     };
     let setup = match lnb.as_deref().map(Lnb::from_name).transpose() {
         Ok(l) => l.map(LnbSetup::new),
         Err(e) => {
-            eprintln!("capbox tune: --lnb: {e}");
+            super::term::warn(&format!("capbox tune: --lnb: {e}"));
             return 2;
         }
     };
@@ -111,12 +111,12 @@ pub fn run(args: &[String]) -> i32 {
                 Some(s)
             }
             Err(e) => {
-                eprintln!("capbox tune: --switch: {e}");
+                super::term::warn(&format!("capbox tune: --switch: {e}"));
                 return 2;
             }
         },
         (None, Some(_)) => {
-            eprintln!("capbox tune: --switch needs --lnb");
+            super::term::warn("capbox tune: --switch needs --lnb");
             return 2;
         }
         (s, None) => s,
@@ -138,15 +138,15 @@ pub fn run(args: &[String]) -> i32 {
                     super::scan::daemon_channels_on(&url, &who, None)
                 };
                 if chans.is_empty() {
-                    eprintln!("capbox tune: {who} is busy: another program tunes it (capbox serve, dvbv5-zap?); stop it first");
+                    super::term::warn(&format!("capbox tune: {who} is busy: another program tunes it (capbox serve, dvbv5-zap?); stop it first"));
                 } else {
-                    eprintln!(
+                    super::term::warn(&format!(
                         "capbox tune: {}",
                         super::scan::busy_message_with_channels(&who, &chans)
-                    );
+                    ));
                 }
             } else {
-                eprintln!("capbox tune: {text}");
+                super::term::warn(&format!("capbox tune: {text}"));
             }
             return 1;
         }
@@ -171,37 +171,39 @@ pub fn run(args: &[String]) -> i32 {
         }
     }
     let st = status.lock().map(|g| g.clone()).unwrap_or_default();
-    println!(
+    // Service names come from the broadcast: through the terminal's filter.
+    super::term::say(&format!(
         "{}: locked after {lock_ms} ms ({})",
         src.describe(),
         st.status
-    );
+    ));
     let opt =
         |v: Option<f64>, unit: &str| v.map(|v| format!("{v:.1} {unit}")).unwrap_or("n/a".into());
-    println!(
+    super::term::say(&format!(
         "C/N {}  signal {}  BER {}  UCB {}  packets {packets}  dvr overflows {}",
         opt(st.cnr_db, "dB"),
         opt(st.signal_dbm, "dBm"),
         st.ber.map(|b| format!("{b:.1e}")).unwrap_or("n/a".into()),
         st.ucb_total.map(|u| u.to_string()).unwrap_or("n/a".into()),
         st.dvr_overflows
-    );
+    ));
     let list = services.list();
     if list.is_empty() {
-        println!("no PAT within {seconds} s");
+        super::term::say(&format!("no PAT within {seconds} s"));
     } else {
-        println!("{:<8} {:<8} NAME", "PROGRAM", "PMT PID");
+        let mut table = format!("{:<8} {:<8} NAME\n", "PROGRAM", "PMT PID");
         for (prog, pid, name) in &list {
-            println!(
-                "{:<8} {:<8} {}",
+            table.push_str(&format!(
+                "{:<8} {:<8} {}\n",
                 format!("{prog:#06x}"),
                 format!("{pid:#06x}"),
                 name.as_deref().unwrap_or("(no SDT name)")
-            );
+            ));
         }
+        super::term::print(&table);
     }
     if let Some(e) = error {
-        eprintln!("capbox tune: {e}");
+        super::term::warn(&format!("capbox tune: {e}"));
         return 1;
     }
     i32::from(list.is_empty())

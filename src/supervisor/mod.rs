@@ -163,6 +163,7 @@ impl Shared {
     pub fn status(&self) -> serde_json::Value {
         let wd = lock(&self.watchdog).clone();
         let r = lock(&self.resets).clone();
+        let (this_run, events_total) = resetlog::events_and_total();
         let threads: Vec<serde_json::Value> = self
             .threads()
             .into_iter()
@@ -190,6 +191,14 @@ impl Shared {
                 "notifications": self.notify_sent.load(Ordering::Relaxed),
             },
             "threads": threads,
+            // This run's warnings, errors and supervisor lines (`capbox
+            // logs`), oldest first; `events_total` counts every one noted.
+            "events": this_run.iter().map(|e| serde_json::json!({
+                "unix": e.unix,
+                "at": resetlog::utc_words(e.unix),
+                "text": e.text,
+            })).collect::<Vec<_>>(),
+            "events_total": events_total,
             "resets": {
                 "last_cause": r.last_cause,
                 "last_at": r.last_unix.map(resetlog::utc_words),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -242,6 +242,10 @@ pub fn cause_words(bootstatus: Option<u32>) -> String {
 // by the supervisor thread at most once a second.
 static EVENTS: Mutex<VecDeque<Event>> = Mutex::new(VecDeque::new());
 static DIRTY: AtomicBool = AtomicBool::new(false);
+/// Events noted since the start: a console following them (`capbox logs
+/// -f`) tells from it how many came, and how many it missed (more than
+/// `MAX_EVENTS` between two looks).
+static NOTED: AtomicU64 = AtomicU64::new(0);
 
 /// Remember a log line (the logger calls it for warnings, errors and
 /// `supervisor:` lines).
@@ -255,7 +259,17 @@ pub fn note(text: &str) {
         unix: unix_now(),
         text,
     });
+    // Counted under the ring's lock: `events_and_total` sees both agree.
+    NOTED.fetch_add(1, Ordering::Relaxed);
+    drop(e);
     DIRTY.store(true, Ordering::Relaxed);
+}
+
+/// This run's events (oldest first) and how many were noted since the
+/// start (the ring keeps the last `MAX_EVENTS`), read together.
+pub fn events_and_total() -> (Vec<Event>, u64) {
+    let e = EVENTS.lock().unwrap_or_else(|p| p.into_inner());
+    (e.iter().cloned().collect(), NOTED.load(Ordering::Relaxed))
 }
 
 /// This run's events (oldest first), and whether new ones came since the

@@ -434,3 +434,23 @@ ioctl_none_bad!(
     usbdevfs_reset,
     request::USBDEVFS_RESET
 );
+
+/// The size of the terminal on `fd` as (rows, columns), from `TIOCGWINSZ`
+/// (`asm-generic/termios.h`); `None` when `fd` is not a terminal or the
+/// kernel does not know (a serial line reports 0 x 0 until `stty rows N
+/// cols M` sets it). The console commands' only terminal ioctl.
+pub fn tty_size(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u16, u16)> {
+    use std::os::fd::AsRawFd;
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: `fd` is a borrowed, open descriptor; TIOCGWINSZ writes one
+    // `struct winsize` through the pointer, which points to a live local of
+    // that type. On a descriptor that is not a terminal it fails (ENOTTY)
+    // without writing.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
