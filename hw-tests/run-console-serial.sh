@@ -35,6 +35,10 @@ need() { command -v "$1" >/dev/null || { [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=n
 need tmux tmux
 need qemu-system-x86_64 qemu-system-x86
 need mke2fs e2fsprogs
+if [ -z "${CAPBOX_IMAGE:-}" ]; then
+    # The test image of the appliance (cached: seconds when nothing changed).
+    bash "$here/../images/build-test-image.sh" >&2 || die "the test image could not be built (images/build-test-image.sh)"
+fi
 [ -f "$image" ] || die "no image at $image (bash images/build-test-image.sh builds it; or CAPBOX_IMAGE=...)"
 [ -z "$bin" ] || [ -x "$bin" ] || die "CAPBOX_BIN=$bin is not an executable"
 
