@@ -9,6 +9,15 @@
 export LC_ALL=C LANG=C LANGUAGE=
 
 # Install the Debian packages of "$@" that are missing (idempotent).
+# The rigs' shared cache: $CAPBOX_HW_CACHE (default /var/cache/capbox-hw),
+# else REPO/target/hw when that cannot be made or written. Prints it.
+rig_cache_dir() {
+    local c=${CAPBOX_HW_CACHE:-/var/cache/capbox-hw}
+    if ! { mkdir -p "$c" 2>/dev/null && [ -w "$c" ]; }; then c=$1/target/hw; fi
+    mkdir -p "$c"
+    echo "$c"
+}
+
 rig_install() {
     local missing=() p
     for p in "$@"; do

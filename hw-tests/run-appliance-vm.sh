@@ -36,16 +36,14 @@ set -euo pipefail
 T0=$(date +%s.%N)
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-cache=${CAPBOX_HW_CACHE:-/var/cache/capbox-hw}
-mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$repo/target/hw
-mkdir -p "$cache"
+# shellcheck source=hw-tests/lib.sh
+source "$here/lib.sh"
+cache=$(rig_cache_dir "$repo")
 session_timeout=${CAPBOX_HW_TIMEOUT:-600}
 wd_timeout=10 # the watchdog timeout of the rig's second config
 
 stamp() { echo "run-appliance-vm: $*"; }
 die() { echo "run-appliance-vm: FAILED: $*" >&2; exit 2; }
-# shellcheck source=hw-tests/lib.sh
-source "$here/lib.sh"
 rig_install qemu-system-x86 curl ffmpeg python3 bc
 stamp() { printf 'run-appliance-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
 

@@ -28,17 +28,15 @@ set -euo pipefail
 T0=$(date +%s.%N)
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-cache=${CAPBOX_HW_CACHE:-/var/cache/capbox-hw}
-mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$repo/target/hw
-mkdir -p "$cache"
+# shellcheck source=hw-tests/lib.sh
+source "$here/lib.sh"
+cache=$(rig_cache_dir "$repo")
 bx_timeout=${CAPBOX_BOCHS_TIMEOUT:-480}
 cpu_model=${CAPBOX_BOCHS_CPU:-corei7_icelake_u}
 seed=${CAPBOX_CSA_SEED:-0x5eed2026}
 
 stamp() { printf 'run-bochs: [%5ss] %s\n' "$(($(date +%s) - ${T0%.*}))" "$*"; }
 die() { echo "run-bochs: FAILED: $*" >&2; exit 2; }
-# shellcheck source=hw-tests/lib.sh
-source "$here/lib.sh"
 
 # ---- 1. packages ----
 pkgs=(bochs bochsbios vgabios isolinux syslinux-common xorriso busybox-static

@@ -42,15 +42,13 @@ set -euo pipefail
 T0=$(date +%s.%N)
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-cache=${CAPBOX_HW_CACHE:-/var/cache/capbox-hw}
-mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$repo/target/hw
+# shellcheck source=hw-tests/lib.sh
+source "$here/lib.sh"
+cache=$(rig_cache_dir "$repo")
 vm_timeout=${CAPBOX_HW_TIMEOUT:-240}
-mkdir -p "$cache"
 
 stamp() { printf 'run-ccid-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
 die() { echo "run-ccid-vm: FAILED: $*" >&2; exit 2; }
-# shellcheck source=hw-tests/lib.sh
-source "$here/lib.sh"
 command -v bc >/dev/null || stamp() { echo "run-ccid-vm: $*"; }
 
 # ---- 1. packages ----

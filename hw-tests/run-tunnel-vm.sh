@@ -40,15 +40,13 @@ set -euo pipefail
 T0=$(date +%s.%N)
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-cache=${CAPBOX_HW_CACHE:-/var/cache/capbox-hw}
-mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$repo/target/hw
+# shellcheck source=hw-tests/lib.sh
+source "$here/lib.sh"
+cache=$(rig_cache_dir "$repo")
 vm_timeout=${CAPBOX_HW_TIMEOUT:-420}
-mkdir -p "$cache"
 
 stamp() { echo "run-tunnel-vm: $*"; }
 die() { echo "run-tunnel-vm: FAILED: $*" >&2; exit 2; }
-# shellcheck source=hw-tests/lib.sh
-source "$here/lib.sh"
 
 # ---- 1. packages ----
 rig_install qemu-system-x86 busybox-static kmod xz-utils cpio bc iproute2 ffmpeg

@@ -27,16 +27,14 @@ set -euo pipefail
 T0=$(date +%s.%N)
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-cache=${CAPBOX_HW_CACHE:-/var/cache/capbox-hw}
-# Not root (a developer's machine): keep the cache in the repo's target dir.
-mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$repo/target/hw
+# shellcheck source=hw-tests/lib.sh
+source "$here/lib.sh"
+# Not root (a developer's machine): the cache goes to the repo's target dir.
+cache=$(rig_cache_dir "$repo")
 vm_timeout=${CAPBOX_HW_TIMEOUT:-120}
-mkdir -p "$cache"
 
 stamp() { printf 'run-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
 die() { echo "run-vm: FAILED: $*" >&2; exit 2; }
-# shellcheck source=hw-tests/lib.sh
-source "$here/lib.sh"
 command -v bc >/dev/null || { apt-get install -y -qq bc >/dev/null 2>&1 || true; }
 command -v bc >/dev/null || stamp() { echo "run-vm: $*"; }
 

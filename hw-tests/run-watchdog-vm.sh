@@ -42,9 +42,9 @@ set -euo pipefail
 T0=$(date +%s.%N)
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-cache=${CAPBOX_HW_CACHE:-/var/cache/capbox-hw}
-mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$repo/target/hw
-mkdir -p "$cache"
+# shellcheck source=hw-tests/lib.sh
+source "$here/lib.sh"
+cache=$(rig_cache_dir "$repo")
 boot_timeout=${CAPBOX_HW_TIMEOUT:-240}
 devices=${CAPBOX_WD_DEVICES:-softdog,i6300esb}
 cases=${CAPBOX_WD_CASES:-hang,guard,stall,reboot,clean}
@@ -57,8 +57,6 @@ case $impl in capbox | standin) ;; *) echo "run-watchdog-vm: CAPBOX_WD_IMPL is c
 
 stamp() { echo "run-watchdog-vm: $*"; }
 die() { echo "run-watchdog-vm: FAILED: $*" >&2; exit 2; }
-# shellcheck source=hw-tests/lib.sh
-source "$here/lib.sh"
 
 # ---- 1. packages ----
 rig_install qemu-system-x86 busybox-static kmod xz-utils cpio bc e2fsprogs libpcsclite1

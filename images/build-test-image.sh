@@ -24,16 +24,14 @@ set -euo pipefail
 T0=$(date +%s.%N)
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-cache=${CAPBOX_HW_CACHE:-/var/cache/capbox-hw}
-mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$repo/target/hw
-mkdir -p "$cache"
+# shellcheck source=hw-tests/lib.sh
+source "$repo/hw-tests/lib.sh"
+cache=$(rig_cache_dir "$repo")
 out=${CAPBOX_IMAGE_OUT:-$cache/appliance}
 overlay=$repo/buildroot/board/capbox/rootfs-overlay
 
 stamp() { echo "build-test-image: $*"; }
 die() { echo "build-test-image: FAILED: $*" >&2; exit 2; }
-# shellcheck source=hw-tests/lib.sh
-source "$repo/hw-tests/lib.sh"
 
 # ---- 1. packages ----
 rig_install genimage grub-pc-bin mtools dosfstools e2fsprogs busybox-static kmod cpio xz-utils gzip bc
