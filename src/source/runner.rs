@@ -347,6 +347,19 @@ impl Worker {
         self.key.describe()
     }
 
+    /// The source failed: every channel on it is told why (counted), the
+    /// reason is kept for the status while it is shut, and it is closed.
+    fn fail_source(&mut self, error: String) {
+        for o in &self.outputs {
+            o.sink.report(
+                o.source,
+                SourceReport::failed(error.clone(), self.source_errors),
+            );
+        }
+        self.last_error = Some(error);
+        self.close_source();
+    }
+
     fn run(&mut self, hb: &Heartbeat) {
         let mut buf = Vec::with_capacity(256 * PACKET_SIZE);
         let mut out = Vec::with_capacity(256 * PACKET_SIZE);
@@ -550,14 +563,7 @@ impl Worker {
         };
         log::error!("source {what}; retrying in {} s", self.backoff.as_secs());
         let error = format!("source: {what}");
-        for o in &self.outputs {
-            o.sink.report(
-                o.source,
-                SourceReport::failed(error.clone(), self.source_errors),
-            );
-        }
-        self.last_error = Some(error);
-        self.close_source();
+        self.fail_source(error);
         self.retry_at = Some(Instant::now() + self.backoff);
         self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
         self.remux.reset_input();
@@ -730,14 +736,7 @@ impl Worker {
             (Some(step), _) => format!("source: {words} ({}: {step})", d.reason),
             (None, _) => format!("source: {words}"),
         };
-        for o in &self.outputs {
-            o.sink.report(
-                o.source,
-                SourceReport::failed(error.clone(), self.source_errors),
-            );
-        }
-        self.last_error = Some(error);
-        self.close_source();
+        self.fail_source(error);
         self.retry_at = Some(Instant::now() + Duration::from_millis(after_ms));
         self.remux.reset_input();
     }
@@ -891,14 +890,7 @@ impl Worker {
             );
             log::warn!("{line}");
             let error = format!("source: {line}");
-            for o in &self.outputs {
-                o.sink.report(
-                    o.source,
-                    SourceReport::failed(error.clone(), self.source_errors),
-                );
-            }
-            self.last_error = Some(error);
-            self.close_source();
+            self.fail_source(error);
             self.retry_at = None;
             self.remux.reset_input();
         }
