@@ -10,5 +10,6 @@
 //! input never panics, every packet refused is counted.
 
 pub mod cc;
+pub mod metrics;
 pub mod pid;
 pub mod probe;
