@@ -6,10 +6,13 @@
 //! format says; values as Prometheus reads them (integers exact, floats
 //! shortest round-trip, `NaN`, `+Inf`, `-Inf`).
 //!
-//! Why not a crate: `examples/bench_metrics` encodes the /metrics of 200
-//! channels; this encoder writes straight into the scrape's `String` with
-//! no registry to keep in step with the status structs the values already
-//! live in (the figures are in BENCHMARKS.md and the issue 14 report).
+//! Why not a crate: for the /metrics of 200 channels (10 200 samples,
+//! 680 kB; `examples/bench_metrics`) this encoder takes 0.40 ms a scrape,
+//! the same as the hand-written `writeln!` it replaced; prometheus-client
+//! 0.22 took 1.31 ms (0.72 setting its registry from the status, 0.58
+//! encoding) and would be a second copy of every value, kept in step with
+//! the status structs the values already live in. Both are far below a
+//! scrape interval; the encoder wins on no registry and no dependency.
 //!
 //! Promises: never panics; any label value (a channel name from the
 //! config, an adapter name) gives one valid sample line.
@@ -134,18 +137,21 @@ pub fn escape_label(s: &str) -> String {
 }
 
 fn escape_label_into(s: &str, out: &mut String) {
-    if !s.contains(['\\', '"', '\n']) {
-        out.push_str(s);
-        return;
+    // Copy the runs between the three characters to escape (all ASCII, so
+    // every cut is on a char boundary).
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let e = match b {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            b'\n' => "\\n",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        out.push_str(e);
+        start = i + 1;
     }
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
+    out.push_str(&s[start..]);
 }
 
 /// Check a whole /metrics text the way capbox writes it: every sample's
