@@ -6,6 +6,7 @@ use crate::channel::{lock, Channel, ChannelState};
 use crate::config::{self, Config, Diagnostic};
 use crate::fanout::{Ring, RingConfig};
 use crate::http::{self, Access, Backend, HttpConfig, RouteAccess, ServerHandle};
+use crate::monitor::metrics::{family, Kind};
 use crate::source::dvb::{AdapterStatus, AdapterStatusHandle, DvbSourceConfig};
 use crate::source::remote::Demand;
 use crate::source::runner::{Attach, InputSpec, MuxKey, MuxRunner, RunnerConfig};
@@ -779,30 +780,20 @@ fn resolve_source(w: &str, ch: &Channel) -> Result<usize, String> {
     })
 }
 
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// Each source's packet-level verdict as a gauge, per channel and source
 /// index (failover channels; the words are in /status and capbox status).
 fn render_source_health(snapshot: &[(String, crate::channel::ChannelStatus)], m: &mut String) {
-    let _ = writeln!(
+    let mut f = family(
         m,
-        "# HELP capbox_channel_source_healthy 1 while the source passes the failover's \
-         health rules (packets flowing, PAT/PMT, video and audio PES, not left scrambled); \
-         why not is in /status sources[].health.\n\
-         # TYPE capbox_channel_source_healthy gauge"
+        "capbox_channel_source_healthy",
+        Kind::Gauge,
+        "1 while the source passes the failover's health rules (packets flowing, PAT/PMT, \
+         video and audio PES, not left scrambled); why not is in /status sources[].health.",
     );
     for (ch, st) in snapshot {
         for (i, s) in st.sources.iter().enumerate() {
             if let Some(h) = s.healthy {
-                let _ = writeln!(
-                    m,
-                    "capbox_channel_source_healthy{{channel=\"{ch}\",source=\"{i}\"}} {}",
-                    h as u8
-                );
+                f.sample(&[("channel", ch), ("source", &i.to_string())], h);
             }
         }
     }
@@ -822,50 +813,48 @@ fn render_remote_metrics(snapshot: &[(String, crate::channel::ChannelStatus)], m
                 .filter_map(move |(i, s)| Some((label.as_str(), i, s.remote_status.as_ref()?)))
         })
         .collect();
-    let _ = writeln!(
+    let mut f = family(
         m,
-        "# HELP capbox_remote_failures_total Connections of a remote source that failed or \
-         ended, by reason: connect (refused, timed out, unresolved), http_error (not 200), \
-         peer_not_local (503 from the peer's loop guard), bad_response (not HTTP, bad framing, \
-         no response head in time), not_ts, stall, truncated (body cut short), ended (the \
-         peer closed cleanly), io.\n\
-         # TYPE capbox_remote_failures_total counter"
+        "capbox_remote_failures_total",
+        Kind::Counter,
+        "Connections of a remote source that failed or ended, by reason: connect (refused, \
+         timed out, unresolved), http_error (not 200), peer_not_local (503 from the peer's \
+         loop guard), bad_response (not HTTP, bad framing, no response head in time), \
+         not_ts, stall, truncated (body cut short), ended (the peer closed cleanly), io.",
     );
     for (ch, i, r) in &remotes {
+        let i = i.to_string();
         for (reason, v) in r.counters.failures() {
-            let _ = writeln!(
-                m,
-                "capbox_remote_failures_total{{channel=\"{ch}\",source=\"{i}\",reason=\"{reason}\"}} {v}"
-            );
+            f.sample(&[("channel", ch), ("source", &i), ("reason", reason)], v);
         }
     }
-    let mut family = |name: &str, kind: &str, help: &str, f: &dyn Fn(&RemoteStatus) -> u64| {
-        let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    let mut rfamily = |name: &str, kind: Kind, help: &str, get: &dyn Fn(&RemoteStatus) -> u64| {
+        let mut f = family(m, name, kind, help);
         for (ch, i, r) in &remotes {
-            let _ = writeln!(m, "{name}{{channel=\"{ch}\",source=\"{i}\"}} {}", f(r));
+            f.sample(&[("channel", ch), ("source", &i.to_string())], get(r));
         }
     };
-    family(
+    rfamily(
         "capbox_remote_connected",
-        "gauge",
+        Kind::Gauge,
         "1 while the remote source has a response and reads its body.",
         &|r| r.connected as u64,
     );
-    family(
+    rfamily(
         "capbox_remote_connects_total",
-        "counter",
+        Kind::Counter,
         "TCP connections the remote source established.",
         &|r| r.counters.connects,
     );
-    family(
+    rfamily(
         "capbox_remote_bytes_total",
-        "counter",
+        Kind::Counter,
         "Body bytes the remote source received.",
         &|r| r.counters.bytes,
     );
-    family(
+    rfamily(
         "capbox_remote_queue_drops_total",
-        "counter",
+        Kind::Counter,
         "Packets of the remote source dropped because the channel fell behind.",
         &|r| r.counters.queue_drops,
     );
@@ -875,44 +864,35 @@ fn render_remote_metrics(snapshot: &[(String, crate::channel::ChannelStatus)], m
 /// it is on, whether it is failed.
 fn render_recovery_metrics(adapters: &[AdapterStatus], m: &mut String) {
     use crate::dvb::recovery::Step;
-    let _ = writeln!(
+    let mut f = family(
         m,
-        "# HELP capbox_adapter_recovery_steps_total Steps of the adapter's escalation ladder taken (retune, reopen, usb_reset, failed).\n# TYPE capbox_adapter_recovery_steps_total counter"
+        "capbox_adapter_recovery_steps_total",
+        Kind::Counter,
+        "Steps of the adapter's escalation ladder taken (retune, reopen, usb_reset, failed).",
     );
     for a in adapters {
         for step in Step::ALL {
             let n = a.recovery.steps_total[step.number() as usize - 1];
-            let _ = writeln!(
-                m,
-                "capbox_adapter_recovery_steps_total{{adapter=\"{}\",step=\"{}\"}} {n}",
-                esc(&a.name),
-                step.label()
-            );
+            f.sample(&[("adapter", &a.name), ("step", step.label())], n);
         }
     }
-    let _ = writeln!(
+    let mut f = family(
         m,
-        "# HELP capbox_adapter_recovery_step The rung the adapter is on: 0 healthy, 1 retune, 2 reopen, 3 USB reset, 4 failed.\n# TYPE capbox_adapter_recovery_step gauge"
+        "capbox_adapter_recovery_step",
+        Kind::Gauge,
+        "The rung the adapter is on: 0 healthy, 1 retune, 2 reopen, 3 USB reset, 4 failed.",
     );
     for a in adapters {
-        let _ = writeln!(
-            m,
-            "capbox_adapter_recovery_step{{adapter=\"{}\"}} {}",
-            esc(&a.name),
-            a.recovery.step
-        );
+        f.sample(&[("adapter", &a.name)], a.recovery.step);
     }
-    let _ = writeln!(
+    let mut f = family(
         m,
-        "# HELP capbox_adapter_failed 1 while the adapter is marked failed (its ladder is exhausted; retried every failed_retry_s).\n# TYPE capbox_adapter_failed gauge"
+        "capbox_adapter_failed",
+        Kind::Gauge,
+        "1 while the adapter is marked failed (its ladder is exhausted; retried every failed_retry_s).",
     );
     for a in adapters {
-        let _ = writeln!(
-            m,
-            "capbox_adapter_failed{{adapter=\"{}\"}} {}",
-            esc(&a.name),
-            a.recovery.failed as u8
-        );
+        f.sample(&[("adapter", &a.name)], a.recovery.failed);
     }
 }
 
@@ -1019,155 +999,153 @@ impl Backend for App {
         let mut m = String::with_capacity(4096);
         let chans = self.channels();
         // One status copy per channel per scrape, not one per metric family.
-        let snapshot: Vec<(String, crate::channel::ChannelStatus)> = chans
-            .iter()
-            .map(|ch| (esc(&ch.name()), ch.status()))
-            .collect();
-        let mut family =
+        let snapshot: Vec<(String, crate::channel::ChannelStatus)> =
+            chans.iter().map(|ch| (ch.name(), ch.status())).collect();
+        let mut cfamily =
             |name: &str,
-             kind: &str,
+             kind: Kind,
              help: &str,
-             f: &dyn Fn(&crate::channel::ChannelStatus) -> f64| {
-                let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+             get: &dyn Fn(&crate::channel::ChannelStatus) -> f64| {
+                let mut f = family(&mut m, name, kind, help);
                 for (label, st) in &snapshot {
-                    let _ = writeln!(m, "{name}{{channel=\"{label}\"}} {}", f(st));
+                    f.sample(&[("channel", label)], get(st));
                 }
             };
-        family(
+        cfamily(
             "capbox_channel_up",
-            "gauge",
+            Kind::Gauge,
             "1 when the channel has a PMT and fresh data.",
             &|s| (s.state == ChannelState::Up) as u8 as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_active_source",
-            "gauge",
+            Kind::Gauge,
             "Index of the source on air (config order; the slate is the last index + 1).",
             &|s| s.active_source as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_on_slate",
-            "gauge",
+            Kind::Gauge,
             "1 while every source is down and the slate plays.",
             &|s| s.failover.as_ref().is_some_and(|f| f.on_slate) as u8 as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_pinned",
-            "gauge",
+            Kind::Gauge,
             "1 while the operator has pinned the channel to a source (capbox pin, POST /control/pin).",
             &|s| s.failover.as_ref().is_some_and(|f| f.pinned.is_some()) as u8 as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_switches_total",
-            "counter",
+            Kind::Counter,
             "Failover switches between sources (and to or from the slate).",
             &|s| s.failover.as_ref().map(|f| f.switches).unwrap_or(0) as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_bytes_total",
-            "counter",
+            Kind::Counter,
             "Bytes written into the channel's ring.",
             &|s| (s.program_stats.packets_out * 188) as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_packets_total",
-            "counter",
+            Kind::Counter,
             "Packets written into the channel's ring.",
             &|s| s.program_stats.packets_out as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_input_packets_total",
-            "counter",
+            Kind::Counter,
             "Packets of the channel's PIDs read from the source.",
             &|s| s.program_stats.packets_in as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_input_cc_errors_total",
-            "counter",
+            Kind::Counter,
             "Continuity errors on the channel's PIDs in the input.",
             &|s| s.program_stats.cc_errors as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_pat_seen",
-            "gauge",
+            Kind::Gauge,
             "1 once a PAT was read from the source.",
             &|s| s.program_stats.pat_seen as u8 as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_pmt_seen",
-            "gauge",
+            Kind::Gauge,
             "1 once the program's PMT was read from the source.",
             &|s| s.program_stats.pmt_seen as u8 as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_pmt_changes_total",
-            "counter",
+            Kind::Counter,
             "PMT version changes followed.",
             &|s| s.program_stats.pmt_version_changes as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_missing_pids",
-            "gauge",
+            Kind::Gauge,
             "PIDs named in the PMT that carried no packet (after 2 s).",
             &|s| s.missing_pids.len() as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_scrambled_packets_total",
-            "counter",
+            Kind::Counter,
             "Scrambled packets passed through.",
             &|s| s.program_stats.scrambled_packets as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_descrambled_packets_total",
-            "counter",
+            Kind::Counter,
             "Scrambled packets descrambled (BISS or control words from a CA session).",
             &|s| s.descrambler.map(|b| b.descrambled).unwrap_or(0) as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_csa_batch_fill_ratio",
-            "gauge",
+            Kind::Gauge,
             "Mean packets per CSA batch divided by the batch capacity.",
             &|s| s.descrambler.map(|b| b.fill_ratio).unwrap_or(0.0),
         );
-        family(
+        cfamily(
             "capbox_channel_ecms_total",
-            "counter",
+            Kind::Counter,
             "ECM sections sent to the channel's card or softcam (changed ones only).",
             &|s| s.ca.as_ref().map(|c| c.ecms_sent).unwrap_or(0) as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_ecm_answers_total",
-            "counter",
+            Kind::Counter,
             "ECMs answered with control words.",
             &|s| s.ca.as_ref().map(|c| c.ecms_answered).unwrap_or(0) as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_ecm_errors_total",
-            "counter",
+            Kind::Counter,
             "ECMs refused or failed by the card or softcam.",
             &|s| s.ca.as_ref().map(|c| c.ecm_errors).unwrap_or(0) as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_ecms_dropped_total",
-            "counter",
+            Kind::Counter,
             "ECMs not sent: one still pending, or over the rate limit.",
             &|s| s.ca.as_ref().map(|c| c.ecms_dropped).unwrap_or(0) as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_emms_total",
-            "counter",
+            Kind::Counter,
             "EMM sections sent to the card or softcam.",
             &|s| s.ca.as_ref().map(|c| c.emms_sent).unwrap_or(0) as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_emms_dropped_total",
-            "counter",
+            Kind::Counter,
             "EMMs not sent: for another card, repeated, or over the rate limit.",
             &|s| s.ca.as_ref().map(|c| c.emms_dropped).unwrap_or(0) as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_ecm_rtt_seconds",
-            "gauge",
+            Kind::Gauge,
             "Round trip of the last answered ECM.",
             &|s| {
                 s.ca.as_ref()
@@ -1176,33 +1154,33 @@ impl Backend for App {
                     .unwrap_or(0.0)
             },
         );
-        family(
+        cfamily(
             "capbox_channel_cw_age_seconds",
-            "gauge",
+            Kind::Gauge,
             "Seconds since the last control word arrived (0: none yet or no CA session).",
             &|s| s.ca.as_ref().and_then(|c| c.last_cw_age_s).unwrap_or(0.0),
         );
-        family(
+        cfamily(
             "capbox_channel_entry_points_total",
-            "counter",
+            Kind::Counter,
             "Video keyframes found.",
             &|s| s.entry_points as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_input_psi_crc_errors_total",
-            "counter",
+            Kind::Counter,
             "PSI/SI sections with a bad CRC in the channel's mux.",
             &|s| s.mux_stats.psi_crc_errors as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_input_psi_dropped_total",
-            "counter",
+            Kind::Counter,
             "PSI/SI sections dropped incomplete or malformed in the channel's mux.",
             &|s| s.mux_stats.psi_dropped as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_input_pat_entries_refused_total",
-            "counter",
+            Kind::Counter,
             &format!(
                 "PAT entries of the channel's mux not held: over the bound on the whole \
                  PAT ({} entries, lower section numbers first), counted per section received.",
@@ -1210,37 +1188,37 @@ impl Backend for App {
             ),
             &|s| s.mux_stats.pat_entries_refused as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_input_transport_errors_total",
-            "counter",
+            Kind::Counter,
             "Packets with transport_error_indicator in the channel's mux.",
             &|s| s.mux_stats.transport_errors as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_source_bytes_skipped_total",
-            "counter",
+            Kind::Counter,
             "Input bytes skipped to regain packet sync.",
             &|s| s.source_stats.bytes_skipped as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_source_errors_total",
-            "counter",
+            Kind::Counter,
             "Times the source failed (cannot open, not TS, ended).",
             &|s| s.source_errors as f64,
         );
-        family(
+        cfamily(
             "capbox_channel_source_loops_total",
-            "counter",
+            Kind::Counter,
             "Times a file source looped to its start.",
             &|s| s.source_stats.loops as f64,
         );
         // By reason; wrong_key first (the one a wrong BISS key shows).
-        let _ = writeln!(
-            m,
-            "# HELP capbox_channel_undecryptable_packets_total Packets left scrambled \
-             (no_key, stale_key: control word late, pes_scrambled, reserved, malformed), \
-             plus descrambled PES starts without a start code (wrong_key).\n\
-             # TYPE capbox_channel_undecryptable_packets_total counter"
+        let mut f = family(
+            &mut m,
+            "capbox_channel_undecryptable_packets_total",
+            Kind::Counter,
+            "Packets left scrambled (no_key, stale_key: control word late, pes_scrambled, \
+             reserved, malformed), plus descrambled PES starts without a start code (wrong_key).",
         );
         for (label, st) in &snapshot {
             let d = st.descrambler.unwrap_or_default();
@@ -1252,19 +1230,17 @@ impl Backend for App {
                 ("reserved", d.reserved),
                 ("malformed", d.malformed),
             ] {
-                let _ = writeln!(
-                    m,
-                    "capbox_channel_undecryptable_packets_total{{channel=\"{label}\",reason=\"{reason}\"}} {v}"
-                );
+                f.sample(&[("channel", label), ("reason", reason)], v);
             }
         }
-        let _ = writeln!(
-            m,
-            "# HELP capbox_channel_control_words_total Control words by what the descrambler \
-             did with them: taken into the active keys, deferred (for the parity on air), \
-             refused as a late duplicate of a retired word, or taken early because the key \
-             on air failed on a PES start that the deferred word opened (wrong_key_replaced).\n\
-             # TYPE capbox_channel_control_words_total counter"
+        let mut f = family(
+            &mut m,
+            "capbox_channel_control_words_total",
+            Kind::Counter,
+            "Control words by what the descrambler did with them: taken into the active keys, \
+             deferred (for the parity on air), refused as a late duplicate of a retired word, \
+             or taken early because the key on air failed on a PES start that the deferred \
+             word opened (wrong_key_replaced).",
         );
         for (label, st) in &snapshot {
             let Some(d) = st.descrambler else { continue };
@@ -1274,110 +1250,125 @@ impl Backend for App {
                 ("late_duplicate_refused", d.late_cw_refused),
                 ("wrong_key_replaced", d.cw_healed),
             ] {
-                let _ = writeln!(
-                    m,
-                    "capbox_channel_control_words_total{{channel=\"{label}\",event=\"{event}\"}} {v}"
-                );
+                f.sample(&[("channel", label), ("event", event)], v);
             }
         }
         render_source_health(&snapshot, &mut m);
         render_remote_metrics(&snapshot, &mut m);
         let adapters = self.adapter_statuses();
         let mut afamily =
-            |name: &str, kind: &str, help: &str, f: &dyn Fn(&AdapterStatus) -> Option<f64>| {
-                let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            |name: &str, kind: Kind, help: &str, get: &dyn Fn(&AdapterStatus) -> Option<f64>| {
+                let mut f = family(&mut m, name, kind, help);
                 for a in &adapters {
                     // Not available: no sample (Prometheus' way to say it).
-                    if let Some(v) = f(a) {
-                        let _ = writeln!(m, "{name}{{adapter=\"{}\"}} {v}", esc(&a.name));
+                    if let Some(v) = get(a) {
+                        f.sample(&[("adapter", &a.name)], v);
                     }
                 }
             };
         afamily(
             "capbox_frontend_locked",
-            "gauge",
+            Kind::Gauge,
             "1 when the adapter's frontend has lock.",
             &|a| Some(a.locked as u8 as f64),
         );
         afamily(
             "capbox_frontend_cnr_db",
-            "gauge",
+            Kind::Gauge,
             "Carrier to noise ratio in dB, when the driver measures it.",
             &|a| a.cnr_db,
         );
         afamily(
             "capbox_frontend_signal_dbm",
-            "gauge",
+            Kind::Gauge,
             "Signal strength in dBm, when the driver measures it.",
             &|a| a.signal_dbm,
         );
         afamily(
             "capbox_frontend_ber",
-            "gauge",
+            Kind::Gauge,
             "Bit error ratio (post-FEC, else pre-FEC) since the tune.",
             &|a| a.ber,
         );
         afamily(
             "capbox_frontend_ucb_total",
-            "counter",
+            Kind::Counter,
             "Uncorrected blocks counted by the driver since the tune.",
             &|a| a.ucb_total.map(|v| v as f64),
         );
         afamily(
             "capbox_frontend_dvr_overflows_total",
-            "counter",
+            Kind::Counter,
             "Times the kernel's dvr buffer overflowed (data dropped).",
             &|a| Some(a.dvr_overflows as f64),
         );
         afamily(
             "capbox_frontend_stalls_total",
-            "counter",
+            Kind::Counter,
             "Lock lost or no dvr data while locked.",
             &|a| Some(a.stalls as f64),
         );
         afamily(
             "capbox_frontend_lock_failures_total",
-            "counter",
+            Kind::Counter,
             "Tunes that found no lock in time.",
             &|a| Some(a.lock_failures as f64),
         );
         afamily(
             "capbox_frontend_pid_filters",
-            "gauge",
+            Kind::Gauge,
             "Hardware PID filters in use; 0 means the full TS is taken.",
             &|a| Some(a.pids.len() as f64),
         );
         afamily(
             "capbox_frontend_filter_changes_total",
-            "counter",
+            Kind::Counter,
             "Changes of the PID filter set (a PMT changed, a channel came or went).",
             &|a| Some(a.filter_changes as f64),
         );
         afamily(
             "capbox_frontend_filter_failures_total",
-            "counter",
+            Kind::Counter,
             "PID filter changes that failed and fell back to the full TS.",
             &|a| Some(a.filter_failures as f64),
         );
         afamily(
             "capbox_frontend_present",
-            "gauge",
+            Kind::Gauge,
             "0 while the adapter is gone (unplugged, driver unloaded), else 1.",
             &|a| Some(!a.gone as u8 as f64),
         );
         afamily(
             "capbox_frontend_disappeared_total",
-            "counter",
+            Kind::Counter,
             "Times the adapter disappeared (ENODEV) while in use.",
             &|a| Some(a.disappeared as f64),
         );
         render_recovery_metrics(&adapters, &mut m);
         crate::ca::cards::render_metrics(&self.card_statuses(), &mut m);
         let (rss, cpu) = process_usage();
-        let _ = writeln!(m, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}");
-        let _ = writeln!(m, "# HELP process_cpu_seconds_total User and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}");
+        family(
+            &mut m,
+            "process_resident_memory_bytes",
+            Kind::Gauge,
+            "Resident memory size in bytes.",
+        )
+        .value(rss);
+        family(
+            &mut m,
+            "process_cpu_seconds_total",
+            Kind::Counter,
+            "User and system CPU time spent in seconds.",
+        )
+        .value(cpu);
         self.supervisor.metrics(&mut m);
-        let _ = writeln!(m, "# HELP capbox_uptime_seconds Seconds since capbox started.\n# TYPE capbox_uptime_seconds gauge\ncapbox_uptime_seconds {}", self.started.elapsed().as_secs());
+        family(
+            &mut m,
+            "capbox_uptime_seconds",
+            Kind::Gauge,
+            "Seconds since capbox started.",
+        )
+        .value(self.started.elapsed().as_secs());
         m
     }
 

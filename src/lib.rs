@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod dvb;
 pub mod fanout;
 pub mod http;
+pub mod monitor;
 pub mod remux;
 pub mod source;
 pub mod supervisor;

@@ -220,41 +220,7 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// Continuity-counter check of one PID (ISO/IEC 13818-1 §2.4.3.3 and
-/// TR 101 290 1.4 "Continuity_count_error"): packets without payload do not
-/// advance the counter and are not checked; a discontinuity_indicator
-/// restarts the check; one duplicate packet is allowed, a second duplicate,
-/// a gap or a step back is an error.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CcCheck {
-    last: Option<u8>,
-    dup_seen: bool,
-}
-
-impl CcCheck {
-    /// Check the next packet of this PID; true if it is a continuity error.
-    pub fn check(&mut self, cc: u8, has_payload: bool, discontinuity: bool) -> bool {
-        if discontinuity {
-            self.last = None;
-        }
-        if !has_payload {
-            return false;
-        }
-        let cc = cc & 0x0F;
-        let mut error = false;
-        if let Some(last) = self.last {
-            if cc == last {
-                error = self.dup_seen;
-                self.dup_seen = true;
-                return error;
-            }
-            error = cc != (last + 1) & 0x0F;
-        }
-        self.dup_seen = false;
-        self.last = Some(cc);
-        error
-    }
-}
+pub use crate::monitor::cc::CcCheck;
 
 /// Counters since the monitor was made; every dropped or refused input is
 /// in one of them.

@@ -17,6 +17,7 @@ use super::refusals::{PerAddress, RateLog, Why};
 use super::tuning::{self, Applied};
 use super::{Backend, HttpConfig, Shared};
 use crate::fanout::{Next, NotifyId, Piece, Reader, Ring, RingStatsSnapshot, StartAt};
+use crate::monitor::metrics::{escape_label, family, Kind as MetricKind};
 
 const LISTENER: Token = Token(0);
 pub(super) const WAKER: Token = Token(1);
@@ -1106,72 +1107,73 @@ impl Server {
             m.push('\n');
         }
         let s = &self.stats;
-        let _ = writeln!(
-            m,
-            "# HELP capbox_http_requests_total HTTP requests answered, by route and status code."
+        let mut f = family(
+            &mut m,
+            "capbox_http_requests_total",
+            MetricKind::Counter,
+            "HTTP requests answered, by route and status code.",
         );
-        let _ = writeln!(m, "# TYPE capbox_http_requests_total counter");
         for ((route, code), n) in &s.requests {
-            let _ = writeln!(
-                m,
-                "capbox_http_requests_total{{route=\"{route}\",code=\"{code}\"}} {n}"
-            );
+            f.sample(&[("route", route), ("code", &code.to_string())], *n);
         }
-        let _ = writeln!(
-            m,
-            "# HELP capbox_http_bad_requests_total Malformed HTTP requests (answered 400)."
-        );
-        let _ = writeln!(m, "# TYPE capbox_http_bad_requests_total counter");
-        let _ = writeln!(m, "capbox_http_bad_requests_total {}", s.bad_requests);
-        let _ = writeln!(m, "# HELP capbox_http_refused_total Requests refused by the [access] allow-lists or token (403).");
-        let _ = writeln!(m, "# TYPE capbox_http_refused_total counter");
-        let _ = writeln!(m, "capbox_http_refused_total {}", s.refused);
-        let _ = writeln!(
-            m,
-            "# HELP capbox_http_bytes_sent_total Bytes written to HTTP clients."
-        );
-        let _ = writeln!(m, "# TYPE capbox_http_bytes_sent_total counter");
-        let _ = writeln!(m, "capbox_http_bytes_sent_total {}", s.bytes_sent);
-        let _ = writeln!(
-            m,
-            "# HELP capbox_http_connections_accepted_total TCP connections accepted."
-        );
-        let _ = writeln!(m, "# TYPE capbox_http_connections_accepted_total counter");
-        let _ = writeln!(m, "capbox_http_connections_accepted_total {}", s.accepted);
-        let _ = writeln!(
-            m,
-            "# HELP capbox_http_connections Open HTTP connections, this scrape's included."
-        );
-        let _ = writeln!(m, "# TYPE capbox_http_connections gauge");
-        let _ = writeln!(m, "capbox_http_connections {}", self.conns.len() + 1);
-        let _ = writeln!(m, "# HELP capbox_http_accept_errors_total accept() failures: emfile = out of file descriptors, other = any other failure of the server (both pause accepting 100 ms), aborted = the pending client was gone or refused by the kernel (skipped).");
-        let _ = writeln!(m, "# TYPE capbox_http_accept_errors_total counter");
+        family(
+            &mut m,
+            "capbox_http_bad_requests_total",
+            MetricKind::Counter,
+            "Malformed HTTP requests (answered 400).",
+        )
+        .value(s.bad_requests);
+        family(
+            &mut m,
+            "capbox_http_refused_total",
+            MetricKind::Counter,
+            "Requests refused by the [access] allow-lists or token (403).",
+        )
+        .value(s.refused);
+        family(
+            &mut m,
+            "capbox_http_bytes_sent_total",
+            MetricKind::Counter,
+            "Bytes written to HTTP clients.",
+        )
+        .value(s.bytes_sent);
+        family(
+            &mut m,
+            "capbox_http_connections_accepted_total",
+            MetricKind::Counter,
+            "TCP connections accepted.",
+        )
+        .value(s.accepted);
+        family(
+            &mut m,
+            "capbox_http_connections",
+            MetricKind::Gauge,
+            "Open HTTP connections, this scrape's included.",
+        )
+        .value(self.conns.len() + 1);
+        let mut f = family(&mut m, "capbox_http_accept_errors_total", MetricKind::Counter, "accept() failures: emfile = out of file descriptors, other = any other failure of the server (both pause accepting 100 ms), aborted = the pending client was gone or refused by the kernel (skipped).");
         for (kind, n) in [
             ("emfile", s.accept_emfile),
             ("other", s.accept_other),
             ("aborted", s.accept_aborted),
         ] {
-            let _ = writeln!(m, "capbox_http_accept_errors_total{{kind=\"{kind}\"}} {n}");
+            f.sample(&[("kind", kind)], n);
         }
-        let _ = writeln!(m, "# HELP capbox_http_tcp_tuning_errors_total Settings of [server] tcp_congestion or send_buffer_bytes the kernel refused on an accepted connection (the connection is served with the kernel's defaults; /status http.listeners says why).");
-        let _ = writeln!(m, "# TYPE capbox_http_tcp_tuning_errors_total counter");
-        let _ = writeln!(m, "capbox_http_tcp_tuning_errors_total {}", s.tuning_errors);
-        let _ = writeln!(m, "# HELP capbox_http_connections_refused_total Connections closed at accept, before they take a slot: not_allowed = the peer is in no [access] list, per_address_limit = the peer already has max_clients_per_address connections.");
-        let _ = writeln!(m, "# TYPE capbox_http_connections_refused_total counter");
+        family(&mut m, "capbox_http_tcp_tuning_errors_total", MetricKind::Counter, "Settings of [server] tcp_congestion or send_buffer_bytes the kernel refused on an accepted connection (the connection is served with the kernel's defaults; /status http.listeners says why).")
+            .value(s.tuning_errors);
+        let mut f = family(&mut m, "capbox_http_connections_refused_total", MetricKind::Counter, "Connections closed at accept, before they take a slot: not_allowed = the peer is in no [access] list, per_address_limit = the peer already has max_clients_per_address connections.");
         for (reason, n) in [
             ("not_allowed", s.refused_not_allowed),
             ("per_address_limit", s.refused_per_address),
         ] {
-            let _ = writeln!(
-                m,
-                "capbox_http_connections_refused_total{{reason=\"{reason}\"}} {n}"
-            );
+            f.sample(&[("reason", reason)], n);
         }
-        let _ = writeln!(
-            m,
-            "# HELP capbox_http_clients_cut_total Connections closed by capbox, by reason: lagging = fell off the ring, write_timeout = stopped reading, max_clients = answered 503, request_timeout = no complete request head in time (slowloris), header_too_large = answered 431, idle = sent no request in time, only_refusals = keep-alive closed after a 403/404 with no answer before, not_local = a peer's ?origin=local stream ended because the channel left its local sources."
+        let mut f = family(
+            &mut m,
+            "capbox_http_clients_cut_total",
+            MetricKind::Counter,
+            "Connections closed by capbox, by reason: lagging = fell off the ring, write_timeout = stopped reading, max_clients = answered 503, request_timeout = no complete request head in time (slowloris), header_too_large = answered 431, idle = sent no request in time, only_refusals = keep-alive closed after a 403/404 with no answer before, not_local = a peer's ?origin=local stream ended because the channel left its local sources.",
         );
-        let _ = writeln!(m, "# TYPE capbox_http_clients_cut_total counter");
         for (reason, n) in [
             ("lagging", s.cut_lagging),
             ("write_timeout", s.cut_write_timeout),
@@ -1182,10 +1184,7 @@ impl Server {
             ("only_refusals", s.cut_only_refusals),
             ("not_local", s.cut_not_local),
         ] {
-            let _ = writeln!(
-                m,
-                "capbox_http_clients_cut_total{{reason=\"{reason}\"}} {n}"
-            );
+            f.sample(&[("reason", reason)], n);
         }
         let mut per_channel: BTreeMap<String, u64> = self
             .backend
@@ -1198,13 +1197,14 @@ impl Server {
                 *per_channel.entry(s.channel.clone()).or_default() += 1;
             }
         }
-        let _ = writeln!(
-            m,
-            "# HELP capbox_http_clients Stream clients connected now, per channel."
+        let mut f = family(
+            &mut m,
+            "capbox_http_clients",
+            MetricKind::Gauge,
+            "Stream clients connected now, per channel.",
         );
-        let _ = writeln!(m, "# TYPE capbox_http_clients gauge");
         for (ch, n) in &per_channel {
-            let _ = writeln!(m, "capbox_http_clients{{channel=\"{}\"}} {n}", escape(ch));
+            f.sample(&[("channel", ch)], *n);
         }
         let rings: Vec<(String, RingStatsSnapshot)> = per_channel
             .keys()
@@ -1213,75 +1213,76 @@ impl Server {
         type Field = (
             &'static str,
             &'static str,
-            &'static str,
+            MetricKind,
             fn(&RingStatsSnapshot) -> u64,
         );
         let fields: [Field; 10] = [
             (
                 "bytes_in_total",
                 "Bytes the channel's runner wrote into its ring.",
-                "counter",
+                MetricKind::Counter,
                 |s| s.bytes_in,
             ),
             (
                 "packets_in_total",
                 "TS packets the channel's runner wrote into its ring.",
-                "counter",
+                MetricKind::Counter,
                 |s| s.packets_in,
             ),
             (
                 "chunks_total",
                 "Chunks written into the ring.",
-                "counter",
+                MetricKind::Counter,
                 |s| s.chunks,
             ),
             (
                 "chunks_dropped_by_budget_total",
                 "Oldest chunks dropped to keep the ring within ring_bytes.",
-                "counter",
+                MetricKind::Counter,
                 |s| s.chunks_dropped_by_budget,
             ),
-            ("bytes_held", "Bytes held in the ring now.", "gauge", |s| {
-                s.bytes_held
-            }),
-            ("clients", "Readers of the ring now.", "gauge", |s| {
-                s.clients_now
-            }),
+            (
+                "bytes_held",
+                "Bytes held in the ring now.",
+                MetricKind::Gauge,
+                |s| s.bytes_held,
+            ),
+            (
+                "clients",
+                "Readers of the ring now.",
+                MetricKind::Gauge,
+                |s| s.clients_now,
+            ),
             (
                 "clients_total",
                 "Readers the ring has had.",
-                "counter",
+                MetricKind::Counter,
                 |s| s.clients_total,
             ),
             (
                 "clients_cut_lagging_total",
                 "Readers cut because they fell more than ring_bytes behind.",
-                "counter",
+                MetricKind::Counter,
                 |s| s.clients_cut_lagging,
             ),
             (
                 "clients_cut_timeout_total",
                 "Readers cut because they stopped reading (write timeout).",
-                "counter",
+                MetricKind::Counter,
                 |s| s.clients_cut_timeout,
             ),
             (
                 "packets_skipped_at_start_total",
                 "Packets skipped for new readers before a PES or section start.",
-                "counter",
+                MetricKind::Counter,
                 |s| s.packets_skipped_at_start,
             ),
         ];
         for (name, help, kind, get) in fields {
-            let _ = writeln!(m, "# HELP capbox_fanout_{name} {help}");
-            let _ = writeln!(m, "# TYPE capbox_fanout_{name} {kind}");
+            let name = format!("capbox_fanout_{name}");
+            let mut f = family(&mut m, &name, kind, help);
             for (ch, snap) in &rings {
-                let _ = writeln!(
-                    m,
-                    "capbox_fanout_{name}{{channel=\"{}\"}} {}",
-                    escape(ch),
-                    get(snap)
-                );
+                f.sample(&[("channel", ch)], get(snap));
             }
         }
         m
@@ -1513,13 +1514,6 @@ fn accept_error_is_the_peers(e: &io::Error) -> bool {
     )
 }
 
-/// Escape a Prometheus label value.
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1549,7 +1543,7 @@ pub fn parse_head_for_fuzzing(buf: &[u8]) -> Option<(String, String, Option<Stri
             let r = extract(&req);
             let token = query_param(&r.query, "token").or(r.bearer.clone());
             let _ = query_param(&r.query, "start");
-            let _ = escape(&r.path);
+            let _ = escape_label(&r.path);
             Some((r.method, percent_decode(&r.path), token))
         }
         _ => None,

@@ -23,6 +23,7 @@
 
 pub mod splice;
 
+use crate::monitor::cc::CcCheck;
 use crate::ts::packet::{self, Packet, PACKET_SIZE, PCR_HZ};
 use crate::ts::pat::{PatEntry, PatPush, PatRepr, PatTable, MAX_PAT_ENTRIES};
 use crate::ts::pmt::{PmtRepr, StreamKind, VideoCodec};
@@ -307,7 +308,8 @@ pub struct Remux {
     /// per mux, plenty: a DVB-S2 mux carries 10–30 services).
     carry: Vec<u64>,
     role: Vec<PidRole>,
-    last_cc: Vec<u8>,
+    /// Continuity of each PID, by the one rule of `monitor::cc`.
+    cc: Vec<CcCheck>,
     pat_asm: Assembler,
     pmt_asm: Vec<(u16, Assembler)>,
     sdt_asm: Assembler,
@@ -336,7 +338,7 @@ impl Remux {
             programs: Vec::new(),
             carry: vec![0; 8192],
             role: vec![PidRole::Unused; 8192],
-            last_cc: vec![0xFF; 8192],
+            cc: vec![CcCheck::default(); 8192],
             pat_asm: Assembler::new(),
             pmt_asm: Vec::new(),
             sdt_asm: Assembler::new(),
@@ -428,7 +430,7 @@ impl Remux {
         self.tdt_asm.reset();
         self.carry.iter_mut().for_each(|c| *c = 0);
         self.role.iter_mut().for_each(|r| *r = PidRole::Unused);
-        self.last_cc.iter_mut().for_each(|c| *c = 0xFF);
+        self.cc.fill(CcCheck::default());
         self.now = None;
         self.ref_pcr_pid = None;
         for prog in self.programs.iter_mut() {
@@ -477,18 +479,12 @@ impl Remux {
             self.stats.bad_packets += 1;
             return;
         };
-        // Continuity (§2.4.3.3) of the PIDs capbox uses: duplicates and
-        // packets without payload do not count, the discontinuity_indicator
-        // is honoured.
-        let mut cc_error = false;
-        if pkt.has_payload() {
-            let cc = pkt.continuity_counter();
-            let last = self.last_cc[p];
-            if last != 0xFF && cc != (last + 1) & 0x0F && cc != last && !pkt.discontinuity() {
-                cc_error = true;
-                self.stats.cc_errors += 1;
-            }
-            self.last_cc[p] = cc;
+        // Continuity of the PIDs capbox uses, by the one rule of
+        // `monitor::cc` (TR 101 290 1.4). Duplicates are forwarded as they
+        // came; only the count follows the rule.
+        let cc_error = self.cc[p].check_packet(&pkt);
+        if cc_error {
+            self.stats.cc_errors += 1;
         }
         if let Some(pcr) = pkt.pcr() {
             self.on_pcr(pid, pcr);
@@ -911,7 +907,7 @@ impl Remux {
     /// every carried PID afterwards is flagged with a discontinuity_indicator
     /// so decoders downstream reset instead of counting errors.
     pub fn input_discontinuity(&mut self) {
-        self.last_cc.iter_mut().for_each(|c| *c = 0xFF);
+        self.cc.fill(CcCheck::default());
         self.pat_asm.reset();
         self.sdt_asm.reset();
         self.eit_asm.reset();
@@ -1193,6 +1189,43 @@ mod tests {
             .collect();
         assert_eq!(ccs[..6], [0, 1, 2, 3, 5, 6]);
         assert_eq!(r.program(a).stats.cc_errors, 1);
+    }
+
+    #[test]
+    fn duplicates_forwarded_second_one_counted() {
+        // The 5th packet of PID 0x101 sent twice (allowed), the 9th three
+        // times (the second repeat is a TR 101 290 continuity error).
+        let mux = mk_mux();
+        let mut dup = Vec::new();
+        let mut seen = 0;
+        for p in mux.chunks_exact(188) {
+            dup.extend_from_slice(p);
+            if Packet::new_checked(p).unwrap().pid() == 0x101 {
+                seen += 1;
+                let extra = match seen {
+                    5 => 1,
+                    9 => 2,
+                    _ => 0,
+                };
+                for _ in 0..extra {
+                    dup.extend_from_slice(p);
+                }
+            }
+        }
+        let mut r = Remux::new();
+        let a = r.add_program(1);
+        r.push(&dup);
+        let ccs: Vec<u8> = r
+            .program(a)
+            .out
+            .chunks_exact(188)
+            .map(|p| Packet::new_checked(p).unwrap())
+            .filter(|p| p.pid() == 0x101)
+            .map(|p| p.continuity_counter())
+            .collect();
+        assert_eq!(ccs[..12], [0, 1, 2, 3, 4, 4, 5, 6, 7, 8, 8, 8]);
+        assert_eq!(r.program(a).stats.cc_errors, 1);
+        assert_eq!(r.stats.cc_errors, 1);
     }
 
     #[test]

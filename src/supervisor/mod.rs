@@ -30,7 +30,6 @@ pub use heartbeat::{
 use crate::config::SupervisorConfig;
 use resetlog::{Event, LogFile, Previous};
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -215,40 +214,60 @@ impl Shared {
     pub fn metrics(&self, m: &mut String) {
         let wd = lock(&self.watchdog).clone();
         let r = lock(&self.resets).clone();
-        let esc = |s: &str| {
-            s.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
-        };
-        let _ = writeln!(m, "# HELP capbox_supervisor_watchdog_armed 1 while capbox holds the hardware watchdog armed.\n# TYPE capbox_supervisor_watchdog_armed gauge\ncapbox_supervisor_watchdog_armed {}", u8::from(wd.armed));
-        let _ = writeln!(m, "# HELP capbox_supervisor_watchdog_feeds_total Keepalives written to the hardware watchdog.\n# TYPE capbox_supervisor_watchdog_feeds_total counter\ncapbox_supervisor_watchdog_feeds_total {}", self.feeds.load(Ordering::Relaxed));
+        use crate::monitor::metrics::{family, Kind};
+        family(
+            m,
+            "capbox_supervisor_watchdog_armed",
+            Kind::Gauge,
+            "1 while capbox holds the hardware watchdog armed.",
+        )
+        .value(wd.armed);
+        family(
+            m,
+            "capbox_supervisor_watchdog_feeds_total",
+            Kind::Counter,
+            "Keepalives written to the hardware watchdog.",
+        )
+        .value(self.feeds.load(Ordering::Relaxed));
         let threads = self.threads();
-        let _ = writeln!(m, "# HELP capbox_supervisor_thread_stalled 1 while the thread's loop has not turned for stall_after_s.\n# TYPE capbox_supervisor_thread_stalled gauge");
+        let mut f = family(
+            m,
+            "capbox_supervisor_thread_stalled",
+            Kind::Gauge,
+            "1 while the thread's loop has not turned for stall_after_s.",
+        );
         for (b, _, stalled, _) in &threads {
-            let _ = writeln!(
-                m,
-                "capbox_supervisor_thread_stalled{{thread=\"{}\"}} {}",
-                esc(&b.name),
-                u8::from(*stalled)
-            );
+            f.sample(&[("thread", &b.name)], *stalled);
         }
-        let _ = writeln!(m, "# HELP capbox_supervisor_thread_restarts_total Times the supervisor abandoned a stalled thread and started its part afresh.\n# TYPE capbox_supervisor_thread_restarts_total counter");
         let mut names = BTreeSet::new();
         for (b, _, _, _) in &threads {
             names.insert(b.name.clone());
         }
         let restarts = self.heartbeats.restarts();
         names.extend(restarts.keys().cloned());
+        let mut f = family(
+            m,
+            "capbox_supervisor_thread_restarts_total",
+            Kind::Counter,
+            "Times the supervisor abandoned a stalled thread and started its part afresh.",
+        );
         for n in names {
-            let _ = writeln!(
-                m,
-                "capbox_supervisor_thread_restarts_total{{thread=\"{}\"}} {}",
-                esc(&n),
-                restarts.get(&n).copied().unwrap_or(0)
-            );
+            f.sample(&[("thread", &n)], restarts.get(&n).copied().unwrap_or(0));
         }
-        let _ = writeln!(m, "# HELP capbox_supervisor_resets_last_hour Watchdog resets of the box recorded within the last hour (at start).\n# TYPE capbox_supervisor_resets_last_hour gauge\ncapbox_supervisor_resets_last_hour {}", r.in_last_hour);
-        let _ = writeln!(m, "# HELP capbox_supervisor_reboot_guard 1 when the reboot-loop guard keeps the watchdog unarmed.\n# TYPE capbox_supervisor_reboot_guard gauge\ncapbox_supervisor_reboot_guard {}", u8::from(r.guard_tripped));
+        family(
+            m,
+            "capbox_supervisor_resets_last_hour",
+            Kind::Gauge,
+            "Watchdog resets of the box recorded within the last hour (at start).",
+        )
+        .value(r.in_last_hour);
+        family(
+            m,
+            "capbox_supervisor_reboot_guard",
+            Kind::Gauge,
+            "1 when the reboot-loop guard keeps the watchdog unarmed.",
+        )
+        .value(r.guard_tripped);
     }
 }
 

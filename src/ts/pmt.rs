@@ -46,6 +46,22 @@ impl StreamKind {
     }
 }
 
+/// What `PmtStream::classify` says of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Class {
+    pub kind: StreamKind,
+    /// ffmpeg's codec name, where the PMT tells (MPEG audio is "mp2" until
+    /// a frame header says layer 1 or 3).
+    pub codec: Option<&'static str>,
+}
+
+impl Class {
+    const DATA: Class = Class {
+        kind: StreamKind::Data,
+        codec: None,
+    };
+}
+
 /// Video codec behind a stream, for keyframe detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VideoCodec {
@@ -72,13 +88,15 @@ impl AudioCodec {
     /// The codec a stream_type names by itself (not 0x06, whose codec is
     /// in its descriptors: `PmtStream::audio_codec`).
     pub fn of_stream_type(stream_type: u8) -> Option<AudioCodec> {
-        Some(match stream_type {
-            0x03 | 0x04 => AudioCodec::Mpeg,
-            0x0F | 0x11 | 0x1C => AudioCodec::Aac,
-            0x81 => AudioCodec::Ac3,
-            0x87 => AudioCodec::Eac3,
-            _ => return None,
-        })
+        if stream_type == 0x06 {
+            return None;
+        }
+        PmtStream {
+            stream_type,
+            elementary_pid: 0,
+            descriptors: Vec::new(),
+        }
+        .audio_codec()
     }
 
     pub fn as_str(&self) -> &'static str {
@@ -118,63 +136,92 @@ impl PmtStream {
         Descriptors::new(&self.descriptors)
     }
 
-    pub fn kind(&self) -> StreamKind {
-        match self.stream_type {
-            0x01 | 0x02 | 0x10 | 0x1B | 0x24 | 0x42 | 0xD1 | 0xEA => StreamKind::Video,
-            0x03 | 0x04 | 0x0F | 0x11 | 0x1C | 0x81 | 0x87 => StreamKind::Audio,
-            0x06 => {
-                for d in self.descriptors() {
-                    match d.tag {
-                        tag::AC3 | tag::ENHANCED_AC3 | tag::AAC => return StreamKind::Audio,
-                        // DTS (0x7B) and the extension descriptor for AC-4/DTS-HD.
-                        0x7B => return StreamKind::Audio,
-                        tag::SUBTITLING => return StreamKind::Subtitles,
-                        tag::TELETEXT | 0x46 => return StreamKind::Teletext,
-                        tag::REGISTRATION if d.data.len() >= 4 => match &d.data[..4] {
-                            b"BSSD" | b"AC-3" | b"EAC3" | b"Opus" | b"DTS1" | b"DTS2" | b"DTS3" => {
-                                return StreamKind::Audio
-                            }
-                            _ => {}
-                        },
-                        _ => {}
-                    }
-                }
-                StreamKind::Data
-            }
-            _ => StreamKind::Data,
+    /// What the stream is and its codec (ffmpeg's name), from its
+    /// stream_type and, for 0x06, its first telling descriptor: the one
+    /// classification capbox has (probe, remux, health, slate).
+    pub fn classify(&self) -> Class {
+        let (kind, codec) = match self.stream_type {
+            0x01 => (StreamKind::Video, "mpeg1video"),
+            0x02 => (StreamKind::Video, "mpeg2video"),
+            0x10 => (StreamKind::Video, "mpeg4"),
+            0x1B => (StreamKind::Video, "h264"),
+            0x24 => (StreamKind::Video, "hevc"),
+            0x42 => (StreamKind::Video, "cavs"),
+            0xD1 => (StreamKind::Video, "dirac"),
+            0xEA => (StreamKind::Video, "vc1"),
+            0x03 | 0x04 => (StreamKind::Audio, "mp2"),
+            0x0F | 0x1C => (StreamKind::Audio, "aac"),
+            0x11 => (StreamKind::Audio, "aac_latm"),
+            0x81 => (StreamKind::Audio, "ac3"),
+            0x87 => (StreamKind::Audio, "eac3"),
+            0x06 => return self.classify_private(),
+            _ => return Class::DATA,
+        };
+        Class {
+            kind,
+            codec: Some(codec),
         }
     }
 
-    pub fn video_codec(&self) -> Option<VideoCodec> {
-        match self.stream_type {
-            0x01 | 0x02 => Some(VideoCodec::Mpeg2),
-            0x1B => Some(VideoCodec::H264),
-            0x24 => Some(VideoCodec::Hevc),
-            _ if self.kind() == StreamKind::Video => Some(VideoCodec::Other),
-            _ => None,
+    /// stream_type 0x06 (PES private data): the first descriptor that
+    /// tells (EN 300 468 annex, registration descriptor formats).
+    fn classify_private(&self) -> Class {
+        for d in self.descriptors() {
+            let (kind, codec) = match d.tag {
+                tag::AC3 => (StreamKind::Audio, Some("ac3")),
+                tag::ENHANCED_AC3 => (StreamKind::Audio, Some("eac3")),
+                tag::AAC => (StreamKind::Audio, Some("aac")),
+                0x7B => (StreamKind::Audio, Some("dts")),
+                tag::SUBTITLING => (StreamKind::Subtitles, Some("dvb_subtitle")),
+                tag::TELETEXT => (StreamKind::Teletext, Some("dvb_teletext")),
+                // VBI teletext.
+                0x46 => (StreamKind::Teletext, None),
+                tag::REGISTRATION if d.data.len() >= 4 => match &d.data[..4] {
+                    b"AC-3" => (StreamKind::Audio, Some("ac3")),
+                    b"EAC3" => (StreamKind::Audio, Some("eac3")),
+                    b"Opus" => (StreamKind::Audio, Some("opus")),
+                    b"DTS1" | b"DTS2" | b"DTS3" => (StreamKind::Audio, Some("dts")),
+                    b"BSSD" => (StreamKind::Audio, Some("s302m")),
+                    b"KLVA" => (StreamKind::Data, Some("klv")),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            return Class { kind, codec };
         }
+        Class::DATA
+    }
+
+    pub fn kind(&self) -> StreamKind {
+        self.classify().kind
+    }
+
+    pub fn video_codec(&self) -> Option<VideoCodec> {
+        let c = self.classify();
+        if c.kind != StreamKind::Video {
+            return None;
+        }
+        Some(match c.codec {
+            Some("mpeg1video" | "mpeg2video") => VideoCodec::Mpeg2,
+            Some("h264") => VideoCodec::H264,
+            Some("hevc") => VideoCodec::Hevc,
+            _ => VideoCodec::Other,
+        })
     }
 
     /// The audio codec, for an audio stream (what `kind` calls Audio).
     pub fn audio_codec(&self) -> Option<AudioCodec> {
-        if self.kind() != StreamKind::Audio {
+        let c = self.classify();
+        if c.kind != StreamKind::Audio {
             return None;
         }
-        if let Some(c) = AudioCodec::of_stream_type(self.stream_type) {
-            return Some(c);
-        }
-        let by_descriptor = self.descriptors().find_map(|d| match d.tag {
-            tag::AC3 => Some(AudioCodec::Ac3),
-            tag::ENHANCED_AC3 => Some(AudioCodec::Eac3),
-            tag::AAC => Some(AudioCodec::Aac),
-            tag::REGISTRATION if d.data.len() >= 4 => match &d.data[..4] {
-                b"AC-3" => Some(AudioCodec::Ac3),
-                b"EAC3" => Some(AudioCodec::Eac3),
-                _ => None,
-            },
-            _ => None,
-        });
-        Some(by_descriptor.unwrap_or(AudioCodec::Other))
+        Some(match c.codec {
+            Some("mp2") => AudioCodec::Mpeg,
+            Some("aac" | "aac_latm") => AudioCodec::Aac,
+            Some("ac3") => AudioCodec::Ac3,
+            Some("eac3") => AudioCodec::Eac3,
+            _ => AudioCodec::Other,
+        })
     }
 
     /// First ISO 639 language and its audio_type, if any.
@@ -343,6 +390,40 @@ mod tests {
         assert_eq!(back.streams[1].any_language().as_deref(), Some("fra"));
         assert_eq!(back.streams[2].any_language().as_deref(), Some("eng"));
         assert_eq!(back.ecm_pids(), vec![(0x0B00, 0x0500)]);
+    }
+
+    #[test]
+    fn one_classification_for_kind_codec_and_enums() {
+        let st = |stream_type: u8, descriptors: Vec<u8>| PmtStream {
+            stream_type,
+            elementary_pid: 0x100,
+            descriptors,
+        };
+        let c = st(0x1B, vec![]).classify();
+        assert_eq!((c.kind, c.codec), (StreamKind::Video, Some("h264")));
+        assert_eq!(st(0x1B, vec![]).video_codec(), Some(VideoCodec::H264));
+        assert_eq!(st(0x42, vec![]).video_codec(), Some(VideoCodec::Other));
+        assert_eq!(st(0x04, vec![]).audio_codec(), Some(AudioCodec::Mpeg));
+        assert_eq!(st(0x1C, vec![]).audio_codec(), Some(AudioCodec::Aac));
+        // 0x06: the first telling descriptor decides kind and codec alike.
+        let dts_then_ac3 = st(0x06, vec![0x7B, 0, tag::AC3, 0]);
+        assert_eq!(dts_then_ac3.classify().codec, Some("dts"));
+        assert_eq!(dts_then_ac3.audio_codec(), Some(AudioCodec::Other));
+        let eac3 = st(0x06, vec![tag::REGISTRATION, 4, b'E', b'A', b'C', b'3']);
+        assert_eq!(eac3.audio_codec(), Some(AudioCodec::Eac3));
+        let klv = st(0x06, vec![tag::REGISTRATION, 4, b'K', b'L', b'V', b'A']);
+        assert_eq!(
+            klv.classify(),
+            Class {
+                kind: StreamKind::Data,
+                codec: Some("klv")
+            }
+        );
+        assert_eq!(st(0x06, vec![0x46, 0]).kind(), StreamKind::Teletext);
+        assert_eq!(st(0x06, vec![]).classify(), Class::DATA);
+        assert_eq!(st(0x99, vec![]).audio_codec(), None);
+        assert_eq!(AudioCodec::of_stream_type(0x87), Some(AudioCodec::Eac3));
+        assert_eq!(AudioCodec::of_stream_type(0x06), None);
     }
 
     #[test]

@@ -173,107 +173,99 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
 
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// Prometheus text for the cards: `capbox_card_*` families, one series per
 /// reader.
 pub fn render_metrics(cards: &[CardStatus], out: &mut String) {
+    use crate::monitor::metrics::{family, Kind};
     type Get = fn(&CardStatus) -> Option<f64>;
-    let families: &[(&str, &str, &str, Get)] = &[
+    let families: &[(&str, Kind, &str, Get)] = &[
         (
             "capbox_card_up",
-            "gauge",
+            Kind::Gauge,
             "1 when the card in the reader is ready for ECMs.",
             |c| Some((c.state == "ready") as u8 as f64),
         ),
         (
             "capbox_card_ecms_total",
-            "counter",
+            Kind::Counter,
             "ECMs the card answered with control words.",
             |c| Some(c.ecms_ok as f64),
         ),
         (
             "capbox_card_ecm_errors_total",
-            "counter",
+            Kind::Counter,
             "ECMs the card refused, answered with garbage or did not answer.",
             |c| Some(c.ecm_errors as f64),
         ),
         (
             "capbox_card_ecm_timeouts_total",
-            "counter",
+            Kind::Counter,
             "ECMs without an answer within ecm_timeout_ms.",
             |c| Some(c.ecm_timeouts as f64),
         ),
         (
             "capbox_card_ecms_dropped_total",
-            "counter",
+            Kind::Counter,
             "ECMs dropped before the card (queue full or expired, card pulled).",
             |c| Some(c.ecms_dropped as f64),
         ),
         (
             "capbox_card_emms_total",
-            "counter",
+            Kind::Counter,
             "EMMs the card accepted.",
             |c| Some(c.emms as f64),
         ),
         (
             "capbox_card_emm_errors_total",
-            "counter",
+            Kind::Counter,
             "EMMs the card refused or that failed.",
             |c| Some(c.emm_errors as f64),
         ),
         (
             "capbox_card_emms_filtered_total",
-            "counter",
+            Kind::Counter,
             "EMMs not sent because they are for another card address.",
             |c| Some(c.emms_filtered as f64),
         ),
         (
             "capbox_card_ecm_rtt_seconds",
-            "gauge",
+            Kind::Gauge,
             "Round trip of the last answered ECM.",
             |c| c.last_ecm_rtt_ms.map(|ms| ms / 1000.0),
         ),
         (
             "capbox_card_resets_total",
-            "counter",
+            Kind::Counter,
             "Card resets after the card stopped answering.",
             |c| Some(c.resets as f64),
         ),
         (
             "capbox_card_insertions_total",
-            "counter",
+            Kind::Counter,
             "Cards seen inserted in the reader.",
             |c| Some(c.insertions as f64),
         ),
         (
             "capbox_card_removals_total",
-            "counter",
+            Kind::Counter,
             "Cards seen pulled from the reader.",
             |c| Some(c.removals as f64),
         ),
     ];
     let down = cards.iter().any(|c| c.state == "pcscd not running");
-    let _ = writeln!(
+    family(
         out,
-        "# HELP capbox_card_pcscd_up 1 when the card manager reaches pcscd.\n\
-         # TYPE capbox_card_pcscd_up gauge\ncapbox_card_pcscd_up {}",
-        (!down) as u8
-    );
-    for (name, kind, help, get) in families {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        "capbox_card_pcscd_up",
+        Kind::Gauge,
+        "1 when the card manager reaches pcscd.",
+    )
+    .value(!down);
+    for &(name, kind, help, get) in families {
+        let mut f = family(out, name, kind, help);
         for c in cards.iter().filter(|c| !c.reader.is_empty()) {
             if let Some(v) = get(c) {
                 let caid = c.caid.map(|x| format!("{x:04X}")).unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "{name}{{reader=\"{}\",caid=\"{caid}\"}} {v}",
-                    esc(&c.reader)
-                );
+                f.sample(&[("reader", &c.reader), ("caid", &caid)], v);
             }
         }
     }
@@ -424,15 +416,6 @@ mod tests {
         render_metrics(&[sample()], &mut m);
         assert!(m.contains("# TYPE capbox_card_up gauge"));
         assert!(m.contains("capbox_card_ecms_total{reader=\"Very Long Reader Name With \\\"Quotes\\\" 00 00 and more\",caid=\"FFFE\"} 123456789"));
-        // Every sample line belongs to a family announced before it.
-        let mut declared = std::collections::HashSet::new();
-        for l in m.lines() {
-            if let Some(r) = l.strip_prefix("# TYPE ") {
-                declared.insert(r.split(' ').next().unwrap().to_string());
-            } else if !l.starts_with('#') {
-                let name = l.split(['{', ' ']).next().unwrap();
-                assert!(declared.contains(name), "{l}");
-            }
-        }
+        crate::monitor::metrics::lint(&m).unwrap();
     }
 }

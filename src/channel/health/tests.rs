@@ -394,26 +394,6 @@ fn cc_errors_age_out_after_a_minute() {
 }
 
 #[test]
-fn cc_check_follows_tr_101_290() {
-    let mut c = CcCheck::default();
-    assert!(!c.check(3, true, false));
-    assert!(!c.check(4, true, false));
-    assert!(!c.check(4, true, false), "one duplicate is allowed");
-    assert!(c.check(4, true, false), "a second duplicate is an error");
-    assert!(!c.check(5, true, false));
-    assert!(c.check(7, true, false), "a gap");
-    assert!(!c.check(7, false, false), "no payload: not checked");
-    assert!(!c.check(8, true, false));
-    assert!(!c.check(2, true, true), "discontinuity_indicator restarts");
-    assert!(!c.check(3, true, false));
-    assert!(c.check(2, true, false), "a step back");
-    // Wrap.
-    let mut c = CcCheck::default();
-    assert!(!c.check(15, true, false));
-    assert!(!c.check(0, true, false));
-}
-
-#[test]
 fn pmt_version_change_keeps_history_and_drops_gone_streams() {
     let t0 = Instant::now();
     let mut h = SourceHealth::new(HealthRules::default());

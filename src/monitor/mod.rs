@@ -1,0 +1,15 @@
+//! Per-packet analysis, in one place: what `capbox probe`, the input muxes
+//! (remux) and each channel's sources measure on the packets they see.
+//!
+//! Owns: the continuity-count rule (`cc`), the per-PID analyser and the
+//! whole-stream probe (`probe`), the Prometheus text encoder (`metrics`).
+//! Stream classification (stream_type + descriptors → kind and codec) is
+//! `ts::pmt::PmtStream::classify`, next to the PMT it reads.
+//!
+//! Promises: pure logic on bytes, no I/O, no clock of its own; untrusted
+//! input never panics, every packet refused is counted.
+
+pub mod cc;
+pub mod metrics;
+pub mod pid;
+pub mod probe;
