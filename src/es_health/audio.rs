@@ -130,7 +130,12 @@ impl SilenceDetector {
         self.last_level
     }
 
-    /// A new PES (or a discontinuity): drop a partial frame.
+    /// Bytes held for a frame not yet whole (≤ [`MAX_BUFFER`]).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// A discontinuity: drop a partial frame.
     pub fn reset(&mut self) {
         self.buf.clear();
     }
@@ -703,7 +708,8 @@ fn aac_level(frame: &[u8]) -> Result<f32, FrameError> {
             6 => {
                 let mut count = r.read(4).ok_or(t)? as usize;
                 if count == 15 {
-                    count += r.read(8).ok_or(t)? as usize - 1;
+                    // count = 15 + esc_count − 1
+                    count = 14 + r.read(8).ok_or(t)? as usize;
                 }
                 r.skip(count * 8).ok_or(t)?;
             }
