@@ -192,7 +192,7 @@ fn mutated_ffmpeg_elementary_streams() {
         eprintln!("!!!!! SKIPPING: no ffmpeg (apt-get install ffmpeg) !!!!!");
         return;
     }
-    let mut rng = Rng(0xf1f0_0d);
+    let mut rng = Rng(0x00f1_f00d);
     for s in &streams {
         for _ in 0..40 {
             let mut data = s.clone();
@@ -206,11 +206,14 @@ fn mutated_ffmpeg_elementary_streams() {
                 let n = 1 + rng.below(4000);
                 let end = (i + n).min(data.len());
                 match rng.below(10) {
-                    0 => {}                                    // dropped
-                    1 => payloads.push(data[i..end].to_vec()), // repeated
-                    _ => {}
+                    0 => {} // dropped
+                    1 => {
+                        // repeated
+                        payloads.push(data[i..end].to_vec());
+                        payloads.push(data[i..end].to_vec());
+                    }
+                    _ => payloads.push(data[i..end].to_vec()),
                 }
-                payloads.push(data[i..end].to_vec());
                 i = end;
             }
             feed_all(&payloads);

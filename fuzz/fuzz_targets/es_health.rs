@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         v.push_pes(now, payload);
         a.push_pes(now, payload);
         let pts = payload.get(..5).map(|b| u64::from_be_bytes([0, 0, 0, b[0] & 1, b[1], b[2], b[3], b[4]]));
-        f.on_pes(now, payload.len(), pts, pts.map(|p| p.wrapping_sub(now) * 300));
+        f.on_pes(now, payload.len(), pts, pts.map(|p| p.wrapping_sub(now).wrapping_mul(300)));
         assert!(a.buffered() <= audio::MAX_BUFFER);
         let s = a.stats();
         assert!(s.silent_frames <= s.frames);

@@ -166,7 +166,7 @@ impl EsFlow {
     /// program extrapolated to this packet's arrival, if known.
     pub fn on_pes(&mut self, now_ms: u64, payload_len: usize, pts: Option<u64>, pcr: Option<u64>) {
         self.totals.pes += 1;
-        self.totals.bytes += payload_len as u64;
+        self.totals.bytes = self.totals.bytes.saturating_add(payload_len as u64);
         let mut advanced = false;
         let mut pts_pcr = None;
         match pts {
@@ -205,12 +205,12 @@ impl EsFlow {
             self.totals.pts_pcr_out_of_range += 1;
         }
         let b = self.bucket(now_ms);
-        b.pes += 1;
-        b.bytes += payload_len as u64;
-        b.pts_advances += advanced as u32;
+        b.pes = b.pes.saturating_add(1);
+        b.bytes = b.bytes.saturating_add(payload_len as u64);
+        b.pts_advances = b.pts_advances.saturating_add(advanced as u32);
         if let Some(d) = pts_pcr {
-            b.pts_pcr_checked += 1;
-            b.pts_pcr_bad += bad as u32;
+            b.pts_pcr_checked = b.pts_pcr_checked.saturating_add(1);
+            b.pts_pcr_bad = b.pts_pcr_bad.saturating_add(bad as u32);
             b.pts_pcr_min = b.pts_pcr_min.min(d);
             b.pts_pcr_max = b.pts_pcr_max.max(d);
         }
@@ -234,10 +234,10 @@ impl EsFlow {
             if b.slot > now_slot || now_slot - b.slot >= BUCKETS as u64 || b.pes == 0 {
                 continue;
             }
-            r.pes += b.pes;
-            bytes += b.bytes;
-            r.pts_advances += b.pts_advances;
-            r.pts_pcr_out_of_range += b.pts_pcr_bad;
+            r.pes = r.pes.saturating_add(b.pes);
+            bytes = bytes.saturating_add(b.bytes);
+            r.pts_advances = r.pts_advances.saturating_add(b.pts_advances);
+            r.pts_pcr_out_of_range = r.pts_pcr_out_of_range.saturating_add(b.pts_pcr_bad);
             if b.pts_pcr_checked > 0 {
                 r.pts_pcr_min_ms = Some(
                     r.pts_pcr_min_ms
@@ -252,7 +252,7 @@ impl EsFlow {
         // The window covers BUCKETS-1 whole buckets and part of the current.
         let span_ms = (BUCKETS as u64 - 1) * self.bucket_ms + now_ms % self.bucket_ms + 1;
         let span_ms = span_ms.min(now_ms.saturating_sub(self.started_ms) + 1);
-        r.bitrate_bps = bytes * 8 * 1000 / span_ms.max(1);
+        r.bitrate_bps = bytes.saturating_mul(8000) / span_ms.max(1);
         let young = now_ms.saturating_sub(self.started_ms) < self.cfg.window_ms;
         r.verdict = if r.pes == 0 {
             if young {
