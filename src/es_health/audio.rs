@@ -142,23 +142,41 @@ impl SilenceDetector {
 
     /// Feed the payload of one PES packet that arrived at `now_ms`.
     pub fn push_pes(&mut self, now_ms: u64, payload: &[u8]) {
-        if self.buf.len() + payload.len() > MAX_BUFFER {
-            // Keep the newest bytes: a frame that does not fit is lost either way.
-            self.stats.overflow_bytes += self.buf.len() as u64;
-            self.buf.clear();
-            if payload.len() > MAX_BUFFER {
-                let cut = payload.len() - MAX_BUFFER;
-                self.stats.overflow_bytes += cut as u64;
-                self.buf.extend_from_slice(&payload[cut..]);
-            } else {
-                self.buf.extend_from_slice(payload);
-            }
-        } else {
-            self.buf.extend_from_slice(payload);
+        if self.buf.is_empty() {
+            // The usual case (a PES holds whole frames): read in place,
+            // keep only a partial frame at the end.
+            let used = self.parse(now_ms, payload);
+            self.keep(&payload[used..]);
+            return;
         }
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.len() + payload.len() > MAX_BUFFER {
+            // A frame that does not fit is lost either way.
+            self.stats.overflow_bytes += buf.len() as u64;
+            buf.clear();
+            self.buf = buf;
+            self.keep(payload);
+            buf = std::mem::take(&mut self.buf);
+        } else {
+            buf.extend_from_slice(payload);
+        }
+        let used = self.parse(now_ms, &buf);
+        buf.drain(..used);
+        self.buf = buf;
+    }
+
+    /// Hold `rest` (a frame not yet whole), the newest bytes within the bound.
+    fn keep(&mut self, rest: &[u8]) {
+        let cut = rest.len().saturating_sub(MAX_BUFFER);
+        self.stats.overflow_bytes += cut as u64;
+        self.buf.extend_from_slice(&rest[cut..]);
+    }
+
+    /// Measure every whole frame of `data`; the bytes used.
+    fn parse(&mut self, now_ms: u64, data: &[u8]) -> usize {
         let mut i = 0;
-        while i < self.buf.len() {
-            let rest = &self.buf[i..];
+        while i < data.len() {
+            let rest = &data[i..];
             match frame_length(self.codec, rest) {
                 Framing::NotSync => {
                     self.stats.resync_bytes += 1;
@@ -189,7 +207,7 @@ impl SilenceDetector {
                 }
             }
         }
-        self.buf.drain(..i);
+        i
     }
 
     /// The verdict at `now_ms`.
