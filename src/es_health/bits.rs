@@ -23,18 +23,14 @@ impl<'a> BitReader<'a> {
         if end > self.data.len() * 8 {
             return None;
         }
-        let mut v: u64 = 0;
-        let mut got = 0u32;
-        while got < n {
-            let byte = self.data[self.pos / 8];
-            let bit_off = (self.pos % 8) as u32;
-            let avail = 8 - bit_off;
-            let take = avail.min(n - got);
-            let bits = (byte as u32 >> (avail - take)) & ((1u32 << take) - 1);
-            v = (v << take) | bits as u64;
-            got += take;
-            self.pos += take as usize;
-        }
+        // Up to 8 bytes from the current one, big-endian: off + n ≤ 39 bits.
+        let byte = self.pos / 8;
+        let avail = (self.data.len() - byte).min(8);
+        let mut w = [0u8; 8];
+        w[..avail].copy_from_slice(&self.data[byte..byte + avail]);
+        let off = (self.pos % 8) as u32;
+        let v = (u64::from_be_bytes(w) << off) >> (64 - n);
+        self.pos = end;
         Some(v as u32)
     }
 
