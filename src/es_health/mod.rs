@@ -7,16 +7,20 @@
 //! - [`FreezeDetector`] (`video`): frozen pictures from repeated coded
 //!   pictures (MPEG-2, H.264, HEVC).
 //! - [`SilenceDetector`] (`audio`): silence from Layer II scale factors,
-//!   AC-3 exponents, AAC global_gain.
+//!   AC-3 exponents, AAC zero spectrum.
+//! - [`channel_verdict`]: a channel's `ok` / `no video` / `no audio` /
+//!   `frozen` / `silent` from the above.
 //!
 //! Times are milliseconds on any monotonic clock (`now_ms`); PTS are 90 kHz
 //! and PCR 27 MHz, as on the wire.
 
 pub mod audio;
 mod bits;
+pub mod verdict;
 pub mod video;
 
 pub use audio::{AudioState, SilenceConfig, SilenceDetector, SilenceStats};
+pub use verdict::{channel_verdict, ChannelVerdict};
 pub use video::{FreezeConfig, FreezeDetector, FreezeStats, PictureState};
 
 use crate::ts::pes::pts_delta;
