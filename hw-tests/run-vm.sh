@@ -31,7 +31,7 @@ repo=$(cd "$here/.." && pwd)
 source "$here/lib.sh"
 # Not root (a developer's machine): the cache goes to the repo's target dir.
 cache=$(rig_cache_dir "$repo")
-vm_timeout=${CAPBOX_HW_TIMEOUT:-120}
+vm_timeout=${CAPBOX_HW_TIMEOUT:-300}
 
 stamp() { printf 'run-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
 die() { echo "run-vm: FAILED: $*" >&2; exit 2; }
