@@ -12,7 +12,7 @@
 //! payload: millions of PES a second) and a final `RESULT` line. Nothing
 //! here is a test: it asserts nothing about time.
 
-use capbox::es_health::{
+use capbox::monitor::es::{
     EsFlow, FlowConfig, FreezeConfig, FreezeDetector, SilenceConfig, SilenceDetector,
 };
 use capbox::ts::pes::PesHeader;

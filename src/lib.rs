@@ -7,7 +7,6 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dvb;
-pub mod es_health;
 pub mod fanout;
 pub mod http;
 pub mod monitor;

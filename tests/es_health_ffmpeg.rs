@@ -3,7 +3,7 @@
 //! picture never freezes, a frozen one does, and thaws when it moves; the
 //! flow of PES with their PTS − PCR reads what the muxer wrote.
 
-use capbox::es_health::{
+use capbox::monitor::es::{
     AudioState, EsFlow, FlowConfig, FlowVerdict, FreezeConfig, FreezeDetector, PictureState,
     SilenceConfig, SilenceDetector,
 };
@@ -155,7 +155,7 @@ fn frames_per_s(codec: AudioCodec) -> f64 {
 
 /// How close the level read from the bitstream must be to the signal's
 /// peak: Layer II scale factors step 2 dB, AC-3 exponents 6 dB; AAC reads
-/// only "spectrum all zero or not" (see es_health::audio).
+/// only "spectrum all zero or not" (see monitor::es::audio).
 fn tolerance_db(codec: AudioCodec) -> f32 {
     match codec {
         AudioCodec::Mpeg => 4.0,

@@ -2,7 +2,7 @@
 //! payloads, start-code-dense garbage, valid audio headers over random
 //! bodies, and bit flips and cuts of ffmpeg-made streams, for every codec.
 
-use capbox::es_health::{
+use capbox::monitor::es::{
     audio, EsFlow, FlowConfig, FreezeConfig, FreezeDetector, SilenceConfig, SilenceDetector,
 };
 use capbox::ts::pmt::{AudioCodec, VideoCodec};

@@ -2,7 +2,7 @@
 //! the input's first byte picks the codecs, then length-prefixed payloads
 //! with a clock step each.
 #![no_main]
-use capbox::es_health::{
+use capbox::monitor::es::{
     audio, EsFlow, FlowConfig, FreezeConfig, FreezeDetector, SilenceConfig, SilenceDetector,
 };
 use capbox::ts::pmt::{AudioCodec, VideoCodec};

@@ -2,7 +2,9 @@
 //! (remux) and each channel's sources measure on the packets they see.
 //!
 //! Owns: the continuity-count rule (`cc`), the per-PID analyser and the
-//! whole-stream probe (`probe`), the Prometheus text encoder (`metrics`).
+//! whole-stream probe (`probe`), the Prometheus text encoder (`metrics`),
+//! the elementary-stream analysers (`es`: PES flow, frozen video, silent
+//! audio, the channel verdict).
 //! Stream classification (stream_type + descriptors → kind and codec) is
 //! `ts::pmt::PmtStream::classify`, next to the PMT it reads.
 //!
@@ -10,6 +12,7 @@
 //! input never panics, every packet refused is counted.
 
 pub mod cc;
+pub mod es;
 pub mod metrics;
 pub mod pid;
 pub mod probe;
