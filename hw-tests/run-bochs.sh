@@ -50,8 +50,7 @@ fi
 
 # ---- 2. kernel image (the version linux-image-amd64 points at) ----
 kver=$(rig_kernel_version)
-exec 9>"$cache/.lock"
-flock 9
+rig_lock
 rig_fetch_kernel "$kver"
 flock -u 9
 stamp "kernel $kver"

@@ -61,47 +61,14 @@ qemu-system-x86_64 -device help 2>/dev/null | grep -q '"ccid-card-emulated"' \
 kver=$(rig_kernel_version)
 stamp "kernel $kver"
 
-exec 9>"$cache/.lock"
-flock 9
+rig_lock
 
 # ---- 2. kernel image + modules (same layout as run-vm.sh) ----
 rig_fetch_kernel "$kver"
-vmlinux=$kdir/vmlinux
-if [ ! -s "$vmlinux" ]; then
-    # What scripts/extract-vmlinux does, for Debian's xz-compressed image:
-    # the uncompressed ELF boots in about half the time under TCG.
-    python3 - "$vmlinuz" "$vmlinux.tmp" <<'EOF' || true
-import lzma, sys
-data = open(sys.argv[1], "rb").read()
-i = data.find(b"\xfd7zXZ\x00")
-while i >= 0:
-    try:
-        out = lzma.LZMADecompressor().decompress(data[i:])
-        if out[:4] == b"\x7fELF":
-            open(sys.argv[2], "wb").write(out)
-            sys.exit(0)
-    except lzma.LZMAError:
-        pass
-    i = data.find(b"\xfd7zXZ\x00", i + 1)
-sys.exit(1)
-EOF
-    if [ -s "$vmlinux.tmp" ]; then mv "$vmlinux.tmp" "$vmlinux"; else rm -f "$vmlinux.tmp"; fi
-fi
-kernel=$vmlinux
-[ -s "$kernel" ] || kernel=$vmlinuz
+rig_vmlinux
 
 # ---- 3. udevd ----
-udir=$cache/udev
-if [ ! -f "$udir/done" ]; then
-    stamp "downloading udev"
-    rm -rf "$udir" && mkdir -p "$udir/deb"
-    (cd "$udir/deb" && apt-get download -qq udev) || die "apt-get download udev failed"
-    dpkg-deb -x "$udir"/deb/*.deb "$udir/root"
-    rm -rf "$udir/deb"
-    touch "$udir/done"
-fi
-udevadm=$udir/root/bin/udevadm
-[ -x "$udevadm" ] || die "$udevadm missing"
+rig_fetch_udev
 
 # ---- 4. the emulated card's NSS db ----
 nssdb=$cache/ccid-nssdb

@@ -54,13 +54,11 @@ stamp() { printf 'run-tunnel-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" |
 
 kver=$(rig_kernel_version)
 stamp "kernel $kver"
-exec 9>"$cache/.lock"
-flock 9
+rig_lock
 
 # ---- 2. kernel image + modules ----
 rig_fetch_kernel "$kver"
-kernel=$kdir/vmlinux
-[ -s "$kernel" ] || kernel=$vmlinuz
+rig_vmlinux
 
 # ---- 3. the sample ----
 # v1: the recipe below; change the name when the recipe changes.

@@ -54,13 +54,12 @@ stamp "kernel $kver"
 # Several runs may share the cache (engineers' worktrees, CI): the cached
 # kernel and vidtv steps run under a lock; each run packs and boots from
 # its own directory.
-exec 9>"$cache/.lock"
-flock 9
+rig_lock
 
 # ---- 2. kernel image + modules ----
 rig_fetch_kernel "$kver"
 
-# ---- 3. vidtv out of tree (and extract-vmlinux from the same source) ----
+# ---- 3. vidtv out of tree ----
 src_tar=/usr/src/linux-source-6.1.tar.xz
 # The patch's hash names the build, so a changed patch rebuilds.
 vpatch=$here/vm/vidtv-faults.patch
@@ -75,11 +74,7 @@ if [ ! -f "$vdir/done" ]; then
         >"$vdir/build.log" 2>&1 || { tail -20 "$vdir/build.log"; die "vidtv build failed"; }
     touch "$vdir/done"
 fi
-vmlinux=$kdir/vmlinux
-if [ ! -s "$vmlinux" ]; then
-    bash "$vdir/scripts/extract-vmlinux" "$vmlinuz" >"$vmlinux.tmp" || die "extract-vmlinux failed"
-    mv "$vmlinux.tmp" "$vmlinux"
-fi
+rig_vmlinux
 
 flock -u 9
 run=$(mktemp -d "$cache/run.XXXXXX")
@@ -157,7 +152,7 @@ set +e
 timeout "$vm_timeout" qemu-system-x86_64 -accel tcg,thread=multi -smp 2 -m 512 \
     -nographic -no-reboot -nodefaults -serial stdio \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-    -kernel "$vmlinux" -initrd "$run/initramfs.cpio" \
+    -kernel "$kernel" -initrd "$run/initramfs.cpio" \
     -append "console=ttyS0 quiet panic=-1 kver=$kver" </dev/null | tee "$run/vm.log"
 rc=${PIPESTATUS[0]}
 set -e

@@ -65,12 +65,10 @@ kver=$(rig_kernel_version)
 stamp "kernel $kver"
 
 # ---- 2. kernel image + modules (the cache shared with run-vm.sh) ----
-exec 9>"$cache/.lock"
-flock 9
+rig_lock
 rig_fetch_kernel "$kver"
 flock -u 9
-kernel=$kdir/vmlinux
-[ -s "$kernel" ] || kernel=$vmlinuz
+rig_vmlinux
 run=$(mktemp -d "$cache/watchdog.XXXXXX")
 trap 'rm -rf "$run"' EXIT
 

@@ -40,20 +40,9 @@ kver=$(rig_kernel_version)
 stamp "kernel $kver"
 
 # ---- 2. cached parts: kernel, udev, vidtv (shared with the other rigs) ----
-exec 9>"$cache/.lock"
-flock 9
+rig_lock
 rig_fetch_kernel "$kver"
-udir=$cache/udev # as hw-tests/run-ccid-vm.sh
-if [ ! -f "$udir/done" ]; then
-    stamp "downloading udev"
-    rm -rf "$udir" && mkdir -p "$udir/deb"
-    (cd "$udir/deb" && apt-get download -qq udev) || die "apt-get download udev failed"
-    dpkg-deb -x "$udir"/deb/*.deb "$udir/root"
-    rm -rf "$udir/deb"
-    touch "$udir/done"
-fi
-udevadm=$udir/root/bin/udevadm
-[ -x "$udevadm" ] || die "$udevadm missing"
+rig_fetch_udev
 # vidtv, as the kernel rig builds it (same patch, same cache directory).
 vidtv=
 if [ "${CAPBOX_IMAGE_VIDTV:-auto}" != 0 ]; then
