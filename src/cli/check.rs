@@ -29,6 +29,7 @@ Exit status: 0 ok, 10 no_video, 11 no_audio, 12 silent, 13 http_error
 (refused, HTTP status, https), 14 timeout, 15 bad_stream (not MPEG-TS,
 no PAT/PMT), 2 bad usage.";
 
+#[derive(Debug)]
 struct Opts {
     url: String,
     listen: u64,

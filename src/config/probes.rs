@@ -32,6 +32,8 @@ const PROBE_KEYS: &[&str] = &["name", "url", "every_s", "listen_s", "timeout_s"]
 /// Takes `[[probe]]` from the document's top table.
 pub(super) fn probes(w: &mut Walker, root: &mut Table) -> Vec<ProbeConfig> {
     let mut out: Vec<ProbeConfig> = Vec::new();
+    // Every name written, valid entry or not, for the uniqueness check.
+    let mut names: Vec<String> = Vec::new();
     let Some(f) = w.take(root, "probe") else {
         return out;
     };
@@ -54,7 +56,7 @@ pub(super) fn probes(w: &mut Walker, root: &mut Table) -> Vec<ProbeConfig> {
                 );
                 None
             }
-            Some((s, nf)) if out.iter().any(|p| p.name == s) => {
+            Some((s, nf)) if names.contains(&s) => {
                 w.error(
                     nf.line,
                     &nf.path,
@@ -62,7 +64,10 @@ pub(super) fn probes(w: &mut Walker, root: &mut Table) -> Vec<ProbeConfig> {
                 );
                 None
             }
-            Some((s, _)) => Some(s),
+            Some((s, _)) => {
+                names.push(s.clone());
+                Some(s)
+            }
             None => {
                 if !t.entries.iter().any(|e| e.key.name == "name") {
                     w.error(

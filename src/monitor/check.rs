@@ -577,6 +577,15 @@ impl StreamCheck {
             );
             return r;
         }
+        let skipped = self.resync.stats.bytes_skipped;
+        if skipped.saturating_mul(2) > r.body_bytes {
+            let why = format!(
+                "not MPEG-TS: {skipped} of {} bytes had no packet sync ({} packets found)",
+                r.body_bytes, self.resync.stats.packets
+            );
+            bad(&mut r, why);
+            return r;
+        }
         let Some((program, pmt_pid)) = self.pat else {
             let why = match (self.want_program, self.pat_programs.is_empty()) {
                 (Some(n), false) => format!(
@@ -1387,5 +1396,134 @@ fn run_probes(
                 log::warn!("probe '{}': {from} -> {}{why}", p.name, result.as_str());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *seed >> 33
+    }
+
+    #[test]
+    fn garbage_and_empty_bodies_are_bad_streams_in_words() {
+        let r = StreamCheck::new(None, 1000, -60.0).finish("http://h/x");
+        assert_eq!(r.result, CheckResult::BadStream);
+        assert!(r.error.unwrap().contains("body was empty"));
+        let mut sc = StreamCheck::new(None, 1000, -60.0);
+        let mut seed = 7;
+        let junk: Vec<u8> = (0..100_000).map(|_| lcg(&mut seed) as u8 | 1).collect();
+        sc.push(Duration::from_millis(1), &junk);
+        let r = sc.finish("http://h/x");
+        assert_eq!(r.result, CheckResult::BadStream);
+        let e = r.error.unwrap();
+        assert!(
+            e.contains("no MPEG-TS packet in 100000 bytes") || e.contains("no packet sync"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn packets_without_a_pat_say_so() {
+        let mut sc = StreamCheck::new(None, 1000, -60.0);
+        let mut pkt = [0xFFu8; 188];
+        crate::ts::packet::write_header(&mut pkt, 0x100, true, 0);
+        for i in 0..100 {
+            sc.push(Duration::from_millis(i), &pkt);
+        }
+        let r = sc.finish("http://h/x");
+        assert_eq!(r.result, CheckResult::BadStream);
+        assert!(r.error.unwrap().starts_with("no PAT in"), "");
+    }
+
+    /// Random TS packets on the PSI and stream PIDs, with a real PAT and
+    /// PMT in between: never a panic, bounded buffers, one verdict.
+    #[test]
+    fn random_packets_never_panic() {
+        let pat = crate::ts::pat::PatRepr {
+            transport_stream_id: 1,
+            version: 0,
+            section_number: 0,
+            last_section_number: 0,
+            entries: vec![crate::ts::pat::PatEntry {
+                program_number: 1,
+                pid: 0x100,
+            }],
+        }
+        .emit();
+        let pmt = PmtRepr {
+            program_number: 1,
+            version: 0,
+            pcr_pid: 0x101,
+            program_info: Vec::new(),
+            streams: vec![
+                crate::ts::pmt::PmtStream {
+                    stream_type: 0x1B,
+                    elementary_pid: 0x101,
+                    descriptors: Vec::new(),
+                },
+                crate::ts::pmt::PmtStream {
+                    stream_type: 0x03,
+                    elementary_pid: 0x102,
+                    descriptors: Vec::new(),
+                },
+            ],
+        }
+        .emit();
+        let mut psi = Vec::new();
+        let (mut c0, mut c1) = (0, 0);
+        crate::ts::section::packetize(&pat, 0, &mut c0, &mut psi);
+        crate::ts::section::packetize(&pmt, 0x100, &mut c1, &mut psi);
+        for seed0 in 0..20u64 {
+            let mut seed = seed0;
+            let mut sc = StreamCheck::new(None, 2000, -60.0);
+            sc.push(Duration::ZERO, &psi);
+            for i in 0..3000u64 {
+                let mut p = [0u8; 188];
+                for b in p.iter_mut() {
+                    *b = lcg(&mut seed) as u8;
+                }
+                let pid = [0, 0x100, 0x101, 0x102][(lcg(&mut seed) % 4) as usize];
+                p[0] = 0x47;
+                p[1] = (p[1] & 0xE0) | (pid >> 8) as u8;
+                p[2] = pid as u8;
+                if i % 7 == 0 {
+                    // A PES start with a real header.
+                    p[3] = 0x10 | (p[3] & 0x0F);
+                    p[1] |= 0x40;
+                    p[4..13].copy_from_slice(&[0, 0, 1, 0xE0, 0, 0, 0x80, 0x80, 5]);
+                }
+                sc.push(Duration::from_millis(i), &p);
+                if i % 500 == 0 {
+                    sc.push(Duration::from_millis(i), &psi);
+                }
+            }
+            assert!(sc.video.as_ref().map_or(0, |v| v.pes.len()) <= MAX_VIDEO_PES);
+            let r = sc.finish("http://h/x");
+            assert!(r.error.is_some() || r.result == CheckResult::Ok);
+        }
+    }
+
+    #[test]
+    fn a_closed_port_is_an_http_error_and_https_is_refused() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let stop = AtomicBool::new(false);
+        let r = check(&CheckConfig::new(format!("http://{addr}/x")), &|| {}, &stop);
+        assert_eq!(r.result, CheckResult::HttpError);
+        assert!(r.error.unwrap().contains(&format!("connect to {addr}")));
+        let r = check(&CheckConfig::new("https://h/x?token=s3"), &|| {}, &stop);
+        assert_eq!(r.result, CheckResult::HttpError);
+        let e = r.error.unwrap();
+        assert!(
+            e.contains("https is not supported") && !e.contains("s3"),
+            "{e}"
+        );
     }
 }
