@@ -254,6 +254,33 @@ fn http_404_timeout_and_garbage_are_told_apart_in_words() {
 }
 
 #[test]
+fn a_program_of_a_multi_program_mux_is_picked_by_the_urls_fragment() {
+    let addr = serve(Mode::File(sample_mux()));
+    let r = run(&format!("http://{addr}/mux.ts#program=3"), 3, 5);
+    assert_eq!(r.result, CheckResult::Ok, "{r:?}");
+    assert_eq!((r.program, r.pmt_pid), (Some(3), Some(4098)));
+    assert_eq!(r.video.as_ref().unwrap().pid, 769);
+    let r = run(&format!("http://{addr}/mux.ts#program=9"), 2, 5);
+    assert_eq!(r.result, CheckResult::BadStream);
+    let e = r.error.unwrap();
+    // The file ends there too (served whole): said after the reason.
+    assert!(
+        e.starts_with("program 9 is not in the PAT (programs: 1, 2, 3)"),
+        "{e}"
+    );
+    // H.264: the first program's first IDR is ffprobe's first keyframe of
+    // the first video stream (program 1's).
+    if ffmpeg_ok() {
+        let r = run(&format!("http://{addr}/mux.ts"), 3, 5);
+        assert_eq!(r.video.as_ref().unwrap().codec, "h264");
+        assert_eq!(
+            r.keyframe_offset,
+            Some(ffprobe_first_keyframe(&sample_mux()))
+        );
+    }
+}
+
+#[test]
 fn capbox_check_on_the_daemons_channels_prints_one_screen_and_exits_by_verdict() {
     let srv = Server::start("check-demo", &demo_toml());
     srv.wait_up(&["news", "sport"]);

@@ -21,7 +21,8 @@ level. Plain HTTP only (https is not supported).
 
   --listen S    watch the stream for S seconds (default 10, 1..=120)
   --timeout S   connect + first byte within S seconds (default 15, 1..=120)
-  --program N   the program to watch (default: the first in the PAT)
+  --program N   the program to watch (default: the first in the PAT, or
+                the URL's #program=N, which is not sent to the server)
   --json        print a JSON document instead of text
   -h, --help    this text
 

@@ -6,6 +6,7 @@
 //! [[probe]]
 //! name = "news-out"                       # required, unique
 //! url = "http://10.0.0.5:8080/live/news"  # required, plain http://
+//!                                         # (#program=N: that program)
 //! every_s = 300                           # 10..=86400: poll period
 //! listen_s = 10                           # 1..=120: how long one check watches
 //! timeout_s = 15                          # 1..=120: connect + first byte
@@ -84,7 +85,9 @@ pub(super) fn probes(w: &mut Walker, root: &mut Table) -> Vec<ProbeConfig> {
             "url",
             "a URL such as \"http://10.0.0.5:8080/live/news\"",
         ) {
-            Some((s, uf)) => match crate::source::remote::HttpUrl::parse(&s, false) {
+            Some((s, uf)) => match crate::source::remote::HttpUrl::parse(&s, false)
+                .and_then(|_| crate::monitor::check::url_program(&s))
+            {
                 Ok(_) => Some(s),
                 Err(e) => {
                     w.error(uf.line, &uf.path, e);

@@ -851,6 +851,29 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// The program a URL's fragment names (`http://h/x#program=2`): capbox's
+/// own way to pick a program of a multi-program stream, never sent to the
+/// server. Err in words for a bad value.
+pub fn url_program(url: &str) -> Result<Option<u16>, String> {
+    let Some((_, frag)) = url.split_once('#') else {
+        return Ok(None);
+    };
+    let mut out = None;
+    for kv in frag.split('&') {
+        if let Some(v) = kv.strip_prefix("program=") {
+            match v.parse::<u16>() {
+                Ok(n) if n > 0 => out = Some(n),
+                _ => {
+                    return Err(format!(
+                        "#program={v:?} is not a program number; expected 1 to 65535"
+                    ))
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// One check of `cfg.url`, blocking up to about `timeout + listen`;
 /// `beat` is called at least every [`SLICE`], `stop` ends it early (as a
 /// timeout).
@@ -861,6 +884,10 @@ pub fn check(cfg: &CheckConfig, beat: &dyn Fn(), stop: &AtomicBool) -> CheckRepo
     let u = match HttpUrl::parse(url, false) {
         Ok(u) => u,
         Err(e) => return fail(CheckResult::HttpError, e),
+    };
+    let program = match url_program(url) {
+        Ok(p) => cfg.program.or(p),
+        Err(e) => return fail(CheckResult::HttpError, format!("{}: {e}", redact_url(url))),
     };
     let target = redact_url(&u.target);
     let addrs: Vec<SocketAddr> = match (u.host.as_str(), u.port).to_socket_addrs() {
@@ -1023,7 +1050,7 @@ pub fn check(cfg: &CheckConfig, beat: &dyn Fn(), stop: &AtomicBool) -> CheckRepo
     };
     // The body, for `listen` of stream time (or of wall time, whichever
     // first), bounded by max_bytes.
-    let mut sc = StreamCheck::new(cfg.program, cfg.listen.as_millis() as u64, cfg.silence_dbfs);
+    let mut sc = StreamCheck::new(program, cfg.listen.as_millis() as u64, cfg.silence_dbfs);
     let mut dec = BodyDecoder::new(framing);
     let mut framing_error = None;
     let first = head.split_off(body_start.min(head.len()));
