@@ -86,6 +86,10 @@ enum Mode {
     Hang,
     /// 200 video/mp2t with bytes that are not MPEG-TS.
     Garbage,
+    /// The file in chunked transfer coding, 10 kB chunks.
+    Chunked(PathBuf),
+    /// A 200 head, then nothing.
+    HeadOnly,
 }
 
 /// A tiny HTTP server on loopback, one thread per connection, forever
@@ -116,6 +120,22 @@ fn serve(mode: Mode) -> SocketAddr {
                         b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                     ),
                     Mode::Hang => {
+                        std::thread::sleep(Duration::from_secs(30));
+                        Ok(())
+                    }
+                    Mode::Chunked(p) => {
+                        let head = "HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nTransfer-Encoding: chunked\r\n\r\n";
+                        let mut out = head.as_bytes().to_vec();
+                        for c in std::fs::read(p).unwrap().chunks(10_000) {
+                            out.extend_from_slice(format!("{:x};ext=1\r\n", c.len()).as_bytes());
+                            out.extend_from_slice(c);
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        out.extend_from_slice(b"0\r\n\r\n");
+                        s.write_all(&out)
+                    }
+                    Mode::HeadOnly => {
+                        let _ = s.write_all(ok.as_bytes());
                         std::thread::sleep(Duration::from_secs(30));
                         Ok(())
                     }
@@ -241,6 +261,14 @@ fn http_404_timeout_and_garbage_are_told_apart_in_words() {
     assert!(r.connect_s.is_some() && r.ttfb_s.is_none());
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 
+    let addr = serve(Mode::HeadOnly);
+    let r = run(&format!("http://{addr}/x"), 2, 5);
+    assert_eq!(r.result, CheckResult::Timeout);
+    assert_eq!(
+        r.error.as_deref(),
+        Some(format!("HTTP 200 from {addr} but no byte of the body in 2 s").as_str())
+    );
+
     let addr = serve(Mode::Garbage);
     let r = run(&format!("http://{addr}/x"), 2, 5);
     assert_eq!(r.result, CheckResult::BadStream);
@@ -260,6 +288,11 @@ fn a_program_of_a_multi_program_mux_is_picked_by_the_urls_fragment() {
     assert_eq!(r.result, CheckResult::Ok, "{r:?}");
     assert_eq!((r.program, r.pmt_pid), (Some(3), Some(4098)));
     assert_eq!(r.video.as_ref().unwrap().pid, 769);
+    // The same over chunked transfer coding.
+    let caddr = serve(Mode::Chunked(sample_mux()));
+    let r = run(&format!("http://{caddr}/mux.ts#program=2"), 3, 5);
+    assert_eq!(r.result, CheckResult::Ok, "{r:?}");
+    assert_eq!(r.video.as_ref().unwrap().pid, 513);
     let r = run(&format!("http://{addr}/mux.ts#program=9"), 2, 5);
     assert_eq!(r.result, CheckResult::BadStream);
     let e = r.error.unwrap();

@@ -1117,8 +1117,8 @@ pub fn check(cfg: &CheckConfig, beat: &dyn Fn(), stop: &AtomicBool) -> CheckRepo
     } else if r.body_bytes == 0 && (stalled || ended.is_none()) {
         r.result = CheckResult::Timeout;
         r.error = Some(format!(
-            "HTTP 200 from {addr} but no byte of the body in {}",
-            secs_words(timeout.min(cfg.listen.max(timeout)))
+            "HTTP 200 from {addr} but no byte of the body in {:.0} s",
+            t_body.elapsed().as_secs_f64()
         ));
     } else if let Some(end) = ended.filter(|_| listened < cfg.listen.as_millis() as u64) {
         // Ended early: say so beside the verdict.
@@ -1534,6 +1534,71 @@ mod tests {
             let r = sc.finish("http://h/x");
             assert!(r.error.is_some() || r.result == CheckResult::Ok);
         }
+    }
+
+    fn probe(name: &str) -> crate::config::ProbeConfig {
+        crate::config::ProbeConfig {
+            name: name.into(),
+            url: format!("http://h/{name}?token=secret"),
+            every_s: 300,
+            listen_s: 10,
+            timeout_s: 15,
+        }
+    }
+
+    #[test]
+    fn the_board_renders_lint_clean_metrics_and_the_status_fields() {
+        let b = ProbeBoard::new();
+        let mut m = String::new();
+        b.render_metrics(&mut m);
+        assert!(m.is_empty(), "no probe, no family");
+        b.set_config(&[probe("a"), probe("b")]);
+        let mut ok = CheckReport::failed("http://h/a", CheckResult::Ok, String::new());
+        ok.error = None;
+        ok.ttfb_s = Some(0.01);
+        ok.zap_s = Some(0.5);
+        ok.video_present = true;
+        ok.audio_present = true;
+        assert_eq!(b.record("a", Instant::now(), ok), None);
+        let bad = CheckReport::failed("http://h/b", CheckResult::HttpError, "HTTP 404".into());
+        assert_eq!(b.record("b", Instant::now(), bad.clone()), None);
+        assert_eq!(
+            b.record("b", Instant::now(), bad),
+            Some(CheckResult::HttpError)
+        );
+        b.render_metrics(&mut m);
+        crate::monitor::metrics::lint(&m).unwrap();
+        for want in [
+            "capbox_probe_up{probe=\"a\"} 1",
+            "capbox_probe_up{probe=\"b\"} 0",
+            "capbox_probe_zap_seconds{probe=\"a\"} 0.5",
+            "capbox_probe_runs_total{probe=\"b\",result=\"http_error\"} 2",
+            "capbox_probe_runs_total{probe=\"b\",result=\"ok\"} 0",
+            "capbox_probe_last_run_timestamp_seconds{probe=\"a\"} ",
+        ] {
+            assert!(m.contains(want), "{want} missing:\n{m}");
+        }
+        assert!(!m.contains("capbox_probe_ttfb_seconds{probe=\"b\"}"));
+        let st = b.status();
+        assert_eq!(st[0]["result"], "ok");
+        assert_eq!(st[0]["zap_s"], 0.5);
+        assert_eq!(st[1]["error"], "HTTP 404");
+        assert!(!st.to_string().contains("secret"), "{st}");
+        // A reload keeps what stays, forgets what moved.
+        let mut moved = probe("b");
+        moved.url = "http://other/b".into();
+        b.set_config(&[probe("a"), moved]);
+        let st = b.status();
+        assert_eq!(st[0]["result"], "ok");
+        assert!(st[1]["result"].is_null());
+    }
+
+    #[test]
+    fn url_fragment_program() {
+        assert_eq!(url_program("http://h/x"), Ok(None));
+        assert_eq!(url_program("http://h/x#program=3"), Ok(Some(3)));
+        assert!(url_program("http://h/x#program=0").is_err());
+        assert!(url_program("http://h/x#program=x").is_err());
     }
 
     #[test]
