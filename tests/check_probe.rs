@@ -481,3 +481,46 @@ fn have_promtool() -> bool {
     }
     ok
 }
+
+#[test]
+fn a_reload_adds_and_removes_probes() {
+    let srv = Server::start(
+        "check-reload",
+        &(server_toml() + &channel_toml("news", &sample_mux(), 1, &[])),
+    );
+    srv.wait_up(&["news"]);
+    assert_eq!(srv.status()["probes"], serde_json::json!([]));
+    assert!(!srv.get("/metrics").text().contains("capbox_probe_"));
+    let with = format!(
+        "{}{}[[probe]]\nname = \"p\"\nurl = \"http://{}/stream/news\"\nlisten_s = 2\n",
+        server_toml(),
+        channel_toml("news", &sample_mux(), 1, &[]),
+        srv.addr
+    );
+    let hup = || {
+        let st = Command::new("kill")
+            .args(["-HUP", &srv.pid().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(st.success());
+    };
+    std::fs::write(&srv.config, with).unwrap();
+    hup();
+    let ok = wait_until(Duration::from_secs(30), || {
+        srv.status()["probes"][0]["result"] == "ok"
+    });
+    assert!(ok, "{}\n{}", srv.status()["probes"], srv.log_text());
+    std::fs::write(
+        &srv.config,
+        server_toml() + &channel_toml("news", &sample_mux(), 1, &[]),
+    )
+    .unwrap();
+    hup();
+    let gone = wait_until(Duration::from_secs(10), || {
+        srv.status()["probes"] == serde_json::json!([])
+    });
+    assert!(gone, "{}", srv.log_text());
+    assert!(srv
+        .log_text()
+        .contains("reload: [[probe]] changed (0 probes)"));
+}

@@ -10,7 +10,8 @@
 //! Stream classification (stream_type + descriptors → kind and codec) is
 //! `ts::pmt::PmtStream::classify`, next to the PMT it reads.
 //!
-//! Promises: pure logic on bytes, no I/O, no clock of its own; untrusted
+//! Promises: pure logic on bytes, no I/O, no clock of its own (except
+//! `check`, which owns its socket and thread); untrusted
 //! input never panics, every packet refused is counted.
 
 pub mod cc;
