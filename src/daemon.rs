@@ -39,6 +39,8 @@ pub struct App {
     /// Heartbeats, watchdog and reset log, for /status, /metrics and
     /// `/control/fault`.
     pub supervisor: Arc<crate::supervisor::Shared>,
+    /// `[[probe]]` results, for /status and /metrics.
+    probes: Arc<crate::monitor::check::ProbeBoard>,
 }
 
 pub struct Daemon {
@@ -56,6 +58,8 @@ pub struct Daemon {
     trim_stop: Arc<std::sync::atomic::AtomicBool>,
     /// The supervisor thread (watchdog, notify, stall verdicts).
     supervisor: Option<crate::supervisor::Supervisor>,
+    /// The `[[probe]]` poller, when any is configured.
+    prober: Option<crate::monitor::check::Prober>,
 }
 
 /// How often freed heap is handed back to the kernel.
@@ -294,6 +298,7 @@ impl Daemon {
             pins: Mutex::new(load_pins(&config)),
             started: Instant::now(),
             supervisor: supervisor.clone(),
+            probes: crate::monitor::check::ProbeBoard::new(),
         });
         app.set_adapters(&config);
         let mut d = Daemon {
@@ -306,6 +311,7 @@ impl Daemon {
             softcam: None,
             trim_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             supervisor: None,
+            prober: None,
         };
         // First: a reset log is read and the watchdog armed before the
         // threads it watches start.
@@ -365,6 +371,7 @@ impl Daemon {
         };
         log::info!("listening on http://{}", server.local_addr());
         d.server = Some(server);
+        d.set_probes(&config);
         Ok(d)
     }
 
@@ -587,7 +594,32 @@ impl Daemon {
 
     /// Apply a new config: only added, removed and changed channels are
     /// touched; the clients of the others stay connected.
+    /// (Re)start the `[[probe]]` poller on `cfg`'s list.
+    fn set_probes(&mut self, cfg: &Config) {
+        if let Some(p) = self.prober.take() {
+            p.stop();
+        }
+        self.app.probes.set_config(&cfg.probes);
+        if cfg.probes.is_empty() {
+            return;
+        }
+        // A stalled check is reported, not acted on (Restart policy with
+        // no action): a slow URL must never reset the box.
+        let hb = self
+            .heartbeats()
+            .register("probes", crate::supervisor::Policy::Restart);
+        self.prober = Some(crate::monitor::check::Prober::start(
+            cfg.probes.clone(),
+            self.app.probes.clone(),
+            hb,
+        ));
+    }
+
     pub fn reload(&mut self, new: Config) {
+        if new.probes != self.config.probes {
+            log::info!("reload: [[probe]] changed ({} probes)", new.probes.len());
+            self.set_probes(&new);
+        }
         if new.supervisor != self.config.supervisor {
             if let Some(s) = &self.supervisor {
                 s.reconfigure(&new.supervisor);
@@ -737,6 +769,9 @@ impl Daemon {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(s) = self.server.take() {
             s.shutdown();
+        }
+        if let Some(p) = self.prober.take() {
+            p.stop();
         }
         for (_, r) in std::mem::take(&mut self.runners) {
             r.stop();
@@ -1362,6 +1397,7 @@ impl Backend for App {
         )
         .value(cpu);
         self.supervisor.metrics(&mut m);
+        self.probes.render_metrics(&mut m);
         family(
             &mut m,
             "capbox_uptime_seconds",
@@ -1425,6 +1461,7 @@ impl Backend for App {
             "cards": self.card_statuses(),
             "pins": self.pins_status(),
             "supervisor": self.supervisor.status(),
+            "probes": self.probes.status(),
         })
     }
 
