@@ -21,18 +21,31 @@ use std::process::Command;
 /// branches are merged; the test fails for any name listed here that
 /// capbox exports already (so the list can only shrink) or that nothing
 /// uses.
-const NOT_YET_EXPORTED: &[&str] = &[
+const NOT_YET_EXPORTED: &[(&str, &[&str])] = &[
     // tr290
-    "capbox_tr101290_errors_total",
-    "capbox_tr101290_active",
-    "capbox_clock_offset_seconds",
-    "capbox_clock_tdt_age_seconds",
+    (
+        "capbox_tr101290_errors_total",
+        &["scope", "name", "indicator"],
+    ),
+    ("capbox_tr101290_active", &["scope", "name", "indicator"]),
+    ("capbox_clock_offset_seconds", &["mux"]),
+    ("capbox_clock_tdt_age_seconds", &["mux"]),
     // eswire
-    "capbox_channel_verdict",
-    "capbox_es_bitrate_bps",
-    "capbox_es_pts_pcr_seconds",
-    "capbox_audio_level_dbfs",
+    ("capbox_channel_verdict", &["channel", "verdict"]),
+    (
+        "capbox_es_bitrate_bps",
+        &["channel", "pid", "kind", "codec"],
+    ),
+    ("capbox_es_pts_pcr_seconds", &["channel", "pid", "kind"]),
+    ("capbox_audio_level_dbfs", &["channel", "pid"]),
 ];
+
+fn not_yet(name: &str) -> Option<&'static [&'static str]> {
+    NOT_YET_EXPORTED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, l)| *l)
+}
 
 /// Series Prometheus makes itself (not capbox's).
 const PROMETHEUS_OWN: &[&str] = &["up", "ALERTS", "ALERTS_FOR_STATE"];
@@ -299,6 +312,14 @@ fn metric_names_of_promql() {
         ["capbox_y", "instance:capbox_x:sum"]
     );
     assert_eq!(n("x * on (a) group_left (b) capbox_z"), ["capbox_z", "x"]);
+    assert_eq!(
+        selector_labels("sum(capbox_a{x=\"1,}\", y!~'2'}) + capbox_b{z=\"\"}"),
+        [
+            ("capbox_a".to_string(), "x".to_string()),
+            ("capbox_a".to_string(), "y".to_string()),
+            ("capbox_b".to_string(), "z".to_string())
+        ]
+    );
 }
 
 // ------------------------------------------------------- exported names
@@ -327,17 +348,29 @@ fn everything_toml() -> String {
 
 /// Metric family names capbox exports: the `# TYPE` lines of a live
 /// /metrics, and the `"capbox_…"` family names written in src/ (families
-/// that only a device or a card brings). Names to where they were seen.
-fn exported_names() -> BTreeMap<String, &'static str> {
+/// that only a device or a card brings). Names to where they were seen,
+/// and the label names of each family that has samples on the live box.
+fn exported_names() -> (
+    BTreeMap<String, &'static str>,
+    BTreeMap<String, BTreeSet<String>>,
+) {
     let mut names = BTreeMap::new();
+    let mut labels: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let srv = Server::start("monitoring-names", &everything_toml());
     srv.wait_up(&["biss", "relay"]);
-    for l in srv.get("/metrics").text().lines() {
+    let text = srv.get("/metrics").text();
+    for l in text.lines() {
         if let Some(rest) = l.strip_prefix("# TYPE ") {
             if let Some(n) = rest.split_whitespace().next() {
                 names.insert(n.to_string(), "/metrics");
             }
         }
+    }
+    for s in parse_metrics(&text).unwrap_or_else(|e| panic!("/metrics: {e}")) {
+        labels
+            .entry(s.name.clone())
+            .or_default()
+            .extend(s.labels.keys().cloned());
     }
     fn walk(dir: &Path, names: &mut BTreeMap<String, &'static str>) {
         for e in std::fs::read_dir(dir).unwrap() {
@@ -363,7 +396,57 @@ fn exported_names() -> BTreeMap<String, &'static str> {
         }
     }
     walk(&root().join("src"), &mut names);
-    names
+    (names, labels)
+}
+
+/// (metric, label name) of every label matcher of an expression:
+/// `capbox_x{a="1",b=~"2"}` gives (capbox_x, a), (capbox_x, b).
+fn selector_labels(expr: &str) -> Vec<(String, String)> {
+    let b = expr.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'{' {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j > 0 && (b[j - 1].is_ascii_alphanumeric() || b[j - 1] == b'_' || b[j - 1] == b':') {
+            j -= 1;
+        }
+        let metric = &expr[j..i];
+        // The matchers up to the closing brace, commas outside quotes.
+        let mut k = i + 1;
+        let mut cur = String::new();
+        let mut parts = Vec::new();
+        while k < b.len() && b[k] != b'}' {
+            if b[k] == b'"' || b[k] == b'\'' {
+                let q = b[k];
+                k += 1;
+                while k < b.len() && b[k] != q {
+                    if b[k] == b'\\' {
+                        k += 1;
+                    }
+                    k += 1;
+                }
+                cur.push('"');
+            } else if b[k] == b',' {
+                parts.push(std::mem::take(&mut cur));
+            } else {
+                cur.push(b[k] as char);
+            }
+            k += 1;
+        }
+        parts.push(cur);
+        for p in parts {
+            let name = p.split(['=', '!']).next().unwrap_or_default().trim();
+            if !name.is_empty() && !metric.is_empty() {
+                out.push((metric.to_string(), name.to_string()));
+            }
+        }
+        i = k;
+    }
+    out
 }
 
 // ------------------------------------------------------------ dashboards
@@ -596,12 +679,14 @@ fn every_metric_used_is_exported() {
     let rules = rules();
     let records: BTreeSet<String> = rules.iter().filter_map(|r| r.record.clone()).collect();
     let mut used: BTreeMap<String, String> = BTreeMap::new();
+    let mut exprs: Vec<(String, String)> = Vec::new();
     for r in &rules {
         let what = format!(
             "capbox.rules.yml:{} ({})",
             r.line,
             r.alert.as_ref().or(r.record.as_ref()).unwrap()
         );
+        exprs.push((what.clone(), r.expr.clone()));
         for n in metric_names(&r.expr) {
             used.entry(n).or_insert_with(|| what.clone());
         }
@@ -621,6 +706,7 @@ fn every_metric_used_is_exported() {
             for n in metric_names(&as_promql(&e)) {
                 used.entry(n).or_insert_with(|| what.clone());
             }
+            exprs.push((what, e));
         }
     }
     // The extractor sees what it must (else this test proves nothing).
@@ -636,8 +722,26 @@ fn every_metric_used_is_exported() {
         );
     }
 
-    let exported = exported_names();
+    let (exported, labels) = exported_names();
     let mut problems = Vec::new();
+    // Label names in matchers: the family's labels on a live box (or the
+    // contract's, for a metric not merged yet), plus the target's.
+    for (what, e) in &exprs {
+        for (m, l) in selector_labels(e) {
+            if l == "instance" || l == "job" || PROMETHEUS_OWN.contains(&m.as_str()) {
+                continue;
+            }
+            let known: Option<BTreeSet<String>> = labels
+                .get(&m)
+                .cloned()
+                .or_else(|| not_yet(&m).map(|l| l.iter().map(|s| s.to_string()).collect()));
+            if let Some(k) = known {
+                if !k.contains(&l) {
+                    problems.push(format!("{what}: {m} has no label {l:?} (it has {k:?})"));
+                }
+            }
+        }
+    }
     for (n, what) in &used {
         if n.contains(':') {
             if !records.contains(n) {
@@ -647,18 +751,18 @@ fn every_metric_used_is_exported() {
             }
         } else if PROMETHEUS_OWN.contains(&n.as_str()) {
         } else if let Some(src) = exported.get(n) {
-            if NOT_YET_EXPORTED.contains(&n.as_str()) {
+            if not_yet(n).is_some() {
                 problems.push(format!(
                     "{n} is exported now (seen in {src}): remove it from NOT_YET_EXPORTED in tests/monitoring_rules.rs"
                 ));
             }
-        } else if !NOT_YET_EXPORTED.contains(&n.as_str()) {
+        } else if not_yet(n).is_none() {
             problems.push(format!(
                 "{what}: {n} is not a metric capbox exports (renamed? not in /metrics nor in src/)"
             ));
         }
     }
-    for n in NOT_YET_EXPORTED {
+    for (n, _) in NOT_YET_EXPORTED {
         if !used.contains_key(*n) {
             problems.push(format!(
                 "{n} is in NOT_YET_EXPORTED but no rule or panel uses it: remove it"
