@@ -16,3 +16,4 @@ pub mod es;
 pub mod metrics;
 pub mod pid;
 pub mod probe;
+pub mod tr101290;
