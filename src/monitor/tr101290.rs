@@ -474,6 +474,20 @@ impl Tr101290 {
     pub fn sync_lost(&mut self, now_ms: u64) {
         self.error(Indicator::TsSyncLoss, now_ms);
         self.error(Indicator::SyncByteError, now_ms);
+        self.positions_broken();
+    }
+
+    /// Packets were lost: positions between PCRs no longer measure time,
+    /// the PCR accuracy restarts from the next PCR of each PID.
+    fn positions_broken(&mut self) {
+        for s in self.slots.iter_mut() {
+            if let Some(pcr) = s.pcr.as_mut() {
+                pcr.base = None;
+                if let Some(l) = pcr.last.as_mut() {
+                    l.1 = u64::MAX;
+                }
+            }
+        }
     }
 
     /// Any bytes: framed into packets with the standard's hysteresis.
@@ -513,6 +527,7 @@ impl Tr101290 {
                             self.error(Indicator::TsSyncLoss, now_ms);
                             self.ind[Indicator::TsSyncLoss as usize].condition = true;
                             self.sync = SyncState::Hunting;
+                            self.positions_broken();
                             let mut rest = Vec::with_capacity(carry.len() + PACKET_SIZE);
                             rest.extend_from_slice(&pkt[1..]);
                             rest.extend_from_slice(&carry);
@@ -685,7 +700,7 @@ impl Tr101290 {
                 if let Some((b_pcr, b_idx)) = t.base {
                     let span = idx - b_idx;
                     let ticks = pcr_delta(b_pcr, pcr);
-                    if span > 0 && idx > prev_idx {
+                    if span > 0 && prev_idx != u64::MAX && idx > prev_idx {
                         let per_packet = ticks as f64 / span as f64;
                         let expect = prev as f64 + per_packet * (idx - prev_idx) as f64;
                         let err_ns = (pcr as f64 - expect).abs() * 1e9 / PCR_HZ as f64;
