@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 mod adapters;
 #[path = "cards.rs"]
 pub(super) mod cards;
+#[path = "monitor.rs"]
+pub(super) mod monitor;
 #[path = "recovery.rs"]
 mod recovery;
 #[path = "softcam.rs"]
@@ -322,6 +324,7 @@ const ROOT_KEYS: &[&str] = &[
     "card",
     "supervisor",
     "recovery",
+    "monitor",
 ];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
@@ -453,6 +456,7 @@ pub(super) fn parse(
     };
     let cards = cards::cards(&mut w, &mut top);
     let supervisor = supervisor::supervisor(&mut w, &mut top, base_dir);
+    let monitor = monitor::monitor(&mut w, &mut top);
     let recovery = match w.take(&mut top, "recovery") {
         None => crate::dvb::recovery::RecoveryConfig::default(),
         Some(f) => recovery::recovery(&mut w, f),
@@ -477,6 +481,7 @@ pub(super) fn parse(
         cards,
         supervisor,
         recovery,
+        monitor,
         lines: w.lines,
     })
 }
