@@ -183,3 +183,47 @@ mod tests {
         assert_eq!(utc_text(0), "1970-01-01T00:00:00Z");
     }
 }
+
+/// The TDT/TOT of a stream, cheaply: only PID 0x14 is looked at.
+#[derive(Debug, Default)]
+pub struct TdtWatch {
+    asm: crate::ts::section::Assembler,
+}
+
+impl TdtWatch {
+    /// Aligned packets; the UTC (Unix seconds) of the last TDT/TOT in
+    /// them, if any.
+    pub fn push_packets(&mut self, data: &[u8]) -> Option<i64> {
+        use crate::ts::{pid, table_id, Packet, PACKET_SIZE};
+        let mut last = None;
+        for raw in data.chunks_exact(PACKET_SIZE) {
+            if raw[1] & 0x1F != 0 || raw[2] != pid::TDT as u8 {
+                continue;
+            }
+            let Ok(p) = Packet::new_checked(raw) else {
+                continue;
+            };
+            if p.scrambling_control() != 0 {
+                continue;
+            }
+            self.asm.push(&p, |s| {
+                let Ok(s) = crate::ts::section::Section::new_checked(s) else {
+                    return;
+                };
+                let utc = match s.table_id() {
+                    table_id::TDT => crate::ts::tdt::TdtRepr::parse(&s)
+                        .ok()
+                        .and_then(|t| t.utc_time()),
+                    table_id::TOT => crate::ts::tot::TotRepr::parse(&s)
+                        .ok()
+                        .and_then(|t| t.utc_time()),
+                    _ => None,
+                };
+                if utc.is_some() {
+                    last = utc;
+                }
+            });
+        }
+        last
+    }
+}

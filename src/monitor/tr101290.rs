@@ -477,6 +477,23 @@ impl Tr101290 {
         self.positions_broken();
     }
 
+    /// The input broke on purpose (a file looped, a source reopened): the
+    /// continuity and clock checks restart, counters stay.
+    pub fn input_discontinuity(&mut self) {
+        for s in self.slots.iter_mut() {
+            s.cc = CcCheck::default();
+            if let Some(t) = s.pcr.as_mut() {
+                **t = PcrTrack::default();
+            }
+            s.last_pts_ms = None;
+        }
+        for a in self.asms.iter_mut() {
+            a.reset();
+        }
+        self.sync = SyncState::Hunting;
+        self.carry.clear();
+    }
+
     /// Packets were lost: positions between PCRs no longer measure time,
     /// the PCR accuracy restarts from the next PCR of each PID.
     fn positions_broken(&mut self) {
@@ -1483,5 +1500,129 @@ mod tests {
         }
         assert_eq!(times[50], 50);
         assert!((98..=100).contains(&times[99]), "{}", times[99]);
+    }
+}
+
+/// What an input mux's monitor publishes (`/status muxes[]`, metrics).
+#[derive(Debug, Clone)]
+pub struct MuxReport {
+    /// `MuxKey::describe()`.
+    pub name: String,
+    /// None when `[monitor] tr101290` is off.
+    pub tr101290: Option<Snapshot>,
+    pub clock: super::clock::ClockStatus,
+}
+
+/// Where the mux runners publish TR 101 290 and the box clock, and where
+/// `/status` and `/metrics` read them: one per daemon.
+#[derive(Debug, Default)]
+pub struct Board {
+    muxes: std::sync::Mutex<std::collections::BTreeMap<String, MuxReport>>,
+    /// (channel, source index) → the channel output's indicators.
+    channels: std::sync::Mutex<std::collections::BTreeMap<(String, usize), Snapshot>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Board {
+    pub fn set_mux(&self, r: MuxReport) {
+        lock(&self.muxes).insert(r.name.clone(), r);
+    }
+
+    pub fn remove_mux(&self, name: &str) {
+        lock(&self.muxes).remove(name);
+    }
+
+    pub fn set_channel(&self, channel: &str, source: usize, s: Snapshot) {
+        lock(&self.channels).insert((channel.to_string(), source), s);
+    }
+
+    pub fn remove_channel(&self, channel: &str, source: usize) {
+        lock(&self.channels).remove(&(channel.to_string(), source));
+    }
+
+    /// Every mux, by name.
+    pub fn muxes(&self) -> Vec<MuxReport> {
+        lock(&self.muxes).values().cloned().collect()
+    }
+
+    /// The indicators of a channel's output from `source`.
+    pub fn channel(&self, channel: &str, source: usize) -> Option<Snapshot> {
+        lock(&self.channels)
+            .get(&(channel.to_string(), source))
+            .cloned()
+    }
+}
+
+/// The /status `muxes[]` entry.
+pub fn mux_json(r: &MuxReport) -> serde_json::Value {
+    serde_json::json!({
+        "name": r.name,
+        "tr101290": r.tr101290.as_ref().map(|s| s.to_json()),
+        "clock": r.clock,
+    })
+}
+
+/// Write the TR 101 290 and clock families (`monitor::metrics`).
+/// `channels`: (channel name, its on-air output's indicators).
+pub fn render_metrics(muxes: &[MuxReport], channels: &[(String, Snapshot)], m: &mut String) {
+    use super::metrics::{family, Kind};
+    let rows = || {
+        muxes
+            .iter()
+            .filter_map(|r| r.tr101290.as_ref().map(|s| ("mux", r.name.as_str(), s)))
+            .chain(channels.iter().map(|(n, s)| ("channel", n.as_str(), s)))
+    };
+    let mut f = family(
+        m,
+        "capbox_tr101290_errors_total",
+        Kind::Counter,
+        "TR 101 290 errors by indicator, on each input mux and each channel's output (priority 1: ts_sync_loss … pid_error, 2: transport_error … cat_error, 3: nit_error … tdt_error).",
+    );
+    for (scope, name, s) in rows() {
+        for (i, st) in INDICATORS.iter().zip(&s.indicators) {
+            f.sample(
+                &[("scope", scope), ("name", name), ("indicator", i.id())],
+                st.errors,
+            );
+        }
+    }
+    let mut f = family(
+        m,
+        "capbox_tr101290_active",
+        Kind::Gauge,
+        "1 while the TR 101 290 indicator is in error (its condition holds, or its last error is less than 5 s old).",
+    );
+    for (scope, name, s) in rows() {
+        for (i, st) in INDICATORS.iter().zip(&s.indicators) {
+            f.sample(
+                &[("scope", scope), ("name", name), ("indicator", i.id())],
+                st.active,
+            );
+        }
+    }
+    let mut f = family(
+        m,
+        "capbox_clock_offset_seconds",
+        Kind::Gauge,
+        "Broadcast UTC (TDT/TOT of the input mux) minus the box clock at arrival, seconds; live inputs only.",
+    );
+    for r in muxes {
+        if let Some(o) = r.clock.offset_s {
+            f.sample(&[("mux", &r.name)], o);
+        }
+    }
+    let mut f = family(
+        m,
+        "capbox_clock_tdt_age_seconds",
+        Kind::Gauge,
+        "Seconds since the last TDT/TOT of the input mux.",
+    );
+    for r in muxes {
+        if let Some(a) = r.clock.tdt_age_s {
+            f.sample(&[("mux", &r.name)], a);
+        }
     }
 }
