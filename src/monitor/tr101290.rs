@@ -1180,6 +1180,17 @@ impl Tr101290 {
         s
     }
 
+    /// What the analyser holds: (PID slots, section assemblers, programs,
+    /// bytes of carry). All bounded (see the module).
+    pub fn footprint(&self) -> (usize, usize, usize, usize) {
+        (
+            self.slots.len(),
+            self.asms.len(),
+            self.programs.len(),
+            self.carry.capacity(),
+        )
+    }
+
     /// The analyser's own "now": the latest time it was given.
     pub fn now_ms(&self) -> u64 {
         self.now_ms
