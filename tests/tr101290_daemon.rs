@@ -157,3 +157,118 @@ fn monitor_off_means_no_samples() {
     // A file input has no clock either: nothing to publish.
     assert_eq!(st["muxes"].as_array().unwrap().len(), 0, "{st}");
 }
+
+/// A live remote input whose TDT says the box clock is an hour ahead:
+/// the offset is exported, /status says drift with the TDT's time, one log
+/// line says so; when the TDT is right again, one line says it is back.
+#[test]
+fn box_clock_from_a_live_input_drifts_and_comes_back() {
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+    let shift = Arc::new(AtomicI64::new(-3600));
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let sample = std::fs::read(sample_mux()).unwrap();
+    let sh = shift.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let sample = sample.clone();
+            let sh = sh.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut head = [0u8; 2048];
+                let _ = s.read(&mut head);
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nConnection: close\r\n\r\n",
+                );
+                let mut cc = 0u8;
+                loop {
+                    for chunk in sample.chunks(50 * 188) {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_secs() as i64;
+                        let tdt =
+                            capbox::ts::tdt::TdtRepr::from_unix(now + sh.load(Ordering::SeqCst))
+                                .unwrap()
+                                .emit();
+                        let mut b = Vec::with_capacity(chunk.len() + 188);
+                        b.extend_from_slice(chunk);
+                        capbox::ts::section::packetize(&tdt, 0x14, &mut cc, &mut b);
+                        if s.write_all(&b).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(60));
+                    }
+                }
+            });
+        }
+    });
+    let cfg = format!(
+        "{}[monitor]\nclock_drift_s = 5\n\n[[channel]]\nname = \"relay\"\n\n[[channel.source]]\nurl = \"http://{addr}/stream/x\"\nprogram = 1\n\n",
+        server_toml()
+    );
+    let srv = Server::start("tr290-clock", &cfg);
+    let mux = |st: &serde_json::Value| {
+        st["muxes"].as_array().and_then(|m| {
+            m.iter()
+                .find(|m| m["name"].as_str().is_some_and(|n| n.starts_with("remote ")))
+                .cloned()
+        })
+    };
+    let drift = wait_until(Duration::from_secs(30), || {
+        mux(&srv.status()).is_some_and(|m| m["clock"]["drift"] == true)
+    });
+    let st = srv.status();
+    assert!(drift, "no drift in /status: {st}\n{}", srv.log_tail(30));
+    let m = mux(&st).unwrap();
+    let off = m["clock"]["offset_s"].as_f64().unwrap();
+    assert!((-3602.0..=-3598.0).contains(&off), "{m}");
+    assert!(
+        m["clock"]["last_tdt_utc"].as_str().unwrap().ends_with('Z'),
+        "{m}"
+    );
+    assert!(m["clock"]["tdt_age_s"].as_u64().unwrap() <= 5, "{m}");
+    // Live input: TR 101 290 on it too.
+    check_shape(&m["tr101290"], "remote mux");
+    let name = m["name"].as_str().unwrap().to_string();
+    let metrics = srv.metrics();
+    let off_m = metrics
+        .iter()
+        .find(|s| {
+            s.name == "capbox_clock_offset_seconds"
+                && s.labels.get("mux").map(String::as_str) == Some(name.as_str())
+        })
+        .map(|s| s.value);
+    assert!(
+        off_m.is_some_and(|v| (-3602.0..=-3598.0).contains(&v)),
+        "{off_m:?}"
+    );
+    assert!(metrics
+        .iter()
+        .any(|s| s.name == "capbox_clock_tdt_age_seconds"));
+    let log = srv.log_text();
+    assert_eq!(
+        log.matches("box clock is").count(),
+        1,
+        "one line when it crosses:\n{log}"
+    );
+    assert!(
+        log.contains("ahead of broadcast time (TDT/TOT of remote http://"),
+        "{log}"
+    );
+
+    shift.store(0, Ordering::SeqCst);
+    let back = wait_until(Duration::from_secs(30), || {
+        mux(&srv.status()).is_some_and(|m| m["clock"]["drift"] == false)
+    });
+    let log = srv.log_text();
+    assert!(back, "{}", srv.log_tail(30));
+    assert!(
+        log.contains("box clock is back within 5 s of broadcast time"),
+        "{log}"
+    );
+    assert_eq!(log.matches("box clock is").count(), 2, "{log}");
+}
