@@ -98,3 +98,34 @@ pub(super) fn monitor(w: &mut Walker, root: &mut Table) -> MonitorConfig {
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse, MonitorConfig};
+    use std::path::Path;
+
+    const CH: &str = "[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nprogram = 1\n";
+
+    #[test]
+    fn defaults_values_and_bad_values_named_with_their_line() {
+        let c = parse(CH, "capbox.toml", Path::new("/")).unwrap();
+        assert_eq!(c.monitor, MonitorConfig::default());
+        assert!(c.monitor.tr101290_on());
+        let t = format!("[monitor]\ntr101290 = false\nclock_drift_s = 30\n\n{CH}");
+        let c = parse(&t, "capbox.toml", Path::new("/")).unwrap();
+        assert!(!c.monitor.tr101290_on());
+        assert_eq!(c.monitor.clock_drift_s, 30);
+        let t = format!("[monitor]\nenabled = false\n\n{CH}");
+        assert!(!parse(&t, "capbox.toml", Path::new("/"))
+            .unwrap()
+            .monitor
+            .tr101290_on());
+        let t = format!("[monitor]\n\nclock_drift_s = 0\ntr101290 = \"yes\"\nbogus = 1\n{CH}");
+        let e = parse(&t, "capbox.toml", Path::new("/")).unwrap_err();
+        let said: Vec<(usize, &str)> = e.iter().map(|d| (d.line, d.key.as_str())).collect();
+        assert!(said.contains(&(3, "monitor.clock_drift_s")), "{e:?}");
+        assert!(said.contains(&(4, "monitor.tr101290")), "{e:?}");
+        assert!(said.contains(&(5, "monitor.bogus")), "{e:?}");
+        assert!(e.iter().any(|d| d.message.contains("1..=86400")), "{e:?}");
+    }
+}
