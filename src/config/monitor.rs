@@ -104,7 +104,8 @@ mod tests {
     use crate::config::{parse, MonitorConfig};
     use std::path::Path;
 
-    const CH: &str = "[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nprogram = 1\n";
+    const CH: &str =
+        "[[channel]]\nname = \"a\"\n[[channel.source]]\nfile = \"a.ts\"\nprogram = 1\n";
 
     #[test]
     fn defaults_values_and_bad_values_named_with_their_line() {

@@ -242,6 +242,9 @@ pub struct IndicatorState {
     pub condition: bool,
 }
 
+/// The widest spread of one read's packets in time (`push_packets_between`).
+pub const MAX_SPREAD_MS: u64 = 50;
+
 /// The most programs followed (a hostile PAT may list thousands).
 pub const MAX_PROGRAMS: usize = 256;
 /// The most ES followed per program.
@@ -610,6 +613,27 @@ impl Tr101290 {
             self.packet(p, now_ms);
         }
         self.tick(now_ms);
+    }
+
+    /// Aligned packets that arrived together (one read) at `to_ms`, the
+    /// previous read at `from_ms`: each gets a time spread evenly between
+    /// the two (a read of a DVR or a socket hands over milliseconds of
+    /// stream at once; stamping them all with the read's time would make
+    /// PCR gaps look longer at each read's edge). A spread wider than
+    /// `MAX_SPREAD_MS` is cut to it (the input was idle before).
+    pub fn push_packets_between(&mut self, data: &[u8], from_ms: u64, to_ms: u64) {
+        let n = (data.len() / PACKET_SIZE) as u64;
+        let from = from_ms.max(to_ms.saturating_sub(MAX_SPREAD_MS)).min(to_ms);
+        let span = to_ms - from;
+        for (k, p) in data.chunks_exact(PACKET_SIZE).enumerate() {
+            let t = from + span * (k as u64 + 1) / n.max(1);
+            if p[0] != SYNC_BYTE {
+                self.error(Indicator::SyncByteError, t);
+                continue;
+            }
+            self.packet(p, t);
+        }
+        self.tick(to_ms);
     }
 
     /// One aligned packet (sync byte checked by the caller).
@@ -1474,6 +1498,46 @@ mod tests {
         t.push_packets(&pcr_pkt(9_000 * 27_000, 0, true), 280);
         assert_eq!(t.get(Indicator::PcrDiscontinuityIndicatorError).errors, 1);
         assert_eq!(t.get(Indicator::PcrRepetitionError).errors, 1);
+    }
+
+    #[test]
+    fn a_read_is_spread_over_the_time_since_the_last() {
+        let mut t = Tr101290::new(Config::channel());
+        let mut cc = 0;
+        let mut b = Vec::new();
+        packetize(&pat(), 0, &mut cc, &mut b);
+        let pmt = PmtRepr {
+            program_number: 1,
+            version: 0,
+            pcr_pid: 0x101,
+            program_info: vec![],
+            streams: vec![],
+        }
+        .emit();
+        let mut cc2 = 0;
+        packetize(&pmt, 0x100, &mut cc2, &mut b);
+        t.push_packets(&b, 0);
+        // PCRs every 30 ms of stream, read in bursts of two every 60 ms:
+        // stamped at the read, the gap across reads looks like 60 ms.
+        let mut read = Vec::new();
+        let mut last = 0;
+        for k in 1..40u64 {
+            let mut p = [0xFFu8; 188];
+            write_header(&mut p, 0x101, false, 0);
+            p[3] = (p[3] & 0xCF) | 0x20;
+            p[4] = 183;
+            p[5] = 0x10;
+            let mut e = [0u8; 6];
+            encode_pcr(k * 30 * 27_000, &mut e);
+            p[6..12].copy_from_slice(&e);
+            read.extend_from_slice(&p);
+            if k % 2 == 0 {
+                t.push_packets_between(&read, last, k * 30);
+                last = k * 30;
+                read.clear();
+            }
+        }
+        assert_eq!(t.get(Indicator::PcrRepetitionError).errors, 0);
     }
 
     #[test]

@@ -318,6 +318,10 @@ struct Worker {
     sync_losses_seen: u64,
     /// The PIDs the source passes, as last told to `mux_tr`.
     passed_seen: Option<Option<Vec<u16>>>,
+    /// ms (of `t0`) of the previous read and of the previous output turn:
+    /// the analysers spread a read's packets between the two.
+    last_read_ms: u64,
+    last_turn_ms: u64,
 }
 
 /// A ladder line logged below warn (a healed ladder) is still one of the
@@ -361,6 +365,8 @@ impl Worker {
             clock,
             sync_losses_seen: 0,
             passed_seen: None,
+            last_read_ms: 0,
+            last_turn_ms: 0,
             ladder,
             adapter_number: None,
             failed_retry: false,
@@ -509,11 +515,12 @@ impl Worker {
     /// TR 101 290 and the box clock on what the source read.
     fn monitor_mux(&mut self, buf: &[u8], discontinuity: bool) {
         let ms = self.t0.elapsed().as_millis() as u64;
+        let from = std::mem::replace(&mut self.last_read_ms, ms);
         if let Some(t) = self.mux_tr.as_mut() {
             if discontinuity {
                 t.input_discontinuity();
             }
-            t.push_packets(buf, ms);
+            t.push_packets_between(buf, from, ms);
         }
         if let Some((watch, clock)) = self.clock.as_mut() {
             if let Some(utc) = watch.push_packets(buf) {
@@ -550,6 +557,8 @@ impl Worker {
     /// any), take its remux output, descramble it (also with nothing new,
     /// so held packets go out on their time bound), gate and write it.
     fn outputs_turn(&mut self, buf: &[u8], fresh: bool, out: &mut Vec<u8>, now: Instant) {
+        let ms = now.saturating_duration_since(self.t0).as_millis() as u64;
+        let from = std::mem::replace(&mut self.last_turn_ms, ms);
         for o in &mut self.outputs {
             let prog = self.remux.program_mut(o.prog);
             if let Some(ca) = o.ca.as_mut() {
@@ -566,9 +575,8 @@ impl Worker {
                 o.sink.set_psi(o.source, prog.psi_packets());
             }
             if let Some(t) = o.tr.as_mut() {
-                let ms = now.saturating_duration_since(self.t0).as_millis() as u64;
                 if !out.is_empty() {
-                    t.push_packets(out, ms);
+                    t.push_packets_between(out, from, ms);
                 } else {
                     t.tick(ms);
                 }
