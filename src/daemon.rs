@@ -41,6 +41,8 @@ pub struct App {
     pub supervisor: Arc<crate::supervisor::Shared>,
     /// `[[probe]]` results, for /status and /metrics.
     probes: Arc<crate::monitor::check::ProbeBoard>,
+    /// TR 101 290 and the box clock, as the mux runners publish them.
+    pub monitor: Arc<crate::monitor::tr101290::Board>,
 }
 
 pub struct Daemon {
@@ -299,6 +301,7 @@ impl Daemon {
             started: Instant::now(),
             supervisor: supervisor.clone(),
             probes: crate::monitor::check::ProbeBoard::new(),
+            monitor: Default::default(),
         });
         app.set_adapters(&config);
         let mut d = Daemon {
@@ -395,6 +398,12 @@ impl Daemon {
             flush: Duration::from_millis(self.config.buffers.flush_ms),
             realtime: self.realtime,
             csa_batch_timeout: crate::ca::descrambler::DEFAULT_BATCH_TIMEOUT,
+            monitor: crate::source::runner::MonitorHook {
+                tr101290: self.config.monitor.tr101290_on(),
+                clock: self.config.monitor.enabled,
+                clock_drift_s: self.config.monitor.clock_drift_s,
+                board: Some(self.app.monitor.clone()),
+            },
         }
     }
 
@@ -1290,6 +1299,7 @@ impl Backend for App {
         }
         render_source_health(&snapshot, &mut m);
         render_remote_metrics(&snapshot, &mut m);
+        self.render_tr101290_metrics(&snapshot, &mut m);
         let adapters = self.adapter_statuses();
         let mut afamily =
             |name: &str, kind: Kind, help: &str, get: &dyn Fn(&AdapterStatus) -> Option<f64>| {
@@ -1447,6 +1457,10 @@ impl Backend for App {
                     "mux_stats": st.mux_stats,
                     "source_stats": st.source_stats,
                     "ring": ring,
+                    "tr101290": self
+                        .monitor
+                        .channel(&c.name, st.active_source)
+                        .map(|s| s.to_json()),
                 })
             })
             .collect();
@@ -1462,6 +1476,12 @@ impl Backend for App {
             "pins": self.pins_status(),
             "supervisor": self.supervisor.status(),
             "probes": self.probes.status(),
+            "muxes": self
+                .monitor
+                .muxes()
+                .iter()
+                .map(crate::monitor::tr101290::mux_json)
+                .collect::<Vec<_>>(),
         })
     }
 
@@ -1496,6 +1516,20 @@ fn load_pins(config: &Config) -> PinStore {
 }
 
 impl App {
+    /// TR 101 290 per input mux and per channel (the on-air source's
+    /// output), and the box clock (issue 14, tr290).
+    fn render_tr101290_metrics(
+        &self,
+        snapshot: &[(String, crate::channel::ChannelStatus)],
+        m: &mut String,
+    ) {
+        let chans: Vec<(String, crate::monitor::tr101290::Snapshot)> = snapshot
+            .iter()
+            .filter_map(|(n, st)| Some((n.clone(), self.monitor.channel(n, st.active_source)?)))
+            .collect();
+        crate::monitor::tr101290::render_metrics(&self.monitor.muxes(), &chans, m);
+    }
+
     /// Re-apply a channel's stored pin (at start, on reload). A pin whose
     /// source changed in the config since is dropped, with a line.
     fn restore_pin(&self, ch: &Channel) {

@@ -28,6 +28,7 @@ mod tests;
 pub use cidr::{Cidr, CidrError};
 pub use walk::cards::{CardConfig, CardsConfig};
 pub use walk::probes::ProbeConfig;
+pub use walk::monitor::MonitorConfig;
 pub use walk::supervisor::{SupervisorConfig, DEFAULT_RESET_LOG};
 
 use crate::dvb::diseqc::{Burst, Scr, ScrStandard, Switch};
@@ -106,6 +107,8 @@ pub struct Config {
     pub recovery: crate::dvb::recovery::RecoveryConfig,
     /// `[[probe]]`: URLs checked as a viewer gets them (`walk/probes.rs`).
     pub probes: Vec<ProbeConfig>,
+    /// `[monitor]`: TR 101 290, ES analysis, the box clock check.
+    pub monitor: MonitorConfig,
     /// Line of every key path written in the file (and of each table).
     lines: BTreeMap<String, usize>,
 }
@@ -610,6 +613,7 @@ impl Config {
             },
             recovery: crate::dvb::recovery::RecoveryConfig::default(),
             probes: Vec::new(),
+            monitor: MonitorConfig::default(),
             lines: BTreeMap::new(),
         }
     }

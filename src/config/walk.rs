@@ -18,6 +18,8 @@ mod adapters;
 pub(super) mod cards;
 #[path = "probes.rs"]
 pub(super) mod probes;
+#[path = "monitor.rs"]
+pub(super) mod monitor;
 #[path = "recovery.rs"]
 mod recovery;
 #[path = "softcam.rs"]
@@ -325,6 +327,7 @@ const ROOT_KEYS: &[&str] = &[
     "supervisor",
     "recovery",
     "probe",
+    "monitor",
 ];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
@@ -456,6 +459,7 @@ pub(super) fn parse(
     };
     let cards = cards::cards(&mut w, &mut top);
     let supervisor = supervisor::supervisor(&mut w, &mut top, base_dir);
+    let monitor = monitor::monitor(&mut w, &mut top);
     let recovery = match w.take(&mut top, "recovery") {
         None => crate::dvb::recovery::RecoveryConfig::default(),
         Some(f) => recovery::recovery(&mut w, f),
@@ -482,6 +486,7 @@ pub(super) fn parse(
         supervisor,
         recovery,
         probes,
+        monitor,
         lines: w.lines,
     })
 }

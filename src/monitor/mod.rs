@@ -16,7 +16,9 @@
 
 pub mod cc;
 pub mod check;
+pub mod clock;
 pub mod es;
 pub mod metrics;
 pub mod pid;
 pub mod probe;
+pub mod tr101290;
