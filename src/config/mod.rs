@@ -27,6 +27,7 @@ mod tests;
 
 pub use cidr::{Cidr, CidrError};
 pub use walk::cards::{CardConfig, CardsConfig};
+pub use walk::monitor::MonitorConfig;
 pub use walk::supervisor::{SupervisorConfig, DEFAULT_RESET_LOG};
 
 use crate::dvb::diseqc::{Burst, Scr, ScrStandard, Switch};
@@ -103,6 +104,8 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     /// `[recovery]`: every adapter's escalation ladder (`walk/recovery.rs`).
     pub recovery: crate::dvb::recovery::RecoveryConfig,
+    /// `[monitor]`: monitoring on/off, the verdicts' times (`walk/monitor.rs`).
+    pub monitor: MonitorConfig,
     /// Line of every key path written in the file (and of each table).
     lines: BTreeMap<String, usize>,
 }
@@ -606,6 +609,7 @@ impl Config {
                 ..SupervisorConfig::default()
             },
             recovery: crate::dvb::recovery::RecoveryConfig::default(),
+            monitor: MonitorConfig::default(),
             lines: BTreeMap::new(),
         }
     }

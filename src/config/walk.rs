@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 mod adapters;
 #[path = "cards.rs"]
 pub(super) mod cards;
+#[path = "monitor.rs"]
+pub(super) mod monitor;
 #[path = "recovery.rs"]
 mod recovery;
 #[path = "softcam.rs"]
@@ -322,6 +324,7 @@ const ROOT_KEYS: &[&str] = &[
     "card",
     "supervisor",
     "recovery",
+    "monitor",
 ];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
@@ -457,6 +460,10 @@ pub(super) fn parse(
         None => crate::dvb::recovery::RecoveryConfig::default(),
         Some(f) => recovery::recovery(&mut w, f),
     };
+    let monitor = match w.take(&mut top, "monitor") {
+        None => MonitorConfig::default(),
+        Some(f) => monitor::monitor(&mut w, f),
+    };
     w.finish(top, ROOT_KEYS);
     one_mux_per_adapter(&mut w, &channels);
     adapters::cable_rules(&mut w, &adapters, &channels);
@@ -477,6 +484,7 @@ pub(super) fn parse(
         cards,
         supervisor,
         recovery,
+        monitor,
         lines: w.lines,
     })
 }
