@@ -12,6 +12,7 @@
 //! input never panics, every packet refused is counted.
 
 pub mod cc;
+pub mod channel;
 pub mod es;
 pub mod metrics;
 pub mod pid;
