@@ -412,6 +412,7 @@ impl Daemon {
         let flush = Duration::from_millis(self.config.buffers.flush_ms);
         let sources = cfg.sources.clone();
         let ch = Channel::new(cfg, ring, flush);
+        ch.set_monitor(&self.config.monitor);
         self.app.restore_pin(&ch);
         self.app
             .channels
@@ -1254,6 +1255,7 @@ impl Backend for App {
             }
         }
         render_source_health(&snapshot, &mut m);
+        render_es_metrics(&snapshot, &mut m);
         render_remote_metrics(&snapshot, &mut m);
         let adapters = self.adapter_statuses();
         let mut afamily =
@@ -1411,6 +1413,10 @@ impl Backend for App {
                     "mux_stats": st.mux_stats,
                     "source_stats": st.source_stats,
                     "ring": ring,
+                    "verdict": st.monitor.as_ref().map(|m| m.verdict),
+                    "verdict_reason": st.monitor.as_ref().map(|m| m.reason.clone()),
+                    "verdict_since_s": st.monitor.as_ref().map(|m| m.since_s),
+                    "es": st.monitor.as_ref().map(|m| m.es.clone()).unwrap_or_default(),
                 })
             })
             .collect();
@@ -1687,6 +1693,16 @@ pub fn process_usage() -> (u64, f64) {
 
 /// Guard for tests and the demo: a mutex-held daemon.
 pub type Shared = Arc<Mutex<Daemon>>;
+
+/// The per-channel verdict and elementary-stream families (issue 14 item 3,
+/// `monitor::channel`).
+fn render_es_metrics(snapshot: &[(String, crate::channel::ChannelStatus)], m: &mut String) {
+    let chans: Vec<(String, Option<&crate::monitor::channel::MonitorStatus>)> = snapshot
+        .iter()
+        .map(|(name, st)| (name.clone(), st.monitor.as_ref()))
+        .collect();
+    crate::monitor::channel::render_metrics(&chans, m);
+}
 
 #[cfg(test)]
 mod dvb_tests {

@@ -364,6 +364,7 @@ pub struct ChannelMonitor {
     /// When the current verdict began.
     since_ms: u64,
     counters: MonitorCounters,
+    news: Option<String>,
 }
 
 const PAT_SLOT: u8 = 0xFE;
@@ -392,6 +393,7 @@ impl ChannelMonitor {
             },
             since_ms: now_ms,
             counters: MonitorCounters::default(),
+            news: None,
         }
     }
 
@@ -583,14 +585,21 @@ impl ChannelMonitor {
         self.pcr_pid = Some(pmt.pcr_pid).filter(|&p| p != 0x1FFF);
     }
 
-    /// Recompute the verdict at `now_ms` (at most every 250 ms; sooner
-    /// calls return None). `on_slate`: the channel plays its slate (the
-    /// channel knows, not the stream). Returns the log line when the
-    /// verdict changed to or from a fault.
-    pub fn update(&mut self, now_ms: u64, on_slate: bool) -> Option<String> {
+    /// The log line of the last verdict change to or from a fault
+    /// ("silent — audio PID 258 silent for 10 s (−91 dBFS)", "ok again
+    /// after 2 min silent"), once.
+    pub fn take_news(&mut self) -> Option<String> {
+        self.news.take()
+    }
+
+    /// Recompute the verdict at `now_ms` (at most every 250 ms; false when
+    /// too soon). `on_slate`: the channel plays its slate (the channel
+    /// knows, not the stream). A change to or from a fault leaves its log
+    /// line for `take_news`.
+    pub fn update(&mut self, now_ms: u64, on_slate: bool) -> bool {
         if let Some(last) = self.last_update_ms {
             if now_ms < last.saturating_add(UPDATE_EVERY_MS) {
-                return None;
+                return false;
             }
             let dt = now_ms.saturating_sub(last) as f64 / 1000.0;
             self.status.seconds[self.status.verdict.index()] += dt;
@@ -618,7 +627,10 @@ impl ChannelMonitor {
         self.status.since_s = now_ms.saturating_sub(self.since_ms) / 1000;
         self.status.counters = self.counters;
         self.status.es = self.streams.iter().map(|s| es_status(s, now_ms)).collect();
-        line
+        if line.is_some() {
+            self.news = line;
+        }
+        true
     }
 
     fn judge(&self, now_ms: u64, on_slate: bool) -> (Verdict, String) {
@@ -1003,7 +1015,8 @@ mod tests {
             ..MonitorConfig::default()
         });
         let mut m = ChannelMonitor::new(s, 0);
-        assert_eq!(m.update(0, false), None);
+        assert!(m.update(0, false));
+        assert!(!m.update(100, false));
         assert_eq!(m.status().verdict, Verdict::Starting);
         let table = psi(&[(0x02, 0x100), (0x03, 0x101)], 0);
         let mut t = 0;
@@ -1013,7 +1026,8 @@ mod tests {
             m.feed(t, &table);
             m.feed(t, &pes_packet(0x100, t * 90, (t / 40) as u8, false));
             m.feed(t, &pes_packet(0x101, t * 90, 0, false));
-            lines.extend(m.update(t, false));
+            m.update(t, false);
+            lines.extend(m.take_news());
             t += 40;
         }
         assert_eq!(m.status().verdict, Verdict::Ok, "{:?}", m.status());
@@ -1023,7 +1037,8 @@ mod tests {
         while t < 15_000 {
             m.feed(t, &table);
             m.feed(t, &pes_packet(0x100, t * 90, (t / 40) as u8, false));
-            lines.extend(m.update(t, false));
+            m.update(t, false);
+            lines.extend(m.take_news());
             t += 40;
         }
         assert_eq!(m.status().verdict, Verdict::NoAudio, "{:?}", m.status());
@@ -1042,7 +1057,8 @@ mod tests {
         while t < 17_000 {
             m.feed(t, &table);
             m.feed(t, &pes_packet(0x100, t * 90, (t / 40) as u8, false));
-            lines.extend(m.update(t, false));
+            m.update(t, false);
+            lines.extend(m.take_news());
             t += 40;
         }
         assert_eq!(m.status().verdict, Verdict::Ok, "{:?}", m.status());
