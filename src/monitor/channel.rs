@@ -201,6 +201,16 @@ pub struct MonitorCounters {
     pub bad_psi: u64,
 }
 
+/// Where one of a video PES's last TS payloads is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    Empty,
+    /// In `Stream::saved[i]`, this long.
+    Saved(u8, u16),
+    /// In the batch being fed: offset, length.
+    Batch(u32, u16),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Codec {
     Video(VideoCodec),
@@ -221,9 +231,13 @@ struct Stream {
     pes_pts: Option<u64>,
     pes_pcr: Option<u64>,
     pes_len: usize,
-    /// Video: the last two TS payloads of the PES (older, newer).
-    tail: [[u8; TAIL_SLOT]; 2],
-    tail_len: [usize; 2],
+    /// Video: the last two TS payloads of the PES (older, newer), where
+    /// they are: in the batch being fed (not copied) or saved here at the
+    /// end of the batch (two copies per batch, not one per packet).
+    pieces: [Piece; 2],
+    saved: [[u8; TAIL_SLOT]; 2],
+    /// `pieces` refer to the batch: save them before it goes.
+    in_batch: bool,
     /// Audio: this PES is measured; its bytes.
     sampled: bool,
     audio_pes_seen: u32,
@@ -264,8 +278,9 @@ impl Stream {
             pes_pts: None,
             pes_pcr: None,
             pes_len: 0,
-            tail: [[0; TAIL_SLOT]; 2],
-            tail_len: [0; 2],
+            pieces: [Piece::Empty; 2],
+            saved: [[0; TAIL_SLOT]; 2],
+            in_batch: false,
             sampled: false,
             audio_pes_seen: 0,
             buf: Vec::new(),
@@ -289,27 +304,62 @@ impl Stream {
         }
     }
 
-    /// The PES in progress is whole: judge it.
-    fn finish_pes(&mut self, counters: &mut MonitorCounters) {
+    fn piece<'a>(&'a self, p: Piece, batch: &'a [u8]) -> &'a [u8] {
+        match p {
+            Piece::Empty => &[],
+            Piece::Saved(i, n) => &self.saved[i as usize][..n as usize],
+            Piece::Batch(off, n) => batch
+                .get(off as usize..off as usize + n as usize)
+                .unwrap_or(&[]),
+        }
+    }
+
+    /// The batch ends: copy the pieces still in it.
+    fn save_pieces(&mut self, batch: &[u8]) {
+        if !self.in_batch {
+            return;
+        }
+        self.in_batch = false;
+        let mut tmp = [[0u8; TAIL_SLOT]; 2];
+        let mut pieces = [Piece::Empty; 2];
+        for (k, p) in self.pieces.into_iter().enumerate() {
+            let b = self.piece(p, batch);
+            let n = b.len().min(TAIL_SLOT);
+            tmp[k][..n].copy_from_slice(&b[b.len() - n..]);
+            if n > 0 {
+                pieces[k] = Piece::Saved(k as u8, n as u16);
+            }
+        }
+        self.saved = tmp;
+        self.pieces = pieces;
+    }
+
+    /// The PES in progress is whole: judge it. `batch`: the packets being
+    /// fed (the PES's last payloads may be there).
+    fn finish_pes(&mut self, counters: &mut MonitorCounters, batch: &[u8]) {
         if !self.in_pes {
             return;
         }
         self.in_pes = false;
         self.flow
             .on_pes(self.pes_ms, self.pes_len, self.pes_pts, self.pes_pcr);
-        self.last_pes_ms = Some(self.pes_ms);
         if let (Some(pts), Some(pcr)) = (self.pes_pts, self.pes_pcr) {
             let base = (pcr / 300) & ((1 << 33) - 1);
             let d = crate::ts::pes::pts_delta(base, pts & ((1 << 33) - 1)) as i64;
             let d = if d >= 1 << 32 { d - (1 << 33) } else { d };
             self.last_pts_pcr_ms = Some(d / 90);
         }
-        if let Some(f) = self.freeze.as_mut() {
+        if self.freeze.is_some() {
             let mut end = [0u8; 2 * TAIL_SLOT];
-            let (a, b) = (self.tail_len[0], self.tail_len[1]);
-            end[..a].copy_from_slice(&self.tail[0][..a]);
-            end[a..a + b].copy_from_slice(&self.tail[1][..b]);
-            f.push_picture(self.pes_ms, self.pes_len, &end[..a + b]);
+            let older = self.piece(self.pieces[0], batch);
+            let newer = self.piece(self.pieces[1], batch);
+            let (a, b) = (older.len().min(TAIL_SLOT), newer.len().min(TAIL_SLOT));
+            end[..a].copy_from_slice(&older[older.len() - a..]);
+            end[a..a + b].copy_from_slice(&newer[newer.len() - b..]);
+            let (ms, len) = (self.pes_ms, self.pes_len);
+            if let Some(f) = self.freeze.as_mut() {
+                f.push_picture(ms, len, &end[..a + b]);
+            }
         }
         if self.sampled {
             self.sampled = false;
@@ -326,16 +376,17 @@ impl Stream {
         }
     }
 
-    /// Add one TS payload to the PES in progress.
-    fn take_payload(&mut self, data: &[u8]) {
+    /// Add one TS payload to the PES in progress; `off`: where it is in
+    /// the batch.
+    fn take_payload(&mut self, data: &[u8], off: usize) {
         self.pes_len += data.len();
         if self.freeze.is_some() && !data.is_empty() {
-            // Newer slot moves to older; the new payload is the newer.
-            self.tail.swap(0, 1);
-            self.tail_len[0] = self.tail_len[1];
-            let n = data.len().min(TAIL_SLOT);
-            self.tail[1][..n].copy_from_slice(&data[data.len() - n..]);
-            self.tail_len[1] = n;
+            // Noted, not copied: the newer becomes the older.
+            self.pieces = [
+                self.pieces[1],
+                Piece::Batch(off as u32, data.len().min(TAIL_SLOT) as u16),
+            ];
+            self.in_batch = true;
         }
         if self.sampled && self.buf.len() <= MAX_AUDIO_PES {
             let room = (MAX_AUDIO_PES + 1).saturating_sub(self.buf.len());
@@ -412,7 +463,7 @@ impl ChannelMonitor {
         if packets.len() >= PACKET_SIZE {
             self.last_packet_ms = Some(now_ms);
         }
-        for raw in packets.chunks_exact(PACKET_SIZE) {
+        for (i, raw) in packets.chunks_exact(PACKET_SIZE).enumerate() {
             self.counters.packets += 1;
             if raw[0] != 0x47 {
                 self.counters.bad_sync += 1;
@@ -459,13 +510,14 @@ impl ChannelMonitor {
             }
             let payload = &raw[off..];
             if raw[1] & 0x40 != 0 {
-                st.finish_pes(&mut self.counters);
+                st.finish_pes(&mut self.counters, packets);
                 let Ok(h) = PesHeader::new_checked(payload) else {
                     self.counters.bad_pes += 1;
                     continue;
                 };
                 st.in_pes = true;
                 st.pes_ms = now_ms;
+                st.last_pes_ms = Some(now_ms);
                 st.pes_pts = h.pts();
                 // The program clock at this packet: the last PCR plus the
                 // time since it arrived.
@@ -473,17 +525,20 @@ impl ChannelMonitor {
                     .pcr
                     .map(|(pcr, at)| pcr + now_ms.saturating_sub(at) * 27_000);
                 st.pes_len = 0;
-                st.tail_len = [0; 2];
+                st.pieces = [Piece::Empty; 2];
                 if st.silence.is_some() {
                     st.sampled = st.audio_pes_seen % self.settings.audio_sample_every.max(1) == 0;
                     st.audio_pes_seen = st.audio_pes_seen.wrapping_add(1);
                     st.buf.clear();
                 }
                 let hl = h.payload_offset().min(payload.len());
-                st.take_payload(&payload[hl..]);
+                st.take_payload(&payload[hl..], i * PACKET_SIZE + off + hl);
             } else if st.in_pes {
-                st.take_payload(payload);
+                st.take_payload(payload, i * PACKET_SIZE + off);
             }
+        }
+        for st in &mut self.streams {
+            st.save_pieces(packets);
         }
     }
 
@@ -1074,6 +1129,51 @@ mod tests {
         m.update(t + 5_000, false);
         assert_eq!(m.status().verdict, Verdict::NoVideo);
         assert!(m.status().reason.starts_with("nothing on air"));
+    }
+
+    /// A 3-packet video PES: a header packet with PTS, then two packets
+    /// whose bytes are `body` (the end of the picture).
+    fn picture(pts: u64, body: u8, cc: &mut u8) -> Vec<u8> {
+        let mut v = pes_packet(0x100, pts, 0x11, false);
+        v[3] = 0x10 | (*cc & 0x0F);
+        *cc = cc.wrapping_add(1);
+        for _ in 0..2 {
+            let mut p = vec![0x47, 0x01, 0x00, 0x10 | (*cc & 0x0F)];
+            *cc = cc.wrapping_add(1);
+            p.resize(PACKET_SIZE, body);
+            v.extend_from_slice(&p);
+        }
+        v
+    }
+
+    #[test]
+    fn the_picture_tail_is_the_same_whatever_the_batches() {
+        let s = MonitorSettings::from_config(&MonitorConfig {
+            frozen_after_s: 2,
+            pes_after_s: 1,
+            ..MonitorConfig::default()
+        });
+        for batch in [1, 2, 3, 7, 100] {
+            for frozen in [true, false] {
+                let mut m = ChannelMonitor::new(s, 0);
+                let mut cc = 0;
+                let mut stream = psi(&[(0x02, 0x100)], 0);
+                for n in 0..150u64 {
+                    let body = if frozen { 0x33 } else { (n % 200) as u8 };
+                    stream.extend(picture(n * 3600, body, &mut cc));
+                }
+                let mut t = 0;
+                for (k, c) in stream.chunks(batch * PACKET_SIZE).enumerate() {
+                    // Packet j is part of picture j / 3, 40 ms apart.
+                    t = (k * batch / 3) as u64 * 40;
+                    m.feed(t, c);
+                }
+                m.update(t, false);
+                let want = if frozen { Verdict::Frozen } else { Verdict::Ok };
+                assert_eq!(m.status().verdict, want, "batch {batch}: {:?}", m.status());
+                assert_eq!(m.status().es[0].frozen, frozen);
+            }
+        }
     }
 
     #[test]
