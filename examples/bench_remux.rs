@@ -234,6 +234,7 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
     let mut out = Vec::with_capacity(BLOCK);
     let mut in_bytes = 0u64;
     let mut out_bytes = 0u64;
+    let mut monitor_secs = 0.0;
     let t0 = Instant::now();
     loop {
         buf.clear();
@@ -265,8 +266,10 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
                 c.writer.ring().set_psi(p.psi_packets());
             }
             if let Some(m) = c.monitor.as_mut() {
+                let t = Instant::now();
                 m.feed(now_ms, &out);
                 m.update(now_ms, false);
+                monitor_secs += t.elapsed().as_secs_f64();
             }
             if c.gate.is_none() {
                 if let Some((pid, codec)) = p.video {
@@ -306,6 +309,14 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
             })
             .sum();
         eprintln!("  full: ring bytes={ring_in} entry points={eps}");
+        if monitor {
+            // Measured inside the run: load from other processes slows both
+            // parts alike, so the share is steadier than two wall times.
+            eprintln!(
+                "  monitor: {monitor_secs:.4} s of {secs:.4} s ({:.1} %)",
+                100.0 * monitor_secs / secs
+            );
+        }
         for c in chans.iter().filter_map(|c| c.monitor.as_ref()) {
             let st = c.status();
             eprintln!(

@@ -463,8 +463,8 @@ impl ChannelMonitor {
         if packets.len() >= PACKET_SIZE {
             self.last_packet_ms = Some(now_ms);
         }
+        self.counters.packets += (packets.len() / PACKET_SIZE) as u64;
         for (i, raw) in packets.chunks_exact(PACKET_SIZE).enumerate() {
-            self.counters.packets += 1;
             if raw[0] != 0x47 {
                 self.counters.bad_sync += 1;
                 continue;
