@@ -594,6 +594,13 @@ impl Daemon {
                 s.reconfigure(&new.supervisor);
             }
         }
+        if new.monitor != self.config.monitor {
+            log::info!("reload: [monitor] changed: every channel's verdict starts over");
+            let chans = self.app.channels.read().unwrap_or_else(|e| e.into_inner());
+            for ch in chans.values() {
+                ch.set_monitor(&new.monitor);
+            }
+        }
         let mut diff = Config::diff(&self.config, &new);
         let softcam_changed = self.config.softcam != new.softcam;
         if softcam_changed {

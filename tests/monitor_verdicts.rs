@@ -537,3 +537,48 @@ fn a_clean_stream_is_never_flagged_in_an_hour_of_play() {
     assert_eq!(m.status().counters.bad_pes, 0);
     assert!(updates >= 3_600 * 3, "{updates}");
 }
+
+/// `[monitor] enabled = false`: no verdict, no verdict metrics; a reload
+/// that enables it gives every channel a verdict without a restart.
+#[test]
+fn monitoring_off_has_no_verdict_and_a_reload_turns_it_on() {
+    let mux = sample_mux();
+    let body = channel_toml("news", &mux, 1, &[]);
+    let s = Server::start(
+        "verdicts-off",
+        &(server_toml() + "[monitor]\nenabled = false\n\n" + &body),
+    );
+    s.wait_up(&["news"]);
+    let verdict = |s: &Server| s.status()["channels"][0]["verdict"].clone();
+    assert!(verdict(&s).is_null(), "{}", s.status());
+    assert!(s.status()["channels"][0]["es"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(!s
+        .metrics()
+        .iter()
+        .any(|m| m.name == "capbox_channel_verdict"));
+    std::fs::write(
+        &s.config,
+        server_toml() + "[monitor]\npes_after_s = 2\n\n" + &body,
+    )
+    .unwrap();
+    let st = Command::new("kill")
+        .args(["-HUP", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ok = wait_until(Duration::from_secs(10), || verdict(&s) == "ok");
+    assert!(
+        ok,
+        "verdict {} after the reload\n{}",
+        verdict(&s),
+        s.log_text()
+    );
+    assert!(s.log_text().contains("reload: [monitor] changed"));
+    let m = s.metrics();
+    assert!(m.iter().any(|x| x.name == "capbox_channel_verdict"
+        && x.labels["verdict"] == "ok"
+        && x.value == 1.0));
+}

@@ -320,7 +320,10 @@ impl Channel {
                 now,
             ))
         });
-        if o.monitor.is_none() {
+        let off = o.monitor.is_none();
+        drop(o);
+        // Not under the output lock: status is never taken inside it.
+        if off {
             lock(&self.status).monitor = None;
         }
     }
