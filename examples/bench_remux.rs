@@ -13,6 +13,11 @@
 //!           fan-out `ChunkWriter` (one `Ring` per program, default config):
 //!           the whole capture thread of a box whose channels share one mux.
 //!
+//! `--monitor on|off` (mode `full`, default off): `[monitor] enabled`:
+//! each channel's `monitor::channel::ChannelMonitor` fed what the channel
+//! emits (verdict recomputed as the daemon does), so scripts/bench prints
+//! the capture path with monitoring on and off in the same run.
+//!
 //! Prints one line per run and a final `RESULT` line (median of the runs):
 //! `RESULT mode=.. programs=.. in_bytes=.. out_bytes=.. secs=.. mbps=..`
 //! where mbps is MB (10^6 bytes) of *input* per second of wall time. The
@@ -25,6 +30,7 @@
 use std::time::{Duration, Instant};
 
 use capbox::fanout::{ChunkWriter, Ring, RingConfig};
+use capbox::monitor::channel::{ChannelMonitor, MonitorSettings};
 use capbox::remux::Remux;
 use capbox::source::{FileSource, FileSourceConfig, ReadOutcome, Source, SourceError};
 use capbox::ts::es::EntryPointGate;
@@ -47,7 +53,9 @@ struct Run {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench_remux FILE mem|read|file|full [--programs N|all] [--runs R]");
+    eprintln!(
+        "usage: bench_remux FILE mem|read|file|full [--programs N|all] [--runs R] [--monitor on|off]"
+    );
     std::process::exit(2)
 }
 
@@ -67,6 +75,7 @@ fn main() {
     let mut programs: Option<Vec<u16>> = Some(vec![1]);
     let mut runs = 5usize;
     let mut write: Option<String> = None;
+    let mut monitor = false;
     let mut i = 2;
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_else(|| usage());
@@ -81,6 +90,13 @@ fn main() {
             }
             "--runs" => runs = v.parse().unwrap_or_else(|_| usage()),
             "--write" => write = Some(v),
+            "--monitor" => {
+                monitor = match v.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => usage(),
+                }
+            }
             _ => usage(),
         }
         i += 2;
@@ -103,7 +119,7 @@ fn main() {
     for n in 0..runs {
         let r = match mode {
             Mode::Mem => run_mem(&data, &programs),
-            _ => run_file(&path, mode, &programs),
+            _ => run_file(&path, mode, &programs, monitor),
         };
         println!(
             "run {n}: in_bytes={} out_bytes={} secs={:.4} mbps={:.1}",
@@ -191,9 +207,10 @@ struct Chan {
     idx: usize,
     gate: Option<EntryPointGate>,
     writer: ChunkWriter,
+    monitor: Option<ChannelMonitor>,
 }
 
-fn run_file(path: &str, mode: Mode, programs: &[u16]) -> Run {
+fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
     let cfg = FileSourceConfig {
         looping: false,
         realtime: false,
@@ -210,12 +227,14 @@ fn run_file(path: &str, mode: Mode, programs: &[u16]) -> Run {
             idx: r.add_program(p),
             gate: None,
             writer: Ring::new(RingConfig::default()).writer(),
+            monitor: monitor.then(|| ChannelMonitor::new(MonitorSettings::default(), 0)),
         })
         .collect();
     let mut buf = Vec::with_capacity(2 * BLOCK);
     let mut out = Vec::with_capacity(BLOCK);
     let mut in_bytes = 0u64;
     let mut out_bytes = 0u64;
+    let mut monitor_secs = 0.0;
     let t0 = Instant::now();
     loop {
         buf.clear();
@@ -234,6 +253,7 @@ fn run_file(path: &str, mode: Mode, programs: &[u16]) -> Run {
             continue;
         }
         r.push(&buf);
+        let now_ms = t0.elapsed().as_millis() as u64;
         for c in chans.iter_mut() {
             let p = r.program_mut(c.idx);
             p.take_output(&mut out);
@@ -244,6 +264,12 @@ fn run_file(path: &str, mode: Mode, programs: &[u16]) -> Run {
             if p.psi_changed {
                 p.psi_changed = false;
                 c.writer.ring().set_psi(p.psi_packets());
+            }
+            if let Some(m) = c.monitor.as_mut() {
+                let t = Instant::now();
+                m.feed(now_ms, &out);
+                m.update(now_ms, false);
+                monitor_secs += t.elapsed().as_secs_f64();
             }
             if c.gate.is_none() {
                 if let Some((pid, codec)) = p.video {
@@ -283,6 +309,24 @@ fn run_file(path: &str, mode: Mode, programs: &[u16]) -> Run {
             })
             .sum();
         eprintln!("  full: ring bytes={ring_in} entry points={eps}");
+        if monitor {
+            // Measured inside the run: load from other processes slows both
+            // parts alike, so the share is steadier than two wall times.
+            eprintln!(
+                "  monitor: {monitor_secs:.4} s of {secs:.4} s ({:.1} %)",
+                100.0 * monitor_secs / secs
+            );
+        }
+        for c in chans.iter().filter_map(|c| c.monitor.as_ref()) {
+            let st = c.status();
+            eprintln!(
+                "  monitor: {} ({}) streams={} pes={}",
+                st.verdict.as_str(),
+                st.reason,
+                st.es.len(),
+                st.es.iter().map(|e| e.pes).sum::<u64>()
+            );
+        }
     }
     Run {
         in_bytes,

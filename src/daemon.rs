@@ -428,6 +428,7 @@ impl Daemon {
         let flush = Duration::from_millis(self.config.buffers.flush_ms);
         let sources = cfg.sources.clone();
         let ch = Channel::new(cfg, ring, flush);
+        ch.set_monitor(&self.config.monitor);
         self.app.restore_pin(&ch);
         self.app
             .channels
@@ -632,6 +633,13 @@ impl Daemon {
         if new.supervisor != self.config.supervisor {
             if let Some(s) = &self.supervisor {
                 s.reconfigure(&new.supervisor);
+            }
+        }
+        if new.monitor != self.config.monitor {
+            log::info!("reload: [monitor] changed: every channel's verdict starts over");
+            let chans = self.app.channels.read().unwrap_or_else(|e| e.into_inner());
+            for ch in chans.values() {
+                ch.set_monitor(&new.monitor);
             }
         }
         let mut diff = Config::diff(&self.config, &new);
@@ -1298,6 +1306,7 @@ impl Backend for App {
             }
         }
         render_source_health(&snapshot, &mut m);
+        render_es_metrics(&snapshot, &mut m);
         render_remote_metrics(&snapshot, &mut m);
         self.render_tr101290_metrics(&snapshot, &mut m);
         let adapters = self.adapter_statuses();
@@ -1461,6 +1470,10 @@ impl Backend for App {
                         .monitor
                         .channel(&c.name, st.active_source)
                         .map(|s| s.to_json()),
+                    "verdict": st.monitor.as_ref().map(|m| m.verdict),
+                    "verdict_reason": st.monitor.as_ref().map(|m| m.reason.clone()),
+                    "verdict_since_s": st.monitor.as_ref().map(|m| m.since_s),
+                    "es": st.monitor.as_ref().map(|m| m.es.clone()).unwrap_or_default(),
                 })
             })
             .collect();
@@ -1758,6 +1771,16 @@ pub fn process_usage() -> (u64, f64) {
 
 /// Guard for tests and the demo: a mutex-held daemon.
 pub type Shared = Arc<Mutex<Daemon>>;
+
+/// The per-channel verdict and elementary-stream families (issue 14 item 3,
+/// `monitor::channel`).
+fn render_es_metrics(snapshot: &[(String, crate::channel::ChannelStatus)], m: &mut String) {
+    let chans: Vec<(String, Option<&crate::monitor::channel::MonitorStatus>)> = snapshot
+        .iter()
+        .map(|(name, st)| (name.clone(), st.monitor.as_ref()))
+        .collect();
+    crate::monitor::channel::render_metrics(&chans, m);
+}
 
 #[cfg(test)]
 mod dvb_tests {

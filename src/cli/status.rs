@@ -494,8 +494,8 @@ fn render_channels(o: &mut String, v: &serde_json::Value) {
     use std::fmt::Write as _;
     let _ = writeln!(
         o,
-        "{:<14} {:<5} {:<22} {:>4} {:>7}  NOTE",
-        "CHANNEL", "STATE", "SERVICE", "CLNT", "CC ERR"
+        "{:<14} {:<5} {:<9} {:<16} {:>4} {:>7}  NOTE",
+        "CHANNEL", "STATE", "VERDICT", "SERVICE", "CLNT", "CC ERR"
     );
     let clients = viewers(v);
     for ch in v["channels"].as_array().cloned().unwrap_or_default() {
@@ -504,14 +504,22 @@ fn render_channels(o: &mut String, v: &serde_json::Value) {
             .iter()
             .filter(|c| c["channel"].as_str() == Some(name))
             .count();
+        let verdict = ch["verdict"].as_str().unwrap_or("-");
+        let note = match ch["reason"].as_str().unwrap_or("") {
+            "" if !matches!(verdict, "ok" | "-" | "starting") => {
+                ch["verdict_reason"].as_str().unwrap_or("")
+            }
+            r => r,
+        };
         let line = format!(
-            "{:<14} {:<5} {:<22} {:>4} {:>7}  {}",
+            "{:<14} {:<5} {:<9} {:<16} {:>4} {:>7}  {}",
             cut(name, 14),
             cut(ch["state"].as_str().unwrap_or("?"), 5),
-            cut(ch["service_name"].as_str().unwrap_or("-"), 22),
+            cut(verdict, 9),
+            cut(ch["service_name"].as_str().unwrap_or("-"), 16),
             n,
             ch["input_cc_errors"].as_u64().unwrap_or(0),
-            ch["reason"].as_str().unwrap_or("")
+            note
         );
         let _ = writeln!(o, "{}", cut(&line, 80));
         render_sources(o, &ch);
@@ -833,8 +841,8 @@ pub fn render_screen(v: &serde_json::Value, now: u64, rows: usize) -> String {
     let mut ch_block = Vec::new();
     if !channels.is_empty() {
         ch_block.push(format!(
-            "{:<14} {:<5} {:<28} {:>4}  {}",
-            "CHANNEL", "STATE", "ON AIR", "VIEW", "NOTE"
+            "{:<14} {:<5} {:<9} {:<19} {:>4}  {}",
+            "CHANNEL", "STATE", "VERDICT", "ON AIR", "VIEW", "NOTE"
         ));
         let room = ch_rows.saturating_sub(1);
         let all_fit = channels.len() <= room;
@@ -921,6 +929,7 @@ fn pick(
 fn channel_troubled(ch: &serde_json::Value) -> bool {
     let f = &ch["failover"];
     ch["state"] != "up"
+        || !matches!(ch["verdict"].as_str(), None | Some("ok" | "starting"))
         || ch["active_source"].as_u64().unwrap_or(0) > 0
         || f["on_slate"] == true
         || !f["pinned"].is_null()
@@ -981,11 +990,12 @@ fn channel_line(ch: &serde_json::Value, clients: &[serde_json::Value]) -> String
             .or(ch["source"].as_str())
             .unwrap_or("?");
         if sources.len() > 1 {
-            format!("{active} {}", short_source(src, 26))
+            format!("{active} {}", short_source(src, 17))
         } else {
-            short_source(src, 28)
+            short_source(src, 19)
         }
     };
+    let verdict = ch["verdict"].as_str().unwrap_or("-");
     let health = sources
         .get(active)
         .and_then(|s| s["health"].as_str())
@@ -999,13 +1009,16 @@ fn channel_line(ch: &serde_json::Value, clients: &[serde_json::Value]) -> String
         r.strip_prefix("source: ").unwrap_or(r).to_string()
     } else if let Some(h) = health {
         h.to_string()
+    } else if !matches!(verdict, "ok" | "-" | "starting") {
+        ch["verdict_reason"].as_str().unwrap_or("").to_string()
     } else {
         String::new()
     };
     let line = format!(
-        "{:<14} {:<5} {:<28} {:>4}  {note}",
+        "{:<14} {:<5} {:<9} {:<19} {:>4}  {note}",
         cut(name, 14),
         cut(ch["state"].as_str().unwrap_or("?"), 5),
+        cut(verdict, 9),
         on_air,
         n
     );
@@ -1356,10 +1369,13 @@ mod tests {
         );
         // The channels in trouble are there, with the source on air.
         assert!(
-            out.contains("\nbeethoven      down  ter1 dvbt 474000000"),
+            out.contains("\nbeethoven      down  -         ter1 dvbt 474000000"),
             "{out}"
         );
-        assert!(out.contains("\nsat-news       up    1 file ~/"), "{out}");
+        assert!(
+            out.contains("\nsat-news       up    -         1 file ~"),
+            "{out}"
+        );
         assert!(
             out.contains("  ... ")
                 && out.contains(

@@ -108,6 +108,7 @@ pub struct Config {
     /// `[[probe]]`: URLs checked as a viewer gets them (`walk/probes.rs`).
     pub probes: Vec<ProbeConfig>,
     /// `[monitor]`: TR 101 290, ES analysis, the box clock check.
+    /// `[monitor]`: monitoring on/off, the verdicts' times (`walk/monitor.rs`).
     pub monitor: MonitorConfig,
     /// Line of every key path written in the file (and of each table).
     lines: BTreeMap<String, usize>,

@@ -1,38 +1,42 @@
-//! `[monitor]`: what the monitoring on every channel and input mux does
-//! (TR 101 290, the elementary-stream analysis, the box clock check).
-//! The keys are issue 14's contract; the elementary-stream keys are read
-//! by `monitor::channel`, the TR 101 290 and clock keys by the mux runner.
+//! `[monitor]`: the master switch of per-channel and per-mux monitoring
+//! (TR 101 290, elementary streams) and the times after which a channel is
+//! called silent, frozen, without video or audio (`monitor::channel`).
+//!
+//! A child of `walk` so it uses the same `Walker` (every error names
+//! `file:line: key`).
 
 use super::*;
 
-/// `[monitor]`.
+/// `[monitor]`, every key optional.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MonitorConfig {
-    /// `enabled`, default true: the master switch of TR 101 290 and the ES
-    /// analysis on channels and input muxes.
+    /// `enabled`, default true: TR 101 290 and elementary-stream analysis on
+    /// the channels and input muxes. Off: no verdicts (the bench's "off").
     pub enabled: bool,
-    /// `tr101290`, default true: TR 101 290 indicators on input muxes and
-    /// channels.
+    /// `tr101290`, default true: TR 101 290 indicators (read by tr101290).
     pub tr101290: bool,
-    /// `silence_after_s`, default 10, 1..=3600.
-    pub silence_after_s: u32,
+    /// `silence_after_s`, default 10, 1..=3600: audio below `silence_dbfs`
+    /// this long is "silent".
+    pub silence_after_s: u64,
     /// `silence_dbfs`, default -60, -120..=0.
-    pub silence_dbfs: i32,
-    /// `frozen_after_s`, default 10, 1..=3600.
-    pub frozen_after_s: u32,
-    /// `pes_after_s`, default 5, 1..=3600.
-    pub pes_after_s: u32,
-    /// `pts_pcr_min_ms`, default 0, -60000..=60000.
+    pub silence_dbfs: i64,
+    /// `frozen_after_s`, default 10, 1..=3600: identical coded pictures
+    /// this long is "frozen".
+    pub frozen_after_s: u64,
+    /// `pes_after_s`, default 5, 1..=600: no PES with advancing PTS on a
+    /// video/audio stream this long is "no video"/"no audio".
+    pub pes_after_s: u64,
+    /// `pts_pcr_min_ms`, default 0, and `pts_pcr_max_ms`, default 3000
+    /// (-10000..=60000, min < max): PTS − PCR at arrival outside is counted.
     pub pts_pcr_min_ms: i64,
-    /// `pts_pcr_max_ms`, default 3000, -60000..=60000.
     pub pts_pcr_max_ms: i64,
     /// `clock_drift_s`, default 5, 1..=86400: |TDT − box clock| above this
-    /// is "drift" in /status (and one log line each way).
-    pub clock_drift_s: u32,
+    /// is "drift" (read by tr101290's clock).
+    pub clock_drift_s: u64,
 }
 
 impl Default for MonitorConfig {
-    fn default() -> Self {
+    fn default() -> MonitorConfig {
         MonitorConfig {
             enabled: true,
             tr101290: true,
@@ -54,7 +58,8 @@ impl MonitorConfig {
     }
 }
 
-const MONITOR_KEYS: &[&str] = &[
+/// The keys of `[monitor]`, for `finish`'s "expected one of".
+const KEYS: &[&str] = &[
     "enabled",
     "tr101290",
     "silence_after_s",
@@ -66,37 +71,90 @@ const MONITOR_KEYS: &[&str] = &[
     "clock_drift_s",
 ];
 
-/// Takes `[monitor]` from the document's top table.
-pub(super) fn monitor(w: &mut Walker, root: &mut Table) -> MonitorConfig {
-    let mut c = MonitorConfig::default();
-    let Some(f) = w.take(root, "monitor") else {
-        return c;
-    };
-    let Some(mut t) = w.table(f.sp, &f.path, f.line) else {
-        return c;
-    };
-    c.enabled = w.boolean(&mut t, "enabled", true);
-    c.tr101290 = w.boolean(&mut t, "tr101290", true);
-    c.silence_after_s = w.int(&mut t, "silence_after_s", 1, 3600, 10, "seconds") as u32;
-    c.silence_dbfs = w.int(&mut t, "silence_dbfs", -120, 0, -60, "dBFS") as i32;
-    c.frozen_after_s = w.int(&mut t, "frozen_after_s", 1, 3600, 10, "seconds") as u32;
-    c.pes_after_s = w.int(&mut t, "pes_after_s", 1, 3600, 5, "seconds") as u32;
-    c.pts_pcr_min_ms = w.int(&mut t, "pts_pcr_min_ms", -60_000, 60_000, 0, "ms");
-    c.pts_pcr_max_ms = w.int(&mut t, "pts_pcr_max_ms", -60_000, 60_000, 3000, "ms");
-    c.clock_drift_s = w.int(&mut t, "clock_drift_s", 1, 86_400, 5, "seconds") as u32;
-    let line = t.line;
-    w.finish(t, MONITOR_KEYS);
-    if c.pts_pcr_min_ms >= c.pts_pcr_max_ms {
-        w.error(
-            line,
-            "monitor.pts_pcr_min_ms",
-            format!(
-                "{} ms is not below pts_pcr_max_ms ({} ms); expected min < max",
-                c.pts_pcr_min_ms, c.pts_pcr_max_ms
-            ),
+/// Reads `[monitor]`; the defaults for what is not written.
+pub(super) fn monitor(w: &mut Walker, f: Field) -> MonitorConfig {
+    let d = MonitorConfig::default();
+    let Some(mut t) = open(w, &f) else { return d };
+    let enabled = w.boolean(&mut t, "enabled", d.enabled);
+    let tr101290 = w.boolean(&mut t, "tr101290", d.tr101290);
+    let silence_after_s = w.int(
+        &mut t,
+        "silence_after_s",
+        1,
+        3600,
+        d.silence_after_s as i64,
+        "seconds (audio below silence_dbfs this long is silent)",
+    ) as u64;
+    let silence_dbfs = w.int(
+        &mut t,
+        "silence_dbfs",
+        -120,
+        0,
+        d.silence_dbfs,
+        "dBFS (a frame whose loudest level is below this is silent)",
+    );
+    let frozen_after_s = w.int(
+        &mut t,
+        "frozen_after_s",
+        1,
+        3600,
+        d.frozen_after_s as i64,
+        "seconds (identical pictures this long is frozen)",
+    ) as u64;
+    let pes_after_s = w.int(
+        &mut t,
+        "pes_after_s",
+        1,
+        600,
+        d.pes_after_s as i64,
+        "seconds (no PES with advancing PTS this long is no video / no audio)",
+    ) as u64;
+    let pts_pcr_min_ms = w.int(
+        &mut t,
+        "pts_pcr_min_ms",
+        -10_000,
+        60_000,
+        d.pts_pcr_min_ms,
+        "milliseconds",
+    );
+    let mut pts_pcr_max_ms = w.int(
+        &mut t,
+        "pts_pcr_max_ms",
+        -10_000,
+        60_000,
+        d.pts_pcr_max_ms,
+        "milliseconds",
+    );
+    if pts_pcr_max_ms <= pts_pcr_min_ms {
+        let path = join(&t.path, "pts_pcr_max_ms");
+        let line = w.lines.get(&path).copied().unwrap_or(t.line);
+        let msg = format!(
+            "{pts_pcr_max_ms} is not above pts_pcr_min_ms ({pts_pcr_min_ms}); \
+             expected the PTS − PCR range as min < max milliseconds"
         );
+        w.error(line, &path, msg);
+        pts_pcr_max_ms = pts_pcr_min_ms + 1;
     }
-    c
+    let clock_drift_s = w.int(
+        &mut t,
+        "clock_drift_s",
+        1,
+        86_400,
+        d.clock_drift_s as i64,
+        "seconds (|TDT − box clock| above this is drift)",
+    ) as u64;
+    w.finish(t, KEYS);
+    MonitorConfig {
+        enabled,
+        tr101290,
+        silence_after_s,
+        silence_dbfs,
+        frozen_after_s,
+        pes_after_s,
+        pts_pcr_min_ms,
+        pts_pcr_max_ms,
+        clock_drift_s,
+    }
 }
 
 #[cfg(test)]

@@ -459,7 +459,10 @@ pub(super) fn parse(
     };
     let cards = cards::cards(&mut w, &mut top);
     let supervisor = supervisor::supervisor(&mut w, &mut top, base_dir);
-    let monitor = monitor::monitor(&mut w, &mut top);
+    let monitor = match w.take(&mut top, "monitor") {
+        None => monitor::MonitorConfig::default(),
+        Some(f) => monitor::monitor(&mut w, f),
+    };
     let recovery = match w.take(&mut top, "recovery") {
         None => crate::dvb::recovery::RecoveryConfig::default(),
         Some(f) => recovery::recovery(&mut w, f),

@@ -16,6 +16,7 @@
 
 pub mod cc;
 pub mod check;
+pub mod channel;
 pub mod clock;
 pub mod es;
 pub mod metrics;
