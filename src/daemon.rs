@@ -39,6 +39,8 @@ pub struct App {
     /// Heartbeats, watchdog and reset log, for /status, /metrics and
     /// `/control/fault`.
     pub supervisor: Arc<crate::supervisor::Shared>,
+    /// The last hour of C/N and bitrate, for the status page (`GET /`).
+    history: crate::monitor::history::History,
 }
 
 pub struct Daemon {
@@ -294,6 +296,7 @@ impl Daemon {
             pins: Mutex::new(load_pins(&config)),
             started: Instant::now(),
             supervisor: supervisor.clone(),
+            history: crate::monitor::history::History::new(),
         });
         app.set_adapters(&config);
         let mut d = Daemon {
@@ -328,6 +331,7 @@ impl Daemon {
                     }
                 }
             });
+        d.spawn_history_sampler();
         d.set_softcam(config.softcam.clone());
         d.set_cards(&config);
         for diag in check_sources(&config) {
@@ -366,6 +370,29 @@ impl Daemon {
         log::info!("listening on http://{}", server.local_addr());
         d.server = Some(server);
         Ok(d)
+    }
+
+    /// The status page's sampler: once a second it folds every adapter's
+    /// lock and C/N and every channel's byte counter into `App::history`
+    /// (a point every 30 s). Its heartbeat is restart-policy with no
+    /// action: a stuck sampler is reported, never a reason to reset the
+    /// box. Stops with the memory trimmer.
+    fn spawn_history_sampler(&self) {
+        let app = self.app.clone();
+        let stop = self.trim_stop.clone();
+        let hb = self
+            .heartbeats()
+            .register("history", crate::supervisor::Policy::Restart);
+        let _ = std::thread::Builder::new()
+            .name("history".into())
+            .spawn(move || {
+                hb.bind_to_this_thread();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    hb.beat();
+                    app.sample_history(Instant::now());
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
     }
 
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
@@ -938,6 +965,34 @@ impl App {
             .collect()
     }
 
+    /// One tick of the status page's history (see `spawn_history_sampler`).
+    pub fn sample_history(&self, now: Instant) {
+        use crate::monitor::history::{AdapterObs, ChannelObs};
+        let adapters = self.adapter_statuses();
+        let a: Vec<AdapterObs> = adapters
+            .iter()
+            .map(|s| AdapterObs {
+                name: &s.name,
+                locked: s.locked,
+                cnr_db: s.cnr_db,
+            })
+            .collect();
+        let chans: Vec<(String, u64)> = {
+            let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
+            map.iter()
+                .map(|(n, ch)| (n.clone(), ch.ring.snapshot().bytes_in))
+                .collect()
+        };
+        let c: Vec<ChannelObs> = chans
+            .iter()
+            .map(|(name, bytes)| ChannelObs {
+                name,
+                bytes: *bytes,
+            })
+            .collect();
+        self.history.observe(now, &a, &c);
+    }
+
     /// Channels in config order (the playlist's and /status's order).
     pub fn channels(&self) -> Vec<Arc<Channel>> {
         let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
@@ -947,6 +1002,10 @@ impl App {
 }
 
 impl Backend for App {
+    fn history(&self) -> Option<crate::monitor::history::View> {
+        Some(self.history.view(Instant::now()))
+    }
+
     fn fed_locally(&self, channel: &str) -> bool {
         self.channels
             .read()

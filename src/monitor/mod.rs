@@ -4,7 +4,8 @@
 //! Owns: the continuity-count rule (`cc`), the per-PID analyser and the
 //! whole-stream probe (`probe`), the Prometheus text encoder (`metrics`),
 //! the elementary-stream analysers (`es`: PES flow, frozen video, silent
-//! audio, the channel verdict).
+//! audio, the channel verdict), the last hour for the status page
+//! (`history`: C/N and bitrate rings).
 //! Stream classification (stream_type + descriptors → kind and codec) is
 //! `ts::pmt::PmtStream::classify`, next to the PMT it reads.
 //!
@@ -13,6 +14,7 @@
 
 pub mod cc;
 pub mod es;
+pub mod history;
 pub mod metrics;
 pub mod pid;
 pub mod probe;
