@@ -225,7 +225,7 @@ tr:last-child td{border-bottom:0}
 .ok{color:#11753a;font-weight:600}.bad{color:#b3261e;font-weight:600}.warn{color:#9a6400;font-weight:600}
 .dim{color:#7a858f}.small{font-size:.85em}
 .sp{display:inline-flex;align-items:center;gap:.4em}
-svg.spark{width:160px;height:28px;fill:#2b6cb0;stroke:#2b6cb0;stroke-width:1.4;vector-effect:non-scaling-stroke}
+svg.spark{width:160px;height:28px;background:#eef3f8;border-radius:3px;fill:#2b6cb0;stroke:#2b6cb0;stroke-width:1.4;vector-effect:non-scaling-stroke}
 svg.spark polyline{fill:none;vector-effect:non-scaling-stroke}
 .mm{font-size:.72em;color:#5a6570;line-height:1.15;white-space:nowrap}
 .pill{display:inline-block;padding:.05em .5em;border-radius:1em;background:#e9edf1;margin:.1em .2em .1em 0}
@@ -241,6 +241,7 @@ fn head(o: &mut String, st: &Value) {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <meta http-equiv=\"refresh\" content=\"{REFRESH_S}\">\
+         <link rel=\"icon\" href=\"data:,\">\
          <title>capbox status</title><style>{CSS}</style></head><body>\
          <header><h1>capbox {}</h1><span>up {}</span>",
         t(s(st, "version")),
@@ -253,7 +254,7 @@ fn head(o: &mut String, st: &Value) {
         o,
         "<span>refreshes every {REFRESH_S} s</span>\
          <span><a href=\"/playlist.m3u\">playlist</a> · <a href=\"/status\">status JSON</a> · \
-         <a href=\"/metrics\">metrics</a> · <a href=\"/epg.xml\">EPG</a></span></header><main>"
+         <a href=\"/metrics\">metrics</a></span></header><main>"
     );
 }
 
@@ -743,7 +744,7 @@ mod tests {
                 [
                     "!DOCTYPE", "html", "head", "meta", "title", "style", "body", "header", "h1",
                     "span", "a", "main", "p", "h2", "div", "table", "tr", "th", "td", "b", "br",
-                    "svg", "polyline", "circle", "ul", "li", "code"
+                    "svg", "polyline", "circle", "ul", "li", "code", "link"
                 ]
                 .contains(&name.as_str()),
                 "unexpected tag {name:?}"
@@ -809,7 +810,8 @@ mod tests {
             "an absolute or protocol-relative URL"
         );
         for part in html.split("href=\"").skip(1) {
-            assert!(part.starts_with('/'), "{}", &part[..20.min(part.len())]);
+            let ok = part.starts_with('/') || part.starts_with("data:,\"");
+            assert!(ok, "{}", &part[..20.min(part.len())]);
         }
         assert!(!html.contains("src="));
     }
@@ -873,7 +875,10 @@ mod tests {
             let none = render(&status(vec![]), Some(&full_history(&[])), 1_000_000);
             one.len() - none.len()
         };
-        eprintln!("200 channels: {} bytes, {per_channel} bytes per channel", html.len());
+        eprintln!(
+            "200 channels: {} bytes, {per_channel} bytes per channel",
+            html.len()
+        );
         assert!(per_channel < 1800, "{per_channel} bytes per channel");
         assert!(html.len() < 512 * 1024, "{} bytes", html.len());
         assert_eq!(html.matches("<li>").count(), MAX_EVENTS);
