@@ -606,7 +606,7 @@ fn events(o: &mut String, st: &Value, now_unix: u64) {
             ));
         }
     }
-    ev.sort_by(|a, b| b.0.cmp(&a.0));
+    ev.sort_by_key(|e| std::cmp::Reverse(e.0));
     let total = ev.len();
     let sv_total = st
         .get("supervisor")
@@ -853,7 +853,7 @@ mod tests {
         let chans: Vec<Value> = names
             .iter()
             .map(|n| {
-                let mut c = channel(n, &"Service name of some length".to_string());
+                let mut c = channel(n, "Service name of some length");
                 c["verdict"] = "no audio".into();
                 c["verdict_reason"] = "no PES with advancing PTS on audio PID 258 for 6 s".into();
                 c["verdict_since_s"] = 6.into();
