@@ -22,6 +22,26 @@ fn config() -> String {
         + &channel_toml("music", &m, 3, &["tvg_name = \"Demo Music\""])
 }
 
+/// `config()` and one of each other thing the page shows: an adapter that
+/// is not there (no lock), a channel on it, a softcam nobody answers, a
+/// failover channel whose remote source is refused (it plays the file).
+fn everything() -> String {
+    let m = sample_mux();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    format!(
+        "[softcam]\nhost = \"127.0.0.1\"\nport = 9\n\n\
+         [[adapter]]\nname = \"ter1\"\ndevice = \"adapter57\"\n\n{}\
+         [[channel]]\nname = \"dvb\"\n[[channel.source]]\nadapter = \"ter1\"\ntune = \"dvbt 474000000 8MHz\"\n\n\
+         [[channel]]\nname = \"relay\"\n[[channel.source]]\nurl = \"http://{closed}/stream/news\"\n\
+         [[channel.source]]\nfile = \"{}\"\nprogram = 1\n\n",
+        config(),
+        m.display()
+    )
+}
+
 /// Every URL in an `href`, `src` or `action` attribute.
 fn urls(html: &str) -> Vec<String> {
     let mut v = Vec::new();
@@ -34,8 +54,8 @@ fn urls(html: &str) -> Vec<String> {
     v
 }
 
-fn started() -> Server {
-    let s = Server::start("status-page", &config());
+fn started(config: &str) -> Server {
+    let s = Server::start("status-page", config);
     s.wait_up(&["news", "sport", "music"]);
     // The "now" bitrate needs one 5 s window of the sampler.
     let ok = wait_until(Duration::from_secs(20), || {
@@ -51,7 +71,7 @@ fn started() -> Server {
 
 #[test]
 fn the_page_links_only_to_itself_and_every_link_answers() {
-    let s = started();
+    let s = started(&config());
     let r = s.get("/");
     assert_eq!(r.status, 200, "{}", r.head);
     assert_eq!(
@@ -279,7 +299,7 @@ fn chromium_renders_the_page_and_no_request_fails() {
     if !have_chromium() {
         return;
     }
-    let s = started();
+    let s = started(&everything());
     // The first sparkline point comes 30 s after the start.
     let ok = wait_until(Duration::from_secs(45), || {
         s.get("/").text().contains("<svg class=\"spark\"")
@@ -317,13 +337,21 @@ fn chromium_renders_the_page_and_no_request_fails() {
         "music",
         "Demo Sport",
         "on air",
-        "3 fine",
         "kbit/s",
         "Channels",
         "Watchdog",
         "not armed",
         "threads beating",
         "Last events",
+        "Adapters",
+        "ter1",
+        "adapter57",
+        "no lock since start",
+        "softcam",
+        "not connected",
+        "relay",
+        "dvb",
+        "down",
     ] {
         assert!(dom.contains(w), "{w:?} not in Chromium's DOM:\n{dom}");
     }

@@ -223,7 +223,7 @@ th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #eceff2;vertica
 th{font-weight:600;font-size:.85em;color:#5a6570;background:#fafbfc}
 tr:last-child td{border-bottom:0}
 .ok{color:#11753a;font-weight:600}.bad{color:#b3261e;font-weight:600}.warn{color:#9a6400;font-weight:600}
-.dim{color:#7a858f}.small{font-size:.85em}
+.dim{color:#7a858f}.small{font-size:.85em}.ph{display:none}
 .sp{display:inline-flex;align-items:center;gap:.4em}
 svg.spark{width:160px;height:28px;background:#eef3f8;border-radius:3px;fill:#2b6cb0;stroke:#2b6cb0;stroke-width:1.4;vector-effect:non-scaling-stroke}
 svg.spark polyline{fill:none;vector-effect:non-scaling-stroke}
@@ -232,7 +232,9 @@ svg.spark polyline{fill:none;vector-effect:non-scaling-stroke}
 ul.ev{list-style:none;margin:0;padding:0}
 ul.ev li{padding:.3em .6em;border-bottom:1px solid #eceff2}
 ul.ev li:last-child{border-bottom:0}
-@media (max-width:700px){body{font-size:14px}main{padding:.3em .4em 2em}svg.spark{width:100px}th,td{padding:.3em .35em}}
+@media (max-width:700px){body{font-size:14px}main{padding:.3em .4em 2em}th,td{padding:.3em .35em}
+.grid tr.hd{display:none}.grid,.grid tbody{display:block}.grid tr{display:flex;flex-wrap:wrap;border-bottom:1px solid #eceff2}
+.grid td{border:0;flex:1 1 45%;min-width:9em}svg.spark{width:90px}.ph{display:inline}}
 ";
 
 fn head(o: &mut String, st: &Value) {
@@ -323,7 +325,7 @@ fn adapters(o: &mut String, st: &Value, h: Option<&View>) {
         return;
     }
     o.push_str(
-        "<h2>Adapters</h2><div class=\"wrap\"><table><tr><th>Adapter</th><th>Signal</th>\
+        "<h2>Adapters</h2><div class=\"wrap\"><table class=\"grid\"><tr class=\"hd\"><th>Adapter</th><th>Signal</th>\
          <th>C/N, last hour</th><th>Recovery</th></tr>",
     );
     for a in list {
@@ -405,7 +407,7 @@ fn channels(o: &mut String, st: &Value, h: Option<&View>) {
         return;
     }
     o.push_str(
-        "<div class=\"wrap\"><table><tr><th>Channel</th><th>Verdict</th><th>On air from</th>\
+        "<div class=\"wrap\"><table class=\"grid\"><tr class=\"hd\"><th>Channel</th><th>Verdict</th><th>On air from</th>\
          <th>Bitrate, last hour</th><th>Viewers</th></tr>",
     );
     for c in list {
@@ -440,7 +442,8 @@ fn channels(o: &mut String, st: &Value, h: Option<&View>) {
             o,
             "<tr><td><a href=\"/stream/{}\"><b>{}</b></a><br><span class=\"small dim\">{}</span></td>\
              <td><span class=\"{class}\">{}</span><br><span class=\"small\">{}</span></td>\
-             <td class=\"small\">{source}</td><td>{now}{spark}</td><td>{clients}</td></tr>",
+             <td class=\"small\">{source}</td><td>{now}{spark}</td>\
+             <td>{clients}<span class=\"ph\"> viewers</span></td></tr>",
             esc(&pct(name)),
             t(name),
             t(label),
@@ -457,7 +460,7 @@ fn cards(o: &mut String, st: &Value) {
     if list.is_empty() && softcam.is_none() {
         return;
     }
-    o.push_str("<h2>Cards</h2><div class=\"wrap\"><table><tr><th>Reader</th><th>State</th><th>ECMs</th><th>Last error</th></tr>");
+    o.push_str("<h2>Cards</h2><div class=\"wrap\"><table class=\"grid\"><tr class=\"hd\"><th>Reader</th><th>State</th><th>ECMs</th><th>Last error</th></tr>");
     for c in list {
         let state = s(c, "state");
         let class = if state == "ready" { "ok" } else { "bad" };
