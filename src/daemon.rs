@@ -378,7 +378,8 @@ impl Daemon {
     /// action: a stuck sampler is reported, never a reason to reset the
     /// box. Stops with the memory trimmer.
     fn spawn_history_sampler(&self) {
-        let app = self.app.clone();
+        // Weak: the sampler never keeps the channels alive after a stop.
+        let app = Arc::downgrade(&self.app);
         let stop = self.trim_stop.clone();
         let hb = self
             .heartbeats()
@@ -389,7 +390,10 @@ impl Daemon {
                 hb.bind_to_this_thread();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     hb.beat();
-                    app.sample_history(Instant::now());
+                    match app.upgrade() {
+                        Some(app) => app.sample_history(Instant::now()),
+                        None => break,
+                    }
                     std::thread::sleep(Duration::from_secs(1));
                 }
             });
