@@ -276,7 +276,9 @@ fn verdict_of(ch: &Value) -> (String, &'static str, String) {
             }
             why.push_str(&format!("for {}", duration_words(since)));
         }
-        return (v.to_string(), class, why);
+        // "ok" in plain words, the same as a channel without a verdict.
+        let word = if v == "ok" { "on air" } else { v };
+        return (word.to_string(), class, why);
     }
     let on_slate = ch
         .get("failover")
@@ -774,7 +776,9 @@ mod tests {
         ch["verdict"] = "silent".into();
         ch["verdict_reason"] = "audio PID 258 silent for 14 s (−91 dBFS)".into();
         ch["verdict_since_s"] = 14.into();
-        let st = status(vec![ch, down, slate]);
+        let mut fine = channel("fine", "F");
+        fine["verdict"] = "ok".into();
+        let st = status(vec![ch, down, slate, fine]);
         let html = render(&st, Some(&full_history(&["news".into()])), 1_000_000);
         assert!(html.contains("locked, C/N 12.3 dB, -41 dBm"), "{html}");
         assert!(html.contains("no lock for 3 min"), "{html}");
@@ -789,7 +793,8 @@ mod tests {
         assert!(html.contains("not armed</span>: no watchdog configured"));
         assert!(html.contains("stalled: mux &lt;b&gt;</span> (of 2)"));
         assert!(html.contains("3.20 Mbit/s"));
-        assert!(html.contains("0 fine</span>, <span class=\"bad\">2 with a problem"));
+        assert!(html.contains("1 fine</span>, <span class=\"bad\">2 with a problem"));
+        assert!(html.contains("class=\"ok\">on air</span>"));
         // Events newest first: the failover switch (20 s), the card (50 s),
         // the adapter's retune (5 min).
         let a = html.find("switched: file a stalled").unwrap();
