@@ -2,11 +2,15 @@
 //! channels: what it links to answers 200, it names no other origin, a
 //! service name with `<script>` in it stays text, headless Chromium (Debian
 //! package `chromium`) renders it with every request it makes answered 200
-//! (its NetLog, `--log-net-log`), and a client outside the `/status`
-//! allow-list gets the same 403 as `/status`.
+//! (its NetLog, `--log-net-log`), a service name from the air (an SDT
+//! written here) with a script in it is shown as text, and a client
+//! outside the `/status` allow-list gets the same 403 as `/status`.
 
 mod e2e_common;
 use e2e_common::*;
+#[path = "hostile/crafted.rs"]
+#[allow(dead_code)]
+mod crafted;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -382,4 +386,85 @@ fn chromium_renders_the_page_and_no_request_fails() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------- from the air
+
+/// One SDT section (ETSI EN 300 468 §5.2.3), actual TS, one service
+/// descriptor per `(service_id, provider, name)`, names as raw bytes.
+fn sdt(tsid: u16, onid: u16, services: &[(u16, &[u8], &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (id, provider, name) in services {
+        let mut d = vec![0x48, 0, 0x01, provider.len() as u8];
+        d.extend_from_slice(provider);
+        d.push(name.len() as u8);
+        d.extend_from_slice(name);
+        d[1] = (d.len() - 2) as u8;
+        body.extend_from_slice(&id.to_be_bytes());
+        body.push(0xFC);
+        // running (4), not scrambled, descriptor loop length
+        body.push(0x80 | (d.len() >> 8) as u8);
+        body.push(d.len() as u8);
+        body.extend_from_slice(&d);
+    }
+    let len = 5 + 3 + body.len() + 4;
+    let mut sec = vec![0x42, 0xF0 | (len >> 8) as u8, len as u8];
+    sec.extend_from_slice(&tsid.to_be_bytes());
+    sec.extend_from_slice(&[0xC1 | (9 << 1), 0, 0]);
+    sec.extend_from_slice(&onid.to_be_bytes());
+    sec.push(0xFF);
+    sec.extend_from_slice(&body);
+    let crc = capbox::ts::crc::crc32_mpeg2(&sec);
+    sec.extend_from_slice(&crc.to_be_bytes());
+    sec
+}
+
+#[test]
+fn a_service_name_from_the_air_with_a_script_stays_text() {
+    // samples/mux.ts with its SDT replaced: the broadcaster names service
+    // 1 with a script and an attribute breaker.
+    let evil: &[u8] = b"<script>alert(1)</script><img src=x onerror=alert(2)>\"'&";
+    let section = sdt(
+        0x0C0B,
+        0x20FA,
+        &[
+            (1, b"<b>Prov</b>", evil),
+            (2, b"P", b"Sport"),
+            (3, b"P", b"Music"),
+        ],
+    );
+    let dir = TempDir::new("status-page-air");
+    let mux = std::fs::read(sample_mux()).unwrap();
+    let mut out = Vec::with_capacity(mux.len());
+    let mut cc = 0u8;
+    for p in packets(&mux) {
+        if pid(p) == 0x11 {
+            if pusi(p) {
+                out.extend_from_slice(&crafted::packetize(&section, 0x11, &mut cc));
+            }
+            continue;
+        }
+        out.extend_from_slice(p);
+    }
+    let file = dir.join("evil-sdt.ts");
+    std::fs::write(&file, out).unwrap();
+    // No tvg_name: the page names the channel with the service name.
+    let cfg = server_toml() + &channel_toml("news", &file, 1, &[]);
+    let s = Server::start("status-page-air", &cfg);
+    s.wait_up(&["news"]);
+    let named = wait_until(Duration::from_secs(15), || {
+        s.status()["channels"][0]["service_name"]
+            .as_str()
+            .is_some_and(|n| n.contains("script"))
+    });
+    assert!(named, "the SDT name never reached /status: {}", s.status());
+    let html = s.get("/").text();
+    assert!(
+        !html.contains("<script") && !html.contains("<img"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"),
+        "the name is not shown as text:\n{html}"
+    );
 }
