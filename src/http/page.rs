@@ -35,6 +35,8 @@ pub fn render(status: &Value, history: Option<&View>, now_unix: u64) -> String {
     summary(&mut o, status);
     adapters(&mut o, status, history);
     channels(&mut o, status, history);
+    muxes(&mut o, status);
+    probes(&mut o, status);
     cards(&mut o, status);
     supervisor(&mut o, status);
     events(&mut o, status, now_unix);
@@ -456,6 +458,106 @@ fn channels(o: &mut String, st: &Value, h: Option<&View>) {
     o.push_str("</table></div>");
 }
 
+/// `muxes[]` (TR 101 290 and the broadcast clock per input mux), when
+/// the box reports them.
+fn muxes(o: &mut String, st: &Value) {
+    let list = arr(st, "muxes");
+    if list.is_empty() {
+        return;
+    }
+    o.push_str(
+        "<h2>Input muxes</h2><div class=\"wrap\"><table class=\"grid\"><tr class=\"hd\">\
+         <th>Mux</th><th>TR 101 290</th><th>Clock</th></tr>",
+    );
+    for m in list.iter().take(64) {
+        let tr = m.get("tr101290").cloned().unwrap_or(Value::Null);
+        let failing: Vec<&str> = ["priority1_ok", "priority2_ok", "priority3_ok"]
+            .iter()
+            .zip(["priority 1", "priority 2", "priority 3"])
+            .filter(|(k, _)| tr.get(**k).and_then(Value::as_bool) == Some(false))
+            .map(|(_, w)| w)
+            .collect();
+        let active: Vec<String> = tr
+            .get("indicators")
+            .and_then(Value::as_object)
+            .map(|ind| {
+                ind.iter()
+                    .filter(|(_, v)| b(v, "active"))
+                    .map(|(k, _)| t(k))
+                    .take(8)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tr_words = if tr.is_null() {
+            "<span class=\"dim\">not measured</span>".to_string()
+        } else if failing.is_empty() {
+            "<span class=\"ok\">no error</span>".to_string()
+        } else {
+            format!(
+                "<span class=\"bad\">{} in error</span> <span class=\"small\">{}</span>",
+                failing.join(", "),
+                active.join(", ")
+            )
+        };
+        let clock = m.get("clock").cloned().unwrap_or(Value::Null);
+        let clock_words = match n(&clock, "offset_s") {
+            Some(off) if b(&clock, "drift") => {
+                format!("<span class=\"warn\">box clock off by {off:+.1} s</span>")
+            }
+            Some(off) => format!("<span class=\"ok\">in step</span> ({off:+.1} s)"),
+            None => "<span class=\"dim\">no TDT seen</span>".to_string(),
+        };
+        let _ = write!(
+            o,
+            "<tr><td class=\"small\">{}</td><td>{tr_words}</td><td>{clock_words}</td></tr>",
+            t(s(m, "name"))
+        );
+    }
+    o.push_str("</table></div>");
+}
+
+/// `probes[]` (`capbox check` on the configured URLs), when configured.
+fn probes(o: &mut String, st: &Value) {
+    let list = arr(st, "probes");
+    if list.is_empty() {
+        return;
+    }
+    o.push_str(
+        "<h2>What viewers get (probes)</h2><div class=\"wrap\"><table class=\"grid\">\
+         <tr class=\"hd\"><th>Probe</th><th>Last result</th><th>Times</th></tr>",
+    );
+    for p in list.iter().take(64) {
+        let result = s(p, "result");
+        let class = match result {
+            "ok" => "ok",
+            "" => "dim",
+            _ => "bad",
+        };
+        let ago = p
+            .get("last_run_s_ago")
+            .and_then(Value::as_u64)
+            .map(|a| format!(", {} ago", duration_words(a)))
+            .unwrap_or_else(|| ", not run yet".into());
+        let err = s(p, "error");
+        let times: Vec<String> = [("ttfb_s", "first byte"), ("zap_s", "zap")]
+            .iter()
+            .filter_map(|(k, w)| n(p, k).map(|x| format!("{w} {x:.2} s")))
+            .collect();
+        let _ = write!(
+            o,
+            "<tr><td><b>{}</b><br><span class=\"small dim\">{}</span></td>\
+             <td><span class=\"{class}\">{}</span>{ago}<br><span class=\"small\">{}</span></td>\
+             <td class=\"small\">{}</td></tr>",
+            t(s(p, "name")),
+            t(s(p, "url")),
+            t(if result.is_empty() { "none" } else { result }),
+            t(err),
+            times.join(", ")
+        );
+    }
+    o.push_str("</table></div>");
+}
+
 fn cards(o: &mut String, st: &Value) {
     let list = arr(st, "cards");
     let softcam = st.get("softcam").filter(|v| v.is_object());
@@ -837,6 +939,40 @@ mod tests {
             let html = render(&st, None, 0);
             assert!(html.ends_with("</html>\n"));
         }
+    }
+
+    #[test]
+    fn muxes_and_probes_when_reported() {
+        let mut st = status(vec![]);
+        assert!(!render(&st, None, 0).contains("Input muxes"));
+        st["muxes"] = json!([{
+            "name": "adapter ter1 <dvbt>",
+            "tr101290": {"priority1_ok": false, "priority2_ok": true, "priority3_ok": true,
+                         "indicators": {"continuity_count_error": {"errors": 3, "active": true},
+                                        "pat_error": {"errors": 0, "active": false}}},
+            "clock": {"offset_s": -7.25, "drift": true}
+        }, {"name": "file a.ts", "tr101290": {"priority1_ok": true, "priority2_ok": true,
+            "priority3_ok": true}, "clock": {"offset_s": null}}]);
+        st["probes"] = json!([{"name": "news-out", "url": "http://x/stream/<n>", "result": "silent",
+            "last_run_s_ago": 125, "ttfb_s": 0.0421, "zap_s": 1.5, "error": "audio silent 10 s"},
+            {"name": "idle", "url": "u", "result": null, "last_run_s_ago": null}]);
+        let html = render(&st, None, 0);
+        assert!(html.contains("adapter ter1 &lt;dvbt&gt;"));
+        assert!(
+            html.contains(
+                "priority 1 in error</span> <span class=\"small\">continuity_count_error</span>"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains("box clock off by -7.2 s") || html.contains("box clock off by -7.3 s")
+        );
+        assert!(html.contains("no error"));
+        assert!(html.contains("no TDT seen"));
+        assert!(html.contains("class=\"bad\">silent</span>, 2 min ago"));
+        assert!(html.contains("first byte 0.04 s, zap 1.50 s"));
+        assert!(html.contains("http://x/stream/&lt;n&gt;"));
+        assert!(html.contains("none</span>, not run yet"));
     }
 
     #[test]
