@@ -43,6 +43,8 @@ pub struct App {
     probes: Arc<crate::monitor::check::ProbeBoard>,
     /// TR 101 290 and the box clock, as the mux runners publish them.
     pub monitor: Arc<crate::monitor::tr101290::Board>,
+    /// The last hour of C/N and bitrate, for the status page (`GET /`).
+    history: crate::monitor::history::History,
 }
 
 pub struct Daemon {
@@ -302,6 +304,7 @@ impl Daemon {
             supervisor: supervisor.clone(),
             probes: crate::monitor::check::ProbeBoard::new(),
             monitor: Default::default(),
+            history: crate::monitor::history::History::new(),
         });
         app.set_adapters(&config);
         let mut d = Daemon {
@@ -337,6 +340,7 @@ impl Daemon {
                     }
                 }
             });
+        d.spawn_history_sampler();
         d.set_softcam(config.softcam.clone());
         d.set_cards(&config);
         for diag in check_sources(&config) {
@@ -376,6 +380,33 @@ impl Daemon {
         d.server = Some(server);
         d.set_probes(&config);
         Ok(d)
+    }
+
+    /// The status page's sampler: once a second it folds every adapter's
+    /// lock and C/N and every channel's byte counter into `App::history`
+    /// (a point every 30 s). Its heartbeat is restart-policy with no
+    /// action: a stuck sampler is reported, never a reason to reset the
+    /// box. Stops with the memory trimmer.
+    fn spawn_history_sampler(&self) {
+        // Weak: the sampler never keeps the channels alive after a stop.
+        let app = Arc::downgrade(&self.app);
+        let stop = self.trim_stop.clone();
+        let hb = self
+            .heartbeats()
+            .register("history", crate::supervisor::Policy::Restart);
+        let _ = std::thread::Builder::new()
+            .name("history".into())
+            .spawn(move || {
+                hb.bind_to_this_thread();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    hb.beat();
+                    match app.upgrade() {
+                        Some(app) => app.sample_history(Instant::now()),
+                        None => break,
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
     }
 
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
@@ -990,6 +1021,34 @@ impl App {
             .collect()
     }
 
+    /// One tick of the status page's history (see `spawn_history_sampler`).
+    pub fn sample_history(&self, now: Instant) {
+        use crate::monitor::history::{AdapterObs, ChannelObs};
+        let adapters = self.adapter_statuses();
+        let a: Vec<AdapterObs> = adapters
+            .iter()
+            .map(|s| AdapterObs {
+                name: &s.name,
+                locked: s.locked,
+                cnr_db: s.cnr_db,
+            })
+            .collect();
+        let chans: Vec<(String, u64)> = {
+            let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
+            map.iter()
+                .map(|(n, ch)| (n.clone(), ch.ring.snapshot().bytes_in))
+                .collect()
+        };
+        let c: Vec<ChannelObs> = chans
+            .iter()
+            .map(|(name, bytes)| ChannelObs {
+                name,
+                bytes: *bytes,
+            })
+            .collect();
+        self.history.observe(now, &a, &c);
+    }
+
     /// Channels in config order (the playlist's and /status's order).
     pub fn channels(&self) -> Vec<Arc<Channel>> {
         let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
@@ -999,6 +1058,10 @@ impl App {
 }
 
 impl Backend for App {
+    fn history(&self) -> Option<crate::monitor::history::View> {
+        Some(self.history.view(Instant::now()))
+    }
+
     fn fed_locally(&self, channel: &str) -> bool {
         self.channels
             .read()

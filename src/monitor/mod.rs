@@ -4,9 +4,10 @@
 //! Owns: the continuity-count rule (`cc`), the per-PID analyser and the
 //! whole-stream probe (`probe`), the Prometheus text encoder (`metrics`),
 //! the elementary-stream analysers (`es`: PES flow, frozen video, silent
-//! audio, the channel verdict), and the active check of an http:// URL
-//! (`check`: `capbox check` and the `[[probe]]` poller — the one part here
-//! that does I/O, on its own thread).
+//! audio, the channel verdict), the last hour for the status page
+//! (`history`: C/N and bitrate rings), and the active check of an http://
+//! URL (`check`: `capbox check` and the `[[probe]]` poller — the one part
+//! here that does I/O, on its own thread).
 //! Stream classification (stream_type + descriptors → kind and codec) is
 //! `ts::pmt::PmtStream::classify`, next to the PMT it reads.
 //!
@@ -19,6 +20,7 @@ pub mod check;
 pub mod channel;
 pub mod clock;
 pub mod es;
+pub mod history;
 pub mod metrics;
 pub mod pid;
 pub mod probe;
