@@ -432,7 +432,7 @@ impl Daemon {
             monitor: crate::source::runner::MonitorHook {
                 tr101290: self.config.monitor.tr101290_on(),
                 clock: self.config.monitor.enabled,
-                clock_drift_s: self.config.monitor.clock_drift_s,
+                clock_drift_s: self.config.monitor.clock_drift_s as u32,
                 board: Some(self.app.monitor.clone()),
             },
         }

@@ -27,8 +27,8 @@ mod tests;
 
 pub use cidr::{Cidr, CidrError};
 pub use walk::cards::{CardConfig, CardsConfig};
-pub use walk::probes::ProbeConfig;
 pub use walk::monitor::MonitorConfig;
+pub use walk::probes::ProbeConfig;
 pub use walk::supervisor::{SupervisorConfig, DEFAULT_RESET_LOG};
 
 use crate::dvb::diseqc::{Burst, Scr, ScrStandard, Switch};

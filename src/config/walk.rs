@@ -16,10 +16,10 @@ use std::net::SocketAddr;
 mod adapters;
 #[path = "cards.rs"]
 pub(super) mod cards;
-#[path = "probes.rs"]
-pub(super) mod probes;
 #[path = "monitor.rs"]
 pub(super) mod monitor;
+#[path = "probes.rs"]
+pub(super) mod probes;
 #[path = "recovery.rs"]
 mod recovery;
 #[path = "softcam.rs"]

@@ -16,8 +16,8 @@
 //! input never panics, every packet refused is counted.
 
 pub mod cc;
-pub mod check;
 pub mod channel;
+pub mod check;
 pub mod clock;
 pub mod es;
 pub mod history;
