@@ -436,7 +436,6 @@ fn av_ts(dir: &Path, name: &str, audio: &str, secs: u32) -> PathBuf {
 // fc01718 with this file and monitoring/ copied in: passed, CapboxSilent
 // firing 1.5 s after Prometheus was ready (silence_after_s = 3).
 #[test]
-#[ignore = "needs eswire metrics: lead un-ignores at merge"]
 fn silent_audio_fires_capbox_silent_in_a_real_prometheus() {
     if !have_prometheus() || !have("ffmpeg") {
         return;
