@@ -15,8 +15,10 @@
 //!
 //! `--monitor on|off` (mode `full`, default off): `[monitor] enabled`:
 //! each channel's `monitor::channel::ChannelMonitor` fed what the channel
-//! emits (verdict recomputed as the daemon does), so scripts/bench prints
-//! the capture path with monitoring on and off in the same run.
+//! emits (verdict recomputed as the daemon does), TR 101 290 on each
+//! channel's output and on the input mux (as a tuner's: PCR accuracy on)
+//! with the box clock's TDT watch, as the runner does, so scripts/bench
+//! prints the capture path with monitoring on and off in the same run.
 //!
 //! Prints one line per run and a final `RESULT` line (median of the runs):
 //! `RESULT mode=.. programs=.. in_bytes=.. out_bytes=.. secs=.. mbps=..`
@@ -31,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use capbox::fanout::{ChunkWriter, Ring, RingConfig};
 use capbox::monitor::channel::{ChannelMonitor, MonitorSettings};
+use capbox::monitor::clock::TdtWatch;
+use capbox::monitor::tr101290::{self, Tr101290};
 use capbox::remux::Remux;
 use capbox::source::{FileSource, FileSourceConfig, ReadOutcome, Source, SourceError};
 use capbox::ts::es::EntryPointGate;
@@ -208,6 +212,8 @@ struct Chan {
     gate: Option<EntryPointGate>,
     writer: ChunkWriter,
     monitor: Option<ChannelMonitor>,
+    /// TR 101 290 on what the channel emits (as the runner's outputs).
+    tr: Option<Tr101290>,
 }
 
 fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
@@ -228,6 +234,7 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
             gate: None,
             writer: Ring::new(RingConfig::default()).writer(),
             monitor: monitor.then(|| ChannelMonitor::new(MonitorSettings::default(), 0)),
+            tr: monitor.then(|| Tr101290::new(tr101290::Config::channel())),
         })
         .collect();
     let mut buf = Vec::with_capacity(2 * BLOCK);
@@ -235,6 +242,12 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
     let mut in_bytes = 0u64;
     let mut out_bytes = 0u64;
     let mut monitor_secs = 0.0;
+    // The input mux as the runner watches a tuner's: TR 101 290 with PCR
+    // accuracy (the dearest configuration) and the TDT watch of the box
+    // clock check.
+    let mut mux_tr = monitor.then(|| Tr101290::new(tr101290::Config::mux(true)));
+    let mut tdt = monitor.then(TdtWatch::default);
+    let mut last_read_ms = 0u64;
     let t0 = Instant::now();
     loop {
         buf.clear();
@@ -252,8 +265,19 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
             std::hint::black_box(&buf);
             continue;
         }
-        r.push(&buf);
         let now_ms = t0.elapsed().as_millis() as u64;
+        let from_ms = std::mem::replace(&mut last_read_ms, now_ms);
+        if mode == Mode::Full {
+            if let Some(t) = mux_tr.as_mut() {
+                let t1 = Instant::now();
+                t.push_packets_between(&buf, from_ms, now_ms);
+                if let Some(w) = tdt.as_mut() {
+                    std::hint::black_box(w.push_packets(&buf));
+                }
+                monitor_secs += t1.elapsed().as_secs_f64();
+            }
+        }
+        r.push(&buf);
         for c in chans.iter_mut() {
             let p = r.program_mut(c.idx);
             p.take_output(&mut out);
@@ -269,6 +293,13 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
                 let t = Instant::now();
                 m.feed(now_ms, &out);
                 m.update(now_ms, false);
+                if let Some(tr) = c.tr.as_mut() {
+                    if out.is_empty() {
+                        tr.tick(now_ms);
+                    } else {
+                        tr.push_packets_between(&out, from_ms, now_ms);
+                    }
+                }
                 monitor_secs += t.elapsed().as_secs_f64();
             }
             if c.gate.is_none() {
@@ -316,6 +347,17 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
                 "  monitor: {monitor_secs:.4} s of {secs:.4} s ({:.1} %)",
                 100.0 * monitor_secs / secs
             );
+        }
+        if let Some(t) = mux_tr.as_ref() {
+            let errs: u64 = t.indicators().iter().map(|i| i.errors).sum();
+            let chan_errs: u64 = chans
+                .iter()
+                .filter_map(|c| c.tr.as_ref())
+                .flat_map(|t| t.indicators().iter().map(|i| i.errors))
+                .sum();
+            // Read unpaced, a file's time-based indicators (PCR accuracy
+            // and repetition against arrival) do not mean what they do live.
+            eprintln!("  tr101290: input mux errors={errs}, channel outputs errors={chan_errs}");
         }
         for c in chans.iter().filter_map(|c| c.monitor.as_ref()) {
             let st = c.status();
