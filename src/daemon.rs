@@ -651,13 +651,17 @@ impl Daemon {
             .register("probes", crate::supervisor::Policy::Restart);
         self.prober = Some(crate::monitor::check::Prober::start(
             cfg.probes.clone(),
+            cfg.monitor.silence_dbfs as f32,
             self.app.probes.clone(),
             hb,
         ));
     }
 
     pub fn reload(&mut self, new: Config) {
-        if new.probes != self.config.probes {
+        if new.probes != self.config.probes
+            || (!new.probes.is_empty()
+                && new.monitor.silence_dbfs != self.config.monitor.silence_dbfs)
+        {
             log::info!("reload: [[probe]] changed ({} probes)", new.probes.len());
             self.set_probes(&new);
         }

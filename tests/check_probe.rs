@@ -67,6 +67,12 @@ fn streams() -> &'static Path {
         let mut silent = video.to_vec();
         silent.extend(["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]);
         make("silent.ts", &silent, &av);
+        // A 1 kHz tone at −68 dBFS (lavfi's sine has an amplitude of 1/8,
+        // −18 dBFS, then −50 dB): below the default −60 dBFS.
+        let mut quiet = video.to_vec();
+        quiet.extend(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"]);
+        quiet.extend(["-af", "volume=-50dB"]);
+        make("quiet.ts", &quiet, &av);
         make(
             "radio.ts",
             &["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"],
@@ -236,6 +242,48 @@ fn silent_audio_is_silent_and_a_video_less_stream_is_no_video() {
     assert_eq!(
         r.error.as_deref(),
         Some("program 1 has no video stream in its PMT")
+    );
+}
+
+#[test]
+fn the_silence_level_is_the_callers_a_quiet_tone_is_silent_at_minus_60_not_at_minus_90() {
+    if !ffmpeg_ok() {
+        return;
+    }
+    let addr = serve(Mode::File(streams().join("quiet.ts")));
+    let url = format!("http://{addr}/q");
+    let r = run(&url, 5, 5);
+    assert_eq!(r.result, CheckResult::Silent, "{r:?}");
+    // The same stream with the level set lower, as `[monitor] silence_dbfs`
+    // or `capbox check --silence-dbfs` do: the tone is heard, near −68 dBFS.
+    let mut c = CheckConfig::new(url.as_str());
+    c.listen = Duration::from_secs(5);
+    c.timeout = Duration::from_secs(5);
+    c.silence_dbfs = -90.0;
+    let r = check(&c, &|| {}, &AtomicBool::new(false));
+    assert_eq!(r.result, CheckResult::Ok, "{r:?}");
+    let level = r.level_dbfs.expect("a level");
+    assert!((-74.0..-62.0).contains(&level), "level {level} dBFS");
+    // The command line says the same through its exit status.
+    let out = Command::new(env!("CARGO_BIN_EXE_capbox"))
+        .args(["check", &url, "--listen", "5", "--silence-dbfs", "-90"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_capbox"))
+        .args(["check", &url, "--listen", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(12),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }
 

@@ -12,7 +12,7 @@ use crate::monitor::check::{check, fmt_dbfs, CheckConfig, CheckReport, CheckResu
 
 const USAGE: &str = "\
 usage: capbox check <http://host[:port]/path> [--listen S] [--timeout S]
-                    [--program N] [--json]
+                    [--program N] [--silence-dbfs D] [--json]
 
 Check a stream the way a viewer gets it: connect, first byte, PAT, PMT,
 the first picture a decoder can start on (zap time), then listen to the
@@ -23,6 +23,9 @@ level. Plain HTTP only (https is not supported).
   --timeout S   connect + first byte within S seconds (default 15, 1..=120)
   --program N   the program to watch (default: the first in the PAT, or
                 the URL's #program=N, which is not sent to the server)
+  --silence-dbfs D
+                an audio frame below D dBFS is silent (default -60,
+                -120..=0; the daemon's probes use [monitor] silence_dbfs)
   --json        print a JSON document instead of text
   -h, --help    this text
 
@@ -36,6 +39,7 @@ struct Opts {
     listen: u64,
     timeout: u64,
     program: Option<u16>,
+    silence_dbfs: i64,
     json: bool,
 }
 
@@ -45,6 +49,7 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
         listen: 10,
         timeout: 15,
         program: None,
+        silence_dbfs: -60,
         json: false,
     };
     let mut it = args.iter();
@@ -69,6 +74,17 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
                     Ok(n) if n > 0 => n,
                     _ => return Err(format!("--program {v:?}: expected 1 to 65535")),
                 });
+            }
+            "--silence-dbfs" => {
+                let v = it.next().ok_or("--silence-dbfs needs a level in dBFS")?;
+                o.silence_dbfs = match v.parse::<i64>() {
+                    Ok(n) if (-120..=0).contains(&n) => n,
+                    _ => {
+                        return Err(format!(
+                            "--silence-dbfs {v:?}: expected whole dBFS from -120 to 0"
+                        ))
+                    }
+                };
             }
             s if s.starts_with('-') => return Err(format!("unknown option '{s}'")),
             u if o.url.is_empty() => o.url = u.to_string(),
@@ -99,6 +115,7 @@ pub fn run(args: &[String]) -> i32 {
     cfg.listen = Duration::from_secs(o.listen);
     cfg.timeout = Duration::from_secs(o.timeout);
     cfg.program = o.program;
+    cfg.silence_dbfs = o.silence_dbfs as f32;
     let stop = AtomicBool::new(false);
     let r = check(&cfg, &|| {}, &stop);
     if o.json {
@@ -231,6 +248,13 @@ mod tests {
             .unwrap_err()
             .contains("1 to 120"));
         assert!(parse_args(&a(&[])).unwrap_err().contains("no URL"));
+        let o = parse_args(&a(&["http://h/x", "--silence-dbfs", "-90"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.silence_dbfs, -90);
+        assert!(parse_args(&a(&["http://h/x", "--silence-dbfs", "5"]))
+            .unwrap_err()
+            .contains("-120 to 0"));
         assert!(parse_args(&a(&["http://a", "http://b"]))
             .unwrap_err()
             .contains("second"));

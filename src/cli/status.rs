@@ -413,6 +413,7 @@ pub fn render_at(v: &serde_json::Value, now: u64) -> String {
     o.push('\n');
     render_channels(&mut o, v);
     render_tr101290(&mut o, v);
+    render_probes(&mut o, v);
     render_adapters(&mut o, v, now);
     render_clients(&mut o, v);
     render_cards(&mut o, v, true);
@@ -430,6 +431,7 @@ pub fn render_section(v: &serde_json::Value, now: u64, sec: Section) -> String {
         Section::Channels => {
             render_channels(&mut o, v);
             render_tr101290(&mut o, v);
+            render_probes(&mut o, v);
         }
         Section::Adapters => {
             render_adapters(&mut o, v, now);
@@ -584,6 +586,62 @@ fn render_tr101290(o: &mut String, v: &serde_json::Value) {
 }
 
 /// One line per viewer.
+/// `[[probe]]` results (`/status` `probes[]`): one line each, and for a
+/// probe that is not ok the reason below it.
+fn render_probes(o: &mut String, v: &serde_json::Value) {
+    use std::fmt::Write as _;
+    let Some(list) = v["probes"].as_array().filter(|l| !l.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "\n{:<18} {:<10} {:>7} {:>7}  {:<14} {:>9}",
+        "PROBE", "RESULT", "TTFB", "ZAP", "AUDIO", "CHECKED"
+    );
+    let secs = |x: &serde_json::Value| x.as_f64().map_or("-".to_string(), |s| format!("{s:.2}s"));
+    for p in list {
+        let result = p["result"].as_str().unwrap_or("not run");
+        let audio = if p["result"].is_null() {
+            "-".to_string()
+        } else if p["silent"].as_bool() == Some(true) {
+            "silent".to_string()
+        } else if let Some(l) = p["level_dbfs"].as_f64() {
+            format!("{l:.0} dBFS")
+        } else if p["audio_present"].as_bool() == Some(false) {
+            "none".to_string()
+        } else {
+            "-".to_string()
+        };
+        let checked = p["last_run_s_ago"]
+            .as_u64()
+            .map_or("never".to_string(), |a| format!("{} ago", age_words(a)));
+        let line = format!(
+            "{:<18} {:<10} {:>7} {:>7}  {:<14} {:>9}",
+            cut(p["name"].as_str().unwrap_or("?"), 18),
+            cut(result, 10),
+            secs(&p["ttfb_s"]),
+            secs(&p["zap_s"]),
+            cut(&audio, 14),
+            checked
+        );
+        let _ = writeln!(o, "{}", cut(&line, 80));
+        if result != "ok" && !p["result"].is_null() {
+            if let Some(e) = p["error"].as_str() {
+                let _ = writeln!(o, "{}", cut(&format!("  {e}"), 80));
+            }
+        }
+    }
+}
+
+/// 75 → "1m15s", 7300 → "2h01m" (short, for a column).
+fn age_words(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 fn render_clients(o: &mut String, v: &serde_json::Value) {
     use std::fmt::Write as _;
     let clients = viewers(v);
@@ -1110,6 +1168,47 @@ fn render_supervisor(o: &mut String, s: &serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_table_in_80_columns_with_the_reason_of_a_failed_one() {
+        use serde_json::json;
+        let v = json!({
+            "version": "0.1.0", "channels": [], "adapters": [], "clients": [],
+            "probes": [
+                {"name": "media-news", "result": "ok", "ttfb_s": 0.041, "zap_s": 1.28,
+                 "silent": false, "level_dbfs": -23.4, "audio_present": true,
+                 "last_run_s_ago": 75, "error": null},
+                {"name": "media-sport-hd-and-a-long-name", "result": "silent", "ttfb_s": 0.05,
+                 "zap_s": 0.9, "silent": true, "level_dbfs": null, "audio_present": true,
+                 "last_run_s_ago": 7300,
+                 "error": "audio 0x0101 below -60 dBFS for the whole 10 s listened, and more words to cut at eighty columns"},
+                {"name": "other-site", "result": null, "ttfb_s": null, "zap_s": null,
+                 "silent": null, "level_dbfs": null, "audio_present": null,
+                 "last_run_s_ago": null, "error": null}
+            ]
+        });
+        let out = render_at(&v, 1_000_000);
+        assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+        assert!(out.contains("\nPROBE "), "{out}");
+        assert!(
+            out.contains(
+                "media-news         ok           0.04s   1.28s  -23 dBFS       1m15s ago\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("media-sport-hd-an… silent"), "{out}");
+        assert!(
+            out.contains("silent         2h01m ago\n  audio 0x0101 below -60 dBFS"),
+            "{out}"
+        );
+        assert!(
+            out.contains("other-site         not run          -       -  -                  never"),
+            "{out}"
+        );
+        // No probes configured: no table.
+        let none = render_at(&json!({"version": "0.1.0", "probes": []}), 0);
+        assert!(!none.contains("PROBE"), "{none}");
+    }
 
     #[test]
     fn tr101290_one_line_when_something_is_wrong() {

@@ -1350,8 +1350,12 @@ const STAGGER: Duration = Duration::from_secs(2);
 impl Prober {
     /// Start polling `list` into `board`; `hb` is beaten at least every
     /// [`SLICE`] (a stall is reported by the supervisor, not acted on).
+    /// `silence_dbfs`: `[monitor] silence_dbfs`, the level below which an
+    /// audio frame is silent (the channels' rule, so a probe and the
+    /// channel it watches agree).
     pub fn start(
         list: Vec<crate::config::ProbeConfig>,
+        silence_dbfs: f32,
         board: Arc<ProbeBoard>,
         hb: crate::supervisor::Heartbeat,
     ) -> Prober {
@@ -1360,7 +1364,7 @@ impl Prober {
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("probes".into())
-            .spawn(move || run_probes(list, board, hb, stop2))
+            .spawn(move || run_probes(list, silence_dbfs, board, hb, stop2))
             .map_err(|e| log::error!("probes: cannot start the thread: {e}"))
             .ok();
         Prober { stop, thread }
@@ -1382,6 +1386,7 @@ impl Drop for Prober {
 
 fn run_probes(
     list: Vec<crate::config::ProbeConfig>,
+    silence_dbfs: f32,
     board: Arc<ProbeBoard>,
     hb: crate::supervisor::Heartbeat,
     stop: Arc<AtomicBool>,
@@ -1406,6 +1411,7 @@ fn run_probes(
         let mut cfg = CheckConfig::new(p.url.clone());
         cfg.listen = Duration::from_secs(p.listen_s);
         cfg.timeout = Duration::from_secs(p.timeout_s);
+        cfg.silence_dbfs = silence_dbfs;
         let started = Instant::now();
         let r = check(&cfg, &beat, &stop);
         if stop.load(Ordering::Relaxed) {
