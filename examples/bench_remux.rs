@@ -216,6 +216,16 @@ struct Chan {
     tr: Option<Tr101290>,
 }
 
+/// Seconds of monitoring in one run, by part: TR 101 290 (and the TDT
+/// watch) on the input mux, TR 101 290 on the channel outputs, the
+/// channels' verdict monitors (`feed` + `update`).
+#[derive(Default)]
+struct Parts {
+    mux_tr: f64,
+    chan_tr: f64,
+    verdicts: f64,
+}
+
 fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
     let cfg = FileSourceConfig {
         looping: false,
@@ -241,7 +251,8 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
     let mut out = Vec::with_capacity(BLOCK);
     let mut in_bytes = 0u64;
     let mut out_bytes = 0u64;
-    let mut monitor_secs = 0.0;
+    // Monitoring time by part, measured inside the run (plain locals).
+    let mut parts = Parts::default();
     // The input mux as the runner watches a tuner's: TR 101 290 with PCR
     // accuracy (the dearest configuration) and the TDT watch of the box
     // clock check.
@@ -274,7 +285,7 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
                 if let Some(w) = tdt.as_mut() {
                     std::hint::black_box(w.push_packets(&buf));
                 }
-                monitor_secs += t1.elapsed().as_secs_f64();
+                parts.mux_tr += t1.elapsed().as_secs_f64();
             }
         }
         r.push(&buf);
@@ -293,6 +304,7 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
                 let t = Instant::now();
                 m.feed(now_ms, &out);
                 m.update(now_ms, false);
+                let t2 = Instant::now();
                 if let Some(tr) = c.tr.as_mut() {
                     if out.is_empty() {
                         tr.tick(now_ms);
@@ -300,7 +312,9 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
                         tr.push_packets_between(&out, from_ms, now_ms);
                     }
                 }
-                monitor_secs += t.elapsed().as_secs_f64();
+                let t3 = Instant::now();
+                parts.verdicts += (t2 - t).as_secs_f64();
+                parts.chan_tr += (t3 - t2).as_secs_f64();
             }
             if c.gate.is_none() {
                 if let Some((pid, codec)) = p.video {
@@ -343,9 +357,17 @@ fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
         if monitor {
             // Measured inside the run: load from other processes slows both
             // parts alike, so the share is steadier than two wall times.
+            let total = parts.mux_tr + parts.chan_tr + parts.verdicts;
+            let pc = |x: f64| 100.0 * x / secs;
             eprintln!(
-                "  monitor: {monitor_secs:.4} s of {secs:.4} s ({:.1} %)",
-                100.0 * monitor_secs / secs
+                "  monitor: {total:.4} s of {secs:.4} s ({:.1} %): mux_tr={:.4} s ({:.1} %) chan_tr={:.4} s ({:.1} %) verdicts={:.4} s ({:.1} %)",
+                pc(total),
+                parts.mux_tr,
+                pc(parts.mux_tr),
+                parts.chan_tr,
+                pc(parts.chan_tr),
+                parts.verdicts,
+                pc(parts.verdicts),
             );
         }
         if let Some(t) = mux_tr.as_ref() {
