@@ -622,11 +622,21 @@ impl Tr101290 {
     /// PCR gaps look longer at each read's edge). A spread wider than
     /// `MAX_SPREAD_MS` is cut to it (the input was idle before).
     pub fn push_packets_between(&mut self, data: &[u8], from_ms: u64, to_ms: u64) {
-        let n = (data.len() / PACKET_SIZE) as u64;
+        let n = ((data.len() / PACKET_SIZE) as u64).max(1);
         let from = from_ms.max(to_ms.saturating_sub(MAX_SPREAD_MS)).min(to_ms);
         let span = to_ms - from;
-        for (k, p) in data.chunks_exact(PACKET_SIZE).enumerate() {
-            let t = from + span * (k as u64 + 1) / n.max(1);
+        // Packet k's time is from + span·(k+1)/n, stepped without a
+        // division per packet: `whole` + `rem`/n is span·(k+1)/n.
+        let (q, r) = (span / n, span % n);
+        let (mut whole, mut rem) = (0u64, 0u64);
+        for p in data.chunks_exact(PACKET_SIZE) {
+            whole += q;
+            rem += r;
+            if rem >= n {
+                whole += 1;
+                rem -= n;
+            }
+            let t = from + whole;
             if p[0] != SYNC_BYTE {
                 self.error(Indicator::SyncByteError, t);
                 continue;
@@ -637,7 +647,42 @@ impl Tr101290 {
     }
 
     /// One aligned packet (sync byte checked by the caller).
+    ///
+    /// Most packets of a mux are clear ES payload without an adaptation
+    /// field on a PID that needs no section, PCR or PTS reading: for them
+    /// only the continuity check and the PID's arrival, here, inlined in
+    /// the push loops; every other packet goes through `packet_full`,
+    /// which does the same for them and the rest.
+    #[inline]
     pub fn packet(&mut self, raw: &[u8], now: u64) {
+        if let [SYNC_BYTE, b1, b2, b3, ..] = *raw {
+            // Clear (no TEI, not scrambled), payload only, started.
+            if raw.len() >= PACKET_SIZE
+                && b1 & 0x80 == 0
+                && b3 & 0xE0 == 0
+                && self.started_ms.is_some()
+            {
+                let pid = u16::from_be_bytes([b1 & 0x1F, b2]);
+                let si = self.slot_of[pid as usize] as usize;
+                if let Some(s) = self.slots.get_mut(si).filter(|_| si != 0) {
+                    if s.asm.is_none() && (s.role & ROLE_PTS == 0 || b1 & 0x40 == 0) {
+                        self.packets += 1;
+                        self.now_ms = self.now_ms.max(now);
+                        s.last_seen_ms = now;
+                        if pid != pid::NULL && s.cc.check(b3, b3 & 0x10 != 0, false) {
+                            self.error(Indicator::ContinuityCountError, now);
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+        self.packet_full(raw, now);
+    }
+
+    /// `packet` for any packet.
+    #[inline(never)]
+    fn packet_full(&mut self, raw: &[u8], now: u64) {
         let Ok(p) = Packet::new_checked(raw) else {
             return;
         };
