@@ -4,14 +4,14 @@
 //!
 //! MODE:
 //! - `mem`   the file read into memory once, then `Remux::push` in 48 KiB
-//!           blocks (the FileSource block size) and `take_output` of every
-//!           wanted program after each block: demux + remux alone.
+//!   blocks (the FileSource block size) and `take_output` of every
+//!   wanted program after each block: demux + remux alone.
 //! - `read`  `FileSource` unpaced (realtime: false, looping: false) into a
-//!           buffer, nothing else: the cost of reading (page cache).
+//!   buffer, nothing else: the cost of reading (page cache).
 //! - `file`  `FileSource` unpaced → `Remux`.
 //! - `full`  `FileSource` unpaced → `Remux` → per program `EntryPointGate` →
-//!           fan-out `ChunkWriter` (one `Ring` per program, default config):
-//!           the whole capture thread of a box whose channels share one mux.
+//!   fan-out `ChunkWriter` (one `Ring` per program, default config):
+//!   the whole capture thread of a box whose channels share one mux.
 //!
 //! `--monitor on|off` (mode `full`, default off): `[monitor] enabled`:
 //! each channel's `monitor::channel::ChannelMonitor` fed what the channel
