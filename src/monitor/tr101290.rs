@@ -267,12 +267,24 @@ struct PcrTrack {
     next_rep_ms: u64,
 }
 
+/// One PID. What every packet touches is here (32 bytes: two slots a
+/// cache line, so the PIDs of a mux stay in few lines while the read
+/// streams through the cache); what only sections, PTS starts and the
+/// time checks touch is in `SlotCold`.
 #[derive(Debug, Clone, Default)]
 struct Slot {
     cc: CcCheck,
     role: u8,
+    /// Index into `asms`.
+    asm: Option<u8>,
     /// Arrival of the last packet (or when the PID became expected).
     last_seen_ms: u64,
+    pcr: Option<Box<PcrTrack>>,
+    cold: Box<SlotCold>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SlotCold {
     /// Next time the PID-absent error may be counted.
     next_pid_ms: u64,
     /// Last table arrival (PMT on a PMT PID), next error time.
@@ -283,9 +295,6 @@ struct Slot {
     /// Last PTS arrival, next pts_error time.
     last_pts_ms: Option<u64>,
     next_pts_ms: u64,
-    pcr: Option<Box<PcrTrack>>,
-    /// Index into `asms`.
-    asm: Option<u8>,
     /// crc_errors of the assembler already counted.
     crc_seen: u64,
 }
@@ -488,7 +497,7 @@ impl Tr101290 {
             if let Some(t) = s.pcr.as_mut() {
                 **t = PcrTrack::default();
             }
-            s.last_pts_ms = None;
+            s.cold.last_pts_ms = None;
         }
         for a in self.asms.iter_mut() {
             a.reset();
@@ -622,11 +631,21 @@ impl Tr101290 {
     /// PCR gaps look longer at each read's edge). A spread wider than
     /// `MAX_SPREAD_MS` is cut to it (the input was idle before).
     pub fn push_packets_between(&mut self, data: &[u8], from_ms: u64, to_ms: u64) {
-        let n = (data.len() / PACKET_SIZE) as u64;
+        let n = ((data.len() / PACKET_SIZE) as u64).max(1);
         let from = from_ms.max(to_ms.saturating_sub(MAX_SPREAD_MS)).min(to_ms);
         let span = to_ms - from;
-        for (k, p) in data.chunks_exact(PACKET_SIZE).enumerate() {
-            let t = from + span * (k as u64 + 1) / n.max(1);
+        // Packet k's time is from + span·(k+1)/n, stepped without a
+        // division per packet: `whole` + `rem`/n is span·(k+1)/n.
+        let (q, r) = (span / n, span % n);
+        let (mut whole, mut rem) = (0u64, 0u64);
+        for p in data.chunks_exact(PACKET_SIZE) {
+            whole += q;
+            rem += r;
+            if rem >= n {
+                whole += 1;
+                rem -= n;
+            }
+            let t = from + whole;
             if p[0] != SYNC_BYTE {
                 self.error(Indicator::SyncByteError, t);
                 continue;
@@ -637,7 +656,42 @@ impl Tr101290 {
     }
 
     /// One aligned packet (sync byte checked by the caller).
+    ///
+    /// Most packets of a mux are clear ES payload without an adaptation
+    /// field on a PID that needs no section, PCR or PTS reading: for them
+    /// only the continuity check and the PID's arrival, here, inlined in
+    /// the push loops; every other packet goes through `packet_full`,
+    /// which does the same for them and the rest.
+    #[inline]
     pub fn packet(&mut self, raw: &[u8], now: u64) {
+        if let [SYNC_BYTE, b1, b2, b3, ..] = *raw {
+            // Clear (no TEI, not scrambled), payload only, started.
+            if raw.len() >= PACKET_SIZE
+                && b1 & 0x80 == 0
+                && b3 & 0xE0 == 0
+                && self.started_ms.is_some()
+            {
+                let pid = u16::from_be_bytes([b1 & 0x1F, b2]);
+                let si = self.slot_of[pid as usize] as usize;
+                if let Some(s) = self.slots.get_mut(si).filter(|_| si != 0) {
+                    if s.asm.is_none() && (s.role & ROLE_PTS == 0 || b1 & 0x40 == 0) {
+                        self.packets += 1;
+                        self.now_ms = self.now_ms.max(now);
+                        s.last_seen_ms = now;
+                        if pid != pid::NULL && s.cc.check(b3, b3 & 0x10 != 0, false) {
+                            self.error(Indicator::ContinuityCountError, now);
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+        self.packet_full(raw, now);
+    }
+
+    /// `packet` for any packet.
+    #[inline(never)]
+    fn packet_full(&mut self, raw: &[u8], now: u64) {
         let Ok(p) = Packet::new_checked(raw) else {
             return;
         };
@@ -696,8 +750,8 @@ impl Tr101290 {
             if let Ok(h) = PesHeader::new_checked(p.payload()) {
                 if h.pts().is_some() {
                     let s = self.slot_mut(pid);
-                    s.last_pts_ms = Some(now);
-                    s.next_pts_ms = 0;
+                    s.cold.last_pts_ms = Some(now);
+                    s.cold.next_pts_ms = 0;
                 }
             }
         }
@@ -781,9 +835,9 @@ impl Tr101290 {
         });
         let crc_errors = asm.stats.crc_errors;
         let s = self.slot_mut(pid);
-        if crc_errors > s.crc_seen {
-            let n = crc_errors - s.crc_seen;
-            s.crc_seen = crc_errors;
+        if crc_errors > s.cold.crc_seen {
+            let n = crc_errors - s.cold.crc_seen;
+            s.cold.crc_seen = crc_errors;
             for _ in 0..n {
                 self.error(Indicator::CrcError, now);
             }
@@ -824,10 +878,10 @@ impl Tr101290 {
                     return;
                 }
                 let crc = s.crc32();
-                if self.slot_mut(pid::PAT).last_crc == crc {
+                if self.slot_mut(pid::PAT).cold.last_crc == crc {
                     return;
                 }
-                self.slot_mut(pid::PAT).last_crc = crc;
+                self.slot_mut(pid::PAT).cold.last_crc = crc;
                 if let Ok(pat) = PatRepr::parse(&s) {
                     self.on_pat(&pat, now);
                 }
@@ -932,12 +986,12 @@ impl Tr101290 {
                 }
                 let s_crc = s.crc32();
                 let slot = &mut self.slots[si_idx];
-                slot.last_table_ms = now;
-                slot.next_table_ms = 0;
-                if slot.last_crc == s_crc || (s.syntax_indicator() && !s.current_next()) {
+                slot.cold.last_table_ms = now;
+                slot.cold.next_table_ms = 0;
+                if slot.cold.last_crc == s_crc || (s.syntax_indicator() && !s.current_next()) {
                     return;
                 }
-                slot.last_crc = s_crc;
+                slot.cold.last_crc = s_crc;
                 if let Ok(pmt) = PmtRepr::parse(&s) {
                     self.on_pmt(pid, &pmt, now);
                 }
@@ -1023,8 +1077,8 @@ impl Tr101290 {
             }
             self.want_sections(p.pmt_pid);
             let s = self.slot_mut(p.pmt_pid);
-            if s.role & ROLE_PMT == 0 && s.last_table_ms == 0 {
-                s.last_table_ms = now;
+            if s.role & ROLE_PMT == 0 && s.cold.last_table_ms == 0 {
+                s.cold.last_table_ms = now;
             }
             s.role |= ROLE_PMT;
             for &(es, pts) in &p.es {
@@ -1052,7 +1106,7 @@ impl Tr101290 {
                 s.pcr = None;
             }
             if s.role & ROLE_PTS == 0 {
-                s.last_pts_ms = None;
+                s.cold.last_pts_ms = None;
             }
         }
     }
@@ -1131,11 +1185,11 @@ impl Tr101290 {
                 continue;
             }
             if s.role & ROLE_PMT != 0 {
-                let since = now.saturating_sub(s.last_table_ms);
+                let since = now.saturating_sub(s.cold.last_table_ms);
                 if since > lim.pmt_ms {
                     pmt_c = true;
-                    if now >= s.next_table_ms {
-                        s.next_table_ms = now + lim.pmt_ms;
+                    if now >= s.cold.next_table_ms {
+                        s.cold.next_table_ms = now + lim.pmt_ms;
                         pmt += 1;
                     }
                 }
@@ -1144,18 +1198,18 @@ impl Tr101290 {
                 let since = now.saturating_sub(s.last_seen_ms);
                 if since > lim.pid_ms {
                     pid_c = true;
-                    if now >= s.next_pid_ms {
-                        s.next_pid_ms = now + lim.pid_ms;
+                    if now >= s.cold.next_pid_ms {
+                        s.cold.next_pid_ms = now + lim.pid_ms;
                         pidc += 1;
                     }
                 }
             }
             if s.role & ROLE_PTS != 0 {
-                if let Some(t) = s.last_pts_ms {
+                if let Some(t) = s.cold.last_pts_ms {
                     if now.saturating_sub(t) > lim.pts_ms {
                         pts_c = true;
-                        if now >= s.next_pts_ms {
-                            s.next_pts_ms = now + lim.pts_ms;
+                        if now >= s.cold.next_pts_ms {
+                            s.cold.next_pts_ms = now + lim.pts_ms;
                             pts += 1;
                         }
                     }
