@@ -140,7 +140,13 @@ pub fn decode_name(bytes: &[u8]) -> String {
 /// where they are written. Idempotent: `clean_name(clean_name(s)) ==
 /// clean_name(s)`.
 pub fn clean_name(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(4 * MAX_NAME_CHARS));
+    clean_line(s, MAX_NAME_CHARS)
+}
+
+/// `clean_name` with another length limit, in characters (one line of an
+/// EPG description).
+pub fn clean_line(s: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max_chars.saturating_mul(4)));
     let mut chars = 0usize;
     let mut pending_space = false;
     for c in s.chars() {
@@ -160,7 +166,7 @@ pub fn clean_name(s: &str) -> String {
             continue;
         }
         let need = if pending_space { 2 } else { 1 };
-        if chars + need > MAX_NAME_CHARS {
+        if chars + need > max_chars {
             break;
         }
         if pending_space {

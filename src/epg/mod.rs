@@ -1,0 +1,7 @@
+//! The programme guide (issue 15): events collected from the air (EIT,
+//! `eit`) and from the operator (XMLTV), validated and kept in bounded
+//! memory (`store`), served as XMLTV per audience (`xmltv`).
+
+pub mod store;
+
+pub use store::{Event, Limits, Outcome, PartKey, RawEvent, Rejects, Store};
