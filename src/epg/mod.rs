@@ -2,6 +2,7 @@
 //! `eit`) and from the operator (XMLTV), validated and kept in bounded
 //! memory (`store`), served as XMLTV per audience (`xmltv`).
 
+pub mod eit;
 pub mod store;
 
 pub use store::{Event, Limits, Outcome, PartKey, RawEvent, Rejects, Store};
