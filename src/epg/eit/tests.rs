@@ -66,7 +66,7 @@ fn charset_override_for_strings_without_selector() {
         crate::ts::text::charset_by_name("ISO-8859-7"),
         None,
     );
-    c.push_packets(&ts(&[sec.clone()]), &mut store, NOW);
+    c.push_packets(&ts(std::slice::from_ref(&sec)), &mut store, NOW);
     let g = store.guide("ert", NOW, NOW + 3600);
     assert_eq!(&*g[0].title, "ΕΡΤ Ειδήσεις");
     // Without the override the same bytes decode as table 00.
