@@ -4,5 +4,6 @@
 
 pub mod eit;
 pub mod store;
+pub mod xmltv;
 
 pub use store::{Event, Limits, Outcome, PartKey, RawEvent, Rejects, Store};
