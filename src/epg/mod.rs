@@ -5,5 +5,6 @@
 pub mod eit;
 pub mod store;
 pub mod xmltv;
+pub mod xmltv_in;
 
 pub use store::{Event, Limits, Outcome, PartKey, RawEvent, Rejects, Store};
