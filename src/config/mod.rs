@@ -27,6 +27,7 @@ mod tests;
 
 pub use cidr::{Cidr, CidrError};
 pub use walk::cards::{CardConfig, CardsConfig};
+pub use walk::epg::{AudienceConfig, EpgConfig, EpgPriority, XmltvConfig, XmltvLocation};
 pub use walk::supervisor::{SupervisorConfig, DEFAULT_RESET_LOG};
 
 use crate::dvb::diseqc::{Burst, Scr, ScrStandard, Switch};
@@ -103,6 +104,9 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     /// `[recovery]`: every adapter's escalation ladder (`walk/recovery.rs`).
     pub recovery: crate::dvb::recovery::RecoveryConfig,
+    /// `[epg]`, `[[xmltv]]`, `[[audience]]`: the programme guide
+    /// (`walk/epg.rs`).
+    pub epg: EpgConfig,
     /// Line of every key path written in the file (and of each table).
     lines: BTreeMap<String, usize>,
 }
@@ -414,6 +418,10 @@ pub struct SourceConfig {
     pub biss: Option<crate::ca::biss::BissKey>,
     /// `ca` (+ `caid`), optional: control words from a card (see ca.rs).
     pub ca: Option<CaSourceConfig>,
+    /// `epg_charset`, default `[epg] charset`: the character table of this
+    /// mux's EIT strings that carry no selector byte (a broadcaster that
+    /// omits it); every source on one mux gives the same or none.
+    pub epg_charset: Option<crate::ts::text::Charset>,
     /// Line of the `[[channel.source]]` header (or of the table).
     pub line: usize,
     /// Key path of this source, e.g. `channel[3].source[0]`.
@@ -517,6 +525,7 @@ impl SourceConfig {
             && self.looping == other.looping
             && self.biss == other.biss
             && self.ca == other.ca
+            && self.epg_charset == other.epg_charset
     }
 
     /// "file samples/mux.ts" or "sat1 dvbs2 11362000 V 22000000 …", for logs
@@ -606,6 +615,7 @@ impl Config {
                 ..SupervisorConfig::default()
             },
             recovery: crate::dvb::recovery::RecoveryConfig::default(),
+            epg: EpgConfig::default(),
             lines: BTreeMap::new(),
         }
     }
@@ -722,6 +732,7 @@ pub fn demo_config(samples_dir: &Path, listen: SocketAddr) -> Config {
             looping: true,
             biss: None,
             ca: None,
+            epg_charset: None,
             line: 0,
             key: format!("channel[{}].source[0]", i),
         }],

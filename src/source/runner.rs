@@ -1298,6 +1298,7 @@ mod tests {
                 looping: false,
                 biss: None,
                 ca: None,
+                epg_charset: None,
                 line: 0,
                 key: "channel[0].source[0]".into(),
             }],
