@@ -39,6 +39,41 @@ pub struct App {
     /// Heartbeats, watchdog and reset log, for /status, /metrics and
     /// `/control/fault`.
     pub supervisor: Arc<crate::supervisor::Shared>,
+    /// The programme guide (`[epg]`): every runner's EIT, the operator's
+    /// XMLTV, served at /epg.xml. Created at start whatever `enabled`
+    /// says (a reload may turn it on); `epg_on` says whether it is used.
+    pub epg: Arc<crate::epg::live::Live>,
+    /// Rendered guides by query, for a minute (`epg::serve::CACHE_FOR`).
+    epg_cache: Mutex<crate::epg::serve::Cache>,
+}
+
+/// The store's limits from `[epg]`.
+fn epg_limits(c: &config::EpgConfig) -> crate::epg::Limits {
+    crate::epg::Limits {
+        budget_bytes: c.budget_bytes(),
+        ..crate::epg::Limits::default()
+    }
+}
+
+fn epg_settings(c: &config::EpgConfig) -> crate::epg::live::Settings {
+    crate::epg::live::Settings {
+        charset: c.charset,
+        language: c.language.clone(),
+    }
+}
+
+/// The config's audiences (their zones were checked by the config walk).
+fn epg_audiences(c: &config::EpgConfig) -> Vec<crate::epg::xmltv::Audience> {
+    c.audiences
+        .iter()
+        .filter_map(|a| match crate::epg::xmltv::Audience::new(&a.name, &a.tz) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                log::error!("{e}");
+                None
+            }
+        })
+        .collect()
 }
 
 pub struct Daemon {
@@ -294,6 +329,13 @@ impl Daemon {
             pins: Mutex::new(load_pins(&config)),
             started: Instant::now(),
             supervisor: supervisor.clone(),
+            epg: Arc::new(crate::epg::live::Live::new(
+                epg_limits(&config.epg),
+                epg_settings(&config.epg),
+                epg_audiences(&config.epg),
+                config.epg.enabled,
+            )),
+            epg_cache: Mutex::new(crate::epg::serve::Cache::default()),
         });
         app.set_adapters(&config);
         let mut d = Daemon {
@@ -388,6 +430,7 @@ impl Daemon {
             flush: Duration::from_millis(self.config.buffers.flush_ms),
             realtime: self.realtime,
             csa_batch_timeout: crate::ca::descrambler::DEFAULT_BATCH_TIMEOUT,
+            epg: Some(self.app.epg.clone()),
         }
     }
 
@@ -477,6 +520,7 @@ impl Daemon {
                     program: src.program,
                     biss: src.biss.clone(),
                     ca: self.ca_session(&name, src),
+                    epg_charset: src.epg_charset,
                 });
             }
         }
@@ -588,6 +632,7 @@ impl Daemon {
     /// Apply a new config: only added, removed and changed channels are
     /// touched; the clients of the others stay connected.
     pub fn reload(&mut self, new: Config) {
+        self.reload_epg(&new);
         if new.supervisor != self.config.supervisor {
             if let Some(s) = &self.supervisor {
                 s.reconfigure(&new.supervisor);
@@ -723,6 +768,46 @@ impl Daemon {
                 );
             }
         }
+    }
+
+    /// `[epg]`, `[[audience]]` changes apply at once; channels removed
+    /// leave the guide.
+    fn reload_epg(&mut self, new: &Config) {
+        let (old, n) = (&self.config.epg, &new.epg);
+        let live = &self.app.epg;
+        if old.enabled != n.enabled {
+            log::info!(
+                "reload: epg.enabled {} → {}: applied",
+                old.enabled,
+                n.enabled
+            );
+            live.set_enabled(n.enabled);
+        }
+        if old.charset != n.charset || old.language != n.language {
+            log::info!(
+                "reload: epg.charset/language changed: applied to inputs started from now on \
+                 (a channel that changed restarts its input)"
+            );
+            live.set_settings(epg_settings(n));
+        }
+        if old.audiences != n.audiences {
+            log::info!("reload: [[audience]] changed: applied");
+            live.set_audiences(epg_audiences(n));
+        }
+        if old.budget_mib != n.budget_mib {
+            log::info!(
+                "reload: epg.budget_mib {} → {}: applied",
+                old.budget_mib,
+                n.budget_mib
+            );
+            live.store().set_budget(n.budget_bytes());
+        }
+        for c in &self.config.channels {
+            if new.channel(&c.name).is_none() {
+                live.store().remove_channel(&c.name);
+            }
+        }
+        lock(&self.app.epg_cache).clear();
     }
 
     pub fn stop(mut self) {
@@ -897,6 +982,33 @@ fn render_recovery_metrics(adapters: &[AdapterStatus], m: &mut String) {
 }
 
 impl App {
+    pub fn epg_enabled(&self) -> bool {
+        self.epg.enabled()
+    }
+
+    /// The channels as the guide names them, in playlist order: the
+    /// channel name (the store's key), its tvg-id and title as the
+    /// playlist writes them.
+    pub fn guide_channels(&self) -> Vec<crate::epg::serve::GuideChannel> {
+        self.channels()
+            .iter()
+            .map(|ch| {
+                let c = lock(&ch.config).clone();
+                let st = ch.status();
+                let display = c
+                    .tvg_name
+                    .clone()
+                    .or(st.service_name.clone())
+                    .unwrap_or_else(|| c.name.clone());
+                crate::epg::serve::GuideChannel {
+                    name: c.name,
+                    tvg_id: c.tvg_id,
+                    display,
+                }
+            })
+            .collect()
+    }
+
     /// One status handle per `[[adapter]]` of `cfg`, keeping the handles
     /// (and counters) of adapters that stay.
     fn set_adapters(&self, cfg: &Config) {
@@ -969,7 +1081,13 @@ impl Backend for App {
 
     fn playlist(&self, base_url: &str) -> String {
         use crate::ts::text::clean_name;
-        let mut s = String::from("#EXTM3U\n");
+        // x-tvg-url: players (Kodi's IPTV Simple, TiviMate, VLC) fetch the
+        // guide from there and match programmes to entries by tvg-id.
+        let mut s = if self.epg_enabled() {
+            format!("#EXTM3U x-tvg-url=\"{base_url}/epg.xml\"\n")
+        } else {
+            String::from("#EXTM3U\n")
+        };
         for ch in self.channels() {
             let c = lock(&ch.config).clone();
             let st = ch.status();
@@ -1362,6 +1480,12 @@ impl Backend for App {
         )
         .value(cpu);
         self.supervisor.metrics(&mut m);
+        crate::epg::serve::metrics(
+            &self.epg,
+            &self.guide_channels(),
+            self.epg_enabled(),
+            &mut m,
+        );
         family(
             &mut m,
             "capbox_uptime_seconds",
@@ -1425,7 +1549,20 @@ impl Backend for App {
             "cards": self.card_statuses(),
             "pins": self.pins_status(),
             "supervisor": self.supervisor.status(),
+            "epg": crate::epg::serve::status(&self.epg, &self.guide_channels(), self.epg_enabled()),
         })
+    }
+
+    fn epg(&self, params: &[(String, String)]) -> (u16, String) {
+        if !self.epg_enabled() {
+            return (
+                404,
+                "the programme guide is off ([epg] enabled = false)\n".to_string(),
+            );
+        }
+        let channels = self.guide_channels();
+        let mut cache = lock(&self.epg_cache);
+        crate::epg::serve::epg_xml(&self.epg, &mut cache, &channels, params)
     }
 
     fn control(&self, action: &str, params: &[(String, String)], peer: IpAddr) -> (u16, String) {

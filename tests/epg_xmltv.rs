@@ -61,10 +61,12 @@ fn libbitstream_eit_to_valid_xmltv() {
     c.push_packets(&packets(&g.sections("good"), &mut cc), &mut store, now);
     let channels = [
         Channel {
+            key: "Beethoven.uk",
             id: "Beethoven.uk",
             name: "Beethoven",
         },
         Channel {
+            key: "Second & Co",
             id: "Second & Co",
             name: "Second <HD>",
         },
@@ -116,6 +118,7 @@ fn dst_change_and_hostile_text_stay_valid() {
         .collect();
     store.replace_raw("a\"b<c>", PartKey::Xmltv(0), raw, change);
     let ch = [Channel {
+        key: "a\"b<c>",
         id: "a\"b<c>",
         name: nasty,
     }];

@@ -3,6 +3,8 @@
 //! memory (`store`), served as XMLTV per audience (`xmltv`).
 
 pub mod eit;
+pub mod live;
+pub mod serve;
 pub mod store;
 pub mod xmltv;
 pub mod xmltv_in;

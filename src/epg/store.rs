@@ -288,6 +288,38 @@ impl Store {
         &self.limits
     }
 
+    /// A new budget (a reload): a smaller one evicts the furthest-future
+    /// events of any channel until the store fits (counted in
+    /// `over_budget`).
+    pub fn set_budget(&mut self, bytes: usize) {
+        self.limits.budget_bytes = bytes;
+        while self.bytes > bytes {
+            let furthest = self
+                .channels
+                .iter()
+                .flat_map(|(name, c)| {
+                    c.parts.iter().filter_map(move |(k, p)| {
+                        p.events.last().map(|e| (e.start, name.clone(), *k))
+                    })
+                })
+                .max_by_key(|(s, _, _)| *s);
+            let Some((_, name, k)) = furthest else { break };
+            let Some(p) = self
+                .channels
+                .get_mut(&name)
+                .and_then(|c| c.parts.get_mut(&k))
+            else {
+                break;
+            };
+            if let Some(e) = p.events.pop() {
+                let f = e.footprint();
+                p.bytes -= f;
+                self.bytes -= f;
+                self.rejects.over_budget += 1;
+            }
+        }
+    }
+
     /// The events' footprint (`Event::footprint`), always ≤ the budget.
     pub fn bytes(&self) -> usize {
         self.bytes

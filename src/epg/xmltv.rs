@@ -68,10 +68,13 @@ fn format_in(tz: &TimeZone, secs: i64) -> String {
     }
 }
 
-/// A channel of the guide: its playlist `tvg-id` and display name.
+/// A channel of the guide: its key in the store, its playlist `tvg-id`
+/// and display name.
 #[derive(Debug, Clone, Copy)]
 pub struct Channel<'a> {
-    /// The store's key for the channel (the config's `tvg_id`).
+    /// The store's key for the channel (the daemon's: the channel name).
+    pub key: &'a str,
+    /// The XMLTV channel id: the playlist's `tvg-id`.
     pub id: &'a str,
     pub name: &'a str,
 }
@@ -101,17 +104,26 @@ pub fn write(
     } else {
         out.push_str(">\n");
     }
+    // Two channels with one tvg-id are one channel to a player: the first
+    // one's guide is written, once.
+    let mut ids: Vec<String> = Vec::with_capacity(channels.len());
+    let mut written: Vec<&Channel<'_>> = Vec::with_capacity(channels.len());
     for c in channels {
+        let id = clean_name(c.id);
+        if ids.contains(&id) {
+            continue;
+        }
         out.push_str("  <channel id=\"");
-        escape(&clean_name(c.id), &mut out);
+        escape(&id, &mut out);
         out.push_str("\">\n    <display-name>");
         escape(&clean_name(c.name), &mut out);
         out.push_str("</display-name>\n  </channel>\n");
+        ids.push(id);
+        written.push(c);
     }
-    for c in channels {
-        let id = clean_name(c.id);
-        for e in store.guide(c.id, from, to) {
-            programme(&id, e, tz, &mut out);
+    for (c, id) in written.iter().zip(&ids) {
+        for e in store.guide(c.key, from, to) {
+            programme(id, e, tz, &mut out);
         }
     }
     out.push_str("</tv>\n");

@@ -34,6 +34,8 @@ use crate::ca::descrambler::{Descrambler, DescramblerStats, KeyPolicy};
 use crate::ca::CaSession;
 use crate::config::SourceConfig;
 use crate::dvb::recovery::{Action, Decision, Failure, Ladder, Step};
+use crate::epg::eit::EitCollector;
+use crate::epg::live::MuxEit;
 use crate::remux::Remux;
 use crate::supervisor::Heartbeat;
 use crate::ts::packet::PACKET_SIZE;
@@ -78,6 +80,9 @@ pub struct Attach {
     pub biss: Option<BissKey>,
     /// A CA session that finds the control words (card, softcam).
     pub ca: Option<Box<dyn CaSession>>,
+    /// The source's `epg_charset`: this service's EIT strings without a
+    /// selector byte.
+    pub epg_charset: Option<crate::ts::text::Charset>,
 }
 
 /// Which input a runner reads: channels with equal keys share a runner.
@@ -157,8 +162,8 @@ pub struct MuxRunner {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Knobs of a runner (from `[buffers]`).
-#[derive(Debug, Clone, Copy)]
+/// Knobs of a runner (from `[buffers]` and `[epg]`).
+#[derive(Debug, Clone)]
 pub struct RunnerConfig {
     pub flush: Duration,
     /// Pace by PCR (serve) or run as fast as possible (benchmarks).
@@ -166,6 +171,9 @@ pub struct RunnerConfig {
     /// How long a descrambled channel's partly filled CSA batch may wait
     /// for more packets (`descrambler::DEFAULT_BATCH_TIMEOUT`).
     pub csa_batch_timeout: Duration,
+    /// The daemon's guide: the EIT of every channel's service on this
+    /// input goes there (`[epg] enabled`); None: not collected.
+    pub epg: Option<Arc<crate::epg::live::Live>>,
 }
 
 impl MuxRunner {
@@ -265,6 +273,8 @@ struct Output {
     /// When the current PMT arrived: a PID is only called missing after a
     /// grace period, not while the first packets are on their way.
     pmt_at: Option<(u8, Instant)>,
+    /// The source's `epg_charset`.
+    epg_charset: Option<crate::ts::text::Charset>,
 }
 
 struct Worker {
@@ -292,6 +302,8 @@ struct Worker {
     usb_reset: Option<Receiver<Result<String, String>>>,
     /// Zero of the ladder's clock.
     t0: Instant,
+    /// The EIT of the channels' services (`cfg.epg`).
+    eit: Option<EitCollector>,
 }
 
 /// A ladder line logged below warn (a healed ladder) is still one of the
@@ -318,7 +330,12 @@ impl Worker {
             }
             _ => None,
         };
+        let eit = cfg.epg.as_ref().map(|live| {
+            let s = live.settings();
+            EitCollector::new(std::iter::empty(), s.charset, s.language).actual_only()
+        });
         let w = Worker {
+            eit,
             ladder,
             adapter_number: None,
             failed_retry: false,
@@ -426,12 +443,16 @@ impl Worker {
                 if self.source.is_some() {
                     self.backoff = Duration::from_secs(1);
                 }
+                if fresh {
+                    self.collect_eit(&buf);
+                }
             }
             let now = Instant::now();
             self.outputs_turn(&buf, fresh, &mut out, now);
             if now.duration_since(last_status) >= Duration::from_millis(250) {
                 last_status = now;
                 self.refresh_status();
+                self.publish_eit();
                 // A DVB source narrows its hardware filters to what the
                 // channels' PMTs name (files ignore it).
                 if let Some(src) = self.source.as_mut() {
@@ -447,7 +468,48 @@ impl Worker {
                 }
             }
         }
+        if let Some(live) = &self.cfg.epg {
+            live.remove_mux(&self.describe());
+        }
         self.close_source();
+    }
+
+    /// The channels' EIT out of what the source read, into the store.
+    fn collect_eit(&mut self, buf: &[u8]) {
+        if let (Some(c), Some(live)) = (self.eit.as_mut(), self.cfg.epg.as_ref()) {
+            if live.enabled() {
+                c.push_packets_shared(buf, live.store_mutex(), crate::epg::live::now_secs());
+            }
+        }
+    }
+
+    /// Which services the collector wants (a remote's program 0 is known
+    /// once its PAT came), and its counters for /status and /metrics.
+    fn publish_eit(&mut self) {
+        let (Some(c), Some(live)) = (self.eit.as_mut(), self.cfg.epg.as_ref()) else {
+            return;
+        };
+        let wanted: Vec<(u16, String, Option<crate::ts::text::Charset>)> = self
+            .outputs
+            .iter()
+            .map(|o| {
+                (
+                    self.remux.program(o.prog).program_number,
+                    o.name.clone(),
+                    o.epg_charset,
+                )
+            })
+            .filter(|(sid, _, _)| *sid != 0)
+            .collect();
+        let same = c.services().count() == wanted.len()
+            && wanted
+                .iter()
+                .all(|(sid, n, _)| c.services().any(|(s, m)| s == *sid && m == n));
+        if !same {
+            c.set_services(wanted);
+        }
+        let key = self.key.describe();
+        live.set_mux(&key, MuxEit::of(&c.stats, c.assembler_stats().crc_errors));
     }
 
     /// One turn of every output: feed its CA session the mux read (if
@@ -906,6 +968,7 @@ impl Worker {
                         program,
                         biss,
                         ca,
+                        epg_charset,
                     } = a;
                     let name = sink.name();
                     let Some(prog) = self.remux.try_add_program(program) else {
@@ -955,6 +1018,7 @@ impl Worker {
                         ca,
                         seen: DescramblerStats::default(),
                         pmt_at: None,
+                        epg_charset,
                     });
                 }
                 Ok(Command::Remove(name)) => {
@@ -1322,6 +1386,7 @@ mod tests {
                 flush: Duration::from_millis(20),
                 realtime: false,
                 csa_batch_timeout: Duration::from_millis(5),
+                epg: None,
             },
         )
         .unwrap();
@@ -1338,6 +1403,7 @@ mod tests {
                 seen: 0,
                 fed: fed.clone(),
             })),
+            epg_charset: None,
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut out = Vec::new();

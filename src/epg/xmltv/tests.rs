@@ -47,6 +47,7 @@ fn programmes_in_the_audience_zone_escaped() {
         now,
     );
     let ch = [Channel {
+        key: "news.us",
         id: "news.us",
         name: "News & \"More\"",
     }];
@@ -80,6 +81,7 @@ fn programmes_in_the_audience_zone_escaped() {
     let x = write(
         &s,
         &[Channel {
+            key: "none",
             id: "none",
             name: "None",
         }],
