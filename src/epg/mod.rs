@@ -3,10 +3,11 @@
 //! memory (`store`), served as XMLTV per audience (`xmltv`).
 
 pub mod eit;
+pub mod fetch;
 pub mod live;
 pub mod serve;
 pub mod store;
 pub mod xmltv;
 pub mod xmltv_in;
 
-pub use store::{Event, Limits, Outcome, PartKey, RawEvent, Rejects, Store};
+pub use store::{Event, Limits, Origin, Outcome, PartKey, RawEvent, Rejects, Store};

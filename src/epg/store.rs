@@ -30,9 +30,13 @@
 //! - Never panics on any input; the clock is passed in (`now`, Unix seconds
 //!   UTC), so tests need no wall clock.
 //!
-//! Reading merges a channel's parts by priority (`PartKey` order: EIT p/f
-//! over EIT schedule over XMLTV): an event of a lower part is kept only where
-//! it overlaps nothing already taken.
+//! Reading merges a channel's parts by priority: an event of a lower part is
+//! kept only where it overlaps nothing already taken (the higher source wins
+//! where they overlap, the lower fills its gaps). The order is per origin
+//! (`Origin`: the air's EIT, each XMLTV source), set for every channel or
+//! for one (`Store::set_priority`, the config's `priority`); by default
+//! `PartKey` order: EIT p/f over EIT schedule over XMLTV by source index.
+//! Within EIT, p/f always comes before the schedule tables.
 
 use std::collections::BTreeMap;
 use std::mem::size_of;
@@ -113,6 +117,24 @@ pub enum PartKey {
     EitSchedule(u8),
     /// An operator XMLTV source, by its index in the config.
     Xmltv(u8),
+}
+
+/// Where a part's events come from, for the merge order
+/// (`Store::set_priority`): the air (every EIT part) or one operator XMLTV
+/// source (by its index in the config, as in `PartKey::Xmltv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Origin {
+    Eit,
+    Xmltv(u8),
+}
+
+impl PartKey {
+    pub fn origin(self) -> Origin {
+        match self {
+            PartKey::EitPresentFollowing | PartKey::EitSchedule(_) => Origin::Eit,
+            PartKey::Xmltv(i) => Origin::Xmltv(i),
+        }
+    }
 }
 
 /// Validation and store limits. Defaults fit 200 channels × 7 days: see
@@ -272,6 +294,10 @@ pub struct Store {
     channels: BTreeMap<String, Channel>,
     bytes: usize,
     pub rejects: Rejects,
+    /// The merge order for every channel (empty: `PartKey` order).
+    priority: Vec<Origin>,
+    /// Channels with their own order.
+    channel_priority: BTreeMap<String, Vec<Origin>>,
 }
 
 impl Store {
@@ -281,7 +307,37 @@ impl Store {
             channels: BTreeMap::new(),
             bytes: 0,
             rejects: Rejects::default(),
+            priority: Vec::new(),
+            channel_priority: BTreeMap::new(),
         }
+    }
+
+    /// The merge order of `channel`'s parts (every channel's with `None`):
+    /// earlier origins win where events overlap. Origins left out come
+    /// after the listed ones, in `PartKey` order; a repeated one counts at
+    /// its first place. An empty order for a channel goes back to the
+    /// every-channel order.
+    pub fn set_priority(&mut self, channel: Option<&str>, order: &[Origin]) {
+        let mut o: Vec<Origin> = Vec::with_capacity(order.len());
+        for x in order {
+            if !o.contains(x) {
+                o.push(*x);
+            }
+        }
+        match channel {
+            None => self.priority = o,
+            Some(c) if o.is_empty() => {
+                self.channel_priority.remove(c);
+            }
+            Some(c) => {
+                self.channel_priority.insert(c.to_string(), o);
+            }
+        }
+    }
+
+    /// The merge order in force for `channel`.
+    pub fn priority(&self, channel: &str) -> &[Origin] {
+        self.channel_priority.get(channel).unwrap_or(&self.priority)
     }
 
     pub fn limits(&self) -> &Limits {
@@ -583,8 +639,18 @@ impl Store {
         let Some(c) = self.channels.get(channel) else {
             return Vec::new();
         };
+        let order = self.priority(channel);
+        let rank = |k: &PartKey| {
+            let o = k.origin();
+            (
+                order.iter().position(|x| *x == o).unwrap_or(order.len()),
+                *k,
+            )
+        };
+        let mut parts: Vec<(&PartKey, &Part)> = c.parts.iter().collect();
+        parts.sort_by_key(|(k, _)| rank(k));
         let mut taken: Vec<&Event> = Vec::new();
-        for p in c.parts.values() {
+        for (_, p) in parts {
             let before = taken.len();
             for e in &p.events {
                 if e.end() <= from || e.start >= to {
