@@ -45,6 +45,29 @@ pub struct App {
     pub epg: Arc<crate::epg::live::Live>,
     /// Rendered guides by query, for a minute (`epg::serve::CACHE_FOR`).
     epg_cache: Mutex<crate::epg::serve::Cache>,
+    /// The `[[xmltv]]` pollers, each with the config it was started with.
+    xmltv: Mutex<Vec<(config::XmltvConfig, crate::epg::fetch::FetchThread)>>,
+    /// (tvg_id, name) of every channel: what an XMLTV id not in a
+    /// source's `map` is matched against (updated on reload).
+    xmltv_ids: Arc<RwLock<Vec<(String, String)>>>,
+}
+
+/// (tvg_id, name) of every channel, for XMLTV ids without a mapping.
+fn xmltv_ids(c: &Config) -> Vec<(String, String)> {
+    c.channels
+        .iter()
+        .map(|ch| (ch.tvg_id.clone(), ch.name.clone()))
+        .collect()
+}
+
+/// The merge order of `[epg] priority` over `n` XMLTV sources.
+fn epg_priority(c: &config::EpgConfig) -> Vec<crate::epg::Origin> {
+    use crate::epg::Origin;
+    let ops = (0..c.xmltv.len().min(256)).map(|i| Origin::Xmltv(i as u8));
+    match c.priority {
+        config::EpgPriority::Air => std::iter::once(Origin::Eit).chain(ops).collect(),
+        config::EpgPriority::Operator => ops.chain(std::iter::once(Origin::Eit)).collect(),
+    }
 }
 
 /// The store's limits from `[epg]`.
@@ -336,6 +359,8 @@ impl Daemon {
                 config.epg.enabled,
             )),
             epg_cache: Mutex::new(crate::epg::serve::Cache::default()),
+            xmltv: Mutex::new(Vec::new()),
+            xmltv_ids: Arc::new(RwLock::new(xmltv_ids(&config))),
         });
         app.set_adapters(&config);
         let mut d = Daemon {
@@ -378,6 +403,11 @@ impl Daemon {
         for ch in &config.channels {
             d.add_channel(ch.clone());
         }
+        d.app
+            .epg
+            .store()
+            .set_priority(None, &epg_priority(&config.epg));
+        d.set_xmltv(&config);
         let mut hc = HttpConfig::new(config.server.listen);
         hc.write_timeout = Duration::from_millis(config.server.write_timeout_ms);
         hc.max_clients = config.server.max_clients;
@@ -770,6 +800,85 @@ impl Daemon {
         }
     }
 
+    /// Start the `[[xmltv]]` pollers of `cfg` that are not running with
+    /// the same settings, stop those no longer configured. A poller that
+    /// stays keeps its schedule and validators: a reload never makes a
+    /// source be polled sooner.
+    fn set_xmltv(&mut self, cfg: &Config) {
+        *self
+            .app
+            .xmltv_ids
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = xmltv_ids(cfg);
+        let mut running = lock(&self.app.xmltv);
+        let wanted: Vec<&config::XmltvConfig> = if cfg.epg.enabled {
+            cfg.epg.xmltv.iter().take(256).collect()
+        } else {
+            Vec::new()
+        };
+        // Same settings at the same index (its PartKey): kept.
+        let same = |a: &config::XmltvConfig, b: &config::XmltvConfig| {
+            a.name == b.name && a.location == b.location && a.every_h == b.every_h && a.map == b.map
+        };
+        let mut keep: Vec<(config::XmltvConfig, crate::epg::fetch::FetchThread)> = Vec::new();
+        let old = std::mem::take(&mut *running);
+        let mut old: Vec<Option<_>> = old.into_iter().map(Some).collect();
+        for (i, x) in wanted.iter().enumerate() {
+            if let Some(slot) = old.get_mut(i) {
+                if slot.as_ref().is_some_and(|(c, _)| same(c, x)) {
+                    if let Some(t) = slot.take() {
+                        keep.push(t);
+                        continue;
+                    }
+                }
+            }
+            let location = match &x.location {
+                config::XmltvLocation::Url(u) => u.clone(),
+                config::XmltvLocation::File(p) => p.display().to_string(),
+            };
+            let src = match crate::epg::fetch::XmltvSource::new(&x.name, i as u8, &location) {
+                Ok(mut s) => {
+                    s.every_secs = u64::from(x.every_h) * 3600;
+                    s
+                }
+                Err(e) => {
+                    log::error!("{}: {}: {e}", cfg.file, x.key);
+                    continue;
+                }
+            };
+            let map = x.map.clone();
+            let ids = self.app.xmltv_ids.clone();
+            let resolve: crate::epg::fetch::Resolve = Box::new(move |id: &str| {
+                if let Some(ch) = map.get(id) {
+                    return Some(ch.clone());
+                }
+                let ids = ids.read().unwrap_or_else(|e| e.into_inner());
+                ids.iter()
+                    .find(|(tvg, _)| tvg == id)
+                    .or_else(|| ids.iter().find(|(_, name)| name == id))
+                    .map(|(_, name)| name.clone())
+            });
+            let poller = crate::epg::fetch::Poller::new(src);
+            match crate::epg::fetch::spawn(poller, self.app.epg.store_arc(), resolve) {
+                Ok(t) => {
+                    log::info!(
+                        "epg: XMLTV source '{}' polled every {} h",
+                        x.name,
+                        x.every_h
+                    );
+                    keep.push(((*x).clone(), t));
+                }
+                Err(e) => log::error!(
+                    "epg: cannot start a thread for XMLTV source '{}': {e}",
+                    x.name
+                ),
+            }
+        }
+        // What is left in `old` stops here (dropping a FetchThread stops it).
+        drop(old);
+        *running = keep;
+    }
+
     /// `[epg]`, `[[audience]]` changes apply at once; channels removed
     /// leave the guide.
     fn reload_epg(&mut self, new: &Config) {
@@ -807,6 +916,8 @@ impl Daemon {
                 live.store().remove_channel(&c.name);
             }
         }
+        live.store().set_priority(None, &epg_priority(n));
+        self.set_xmltv(new);
         lock(&self.app.epg_cache).clear();
     }
 
@@ -823,6 +934,7 @@ impl Daemon {
         if let Some(s) = self.server.take() {
             s.shutdown();
         }
+        lock(&self.app.xmltv).clear();
         for (_, r) in std::mem::take(&mut self.runners) {
             r.stop();
         }
@@ -982,6 +1094,38 @@ fn render_recovery_metrics(adapters: &[AdapterStatus], m: &mut String) {
 }
 
 impl App {
+    /// The `epg` object of /status, with each XMLTV source's state.
+    fn epg_status(&self) -> serde_json::Value {
+        let mut v =
+            crate::epg::serve::status(&self.epg, &self.guide_channels(), self.epg_enabled());
+        let now = crate::epg::live::now_secs();
+        let sources: Vec<serde_json::Value> = lock(&self.xmltv)
+            .iter()
+            .map(|(c, t)| {
+                let s = t.stats();
+                serde_json::json!({
+                    "name": c.name,
+                    "every_h": c.every_h,
+                    "state": s.words(now),
+                    "fetches": s.fetches,
+                    "loaded": s.loaded,
+                    "not_modified": s.not_modified,
+                    "errors": s.results().into_iter().skip(2).filter(|(_, n)| *n > 0).collect::<BTreeMap<_, _>>(),
+                    "last_success": s.last_success,
+                    "last_error": s.last_error,
+                    "consecutive_failures": s.consecutive_failures,
+                    "channels": s.channels,
+                    "events": s.events,
+                    "unknown_ids": s.unknown_ids,
+                })
+            })
+            .collect();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("xmltv".into(), sources.into());
+        }
+        v
+    }
+
     pub fn epg_enabled(&self) -> bool {
         self.epg.enabled()
     }
@@ -1486,6 +1630,15 @@ impl Backend for App {
             self.epg_enabled(),
             &mut m,
         );
+        {
+            let x = lock(&self.xmltv);
+            let stats: Vec<(String, crate::epg::fetch::FetchStats)> =
+                x.iter().map(|(c, t)| (c.name.clone(), t.stats())).collect();
+            drop(x);
+            let refs: Vec<(&str, &crate::epg::fetch::FetchStats)> =
+                stats.iter().map(|(n, s)| (n.as_str(), s)).collect();
+            crate::epg::fetch::render_metrics(&mut m, &refs);
+        }
         family(
             &mut m,
             "capbox_uptime_seconds",
@@ -1549,7 +1702,7 @@ impl Backend for App {
             "cards": self.card_statuses(),
             "pins": self.pins_status(),
             "supervisor": self.supervisor.status(),
-            "epg": crate::epg::serve::status(&self.epg, &self.guide_channels(), self.epg_enabled()),
+            "epg": self.epg_status(),
         })
     }
 

@@ -74,9 +74,9 @@ pub struct EitCollector {
     pub stats: EitStats,
 }
 
-/// Most tables waiting for a busy store: p/f + 16 schedule tables of a
-/// handful of services.
-pub const MAX_PENDING: usize = 64;
+/// Most tables waiting for a busy store (an XMLTV document going in holds
+/// it up to a second): p/f + 16 schedule tables of seven services.
+pub const MAX_PENDING: usize = 128;
 
 type Pending = (String, PartKey, Vec<RawEvent>, TableKey);
 

@@ -8,7 +8,7 @@
 //! what they need. Never a lock across I/O.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::eit::EitStats;
 use super::store::{Limits, Store};
@@ -78,7 +78,7 @@ impl MuxEit {
 pub struct Live {
     /// `[epg] enabled`: runners collect and /epg.xml serves while set.
     enabled: std::sync::atomic::AtomicBool,
-    store: Mutex<Store>,
+    store: Arc<Mutex<Store>>,
     settings: RwLock<Settings>,
     audiences: RwLock<Vec<Audience>>,
     /// Per input (`MuxKey::describe`): its EIT counters.
@@ -94,7 +94,7 @@ impl Live {
     ) -> Live {
         Live {
             enabled: std::sync::atomic::AtomicBool::new(enabled),
-            store: Mutex::new(Store::new(limits)),
+            store: Arc::new(Mutex::new(Store::new(limits))),
             settings: RwLock::new(settings),
             audiences: RwLock::new(audiences),
             muxes: Mutex::new(BTreeMap::new()),
@@ -117,6 +117,11 @@ impl Live {
     /// The store's mutex, for `EitCollector::push_packets_shared`.
     pub fn store_mutex(&self) -> &Mutex<Store> {
         &self.store
+    }
+
+    /// The store, shared, for `fetch::spawn`.
+    pub fn store_arc(&self) -> Arc<Mutex<Store>> {
+        self.store.clone()
     }
 
     pub fn settings(&self) -> Settings {
