@@ -13,6 +13,13 @@
 //!           fan-out `ChunkWriter` (one `Ring` per program, default config):
 //!           the whole capture thread of a box whose channels share one mux.
 //!
+//! `--monitor on|off` (mode `full`, default off): `[monitor] enabled`:
+//! each channel's `monitor::channel::ChannelMonitor` fed what the channel
+//! emits (verdict recomputed as the daemon does), TR 101 290 on each
+//! channel's output and on the input mux (as a tuner's: PCR accuracy on)
+//! with the box clock's TDT watch, as the runner does, so scripts/bench
+//! prints the capture path with monitoring on and off in the same run.
+//!
 //! Prints one line per run and a final `RESULT` line (median of the runs):
 //! `RESULT mode=.. programs=.. in_bytes=.. out_bytes=.. secs=.. mbps=..`
 //! where mbps is MB (10^6 bytes) of *input* per second of wall time. The
@@ -25,6 +32,9 @@
 use std::time::{Duration, Instant};
 
 use capbox::fanout::{ChunkWriter, Ring, RingConfig};
+use capbox::monitor::channel::{ChannelMonitor, MonitorSettings};
+use capbox::monitor::clock::TdtWatch;
+use capbox::monitor::tr101290::{self, Tr101290};
 use capbox::remux::Remux;
 use capbox::source::{FileSource, FileSourceConfig, ReadOutcome, Source, SourceError};
 use capbox::ts::es::EntryPointGate;
@@ -47,7 +57,9 @@ struct Run {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench_remux FILE mem|read|file|full [--programs N|all] [--runs R]");
+    eprintln!(
+        "usage: bench_remux FILE mem|read|file|full [--programs N|all] [--runs R] [--monitor on|off]"
+    );
     std::process::exit(2)
 }
 
@@ -67,6 +79,7 @@ fn main() {
     let mut programs: Option<Vec<u16>> = Some(vec![1]);
     let mut runs = 5usize;
     let mut write: Option<String> = None;
+    let mut monitor = false;
     let mut i = 2;
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_else(|| usage());
@@ -81,6 +94,13 @@ fn main() {
             }
             "--runs" => runs = v.parse().unwrap_or_else(|_| usage()),
             "--write" => write = Some(v),
+            "--monitor" => {
+                monitor = match v.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => usage(),
+                }
+            }
             _ => usage(),
         }
         i += 2;
@@ -103,7 +123,7 @@ fn main() {
     for n in 0..runs {
         let r = match mode {
             Mode::Mem => run_mem(&data, &programs),
-            _ => run_file(&path, mode, &programs),
+            _ => run_file(&path, mode, &programs, monitor),
         };
         println!(
             "run {n}: in_bytes={} out_bytes={} secs={:.4} mbps={:.1}",
@@ -191,9 +211,12 @@ struct Chan {
     idx: usize,
     gate: Option<EntryPointGate>,
     writer: ChunkWriter,
+    monitor: Option<ChannelMonitor>,
+    /// TR 101 290 on what the channel emits (as the runner's outputs).
+    tr: Option<Tr101290>,
 }
 
-fn run_file(path: &str, mode: Mode, programs: &[u16]) -> Run {
+fn run_file(path: &str, mode: Mode, programs: &[u16], monitor: bool) -> Run {
     let cfg = FileSourceConfig {
         looping: false,
         realtime: false,
@@ -210,12 +233,21 @@ fn run_file(path: &str, mode: Mode, programs: &[u16]) -> Run {
             idx: r.add_program(p),
             gate: None,
             writer: Ring::new(RingConfig::default()).writer(),
+            monitor: monitor.then(|| ChannelMonitor::new(MonitorSettings::default(), 0)),
+            tr: monitor.then(|| Tr101290::new(tr101290::Config::channel())),
         })
         .collect();
     let mut buf = Vec::with_capacity(2 * BLOCK);
     let mut out = Vec::with_capacity(BLOCK);
     let mut in_bytes = 0u64;
     let mut out_bytes = 0u64;
+    let mut monitor_secs = 0.0;
+    // The input mux as the runner watches a tuner's: TR 101 290 with PCR
+    // accuracy (the dearest configuration) and the TDT watch of the box
+    // clock check.
+    let mut mux_tr = monitor.then(|| Tr101290::new(tr101290::Config::mux(true)));
+    let mut tdt = monitor.then(TdtWatch::default);
+    let mut last_read_ms = 0u64;
     let t0 = Instant::now();
     loop {
         buf.clear();
@@ -233,6 +265,18 @@ fn run_file(path: &str, mode: Mode, programs: &[u16]) -> Run {
             std::hint::black_box(&buf);
             continue;
         }
+        let now_ms = t0.elapsed().as_millis() as u64;
+        let from_ms = std::mem::replace(&mut last_read_ms, now_ms);
+        if mode == Mode::Full {
+            if let Some(t) = mux_tr.as_mut() {
+                let t1 = Instant::now();
+                t.push_packets_between(&buf, from_ms, now_ms);
+                if let Some(w) = tdt.as_mut() {
+                    std::hint::black_box(w.push_packets(&buf));
+                }
+                monitor_secs += t1.elapsed().as_secs_f64();
+            }
+        }
         r.push(&buf);
         for c in chans.iter_mut() {
             let p = r.program_mut(c.idx);
@@ -244,6 +288,19 @@ fn run_file(path: &str, mode: Mode, programs: &[u16]) -> Run {
             if p.psi_changed {
                 p.psi_changed = false;
                 c.writer.ring().set_psi(p.psi_packets());
+            }
+            if let Some(m) = c.monitor.as_mut() {
+                let t = Instant::now();
+                m.feed(now_ms, &out);
+                m.update(now_ms, false);
+                if let Some(tr) = c.tr.as_mut() {
+                    if out.is_empty() {
+                        tr.tick(now_ms);
+                    } else {
+                        tr.push_packets_between(&out, from_ms, now_ms);
+                    }
+                }
+                monitor_secs += t.elapsed().as_secs_f64();
             }
             if c.gate.is_none() {
                 if let Some((pid, codec)) = p.video {
@@ -283,6 +340,35 @@ fn run_file(path: &str, mode: Mode, programs: &[u16]) -> Run {
             })
             .sum();
         eprintln!("  full: ring bytes={ring_in} entry points={eps}");
+        if monitor {
+            // Measured inside the run: load from other processes slows both
+            // parts alike, so the share is steadier than two wall times.
+            eprintln!(
+                "  monitor: {monitor_secs:.4} s of {secs:.4} s ({:.1} %)",
+                100.0 * monitor_secs / secs
+            );
+        }
+        if let Some(t) = mux_tr.as_ref() {
+            let errs: u64 = t.indicators().iter().map(|i| i.errors).sum();
+            let chan_errs: u64 = chans
+                .iter()
+                .filter_map(|c| c.tr.as_ref())
+                .flat_map(|t| t.indicators().iter().map(|i| i.errors))
+                .sum();
+            // Read unpaced, a file's time-based indicators (PCR accuracy
+            // and repetition against arrival) do not mean what they do live.
+            eprintln!("  tr101290: input mux errors={errs}, channel outputs errors={chan_errs}");
+        }
+        for c in chans.iter().filter_map(|c| c.monitor.as_ref()) {
+            let st = c.status();
+            eprintln!(
+                "  monitor: {} ({}) streams={} pes={}",
+                st.verdict.as_str(),
+                st.reason,
+                st.es.len(),
+                st.es.iter().map(|e| e.pes).sum::<u64>()
+            );
+        }
     }
     Run {
         in_bytes,

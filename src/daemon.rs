@@ -39,6 +39,12 @@ pub struct App {
     /// Heartbeats, watchdog and reset log, for /status, /metrics and
     /// `/control/fault`.
     pub supervisor: Arc<crate::supervisor::Shared>,
+    /// `[[probe]]` results, for /status and /metrics.
+    probes: Arc<crate::monitor::check::ProbeBoard>,
+    /// TR 101 290 and the box clock, as the mux runners publish them.
+    pub monitor: Arc<crate::monitor::tr101290::Board>,
+    /// The last hour of C/N and bitrate, for the status page (`GET /`).
+    history: crate::monitor::history::History,
     /// The programme guide (`[epg]`): every runner's EIT, the operator's
     /// XMLTV, served at /epg.xml. Created at start whatever `enabled`
     /// says (a reload may turn it on); `epg_on` says whether it is used.
@@ -114,6 +120,8 @@ pub struct Daemon {
     trim_stop: Arc<std::sync::atomic::AtomicBool>,
     /// The supervisor thread (watchdog, notify, stall verdicts).
     supervisor: Option<crate::supervisor::Supervisor>,
+    /// The `[[probe]]` poller, when any is configured.
+    prober: Option<crate::monitor::check::Prober>,
 }
 
 /// How often freed heap is handed back to the kernel.
@@ -352,6 +360,9 @@ impl Daemon {
             pins: Mutex::new(load_pins(&config)),
             started: Instant::now(),
             supervisor: supervisor.clone(),
+            probes: crate::monitor::check::ProbeBoard::new(),
+            monitor: Default::default(),
+            history: crate::monitor::history::History::new(),
             epg: Arc::new(crate::epg::live::Live::new(
                 epg_limits(&config.epg),
                 epg_settings(&config.epg),
@@ -373,6 +384,7 @@ impl Daemon {
             softcam: None,
             trim_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             supervisor: None,
+            prober: None,
         };
         // First: a reset log is read and the watchdog armed before the
         // threads it watches start.
@@ -395,6 +407,7 @@ impl Daemon {
                     }
                 }
             });
+        d.spawn_history_sampler();
         d.set_softcam(config.softcam.clone());
         d.set_cards(&config);
         for diag in check_sources(&config) {
@@ -437,7 +450,35 @@ impl Daemon {
         };
         log::info!("listening on http://{}", server.local_addr());
         d.server = Some(server);
+        d.set_probes(&config);
         Ok(d)
+    }
+
+    /// The status page's sampler: once a second it folds every adapter's
+    /// lock and C/N and every channel's byte counter into `App::history`
+    /// (a point every 30 s). Its heartbeat is restart-policy with no
+    /// action: a stuck sampler is reported, never a reason to reset the
+    /// box. Stops with the memory trimmer.
+    fn spawn_history_sampler(&self) {
+        // Weak: the sampler never keeps the channels alive after a stop.
+        let app = Arc::downgrade(&self.app);
+        let stop = self.trim_stop.clone();
+        let hb = self
+            .heartbeats()
+            .register("history", crate::supervisor::Policy::Restart);
+        let _ = std::thread::Builder::new()
+            .name("history".into())
+            .spawn(move || {
+                hb.bind_to_this_thread();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    hb.beat();
+                    match app.upgrade() {
+                        Some(app) => app.sample_history(Instant::now()),
+                        None => break,
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
     }
 
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
@@ -460,6 +501,12 @@ impl Daemon {
             flush: Duration::from_millis(self.config.buffers.flush_ms),
             realtime: self.realtime,
             csa_batch_timeout: crate::ca::descrambler::DEFAULT_BATCH_TIMEOUT,
+            monitor: crate::source::runner::MonitorHook {
+                tr101290: self.config.monitor.tr101290_on(),
+                clock: self.config.monitor.enabled,
+                clock_drift_s: self.config.monitor.clock_drift_s as u32,
+                board: Some(self.app.monitor.clone()),
+            },
             epg: Some(self.app.epg.clone()),
         }
     }
@@ -485,6 +532,7 @@ impl Daemon {
         let flush = Duration::from_millis(self.config.buffers.flush_ms);
         let sources = cfg.sources.clone();
         let ch = Channel::new(cfg, ring, flush);
+        ch.set_monitor(&self.config.monitor);
         self.app.restore_pin(&ch);
         self.app
             .channels
@@ -661,11 +709,43 @@ impl Daemon {
 
     /// Apply a new config: only added, removed and changed channels are
     /// touched; the clients of the others stay connected.
+    /// (Re)start the `[[probe]]` poller on `cfg`'s list.
+    fn set_probes(&mut self, cfg: &Config) {
+        if let Some(p) = self.prober.take() {
+            p.stop();
+        }
+        self.app.probes.set_config(&cfg.probes);
+        if cfg.probes.is_empty() {
+            return;
+        }
+        // A stalled check is reported, not acted on (Restart policy with
+        // no action): a slow URL must never reset the box.
+        let hb = self
+            .heartbeats()
+            .register("probes", crate::supervisor::Policy::Restart);
+        self.prober = Some(crate::monitor::check::Prober::start(
+            cfg.probes.clone(),
+            self.app.probes.clone(),
+            hb,
+        ));
+    }
+
     pub fn reload(&mut self, new: Config) {
+        if new.probes != self.config.probes {
+            log::info!("reload: [[probe]] changed ({} probes)", new.probes.len());
+            self.set_probes(&new);
+        }
         self.reload_epg(&new);
         if new.supervisor != self.config.supervisor {
             if let Some(s) = &self.supervisor {
                 s.reconfigure(&new.supervisor);
+            }
+        }
+        if new.monitor != self.config.monitor {
+            log::info!("reload: [monitor] changed: every channel's verdict starts over");
+            let chans = self.app.channels.read().unwrap_or_else(|e| e.into_inner());
+            for ch in chans.values() {
+                ch.set_monitor(&new.monitor);
             }
         }
         let mut diff = Config::diff(&self.config, &new);
@@ -934,6 +1014,9 @@ impl Daemon {
         if let Some(s) = self.server.take() {
             s.shutdown();
         }
+        if let Some(p) = self.prober.take() {
+            p.stop();
+        }
         lock(&self.app.xmltv).clear();
         for (_, r) in std::mem::take(&mut self.runners) {
             r.stop();
@@ -1194,6 +1277,34 @@ impl App {
             .collect()
     }
 
+    /// One tick of the status page's history (see `spawn_history_sampler`).
+    pub fn sample_history(&self, now: Instant) {
+        use crate::monitor::history::{AdapterObs, ChannelObs};
+        let adapters = self.adapter_statuses();
+        let a: Vec<AdapterObs> = adapters
+            .iter()
+            .map(|s| AdapterObs {
+                name: &s.name,
+                locked: s.locked,
+                cnr_db: s.cnr_db,
+            })
+            .collect();
+        let chans: Vec<(String, u64)> = {
+            let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
+            map.iter()
+                .map(|(n, ch)| (n.clone(), ch.ring.snapshot().bytes_in))
+                .collect()
+        };
+        let c: Vec<ChannelObs> = chans
+            .iter()
+            .map(|(name, bytes)| ChannelObs {
+                name,
+                bytes: *bytes,
+            })
+            .collect();
+        self.history.observe(now, &a, &c);
+    }
+
     /// Channels in config order (the playlist's and /status's order).
     pub fn channels(&self) -> Vec<Arc<Channel>> {
         let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
@@ -1203,6 +1314,10 @@ impl App {
 }
 
 impl Backend for App {
+    fn history(&self) -> Option<crate::monitor::history::View> {
+        Some(self.history.view(Instant::now()))
+    }
+
     fn fed_locally(&self, channel: &str) -> bool {
         self.channels
             .read()
@@ -1516,7 +1631,9 @@ impl Backend for App {
             }
         }
         render_source_health(&snapshot, &mut m);
+        render_es_metrics(&snapshot, &mut m);
         render_remote_metrics(&snapshot, &mut m);
+        self.render_tr101290_metrics(&snapshot, &mut m);
         let adapters = self.adapter_statuses();
         let mut afamily =
             |name: &str, kind: Kind, help: &str, get: &dyn Fn(&AdapterStatus) -> Option<f64>| {
@@ -1624,6 +1741,7 @@ impl Backend for App {
         )
         .value(cpu);
         self.supervisor.metrics(&mut m);
+        self.probes.render_metrics(&mut m);
         crate::epg::serve::metrics(
             &self.epg,
             &self.guide_channels(),
@@ -1688,6 +1806,14 @@ impl Backend for App {
                     "mux_stats": st.mux_stats,
                     "source_stats": st.source_stats,
                     "ring": ring,
+                    "tr101290": self
+                        .monitor
+                        .channel(&c.name, st.active_source)
+                        .map(|s| s.to_json()),
+                    "verdict": st.monitor.as_ref().map(|m| m.verdict),
+                    "verdict_reason": st.monitor.as_ref().map(|m| m.reason.clone()),
+                    "verdict_since_s": st.monitor.as_ref().map(|m| m.since_s),
+                    "es": st.monitor.as_ref().map(|m| m.es.clone()).unwrap_or_default(),
                 })
             })
             .collect();
@@ -1702,6 +1828,13 @@ impl Backend for App {
             "cards": self.card_statuses(),
             "pins": self.pins_status(),
             "supervisor": self.supervisor.status(),
+            "probes": self.probes.status(),
+            "muxes": self
+                .monitor
+                .muxes()
+                .iter()
+                .map(crate::monitor::tr101290::mux_json)
+                .collect::<Vec<_>>(),
             "epg": self.epg_status(),
         })
     }
@@ -1749,6 +1882,20 @@ fn load_pins(config: &Config) -> PinStore {
 }
 
 impl App {
+    /// TR 101 290 per input mux and per channel (the on-air source's
+    /// output), and the box clock (issue 14, tr290).
+    fn render_tr101290_metrics(
+        &self,
+        snapshot: &[(String, crate::channel::ChannelStatus)],
+        m: &mut String,
+    ) {
+        let chans: Vec<(String, crate::monitor::tr101290::Snapshot)> = snapshot
+            .iter()
+            .filter_map(|(n, st)| Some((n.clone(), self.monitor.channel(n, st.active_source)?)))
+            .collect();
+        crate::monitor::tr101290::render_metrics(&self.monitor.muxes(), &chans, m);
+    }
+
     /// Re-apply a channel's stored pin (at start, on reload). A pin whose
     /// source changed in the config since is dropped, with a line.
     fn restore_pin(&self, ch: &Channel) {
@@ -1977,6 +2124,16 @@ pub fn process_usage() -> (u64, f64) {
 
 /// Guard for tests and the demo: a mutex-held daemon.
 pub type Shared = Arc<Mutex<Daemon>>;
+
+/// The per-channel verdict and elementary-stream families (issue 14 item 3,
+/// `monitor::channel`).
+fn render_es_metrics(snapshot: &[(String, crate::channel::ChannelStatus)], m: &mut String) {
+    let chans: Vec<(String, Option<&crate::monitor::channel::MonitorStatus>)> = snapshot
+        .iter()
+        .map(|(name, st)| (name.clone(), st.monitor.as_ref()))
+        .collect();
+    crate::monitor::channel::render_metrics(&chans, m);
+}
 
 #[cfg(test)]
 mod dvb_tests {

@@ -316,8 +316,11 @@ fn the_console_commands_at_80x24_on_a_vt100() {
         "not tuned: adapter97/frontend0",
         "\nsat1 ",
         "\nCHANNEL ",
-        "\nbeethoven      down  ter1 dvbt 474000000",
-        "\nsat-news       up    1 file ~",
+        // The VERDICT column (issue 14) sits between STATE and ON AIR.
+        "\nbeethoven      down  ",
+        " ter1 dvbt 474000000 ",
+        "\nsat-news       up    ",
+        " 1 file ~",
         " more channels, all up on their first source: capbox status channels",
         "cards: no card reader: pcscd",
         "\nwatchdog off: no watchdog configured",

@@ -24,6 +24,7 @@ use crate::ca::descrambler::DescramblerStats;
 use crate::ca::CaStatus;
 use crate::config::{ChannelConfig, SlateSetting};
 use crate::fanout::{ChunkWriter, Ring};
+use crate::monitor::channel::{ChannelMonitor, MonitorSettings, MonitorStatus};
 use crate::remux::splice::{SpliceConfig, Splicer, VIDEO_PID};
 use crate::remux::{DemuxStats, ProgramStats};
 use crate::source::{ChannelSink, SourceReport, SourceStats};
@@ -77,6 +78,11 @@ pub struct ChannelStatus {
     /// The format seen on air (failover channels: what an `auto` slate
     /// and `capbox slate` match).
     pub format: Option<FormatStatus>,
+    /// Is the channel on air: its verdict and streams (`monitor::channel`),
+    /// None when `[monitor] enabled = false`. In `/status` as `verdict`,
+    /// `verdict_reason`, `verdict_since_s`, `es`.
+    #[serde(skip)]
+    pub monitor: Option<MonitorStatus>,
 }
 
 /// The channel's format as seen on air.
@@ -143,6 +149,10 @@ struct Output {
     last_data: [Option<Instant>; MAX_SOURCES],
     /// Failover between sources, for a channel with several or a slate.
     failover: Option<Box<Spliced>>,
+    /// Is the channel on air: the monitor of what it emits (`[monitor]`
+    /// enabled), and the clock origin of its milliseconds.
+    monitor: Option<Box<ChannelMonitor>>,
+    epoch: Instant,
 }
 
 /// The failover machinery of a channel: the rules, each source's health,
@@ -292,9 +302,30 @@ impl Channel {
                 flush,
                 last_data: [None; MAX_SOURCES],
                 failover: spliced,
+                monitor: None,
+                epoch: now,
             }),
             reports: Mutex::new(vec![None; n]),
         })
+    }
+
+    /// Monitor what the channel emits (`[monitor]`; `enabled = false`:
+    /// no monitor, no verdict).
+    pub fn set_monitor(&self, config: &crate::config::MonitorConfig) {
+        let mut o = lock(&self.out);
+        o.monitor = config.enabled.then(|| {
+            let now = o.epoch.elapsed().as_millis() as u64;
+            Box::new(ChannelMonitor::new(
+                MonitorSettings::from_config(config),
+                now,
+            ))
+        });
+        let off = o.monitor.is_none();
+        drop(o);
+        // Not under the output lock: status is never taken inside it.
+        if off {
+            lock(&self.status).monitor = None;
+        }
     }
 
     /// Pin the channel to one of its sources until `until` (or until
@@ -578,7 +609,7 @@ impl ChannelSink for Channel {
             buf.clear();
             f.splicer.push(source, packets, now, &mut buf);
             let codec = f.codecs.get(f.failover.active()).copied().flatten();
-            self.emit(o, &buf, codec.map(|c| (VIDEO_PID, c)));
+            self.emit(o, &buf, codec.map(|c| (VIDEO_PID, c)), now);
             if let Some(f) = o.failover.as_mut() {
                 f.buf = buf;
             }
@@ -587,7 +618,7 @@ impl ChannelSink for Channel {
         if source != o.active {
             return;
         }
-        self.emit(o, packets, video);
+        self.emit(o, packets, video, now);
     }
 
     fn set_psi(&self, source: usize, pat_pmt_packets: Vec<u8>) {
@@ -604,12 +635,28 @@ impl ChannelSink for Channel {
             self.failover_turn(o, now);
             let flush = o.flush;
             o.writer.flush_if_older(now, flush);
-            return;
-        }
-        if source == o.active {
+        } else if source == o.active {
             let flush = o.flush;
             o.writer.flush_if_older(now, flush);
         }
+        let on_slate = o.failover.as_ref().is_some_and(|f| f.failover.on_slate());
+        let ms = now.saturating_duration_since(o.epoch).as_millis() as u64;
+        let Some(m) = o.monitor.as_mut() else { return };
+        if !m.update(ms, on_slate) {
+            return;
+        }
+        let news = m.take_news();
+        let snapshot = m.status().clone();
+        drop(guard);
+        if let Some(line) = news {
+            let name = self.name();
+            if snapshot.verdict.is_fault() {
+                log::warn!("channel {name}: {line}");
+            } else {
+                log::info!("channel {name}: {line}");
+            }
+        }
+        lock(&self.status).monitor = Some(snapshot);
     }
 
     fn input_discontinuity(&self, source: usize) {
@@ -649,9 +696,15 @@ impl ChannelSink for Channel {
 impl Channel {
     /// Into the ring, through the keyframe gate. `video`: the output's
     /// video PID and codec.
-    fn emit(&self, o: &mut Output, packets: &[u8], video: Option<(u16, VideoCodec)>) {
+    fn emit(&self, o: &mut Output, packets: &[u8], video: Option<(u16, VideoCodec)>, now: Instant) {
         if packets.is_empty() {
             return;
+        }
+        if let Some(m) = o.monitor.as_mut() {
+            m.feed(
+                now.saturating_duration_since(o.epoch).as_millis() as u64,
+                packets,
+            );
         }
         if video != o.video {
             o.video = video;
@@ -813,7 +866,7 @@ impl Channel {
         };
         f.buf = Vec::new();
         o.failover = Some(f);
-        self.emit(o, &buf, codec.map(|c| (VIDEO_PID, c)));
+        self.emit(o, &buf, codec.map(|c| (VIDEO_PID, c)), now);
         if let Some(f) = o.failover.as_mut() {
             f.buf = buf;
         }

@@ -1,4 +1,4 @@
-//! Subcommands: serve, demo, check-config, probe, status, logs, pin,
+//! Subcommands: serve, demo, check-config, probe, check, status, logs, pin,
 //! adapters, cards, tune, signal, scan, slate, usb-reset.
 //! `main.rs` only calls `main()`. Output for the console fits 80 columns
 //! (the terminal's width when known) and is plain ASCII without colour on
@@ -6,6 +6,7 @@
 
 pub mod adapters;
 pub mod cards;
+pub mod check;
 pub mod interrupt;
 pub mod log;
 pub mod logs;
@@ -34,6 +35,8 @@ commands:
   demo          serve the bundled sample channels on localhost
   check-config  validate a config file without serving
   probe         show programs, services and PIDs of a TS file or URL
+  check         what a viewer of an http:// URL gets: first byte, zap time,
+                video, audio, silence, a verdict (exit 0 when ok)
   status        the running capbox on one screen: adapters, channels, cards,
                 watchdog, last events (--all: everything)
   logs          the last warnings and errors in plain words (-f follows)
@@ -66,6 +69,7 @@ pub fn main() -> i32 {
         "cards" => cards::run(rest),
         "logs" => logs::run(rest),
         "probe" => probe::run(rest),
+        "check" => check::run(rest),
         "scan" => scan::run(rest),
         "adapters" => adapters::run(rest),
         "tune" => tune::run(rest),

@@ -380,6 +380,30 @@ impl Report {
             ));
         }
 
+        l(String::new());
+        let t = &self.tr101290;
+        l(format!(
+            "TR 101 290 ({:.1} s of stream time{}):",
+            t.stream_time_s,
+            if t.pcr_accuracy_measured {
+                ""
+            } else {
+                "; PCR accuracy: on a tuner's input only"
+            }
+        ));
+        l(format!("  {:<2} {:<36} {:>10}", "P", "indicator", "errors"));
+        for r in &t.indicators {
+            let errors = if r.indicator == "pcr_accuracy_error" && !t.pcr_accuracy_measured {
+                "-".to_string()
+            } else {
+                r.errors.to_string()
+            };
+            l(format!(
+                "  {:<2} {:<36} {:>10}",
+                r.priority, r.indicator, errors
+            ));
+        }
+
         for prog in &self.programs {
             l(String::new());
             let name = prog

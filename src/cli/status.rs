@@ -412,6 +412,7 @@ pub fn render_at(v: &serde_json::Value, now: u64) -> String {
     o.push_str(&head_line(v));
     o.push('\n');
     render_channels(&mut o, v);
+    render_tr101290(&mut o, v);
     render_adapters(&mut o, v, now);
     render_clients(&mut o, v);
     render_cards(&mut o, v, true);
@@ -426,7 +427,10 @@ pub fn render_section(v: &serde_json::Value, now: u64, sec: Section) -> String {
     o.push_str(&head_line(v));
     o.push('\n');
     match sec {
-        Section::Channels => render_channels(&mut o, v),
+        Section::Channels => {
+            render_channels(&mut o, v);
+            render_tr101290(&mut o, v);
+        }
         Section::Adapters => {
             render_adapters(&mut o, v, now);
             if viewers(v).is_empty() && v["adapters"].as_array().is_none_or(|a| a.is_empty()) {
@@ -490,8 +494,8 @@ fn render_channels(o: &mut String, v: &serde_json::Value) {
     use std::fmt::Write as _;
     let _ = writeln!(
         o,
-        "{:<14} {:<5} {:<22} {:>4} {:>7}  NOTE",
-        "CHANNEL", "STATE", "SERVICE", "CLNT", "CC ERR"
+        "{:<14} {:<5} {:<9} {:<16} {:>4} {:>7}  NOTE",
+        "CHANNEL", "STATE", "VERDICT", "SERVICE", "CLNT", "CC ERR"
     );
     let clients = viewers(v);
     for ch in v["channels"].as_array().cloned().unwrap_or_default() {
@@ -500,17 +504,82 @@ fn render_channels(o: &mut String, v: &serde_json::Value) {
             .iter()
             .filter(|c| c["channel"].as_str() == Some(name))
             .count();
+        let verdict = ch["verdict"].as_str().unwrap_or("-");
+        let note = match ch["reason"].as_str().unwrap_or("") {
+            "" if !matches!(verdict, "ok" | "-" | "starting") => {
+                ch["verdict_reason"].as_str().unwrap_or("")
+            }
+            r => r,
+        };
         let line = format!(
-            "{:<14} {:<5} {:<22} {:>4} {:>7}  {}",
+            "{:<14} {:<5} {:<9} {:<16} {:>4} {:>7}  {}",
             cut(name, 14),
             cut(ch["state"].as_str().unwrap_or("?"), 5),
-            cut(ch["service_name"].as_str().unwrap_or("-"), 22),
+            cut(verdict, 9),
+            cut(ch["service_name"].as_str().unwrap_or("-"), 16),
             n,
             ch["input_cc_errors"].as_u64().unwrap_or(0),
-            ch["reason"].as_str().unwrap_or("")
+            note
         );
         let _ = writeln!(o, "{}", cut(&line, 80));
         render_sources(o, &ch);
+    }
+}
+
+/// TR 101 290 summary of a /status `tr101290` object: "priority 1:
+/// pat_error (3), continuity_count_error (12)", None when nothing is
+/// active.
+pub fn tr101290_words(t: &serde_json::Value) -> Option<String> {
+    let ind = t["indicators"].as_object()?;
+    let mut worst = 4;
+    let mut active = Vec::new();
+    // The object keeps the standard's order only with serde_json's
+    // preserve_order; sort by the analyser's order instead.
+    for i in crate::monitor::tr101290::INDICATORS {
+        let Some(v) = ind.get(i.id()) else { continue };
+        if v["active"].as_bool() == Some(true) {
+            worst = worst.min(i.priority());
+            active.push(format!(
+                "{} ({})",
+                i.id(),
+                v["errors"].as_u64().unwrap_or(0)
+            ));
+        }
+    }
+    (!active.is_empty()).then(|| format!("priority {worst}: {}", active.join(", ")))
+}
+
+/// One line per input mux or channel whose TR 101 290 indicators are in
+/// error now, and one per mux whose clock drifts; nothing when all is well.
+fn render_tr101290(o: &mut String, v: &serde_json::Value) {
+    use std::fmt::Write as _;
+    for m in v["muxes"].as_array().cloned().unwrap_or_default() {
+        let name = m["name"].as_str().unwrap_or("?");
+        if let Some(w) = tr101290_words(&m["tr101290"]) {
+            let _ = writeln!(o, "{}", cut(&format!("TR 101 290 {name}: {w}"), 80));
+        }
+        let c = &m["clock"];
+        if c["drift"].as_bool() == Some(true) {
+            let off = c["offset_s"].as_f64().unwrap_or(0.0);
+            let _ = writeln!(
+                o,
+                "{}",
+                cut(
+                    &format!(
+                        "clock: box {:.1} s {} broadcast time (TDT of {name})",
+                        off.abs(),
+                        if off < 0.0 { "ahead of" } else { "behind" }
+                    ),
+                    80
+                )
+            );
+        }
+    }
+    for ch in v["channels"].as_array().cloned().unwrap_or_default() {
+        if let Some(w) = tr101290_words(&ch["tr101290"]) {
+            let name = ch["name"].as_str().unwrap_or("?");
+            let _ = writeln!(o, "{}", cut(&format!("TR 101 290 channel {name}: {w}"), 80));
+        }
     }
 }
 
@@ -772,8 +841,8 @@ pub fn render_screen(v: &serde_json::Value, now: u64, rows: usize) -> String {
     let mut ch_block = Vec::new();
     if !channels.is_empty() {
         ch_block.push(format!(
-            "{:<14} {:<5} {:<28} {:>4}  {}",
-            "CHANNEL", "STATE", "ON AIR", "VIEW", "NOTE"
+            "{:<14} {:<5} {:<9} {:<19} {:>4}  {}",
+            "CHANNEL", "STATE", "VERDICT", "ON AIR", "VIEW", "NOTE"
         ));
         let room = ch_rows.saturating_sub(1);
         let all_fit = channels.len() <= room;
@@ -860,6 +929,7 @@ fn pick(
 fn channel_troubled(ch: &serde_json::Value) -> bool {
     let f = &ch["failover"];
     ch["state"] != "up"
+        || !matches!(ch["verdict"].as_str(), None | Some("ok" | "starting"))
         || ch["active_source"].as_u64().unwrap_or(0) > 0
         || f["on_slate"] == true
         || !f["pinned"].is_null()
@@ -920,11 +990,12 @@ fn channel_line(ch: &serde_json::Value, clients: &[serde_json::Value]) -> String
             .or(ch["source"].as_str())
             .unwrap_or("?");
         if sources.len() > 1 {
-            format!("{active} {}", short_source(src, 26))
+            format!("{active} {}", short_source(src, 17))
         } else {
-            short_source(src, 28)
+            short_source(src, 19)
         }
     };
+    let verdict = ch["verdict"].as_str().unwrap_or("-");
     let health = sources
         .get(active)
         .and_then(|s| s["health"].as_str())
@@ -938,13 +1009,16 @@ fn channel_line(ch: &serde_json::Value, clients: &[serde_json::Value]) -> String
         r.strip_prefix("source: ").unwrap_or(r).to_string()
     } else if let Some(h) = health {
         h.to_string()
+    } else if !matches!(verdict, "ok" | "-" | "starting") {
+        ch["verdict_reason"].as_str().unwrap_or("").to_string()
     } else {
         String::new()
     };
     let line = format!(
-        "{:<14} {:<5} {:<28} {:>4}  {note}",
+        "{:<14} {:<5} {:<9} {:<19} {:>4}  {note}",
         cut(name, 14),
         cut(ch["state"].as_str().unwrap_or("?"), 5),
+        cut(verdict, 9),
         on_air,
         n
     );
@@ -1036,6 +1110,42 @@ fn render_supervisor(o: &mut String, s: &serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tr101290_one_line_when_something_is_wrong() {
+        use serde_json::json;
+        let ind = |active: &[&str]| {
+            let mut m = serde_json::Map::new();
+            for i in crate::monitor::tr101290::INDICATORS {
+                let a = active.contains(&i.id());
+                m.insert(
+                    i.id().into(),
+                    json!({"errors": if a { 3 } else { 0 }, "active": a, "last_error_s_ago": null}),
+                );
+            }
+            json!({"priority1_ok": true, "priority2_ok": true, "priority3_ok": true, "indicators": m})
+        };
+        let v = json!({
+            "channels": [
+                {"name": "news", "state": "up", "tr101290": ind(&[])},
+                {"name": "sport", "state": "up", "tr101290": ind(&["pts_error", "pat_error"])}
+            ],
+            "muxes": [
+                {"name": "adapter sat1 dvbs2 11778000 V 27500000", "tr101290": ind(&["sdt_error"]),
+                 "clock": {"offset_s": -7.2, "tdt_age_s": 1, "drift": true, "last_tdt_utc": "x"}},
+                {"name": "file a.ts", "tr101290": ind(&[]),
+                 "clock": {"offset_s": null, "tdt_age_s": null, "drift": false, "last_tdt_utc": null}}
+            ]
+        });
+        let mut o = String::new();
+        render_tr101290(&mut o, &v);
+        assert_eq!(
+            o,
+            "TR 101 290 adapter sat1 dvbs2 11778000 V 27500000: priority 3: sdt_error (3)\n\
+             clock: box 7.2 s ahead of broadcast time (TDT of adapter sat1 dvbs2 11778000 V …\n\
+             TR 101 290 channel sport: priority 1: pat_error (3), pts_error (3)\n"
+        );
+    }
 
     #[test]
     fn sources_of_a_failover_channel_say_why_in_80_columns() {
@@ -1259,10 +1369,13 @@ mod tests {
         );
         // The channels in trouble are there, with the source on air.
         assert!(
-            out.contains("\nbeethoven      down  ter1 dvbt 474000000"),
+            out.contains("\nbeethoven      down  -         ter1 dvbt 474000000"),
             "{out}"
         );
-        assert!(out.contains("\nsat-news       up    1 file ~/"), "{out}");
+        assert!(
+            out.contains("\nsat-news       up    -         1 file ~"),
+            "{out}"
+        );
         assert!(
             out.contains("  ... ")
                 && out.contains(

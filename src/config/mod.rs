@@ -28,6 +28,8 @@ mod tests;
 pub use cidr::{Cidr, CidrError};
 pub use walk::cards::{CardConfig, CardsConfig};
 pub use walk::epg::{AudienceConfig, EpgConfig, EpgPriority, XmltvConfig, XmltvLocation};
+pub use walk::monitor::MonitorConfig;
+pub use walk::probes::ProbeConfig;
 pub use walk::supervisor::{SupervisorConfig, DEFAULT_RESET_LOG};
 
 use crate::dvb::diseqc::{Burst, Scr, ScrStandard, Switch};
@@ -104,6 +106,11 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     /// `[recovery]`: every adapter's escalation ladder (`walk/recovery.rs`).
     pub recovery: crate::dvb::recovery::RecoveryConfig,
+    /// `[[probe]]`: URLs checked as a viewer gets them (`walk/probes.rs`).
+    pub probes: Vec<ProbeConfig>,
+    /// `[monitor]`: TR 101 290, ES analysis, the box clock check.
+    /// `[monitor]`: monitoring on/off, the verdicts' times (`walk/monitor.rs`).
+    pub monitor: MonitorConfig,
     /// `[epg]`, `[[xmltv]]`, `[[audience]]`: the programme guide
     /// (`walk/epg.rs`).
     pub epg: EpgConfig,
@@ -615,6 +622,8 @@ impl Config {
                 ..SupervisorConfig::default()
             },
             recovery: crate::dvb::recovery::RecoveryConfig::default(),
+            probes: Vec::new(),
+            monitor: MonitorConfig::default(),
             epg: EpgConfig::default(),
             lines: BTreeMap::new(),
         }

@@ -969,3 +969,61 @@ fn config_recovery_change_restarts_the_dvb_channels() {
     let d = Config::diff(&old, &new);
     assert_eq!(d.changed, ["a"], "{d:?}");
 }
+
+#[test]
+fn config_monitor_defaults_values_and_errors() {
+    let d = parse_ok(CH);
+    assert_eq!(d.monitor, MonitorConfig::default());
+    assert_eq!(
+        (
+            d.monitor.silence_after_s,
+            d.monitor.silence_dbfs,
+            d.monitor.pes_after_s
+        ),
+        (10, -60, 5)
+    );
+    let c = parse_ok(&format!(
+        "[monitor]\nenabled = false\ntr101290 = false\nsilence_after_s = 3\nsilence_dbfs = -70\nfrozen_after_s = 4\npes_after_s = 2\npts_pcr_min_ms = -100\npts_pcr_max_ms = 5000\nclock_drift_s = 9\n{CH}"
+    ));
+    let m = c.monitor;
+    assert!(!m.enabled && !m.tr101290);
+    assert_eq!(
+        (
+            m.silence_after_s,
+            m.silence_dbfs,
+            m.frozen_after_s,
+            m.pes_after_s
+        ),
+        (3, -70, 4, 2)
+    );
+    assert_eq!(
+        (m.pts_pcr_min_ms, m.pts_pcr_max_ms, m.clock_drift_s),
+        (-100, 5000, 9)
+    );
+    let errs: Vec<String> = parse_err(&format!(
+        "[monitor]\nsilence_dbfs = 3\nenabled = \"yes\"\npts_pcr_min_ms = 500\npts_pcr_max_ms = 400\nsilence_after = 3\n{CH}"
+    ))
+    .iter()
+    .map(|d| d.to_string())
+    .collect();
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("capbox.toml:3: monitor.enabled: found string"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with("capbox.toml:2: monitor.silence_dbfs: 3 is out of range"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[2].starts_with(
+            "capbox.toml:5: monitor.pts_pcr_max_ms: 400 is not above pts_pcr_min_ms (500)"
+        ),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[3].starts_with("capbox.toml:6: monitor.silence_after: ")
+            && errs[3].contains("silence_after_s"),
+        "{errs:#?}"
+    );
+}

@@ -18,6 +18,10 @@ mod adapters;
 pub(super) mod cards;
 #[path = "epg.rs"]
 pub(super) mod epg;
+#[path = "monitor.rs"]
+pub(super) mod monitor;
+#[path = "probes.rs"]
+pub(super) mod probes;
 #[path = "recovery.rs"]
 mod recovery;
 #[path = "softcam.rs"]
@@ -324,6 +328,8 @@ const ROOT_KEYS: &[&str] = &[
     "card",
     "supervisor",
     "recovery",
+    "probe",
+    "monitor",
     "epg",
     "xmltv",
     "audience",
@@ -459,10 +465,15 @@ pub(super) fn parse(
     };
     let cards = cards::cards(&mut w, &mut top);
     let supervisor = supervisor::supervisor(&mut w, &mut top, base_dir);
+    let monitor = match w.take(&mut top, "monitor") {
+        None => monitor::MonitorConfig::default(),
+        Some(f) => monitor::monitor(&mut w, f),
+    };
     let recovery = match w.take(&mut top, "recovery") {
         None => crate::dvb::recovery::RecoveryConfig::default(),
         Some(f) => recovery::recovery(&mut w, f),
     };
+    let probes = probes::probes(&mut w, &mut top);
     let epg = epg::epg(&mut w, &mut top, base_dir, &channels);
     w.finish(top, ROOT_KEYS);
     epg_charset_per_mux(&mut w, &channels);
@@ -485,6 +496,8 @@ pub(super) fn parse(
         cards,
         supervisor,
         recovery,
+        probes,
+        monitor,
         epg,
         lines: w.lines,
     })

@@ -31,6 +31,7 @@
 //! [`Reader`]: crate::fanout::Reader
 
 pub mod access;
+pub mod page;
 mod refusals;
 mod server;
 pub mod tuning;
@@ -65,6 +66,10 @@ pub trait Backend: Send + Sync + 'static {
     fn metrics(&self) -> String;
     /// JSON; the server adds a `clients` table.
     fn status(&self) -> serde_json::Value;
+    /// The last hour's rings for the status page (`GET /`), if kept.
+    fn history(&self) -> Option<crate::monitor::history::View> {
+        None
+    }
     /// `/epg.xml` with its query (`audience`, `channel`): the status and
     /// the XMLTV document (200) or the reason in words.
     fn epg(&self, _params: &[(String, String)]) -> (u16, String) {

@@ -13,6 +13,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::access::RouteClass;
+use super::page;
 use super::refusals::{PerAddress, RateLog, Why};
 use super::tuning::{self, Applied};
 use super::{Backend, HttpConfig, Shared};
@@ -899,6 +900,8 @@ impl Server {
             "/playlist.m3u" => (Some(RouteClass::Playlist), "playlist"),
             "/metrics" => (Some(RouteClass::Metrics), "metrics"),
             "/status" => (Some(RouteClass::Status), "status"),
+            // The status page: the same allow-list as /status.
+            "/" | "/index.html" => (Some(RouteClass::Status), "page"),
             "/epg.xml" => (Some(RouteClass::Epg), "epg"),
             p if p.starts_with("/control/") => (Some(RouteClass::Control), "control"),
             _ => (None, "other"),
@@ -1034,6 +1037,30 @@ impl Server {
                     v,
                     200,
                     "text/plain; version=0.0.4",
+                    body.as_bytes(),
+                    r.head,
+                    keep,
+                );
+            }
+            RouteClass::Status if name == "page" => {
+                count(&mut self.stats, 200);
+                c.answered = true;
+                let now_unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let body = page::render(
+                    &self.status_value(c),
+                    self.backend.history().as_ref(),
+                    now_unix,
+                );
+                let extra = format!("Content-Security-Policy: {}\r\n", page::CSP);
+                respond_with(
+                    c,
+                    v,
+                    200,
+                    "text/html; charset=utf-8",
+                    &extra,
                     body.as_bytes(),
                     r.head,
                     keep,
@@ -1287,6 +1314,12 @@ impl Server {
     }
 
     fn status(&self, me: &Conn) -> String {
+        let mut s = self.status_value(me).to_string();
+        s.push('\n');
+        s
+    }
+
+    fn status_value(&self, me: &Conn) -> serde_json::Value {
         let now = Instant::now();
         let mut clients = Vec::new();
         let mut rows: Vec<&Conn> = self.conns.values().collect();
@@ -1349,9 +1382,7 @@ impl Server {
                 v = serde_json::json!({ "backend": v, "clients": clients });
             }
         }
-        let mut s = v.to_string();
-        s.push('\n');
-        s
+        v
     }
 }
 
@@ -1361,6 +1392,21 @@ fn respond(
     version: u8,
     code: u16,
     ctype: &str,
+    body: &[u8],
+    head: bool,
+    keep_alive: bool,
+) {
+    respond_with(c, version, code, ctype, "", body, head, keep_alive)
+}
+
+/// As `respond`, with `extra` header lines (each ending in CRLF).
+#[allow(clippy::too_many_arguments)]
+fn respond_with(
+    c: &mut Conn,
+    version: u8,
+    code: u16,
+    ctype: &str,
+    extra: &str,
     body: &[u8],
     head: bool,
     keep_alive: bool,
@@ -1380,7 +1426,7 @@ fn respond(
     let _ = write!(
         VecWriter(&mut c.out),
         "HTTP/1.{} {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
-         Connection: {conn}\r\nCache-Control: no-cache\r\n\r\n",
+         Connection: {conn}\r\nCache-Control: no-cache\r\n{extra}\r\n",
         version.min(1),
         body.len()
     );

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::pid::PidAnalyser;
+use super::tr101290::{self, StreamClock, Tr101290, INDICATORS};
 use crate::source::Resync;
 use crate::ts::cat::CatRepr;
 use crate::ts::descriptor::{self, tag};
@@ -77,6 +78,10 @@ pub struct Probe {
     cat_seen: bool,
     sdt_seen: bool,
     nit_seen: bool,
+    /// TR 101 290 at stream time (the PCR-measured packet positions).
+    tr: Box<Tr101290>,
+    tr_clock: StreamClock,
+    tr_sync_losses: u64,
 }
 
 impl Default for Probe {
@@ -112,6 +117,10 @@ impl Probe {
             cat_seen: false,
             sdt_seen: false,
             nit_seen: false,
+            // A file or a stream: no PCR accuracy (see tr101290).
+            tr: Box::new(Tr101290::new(tr101290::Config::mux(false))),
+            tr_clock: StreamClock::default(),
+            tr_sync_losses: 0,
         }
     }
 
@@ -120,13 +129,28 @@ impl Probe {
         let mut aligned = std::mem::take(&mut self.aligned);
         aligned.clear();
         self.resync.push(data, &mut aligned);
+        self.note_sync_losses();
         for p in aligned.chunks_exact(PACKET_SIZE) {
             self.push_packet(p);
         }
         self.aligned = aligned;
     }
 
+    fn note_sync_losses(&mut self) {
+        let losses = self.resync.stats.sync_losses;
+        let now = self.tr.now_ms();
+        for _ in self.tr_sync_losses..losses {
+            self.tr.sync_lost(now);
+        }
+        self.tr_sync_losses = losses;
+    }
+
     fn push_packet(&mut self, raw: &[u8]) {
+        if raw.len() == PACKET_SIZE {
+            let ms = self.tr_clock.packet(raw);
+            self.tr.packet(raw, ms);
+            self.tr.tick(ms);
+        }
         let Ok(p) = Packet::new_checked(raw) else {
             self.bad_packets += 1;
             return;
@@ -416,7 +440,23 @@ impl Probe {
             psi.bad_pointer += bad_pointer;
         }
         let sync = self.resync.stats;
+        let now = self.tr.now_ms();
+        let snap = self.tr.snapshot(now);
+        let tr101290 = Tr290Report {
+            stream_time_s: now as f64 / 1000.0,
+            pcr_accuracy_measured: self.tr.config().pcr_accuracy,
+            indicators: INDICATORS
+                .iter()
+                .zip(&snap.indicators)
+                .map(|(i, st)| Tr290Row {
+                    indicator: i.id(),
+                    priority: i.priority(),
+                    errors: st.errors,
+                })
+                .collect(),
+        };
         Report {
+            tr101290,
             input: input.to_string(),
             bytes_read: sync.bytes,
             packets: self.packets,
@@ -573,6 +613,23 @@ pub fn ca_system_name(id: u16) -> &'static str {
 // Report
 // ---------------------------------------------------------------------------
 
+/// TR 101 290 over the whole input, at stream time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tr290Report {
+    /// The stream time the analyser reached (PCR-measured positions).
+    pub stream_time_s: f64,
+    /// False on files and streams: PCR accuracy needs a tuner's mux.
+    pub pcr_accuracy_measured: bool,
+    pub indicators: Vec<Tr290Row>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tr290Row {
+    pub indicator: &'static str,
+    pub priority: u8,
+    pub errors: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncReport {
     pub bytes_skipped: u64,
@@ -682,6 +739,7 @@ pub struct Report {
     /// PIDs a table names (PMT, PCR, ECM, EMM, streams) with no packet.
     pub missing_pids: Vec<u16>,
     pub psi: PsiStats,
+    pub tr101290: Tr290Report,
 }
 
 #[cfg(test)]

@@ -777,6 +777,10 @@ impl Source for DvbSource {
         self.resync.stats
     }
 
+    fn passed_pids(&self) -> Option<Vec<u16>> {
+        self.filter_pids()
+    }
+
     fn set_wanted_pids(&mut self, pids: &[u16]) {
         let mut want = pids.to_vec();
         want.sort_unstable();

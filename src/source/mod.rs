@@ -91,6 +91,11 @@ pub trait Source: Send {
     /// it. Called again whenever the set may have changed (a PMT update, a
     /// channel added or removed); cheap when it did not.
     fn set_wanted_pids(&mut self, _pids: &[u16]) {}
+    /// The PIDs this source passes now (a DVB adapter's per-PID hardware
+    /// filters); None: the whole mux (TR 101 290 expects only these).
+    fn passed_pids(&self) -> Option<Vec<u16>> {
+        None
+    }
     /// Tune the input again in place, keeping the rest open (a DVB
     /// adapter: same mux, demux filters and dvr kept): the first rung of
     /// the escalation ladder. None: this source cannot.

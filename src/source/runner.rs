@@ -36,6 +36,8 @@ use crate::config::SourceConfig;
 use crate::dvb::recovery::{Action, Decision, Failure, Ladder, Step};
 use crate::epg::eit::EitCollector;
 use crate::epg::live::MuxEit;
+use crate::monitor::clock::{crossing_words, BoxClock, Crossing, TdtWatch};
+use crate::monitor::tr101290::{self, Board, MuxReport, Tr101290};
 use crate::remux::Remux;
 use crate::supervisor::Heartbeat;
 use crate::ts::packet::PACKET_SIZE;
@@ -162,7 +164,20 @@ pub struct MuxRunner {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Knobs of a runner (from `[buffers]` and `[epg]`).
+/// What the runner monitors (`[monitor]`) and where it publishes it.
+#[derive(Debug, Clone, Default)]
+pub struct MonitorHook {
+    /// TR 101 290 on the input mux and each channel's output.
+    pub tr101290: bool,
+    /// The box clock check on live inputs (a tuner, a remote stream).
+    pub clock: bool,
+    /// `[monitor] clock_drift_s`.
+    pub clock_drift_s: u32,
+    /// Where /status and /metrics read it; None: nothing published.
+    pub board: Option<Arc<Board>>,
+}
+
+/// Knobs of a runner (from `[buffers]`, `[monitor]` and `[epg]`).
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     pub flush: Duration,
@@ -171,6 +186,7 @@ pub struct RunnerConfig {
     /// How long a descrambled channel's partly filled CSA batch may wait
     /// for more packets (`descrambler::DEFAULT_BATCH_TIMEOUT`).
     pub csa_batch_timeout: Duration,
+    pub monitor: MonitorHook,
     /// The daemon's guide: the EIT of every channel's service on this
     /// input goes there (`[epg] enabled`); None: not collected.
     pub epg: Option<Arc<crate::epg::live::Live>>,
@@ -273,6 +289,8 @@ struct Output {
     /// When the current PMT arrived: a PID is only called missing after a
     /// grace period, not while the first packets are on their way.
     pmt_at: Option<(u8, Instant)>,
+    /// TR 101 290 on the single-program TS the channel gets from here.
+    tr: Option<Box<Tr101290>>,
     /// The source's `epg_charset`.
     epg_charset: Option<crate::ts::text::Charset>,
 }
@@ -302,6 +320,18 @@ struct Worker {
     usb_reset: Option<Receiver<Result<String, String>>>,
     /// Zero of the ladder's clock.
     t0: Instant,
+    /// TR 101 290 on the input mux (`[monitor] tr101290`).
+    mux_tr: Option<Box<Tr101290>>,
+    /// The box clock against the mux's TDT/TOT (live inputs).
+    clock: Option<(TdtWatch, BoxClock)>,
+    /// The source's sync losses already reported to `mux_tr`.
+    sync_losses_seen: u64,
+    /// The PIDs the source passes, as last told to `mux_tr`.
+    passed_seen: Option<Option<Vec<u16>>>,
+    /// ms (of `t0`) of the previous read and of the previous output turn:
+    /// the analysers spread a read's packets between the two.
+    last_read_ms: u64,
+    last_turn_ms: u64,
     /// The EIT of the channels' services (`cfg.epg`).
     eit: Option<EitCollector>,
 }
@@ -330,12 +360,30 @@ impl Worker {
             }
             _ => None,
         };
+        let tuner = matches!(input, InputSpec::Dvb(_));
+        let live = !matches!(input, InputSpec::File);
+        let mux_tr = cfg
+            .monitor
+            .tr101290
+            .then(|| Box::new(Tr101290::new(tr101290::Config::mux(tuner))));
+        let clock = (cfg.monitor.clock && live).then(|| {
+            (
+                TdtWatch::default(),
+                BoxClock::new(cfg.monitor.clock_drift_s),
+            )
+        });
         let eit = cfg.epg.as_ref().map(|live| {
             let s = live.settings();
             EitCollector::new(std::iter::empty(), s.charset, s.language).actual_only()
         });
         let w = Worker {
             eit,
+            mux_tr,
+            clock,
+            sync_losses_seen: 0,
+            passed_seen: None,
+            last_read_ms: 0,
+            last_turn_ms: 0,
             ladder,
             adapter_number: None,
             failed_retry: false,
@@ -421,6 +469,9 @@ impl Worker {
                 if fresh {
                     self.ladder_data();
                 }
+                if fresh {
+                    self.monitor_mux(&buf, matches!(res, Ok(ReadOutcome::Discontinuity)));
+                }
                 match res {
                     Ok(ReadOutcome::Discontinuity) => {
                         self.remux.input_discontinuity();
@@ -448,6 +499,10 @@ impl Worker {
                 }
             }
             let now = Instant::now();
+            if let Some(t) = self.mux_tr.as_mut() {
+                // Time passes for the "at least every" tests, data or not.
+                t.tick(self.t0.elapsed().as_millis() as u64);
+            }
             self.outputs_turn(&buf, fresh, &mut out, now);
             if now.duration_since(last_status) >= Duration::from_millis(250) {
                 last_status = now;
@@ -466,12 +521,60 @@ impl Worker {
                     pids.dedup();
                     src.set_wanted_pids(&pids);
                 }
+                self.monitor_passed_pids();
             }
         }
         if let Some(live) = &self.cfg.epg {
             live.remove_mux(&self.describe());
         }
         self.close_source();
+        if let Some(b) = &self.cfg.monitor.board {
+            b.remove_mux(&self.describe());
+            for o in &self.outputs {
+                b.remove_channel(&o.name, o.source);
+            }
+        }
+    }
+
+    /// TR 101 290 and the box clock on what the source read.
+    fn monitor_mux(&mut self, buf: &[u8], discontinuity: bool) {
+        let ms = self.t0.elapsed().as_millis() as u64;
+        let from = std::mem::replace(&mut self.last_read_ms, ms);
+        if let Some(t) = self.mux_tr.as_mut() {
+            if discontinuity {
+                t.input_discontinuity();
+            }
+            t.push_packets_between(buf, from, ms);
+        }
+        if let Some((watch, clock)) = self.clock.as_mut() {
+            if let Some(utc) = watch.push_packets(buf) {
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                if let Some(c) = clock.observe(utc, wall, ms) {
+                    let words =
+                        crossing_words(c, &self.key.describe(), self.cfg.monitor.clock_drift_s);
+                    match c {
+                        Crossing::Drift(_) => log::warn!("{words}"),
+                        Crossing::Back(_) => log::info!("{words}"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A tuner passing only some PIDs: the mux analyser expects no others
+    /// (and measures no PCR accuracy from positions that are not the mux's).
+    fn monitor_passed_pids(&mut self) {
+        let Some(t) = self.mux_tr.as_mut() else {
+            return;
+        };
+        let passed = self.source.as_ref().and_then(|s| s.passed_pids());
+        if self.passed_seen.as_ref() != Some(&passed) {
+            t.set_passed_pids(passed.as_deref());
+            self.passed_seen = Some(passed);
+        }
     }
 
     /// The channels' EIT out of what the source read, into the store.
@@ -516,6 +619,8 @@ impl Worker {
     /// any), take its remux output, descramble it (also with nothing new,
     /// so held packets go out on their time bound), gate and write it.
     fn outputs_turn(&mut self, buf: &[u8], fresh: bool, out: &mut Vec<u8>, now: Instant) {
+        let ms = now.saturating_duration_since(self.t0).as_millis() as u64;
+        let from = std::mem::replace(&mut self.last_turn_ms, ms);
         for o in &mut self.outputs {
             let prog = self.remux.program_mut(o.prog);
             if let Some(ca) = o.ca.as_mut() {
@@ -530,6 +635,13 @@ impl Worker {
             if prog.psi_changed {
                 prog.psi_changed = false;
                 o.sink.set_psi(o.source, prog.psi_packets());
+            }
+            if let Some(t) = o.tr.as_mut() {
+                if !out.is_empty() {
+                    t.push_packets_between(out, from, ms);
+                } else {
+                    t.tick(ms);
+                }
             }
             if !out.is_empty() {
                 o.sink.write(o.source, out, prog.video, now);
@@ -1018,6 +1130,11 @@ impl Worker {
                         ca,
                         seen: DescramblerStats::default(),
                         pmt_at: None,
+                        tr: self
+                            .cfg
+                            .monitor
+                            .tr101290
+                            .then(|| Box::new(Tr101290::new(tr101290::Config::channel()))),
                         epg_charset,
                     });
                 }
@@ -1037,6 +1154,9 @@ impl Worker {
                         // And the chunk being filled: its clients (or the
                         // channel that takes the ring over) lose nothing.
                         o.sink.detach(o.source);
+                        if let Some(b) = &self.cfg.monitor.board {
+                            b.remove_channel(&o.name, o.source);
+                        }
                         self.remux.remove_program(o.prog);
                         for later in &mut self.outputs {
                             if later.prog > o.prog {
@@ -1055,6 +1175,7 @@ impl Worker {
     fn refresh_status(&mut self) {
         let mux_stats = self.remux.stats;
         let source_stats = self.source.as_ref().map(|s| s.stats()).unwrap_or_default();
+        self.publish_monitor(source_stats.sync_losses);
         let remote = self.source.as_ref().and_then(|s| s.remote_status());
         let services: Vec<u16> = self
             .remux
@@ -1142,6 +1263,42 @@ impl Worker {
                     remote: remote.clone(),
                 },
             );
+        }
+    }
+}
+
+impl Worker {
+    /// TR 101 290 and the clock, onto the board (every status refresh).
+    fn publish_monitor(&mut self, sync_losses: u64) {
+        let ms = self.t0.elapsed().as_millis() as u64;
+        if let Some(t) = self.mux_tr.as_mut() {
+            // The source's resync found the mux broken and regained it.
+            if sync_losses < self.sync_losses_seen {
+                self.sync_losses_seen = 0; // a new source
+            }
+            for _ in self.sync_losses_seen..sync_losses {
+                t.sync_lost(ms);
+            }
+        }
+        self.sync_losses_seen = sync_losses;
+        let Some(board) = self.cfg.monitor.board.clone() else {
+            return;
+        };
+        if self.mux_tr.is_some() || self.clock.is_some() {
+            board.set_mux(MuxReport {
+                name: self.describe(),
+                tr101290: self.mux_tr.as_ref().map(|t| t.snapshot(ms)),
+                clock: self
+                    .clock
+                    .as_ref()
+                    .map(|(_, c)| c.status(ms))
+                    .unwrap_or_default(),
+            });
+        }
+        for o in &self.outputs {
+            if let Some(t) = &o.tr {
+                board.set_channel(&o.name, o.source, t.snapshot(ms));
+            }
         }
     }
 }
@@ -1386,6 +1543,7 @@ mod tests {
                 flush: Duration::from_millis(20),
                 realtime: false,
                 csa_batch_timeout: Duration::from_millis(5),
+                monitor: MonitorHook::default(),
                 epg: None,
             },
         )

@@ -49,6 +49,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Clone, Default)]
 struct WatchdogState {
     device: String,
+    /// A device is configured and this run is meant to arm it (`capbox
+    /// serve`, not the demo): armed == false is then a fault to alert on.
+    configured: bool,
     armed: bool,
     timeout_s: u32,
     disarmed_reason: String,
@@ -180,6 +183,7 @@ impl Shared {
             "watchdog": {
                 "device": wd.device,
                 "armed": wd.armed,
+                "configured": wd.configured,
                 "timeout_s": wd.timeout_s,
                 "feeds": self.feeds.load(Ordering::Relaxed),
                 "disarmed_reason": wd.disarmed_reason,
@@ -222,6 +226,13 @@ impl Shared {
             "1 while capbox holds the hardware watchdog armed.",
         )
         .value(wd.armed);
+        family(
+            m,
+            "capbox_supervisor_watchdog_configured",
+            Kind::Gauge,
+            "1 when [supervisor] watchdog names a device and this run arms it (capbox serve): armed 0 is then a fault.",
+        )
+        .value(wd.configured);
         family(
             m,
             "capbox_supervisor_watchdog_feeds_total",
@@ -343,6 +354,7 @@ impl Supervisor {
         let mut wd = None;
         let mut state = WatchdogState {
             device: cfg.watchdog_shown(),
+            configured: cfg.watchdog.is_some() && arm,
             ..WatchdogState::default()
         };
         match (&cfg.watchdog, arm) {
@@ -731,6 +743,7 @@ mod tests {
         shared.metrics(&mut m);
         for f in [
             "capbox_supervisor_watchdog_armed 0",
+            "capbox_supervisor_watchdog_configured 0",
             "capbox_supervisor_watchdog_feeds_total 0",
             "capbox_supervisor_thread_stalled{thread=\"mux file \\\"a\\\".ts\"} 0",
             "capbox_supervisor_thread_restarts_total{thread=\"mux file \\\"a\\\".ts\"} 0",

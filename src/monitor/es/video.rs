@@ -11,9 +11,9 @@
 //!
 //! So each coded picture — each video PES: DVB and ffmpeg put one access
 //! unit in each — gets a fingerprint: its size and a hash of samples of its
-//! bytes (its last 256 bytes, the end of the last slice's data, and in a
-//! large picture 128 bytes at its middle; the head, with the picture
-//! header's counters, is left out). Sampling keeps the cost constant per
+//! bytes (its last 256 bytes, the end of the last slice's data; the head,
+//! with the picture header's counters, is left out; a sample at the middle
+//! was dropped so the channel monitor need not reassemble pictures). Sampling keeps the cost constant per
 //! picture: a first version hashed every slice of MPEG-2 pictures and ran
 //! at 568 MB/s of ES per core, too slow next to a capture path of
 //! 1.8–4 GB/s (BENCHMARKS.md). No start code is searched, so the codec
@@ -99,8 +99,7 @@ struct Fingerprint {
 /// bytes GOP after GOP), so this covers the non-skip pictures of a long
 /// GOP.
 const RECENT: usize = 64;
-/// Bytes of a picture sampled for its hash: 2 × this at its end, this at
-/// its middle.
+/// Bytes of a picture sampled for its hash: 2 × this at its end.
 const WINDOW: usize = 128;
 
 pub struct FreezeDetector {
@@ -146,10 +145,20 @@ impl FreezeDetector {
     /// and ffmpeg put one access unit in each video PES) that arrived at
     /// `now_ms`. The picture is judged at once.
     pub fn push_pes(&mut self, now_ms: u64, payload: &[u8]) {
-        if self.codec == VideoCodec::Other || payload.is_empty() {
+        let len = payload.len();
+        self.push_picture(now_ms, len, &payload[len - len.min(TAIL_BYTES)..]);
+    }
+
+    /// The same as `push_pes` for a caller that did not keep the whole
+    /// picture: its size in bytes and its last bytes (at least
+    /// `min(size, TAIL_BYTES)` of them, fewer only if the picture is
+    /// shorter). The channel monitor keeps the last two TS payloads of each
+    /// video PES instead of reassembling it.
+    pub fn push_picture(&mut self, now_ms: u64, size: usize, end: &[u8]) {
+        if self.codec == VideoCodec::Other || size == 0 {
             return;
         }
-        let fp = fingerprint(payload);
+        let fp = fingerprint(size, end);
         self.stats.pictures += 1;
         self.ref_size = self
             .ref_size
@@ -207,22 +216,21 @@ impl FreezeDetector {
     }
 }
 
-/// Size and a hash of samples of a picture's bytes: its tail (the last
-/// slice's data, identical in a repeated picture) and, in a large picture,
-/// 128 bytes at its middle. The head is left out: it holds the picture
-/// header's counters (temporal_reference, frame_num, picture order count,
-/// timecodes) that change in a repeat. Sampling keeps the cost per picture
-/// constant: the capture path does not read the whole of every picture.
-fn fingerprint(payload: &[u8]) -> Fingerprint {
-    let len = payload.len();
-    let tail = (len / 2).min(WINDOW * 2);
-    let mut h = hash(0, &payload[len - tail..]);
-    if len >= 8 * WINDOW {
-        h = hash(h, &payload[len / 2..len / 2 + WINDOW]);
-    }
+/// Bytes at the end of a picture its fingerprint reads.
+pub const TAIL_BYTES: usize = 2 * WINDOW;
+
+/// Size and a hash of a picture's tail (the last slice's data, identical
+/// in a repeated picture; half the picture when it is small). The head is
+/// left out: it holds the picture header's counters (temporal_reference,
+/// frame_num, picture order count, timecodes) that change in a repeat.
+/// The cost per picture is constant: the capture path does not read the
+/// whole of every picture, nor keep it (the channel monitor keeps only the
+/// last two TS payloads of each picture). `end`: the picture's last bytes.
+fn fingerprint(size: usize, end: &[u8]) -> Fingerprint {
+    let tail = (size / 2).min(TAIL_BYTES).min(end.len());
     Fingerprint {
-        size: len.min(u32::MAX as usize) as u32,
-        hash: h,
+        size: size.min(u32::MAX as usize) as u32,
+        hash: hash(0, &end[end.len() - tail..]),
     }
 }
 
