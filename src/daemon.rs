@@ -1768,6 +1768,14 @@ impl Backend for App {
     }
 
     fn status(&self) -> serde_json::Value {
+        // Each channel's guide coverage (one lock of the store).
+        let coverage: BTreeMap<String, usize> = if self.epg_enabled() {
+            crate::epg::serve::coverage(&self.epg, &self.guide_channels())
+                .into_iter()
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         let chans: Vec<serde_json::Value> = self
             .channels()
             .iter()
@@ -1775,7 +1783,11 @@ impl Backend for App {
                 let c = lock(&ch.config).clone();
                 let st = ch.status();
                 let ring = ch.ring.snapshot();
+                let epg = coverage
+                    .get(&c.name)
+                    .map(|n| serde_json::json!({ "programmes_next_12h": n }));
                 serde_json::json!({
+                    "epg": epg,
                     "name": c.name,
                     "tvg_id": c.tvg_id,
                     "tvg_name": c.tvg_name,
