@@ -77,6 +77,11 @@ pub fn http_request(
     Ok((code, head.to_string(), body.to_string()))
 }
 
+/// `s` cut to `n` characters (for other console commands).
+pub fn cut_line(s: &str, n: usize) -> String {
+    cut(s, n)
+}
+
 fn cut(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()

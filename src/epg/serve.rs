@@ -280,8 +280,9 @@ pub fn status(live: &Live, channels: &[GuideChannel], enabled: bool) -> serde_js
     })
 }
 
-/// One line of events for `capbox epg`: the next events of a channel, as
-/// /epg.xml?channel= gives them, in 80 columns.
+/// `capbox epg`'s lines: (start, stop, title, sub-title) of a channel's
+/// next events in `tz`, a day header when the date changes, each line cut
+/// to 80 columns.
 pub fn print_events(events: &[(i64, i64, String, String)], tz: &jiff::tz::TimeZone) -> String {
     let mut out = String::new();
     let mut day = String::new();
@@ -305,7 +306,7 @@ pub fn print_events(events: &[(i64, i64, String, String)], tz: &jiff::tz::TimeZo
         let room = 80usize.saturating_sub(times.chars().count());
         let mut text = title.clone();
         if !sub.is_empty() && sub != title {
-            text.push_str(" · ");
+            text.push_str(" - ");
             text.push_str(sub);
         }
         if text.chars().count() > room {

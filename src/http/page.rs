@@ -466,7 +466,11 @@ pub const EPG_LOW: u64 = 2;
 /// The guide column: programmes in the next 12 hours, coloured when the
 /// guide runs dry; "off" when the box serves no guide.
 fn epg_cell(c: &Value) -> String {
-    match c.get("epg").and_then(|e| e.get("programmes_next_12h")).and_then(Value::as_u64) {
+    match c
+        .get("epg")
+        .and_then(|e| e.get("programmes_next_12h"))
+        .and_then(Value::as_u64)
+    {
         None => "<span class=\"dim\">off</span>".into(),
         Some(0) => "<span class=\"bad\">0 programmes: no guide</span>".into(),
         Some(n) if n < EPG_LOW => format!("<span class=\"warn\">{n} programme</span>"),

@@ -54,6 +54,11 @@ pub fn packets(sections: &[Vec<u8>], cc: &mut u8) -> Vec<u8> {
 /// Compile and run the generator; `None` (with a loud message) only when
 /// the compiler or the headers are absent.
 pub fn generate(tag: &str) -> Option<Generated> {
+    generate_at(tag, T0)
+}
+
+/// As `generate`, the week starting at `t0` (Unix seconds at 00:00 UTC).
+pub fn generate_at(tag: &str, t0: i64) -> Option<Generated> {
     if !Path::new("/usr/include/bitstream/dvb/si.h").exists() {
         eprintln!("SKIPPED: /usr/include/bitstream missing: apt-get install libbitstream-dev");
         return None;
@@ -76,7 +81,7 @@ pub fn generate(tag: &str) -> Option<Generated> {
     assert!(st.success(), "compiling {src:?} failed");
     let out = Command::new(&exe)
         .arg(&dir)
-        .arg(T0.to_string())
+        .arg(t0.to_string())
         .output()
         .unwrap();
     assert!(
