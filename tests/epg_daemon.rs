@@ -111,9 +111,19 @@ fn eit_from_the_air_served_as_xmltv_per_audience_and_channel() {
         .status()
         .unwrap();
     assert!(st.success(), "ffmpeg failed");
+    // The EIT spread through the service's packets, as in a broadcast mux.
     let mut cc = 0u8;
-    let mut ts = epg_common::packets(&gen.sections("good"), &mut cc);
-    ts.extend(std::fs::read(&av).unwrap());
+    let eit = epg_common::packets(&gen.sections("good"), &mut cc);
+    let av = std::fs::read(&av).unwrap();
+    let (e, a) = (eit.len() / 188, av.len() / 188);
+    let mut ts = Vec::with_capacity(eit.len() + av.len());
+    for i in 0..a {
+        ts.extend_from_slice(&av[i * 188..(i + 1) * 188]);
+        // EIT packet k goes after AV packet k * a / e.
+        for k in (i * e / a)..((i + 1) * e / a) {
+            ts.extend_from_slice(&eit[k * 188..(k + 1) * 188]);
+        }
+    }
     let mux = dir.join("mux.ts");
     std::fs::write(&mux, &ts).unwrap();
 
@@ -128,16 +138,29 @@ fn eit_from_the_air_served_as_xmltv_per_audience_and_channel() {
         );
     let srv = Server::start("epg-daemon-srv", &cfg);
 
-    // The guide fills as the runner reads the tables.
+    // The guide fills as the runner reads the tables: every event of a
+    // service not yet over by more than the day of history kept.
+    let want = gen
+        .events
+        .iter()
+        .filter(|e| e.sid == 0x0880 && e.start + i64::from(e.duration) >= t - 86_400 + 60)
+        .count();
     let mut xml = String::new();
-    let full = wait_until(Duration::from_secs(30), || {
+    let full = wait_until(Duration::from_secs(15), || {
         let r = srv.get("/epg.xml");
         xml = r.text();
+        // The whole week of both services (8 tables) is in.
         r.status == 200
-            && !programmes(&xml, "News.test").is_empty()
-            && !programmes(&xml, "Film.test").is_empty()
+            && programmes(&xml, "News.test").len() >= want
+            && programmes(&xml, "Film.test").len() >= want
     });
-    assert!(full, "no guide after 30 s:\n{}\n{}", xml, srv.log_tail(20));
+    assert!(
+        full,
+        "no guide after 30 s:\n{}\n{}\n{}",
+        xml,
+        srv.status()["epg"],
+        srv.log_tail(20)
+    );
     let r = srv.get("/epg.xml");
     assert_eq!(
         r.header("content-type").as_deref(),
@@ -246,11 +269,13 @@ fn eit_from_the_air_served_as_xmltv_per_audience_and_channel() {
         "/status {n} vs /metrics {}",
         cov.value
     );
-    assert!(st["epg"]["inputs"]
-        .as_object()
-        .unwrap()
-        .values()
-        .any(|i| i["tables"].as_u64() > Some(0)));
+    let inputs = &st["epg"]["inputs"];
+    assert!(
+        inputs
+            .as_object()
+            .is_some_and(|m| m.values().any(|i| i["tables"].as_u64().unwrap_or(0) > 0)),
+        "{inputs}"
+    );
 
     // `capbox epg news`: the next programmes in 80 columns.
     let url = format!("http://{}", srv.addr);

@@ -36,7 +36,8 @@ pub const CACHE_ENTRIES: usize = 16;
 /// Rendered guides by query (audience, channel).
 #[derive(Debug, Default)]
 pub struct Cache {
-    entries: Vec<(Option<String>, Option<String>, Instant, Arc<String>)>,
+    /// (audience, channel, the store's generation, when, the document).
+    entries: Vec<(Option<String>, Option<String>, u64, Instant, Arc<String>)>,
 }
 
 impl Cache {
@@ -116,13 +117,16 @@ pub fn epg_xml(
         channel.map(str::to_string),
     );
     let now = Instant::now();
+    let generation = live.store().generation();
+    // A rendering is kept while the guide has not changed, and at most a
+    // minute (the window slides with the clock).
     cache
         .entries
-        .retain(|(_, _, at, _)| now.duration_since(*at) < CACHE_FOR);
-    if let Some((_, _, _, xml)) = cache
+        .retain(|(_, _, g, at, _)| *g == generation && now.duration_since(*at) < CACHE_FOR);
+    if let Some((_, _, _, _, xml)) = cache
         .entries
         .iter()
-        .find(|(a, c, _, _)| (a, c) == (&key.0, &key.1))
+        .find(|(a, c, _, _, _)| (a, c) == (&key.0, &key.1))
     {
         return (200, xml.as_str().to_string());
     }
@@ -134,7 +138,7 @@ pub fn epg_xml(
             name: &g.display,
         })
         .collect();
-    let xml = {
+    let (xml, generation) = {
         let store = live.store();
         let l = store.limits();
         let t = now_secs();
@@ -142,13 +146,16 @@ pub fn epg_xml(
             t.saturating_sub(l.keep_past),
             t.saturating_add(l.max_future),
         );
-        xmltv::write(&store, &list, audience.as_ref(), from, to)
+        let xml = xmltv::write(&store, &list, audience.as_ref(), from, to);
+        (xml, store.generation())
     };
     if cache.entries.len() >= CACHE_ENTRIES {
         cache.entries.remove(0);
     }
     let xml = Arc::new(xml);
-    cache.entries.push((key.0, key.1, now, xml.clone()));
+    cache
+        .entries
+        .push((key.0, key.1, generation, now, xml.clone()));
     (200, xml.as_str().to_string())
 }
 

@@ -298,6 +298,9 @@ pub struct Store {
     priority: Vec<Origin>,
     /// Channels with their own order.
     channel_priority: BTreeMap<String, Vec<Origin>>,
+    /// Bumped by every change of what `guide` returns (a reader's cache
+    /// key: `generation`).
+    generation: u64,
 }
 
 impl Store {
@@ -309,6 +312,7 @@ impl Store {
             rejects: Rejects::default(),
             priority: Vec::new(),
             channel_priority: BTreeMap::new(),
+            generation: 0,
         }
     }
 
@@ -318,6 +322,7 @@ impl Store {
     /// its first place. An empty order for a channel goes back to the
     /// every-channel order.
     pub fn set_priority(&mut self, channel: Option<&str>, order: &[Origin]) {
+        self.generation += 1;
         let mut o: Vec<Origin> = Vec::with_capacity(order.len());
         for x in order {
             if !o.contains(x) {
@@ -340,6 +345,13 @@ impl Store {
         self.channel_priority.get(channel).unwrap_or(&self.priority)
     }
 
+    /// Changes whenever what `guide` returns may have changed (parts
+    /// stored, events expired or evicted, the merge order): a rendered
+    /// guide of an older generation is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -348,6 +360,7 @@ impl Store {
     /// events of any channel until the store fits (counted in
     /// `over_budget`).
     pub fn set_budget(&mut self, bytes: usize) {
+        self.generation += 1;
         self.limits.budget_bytes = bytes;
         while self.bytes > bytes {
             let furthest = self
@@ -607,6 +620,7 @@ impl Store {
                 shrunk_since: None,
             },
         );
+        self.generation += 1;
         Outcome::Stored(n)
     }
 
@@ -621,6 +635,7 @@ impl Store {
                     p.bytes -= f;
                     self.bytes -= f;
                     self.rejects.expired += gone as u64;
+                    self.generation += 1;
                 }
             }
         }
@@ -628,6 +643,7 @@ impl Store {
 
     /// Forget a channel (removed from the config).
     pub fn remove_channel(&mut self, channel: &str) {
+        self.generation += 1;
         if let Some(c) = self.channels.remove(channel) {
             self.bytes -= c.parts.values().map(|p| p.bytes).sum::<usize>();
         }

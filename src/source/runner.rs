@@ -589,7 +589,18 @@ impl Worker {
     /// Which services the collector wants (a remote's program 0 is known
     /// once its PAT came), and its counters for /status and /metrics.
     fn publish_eit(&mut self) {
-        let (Some(c), Some(live)) = (self.eit.as_mut(), self.cfg.epg.as_ref()) else {
+        self.eit_services();
+        let (Some(c), Some(live)) = (self.eit.as_ref(), self.cfg.epg.as_ref()) else {
+            return;
+        };
+        let key = self.key.describe();
+        live.set_mux(&key, MuxEit::of(&c.stats, c.assembler_stats().crc_errors));
+    }
+
+    /// Tell the collector the channels' services (at attach, so the first
+    /// read is collected, and at each status refresh).
+    fn eit_services(&mut self) {
+        let Some(c) = self.eit.as_mut() else {
             return;
         };
         let wanted: Vec<(u16, String, Option<crate::ts::text::Charset>)> = self
@@ -611,8 +622,6 @@ impl Worker {
         if !same {
             c.set_services(wanted);
         }
-        let key = self.key.describe();
-        live.set_mux(&key, MuxEit::of(&c.stats, c.assembler_stats().crc_errors));
     }
 
     /// One turn of every output: feed its CA session the mux read (if
@@ -1137,6 +1146,7 @@ impl Worker {
                             .then(|| Box::new(Tr101290::new(tr101290::Config::channel()))),
                         epg_charset,
                     });
+                    self.eit_services();
                 }
                 Ok(Command::Remove(name)) => {
                     while let Some(i) = self.outputs.iter().position(|o| o.name == name) {
