@@ -576,6 +576,17 @@ impl Poller {
         unix: i64,
     ) -> Applied {
         let validators = self.pending.take().unwrap_or_default();
+        match root_element(body) {
+            Ok(r) if r == "tv" => {}
+            Ok(r) => {
+                return self.refuse(
+                    unix,
+                    Reason::Parse,
+                    format!("not XMLTV: the root element is <{r}>, not <tv>"),
+                )
+            }
+            Err(e) => return self.refuse(unix, Reason::Parse, e),
+        }
         let unknown: RefCell<BTreeSet<String>> = RefCell::new(BTreeSet::new());
         let parsed = xmltv_in::parse(body, |id| {
             let r = resolve(id);
@@ -677,6 +688,26 @@ impl Poller {
     fn refuse(&mut self, unix: i64, r: Reason, text: String) -> Applied {
         self.fail(unix, &text, r);
         Applied::Refused(r)
+    }
+}
+
+/// The name of the document's first element (an HTML error page served
+/// with a 200 is not a guide with no programme).
+fn root_element(body: &[u8]) -> Result<String, String> {
+    use quick_xml::events::Event as X;
+    let mut r = quick_xml::Reader::from_reader(body);
+    let mut buf = Vec::new();
+    loop {
+        let pos = r.buffer_position();
+        match r.read_event_into(&mut buf) {
+            Ok(X::Start(e)) | Ok(X::Empty(e)) => {
+                return Ok(printable(e.name().as_ref().as_bytes(), 32));
+            }
+            Ok(X::Eof) => return Err("not XMLTV: the document has no element".into()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("XMLTV is not well-formed near byte {pos}: {e}")),
+        }
+        buf.clear();
     }
 }
 
