@@ -837,3 +837,50 @@ fn custom_transport_sees_the_validators() {
     });
     assert_eq!(p.stats().not_modified, 1);
 }
+
+/// A daemon restarted (or restarting in a loop) with its cache directory
+/// neither asks the source before its time nor serves an empty guide.
+#[test]
+fn a_restart_with_a_cache_serves_the_guide_and_waits_its_turn() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("epg_fetch_cache");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let srv = Server::start(Mode::Guide {
+        body: good(NOW, "c"),
+        etag: "\"c\"".into(),
+        chunked: false,
+    });
+    let mut p = Poller::new(source(&srv.url())).cache_in(dir.clone());
+    let mut store = Store::new(Limits::default());
+    assert!(matches!(
+        poll(&mut p, &mut store, 0, NOW).1,
+        Some(Applied::Loaded { channels: 2, .. })
+    ));
+    let news = snapshot(&store, "news", NOW);
+    drop(p);
+    // Ten restarts a minute apart, each polling every minute until the
+    // next restart: the source is not asked again.
+    for k in 1..=10u64 {
+        let mut q = Poller::new(source(&srv.url())).cache_in(dir.clone());
+        let mut fresh = Store::new(Limits::default());
+        let unix = NOW + 60 * k as i64;
+        assert!(matches!(
+            q.restore(&mut fresh, &resolve, 0, unix),
+            Some(Applied::Loaded { channels: 2, .. })
+        ));
+        assert_eq!(snapshot(&fresh, "news", NOW), news);
+        assert_eq!(poll(&mut q, &mut fresh, 59, unix + 59).0, Fetched::NotDue);
+    }
+    assert_eq!(srv.requests(), 1);
+    // Its turn (6 h after the first poll): a conditional request.
+    let mut q = Poller::new(source(&srv.url())).cache_in(dir.clone());
+    let mut fresh = Store::new(Limits::default());
+    q.restore(&mut fresh, &resolve, 0, NOW + 3600);
+    assert_eq!(q.next_due(), 5 * H);
+    assert_eq!(
+        poll(&mut q, &mut fresh, 5 * H, NOW + 6 * 3600).0,
+        Fetched::NotModified
+    );
+    assert_eq!(srv.requests(), 2);
+    assert_eq!(srv.last().if_none_match.as_deref(), Some("\"c\""));
+}

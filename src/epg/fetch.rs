@@ -10,11 +10,26 @@
 //! //   other knobs: backoff_max_secs (24 h), max_body_bytes (64 MiB),
 //! //   connect/idle/total timeouts (10 s / 30 s / 300 s)
 //! let resolve: Resolve = Box::new(move |id| map.get(id).cloned().or(...));  // source id -> capbox channel
-//! let t = fetch::spawn(Poller::new(src), store.clone() /* Arc<Mutex<Store>> */, resolve)?;
+//! let poller = Poller::new(src).cache_in(state_dir);   // optional, see below
+//! let t = fetch::spawn(poller, store.clone() /* Arc<Mutex<Store>> */, resolve)?;
 //! t.stats()            // FetchStats, a copy: for /status (FetchStats::words) and /metrics
 //! fetch::render_metrics(&mut out, &[("operator", &t.stats())]);
 //! drop(t)              // stops the thread (not waiting for a fetch under way)
 //! ```
+//!
+//! With `cache_in(dir)` the last accepted document and the schedule are
+//! kept in `dir` (`xmltv-<name>.xml`, `xmltv-<name>.state`): at start the
+//! thread loads the cached guide into the store and waits out the schedule
+//! (`Poller::restore`), so a restart neither leaves the guide empty until
+//! the source answers nor asks the source again before its time. Without
+//! it, each start asks the source at once. On a config reload, keep the
+//! running `FetchThread` of an unchanged source rather than starting a new
+//! one.
+//!
+//! A daemon with its own loop instead of the thread: call
+//! `poller.fetch(mono, unix)` whenever (it asks only when due), hand a
+//! `Fetched::Body` to `poller.apply(&body, &mut store, &resolve, unix)`,
+//! sleep until `poller.next_due()`.
 //!
 //! `store.set_priority(None | Some(channel), &[Origin::Xmltv(0), Origin::Eit])`
 //! sets which source wins where events overlap (the config's `priority`;
@@ -83,7 +98,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::store::{PartKey, Rejects, Store};
+use super::store::{Outcome, PartKey, Rejects, Store};
 use super::xmltv_in::{self, XmltvStats};
 use crate::monitor::metrics::{family, Kind};
 use crate::source::remote::{redact_url, BodyDecoder, Framing, HttpUrl};
@@ -343,6 +358,8 @@ pub struct FetchStats {
     /// Source channel ids of the last document that map to no capbox
     /// channel (at most `MAX_UNKNOWN_IDS`).
     pub unknown_ids: Vec<String>,
+    /// Writes to the cache directory that failed (`Poller::cache_in`).
+    pub cache_errors: u64,
 }
 
 impl FetchStats {
@@ -456,6 +473,8 @@ pub struct Poller {
     /// Monotonic seconds of the next poll (0: at once).
     next_due: u64,
     stats: FetchStats,
+    /// Where the last accepted document and the schedule are kept.
+    cache: Option<PathBuf>,
 }
 
 impl Poller {
@@ -468,6 +487,7 @@ impl Poller {
             pending: None,
             next_due: 0,
             stats: FetchStats::default(),
+            cache: None,
         }
     }
 
@@ -515,6 +535,17 @@ impl Poller {
         self.stats.fetches += 1;
         self.stats.last_attempt = Some(unix);
         self.pending = None;
+        let r = self.ask(mono, unix, get);
+        self.save_state();
+        r
+    }
+
+    fn ask(
+        &mut self,
+        mono: u64,
+        unix: i64,
+        get: impl FnOnce(&XmltvSource, &Validators) -> Result<Answer, FetchError>,
+    ) -> Fetched {
         match get(&self.src, &self.validators) {
             Ok(Answer::NotModified) => {
                 self.stats.not_modified += 1;
@@ -567,7 +598,8 @@ impl Poller {
     /// Judge a document `fetch` handed out and put what passes into the
     /// store as part `Xmltv(index)` of each channel (see the module doc
     /// for what is refused). `resolve` maps a source channel id to a
-    /// capbox channel.
+    /// capbox channel. With a cache (`cache_in`), an accepted document is
+    /// written there.
     pub fn apply(
         &mut self,
         body: &[u8],
@@ -576,16 +608,64 @@ impl Poller {
         unix: i64,
     ) -> Applied {
         let validators = self.pending.take().unwrap_or_default();
+        let (loaded, events, refused) = match self.judge(body, store, resolve, unix) {
+            Ok(v) => v,
+            Err((r, text)) => {
+                self.save_state();
+                return self.refuse(unix, r, text);
+            }
+        };
+        if !refused.is_empty() {
+            log::warn!(
+                "epg: xmltv source {}: {} channel(s) kept their last good guide: {}",
+                self.src.name,
+                refused.len(),
+                first_few(&refused)
+            );
+        }
+        // Validators are kept for a document accepted whole only: with a
+        // channel refused, the next poll fetches it again whole, so the
+        // store's wipe-out hold can run out for that channel.
+        self.validators = if refused.is_empty() {
+            validators
+        } else {
+            Validators::default()
+        };
+        self.stats.loaded += 1;
+        self.stats.last_success = Some(unix);
+        self.stats.channels = loaded;
+        self.stats.events = events;
+        if let Some(path) = self.cache_path("xml") {
+            if let Err(e) = write_atomic(&path, body) {
+                self.cache_error(&path, e);
+            }
+        }
+        self.save_state();
+        Applied::Loaded {
+            channels: loaded,
+            refused: refused.len(),
+        }
+    }
+
+    /// Parse and validate `body` into the store: (channels loaded, their
+    /// events, the refused channels in words), or why the whole document
+    /// is refused.
+    fn judge(
+        &mut self,
+        body: &[u8],
+        store: &mut Store,
+        resolve: &dyn Fn(&str) -> Option<String>,
+        unix: i64,
+    ) -> Result<(usize, usize, Vec<String>), (Reason, String)> {
         match root_element(body) {
             Ok(r) if r == "tv" => {}
             Ok(r) => {
-                return self.refuse(
-                    unix,
+                return Err((
                     Reason::Parse,
                     format!("not XMLTV: the root element is <{r}>, not <tv>"),
-                )
+                ))
             }
-            Err(e) => return self.refuse(unix, Reason::Parse, e),
+            Err(e) => return Err((Reason::Parse, e)),
         }
         let unknown: RefCell<BTreeSet<String>> = RefCell::new(BTreeSet::new());
         let parsed = xmltv_in::parse(body, |id| {
@@ -597,11 +677,8 @@ impl Poller {
                 }
             }
             r
-        });
-        let parsed = match parsed {
-            Ok(p) => p,
-            Err(e) => return self.refuse(unix, Reason::Parse, e),
-        };
+        })
+        .map_err(|e| (Reason::Parse, e))?;
         let p = &mut self.stats.parse;
         p.programmes += parsed.stats.programmes;
         p.unknown_channel += parsed.stats.unknown_channel;
@@ -619,7 +696,7 @@ impl Poller {
             } else {
                 "the document has no programme".to_string()
             };
-            return self.refuse(unix, Reason::NoChannels, text);
+            return Err((Reason::NoChannels, text));
         }
         let key = PartKey::Xmltv(self.src.index);
         let (mut loaded, mut events_total) = (0usize, 0usize);
@@ -642,47 +719,156 @@ impl Poller {
             }
             let k = events.len();
             match store.replace(&ch, key, events, unix) {
-                super::store::Outcome::Stored(k) => {
+                Outcome::Stored(k) => {
                     loaded += 1;
                     events_total += k;
                 }
-                super::store::Outcome::Unchanged => {
+                Outcome::Unchanged => {
                     loaded += 1;
                     events_total += k;
                 }
-                super::store::Outcome::Wipeout => refused.push(format!(
+                Outcome::Wipeout => refused.push(format!(
                     "{ch}: {k} events would replace a fuller guide (wipe-out guard)"
                 )),
-                super::store::Outcome::TooMany => {
+                Outcome::TooMany => {
                     refused.push(format!("{ch}: the store has no room for another channel"))
                 }
             }
         }
         self.stats.channels_refused += refused.len() as u64;
         if loaded == 0 {
-            let text = format!(
-                "every channel refused, the last good guide stays: {}",
-                first_few(&refused)
+            return Err((
+                Reason::Invalid,
+                format!(
+                    "every channel refused, the last good guide stays: {}",
+                    first_few(&refused)
+                ),
+            ));
+        }
+        Ok((loaded, events_total, refused))
+    }
+
+    /// Keep the last accepted document and the schedule in `dir` (the
+    /// daemon's state directory): `restore` at the next start loads the
+    /// guide from there and waits out the schedule instead of asking the
+    /// source at once (a daemon restarted in a loop must not hammer the
+    /// source, and a box rebooted while the source is down still has a
+    /// guide). Files: `<dir>/xmltv-<name>.xml` and `.state`, written to a
+    /// temporary name and renamed.
+    pub fn cache_in(mut self, dir: PathBuf) -> Poller {
+        self.cache = Some(dir);
+        self
+    }
+
+    fn cache_path(&self, ext: &str) -> Option<PathBuf> {
+        let dir = self.cache.as_ref()?;
+        let name: String = self
+            .src
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Some(dir.join(format!("xmltv-{name}.{ext}")))
+    }
+
+    fn cache_error(&mut self, path: &Path, e: io::Error) {
+        self.stats.cache_errors += 1;
+        log::warn!(
+            "epg: xmltv source {}: cannot write {}: {e}",
+            self.src.name,
+            path.display()
+        );
+    }
+
+    /// The schedule and validators, to carry over a restart.
+    pub fn state(&self) -> PollState {
+        PollState {
+            validators: self.validators.clone(),
+            last_attempt: self.stats.last_attempt,
+            last_success: self.stats.last_success,
+            failures: self.stats.consecutive_failures,
+        }
+    }
+
+    fn save_state(&mut self) {
+        if let Some(path) = self.cache_path("state") {
+            if let Err(e) = write_atomic(&path, self.state().to_text().as_bytes()) {
+                self.cache_error(&path, e);
+            }
+        }
+    }
+
+    /// At start, with a cache (`cache_in`): load the cached document into
+    /// the store (judged again like any document: the clock has moved)
+    /// and resume the schedule — the next poll when the last one said,
+    /// counted from its wall-clock time (a clock that went back waits one
+    /// full period). Without a usable cached document, the schedule is
+    /// kept only if the source was failing (asking again at once would
+    /// fail too); otherwise the source is asked at once. Does not count as
+    /// a fetch. `None` without a cache or a cached document.
+    pub fn restore(
+        &mut self,
+        store: &mut Store,
+        resolve: &dyn Fn(&str) -> Option<String>,
+        mono: u64,
+        unix: i64,
+    ) -> Option<Applied> {
+        let state = self
+            .cache_path("state")
+            .and_then(|p| read_capped(&p, 4096).ok())
+            .map(|b| PollState::from_text(&String::from_utf8_lossy(&b)))
+            .unwrap_or_default();
+        self.stats.last_attempt = state.last_attempt;
+        self.stats.last_success = state.last_success;
+        self.stats.consecutive_failures = state.failures;
+        let body = self
+            .cache_path("xml")
+            .and_then(|p| read_capped(&p, self.src.max_body_bytes).ok());
+        let applied = body.map(|b| match self.judge(&b, store, resolve, unix) {
+            Ok((loaded, events, refused)) => {
+                self.validators = if refused.is_empty() {
+                    state.validators.clone()
+                } else {
+                    Validators::default()
+                };
+                self.stats.channels = loaded;
+                self.stats.events = events;
+                Applied::Loaded {
+                    channels: loaded,
+                    refused: refused.len(),
+                }
+            }
+            Err((r, text)) => {
+                log::warn!(
+                    "epg: xmltv source {}: the cached guide is refused: {text}",
+                    self.src.name
+                );
+                Applied::Refused(r)
+            }
+        });
+        let usable = matches!(applied, Some(Applied::Loaded { .. }));
+        if let (Some(last), true) = (state.last_attempt, usable || state.failures > 0) {
+            let delay = next_delay(
+                self.src.every_secs,
+                self.src.backoff_max_secs,
+                state.failures,
+                None,
             );
-            return self.refuse(unix, Reason::Invalid, text);
+            let since = unix.saturating_sub(last);
+            let wait = if since < 0 {
+                delay
+            } else {
+                delay.saturating_sub(since as u64)
+            };
+            self.schedule(mono, unix, wait);
         }
-        if !refused.is_empty() {
-            log::warn!(
-                "epg: xmltv source {}: {} channel(s) kept their last good guide: {}",
-                self.src.name,
-                refused.len(),
-                first_few(&refused)
-            );
-        }
-        self.validators = validators;
-        self.stats.loaded += 1;
-        self.stats.last_success = Some(unix);
-        self.stats.channels = loaded;
-        self.stats.events = events_total;
-        Applied::Loaded {
-            channels: loaded,
-            refused: refused.len(),
-        }
+        applied
     }
 
     fn refuse(&mut self, unix: i64, r: Reason, text: String) -> Applied {
@@ -750,6 +936,93 @@ fn printable(b: &[u8], max: usize) -> String {
         s.push('…');
     }
     s
+}
+
+/// What a poller carries over a restart (`Poller::state`, the cache's
+/// `.state` file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollState {
+    pub validators: Validators,
+    pub last_attempt: Option<i64>,
+    pub last_success: Option<i64>,
+    pub failures: u32,
+}
+
+impl PollState {
+    /// `key value` lines.
+    pub fn to_text(&self) -> String {
+        let mut s = String::from("# capbox xmltv poll state\n");
+        if let Some(t) = self.last_attempt {
+            s.push_str(&format!("last_attempt {t}\n"));
+        }
+        if let Some(t) = self.last_success {
+            s.push_str(&format!("last_success {t}\n"));
+        }
+        s.push_str(&format!("failures {}\n", self.failures));
+        if let Some(e) = &self.validators.etag {
+            s.push_str(&format!("etag {e}\n"));
+        }
+        if let Some(l) = &self.validators.last_modified {
+            s.push_str(&format!("last_modified {l}\n"));
+        }
+        if let Some((m, n)) = self.validators.file {
+            s.push_str(&format!("file {m} {n}\n"));
+        }
+        s
+    }
+
+    /// Lenient: a line that does not read is skipped (the state is a
+    /// hint; the worst is one poll too early or a full fetch).
+    pub fn from_text(text: &str) -> PollState {
+        let mut st = PollState::default();
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once(' ') else {
+                continue;
+            };
+            match k {
+                "last_attempt" => st.last_attempt = v.trim().parse().ok(),
+                "last_success" => st.last_success = v.trim().parse().ok(),
+                "failures" => st.failures = v.trim().parse().unwrap_or(0),
+                "etag" => st.validators.etag = validator(v.as_bytes()),
+                "last_modified" => st.validators.last_modified = validator(v.as_bytes()),
+                "file" => {
+                    let mut it = v.split_whitespace();
+                    st.validators.file = match (
+                        it.next().and_then(|m| m.parse().ok()),
+                        it.next().and_then(|n| n.parse().ok()),
+                    ) {
+                        (Some(m), Some(n)) => Some((m, n)),
+                        _ => None,
+                    };
+                }
+                _ => {}
+            }
+        }
+        st
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let mut b = Vec::new();
+    std::fs::File::open(path)?
+        .take(max.saturating_add(1))
+        .read_to_end(&mut b)?;
+    if b.len() as u64 > max {
+        return Err(io::Error::other(format!("over {max} bytes")));
+    }
+    Ok(b)
 }
 
 // ---------------------------------------------------------------------------
@@ -1154,6 +1427,13 @@ pub fn spawn(
         .name(format!("xmltv-{}", poller.src.name))
         .spawn(move || {
             let t0 = Instant::now();
+            if poller.cache.is_some() {
+                let unix = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                let mut s = lock(&store);
+                poller.restore(&mut s, &*resolve, 0, unix);
+            }
             loop {
                 let mono = t0.elapsed().as_secs();
                 let unix = SystemTime::now()
