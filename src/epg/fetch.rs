@@ -52,6 +52,13 @@
 //!   stays.
 //! - `capbox_epg_xmltv_unknown_programmes_total{source}`: programmes whose
 //!   channel id maps to no capbox channel.
+//! - `capbox_epg_xmltv_cache_write_errors_total{source}`: failed writes to
+//!   the cache directory.
+//!
+//! /status: `FetchStats::words(now)` ("last good 2 h ago (200 channels,
+//! 67200 events); 2 failures in a row; last error 5 min ago: http://…:
+//! HTTP 500 Oops; next poll in 7 h"), `unknown_ids` for "channel ids do
+//! not match".
 //!
 //! # Promises
 //!
@@ -66,8 +73,9 @@
 //! - Conditional: `If-None-Match` with the last accepted document's ETag,
 //!   `If-Modified-Since` with its Last-Modified (sent back verbatim, as RFC
 //!   9110 asks); a 304 costs nothing. A file is read again only when its
-//!   modification time or size changed. Validators of a refused document
-//!   are not kept.
+//!   modification time or size changed. Validators are kept only for a
+//!   document accepted whole: after a refusal (of the document or of one
+//!   of its channels) the next poll fetches it whole and judges it again.
 //! - The last good guide stays when a fetch fails, when the document is not
 //!   well-formed XML (`parse`), when none of its channel ids maps to a capbox
 //!   channel (`no_channels`, the unknown ids in `FetchStats::unknown_ids`),
@@ -83,8 +91,12 @@
 //!   LAN), no redirects followed (the error names the Location), no
 //!   compressed bodies (`Accept-Encoding: identity`).
 //!
-//! The state machine (`Poller`) does no I/O of its own in `fetch_with` and
-//! takes both clocks from the caller: `mono` (seconds on a monotonic clock,
+//!   A host name is resolved by the system resolver, which the timeouts do
+//!   not bound (give the source as an address where that matters).
+//!
+//! The state machine (`Poller`) does no network I/O of its own in
+//! `fetch_with` (only the optional cache's small state file) and takes
+//! both clocks from the caller: `mono` (seconds on a monotonic clock,
 //! for the schedule: a wall clock set at boot by NTP must not make it poll
 //! twice or never) and `unix` (for the store and `last_success`), so tests
 //! drive it through a week of fake time in milliseconds.
@@ -1552,6 +1564,15 @@ pub fn render_metrics(out: &mut String, sources: &[(&str, &FetchStats)]) {
     );
     for (name, s) in sources {
         f.sample(&[("source", name)], s.parse.unknown_channel);
+    }
+    let mut f = family(
+        out,
+        "capbox_epg_xmltv_cache_write_errors_total",
+        Kind::Counter,
+        "Failed writes of an XMLTV source's cached document or schedule.",
+    );
+    for (name, s) in sources {
+        f.sample(&[("source", name)], s.cache_errors);
     }
 }
 
