@@ -117,6 +117,7 @@ fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut store_bytes = 0;
     let mut parse_only = Vec::new();
+    let mut curl304 = Vec::new();
     for _ in 0..runs {
         let mut p = Poller::new(XmltvSource::new("bench", 0, &url).unwrap());
         let mut store = Store::new(Limits::default());
@@ -152,6 +153,14 @@ fn main() {
             curl.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let t = Instant::now();
+        let ok = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-H", "If-None-Match: \"g\"", &url])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            curl304.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let t = Instant::now();
         let ok = Command::new("xmllint")
             .args(["--stream", "--noout"])
             .arg(&path)
@@ -168,6 +177,12 @@ fn main() {
     println!("RESULT capbox_conditional_304_ms {:.2}", median(cond));
     if !curl.is_empty() {
         println!("RESULT anchor_curl_get_ms {:.1}", median(curl));
+    }
+    if !curl304.is_empty() {
+        println!(
+            "RESULT anchor_curl_conditional_304_ms {:.2} (a process start included)",
+            median(curl304)
+        );
     }
     if !xmllint.is_empty() {
         println!(
