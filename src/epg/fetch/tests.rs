@@ -291,3 +291,102 @@ fn validators_are_header_safe() {
     assert_eq!(validator(&[b'a'; MAX_VALIDATOR_BYTES + 1]), None);
     assert_eq!(validator(b""), None);
 }
+
+#[test]
+fn poll_state_round_trip_and_lenient() {
+    let st = PollState {
+        validators: Validators {
+            etag: Some("W/\"x y\"".into()),
+            last_modified: Some("Thu, 28 May 2026 18:00:00 GMT".into()),
+            file: Some((-5, 42)),
+        },
+        last_attempt: Some(NOW),
+        last_success: Some(NOW - 60),
+        failures: 3,
+    };
+    assert_eq!(PollState::from_text(&st.to_text()), st);
+    assert_eq!(
+        PollState::from_text("garbage\nfailures x\nfile 1\netag \u{1}\n"),
+        PollState::default()
+    );
+}
+
+#[test]
+fn restart_with_a_cache_keeps_guide_and_schedule() {
+    let dir = std::env::temp_dir().join(format!("capbox-fetch-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let map = |id: &str| (id == "src.news").then(|| "news".to_string());
+    let good = doc("src.news", 6, |i| format!("Show {i}"), 1800, 1800);
+
+    let mut p = poller(6 * H).cache_in(dir.clone());
+    let mut store = Store::new(Limits::default());
+    let b = body(&mut p, good.clone(), "\"v1\"");
+    assert!(matches!(
+        p.apply(&b, &mut store, &map, NOW),
+        Applied::Loaded { .. }
+    ));
+
+    // Restarted an hour later: the guide is back without asking, and the
+    // next poll is 5 h away, with the cached ETag.
+    let mut q = poller(6 * H).cache_in(dir.clone());
+    let mut fresh = Store::new(Limits::default());
+    assert!(matches!(
+        q.restore(&mut fresh, &map, 100, NOW + 3600),
+        Some(Applied::Loaded {
+            channels: 1,
+            refused: 0
+        })
+    ));
+    assert_eq!(fresh.guide("news", NOW, NOW + 86_400).len(), 6);
+    assert_eq!(q.next_due(), 100 + 5 * H);
+    assert_eq!(q.validators().etag.as_deref(), Some("\"v1\""));
+    assert_eq!(q.stats().fetches, 0);
+    assert_eq!(q.stats().last_success, Some(NOW));
+
+    // The source fails twice; restarted, the back-off (12 h) is kept even
+    // though nothing changed on disk for the guide.
+    q.fetch_with(q.next_due(), NOW + 6 * 3600, |_, _| fail(Reason::Timeout));
+    q.fetch_with(q.next_due(), NOW + 12 * 3600, |_, _| fail(Reason::Timeout));
+    let mut r = poller(6 * H).cache_in(dir.clone());
+    r.restore(
+        &mut Store::new(Limits::default()),
+        &map,
+        0,
+        NOW + 12 * 3600 + 60,
+    );
+    assert_eq!(r.next_due(), 12 * H - 60);
+    assert_eq!(r.stats().consecutive_failures, 2);
+
+    // A clock gone back: one full period.
+    let mut r = poller(6 * H).cache_in(dir.clone());
+    r.restore(&mut Store::new(Limits::default()), &map, 0, NOW - 86_400);
+    assert_eq!(r.next_due(), 12 * H);
+
+    // A cached document no longer current (a month later) and a source
+    // that was answering: asked at once.
+    std::fs::write(
+        dir.join("xmltv-op.state"),
+        "last_attempt 1780000000\nfailures 0\n",
+    )
+    .unwrap();
+    let mut r = poller(6 * H).cache_in(dir.clone());
+    assert_eq!(
+        r.restore(
+            &mut Store::new(Limits::default()),
+            &map,
+            0,
+            NOW + 40 * 86_400
+        ),
+        Some(Applied::Refused(Reason::Invalid))
+    );
+    assert_eq!(r.next_due(), 0);
+    // No cache directory: nothing restored, asked at once.
+    let mut r = poller(6 * H);
+    assert_eq!(
+        r.restore(&mut Store::new(Limits::default()), &map, 0, NOW),
+        None
+    );
+    assert_eq!(r.next_due(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
