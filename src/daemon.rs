@@ -938,7 +938,13 @@ impl Daemon {
                     .or_else(|| ids.iter().find(|(_, name)| name == id))
                     .map(|(_, name)| name.clone())
             });
-            let poller = crate::epg::fetch::Poller::new(src);
+            // The last good document and the schedule live beside the
+            // state file (the data partition): a restart serves the
+            // operator's guide at once and does not ask the source early.
+            let mut poller = crate::epg::fetch::Poller::new(src);
+            if let Some(dir) = cfg.server.state_file.as_ref().and_then(|f| f.parent()) {
+                poller = poller.cache_in(dir.to_path_buf());
+            }
             match crate::epg::fetch::spawn(poller, self.app.epg.store_arc(), resolve) {
                 Ok(t) => {
                     log::info!(

@@ -33,11 +33,13 @@ pub const CACHE_FOR: Duration = Duration::from_secs(60);
 /// Rendered guides kept (the whole guide, per audience, per channel).
 pub const CACHE_ENTRIES: usize = 16;
 
+/// (audience, channel, the store's generation, when, the document).
+type Rendered = (Option<String>, Option<String>, u64, Instant, Arc<String>);
+
 /// Rendered guides by query (audience, channel).
 #[derive(Debug, Default)]
 pub struct Cache {
-    /// (audience, channel, the store's generation, when, the document).
-    entries: Vec<(Option<String>, Option<String>, u64, Instant, Arc<String>)>,
+    entries: Vec<Rendered>,
 }
 
 impl Cache {
