@@ -45,6 +45,64 @@ pub struct App {
     pub monitor: Arc<crate::monitor::tr101290::Board>,
     /// The last hour of C/N and bitrate, for the status page (`GET /`).
     history: crate::monitor::history::History,
+    /// The programme guide (`[epg]`): every runner's EIT, the operator's
+    /// XMLTV, served at /epg.xml. Created at start whatever `enabled`
+    /// says (a reload may turn it on); `epg_on` says whether it is used.
+    pub epg: Arc<crate::epg::live::Live>,
+    /// Rendered guides by query, for a minute (`epg::serve::CACHE_FOR`).
+    epg_cache: Mutex<crate::epg::serve::Cache>,
+    /// The `[[xmltv]]` pollers, each with the config it was started with.
+    xmltv: Mutex<Vec<(config::XmltvConfig, crate::epg::fetch::FetchThread)>>,
+    /// (tvg_id, name) of every channel: what an XMLTV id not in a
+    /// source's `map` is matched against (updated on reload).
+    xmltv_ids: Arc<RwLock<Vec<(String, String)>>>,
+}
+
+/// (tvg_id, name) of every channel, for XMLTV ids without a mapping.
+fn xmltv_ids(c: &Config) -> Vec<(String, String)> {
+    c.channels
+        .iter()
+        .map(|ch| (ch.tvg_id.clone(), ch.name.clone()))
+        .collect()
+}
+
+/// The merge order of `[epg] priority` over `n` XMLTV sources.
+fn epg_priority(c: &config::EpgConfig) -> Vec<crate::epg::Origin> {
+    use crate::epg::Origin;
+    let ops = (0..c.xmltv.len().min(256)).map(|i| Origin::Xmltv(i as u8));
+    match c.priority {
+        config::EpgPriority::Air => std::iter::once(Origin::Eit).chain(ops).collect(),
+        config::EpgPriority::Operator => ops.chain(std::iter::once(Origin::Eit)).collect(),
+    }
+}
+
+/// The store's limits from `[epg]`.
+fn epg_limits(c: &config::EpgConfig) -> crate::epg::Limits {
+    crate::epg::Limits {
+        budget_bytes: c.budget_bytes(),
+        ..crate::epg::Limits::default()
+    }
+}
+
+fn epg_settings(c: &config::EpgConfig) -> crate::epg::live::Settings {
+    crate::epg::live::Settings {
+        charset: c.charset,
+        language: c.language.clone(),
+    }
+}
+
+/// The config's audiences (their zones were checked by the config walk).
+fn epg_audiences(c: &config::EpgConfig) -> Vec<crate::epg::xmltv::Audience> {
+    c.audiences
+        .iter()
+        .filter_map(|a| match crate::epg::xmltv::Audience::new(&a.name, &a.tz) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                log::error!("{e}");
+                None
+            }
+        })
+        .collect()
 }
 
 pub struct Daemon {
@@ -305,6 +363,15 @@ impl Daemon {
             probes: crate::monitor::check::ProbeBoard::new(),
             monitor: Default::default(),
             history: crate::monitor::history::History::new(),
+            epg: Arc::new(crate::epg::live::Live::new(
+                epg_limits(&config.epg),
+                epg_settings(&config.epg),
+                epg_audiences(&config.epg),
+                config.epg.enabled,
+            )),
+            epg_cache: Mutex::new(crate::epg::serve::Cache::default()),
+            xmltv: Mutex::new(Vec::new()),
+            xmltv_ids: Arc::new(RwLock::new(xmltv_ids(&config))),
         });
         app.set_adapters(&config);
         let mut d = Daemon {
@@ -349,6 +416,11 @@ impl Daemon {
         for ch in &config.channels {
             d.add_channel(ch.clone());
         }
+        d.app
+            .epg
+            .store()
+            .set_priority(None, &epg_priority(&config.epg));
+        d.set_xmltv(&config);
         let mut hc = HttpConfig::new(config.server.listen);
         hc.write_timeout = Duration::from_millis(config.server.write_timeout_ms);
         hc.max_clients = config.server.max_clients;
@@ -435,6 +507,7 @@ impl Daemon {
                 clock_drift_s: self.config.monitor.clock_drift_s as u32,
                 board: Some(self.app.monitor.clone()),
             },
+            epg: Some(self.app.epg.clone()),
         }
     }
 
@@ -525,6 +598,7 @@ impl Daemon {
                     program: src.program,
                     biss: src.biss.clone(),
                     ca: self.ca_session(&name, src),
+                    epg_charset: src.epg_charset,
                 });
             }
         }
@@ -665,6 +739,7 @@ impl Daemon {
             log::info!("reload: [[probe]] changed ({} probes)", new.probes.len());
             self.set_probes(&new);
         }
+        self.reload_epg(&new);
         if new.supervisor != self.config.supervisor {
             if let Some(s) = &self.supervisor {
                 s.reconfigure(&new.supervisor);
@@ -809,6 +884,133 @@ impl Daemon {
         }
     }
 
+    /// Start the `[[xmltv]]` pollers of `cfg` that are not running with
+    /// the same settings, stop those no longer configured. A poller that
+    /// stays keeps its schedule and validators: a reload never makes a
+    /// source be polled sooner.
+    fn set_xmltv(&mut self, cfg: &Config) {
+        *self
+            .app
+            .xmltv_ids
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = xmltv_ids(cfg);
+        let mut running = lock(&self.app.xmltv);
+        let wanted: Vec<&config::XmltvConfig> = if cfg.epg.enabled {
+            cfg.epg.xmltv.iter().take(256).collect()
+        } else {
+            Vec::new()
+        };
+        // Same settings at the same index (its PartKey): kept.
+        let same = |a: &config::XmltvConfig, b: &config::XmltvConfig| {
+            a.name == b.name && a.location == b.location && a.every_h == b.every_h && a.map == b.map
+        };
+        let mut keep: Vec<(config::XmltvConfig, crate::epg::fetch::FetchThread)> = Vec::new();
+        let old = std::mem::take(&mut *running);
+        let mut old: Vec<Option<_>> = old.into_iter().map(Some).collect();
+        for (i, x) in wanted.iter().enumerate() {
+            if let Some(slot) = old.get_mut(i) {
+                if slot.as_ref().is_some_and(|(c, _)| same(c, x)) {
+                    if let Some(t) = slot.take() {
+                        keep.push(t);
+                        continue;
+                    }
+                }
+            }
+            let location = match &x.location {
+                config::XmltvLocation::Url(u) => u.clone(),
+                config::XmltvLocation::File(p) => p.display().to_string(),
+            };
+            let src = match crate::epg::fetch::XmltvSource::new(&x.name, i as u8, &location) {
+                Ok(mut s) => {
+                    s.every_secs = u64::from(x.every_h) * 3600;
+                    s
+                }
+                Err(e) => {
+                    log::error!("{}: {}: {e}", cfg.file, x.key);
+                    continue;
+                }
+            };
+            let map = x.map.clone();
+            let ids = self.app.xmltv_ids.clone();
+            let resolve: crate::epg::fetch::Resolve = Box::new(move |id: &str| {
+                if let Some(ch) = map.get(id) {
+                    return Some(ch.clone());
+                }
+                let ids = ids.read().unwrap_or_else(|e| e.into_inner());
+                ids.iter()
+                    .find(|(tvg, _)| tvg == id)
+                    .or_else(|| ids.iter().find(|(_, name)| name == id))
+                    .map(|(_, name)| name.clone())
+            });
+            // The last good document and the schedule live beside the
+            // state file (the data partition): a restart serves the
+            // operator's guide at once and does not ask the source early.
+            let mut poller = crate::epg::fetch::Poller::new(src);
+            if let Some(dir) = cfg.server.state_file.as_ref().and_then(|f| f.parent()) {
+                poller = poller.cache_in(dir.to_path_buf());
+            }
+            match crate::epg::fetch::spawn(poller, self.app.epg.store_arc(), resolve) {
+                Ok(t) => {
+                    log::info!(
+                        "epg: XMLTV source '{}' polled every {} h",
+                        x.name,
+                        x.every_h
+                    );
+                    keep.push(((*x).clone(), t));
+                }
+                Err(e) => log::error!(
+                    "epg: cannot start a thread for XMLTV source '{}': {e}",
+                    x.name
+                ),
+            }
+        }
+        // What is left in `old` stops here (dropping a FetchThread stops it).
+        drop(old);
+        *running = keep;
+    }
+
+    /// `[epg]`, `[[audience]]` changes apply at once; channels removed
+    /// leave the guide.
+    fn reload_epg(&mut self, new: &Config) {
+        let (old, n) = (&self.config.epg, &new.epg);
+        let live = &self.app.epg;
+        if old.enabled != n.enabled {
+            log::info!(
+                "reload: epg.enabled {} → {}: applied",
+                old.enabled,
+                n.enabled
+            );
+            live.set_enabled(n.enabled);
+        }
+        if old.charset != n.charset || old.language != n.language {
+            log::info!(
+                "reload: epg.charset/language changed: applied to inputs started from now on \
+                 (a channel that changed restarts its input)"
+            );
+            live.set_settings(epg_settings(n));
+        }
+        if old.audiences != n.audiences {
+            log::info!("reload: [[audience]] changed: applied");
+            live.set_audiences(epg_audiences(n));
+        }
+        if old.budget_mib != n.budget_mib {
+            log::info!(
+                "reload: epg.budget_mib {} → {}: applied",
+                old.budget_mib,
+                n.budget_mib
+            );
+            live.store().set_budget(n.budget_bytes());
+        }
+        for c in &self.config.channels {
+            if new.channel(&c.name).is_none() {
+                live.store().remove_channel(&c.name);
+            }
+        }
+        live.store().set_priority(None, &epg_priority(n));
+        self.set_xmltv(new);
+        lock(&self.app.epg_cache).clear();
+    }
+
     pub fn stop(mut self) {
         // STOPPING=1 first; injected stalls are released so every thread
         // can end. The watchdog stays armed (and fed while the threads
@@ -825,6 +1027,7 @@ impl Daemon {
         if let Some(p) = self.prober.take() {
             p.stop();
         }
+        lock(&self.app.xmltv).clear();
         for (_, r) in std::mem::take(&mut self.runners) {
             r.stop();
         }
@@ -984,6 +1187,65 @@ fn render_recovery_metrics(adapters: &[AdapterStatus], m: &mut String) {
 }
 
 impl App {
+    /// The `epg` object of /status, with each XMLTV source's state.
+    fn epg_status(&self) -> serde_json::Value {
+        let mut v =
+            crate::epg::serve::status(&self.epg, &self.guide_channels(), self.epg_enabled());
+        let now = crate::epg::live::now_secs();
+        let sources: Vec<serde_json::Value> = lock(&self.xmltv)
+            .iter()
+            .map(|(c, t)| {
+                let s = t.stats();
+                serde_json::json!({
+                    "name": c.name,
+                    "every_h": c.every_h,
+                    "state": s.words(now),
+                    "fetches": s.fetches,
+                    "loaded": s.loaded,
+                    "not_modified": s.not_modified,
+                    "errors": s.results().into_iter().skip(2).filter(|(_, n)| *n > 0).collect::<BTreeMap<_, _>>(),
+                    "last_success": s.last_success,
+                    "last_error": s.last_error,
+                    "consecutive_failures": s.consecutive_failures,
+                    "channels": s.channels,
+                    "events": s.events,
+                    "unknown_ids": s.unknown_ids,
+                })
+            })
+            .collect();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("xmltv".into(), sources.into());
+        }
+        v
+    }
+
+    pub fn epg_enabled(&self) -> bool {
+        self.epg.enabled()
+    }
+
+    /// The channels as the guide names them, in playlist order: the
+    /// channel name (the store's key), its tvg-id and title as the
+    /// playlist writes them.
+    pub fn guide_channels(&self) -> Vec<crate::epg::serve::GuideChannel> {
+        self.channels()
+            .iter()
+            .map(|ch| {
+                let c = lock(&ch.config).clone();
+                let st = ch.status();
+                let display = c
+                    .tvg_name
+                    .clone()
+                    .or(st.service_name.clone())
+                    .unwrap_or_else(|| c.name.clone());
+                crate::epg::serve::GuideChannel {
+                    name: c.name,
+                    tvg_id: c.tvg_id,
+                    display,
+                }
+            })
+            .collect()
+    }
+
     /// One status handle per `[[adapter]]` of `cfg`, keeping the handles
     /// (and counters) of adapters that stay.
     fn set_adapters(&self, cfg: &Config) {
@@ -1088,7 +1350,13 @@ impl Backend for App {
 
     fn playlist(&self, base_url: &str) -> String {
         use crate::ts::text::clean_name;
-        let mut s = String::from("#EXTM3U\n");
+        // x-tvg-url: players (Kodi's IPTV Simple, TiviMate, VLC) fetch the
+        // guide from there and match programmes to entries by tvg-id.
+        let mut s = if self.epg_enabled() {
+            format!("#EXTM3U x-tvg-url=\"{base_url}/epg.xml\"\n")
+        } else {
+            String::from("#EXTM3U\n")
+        };
         for ch in self.channels() {
             let c = lock(&ch.config).clone();
             let st = ch.status();
@@ -1484,6 +1752,21 @@ impl Backend for App {
         .value(cpu);
         self.supervisor.metrics(&mut m);
         self.probes.render_metrics(&mut m);
+        crate::epg::serve::metrics(
+            &self.epg,
+            &self.guide_channels(),
+            self.epg_enabled(),
+            &mut m,
+        );
+        {
+            let x = lock(&self.xmltv);
+            let stats: Vec<(String, crate::epg::fetch::FetchStats)> =
+                x.iter().map(|(c, t)| (c.name.clone(), t.stats())).collect();
+            drop(x);
+            let refs: Vec<(&str, &crate::epg::fetch::FetchStats)> =
+                stats.iter().map(|(n, s)| (n.as_str(), s)).collect();
+            crate::epg::fetch::render_metrics(&mut m, &refs);
+        }
         family(
             &mut m,
             "capbox_uptime_seconds",
@@ -1495,6 +1778,14 @@ impl Backend for App {
     }
 
     fn status(&self) -> serde_json::Value {
+        // Each channel's guide coverage (one lock of the store).
+        let coverage: BTreeMap<String, usize> = if self.epg_enabled() {
+            crate::epg::serve::coverage(&self.epg, &self.guide_channels())
+                .into_iter()
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         let chans: Vec<serde_json::Value> = self
             .channels()
             .iter()
@@ -1502,7 +1793,11 @@ impl Backend for App {
                 let c = lock(&ch.config).clone();
                 let st = ch.status();
                 let ring = ch.ring.snapshot();
+                let epg = coverage
+                    .get(&c.name)
+                    .map(|n| serde_json::json!({ "programmes_next_12h": n }));
                 serde_json::json!({
+                    "epg": epg,
                     "name": c.name,
                     "tvg_id": c.tvg_id,
                     "tvg_name": c.tvg_name,
@@ -1562,7 +1857,20 @@ impl Backend for App {
                 .iter()
                 .map(crate::monitor::tr101290::mux_json)
                 .collect::<Vec<_>>(),
+            "epg": self.epg_status(),
         })
+    }
+
+    fn epg(&self, params: &[(String, String)]) -> (u16, String) {
+        if !self.epg_enabled() {
+            return (
+                404,
+                "the programme guide is off ([epg] enabled = false)\n".to_string(),
+            );
+        }
+        let channels = self.guide_channels();
+        let mut cache = lock(&self.epg_cache);
+        crate::epg::serve::epg_xml(&self.epg, &mut cache, &channels, params)
     }
 
     fn control(&self, action: &str, params: &[(String, String)], peer: IpAddr) -> (u16, String) {

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dvb;
+pub mod epg;
 pub mod fanout;
 pub mod http;
 pub mod monitor;

@@ -1,4 +1,4 @@
-//! Subcommands: serve, demo, check-config, probe, check, status, logs, pin,
+//! Subcommands: serve, demo, check-config, probe, check, status, epg, logs, pin,
 //! adapters, cards, tune, signal, scan, slate, usb-reset.
 //! `main.rs` only calls `main()`. Output for the console fits 80 columns
 //! (the terminal's width when known) and is plain ASCII without colour on
@@ -7,6 +7,7 @@
 pub mod adapters;
 pub mod cards;
 pub mod check;
+pub mod epg;
 pub mod interrupt;
 pub mod log;
 pub mod logs;
@@ -39,6 +40,7 @@ commands:
                 video, audio, silence, a verdict (exit 0 when ok)
   status        the running capbox on one screen: adapters, channels, cards,
                 watchdog, last events (--all: everything)
+  epg           the next programmes of a channel's guide (--audience, --tz)
   logs          the last warnings and errors in plain words (-f follows)
   pin           keep a channel on one source by hand (or back to auto)
   adapters      list DVB adapters and their stable names
@@ -65,6 +67,7 @@ pub fn main() -> i32 {
         "demo" => demo(rest),
         "check-config" => check_config(rest),
         "status" => status::run(rest),
+        "epg" => epg::run(rest),
         "pin" => pin::run(rest),
         "cards" => cards::run(rest),
         "logs" => logs::run(rest),

@@ -77,6 +77,11 @@ pub fn http_request(
     Ok((code, head.to_string(), body.to_string()))
 }
 
+/// `s` cut to `n` characters (for other console commands).
+pub fn cut_line(s: &str, n: usize) -> String {
+    cut(s, n)
+}
+
 fn cut(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
@@ -496,8 +501,8 @@ fn render_channels(o: &mut String, v: &serde_json::Value) {
     use std::fmt::Write as _;
     let _ = writeln!(
         o,
-        "{:<14} {:<5} {:<9} {:<16} {:>4} {:>7}  NOTE",
-        "CHANNEL", "STATE", "VERDICT", "SERVICE", "CLNT", "CC ERR"
+        "{:<14} {:<5} {:<9} {:<16} {:>4} {:>7} {:>4}  NOTE",
+        "CHANNEL", "STATE", "VERDICT", "SERVICE", "CLNT", "CC ERR", "EPG"
     );
     let clients = viewers(v);
     for ch in v["channels"].as_array().cloned().unwrap_or_default() {
@@ -514,13 +519,14 @@ fn render_channels(o: &mut String, v: &serde_json::Value) {
             r => r,
         };
         let line = format!(
-            "{:<14} {:<5} {:<9} {:<16} {:>4} {:>7}  {}",
+            "{:<14} {:<5} {:<9} {:<16} {:>4} {:>7} {:>4}  {}",
             cut(name, 14),
             cut(ch["state"].as_str().unwrap_or("?"), 5),
             cut(verdict, 9),
             cut(ch["service_name"].as_str().unwrap_or("-"), 16),
             n,
             ch["input_cc_errors"].as_u64().unwrap_or(0),
+            epg_cell(&ch),
             note
         );
         let _ = writeln!(o, "{}", cut(&line, 80));
@@ -899,8 +905,8 @@ pub fn render_screen(v: &serde_json::Value, now: u64, rows: usize) -> String {
     let mut ch_block = Vec::new();
     if !channels.is_empty() {
         ch_block.push(format!(
-            "{:<14} {:<5} {:<9} {:<19} {:>4}  {}",
-            "CHANNEL", "STATE", "VERDICT", "ON AIR", "VIEW", "NOTE"
+            "{:<14} {:<5} {:<9} {:<19} {:>4} {:>3}  {}",
+            "CHANNEL", "STATE", "VERDICT", "ON AIR", "VIEW", "EPG", "NOTE"
         ));
         let room = ch_rows.saturating_sub(1);
         let all_fit = channels.len() <= room;
@@ -1073,14 +1079,24 @@ fn channel_line(ch: &serde_json::Value, clients: &[serde_json::Value]) -> String
         String::new()
     };
     let line = format!(
-        "{:<14} {:<5} {:<9} {:<19} {:>4}  {note}",
+        "{:<14} {:<5} {:<9} {:<19} {:>4} {:>3}  {note}",
         cut(name, 14),
         cut(ch["state"].as_str().unwrap_or("?"), 5),
         cut(verdict, 9),
         on_air,
-        n
+        n,
+        epg_cell(ch)
     );
     cut(line.trim_end(), 80)
+}
+
+/// The EPG column: programmes in the channel's guide in the next 12 hours
+/// (`capbox_epg_programmes_next_12h`), "-" when the guide is off.
+fn epg_cell(ch: &serde_json::Value) -> String {
+    match ch["epg"]["programmes_next_12h"].as_u64() {
+        Some(n) => n.to_string(),
+        None => "-".to_string(),
+    }
 }
 
 /// Events of the run before the last reset shown by `capbox status`.

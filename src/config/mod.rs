@@ -27,6 +27,7 @@ mod tests;
 
 pub use cidr::{Cidr, CidrError};
 pub use walk::cards::{CardConfig, CardsConfig};
+pub use walk::epg::{AudienceConfig, EpgConfig, EpgPriority, XmltvConfig, XmltvLocation};
 pub use walk::monitor::MonitorConfig;
 pub use walk::probes::ProbeConfig;
 pub use walk::supervisor::{SupervisorConfig, DEFAULT_RESET_LOG};
@@ -110,6 +111,9 @@ pub struct Config {
     /// `[monitor]`: TR 101 290, ES analysis, the box clock check.
     /// `[monitor]`: monitoring on/off, the verdicts' times (`walk/monitor.rs`).
     pub monitor: MonitorConfig,
+    /// `[epg]`, `[[xmltv]]`, `[[audience]]`: the programme guide
+    /// (`walk/epg.rs`).
+    pub epg: EpgConfig,
     /// Line of every key path written in the file (and of each table).
     lines: BTreeMap<String, usize>,
 }
@@ -421,6 +425,10 @@ pub struct SourceConfig {
     pub biss: Option<crate::ca::biss::BissKey>,
     /// `ca` (+ `caid`), optional: control words from a card (see ca.rs).
     pub ca: Option<CaSourceConfig>,
+    /// `epg_charset`, default `[epg] charset`: the character table of this
+    /// mux's EIT strings that carry no selector byte (a broadcaster that
+    /// omits it); every source on one mux gives the same or none.
+    pub epg_charset: Option<crate::ts::text::Charset>,
     /// Line of the `[[channel.source]]` header (or of the table).
     pub line: usize,
     /// Key path of this source, e.g. `channel[3].source[0]`.
@@ -524,6 +532,7 @@ impl SourceConfig {
             && self.looping == other.looping
             && self.biss == other.biss
             && self.ca == other.ca
+            && self.epg_charset == other.epg_charset
     }
 
     /// "file samples/mux.ts" or "sat1 dvbs2 11362000 V 22000000 …", for logs
@@ -615,6 +624,7 @@ impl Config {
             recovery: crate::dvb::recovery::RecoveryConfig::default(),
             probes: Vec::new(),
             monitor: MonitorConfig::default(),
+            epg: EpgConfig::default(),
             lines: BTreeMap::new(),
         }
     }
@@ -731,6 +741,7 @@ pub fn demo_config(samples_dir: &Path, listen: SocketAddr) -> Config {
             looping: true,
             biss: None,
             ca: None,
+            epg_charset: None,
             line: 0,
             key: format!("channel[{}].source[0]", i),
         }],

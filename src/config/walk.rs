@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 mod adapters;
 #[path = "cards.rs"]
 pub(super) mod cards;
+#[path = "epg.rs"]
+pub(super) mod epg;
 #[path = "monitor.rs"]
 pub(super) mod monitor;
 #[path = "probes.rs"]
@@ -328,6 +330,9 @@ const ROOT_KEYS: &[&str] = &[
     "recovery",
     "probe",
     "monitor",
+    "epg",
+    "xmltv",
+    "audience",
 ];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
@@ -385,6 +390,7 @@ const SOURCE_KEYS: &[&str] = &[
     "token",
     "origin_local",
     "standby",
+    "epg_charset",
 ];
 
 const MIB: i64 = 1024 * 1024;
@@ -468,7 +474,9 @@ pub(super) fn parse(
         Some(f) => recovery::recovery(&mut w, f),
     };
     let probes = probes::probes(&mut w, &mut top);
+    let epg = epg::epg(&mut w, &mut top, base_dir, &channels);
     w.finish(top, ROOT_KEYS);
+    epg_charset_per_mux(&mut w, &channels);
     one_mux_per_adapter(&mut w, &channels);
     adapters::cable_rules(&mut w, &adapters, &channels);
     softcam::check_sources(&mut w, &channels, softcam.is_some());
@@ -490,6 +498,7 @@ pub(super) fn parse(
         recovery,
         probes,
         monitor,
+        epg,
         lines: w.lines,
     })
 }
@@ -989,6 +998,7 @@ fn sources(
         let looping = w.boolean(&mut t, "loop", true);
         let biss = biss_key(w, &mut t, &path);
         let ca = ca::source_ca(w, &mut t, biss.is_some());
+        let epg_charset = epg::charset(w, &mut t, "epg_charset");
         let line = t.line;
         // `file` of a DVB source was reported above; mark it used.
         if is_dvb {
@@ -1005,6 +1015,7 @@ fn sources(
                 looping: true,
                 biss: biss.clone(),
                 ca: ca.clone(),
+                epg_charset,
                 line,
                 key: path,
             });
@@ -1018,6 +1029,7 @@ fn sources(
                 looping,
                 biss: biss.clone(),
                 ca: ca.clone(),
+                epg_charset,
                 line,
                 key: path,
             });
@@ -1031,6 +1043,7 @@ fn sources(
                 looping,
                 biss: biss.clone(),
                 ca: ca.clone(),
+                epg_charset,
                 line,
                 key: path,
             });
@@ -1389,6 +1402,36 @@ fn adapters(w: &mut Walker, f: Field, names: &mut Vec<String>) -> Vec<AdapterCon
 
 /// A tuner carries one mux: channels on one adapter must all want the same
 /// one. Reported once per adapter, on the first source of a second mux.
+/// Channels on one mux read one EIT: two sources of that mux with
+/// different `epg_charset`s cannot both be right.
+fn epg_charset_per_mux(w: &mut Walker, channels: &[ChannelConfig]) {
+    let mut first: BTreeMap<crate::source::runner::MuxKey, (crate::ts::text::Charset, String)> =
+        BTreeMap::new();
+    for s in channels.iter().flat_map(|c| c.sources.iter()) {
+        let Some(cs) = s.epg_charset else { continue };
+        let key = crate::source::runner::MuxKey::of(s);
+        match first.get(&key) {
+            Some((other, at)) if *other != cs => {
+                let path = format!("{}.epg_charset", s.key);
+                let line = w.lines.get(&path).copied().unwrap_or(s.line);
+                w.error(
+                    line,
+                    &path,
+                    format!(
+                        "{cs:?}, but {at} says {other:?} for the same mux ({}); one mux has \
+                         one EIT: give the same table or leave one out",
+                        key.describe()
+                    ),
+                );
+            }
+            Some(_) => {}
+            None => {
+                first.insert(key, (cs, format!("{}.epg_charset", s.key)));
+            }
+        }
+    }
+}
+
 fn one_mux_per_adapter(w: &mut Walker, channels: &[ChannelConfig]) {
     // adapter → its muxes, each with (channels, first source line, key).
     type Mux<'a> = (&'a str, Vec<&'a str>, usize, String);

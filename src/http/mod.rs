@@ -70,9 +70,10 @@ pub trait Backend: Send + Sync + 'static {
     fn history(&self) -> Option<crate::monitor::history::View> {
         None
     }
-    /// XMLTV, if the box has an EPG.
-    fn epg(&self) -> Option<String> {
-        None
+    /// `/epg.xml` with its query (`audience`, `channel`): the status and
+    /// the XMLTV document (200) or the reason in words.
+    fn epg(&self, _params: &[(String, String)]) -> (u16, String) {
+        (404, "no EPG\n".to_string())
     }
     /// `POST /control/<action>?k=v&…` from `peer` (already admitted by the
     /// control allow-list and token): the status code and the answer

@@ -412,7 +412,7 @@ fn channels(o: &mut String, st: &Value, h: Option<&View>) {
     }
     o.push_str(
         "<div class=\"wrap\"><table class=\"grid\"><tr class=\"hd\"><th>Channel</th><th>Verdict</th><th>On air from</th>\
-         <th>Bitrate, last hour</th><th>Viewers</th></tr>",
+         <th>Bitrate, last hour</th><th>Viewers</th><th>Guide, next 12 h</th></tr>",
     );
     for c in list {
         let name = s(c, "name");
@@ -442,12 +442,13 @@ fn channels(o: &mut String, st: &Value, h: Option<&View>) {
             None => "<span class=\"dim\">no history</span>".into(),
         };
         let clients = c.get("ring").map(|r| u(r, "clients_now")).unwrap_or(0);
+        let guide = epg_cell(c);
         let _ = write!(
             o,
             "<tr><td><a href=\"/stream/{}\"><b>{}</b></a><br><span class=\"small dim\">{}</span></td>\
              <td><span class=\"{class}\">{}</span><br><span class=\"small\">{}</span></td>\
              <td class=\"small\">{source}</td><td>{now}{spark}</td>\
-             <td>{clients}<span class=\"ph\"> viewers</span></td></tr>",
+             <td>{clients}<span class=\"ph\"> viewers</span></td><td>{guide}</td></tr>",
             esc(&pct(name)),
             t(name),
             t(label),
@@ -456,6 +457,25 @@ fn channels(o: &mut String, st: &Value, h: Option<&View>) {
         );
     }
     o.push_str("</table></div>");
+}
+
+/// Fewer programmes than this in the next 12 hours is a guide running dry
+/// (the alert rule `CapboxEpgLow`'s default).
+pub const EPG_LOW: u64 = 2;
+
+/// The guide column: programmes in the next 12 hours, coloured when the
+/// guide runs dry; "off" when the box serves no guide.
+fn epg_cell(c: &Value) -> String {
+    match c
+        .get("epg")
+        .and_then(|e| e.get("programmes_next_12h"))
+        .and_then(Value::as_u64)
+    {
+        None => "<span class=\"dim\">off</span>".into(),
+        Some(0) => "<span class=\"bad\">0 programmes: no guide</span>".into(),
+        Some(n) if n < EPG_LOW => format!("<span class=\"warn\">{n} programme</span>"),
+        Some(n) => format!("{n}<span class=\"ph\"> programmes</span>"),
+    }
 }
 
 /// `muxes[]` (TR 101 290 and the broadcast clock per input mux), when

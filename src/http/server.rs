@@ -1072,31 +1072,29 @@ impl Server {
                 let body = self.status(c);
                 respond(c, v, 200, "application/json", body.as_bytes(), r.head, keep);
             }
-            RouteClass::Epg => match self.backend.epg() {
-                Some(x) => {
-                    count(&mut self.stats, 200);
+            RouteClass::Epg => {
+                let params = query_params(&r.query);
+                let (code, body) = self.backend.epg(&params);
+                count(&mut self.stats, code);
+                if code == 200 {
                     c.answered = true;
-                    respond(c, v, 200, "application/xml", x.as_bytes(), r.head, keep);
-                }
-                None => {
-                    count(&mut self.stats, 404);
+                    respond(
+                        c,
+                        v,
+                        200,
+                        "application/xml; charset=utf-8",
+                        body.as_bytes(),
+                        r.head,
+                        keep,
+                    );
+                } else {
                     let keep = self.keep_after_refusal(c, keep);
-                    respond(c, v, 404, "text/plain", b"no EPG\n", r.head, keep);
+                    respond(c, v, code, "text/plain", body.as_bytes(), r.head, keep);
                 }
-            },
+            }
             RouteClass::Control => {
                 let action = &r.path["/control/".len()..];
-                let params: Vec<(String, String)> = r
-                    .query
-                    .split('&')
-                    .filter(|kv| !kv.is_empty())
-                    .take(16)
-                    .map(|kv| {
-                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        (percent_decode(k), percent_decode(v))
-                    })
-                    .filter(|(k, _)| k != "token")
-                    .collect();
+                let params = query_params(&r.query);
                 let (code, body) = self.backend.control(action, &params, c.peer.ip());
                 count(&mut self.stats, code);
                 c.answered = true;
@@ -1506,6 +1504,21 @@ fn query_param(query: &str, key: &str) -> Option<String> {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == key).then(|| percent_decode(v))
     })
+}
+
+/// The query's parameters, percent-decoded, at most 16, the access token
+/// left out (a backend never sees it).
+fn query_params(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .take(16)
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .filter(|(k, _)| k != "token")
+        .collect()
 }
 
 fn percent_decode(s: &str) -> String {

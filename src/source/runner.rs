@@ -34,6 +34,8 @@ use crate::ca::descrambler::{Descrambler, DescramblerStats, KeyPolicy};
 use crate::ca::CaSession;
 use crate::config::SourceConfig;
 use crate::dvb::recovery::{Action, Decision, Failure, Ladder, Step};
+use crate::epg::eit::EitCollector;
+use crate::epg::live::MuxEit;
 use crate::monitor::clock::{crossing_words, BoxClock, Crossing, TdtWatch};
 use crate::monitor::tr101290::{self, Board, MuxReport, Tr101290};
 use crate::remux::Remux;
@@ -80,6 +82,9 @@ pub struct Attach {
     pub biss: Option<BissKey>,
     /// A CA session that finds the control words (card, softcam).
     pub ca: Option<Box<dyn CaSession>>,
+    /// The source's `epg_charset`: this service's EIT strings without a
+    /// selector byte.
+    pub epg_charset: Option<crate::ts::text::Charset>,
 }
 
 /// Which input a runner reads: channels with equal keys share a runner.
@@ -172,7 +177,7 @@ pub struct MonitorHook {
     pub board: Option<Arc<Board>>,
 }
 
-/// Knobs of a runner (from `[buffers]` and `[monitor]`).
+/// Knobs of a runner (from `[buffers]`, `[monitor]` and `[epg]`).
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     pub flush: Duration,
@@ -182,6 +187,9 @@ pub struct RunnerConfig {
     /// for more packets (`descrambler::DEFAULT_BATCH_TIMEOUT`).
     pub csa_batch_timeout: Duration,
     pub monitor: MonitorHook,
+    /// The daemon's guide: the EIT of every channel's service on this
+    /// input goes there (`[epg] enabled`); None: not collected.
+    pub epg: Option<Arc<crate::epg::live::Live>>,
 }
 
 impl MuxRunner {
@@ -283,6 +291,8 @@ struct Output {
     pmt_at: Option<(u8, Instant)>,
     /// TR 101 290 on the single-program TS the channel gets from here.
     tr: Option<Box<Tr101290>>,
+    /// The source's `epg_charset`.
+    epg_charset: Option<crate::ts::text::Charset>,
 }
 
 struct Worker {
@@ -322,6 +332,8 @@ struct Worker {
     /// the analysers spread a read's packets between the two.
     last_read_ms: u64,
     last_turn_ms: u64,
+    /// The EIT of the channels' services (`cfg.epg`).
+    eit: Option<EitCollector>,
 }
 
 /// A ladder line logged below warn (a healed ladder) is still one of the
@@ -360,7 +372,12 @@ impl Worker {
                 BoxClock::new(cfg.monitor.clock_drift_s),
             )
         });
+        let eit = cfg.epg.as_ref().map(|live| {
+            let s = live.settings();
+            EitCollector::new(std::iter::empty(), s.charset, s.language).actual_only()
+        });
         let w = Worker {
+            eit,
             mux_tr,
             clock,
             sync_losses_seen: 0,
@@ -477,6 +494,9 @@ impl Worker {
                 if self.source.is_some() {
                     self.backoff = Duration::from_secs(1);
                 }
+                if fresh {
+                    self.collect_eit(&buf);
+                }
             }
             let now = Instant::now();
             if let Some(t) = self.mux_tr.as_mut() {
@@ -487,6 +507,7 @@ impl Worker {
             if now.duration_since(last_status) >= Duration::from_millis(250) {
                 last_status = now;
                 self.refresh_status();
+                self.publish_eit();
                 // A DVB source narrows its hardware filters to what the
                 // channels' PMTs name (files ignore it).
                 if let Some(src) = self.source.as_mut() {
@@ -502,6 +523,9 @@ impl Worker {
                 }
                 self.monitor_passed_pids();
             }
+        }
+        if let Some(live) = &self.cfg.epg {
+            live.remove_mux(&self.describe());
         }
         self.close_source();
         if let Some(b) = &self.cfg.monitor.board {
@@ -550,6 +574,53 @@ impl Worker {
         if self.passed_seen.as_ref() != Some(&passed) {
             t.set_passed_pids(passed.as_deref());
             self.passed_seen = Some(passed);
+        }
+    }
+
+    /// The channels' EIT out of what the source read, into the store.
+    fn collect_eit(&mut self, buf: &[u8]) {
+        if let (Some(c), Some(live)) = (self.eit.as_mut(), self.cfg.epg.as_ref()) {
+            if live.enabled() {
+                c.push_packets_shared(buf, live.store_mutex(), crate::epg::live::now_secs());
+            }
+        }
+    }
+
+    /// Which services the collector wants (a remote's program 0 is known
+    /// once its PAT came), and its counters for /status and /metrics.
+    fn publish_eit(&mut self) {
+        self.eit_services();
+        let (Some(c), Some(live)) = (self.eit.as_ref(), self.cfg.epg.as_ref()) else {
+            return;
+        };
+        let key = self.key.describe();
+        live.set_mux(&key, MuxEit::of(&c.stats, c.assembler_stats().crc_errors));
+    }
+
+    /// Tell the collector the channels' services (at attach, so the first
+    /// read is collected, and at each status refresh).
+    fn eit_services(&mut self) {
+        let Some(c) = self.eit.as_mut() else {
+            return;
+        };
+        let wanted: Vec<(u16, String, Option<crate::ts::text::Charset>)> = self
+            .outputs
+            .iter()
+            .map(|o| {
+                (
+                    self.remux.program(o.prog).program_number,
+                    o.name.clone(),
+                    o.epg_charset,
+                )
+            })
+            .filter(|(sid, _, _)| *sid != 0)
+            .collect();
+        let same = c.services().count() == wanted.len()
+            && wanted
+                .iter()
+                .all(|(sid, n, _)| c.services().any(|(s, m)| s == *sid && m == n));
+        if !same {
+            c.set_services(wanted);
         }
     }
 
@@ -1018,6 +1089,7 @@ impl Worker {
                         program,
                         biss,
                         ca,
+                        epg_charset,
                     } = a;
                     let name = sink.name();
                     let Some(prog) = self.remux.try_add_program(program) else {
@@ -1072,7 +1144,9 @@ impl Worker {
                             .monitor
                             .tr101290
                             .then(|| Box::new(Tr101290::new(tr101290::Config::channel()))),
+                        epg_charset,
                     });
+                    self.eit_services();
                 }
                 Ok(Command::Remove(name)) => {
                     while let Some(i) = self.outputs.iter().position(|o| o.name == name) {
@@ -1455,6 +1529,7 @@ mod tests {
                 looping: false,
                 biss: None,
                 ca: None,
+                epg_charset: None,
                 line: 0,
                 key: "channel[0].source[0]".into(),
             }],
@@ -1479,6 +1554,7 @@ mod tests {
                 realtime: false,
                 csa_batch_timeout: Duration::from_millis(5),
                 monitor: MonitorHook::default(),
+                epg: None,
             },
         )
         .unwrap();
@@ -1495,6 +1571,7 @@ mod tests {
                 seen: 0,
                 fed: fed.clone(),
             })),
+            epg_charset: None,
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut out = Vec::new();

@@ -52,12 +52,23 @@ impl EitEvent {
 
     /// Every short_event_descriptor, decoded (one per language).
     pub fn short_events(&self) -> Vec<ShortEvent> {
+        self.short_events_with(None)
+    }
+
+    /// `short_events`, strings without a selector decoded with `default`
+    /// (`text::decode_with`).
+    pub fn short_events_with(&self, default: Option<text::Charset>) -> Vec<ShortEvent> {
+        let dec = |b: &[u8]| {
+            let mut s = String::new();
+            text::decode_with(b, default, &mut s);
+            s
+        };
         self.descriptors()
             .filter_map(|d| ShortEventDescriptor::parse(&d))
             .map(|s| ShortEvent {
                 language: descriptor::lang_str(&s.iso_639_language_code),
-                name: text::decode_name(s.event_name),
-                text: text::decode(s.text),
+                name: text::clean_name(&dec(s.event_name)),
+                text: dec(s.text),
             })
             .collect()
     }
@@ -80,6 +91,20 @@ impl EitEvent {
     /// descriptors at arbitrary bytes, so the raw parts are concatenated
     /// before decoding (keeping the first part's table selector).
     pub fn extended_text(&self, language: Option<&str>) -> Option<String> {
+        self.extended_text_with(language, None)
+    }
+
+    /// `extended_text`, strings without a selector decoded with `default`.
+    pub fn extended_text_with(
+        &self,
+        language: Option<&str>,
+        default: Option<text::Charset>,
+    ) -> Option<String> {
+        let decode = |b: &[u8]| {
+            let mut s = String::new();
+            text::decode_with(b, default, &mut s);
+            s
+        };
         let all: Vec<ExtendedEventDescriptor<'_>> = self
             .descriptors()
             .filter_map(|d| ExtendedEventDescriptor::parse(&d))
@@ -105,9 +130,9 @@ impl EitEvent {
         let mut raw = Vec::new();
         for (i, p) in parts.iter().enumerate() {
             for (d, it) in p.items() {
-                items.push_str(&text::decode(d));
+                items.push_str(&decode(d));
                 items.push_str(": ");
-                items.push_str(&text::decode(it));
+                items.push_str(&decode(it));
                 items.push('\n');
             }
             let t = p.text;
@@ -121,7 +146,7 @@ impl EitEvent {
             }
         }
         let mut out = items;
-        out.push_str(&text::decode(&raw));
+        out.push_str(&decode(&raw));
         Some(out)
     }
 

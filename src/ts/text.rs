@@ -81,7 +81,18 @@ pub fn decode(bytes: &[u8]) -> String {
 
 /// Decode a DVB text field, appending to `out`.
 pub fn decode_into(bytes: &[u8], out: &mut String) {
-    let (cs, text) = charset(bytes);
+    decode_with(bytes, None, out)
+}
+
+/// `decode_into`, with `default` as the table of a string that has no
+/// selector (first byte ≥ 0x20) instead of table 00: for broadcasters that
+/// send, say, ISO/IEC 8859-7 without saying so (a per-mux override in the
+/// config). A string with a selector keeps its own table.
+pub fn decode_with(bytes: &[u8], default: Option<Charset>, out: &mut String) {
+    let (mut cs, text) = charset(bytes);
+    if cs == Charset::Iso6937 {
+        cs = default.unwrap_or(cs);
+    }
     match cs {
         Charset::Iso6937 => decode_6937(text, out),
         Charset::Iso8859(n) => decode_8859(n, text, out),
@@ -106,6 +117,26 @@ pub fn decode_into(bytes: &[u8], out: &mut String) {
                     prev_high = false;
                 }
             }
+        }
+    }
+}
+
+/// A charset override by name, as the config writes it: "iso6937" (table
+/// 00), "iso-8859-N" (N in 1..=16 but 12), "utf-8", "ucs-2"; any case,
+/// `-`/`_` optional. `None` for anything else.
+pub fn charset_by_name(name: &str) -> Option<Charset> {
+    let n: String = name
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    match n.as_str() {
+        "iso6937" => Some(Charset::Iso6937),
+        "utf8" => Some(Charset::Utf8),
+        "ucs2" => Some(Charset::Ucs2),
+        _ => {
+            let part: u8 = n.strip_prefix("iso8859")?.parse().ok()?;
+            ((1..=16).contains(&part) && part != 12).then_some(Charset::Iso8859(part))
         }
     }
 }
@@ -140,7 +171,13 @@ pub fn decode_name(bytes: &[u8]) -> String {
 /// where they are written. Idempotent: `clean_name(clean_name(s)) ==
 /// clean_name(s)`.
 pub fn clean_name(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(4 * MAX_NAME_CHARS));
+    clean_line(s, MAX_NAME_CHARS)
+}
+
+/// `clean_name` with another length limit, in characters (one line of an
+/// EPG description).
+pub fn clean_line(s: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max_chars.saturating_mul(4)));
     let mut chars = 0usize;
     let mut pending_space = false;
     for c in s.chars() {
@@ -160,7 +197,7 @@ pub fn clean_name(s: &str) -> String {
             continue;
         }
         let need = if pending_space { 2 } else { 1 };
-        if chars + need > MAX_NAME_CHARS {
+        if chars + need > max_chars {
             break;
         }
         if pending_space {
