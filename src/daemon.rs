@@ -41,6 +41,8 @@ pub struct App {
     pub supervisor: Arc<crate::supervisor::Shared>,
     /// `[[probe]]` results, for /status and /metrics.
     probes: Arc<crate::monitor::check::ProbeBoard>,
+    /// Versions, slots and the last update, for /status and /metrics.
+    pub update: Arc<crate::update::Info>,
 }
 
 pub struct Daemon {
@@ -60,6 +62,9 @@ pub struct Daemon {
     supervisor: Option<crate::supervisor::Supervisor>,
     /// The `[[probe]]` poller, when any is configured.
     prober: Option<crate::monitor::check::Prober>,
+    /// On the first boots of a new slot (`capbox serve`): marks it good
+    /// once healthy (`crate::update`).
+    trial: Option<crate::update::Trial>,
 }
 
 /// How often freed heap is handed back to the kernel.
@@ -299,6 +304,7 @@ impl Daemon {
             started: Instant::now(),
             supervisor: supervisor.clone(),
             probes: crate::monitor::check::ProbeBoard::new(),
+            update: Arc::new(crate::update::Info::read(&config.update)),
         });
         app.set_adapters(&config);
         let mut d = Daemon {
@@ -312,6 +318,7 @@ impl Daemon {
             trim_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             supervisor: None,
             prober: None,
+            trial: None,
         };
         // First: a reset log is read and the watchdog armed before the
         // threads it watches start.
@@ -372,6 +379,19 @@ impl Daemon {
         log::info!("listening on http://{}", server.local_addr());
         d.server = Some(server);
         d.set_probes(&config);
+        if arm {
+            // Only `capbox serve` (the box) judges a trial slot; the
+            // closure holds the app weakly (the thread ends in `stop`).
+            let weak = Arc::downgrade(&d.app);
+            d.trial = crate::update::Trial::start(
+                d.app.update.clone(),
+                &config.update,
+                Box::new(move || match weak.upgrade() {
+                    Some(app) => crate::update::health_verdict(&app.status()),
+                    None => Err("stopping".into()),
+                }),
+            );
+        }
         Ok(d)
     }
 
@@ -764,6 +784,9 @@ impl Daemon {
         let sup = self.supervisor.take();
         if let Some(s) = &sup {
             s.stopping();
+        }
+        if let Some(t) = self.trial.take() {
+            t.stop();
         }
         self.trim_stop
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1398,6 +1421,7 @@ impl Backend for App {
         .value(cpu);
         self.supervisor.metrics(&mut m);
         self.probes.render_metrics(&mut m);
+        self.update.metrics(&mut m);
         family(
             &mut m,
             "capbox_uptime_seconds",
@@ -1462,6 +1486,7 @@ impl Backend for App {
             "pins": self.pins_status(),
             "supervisor": self.supervisor.status(),
             "probes": self.probes.status(),
+            "update": self.update.status(),
         })
     }
 

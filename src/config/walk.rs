@@ -24,6 +24,8 @@ mod recovery;
 pub(super) mod softcam;
 #[path = "supervisor.rs"]
 pub(super) mod supervisor;
+#[path = "update.rs"]
+pub(super) mod update;
 
 struct Walker {
     file: String,
@@ -325,6 +327,7 @@ const ROOT_KEYS: &[&str] = &[
     "supervisor",
     "recovery",
     "probe",
+    "update",
 ];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
@@ -456,6 +459,7 @@ pub(super) fn parse(
     };
     let cards = cards::cards(&mut w, &mut top);
     let supervisor = supervisor::supervisor(&mut w, &mut top, base_dir);
+    let update = update::update(&mut w, &mut top, base_dir);
     let recovery = match w.take(&mut top, "recovery") {
         None => crate::dvb::recovery::RecoveryConfig::default(),
         Some(f) => recovery::recovery(&mut w, f),
@@ -480,6 +484,7 @@ pub(super) fn parse(
         channels,
         cards,
         supervisor,
+        update,
         recovery,
         probes,
         lines: w.lines,
