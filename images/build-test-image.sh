@@ -16,8 +16,8 @@
 #   - the vidtv modules the kernel rig (hw-tests/run-vm.sh) builds, when
 #     its cache has them (or this machine can build them);
 #   - RAUC (Debian's rauc 1.8, with its shared libraries), dbus-daemon
-#     (RAUC's client talks to `rauc service` over the system bus) and
-#     grub-editenv (RAUC's GRUB backend), the loop/squashfs/vfat modules
+#     (RAUC's client talks to `rauc service` over the system bus),
+#     grub-editenv (RAUC's GRUB backend) and unsquashfs (`rauc info`), the loop/squashfs/vfat modules
 #     RAUC and /boot need, and udev's 60-persistent-storage.rules
 #     (/dev/disk/by-partlabel, the slot devices of /etc/rauc/system.conf);
 #   - the keyring RAUC checks bundles against: $CAPBOX_RAUC_KEYRING (a PEM
@@ -124,6 +124,8 @@ fi
 rig_with_libs "$R" /usr/bin/rauc /usr/bin/rauc
 rig_with_libs "$R" /usr/bin/dbus-daemon /usr/bin/dbus-daemon
 rig_with_libs "$R" /usr/bin/grub-editenv /usr/bin/grub-editenv
+# `rauc info` reads a plain bundle's manifest with unsquashfs.
+rig_with_libs "$R" /usr/bin/unsquashfs /usr/bin/unsquashfs
 cp "$udir/root/lib/udev/rules.d/60-persistent-storage.rules" "$R/lib/udev/rules.d/"
 mkdir -p "$R/boot" "$R/etc/rauc"
 keyring=${CAPBOX_RAUC_KEYRING:-}

@@ -68,7 +68,10 @@ pub fn run(args: &[String]) -> i32 {
     let cfg = update_config(&path);
     let info = update::Info::read(&cfg);
     if show {
-        println!("{}", serde_json::to_string_pretty(&info.status()).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&info.status()).unwrap_or_default()
+        );
         return 0;
     }
     let Some(bundle) = bundle else {
@@ -201,9 +204,17 @@ fn install(cfg: &UpdateConfig, info: &update::Info, bundle: &str, no_reboot: boo
         Ok(s) if s.success() => {}
         other_status => {
             let words = update::rauc_error(&err_text, &out_lines.join("\n")).unwrap_or_else(|| {
-                format!("rauc install ended with {:?}", other_status.map(|s| s.to_string()))
+                format!(
+                    "rauc install ended with {:?}",
+                    other_status.map(|s| s.to_string())
+                )
             });
-            return refuse(cfg, st, Outcome::Failed, format!("install into slot {other} failed: {words}"));
+            return refuse(
+                cfg,
+                st,
+                Outcome::Failed,
+                format!("install into slot {other} failed: {words}"),
+            );
         }
     }
     st.outcome = Outcome::Trial;
@@ -246,8 +257,14 @@ mod tests {
     #[test]
     fn shell_values() {
         let out = "RAUC_MF_COMPATIBLE='capbox-x86_64'\nRAUC_MF_VERSION='0.9.1-test'\nRAUC_MF_DESCRIPTION=''\n";
-        assert_eq!(super::shell_value(out, "RAUC_MF_VERSION").as_deref(), Some("0.9.1-test"));
-        assert_eq!(super::shell_value(out, "RAUC_MF_COMPATIBLE").as_deref(), Some("capbox-x86_64"));
+        assert_eq!(
+            super::shell_value(out, "RAUC_MF_VERSION").as_deref(),
+            Some("0.9.1-test")
+        );
+        assert_eq!(
+            super::shell_value(out, "RAUC_MF_COMPATIBLE").as_deref(),
+            Some("capbox-x86_64")
+        );
         assert_eq!(super::shell_value(out, "RAUC_MF"), None);
     }
 }

@@ -45,10 +45,12 @@ pub(super) fn update(w: &mut Walker, root: &mut Table, base_dir: &Path) -> Updat
         if let Some(mut t) = w.table(f.sp, &f.path, f.line) {
             c.mark_good_after_s =
                 w.int(&mut t, "mark_good_after_s", 5, 86_400, 300, "seconds") as u32;
-            c.trial_timeout_s =
-                w.int(&mut t, "trial_timeout_s", 60, 86_400, 900, "seconds") as u32;
-            c.state_file = match w.string(&mut t, "state_file", "a file path (\"\" for the default)")
-            {
+            c.trial_timeout_s = w.int(&mut t, "trial_timeout_s", 60, 86_400, 900, "seconds") as u32;
+            c.state_file = match w.string(
+                &mut t,
+                "state_file",
+                "a file path (\"\" for the default)",
+            ) {
                 None => PathBuf::from(DEFAULT_UPDATE_STATE),
                 Some((s, _)) if s.is_empty() => PathBuf::from(DEFAULT_UPDATE_STATE),
                 Some((s, sf)) if s.contains('\0') || s.ends_with('/') => {
@@ -57,7 +59,11 @@ pub(super) fn update(w: &mut Walker, root: &mut Table, base_dir: &Path) -> Updat
                 }
                 Some((s, _)) => PathBuf::from(s),
             };
-            let line = w.lines.get("update.trial_timeout_s").copied().unwrap_or(t.line);
+            let line = w
+                .lines
+                .get("update.trial_timeout_s")
+                .copied()
+                .unwrap_or(t.line);
             w.finish(t, UPDATE_KEYS);
             if u64::from(c.trial_timeout_s) <= u64::from(c.mark_good_after_s) + 30 {
                 w.error(

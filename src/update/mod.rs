@@ -164,7 +164,11 @@ impl State {
                             "line {}: outcome {:?} is not one of {}",
                             i + 1,
                             v,
-                            OUTCOMES.iter().map(|o| o.word()).collect::<Vec<_>>().join(", ")
+                            OUTCOMES
+                                .iter()
+                                .map(|o| o.word())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )
                     })?
                 }
@@ -314,7 +318,11 @@ pub fn bootnames(system_conf: &str) -> Vec<String> {
     parse_keyfile(system_conf)
         .iter()
         .filter(|(s, _)| s.starts_with("slot."))
-        .filter_map(|(_, kv)| kv.iter().find(|(k, _)| k == "bootname").map(|(_, v)| v.clone()))
+        .filter_map(|(_, kv)| {
+            kv.iter()
+                .find(|(k, _)| k == "bootname")
+                .map(|(_, v)| v.clone())
+        })
         .collect()
 }
 
@@ -405,7 +413,10 @@ pub fn health_verdict(status: &serde_json::Value) -> Result<(), String> {
     }
     for t in sup["threads"].as_array().into_iter().flatten() {
         if t["stalled"].as_bool() == Some(true) {
-            wrong.push(format!("thread {} stalled", t["name"].as_str().unwrap_or("?")));
+            wrong.push(format!(
+                "thread {} stalled",
+                t["name"].as_str().unwrap_or("?")
+            ));
         }
     }
     if wrong.is_empty() {
@@ -441,14 +452,25 @@ pub fn rauc_error(stderr: &str, stdout: &str) -> Option<String> {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
+    // RAUC's progress messages ("Verified detached signature by ...")
+    // are not the error.
+    let failing = |l: &&&str| {
+        let l = l.to_ascii_lowercase();
+        (l.contains("fail")
+            || l.contains("error")
+            || l.contains("mismatch")
+            || l.contains("invalid"))
+            && !l.contains("verified")
+    };
     let pick = lines
         .iter()
         .rev()
+        .filter(failing)
         .find(|l| {
             let l = l.to_ascii_lowercase();
             l.contains("signature") || l.contains("compatible") || l.contains("certificate")
         })
-        .or_else(|| lines.iter().rev().find(|l| l.to_ascii_lowercase().contains("error")))
+        .or_else(|| lines.iter().rev().find(failing))
         .or_else(|| lines.last())?;
     let text = clean(pick);
     let low = text.to_ascii_lowercase();
@@ -475,6 +497,10 @@ pub struct Info {
     /// holds (seconds), for /status.
     pub trial: Mutex<Option<(String, u64)>>,
     pub mark_good_after_s: u32,
+    /// Read again at every /status and /metrics: `capbox update` (another
+    /// process) writes it.
+    state_file: PathBuf,
+    system_conf: PathBuf,
 }
 
 impl Info {
@@ -514,9 +540,22 @@ impl Info {
             state: Mutex::new(State::load(&cfg.state_file).ok().flatten()),
             trial: Mutex::new(None),
             mark_good_after_s: cfg.mark_good_after_s,
+            state_file: cfg.state_file.clone(),
+            system_conf: system_conf.to_path_buf(),
         };
         info.refresh_other(&conf);
         info
+    }
+
+    /// The state file and the other slot's version, as they are now (a
+    /// few hundred bytes each; an unreadable file keeps what was known).
+    pub fn refresh(&self) {
+        if let Ok(Some(s)) = State::load(&self.state_file) {
+            *lock(&self.state) = Some(s);
+        }
+        if let Ok(Some(conf)) = read_small(&self.system_conf) {
+            self.refresh_other(&conf);
+        }
     }
 
     /// The other slot's version from RAUC's status file (`statusfile=` of
@@ -538,6 +577,7 @@ impl Info {
 
     /// The `update` object of /status.
     pub fn status(&self) -> serde_json::Value {
+        self.refresh();
         let st = lock(&self.state).clone().unwrap_or_default();
         let trial = lock(&self.trial).clone();
         serde_json::json!({
@@ -567,6 +607,7 @@ impl Info {
     /// `capbox_update_last_outcome`.
     pub fn metrics(&self, m: &mut String) {
         use crate::monitor::metrics::{family, Kind};
+        self.refresh();
         let slot = self.slot.clone().unwrap_or_default();
         family(
             m,
@@ -605,7 +646,10 @@ impl Info {
         );
         for o in OUTCOMES {
             f.sample(
-                &[("outcome", o.word()), ("version", if *o == st.outcome { &st.version } else { "" })],
+                &[
+                    ("outcome", o.word()),
+                    ("version", if *o == st.outcome { &st.version } else { "" }),
+                ],
                 u64::from(*o == st.outcome),
             );
         }

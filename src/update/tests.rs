@@ -17,7 +17,13 @@ fn state_round_trip_and_bad_lines() {
     assert!(t.lines().any(|l| l == "slot=B"), "{t}");
     let back = State::parse(&t).unwrap();
     assert_eq!(back.message, "installed with a newline");
-    assert_eq!(State { message: back.message.clone(), ..s }, back);
+    assert_eq!(
+        State {
+            message: back.message.clone(),
+            ..s
+        },
+        back
+    );
     // Unknown keys and junk are ignored; a wrong outcome names its line.
     let p = State::parse("junk\nfuture=1\n\noutcome=good\n").unwrap();
     assert_eq!(p.outcome, Outcome::Good);
@@ -58,7 +64,8 @@ fn booted_slot_and_release() {
 }
 
 // The repository's own system.conf (what the image ships).
-const SYSTEM_CONF: &str = include_str!("../../buildroot/board/capbox/rootfs-overlay/etc/rauc/system.conf");
+const SYSTEM_CONF: &str =
+    include_str!("../../buildroot/board/capbox/rootfs-overlay/etc/rauc/system.conf");
 
 // RAUC 1.8's central status file as it writes it (GKeyFile, one section
 // per slot it installed into).
@@ -75,14 +82,23 @@ installed.count=1
 
 #[test]
 fn rauc_files() {
-    assert_eq!(bootnames(SYSTEM_CONF), vec!["A".to_string(), "B".to_string()]);
-    assert_eq!(slot_section(SYSTEM_CONF, "B").as_deref(), Some("slot.rootfs.1"));
+    assert_eq!(
+        bootnames(SYSTEM_CONF),
+        vec!["A".to_string(), "B".to_string()]
+    );
+    assert_eq!(
+        slot_section(SYSTEM_CONF, "B").as_deref(),
+        Some("slot.rootfs.1")
+    );
     assert_eq!(slot_section(SYSTEM_CONF, "C"), None);
     assert_eq!(other_of(&bootnames(SYSTEM_CONF), "A").as_deref(), Some("B"));
     let r = slot_record(RAUC_STATUS, "slot.rootfs.1");
     assert_eq!(r.version.as_deref(), Some("0.9.1-test"));
     assert_eq!(r.installed.as_deref(), Some("2026-12-05T21:40:00Z"));
-    assert_eq!(slot_record(RAUC_STATUS, "slot.rootfs.0"), SlotRecord::default());
+    assert_eq!(
+        slot_record(RAUC_STATUS, "slot.rootfs.0"),
+        SlotRecord::default()
+    );
     // Garbage is no panic.
     let _ = parse_keyfile("[\n=\n[a]]\nx\n]=[\n");
 }
@@ -133,7 +149,9 @@ fn health() {
     ] {
         assert!(e.contains(want), "{e}");
     }
-    assert!(health_verdict(&serde_json::json!({})).unwrap_err().contains("no channel"));
+    assert!(health_verdict(&serde_json::json!({}))
+        .unwrap_err()
+        .contains("no channel"));
 }
 
 #[test]
@@ -142,10 +160,19 @@ fn rauc_errors_in_words() {
     // service).
     let stderr = "installing `/data/bad.raucb`: started\ninstalling /data/bad.raucb: LastError: Failed to check bundle identifier: signature verification failed: Verify error:unable to get local issuer certificate\ninstalling `/data/bad.raucb` failed\n";
     let e = rauc_error(stderr, "").unwrap();
-    assert!(e.starts_with("the bundle is not signed by a key this box trusts"), "{e}");
+    assert!(
+        e.starts_with("the bundle is not signed by a key this box trusts"),
+        "{e}"
+    );
     assert!(e.contains("unable to get local issuer certificate"), "{e}");
     let e = rauc_error("LastError: Compatible mismatch: Expected 'capbox-x86_64' but bundle manifest has 'other'\n", "").unwrap();
-    assert!(e.starts_with("the bundle is for another kind of box"), "{e}");
+    assert!(
+        e.starts_with("the bundle is for another kind of box"),
+        "{e}"
+    );
+    // A progress line that names the signature is not the error.
+    let e = rauc_error("rauc-Message: 21:41:31.555: Verified detached signature by 'CN = capbox update test signing'\nFailed to extract manifest from bundle: Failed to start unsquashfs: Failed to execute child process \"unsquashfs\" (No such file or directory)\n", "").unwrap();
+    assert!(e.starts_with("Failed to extract manifest"), "{e}");
     assert_eq!(rauc_error("", ""), None);
 }
 
@@ -170,7 +197,12 @@ fn status_and_metrics() {
     }
     .store(&cfg.state_file)
     .unwrap();
-    let info = Info::read_from(&cfg, "ro rauc.slot=A", &dir.join("release"), &dir.join("system.conf"));
+    let info = Info::read_from(
+        &cfg,
+        "ro rauc.slot=A",
+        &dir.join("release"),
+        &dir.join("system.conf"),
+    );
     let s = info.status();
     assert_eq!(s["version"], "0.9.0-test");
     assert_eq!(s["slot"], "A");
@@ -179,10 +211,32 @@ fn status_and_metrics() {
     assert_eq!(s["last"]["outcome"], "rolled_back");
     let mut m = String::new();
     info.metrics(&mut m);
-    assert!(m.contains("capbox_build_info{version=\"0.9.0-test\",capbox_version=\""), "{m}");
+    assert!(
+        m.contains("capbox_build_info{version=\"0.9.0-test\",capbox_version=\""),
+        "{m}"
+    );
     assert!(m.contains("slot=\"A\"} 1"), "{m}");
-    assert!(m.contains("capbox_update_other_slot_info{slot=\"B\",version=\"0.9.1-test\"} 1"), "{m}");
-    assert!(m.contains("capbox_update_last_outcome{outcome=\"rolled_back\",version=\"0.9.1-test\"} 1"), "{m}");
-    assert!(m.contains("capbox_update_last_outcome{outcome=\"good\",version=\"\"} 0"), "{m}");
+    assert!(
+        m.contains("capbox_update_other_slot_info{slot=\"B\",version=\"0.9.1-test\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("capbox_update_last_outcome{outcome=\"rolled_back\",version=\"0.9.1-test\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("capbox_update_last_outcome{outcome=\"good\",version=\"\"} 0"),
+        "{m}"
+    );
+    // `capbox update` (another process) writes the state file: the next
+    // /status shows it.
+    State {
+        outcome: Outcome::Failed,
+        message: "bad signature".into(),
+        ..State::default()
+    }
+    .store(&cfg.state_file)
+    .unwrap();
+    assert_eq!(info.status()["last"]["outcome"], "failed");
     let _ = std::fs::remove_dir_all(dir);
 }
