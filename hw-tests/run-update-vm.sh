@@ -135,7 +135,7 @@ qemu_start() {
     local ser=$run/ser$nq
     mkfifo "$ser.in" "$ser.out"
     timeout "$session_timeout" qemu-system-x86_64 -accel tcg,thread=multi -smp 2 -m 512 \
-        -display none -monitor none -nodefaults \
+        -display none -monitor none -nodefaults -pidfile "$run/qemu$nq.pid" \
         -drive "file=$run/disk.img,format=raw,if=virtio,throttling.bps-write=16777216" \
         -device i6300esb -watchdog-action reset \
         -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:8080" -device virtio-net-pci,netdev=n0 \
@@ -312,7 +312,8 @@ for c in $cases; do
         # Killed as soon as RAUC says it writes the slot (it marked the
         # slot bad just before): the worst moment.
         if wait_for 'Copying image to rootfs' 240 "$from"; then
-            kill -KILL "$qpid"; wait "$qpid" 2>/dev/null; qpid=
+            # QEMU itself (not timeout(1) around it): the power cut.
+            kill -KILL "$(cat "$run/qemu$nq.pid")"; wait "$qpid" 2>/dev/null; qpid=
             check "power cut: QEMU killed during rauc install" 1 "last words before the cut: '$(tail -c +"$((from + 1))" "$raw" | tr -d '\r' | grep -a 'rauc:' | tail -1)'"
         else
             check "power cut: QEMU killed during rauc install" 0 "no 'Copying image to rootfs'"

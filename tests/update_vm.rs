@@ -13,6 +13,13 @@
 //! partition's config is unchanged after every case. Prints the minutes
 //! and the bundle size (`UPDATE figures`). `CAPBOX_SKIP_VM=1` skips it,
 //! loudly.
+//!
+//! CI runs the core cases in about 5 minutes under TCG: bad signature,
+//! good bundle (install, boot, marked good), power cut. The broken bundle
+//! (the box rolls back by itself after `trial_timeout_s`, two more boots:
+//! about 3 minutes more) runs in the script's full set
+//! (`bash hw-tests/run-update-vm.sh`, every case by default), whose
+//! figures are in hw-tests/README.md and BENCHMARKS.md.
 
 mod rig_script;
 
@@ -33,14 +40,19 @@ fn signed_ab_updates_roll_themselves_back() {
             "  serial|",
         ],
         skip_var: "CAPBOX_SKIP_VM",
-        env: &[],
+        env: &[(
+            "CAPBOX_UPDATE_CASES",
+            std::ffi::OsStr::new("badsig good powercut"),
+        )],
         must_contain: &[
             "PASS boot: slot A, login prompt",
             "PASS bad signature: refused with a clear message",
+            "PASS bad signature: config unchanged",
+            "PASS good bundle: boots slot B, version -b",
             "PASS good bundle: capbox marked slot B good",
-            "PASS broken bundle: back on slot B by itself",
-            "PASS broken bundle: /status says rolled back",
+            "PASS good bundle: config unchanged",
             "PASS power cut: the old slot B still boots",
+            "PASS power cut: /status says interrupted",
             "PASS power cut: config unchanged",
         ],
         summary: "update-vm: ",
