@@ -14,12 +14,26 @@
 #     well under a second while OVMF takes several, and the disk stays one
 #     genimage run;
 #   - the vidtv modules the kernel rig (hw-tests/run-vm.sh) builds, when
-#     its cache has them (or this machine can build them).
-# Output: $CAPBOX_IMAGE_OUT (default $cache/appliance): disk.img and
-# image.env (sizes, versions, minutes: what the boot test reports).
+#     its cache has them (or this machine can build them);
+#   - RAUC (Debian's rauc 1.8, with its shared libraries), dbus-daemon
+#     (RAUC's client talks to `rauc service` over the system bus),
+#     grub-editenv (RAUC's GRUB backend) and unsquashfs (`rauc info`), the loop/squashfs/vfat modules
+#     RAUC and /boot need, and udev's 60-persistent-storage.rules
+#     (/dev/disk/by-partlabel, the slot devices of /etc/rauc/system.conf);
+#   - the keyring RAUC checks bundles against: $CAPBOX_RAUC_KEYRING (a PEM
+#     CA certificate), else a development CA made once in the cache
+#     ($cache/rauc-dev-ca, never in the repository; its key signs
+#     development bundles: images/make-bundle.sh).
+# Output: $CAPBOX_IMAGE_OUT (default $cache/appliance): disk.img,
+# rootfs.ext4 (one slot: what an update bundle carries) and image.env
+# (sizes, versions, minutes: what the boot test reports).
 #
 # Environment: CAPBOX_HW_CACHE (as the hw-tests rigs), CAPBOX_IMAGE_OUT,
-# CAPBOX_IMAGE_VIDTV (auto|0: leave vidtv out).
+# CAPBOX_IMAGE_VIDTV (auto|0: leave vidtv out), CAPBOX_IMAGE_VERSION (the
+# image's version in /etc/capbox-release; default capbox's version +
+# the git commit), CAPBOX_RAUC_KEYRING, CAPBOX_IMAGE_CAPBOX (put this
+# file in as /usr/bin/capbox instead of the musl build: the update rig's
+# deliberately broken image).
 set -euo pipefail
 T0=$(date +%s.%N)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,7 +48,8 @@ stamp() { echo "build-test-image: $*"; }
 die() { echo "build-test-image: FAILED: $*" >&2; exit 2; }
 
 # ---- 1. packages ----
-rig_install genimage grub-pc-bin mtools dosfstools e2fsprogs busybox-static kmod cpio xz-utils gzip bc
+rig_install genimage grub-pc-bin grub-common mtools dosfstools e2fsprogs busybox-static kmod cpio xz-utils gzip bc \
+    rauc squashfs-tools dbus-daemon openssl
 stamp() { printf 'build-test-image: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
 kver=$(rig_kernel_version)
 stamp "kernel $kver"
@@ -101,6 +116,31 @@ for p in $(/bin/busybox --list-full); do
     [ -e "$R/$p" ] || [ -L "$R/$p" ] || ln -s /bin/busybox "$R/$p"
 done
 strip -o "$R/usr/bin/capbox" "$capbox_bin"
+if [ -n "${CAPBOX_IMAGE_CAPBOX:-}" ]; then
+    cp "$CAPBOX_IMAGE_CAPBOX" "$R/usr/bin/capbox" && chmod 0755 "$R/usr/bin/capbox"
+    stamp "/usr/bin/capbox is $CAPBOX_IMAGE_CAPBOX (CAPBOX_IMAGE_CAPBOX)"
+fi
+# RAUC, its D-Bus and GRUB helpers, with their shared libraries (ldd).
+rig_with_libs "$R" /usr/bin/rauc /usr/bin/rauc
+rig_with_libs "$R" /usr/bin/dbus-daemon /usr/bin/dbus-daemon
+rig_with_libs "$R" /usr/bin/grub-editenv /usr/bin/grub-editenv
+# `rauc info` reads a plain bundle's manifest with unsquashfs.
+rig_with_libs "$R" /usr/bin/unsquashfs /usr/bin/unsquashfs
+cp "$udir/root/lib/udev/rules.d/60-persistent-storage.rules" "$R/lib/udev/rules.d/"
+mkdir -p "$R/boot" "$R/etc/rauc"
+keyring=${CAPBOX_RAUC_KEYRING:-}
+if [ -z "$keyring" ]; then
+    ca=$cache/rauc-dev-ca
+    if [ ! -s "$ca/ca.cert.pem" ]; then
+        stamp "making a development RAUC CA in $ca (not for boxes in the field)"
+        mkdir -p "$ca"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=capbox development CA" \
+            -keyout "$ca/ca.key.pem" -out "$ca/ca.cert.pem" 2>/dev/null || die "openssl: cannot make the development CA"
+    fi
+    keyring=$ca/ca.cert.pem
+fi
+[ -s "$keyring" ] || die "the RAUC keyring $keyring is missing or empty"
+cp "$keyring" "$R/etc/rauc/keyring.pem"
 # udevd is udevadm under another name (argv[0]); the rules: Debian's
 # 80-drivers.rules (modalias -> driver, the coldplug of S10udev) and
 # capbox's own from udev/.
@@ -112,7 +152,8 @@ cp "$repo"/udev/*.rules "$R/lib/udev/rules.d/"
 rig_with_libs "$R" /sbin/e2fsck /sbin/e2fsck
 # Modules: the VM's disk, NIC and watchdog; the watchdogs of common
 # boards (S15watchdog's list); DVB core; vidtv.
-mods=(virtio_pci virtio_blk virtio_net ext4 crc32c_generic i6300esb softdog iTCO_wdt sp5100_tco mc dvb-core)
+mods=(virtio_pci virtio_blk virtio_net ext4 crc32c_generic i6300esb softdog iTCO_wdt sp5100_tco mc dvb-core
+      loop squashfs vfat nls_cp437 nls_ascii nls_utf8)
 if [ -n "$vidtv" ]; then
     mkdir -p "$R/lib/modules/$kver/extra"
     cp "$vidtv"/*.ko "$R/lib/modules/$kver/extra/"
@@ -121,6 +162,8 @@ fi
 rig_modules "$R" "${mods[@]}"
 # The capbox parts, exactly as Buildroot copies its overlay last.
 cp -a "$overlay/." "$R/"
+version=${CAPBOX_IMAGE_VERSION:-$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)+g$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+printf 'NAME=capbox\nVERSION=%s\n' "$version" >"$R/etc/capbox-release"
 cat >"$R/etc/capbox-image" <<INFO
 capbox test image (images/build-test-image.sh)
 built $(date -u +%Y-%m-%dT%H:%M:%SZ) from $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)
@@ -160,6 +203,10 @@ cp /usr/lib/grub/i386-pc/boot.img "$in/boot.img"
 sh "$here/grub-bios-patch.sh" "$in" >/dev/null || die "grub-bios-patch.sh failed"
 cp "${vmlinuz:?}" "$in/bzImage" # set by rig_fetch_kernel
 cp "$repo/buildroot/board/capbox/grub.cfg" "$in/grub.cfg"
+# GRUB's environment block (RAUC's ORDER / X_OK / X_TRY): both slots good,
+# A first, as the factory writes them.
+grub-editenv "$in/grubenv" create
+grub-editenv "$in/grubenv" set ORDER="A B" A_OK=1 A_TRY=0 B_OK=1 B_TRY=0
 # The layout of images/genimage.cfg plus the one line the test image adds:
 # the initramfs on the boot partition.
 sed 's|^\(\t*\)file boot/grub/grub.cfg .*|&\n\1file boot/initrd.img { image = "initrd.img" }|' \
@@ -173,11 +220,14 @@ genimage --config "$work/genimage.cfg" \
     --tmppath "$work/gtmp" >"$work/genimage.log" 2>&1 || { tail -20 "$work/genimage.log"; die "genimage failed"; }
 mkdir -p "$out"
 mv "$work/out/disk.img" "$out/disk.img.tmp" && mv "$out/disk.img.tmp" "$out/disk.img"
+cp "$in/rootfs.ext4" "$out/rootfs.ext4"
 image_s=$(echo "$(date +%s.%N) - $I0" | bc)
 total_s=$(echo "$(date +%s.%N) - $T0" | bc)
 capbox_bytes=$(stat -c %s "$R/usr/bin/capbox")
 cat >"$out/image.env" <<ENV
 kver=$kver
+version=$version
+keyring=$keyring
 vidtv=${vidtv:+1}
 disk_bytes=$(stat -c %s "$out/disk.img")
 rootfs_used_kib=$rootfs_used_kib

@@ -103,6 +103,8 @@ fn epg_audiences(c: &config::EpgConfig) -> Vec<crate::epg::xmltv::Audience> {
             }
         })
         .collect()
+    /// Versions, slots and the last update, for /status and /metrics.
+    pub update: Arc<crate::update::Info>,
 }
 
 pub struct Daemon {
@@ -122,6 +124,9 @@ pub struct Daemon {
     supervisor: Option<crate::supervisor::Supervisor>,
     /// The `[[probe]]` poller, when any is configured.
     prober: Option<crate::monitor::check::Prober>,
+    /// On the first boots of a new slot (`capbox serve`): marks it good
+    /// once healthy (`crate::update`).
+    trial: Option<crate::update::Trial>,
 }
 
 /// How often freed heap is handed back to the kernel.
@@ -372,6 +377,7 @@ impl Daemon {
             epg_cache: Mutex::new(crate::epg::serve::Cache::default()),
             xmltv: Mutex::new(Vec::new()),
             xmltv_ids: Arc::new(RwLock::new(xmltv_ids(&config))),
+            update: Arc::new(crate::update::Info::read(&config.update)),
         });
         app.set_adapters(&config);
         let mut d = Daemon {
@@ -385,6 +391,7 @@ impl Daemon {
             trim_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             supervisor: None,
             prober: None,
+            trial: None,
         };
         // First: a reset log is read and the watchdog armed before the
         // threads it watches start.
@@ -451,6 +458,19 @@ impl Daemon {
         log::info!("listening on http://{}", server.local_addr());
         d.server = Some(server);
         d.set_probes(&config);
+        if arm {
+            // Only `capbox serve` (the box) judges a trial slot; the
+            // closure holds the app weakly (the thread ends in `stop`).
+            let weak = Arc::downgrade(&d.app);
+            d.trial = crate::update::Trial::start(
+                d.app.update.clone(),
+                &config.update,
+                Box::new(move || match weak.upgrade() {
+                    Some(app) => crate::update::health_verdict(&app.status()),
+                    None => Err("stopping".into()),
+                }),
+            );
+        }
         Ok(d)
     }
 
@@ -1018,6 +1038,9 @@ impl Daemon {
         let sup = self.supervisor.take();
         if let Some(s) = &sup {
             s.stopping();
+        }
+        if let Some(t) = self.trial.take() {
+            t.stop();
         }
         self.trim_stop
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1767,6 +1790,7 @@ impl Backend for App {
                 stats.iter().map(|(n, s)| (n.as_str(), s)).collect();
             crate::epg::fetch::render_metrics(&mut m, &refs);
         }
+        self.update.metrics(&mut m);
         family(
             &mut m,
             "capbox_uptime_seconds",
@@ -1858,6 +1882,7 @@ impl Backend for App {
                 .map(crate::monitor::tr101290::mux_json)
                 .collect::<Vec<_>>(),
             "epg": self.epg_status(),
+            "update": self.update.status(),
         })
     }
 

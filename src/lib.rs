@@ -15,3 +15,4 @@ pub mod remux;
 pub mod source;
 pub mod supervisor;
 pub mod ts;
+pub mod update;

@@ -1,5 +1,5 @@
 //! Subcommands: serve, demo, check-config, probe, check, status, epg, logs, pin,
-//! adapters, cards, tune, signal, scan, slate, usb-reset.
+//! adapters, cards, tune, signal, scan, slate, usb-reset, update.
 //! `main.rs` only calls `main()`. Output for the console fits 80 columns
 //! (the terminal's width when known) and is plain ASCII without colour on
 //! a terminal that says no more (`term`).
@@ -19,6 +19,7 @@ pub mod slate;
 pub mod status;
 pub mod term;
 pub mod tune;
+pub mod update;
 pub mod usb_reset;
 
 use crate::config::{self, Config};
@@ -50,6 +51,8 @@ commands:
   scan          scan an adapter from an initial tuning file, follow NIT
   slate         make a slate in a channel's format with ffmpeg (workstation)
   usb-reset     reset the USB device of a tuner by hand (authorized 0/1, port reset)
+  update        install a signed update bundle into the other slot and reboot
+                into it (--status: versions, slots, the last update)
 
 `capbox <command> --help` shows each command's options.
 ";
@@ -79,6 +82,7 @@ pub fn main() -> i32 {
         "signal" => signal::run(rest),
         "slate" => slate::run(rest),
         "usb-reset" => usb_reset::run(rest),
+        "update" => update::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             0

@@ -31,6 +31,7 @@ pub use walk::epg::{AudienceConfig, EpgConfig, EpgPriority, XmltvConfig, XmltvLo
 pub use walk::monitor::MonitorConfig;
 pub use walk::probes::ProbeConfig;
 pub use walk::supervisor::{SupervisorConfig, DEFAULT_RESET_LOG};
+pub use walk::update::{UpdateConfig, DEFAULT_UPDATE_STATE};
 
 use crate::dvb::diseqc::{Burst, Scr, ScrStandard, Switch};
 use crate::dvb::lnb::{Lnb, LnbSetup};
@@ -104,6 +105,9 @@ pub struct Config {
     /// `[supervisor]`: watchdog, stall detection, reboot-loop guard
     /// (`walk/supervisor.rs`).
     pub supervisor: SupervisorConfig,
+    /// `[update]`: A/B updates through RAUC, marking a new slot good
+    /// (`walk/update.rs`).
+    pub update: UpdateConfig,
     /// `[recovery]`: every adapter's escalation ladder (`walk/recovery.rs`).
     pub recovery: crate::dvb::recovery::RecoveryConfig,
     /// `[[probe]]`: URLs checked as a viewer gets them (`walk/probes.rs`).
@@ -620,6 +624,10 @@ impl Config {
             supervisor: SupervisorConfig {
                 reset_log: base_dir.join(DEFAULT_RESET_LOG),
                 ..SupervisorConfig::default()
+            },
+            update: UpdateConfig {
+                state_file: base_dir.join(DEFAULT_UPDATE_STATE),
+                ..UpdateConfig::default()
             },
             recovery: crate::dvb::recovery::RecoveryConfig::default(),
             probes: Vec::new(),

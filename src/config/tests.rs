@@ -1025,5 +1025,63 @@ fn config_monitor_defaults_values_and_errors() {
         errs[3].starts_with("capbox.toml:6: monitor.silence_after: ")
             && errs[3].contains("silence_after_s"),
         "{errs:#?}"
+fn update_defaults_and_keys() {
+    let c = parse_ok(GOOD);
+    assert_eq!(
+        c.update,
+        UpdateConfig {
+            state_file: PathBuf::from("/etc/capbox/capbox-update.state"),
+            ..UpdateConfig::default()
+        }
+    );
+    assert_eq!(
+        (c.update.mark_good_after_s, c.update.trial_timeout_s),
+        (300, 900)
+    );
+    let c = parse_ok(&format!(
+        "{GOOD}\n[update]\nmark_good_after_s = 10\ntrial_timeout_s = 60\nstate_file = \"/data/u.state\"\n"
+    ));
+    assert_eq!(
+        (c.update.mark_good_after_s, c.update.trial_timeout_s),
+        (10, 60)
+    );
+    assert_eq!(c.update.state_file, PathBuf::from("/data/u.state"));
+}
+
+#[test]
+fn update_errors_name_key_and_line() {
+    let base = GOOD.lines().count();
+    let l = |n: usize| base + 1 + n;
+    let errs = parse_err(&format!(
+        "{GOOD}\n[update]\nmark_good_after_s = 1\ntrial_timeout_s = \"60\"\nstate_file = \"/data/\"\nmark_good = 5\n"
+    ));
+    let all = errs
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for want in [
+        format!("capbox.toml:{}: update.mark_good_after_s: 1 is out of range; expected seconds 5..=86400", l(2)),
+        format!("capbox.toml:{}: update.trial_timeout_s: found string \"60\"", l(3)),
+        format!("capbox.toml:{}: update.state_file: not a file path", l(4)),
+        format!("capbox.toml:{}: update.mark_good: unknown key; expected one of: mark_good_after_s,", l(5)),
+    ] {
+        assert!(all.contains(&want), "missing {want:?} in:\n{all}");
+    }
+    // The trial must leave time for the health to hold.
+    let errs = parse_err(&format!(
+        "{GOOD}\n[update]\nmark_good_after_s = 300\ntrial_timeout_s = 320\n"
+    ));
+    let all = errs
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains(&format!(
+            "capbox.toml:{}: update.trial_timeout_s: 320 s is not more than mark_good_after_s (300 s) + 30 s",
+            l(3)
+        )),
+        "{all}"
     );
 }

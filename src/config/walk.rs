@@ -28,6 +28,8 @@ mod recovery;
 pub(super) mod softcam;
 #[path = "supervisor.rs"]
 pub(super) mod supervisor;
+#[path = "update.rs"]
+pub(super) mod update;
 
 struct Walker {
     file: String,
@@ -333,6 +335,7 @@ const ROOT_KEYS: &[&str] = &[
     "epg",
     "xmltv",
     "audience",
+    "update",
 ];
 const ADAPTER_KEYS: &[&str] = &[
     "name",
@@ -469,6 +472,7 @@ pub(super) fn parse(
         None => monitor::MonitorConfig::default(),
         Some(f) => monitor::monitor(&mut w, f),
     };
+    let update = update::update(&mut w, &mut top, base_dir);
     let recovery = match w.take(&mut top, "recovery") {
         None => crate::dvb::recovery::RecoveryConfig::default(),
         Some(f) => recovery::recovery(&mut w, f),
@@ -495,6 +499,7 @@ pub(super) fn parse(
         channels,
         cards,
         supervisor,
+        update,
         recovery,
         probes,
         monitor,

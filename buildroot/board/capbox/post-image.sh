@@ -12,6 +12,7 @@
 #   boot.img               GRUB's i386-pc MBR code, copied here from the
 #                          grub2 build (Buildroot leaves it there)
 #   grub.cfg               board/capbox/grub.cfg
+#   grubenv                GRUB's environment (RAUC's slot order, tries)
 # grub.img and boot.img are then patched by images/grub-bios-patch.sh for
 # a core image at 32 KiB (the GPT holds sector 1). For UEFI, GRUB is also
 # in efi-part/EFI/BOOT/bootx64.efi with grub.cfg beside it.
@@ -34,6 +35,13 @@ for f in bzImage rootfs.ext4 grub.img; do
 done
 
 install -m 0644 "$grubcfg" "$binaries/grub.cfg"
+# GRUB's environment block for RAUC's boot counting (grub.cfg): both slots
+# good, A first. grub-editenv: host-grub2's, else the build machine's.
+editenv=${HOST_DIR:-/nonexistent}/bin/grub-editenv
+[ -x "$editenv" ] || editenv=$(command -v grub-editenv) || die "grub-editenv not found (host-grub2 or the build machine's grub-common)"
+rm -f "$binaries/grubenv"
+"$editenv" "$binaries/grubenv" create
+"$editenv" "$binaries/grubenv" set ORDER="A B" A_OK=1 A_TRY=0 B_OK=1 B_TRY=0
 
 bootimg=
 for f in "${BUILD_DIR:?}"/grub2-*/build-i386-pc/grub-core/boot.img; do

@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# The update rig (issue 16): signed A/B updates on the test image in QEMU
+# (TCG), driven over the serial console and HTTP as an operator would.
+#
+# Setup: a test CA and signing key (openssl, in the run's temporary
+# directory: no key in the repository), a second "stranger" CA; the test
+# image built with the test CA as its keyring (version ...-a); bundles made
+# from its rootfs.ext4 with debugfs edits (no second image build):
+#   good    version ...-b, signed by the test CA
+#   broken  version ...-x, /usr/bin/capbox replaced by a program that
+#           exits 1 (a deliberately broken build: capbox cannot start)
+#   bad     version ...-b, signed by the stranger CA
+#   good2   version ...-c (for the power cut)
+# served to the guest over HTTP by the host (10.0.2.2 under QEMU's user
+# networking): `capbox update http://...` is what an operator types.
+# One persistent disk for the whole run (copied from the image), its
+# writes throttled to 16 MB/s (a slow flash disk: RAUC's write of a slot
+# then lasts ~4 s, long enough to cut it in the middle).
+#
+# Cases, in one chain of boots:
+#   1. slot A boots; the config written once ([update] mark_good_after_s =
+#      10, trial_timeout_s = 60) and its checksum taken;
+#   2. bad signature: refused with a clear message, nothing written, no
+#      reboot, /status last outcome "failed";
+#   3. good: installed into B, the box reboots into B, capbox marks it
+#      good after 10 s of health; /status: slot B, version -b, outcome good;
+#   4. broken (from B into A): the box boots A, capbox never starts, the
+#      trial guard marks A bad after 60 s and reboots: back on B by
+#      itself, /status outcome "rolled_back";
+#   5. power cut: QEMU killed while `rauc install` writes good2 into A;
+#      QEMU started again on the same disk: slot B boots, /status outcome
+#      "interrupted".
+# After every case the data partition's capbox.toml is unchanged.
+#
+# Exit: 0 all passed, 1 checks failed, 2 the rig could not be built or
+# booted. Prints `update-vm: P passed, F failed` and `UPDATE figures`.
+#
+# Environment: CAPBOX_HW_CACHE; CAPBOX_HW_TIMEOUT (seconds per QEMU run,
+# default 900); CAPBOX_UPDATE_CASES (default "badsig good broken powercut":
+# the cases to run, in that order; CI runs them all when they fit).
+set -euo pipefail
+T0=$(date +%s.%N)
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+# shellcheck source=hw-tests/lib.sh
+source "$here/lib.sh"
+cache=$(rig_cache_dir "$repo")
+session_timeout=${CAPBOX_HW_TIMEOUT:-900}
+cases=${CAPBOX_UPDATE_CASES:-badsig good broken powercut}
+
+stamp() { echo "run-update-vm: $*"; }
+die() { echo "run-update-vm: FAILED: $*" >&2; exit 2; }
+rig_install qemu-system-x86 curl python3 bc openssl rauc squashfs-tools e2fsprogs
+stamp() { printf 'run-update-vm: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
+
+run=$(mktemp -d "$cache/update-run.XXXXXX")
+qpid=
+hpid=
+cleanup() {
+    [ -n "$qpid" ] && kill "$qpid" 2>/dev/null
+    [ -n "$hpid" ] && kill "$hpid" 2>/dev/null
+    rm -rf "$run"
+}
+trap cleanup EXIT
+
+# ---- 1. keys, image, bundles ----
+stamp "test CA and signing key (openssl)"
+mkca() { # DIR NAME: a CA and a signing certificate it issued
+    mkdir -p "$1"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$2 CA" \
+        -keyout "$1/ca.key.pem" -out "$1/ca.cert.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$2 signing" \
+        -keyout "$1/sign.key.pem" -out "$1/sign.csr" 2>/dev/null
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n' >"$1/ext"
+    openssl x509 -req -in "$1/sign.csr" -CA "$1/ca.cert.pem" -CAkey "$1/ca.key.pem" -CAcreateserial \
+        -days 30 -extfile "$1/ext" -out "$1/sign.cert.pem" 2>/dev/null
+}
+mkca "$run/ca" "capbox update test" || die "openssl could not make the test CA"
+mkca "$run/stranger" "stranger" || die "openssl could not make the stranger CA"
+base=1.0.0-$(date +%s)
+img=$cache/update-image
+CAPBOX_HW_CACHE=$cache CAPBOX_IMAGE_OUT=$img CAPBOX_IMAGE_VERSION=$base-a CAPBOX_RAUC_KEYRING=$run/ca/ca.cert.pem \
+    bash "$repo/images/build-test-image.sh" >"$run/build.log" 2>&1 || { tail -20 "$run/build.log"; die "images/build-test-image.sh failed"; }
+grep -E 'root filesystem used|minutes' "$run/build.log" | sed 's/^build-test-image/run-update-vm: image/'
+# A rootfs variant: ROOTFS VERSION [CAPBOX-REPLACEMENT]
+variant() {
+    cp "$img/rootfs.ext4" "$1"
+    printf 'NAME=capbox\nVERSION=%s\n' "$2" >"$run/release"
+    debugfs -w -R "rm /etc/capbox-release" "$1" >/dev/null 2>&1
+    debugfs -w -R "write $run/release /etc/capbox-release" "$1" >/dev/null 2>&1
+    if [ -n "${3:-}" ]; then
+        debugfs -w -R "rm /usr/bin/capbox" "$1" >/dev/null 2>&1
+        debugfs -w -R "write $3 /usr/bin/capbox" "$1" >/dev/null 2>&1
+        debugfs -w -R "sif /usr/bin/capbox mode 0100755" "$1" >/dev/null 2>&1
+    fi
+    debugfs -R "cat /etc/capbox-release" "$1" 2>/dev/null | grep -qx "VERSION=$2" || die "debugfs could not edit $1"
+}
+printf '#!/bin/sh\necho "capbox: deliberately broken build (update rig)" >&2\nexit 1\n' >"$run/broken-capbox"
+mkdir -p "$run/www"
+variant "$run/rootfs-b.ext4" "$base-b"
+variant "$run/rootfs-x.ext4" "$base-x" "$run/broken-capbox"
+variant "$run/rootfs-c.ext4" "$base-c"
+B0=$(date +%s.%N)
+bash "$repo/images/make-bundle.sh" "$run/rootfs-b.ext4" "$base-b" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/good.raucb" "$run/ca/ca.cert.pem" || die "make-bundle good"
+bundle_s=$(echo "$(date +%s.%N) - $B0" | bc)
+bash "$repo/images/make-bundle.sh" "$run/rootfs-x.ext4" "$base-x" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/broken.raucb" >/dev/null || die "make-bundle broken"
+bash "$repo/images/make-bundle.sh" "$run/rootfs-c.ext4" "$base-c" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/good2.raucb" >/dev/null || die "make-bundle good2"
+bash "$repo/images/make-bundle.sh" "$run/rootfs-b.ext4" "$base-b" "$run/stranger/sign.cert.pem" "$run/stranger/sign.key.pem" "$run/www/bad.raucb" >/dev/null || die "make-bundle bad"
+bundle_bytes=$(stat -c %s "$run/www/good.raucb")
+rauc info --keyring="$run/stranger/ca.cert.pem" "$run/www/bad.raucb" >/dev/null 2>&1 || die "the stranger's bundle does not verify against the stranger's CA"
+wport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+(cd "$run/www" && exec python3 -m http.server "$wport" --bind 127.0.0.1 >"$run/http.log" 2>&1) &
+hpid=$!
+url=http://10.0.2.2:$wport
+cp --sparse=always "$img/disk.img" "$run/disk.img"
+
+passes=0
+failures=0
+check() { # check NAME OK(0|1) DETAIL
+    if [ "$2" = 1 ]; then
+        passes=$((passes + 1)); echo "PASS $1: $3"
+    else
+        failures=$((failures + 1)); echo "FAIL $1: $3"
+    fi
+}
+
+# ---- 2. QEMU (started again after the power cut) ----
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+hbase=http://127.0.0.1:$port
+raw=$cache/update-vm.log
+: >"$raw"
+nq=0
+qemu_start() {
+    nq=$((nq + 1))
+    local ser=$run/ser$nq
+    mkfifo "$ser.in" "$ser.out"
+    timeout "$session_timeout" qemu-system-x86_64 -accel tcg,thread=multi -smp 2 -m 512 \
+        -display none -monitor none -nodefaults -pidfile "$run/qemu$nq.pid" \
+        -drive "file=$run/disk.img,format=raw,if=virtio,throttling.bps-write=16777216" \
+        -device i6300esb -watchdog-action reset \
+        -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:8080" -device virtio-net-pci,netdev=n0 \
+        -chardev "pipe,id=ser0,path=$ser" -serial chardev:ser0 &
+    qpid=$!
+    exec 7<>"$ser.in"
+    cat "$ser.out" >>"$raw" &
+}
+size() { stat -c %s "$raw"; }
+wait_for() { # ERE SECONDS [FROM]
+    local re=$1 t=$2 from=${3:-0} end
+    end=$(echo "$EPOCHREALTIME + $t" | bc)
+    while :; do
+        if tail -c +"$((from + 1))" "$raw" | tr -d '\r' | grep -a -q -E "$re"; then
+            found_at=$EPOCHREALTIME
+            return 0
+        fi
+        [ "$(echo "$EPOCHREALTIME > $end" | bc)" = 1 ] && return 1
+        kill -0 "$qpid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+}
+send() { printf '%s\r' "$1" >&7; }
+nrun=0
+sh_run() { # CMD [SECONDS]: sets out, rc
+    local from t=${2:-30}
+    nrun=$((nrun + 1))
+    from=$(size)
+    send "$1; echo \"@@R$nrun \$?@@\""
+    if ! wait_for "@@R$nrun [0-9]+@@" "$t" "$from"; then
+        out="(no answer within ${t}s)"; rc=255
+        return 1
+    fi
+    out=$(tail -c +"$((from + 1))" "$raw" | tr -d '\r' | sed -n "1,/@@R$nrun [0-9]*@@/p" | grep -v "@@R$nrun" || true)
+    rc=$(tail -c +"$((from + 1))" "$raw" | tr -d '\r' | grep -a -o "@@R$nrun [0-9]*@@" | head -1 | tr -dc '0-9 ' | cut -d' ' -f2)
+    return 0
+}
+login() { # FROM
+    local from=$1
+    wait_for 'capbox login:' 240 "$from" || return 1
+    send root
+    wait_for 'capbox:[^ ]*# ' 30 "$from" || return 1
+    sh_run "stty -echo; PS1=; PS2=; dmesg -n 1" 10
+}
+json() { # EXPR on /status as s
+    curl -s --max-time 5 "$hbase/status" | python3 -c "import json, sys
+try:
+    s = json.load(sys.stdin)
+    print($1)
+except Exception as e:
+    print('(no /status: %s)' % e)" 2>/dev/null
+}
+wait_json() { # EXPR WANT SECONDS: /status's EXPR prints WANT
+    local end
+    end=$(echo "$EPOCHREALTIME + $3" | bc)
+    while [ "$(echo "$EPOCHREALTIME < $end" | bc)" = 1 ]; do
+        got=$(json "$1")
+        [ "$got" = "$2" ] && return 0
+        sleep 1
+    done
+    return 1
+}
+cfg_sum() { sh_run 'md5sum /data/capbox/capbox.toml | cut -d" " -f1' 10; echo "$out" | grep -E '^[0-9a-f]{32}$' | head -1; }
+grubenv() { sh_run 'grub-editenv /boot/grub/grubenv list | tr "\n" " "; echo' 10; echo "$out" | grep "ORDER=" | tail -1; }
+guest_dump() { # on a failed case: what the guest says
+    sh_run 'logread | grep -E "update|rauc|capbox-init" | tail -15; cat /data/capbox/capbox-update.state' 20
+    echo "$out" | sed 's/^/  guest| /'
+}
+
+set +e
+Q0=$EPOCHREALTIME
+stamp "booting $run/disk.img (version $base-a) under QEMU (tcg); bundles on $url"
+qemu_start
+if ! login 0; then
+    check "boot: slot A, login prompt" 0 "no login (log: $raw)"
+    echo "update-vm: $passes passed, $failures failed"
+    exit 2
+fi
+sh_run 'cat /proc/cmdline; cat /etc/capbox-release'
+check "boot: slot A, login prompt" "$(echo "$out" | grep -q 'rauc.slot=A' && echo "$out" | grep -q "VERSION=$base-a" && echo 1 || echo 0)" \
+    "$(echo "$out" | grep -o 'rauc.slot=[AB]') $(echo "$out" | grep VERSION=)"
+# The config, written once: the default channels plus [update].
+sh_run 'grep -q "^\[update\]" /data/capbox/capbox.toml || printf "\n[update]\nmark_good_after_s = 10\ntrial_timeout_s = 60\n" >>/data/capbox/capbox.toml; capbox check-config /data/capbox/capbox.toml && /etc/init.d/S60capbox restart' 60
+sum0=$(cfg_sum)
+sh_run 'rauc status 2>&1 | head -30' 30
+check "RAUC: rauc service answers, slot A booted" "$(echo "$out" | grep -q 'Booted from: rootfs.0 (A)' && echo 1 || echo 0)" \
+    "$(echo "$out" | grep -E 'Booted from|Compatible' | tr '\n' ' ')"
+echo "$out" | sed 's/^/  guest| /'
+wait_json "s['update']['slot']" A 60
+check "/status update: slot A, version -a" "$([ "$(json "s['update']['version']")" = "$base-a" ] && echo 1 || echo 0)" \
+    "$(json "s['update']")"
+metrics=$(curl -s --max-time 5 "$hbase/metrics")
+check "metrics: capbox_build_info carries version and slot" \
+    "$(echo "$metrics" | grep -q "^capbox_build_info{version=\"$base-a\",capbox_version=\"[^\"]*\",slot=\"A\"} 1" && echo 1 || echo 0)" "$(echo "$metrics" | grep '^capbox_build_info')"
+stamp "grubenv: $(grubenv)"
+
+for c in $cases; do
+    case $c in
+    badsig)
+        sh_run "capbox update $url/bad.raucb 2>&1" 240
+        msg=$(echo "$out" | grep -a 'FAILED' | head -1)
+        check "bad signature: refused with a clear message" \
+            "$([ "$rc" = 1 ] && echo "$msg" | grep -q 'not signed by a key this box trusts' && echo 1 || echo 0)" "exit $rc: $msg"
+        [ "$rc" = 1 ] || echo "$out" | tail -15 | sed 's/^/  guest| /'
+        wait_json "s['update']['last']['outcome']" failed 5 || true
+        check "bad signature: nothing installed, /status says failed, still slot A" \
+            "$([ "$(json "s['update']['last']['outcome']")" = failed ] && [ "$(json "s['update']['slot']")" = A ] && grubenv | grep -q 'ORDER=A B' && echo 1 || echo 0)" \
+            "outcome $(json "s['update']['last']['outcome']"), grubenv $(grubenv)"
+        check "bad signature: config unchanged" "$([ "$(cfg_sum)" = "$sum0" ] && echo 1 || echo 0)" "md5 $sum0"
+        ;;
+    good)
+        from=$(size)
+        U0=$EPOCHREALTIME
+        send "capbox update $url/good.raucb"
+        if wait_for 'rebooting into the new slot' 300 "$from"; then
+            inst=$(printf %.0f "$(echo "$EPOCHREALTIME - $U0" | bc)")
+            check "good bundle: installed, rebooting" 1 "$inst s from the command to the reboot"
+        else
+            check "good bundle: installed, rebooting" 0 "$(tail -c +"$((from + 1))" "$raw" | tr -d '\r' | grep -a -E 'capbox update|rauc' | tail -8 | tr '\n' '|')"
+        fi
+        if login "$from"; then
+            sh_run 'cat /proc/cmdline; cat /etc/capbox-release'
+            check "good bundle: boots slot B, version -b" "$(echo "$out" | grep -q 'rauc.slot=B' && echo "$out" | grep -q "VERSION=$base-b" && echo 1 || echo 0)" \
+                "$(echo "$out" | grep -o 'rauc.slot=[AB]') $(echo "$out" | grep VERSION=)"
+            if wait_json "s['update']['last']['outcome']" good 120; then
+                good_s=$(printf %.0f "$(echo "$EPOCHREALTIME - $U0" | bc)")
+                check "good bundle: capbox marked slot B good" "$(grubenv | grep -q 'B_OK=1' && grubenv | grep -q 'B_TRY=0' && echo 1 || echo 0)" \
+                    "${good_s} s after the command; $(json "s['update']['last']['message']"); grubenv $(grubenv)"
+            else
+                check "good bundle: capbox marked slot B good" 0 "$(json "s['update']")"
+                guest_dump
+            fi
+            check "good bundle: /status: slot B, version -b" \
+                "$([ "$(json "s['update']['slot']")" = B ] && [ "$(json "s['update']['version']")" = "$base-b" ] && echo 1 || echo 0)" \
+                "slot $(json "s['update']['slot']") version $(json "s['update']['version']") other $(json "s['update']['other_slot']")=$(json "s['update']['other_version']")"
+            check "good bundle: config unchanged" "$([ "$(cfg_sum)" = "$sum0" ] && echo 1 || echo 0)" "md5 $sum0"
+        else
+            check "good bundle: boots slot B, version -b" 0 "no login after the update (log: $raw)"
+            break
+        fi
+        ;;
+    broken)
+        from=$(size)
+        R0=$EPOCHREALTIME
+        send "capbox update $url/broken.raucb"
+        wait_for 'rebooting into the new slot' 300 "$from" && m=$(size) || m=$from
+        # The broken slot: capbox cannot start; the guard reboots after
+        # trial_timeout_s; the old slot's login prompt comes after that.
+        if wait_for 'capbox login:' 240 "$m" && wait_for 'not marked good within' 200 "$m"; then
+            :
+        fi
+        tail -c +"$((m + 1))" "$raw" | tr -d '\r' | grep -a -E 'deliberately broken|not marked good|update:' | head -5 | sed 's/^/  serial| /'
+        if login "$(size)"; then
+            g=$(tail -c +"$((from + 1))" "$raw" | grep -a -o 'GNU GRUB' | wc -l)
+            sh_run 'cat /proc/cmdline; cat /etc/capbox-release'
+            back=$(printf %.0f "$(echo "$EPOCHREALTIME - $R0" | bc)")
+            check "broken bundle: back on slot B by itself" "$(echo "$out" | grep -q 'rauc.slot=B' && echo "$out" | grep -q "VERSION=$base-b" && echo 1 || echo 0)" \
+                "$(echo "$out" | grep -o 'rauc.slot=[AB]') $(echo "$out" | grep VERSION=), $back s after the command, $g boots (the broken slot's and the old one's)"
+            if wait_json "s['update']['last']['outcome']" rolled_back 90; then
+                check "broken bundle: /status says rolled back" 1 "$(json "s['update']['last']['message']")"
+            else
+                check "broken bundle: /status says rolled back" 0 "$(json "s['update']")"
+                guest_dump
+            fi
+            check "broken bundle: config unchanged" "$([ "$(cfg_sum)" = "$sum0" ] && echo 1 || echo 0)" "md5 $sum0"
+        else
+            check "broken bundle: back on slot B by itself" 0 "no login (log: $raw)"
+            break
+        fi
+        ;;
+    powercut)
+        from=$(size)
+        send "capbox update $url/good2.raucb"
+        # Killed as soon as RAUC says it writes the slot (it marked the
+        # slot bad just before): the worst moment.
+        if wait_for 'Copying image to rootfs' 240 "$from"; then
+            # QEMU itself (not timeout(1) around it): the power cut.
+            kill -KILL "$(cat "$run/qemu$nq.pid")"; wait "$qpid" 2>/dev/null; qpid=
+            check "power cut: QEMU killed during rauc install" 1 "last words before the cut: '$(tail -c +"$((from + 1))" "$raw" | tr -d '\r' | grep -a 'rauc:' | tail -1)'"
+        else
+            check "power cut: QEMU killed during rauc install" 0 "no 'Copying image to rootfs'"
+            break
+        fi
+        m=$(size)
+        qemu_start
+        if login "$m"; then
+            sh_run 'cat /proc/cmdline; cat /etc/capbox-release'
+            check "power cut: the old slot B still boots" "$(echo "$out" | grep -q 'rauc.slot=B' && echo "$out" | grep -q "VERSION=$base-b" && echo 1 || echo 0)" \
+                "$(echo "$out" | grep -o 'rauc.slot=[AB]') $(echo "$out" | grep VERSION=); grubenv $(grubenv)"
+            if wait_json "s['update']['last']['outcome']" interrupted 90; then
+                check "power cut: /status says interrupted" 1 "$(json "s['update']['last']['message']")"
+            else
+                check "power cut: /status says interrupted" 0 "$(json "s['update']")"
+            fi
+            check "power cut: config unchanged" "$([ "$(cfg_sum)" = "$sum0" ] && echo 1 || echo 0)" "md5 $sum0"
+        else
+            check "power cut: the old slot B still boots" 0 "no login (log: $raw)"
+            break
+        fi
+        ;;
+    esac
+done
+send 'poweroff'
+for _ in $(seq 1 60); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
+Q1=$EPOCHREALTIME
+T1=$(date +%s.%N)
+echo "update-vm: $passes passed, $failures failed"
+echo "UPDATE figures ($(date -u +%Y-%m-%d), QEMU $(qemu-system-x86_64 --version | head -1 | grep -o '[0-9][0-9.]*' | head -1) TCG, $(nproc) host cores, cases: $cases):"
+echo "| what | figure |"
+echo "|---|---|"
+printf '| bundle (plain, squashfs of the 64 MiB ext4 slot) | %.1f MiB (%d bytes) |\n' "$(echo "$bundle_bytes / 1048576" | bc -l)" "$bundle_bytes"
+printf '| making one bundle (rauc bundle, host) | %.1f s |\n' "$bundle_s"
+printf '| good bundle: command to marked good (TCG) | %s s |\n' "${good_s:--}"
+printf '| broken bundle: command to back on the old slot (TCG) | %s s |\n' "${back:--}"
+printf '| QEMU part (all boots and cases) | %.2f min |\n' "$(echo "($Q1 - $Q0) / 60" | bc -l)"
+printf '| whole update test (image, bundles, QEMU) | %.2f min |\n' "$(echo "($T1 - $T0) / 60" | bc -l)"
+echo "run-update-vm: serial log $raw"
+[ "$failures" = 0 ] || exit 1
