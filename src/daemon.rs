@@ -56,6 +56,8 @@ pub struct App {
     /// (tvg_id, name) of every channel: what an XMLTV id not in a
     /// source's `map` is matched against (updated on reload).
     xmltv_ids: Arc<RwLock<Vec<(String, String)>>>,
+    /// Versions, slots and the last update, for /status and /metrics.
+    pub update: Arc<crate::update::Info>,
 }
 
 /// (tvg_id, name) of every channel, for XMLTV ids without a mapping.
@@ -103,8 +105,6 @@ fn epg_audiences(c: &config::EpgConfig) -> Vec<crate::epg::xmltv::Audience> {
             }
         })
         .collect()
-    /// Versions, slots and the last update, for /status and /metrics.
-    pub update: Arc<crate::update::Info>,
 }
 
 pub struct Daemon {

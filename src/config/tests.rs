@@ -1025,6 +1025,10 @@ fn config_monitor_defaults_values_and_errors() {
         errs[3].starts_with("capbox.toml:6: monitor.silence_after: ")
             && errs[3].contains("silence_after_s"),
         "{errs:#?}"
+    );
+}
+
+#[test]
 fn update_defaults_and_keys() {
     let c = parse_ok(GOOD);
     assert_eq!(
