@@ -662,7 +662,7 @@ impl Tr101290 {
     /// only the continuity check and the PID's arrival, here, inlined in
     /// the push loops; every other packet goes through `packet_full`,
     /// which does the same for them and the rest.
-    #[inline]
+    #[inline(always)]
     pub fn packet(&mut self, raw: &[u8], now: u64) {
         if let [SYNC_BYTE, b1, b2, b3, ..] = *raw {
             // Clear (no TEI, not scrambled), payload only, started.
