@@ -198,6 +198,7 @@ screen | sed 's/^/  signal | /'
 run 'capbox logs' 60 || true
 check "logs: this run's events" "$(screen | grep -a -q -E 'This run, since|no warnings' && echo 1 || echo 0)" "$(screen | grep -a -m1 -E 'This run|no warnings' || echo missing)"
 fits "logs"
+screen | sed 's/^/  logs | /'
 
 # ---- capbox cards.
 run 'capbox cards' 60 || true

@@ -16,7 +16,9 @@ The last events of the running capbox (warnings, errors, the supervisor's
 and the adapters' recovery lines; capbox keeps the last 20 of this run and
 the last 20 before the last reset), oldest first, one entry per event.
 -f  follow: print new events as they come (a look a second); Ctrl-C stops.
--n  at most N events of this run (default: all kept).
+-n  at most N events of this run (default: all kept; on a terminal, as
+    many as fit on one screen with the heading, and a line says how many
+    earlier ones `capbox logs | less` shows).
 Every line of the log (info too) is in the system log: `logread | grep
 capbox` on the appliance, `journalctl -u capbox` with systemd.
 ";
@@ -41,6 +43,7 @@ fn event_lines(term: &Term, at: &str, text: &str) -> Vec<String> {
 
 /// What a look at /status gave: this run's events, the count of all
 /// noted, the start time, the reset before it.
+#[derive(Clone)]
 struct Look {
     events: Vec<(u64, String)>,
     total: u64,
@@ -101,6 +104,46 @@ fn parse(v: &serde_json::Value, now: u64) -> Result<Look, String> {
         started,
         reset,
     })
+}
+
+/// `render` cut to one screen of `rows` (the command line above and the
+/// prompt below take two): the newest events of this run that fit, the
+/// heading kept on top, and a line saying how many earlier ones there are.
+/// On a serial console there is no scrollback: what scrolls away is lost.
+fn fit_screen(term: &Term, l: &Look, now: u64, rows: usize) -> Vec<String> {
+    let room = rows.saturating_sub(2).max(4);
+    let all = render(term, l, now, usize::MAX);
+    if all.len() <= room {
+        return all;
+    }
+    // The earlier run's events go first: this run's are what was asked.
+    let mut shown = Look {
+        reset: None,
+        ..l.clone()
+    };
+    let n = l.events.len();
+    for keep in (0..=n).rev() {
+        let mut out = render(term, &shown, now, keep);
+        let hidden = n - keep;
+        if hidden > 0 || l.reset.is_some() {
+            let before = if l.reset.is_some() {
+                " and the events before the last reset"
+            } else {
+                ""
+            };
+            let what = if hidden > 0 {
+                format!("{hidden} earlier event(s){before}")
+            } else {
+                before.trim_start_matches(" and ").to_string()
+            };
+            out.extend(term.wrap(&format!("  ({what}: capbox logs | less)"), 3));
+        }
+        if out.len() <= room || keep == 0 {
+            return out;
+        }
+    }
+    shown.events.clear();
+    render(term, &shown, now, 0)
 }
 
 /// The whole text of `capbox logs` for one look.
@@ -199,7 +242,11 @@ pub fn run(args: &[String]) -> i32 {
         }
     };
     let now = crate::supervisor::resetlog::unix_now();
-    emit(&term, &render(&term, &first, now, max));
+    let text = match (term.rows, max == usize::MAX) {
+        (Some(rows), true) => fit_screen(&term, &first, now, rows),
+        _ => render(&term, &first, now, max),
+    };
+    emit(&term, &text);
     let Some(stop) = stop else { return 0 };
     emit(&term, &["-- following; Ctrl-C stops --".to_string()]);
     let (mut seen, mut started) = (first.total, first.started);
@@ -277,6 +324,45 @@ mod tests {
             ascii: true,
             color: false,
         }
+    }
+
+    #[test]
+    fn on_a_terminal_the_heading_and_the_newest_events_fit_one_screen() {
+        let now = 1_800_000_000u64;
+        let events: Vec<serde_json::Value> = (0..20u64)
+            .map(|i| serde_json::json!({"unix": now - 100 + i, "text": format!(
+                "WARN channel 'ch{i}': no video: video PID 256 carried no PES with an advancing PTS for 5 s (the source still sends its other streams)")}))
+            .collect();
+        let v = serde_json::json!({
+            "uptime_seconds": 600,
+            "supervisor": {"events": events, "events_total": 31,
+                "resets": {"last_cause": "watchdog reset", "last_at": "2027-01-15 07:59:00 UTC",
+                           "last_events": ["2027-01-15 07:58:40 UTC ERROR supervisor: thread 'http' has not turned for 10 s"]}}
+        });
+        let l = parse(&v, now).unwrap();
+        // Everything is more than a screen: 20 events of two lines each.
+        assert!(render(&term(), &l, now, usize::MAX).len() > 22);
+        let out = fit_screen(&term(), &l, now, 24);
+        assert!(out.len() <= 22, "{}", out.join("\n"));
+        assert!(out[0].starts_with("This run, since"), "{}", out.join("\n"));
+        // The newest is there, the oldest is not, and the last line says so.
+        let text = out.join("\n");
+        assert!(text.contains("'ch19'") && !text.contains("'ch0'"), "{text}");
+        let last = out.last().unwrap();
+        assert!(
+            last.contains(
+                "earlier event(s) and the events before the last reset: capbox logs | less"
+            ),
+            "{text}"
+        );
+        assert!(out.iter().all(|l| l.chars().count() <= 80), "{text}");
+        // What fits is printed whole.
+        let small = serde_json::json!({"uptime_seconds": 5, "supervisor": {"events": [], "events_total": 0}});
+        let l = parse(&small, now).unwrap();
+        assert_eq!(
+            fit_screen(&term(), &l, now, 24),
+            render(&term(), &l, now, usize::MAX)
+        );
     }
 
     #[test]
