@@ -48,7 +48,12 @@ fn e2e_playlist_urls_from_host_header() {
     });
     println!("{text}");
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.first().map(|l| l.trim()), Some("#EXTM3U"), "{text}");
+    // The header points players at the guide, on the host the client used.
+    assert_eq!(
+        lines.first().map(|l| l.trim()),
+        Some("#EXTM3U x-tvg-url=\"http://example.test:1234/epg.xml\""),
+        "{text}"
+    );
     let entries: Vec<(&str, &str)> = lines
         .windows(2)
         .filter(|w| w[0].starts_with("#EXTINF"))

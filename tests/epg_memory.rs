@@ -114,6 +114,13 @@ fn two_hundred_channels_seven_days_fit_and_do_not_grow() {
     }
     let after = (LIVE.load(Ordering::Relaxed) - before) as usize;
     eprintln!("after an hour of repeats: {after} bytes on the heap");
-    assert_eq!(after, heap, "the store grew with a repeated schedule");
+    // The counter is the whole process's: the test harness's own threads
+    // may hold a few hundred bytes at the moment it is read (192 B seen
+    // once). A store that grew with each repeat would show 60 times its
+    // per-round growth; the store's own count must not move at all.
+    assert!(
+        after <= heap + 4096,
+        "the store grew with a repeated schedule: {heap} -> {after} bytes"
+    );
     assert_eq!(s.bytes(), own);
 }
