@@ -80,19 +80,10 @@ fn programmes(xml: &str, channel: &str) -> Vec<(String, String)> {
     out
 }
 
-#[test]
-fn eit_from_the_air_served_as_xmltv_per_audience_and_channel() {
-    if !tools() {
-        return;
-    }
-    let t = now();
-    let t0 = t - t.rem_euclid(86_400);
-    let Some(gen) = epg_common::generate_at("daemon", t0) else {
-        return;
-    };
-    let dir = TempDir::new("epg-daemon");
-    // A real service 0x0880 (2176) muxed by ffmpeg, the EIT of services
-    // 0x0880 and 0x0881 in front of it (the file loops: the tables repeat).
+/// A real service 0x0880 (2176) muxed by ffmpeg with the EIT of services
+/// 0x0880 and 0x0881 (`gen`'s "good" tables) spread through its packets,
+/// as in a broadcast mux; written to `dir`/mux.ts.
+fn eit_mux(gen: &epg_common::Generated, dir: &Path) -> std::path::PathBuf {
     let av = dir.join("av.ts");
     let st = Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
@@ -126,7 +117,21 @@ fn eit_from_the_air_served_as_xmltv_per_audience_and_channel() {
     }
     let mux = dir.join("mux.ts");
     std::fs::write(&mux, &ts).unwrap();
+    mux
+}
 
+#[test]
+fn eit_from_the_air_served_as_xmltv_per_audience_and_channel() {
+    if !tools() {
+        return;
+    }
+    let t = now();
+    let t0 = t - t.rem_euclid(86_400);
+    let Some(gen) = epg_common::generate_at("daemon", t0) else {
+        return;
+    };
+    let dir = TempDir::new("epg-daemon");
+    let mux = eit_mux(&gen, dir.path());
     let cfg = server_toml()
         + &format!(
             "[[audience]]\nname = \"miami\"\ntz = \"America/New_York\"\n\n\
@@ -308,4 +313,74 @@ fn eit_from_the_air_served_as_xmltv_per_audience_and_channel() {
     let (code, out) = run_capbox(&["epg", "nosuch", "--url", &url], Duration::from_secs(20));
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("no channel 'nosuch'"), "{out}");
+}
+
+/// A channel whose source is another capbox's `/stream/<channel>` (the
+/// other site's box) gets its guide from that stream: capbox's output
+/// carries its service's EIT, and the remote input collects it like a
+/// tuner's.
+#[test]
+fn eit_through_a_remote_source_reaches_the_guide() {
+    if !tools() {
+        return;
+    }
+    let t = now();
+    let t0 = t - t.rem_euclid(86_400);
+    let Some(gen) = epg_common::generate_at("remote", t0) else {
+        return;
+    };
+    let dir = TempDir::new("epg-remote");
+    let mux = eit_mux(&gen, dir.path());
+    let a = Server::start(
+        "epg-remote-a",
+        &(server_toml()
+            + &format!(
+                "[[channel]]\nname = \"news\"\ntvg_id = \"News.test\"\n\
+                 [[channel.source]]\nfile = \"{}\"\nprogram = 0x0880\n",
+                mux.display()
+            )),
+    );
+    a.wait_up(&["news"]);
+    let b = Server::start(
+        "epg-remote-b",
+        &(server_toml()
+            + &format!(
+                "[[channel]]\nname = \"news-b\"\ntvg_id = \"News.other-site\"\n\
+                 [[channel.source]]\nurl = \"http://{}/stream/news\"\n",
+                a.addr
+            )),
+    );
+    let want = gen
+        .events
+        .iter()
+        .filter(|e| e.sid == 0x0880 && e.start + i64::from(e.duration) >= t - 86_400 + 60)
+        .count();
+    let mut xml = String::new();
+    let full = wait_until(Duration::from_secs(30), || {
+        xml = b.get("/epg.xml").text();
+        programmes(&xml, "News.other-site").len() >= want
+    });
+    assert!(
+        full,
+        "box B has {} of {want} programmes from box A's stream:\n{}\n{}",
+        programmes(&xml, "News.other-site").len(),
+        b.status()["epg"],
+        b.log_tail(20)
+    );
+    validate(&xml, dir.path(), "remote.xml");
+    // The other service of the mux is not this channel's: not in B's guide.
+    assert!(!xml.contains("0x0881") && programmes(&xml, "Film.test").is_empty());
+    let news = programmes(&xml, "News.other-site");
+    for e in gen.events.iter().filter(|e| e.sid == 0x0880) {
+        if e.start + i64::from(e.duration) < t - 86_400 + 60 {
+            continue;
+        }
+        assert!(
+            news.iter()
+                .any(|(s, title)| parse_time(s) == Some(e.start) && *title == e.title),
+            "event at {} {:?} missing from box B's /epg.xml",
+            e.start,
+            e.title
+        );
+    }
 }
