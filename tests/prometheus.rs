@@ -8,7 +8,7 @@ mod e2e_common;
 use e2e_common::*;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn have_prometheus() -> bool {
@@ -96,30 +96,8 @@ fn metrics_pass_promtool_lint() {
     ] {
         assert!(text.contains(family), "{family} missing from /metrics");
     }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool check metrics: {:?}\n{said}",
-        out.status
-    );
+    let (ok, said) = promtool_check_metrics(&text);
+    assert!(ok && said.trim().is_empty(), "promtool check metrics:\n{said}");
 }
 
 fn free_addr() -> SocketAddr {

@@ -730,6 +730,30 @@ pub fn count_pid(b: &[u8], p: u16) -> usize {
 // ---------------------------------------------------------------- tools
 
 /// Whether `tool -version` runs; prints a loud skip message if not.
+/// `promtool check metrics` on `text` (Prometheus's own linter, an
+/// independent reader of the exposition format): whether it exited 0 and
+/// everything it said (nothing, when the text is clean).
+#[allow(dead_code)]
+pub fn promtool_check_metrics(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool's output");
+    let said = String::from_utf8_lossy(&out.stdout).to_string()
+        + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
 pub fn have(tool: &str) -> bool {
     let flag = if matches!(tool, "curl" | "promtool" | "prometheus") {
         "--version"
