@@ -97,7 +97,10 @@ fn metrics_pass_promtool_lint() {
         assert!(text.contains(family), "{family} missing from /metrics");
     }
     let (ok, said) = promtool_check_metrics(&text);
-    assert!(ok && said.trim().is_empty(), "promtool check metrics:\n{said}");
+    assert!(
+        ok && said.trim().is_empty(),
+        "promtool check metrics:\n{said}"
+    );
 }
 
 fn free_addr() -> SocketAddr {

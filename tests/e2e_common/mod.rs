@@ -749,8 +749,8 @@ pub fn promtool_check_metrics(text: &str) -> (bool, String) {
         .write_all(text.as_bytes())
         .expect("write to promtool");
     let out = child.wait_with_output().expect("promtool's output");
-    let said = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), said)
 }
 
