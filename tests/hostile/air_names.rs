@@ -102,8 +102,8 @@ fn sdt_names_with_line_breaks_and_quotes_give_one_extinf_per_channel() {
     let extinf = lines.iter().filter(|l| l.starts_with("#EXTINF")).count();
     assert_eq!(extinf, 4, "one #EXTINF line per channel:\n{pl}");
     assert_eq!(lines.len(), 1 + 2 * 4, "playlist lines:\n{pl}");
-    assert_eq!(lines[0], "#EXTM3U");
     let base = format!("http://{}", srv.addr);
+    assert_eq!(lines[0], format!("#EXTM3U x-tvg-url=\"{base}/epg.xml\""));
     for (i, ch) in ["news", "sport", "music", "gone"].iter().enumerate() {
         let inf = lines[1 + 2 * i];
         assert!(inf.starts_with("#EXTINF:-1 tvg-id=\""), "{inf}");
