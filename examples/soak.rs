@@ -261,9 +261,8 @@ fn pipeliner(ctx: Arc<Ctx>) {
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
                     Err(_) => break,
                 }
-                match s.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(_) | Err(_) => {}
+                if let Ok(0) = s.read(&mut buf) {
+                    break;
                 }
                 ctx.nap(Duration::from_millis(80));
             }

@@ -230,6 +230,10 @@ pub fn scan_services(path: &Path) -> Result<Vec<(u16, Option<String>)>, String> 
         .collect())
 }
 
+/// What a scan of one file source found: (program number, service name)
+/// per program, or why it could not be read.
+type ScanResult = Result<Vec<(u16, Option<String>)>, String>;
+
 /// Checks that need the files: does each source exist, is it a TS, does it
 /// carry the program? Reported on the line of the key.
 pub fn check_sources(cfg: &Config) -> Vec<Diagnostic> {
@@ -239,8 +243,7 @@ pub fn check_sources(cfg: &Config) -> Vec<Diagnostic> {
             out.push(cfg.diag_at(&key, why));
         }
     }
-    let mut cache: BTreeMap<std::path::PathBuf, Result<Vec<(u16, Option<String>)>, String>> =
-        BTreeMap::new();
+    let mut cache: BTreeMap<std::path::PathBuf, ScanResult> = BTreeMap::new();
     // A FIFO or a device (a feed standing in for a tuner) is not scanned:
     // reading it here would take the data from the source.
     let scannable = |s: &config::SourceConfig| {

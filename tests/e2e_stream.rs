@@ -165,7 +165,7 @@ fn e2e_psi_first_and_continuity_counters() {
         assert_eq!(es_pids, want, "{}: PMT ES PIDs", e.ch);
         assert_eq!(pcr_pid, want[0], "{}: PCR PID", e.ch);
 
-        let pos = |f: &dyn Fn(&[u8]) -> bool| packets(cap).position(|p| f(p));
+        let pos = |f: &dyn Fn(&[u8]) -> bool| packets(cap).position(f);
         let first_pmt_at = pos(&|p| pid(p) == pmt_pid).expect("no PMT packet");
         let first_es_at = pos(&|p| es_pids.contains(&pid(p))).expect("no ES packet");
         assert!(

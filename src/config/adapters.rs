@@ -340,7 +340,7 @@ mod tests {
         let st = std::sync::Arc::new(std::sync::Mutex::new(Default::default()));
         let src = crate::source::dvb::DvbSourceConfig::from_config(
             c.adapter("s").unwrap(),
-            t.clone(),
+            t,
             st.clone(),
         );
         assert!(src.cable_slave);

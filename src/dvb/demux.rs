@@ -501,7 +501,7 @@ mod tests {
         // 60 Mbit/s for 1 s: 7.5 MB, whole packets.
         let b = dvr_buffer_for(60_000_000, 1.0);
         assert_eq!(b % 188, 0);
-        assert!(b >= 7_500_000 && b < 7_500_000 + 188);
+        assert!((7_500_000..7_500_000 + 188).contains(&b));
         // Small muxes keep the kernel default.
         assert_eq!(dvr_buffer_for(1_000_000, 0.5), DEFAULT_DVR_BUFFER);
     }

@@ -1573,23 +1573,6 @@ fn accept_error_is_the_peers(e: &io::Error) -> bool {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percent_and_query() {
-        assert_eq!(percent_decode("France%202"), "France 2");
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%"), "%");
-        assert_eq!(
-            query_param("a=1&token=x%21", "token").as_deref(),
-            Some("x!")
-        );
-        assert_eq!(query_param("a=1", "token"), None);
-    }
-}
-
 /// The request-head path of the server (httparse, then capbox's own header,
 /// query and percent-decoding code) on arbitrary bytes, for the fuzzer:
 /// returns (method, path, channel token) of a complete head.
@@ -1606,5 +1589,22 @@ pub fn parse_head_for_fuzzing(buf: &[u8]) -> Option<(String, String, Option<Stri
             Some((r.method, percent_decode(&r.path), token))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_and_query() {
+        assert_eq!(percent_decode("France%202"), "France 2");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(
+            query_param("a=1&token=x%21", "token").as_deref(),
+            Some("x!")
+        );
+        assert_eq!(query_param("a=1", "token"), None);
     }
 }
