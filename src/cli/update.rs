@@ -15,10 +15,11 @@ Installs a signed RAUC bundle (a file, or an http:// or https:// URL that
 RAUC downloads) into the slot the box is not running, then reboots into
 it. The bundle's signature and compatible are checked first (`rauc info`):
 a bundle not signed by a key the box trusts is refused before anything is
-written. Once the slot is written, its own capbox checks this box's config
-(`capbox check-config`, run from the new slot): a config the new version
-refuses is shown (file, line, key), the new slot is marked bad and the box
-does not reboot (outcome config_refused). After the reboot the new slot is on trial: capbox marks it good
+written. Once the slot is written, its own capbox checks this box's
+config (`capbox check-config`, run from the new slot): a config the new
+version refuses is shown (file, line, key), the new slot is marked bad
+and the box does not reboot (outcome config_refused). After the reboot
+the new slot is on trial: capbox marks it good
 once its health held for [update] mark_good_after_s; when it does not,
 the box goes back to the old slot by itself ([update] trial_timeout_s, or
 GRUB after three boots that never got marked good). /status \"update\" and
@@ -236,7 +237,7 @@ fn install(
     // 3. The new version's word on this box's config, before the reboot:
     // a config it refuses would only come back as a roll-back.
     if check {
-        if let Some(code) = check_new_slot(cfg, &mut st, &booted, &other, config) {
+        if let Some(code) = check_new_slot(cfg, &st, &booted, &other, config) {
             return code;
         }
     } else {
@@ -275,7 +276,7 @@ fn install(
 /// booted one primary again.
 fn check_new_slot(
     cfg: &UpdateConfig,
-    st: &mut State,
+    st: &State,
     booted: &str,
     other: &str,
     config: &Path,
@@ -299,7 +300,7 @@ fn check_new_slot(
 /// mount: testable on any machine).
 fn decide(
     cfg: &UpdateConfig,
-    st: &mut State,
+    st: &State,
     booted: &str,
     other: &str,
     config: &Path,
@@ -387,7 +388,7 @@ mod tests {
             state_file: dir.join("capbox-update.state"),
             ..Default::default()
         };
-        let mut st = State {
+        let st = State {
             outcome: Outcome::Installing,
             slot: "B".into(),
             version: "2026.12.2".into(),
@@ -397,7 +398,7 @@ mod tests {
         let conf = std::path::Path::new("/etc/capbox/capbox.toml");
         // Accepted or not asked: go on to the reboot, nothing recorded.
         assert_eq!(
-            super::decide(&cfg, &mut st, "A", "B", conf, ConfigCheck::Accepted),
+            super::decide(&cfg, &st, "A", "B", conf, ConfigCheck::Accepted),
             None
         );
         assert_eq!(
@@ -417,7 +418,7 @@ mod tests {
             "capbox: 1 error(s) in /etc/capbox/capbox.toml".to_string(),
         ];
         assert_eq!(
-            super::decide(&cfg, &mut st, "A", "B", conf, ConfigCheck::Refused(lines)),
+            super::decide(&cfg, &st, "A", "B", conf, ConfigCheck::Refused(lines)),
             Some(1)
         );
         assert_eq!(

@@ -7,12 +7,18 @@
 //!   (`buildroot/board/capbox/grub.cfg`).
 //! - `capbox update BUNDLE|URL` (`cli::update`): checks the bundle with
 //!   `rauc info`, installs it into the other slot with `rauc install`,
-//!   records the update in the state file (`[update] state_file`, on the
-//!   data partition) as a trial of the new slot, and reboots.
+//!   runs the new slot's own capbox (the slot mounted read-only) as
+//!   `check-config` on this box's config — refused: the errors shown, the
+//!   new slot marked bad, no reboot (`config_refused`) — records the
+//!   update in the state file (`[update] state_file`, on the data
+//!   partition) as a trial of the new slot, and reboots.
 //! - At boot, `/etc/init.d/S20update` marks an ordinary boot good and,
 //!   on a trial boot, starts a guard that marks the slot bad and reboots
 //!   when it is not marked good within `[update] trial_timeout_s` (shell:
-//!   it must work when the new capbox cannot start at all).
+//!   it must work when the new capbox cannot start at all); before it
+//!   reboots it writes why (`failure=`: the new capbox's check-config
+//!   errors, its last exit, its health) for the old slot's roll-back
+//!   message.
 //! - `capbox serve` (`Trial`): on a trial boot, marks the slot good with
 //!   `rauc status mark-good booted` once its health held for
 //!   `[update] mark_good_after_s`; on a boot of the old slot while a trial
