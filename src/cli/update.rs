@@ -404,7 +404,7 @@ mod tests {
         assert_eq!(
             super::decide(
                 &cfg,
-                &mut st,
+                &st,
                 "A",
                 "B",
                 conf,
