@@ -8,7 +8,11 @@
 # from its rootfs.ext4 with debugfs edits (no second image build):
 #   good    version ...-b, signed by the test CA
 #   broken  version ...-x, /usr/bin/capbox replaced by a program that
-#           exits 1 (a deliberately broken build: capbox cannot start)
+#           passes `check-config` but exits 1 when it should serve (a
+#           deliberately broken build: capbox cannot start)
+#   refused version ...-r, /usr/bin/capbox replaced by a program that
+#           plays a newer capbox refusing [update] trial_timeout_s (its
+#           `check-config` names the file, line and key, exit 1)
 #   bad     version ...-b, signed by the stranger CA
 #   good2   version ...-c (for the power cut)
 # served to the guest over HTTP by the host (10.0.2.2 under QEMU's user
@@ -22,11 +26,16 @@
 #      10, trial_timeout_s = 60) and its checksum taken;
 #   2. bad signature: refused with a clear message, nothing written, no
 #      reboot, /status last outcome "failed";
+#   2b. refused config: installed into B, the new slot's capbox (run from
+#      the slot mounted read-only) refuses the config: its words on the
+#      console with line and key, no reboot, B marked bad, A still first,
+#      /status outcome "config_refused" naming the key;
 #   3. good: installed into B, the box reboots into B, capbox marks it
 #      good after 10 s of health; /status: slot B, version -b, outcome good;
 #   4. broken (from B into A): the box boots A, capbox never starts, the
 #      trial guard marks A bad after 60 s and reboots: back on B by
-#      itself, /status outcome "rolled_back";
+#      itself, /status outcome "rolled_back" and why (the guard saw
+#      capbox exit: "capbox does not stay up");
 #   5. power cut: QEMU killed while `rauc install` writes good2 into A;
 #      QEMU started again on the same disk: slot B boots, /status outcome
 #      "interrupted".
@@ -36,7 +45,7 @@
 # booted. Prints `update-vm: P passed, F failed` and `UPDATE figures`.
 #
 # Environment: CAPBOX_HW_CACHE; CAPBOX_HW_TIMEOUT (seconds per QEMU run,
-# default 900); CAPBOX_UPDATE_CASES (default "badsig good broken powercut":
+# default 900); CAPBOX_UPDATE_CASES (default "badsig refused good broken powercut":
 # the cases to run, in that order; CI runs them all when they fit).
 set -euo pipefail
 T0=$(date +%s.%N)
@@ -46,7 +55,7 @@ repo=$(cd "$here/.." && pwd)
 source "$here/lib.sh"
 cache=$(rig_cache_dir "$repo")
 session_timeout=${CAPBOX_HW_TIMEOUT:-900}
-cases=${CAPBOX_UPDATE_CASES:-badsig good broken powercut}
+cases=${CAPBOX_UPDATE_CASES:-badsig refused good broken powercut}
 
 stamp() { echo "run-update-vm: $*"; }
 die() { echo "run-update-vm: FAILED: $*" >&2; exit 2; }
@@ -95,17 +104,35 @@ variant() {
     fi
     debugfs -R "cat /etc/capbox-release" "$1" 2>/dev/null | grep -qx "VERSION=$2" || die "debugfs could not edit $1"
 }
-printf '#!/bin/sh\necho "capbox: deliberately broken build (update rig)" >&2\nexit 1\n' >"$run/broken-capbox"
+printf '#!/bin/sh\n[ "$1" = check-config ] && exit 0\necho "capbox: deliberately broken build (update rig)" >&2\nexit 1\n' >"$run/broken-capbox"
+cat >"$run/refusing-capbox" <<'SH'
+#!/bin/sh
+# A newer capbox that no longer knows [update] trial_timeout_s (update rig).
+if [ "$1" = check-config ]; then
+    n=$(grep -n '^trial_timeout_s' "$2" | head -1 | cut -d: -f1)
+    if [ -n "$n" ]; then
+        echo "$2:$n: update.trial_timeout_s: unknown key; expected one of mark_good_after_s, state_file" >&2
+        echo "capbox: 1 error(s) in $2" >&2
+        exit 1
+    fi
+    exit 0
+fi
+exit 1
+SH
 mkdir -p "$run/www"
 variant "$run/rootfs-b.ext4" "$base-b"
 variant "$run/rootfs-x.ext4" "$base-x" "$run/broken-capbox"
 variant "$run/rootfs-c.ext4" "$base-c"
+case " $cases " in *" refused "*) variant "$run/rootfs-r.ext4" "$base-r" "$run/refusing-capbox" ;; esac
 B0=$(date +%s.%N)
 bash "$repo/images/make-bundle.sh" "$run/rootfs-b.ext4" "$base-b" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/good.raucb" "$run/ca/ca.cert.pem" || die "make-bundle good"
 bundle_s=$(echo "$(date +%s.%N) - $B0" | bc)
 bash "$repo/images/make-bundle.sh" "$run/rootfs-x.ext4" "$base-x" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/broken.raucb" >/dev/null || die "make-bundle broken"
 bash "$repo/images/make-bundle.sh" "$run/rootfs-c.ext4" "$base-c" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/good2.raucb" >/dev/null || die "make-bundle good2"
 bash "$repo/images/make-bundle.sh" "$run/rootfs-b.ext4" "$base-b" "$run/stranger/sign.cert.pem" "$run/stranger/sign.key.pem" "$run/www/bad.raucb" >/dev/null || die "make-bundle bad"
+if [ -f "$run/rootfs-r.ext4" ]; then
+    bash "$repo/images/make-bundle.sh" "$run/rootfs-r.ext4" "$base-r" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/refused.raucb" >/dev/null || die "make-bundle refused"
+fi
 bundle_bytes=$(stat -c %s "$run/www/good.raucb")
 rauc info --keyring="$run/stranger/ca.cert.pem" "$run/www/bad.raucb" >/dev/null 2>&1 || die "the stranger's bundle does not verify against the stranger's CA"
 wport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -246,6 +273,22 @@ for c in $cases; do
             "outcome $(json "s['update']['last']['outcome']"), grubenv $(grubenv)"
         check "bad signature: config unchanged" "$([ "$(cfg_sum)" = "$sum0" ] && echo 1 || echo 0)" "md5 $sum0"
         ;;
+    refused)
+        sh_run "capbox update $url/refused.raucb 2>&1" 300
+        msg=$(echo "$out" | grep -a 'FAILED' | head -1)
+        words=$(echo "$out" | grep -a 'new capbox:' | head -1)
+        check "refused config: the new version's words, no reboot" \
+            "$([ "$rc" = 1 ] && echo "$words" | grep -q 'capbox.toml:[0-9]*: update.trial_timeout_s: unknown key' && echo "$msg" | grep -q 'slot B marked bad, slot A stays' && echo 1 || echo 0)" \
+            "exit $rc: $words | $msg"
+        [ "$rc" = 1 ] || echo "$out" | tail -15 | sed 's/^/  guest| /'
+        wait_json "s['update']['last']['outcome']" config_refused 5 || true
+        ge=$(grubenv)
+        check "refused config: /status config_refused naming the key, still slot A first, B bad" \
+            "$([ "$(json "s['update']['last']['outcome']")" = config_refused ] && json "s['update']['last']['message']" | grep -q 'update.trial_timeout_s' && [ "$(json "s['update']['slot']")" = A ] && echo "$ge" | grep -q 'ORDER=A B' && echo "$ge" | grep -q 'B_OK=0' && echo 1 || echo 0)" \
+            "outcome $(json "s['update']['last']['outcome']"): $(json "s['update']['last']['message']"); grubenv $ge"
+        sh_run 'grep -q " /run/capbox-update/slot " /proc/mounts && echo MOUNTED || echo unmounted' 10
+        check "refused config: the slot unmounted, config unchanged" "$([ "$(cfg_sum)" = "$sum0" ] && echo "$out" | grep -q unmounted && echo 1 || echo 0)" "md5 $sum0, $(echo "$out" | grep -o -E 'MOUNTED|unmounted')"
+        ;;
     good)
         from=$(size)
         U0=$EPOCHREALTIME
@@ -295,7 +338,7 @@ for c in $cases; do
             check "broken bundle: back on slot B by itself" "$(echo "$out" | grep -q 'rauc.slot=B' && echo "$out" | grep -q "VERSION=$base-b" && echo 1 || echo 0)" \
                 "$(echo "$out" | grep -o 'rauc.slot=[AB]') $(echo "$out" | grep VERSION=), $back s after the command, $g boots (the broken slot's and the old one's)"
             if wait_json "s['update']['last']['outcome']" rolled_back 90; then
-                check "broken bundle: /status says rolled back" 1 "$(json "s['update']['last']['message']")"
+                check "broken bundle: /status says rolled back, and why" "$(json "s['update']['last']['message']" | grep -q 'on slot A: capbox does not stay up: capbox exited with status 1' && echo 1 || echo 0)" "$(json "s['update']['last']['message']")"
             else
                 check "broken bundle: /status says rolled back" 0 "$(json "s['update']")"
                 guest_dump

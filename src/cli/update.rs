@@ -8,25 +8,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const HELP: &str = "\
-usage: capbox update [--no-reboot] [--config PATH] BUNDLE|URL
+usage: capbox update [--no-reboot] [--skip-config-check] [--config PATH] BUNDLE|URL
        capbox update --status [--config PATH]
 
 Installs a signed RAUC bundle (a file, or an http:// or https:// URL that
 RAUC downloads) into the slot the box is not running, then reboots into
 it. The bundle's signature and compatible are checked first (`rauc info`):
 a bundle not signed by a key the box trusts is refused before anything is
-written. After the reboot the new slot is on trial: capbox marks it good
+written. Once the slot is written, its own capbox checks this box's
+config (`capbox check-config`, run from the new slot): a config the new
+version refuses is shown (file, line, key), the new slot is marked bad
+and the box does not reboot (outcome config_refused). After the reboot
+the new slot is on trial: capbox marks it good
 once its health held for [update] mark_good_after_s; when it does not,
 the box goes back to the old slot by itself ([update] trial_timeout_s, or
 GRUB after three boots that never got marked good). /status \"update\" and
 `capbox update --status` show the versions and the last outcome.
 
   --no-reboot   install and switch the next boot, but do not reboot now
+  --skip-config-check
+                do not ask the new slot's capbox about the config (the
+                trial after the reboot still rolls back a refused config)
   --status      show the slots, versions and the last update; change nothing
 ";
 
 pub fn run(args: &[String]) -> i32 {
     let mut no_reboot = false;
+    let mut check = true;
     let mut show = false;
     let mut rest = Vec::new();
     let mut bundle: Option<String> = None;
@@ -38,6 +46,7 @@ pub fn run(args: &[String]) -> i32 {
                 return 0;
             }
             "--no-reboot" => no_reboot = true,
+            "--skip-config-check" => check = false,
             "--status" => show = true,
             "--config" | "-c" => {
                 rest.push(a.clone());
@@ -78,7 +87,7 @@ pub fn run(args: &[String]) -> i32 {
         eprintln!("capbox update: no bundle given\n\n{HELP}");
         return 2;
     };
-    install(&cfg, &info, &bundle, no_reboot)
+    install(&cfg, &info, &bundle, &path, check, no_reboot)
 }
 
 /// `[update]` of the config; when the config cannot be read (an update may
@@ -119,7 +128,14 @@ fn refuse(cfg: &UpdateConfig, mut st: State, outcome: Outcome, msg: String) -> i
     1
 }
 
-fn install(cfg: &UpdateConfig, info: &update::Info, bundle: &str, no_reboot: bool) -> i32 {
+fn install(
+    cfg: &UpdateConfig,
+    info: &update::Info,
+    bundle: &str,
+    config: &Path,
+    check: bool,
+    no_reboot: bool,
+) -> i32 {
     let (Some(booted), Some(other)) = (info.slot.clone(), info.other_slot.clone()) else {
         eprintln!(
             "capbox update: this system has no A/B slots (no rauc.slot= on the kernel command line, or no {}): updates are for the appliance image",
@@ -148,6 +164,7 @@ fn install(cfg: &UpdateConfig, info: &update::Info, bundle: &str, no_reboot: boo
         from_version: info.version.clone(),
         at: update::unix_now(),
         message: format!("installing {bundle}"),
+        failure: String::new(),
     };
     // 1. The signature and compatible, before anything is written.
     say(&format!("checking {bundle} (signature, compatible)"));
@@ -217,6 +234,15 @@ fn install(cfg: &UpdateConfig, info: &update::Info, bundle: &str, no_reboot: boo
             );
         }
     }
+    // 3. The new version's word on this box's config, before the reboot:
+    // a config it refuses would only come back as a roll-back.
+    if check {
+        if let Some(code) = check_new_slot(cfg, &st, &booted, &other, config) {
+            return code;
+        }
+    } else {
+        say("not asking the new slot's capbox about the config (--skip-config-check)");
+    }
     st.outcome = Outcome::Trial;
     st.at = update::unix_now();
     st.message = format!(
@@ -244,6 +270,88 @@ fn install(cfg: &UpdateConfig, info: &update::Info, bundle: &str, no_reboot: boo
     }
 }
 
+/// Runs the new slot's `capbox check-config` on `config`. `None`: go on
+/// (accepted, or it could not be asked: the trial decides); `Some(exit)`:
+/// refused, said on the console, recorded, the new slot marked bad and the
+/// booted one primary again.
+fn check_new_slot(
+    cfg: &UpdateConfig,
+    st: &State,
+    booted: &str,
+    other: &str,
+    config: &Path,
+) -> Option<i32> {
+    say(&format!(
+        "asking the capbox of slot {other} about {} (check-config, slot mounted read-only)",
+        config.display()
+    ));
+    let conf = std::fs::read_to_string(update::RAUC_SYSTEM_CONF).unwrap_or_default();
+    let r = update::check_slot_config(
+        &conf,
+        other,
+        config,
+        Path::new(update::SLOT_MOUNT_DIR),
+        std::time::Duration::from_secs(120),
+    );
+    decide(cfg, st, booted, other, config, r)
+}
+
+/// What `check_new_slot` does with the slot's answer (apart from the
+/// mount: testable on any machine).
+fn decide(
+    cfg: &UpdateConfig,
+    st: &State,
+    booted: &str,
+    other: &str,
+    config: &Path,
+    r: update::ConfigCheck,
+) -> Option<i32> {
+    match r {
+        update::ConfigCheck::Accepted => {
+            say(&format!("version {} accepts the config", st.version));
+            None
+        }
+        update::ConfigCheck::Unchecked(why) => {
+            say(&format!(
+                "warning: could not ask the new version about the config ({why}); the trial after the reboot decides"
+            ));
+            None
+        }
+        update::ConfigCheck::Refused(lines) => {
+            for l in &lines {
+                eprintln!("  new capbox: {l}");
+            }
+            // The booted slot first again, the new one never tried: RAUC
+            // made it primary when the install finished.
+            let mut undo = Vec::new();
+            for args in [
+                ["status", "mark-active", "booted"],
+                ["status", "mark-bad", "other"],
+            ] {
+                if let Err(e) = update::rauc(&args) {
+                    undo.push(format!("rauc {} failed: {e}", args.join(" ")));
+                }
+            }
+            let words = update::refusal_words(&lines);
+            let msg = if undo.is_empty() {
+                format!(
+                    "version {} refuses the config {}: {words}. Not rebooted: slot {other} marked bad, slot {booted} stays; fix the config for the new version and run capbox update again",
+                    st.version,
+                    config.display()
+                )
+            } else {
+                format!(
+                    "version {} refuses the config {}: {words}. Not rebooted, but {}: the next boot may try slot {other} (its trial then rolls back)",
+                    st.version,
+                    config.display(),
+                    undo.join("; ")
+                )
+            };
+            Some(refuse(cfg, st.clone(), Outcome::ConfigRefused, msg))
+        }
+    }
+}
+
 /// `KEY='value'` (or `KEY=value`) of `rauc info --output-format=shell`.
 fn shell_value(out: &str, key: &str) -> Option<String> {
     out.lines().find_map(|l| {
@@ -254,6 +362,124 @@ fn shell_value(out: &str, key: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use crate::update::{self, ConfigCheck, Outcome, State};
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A refusal by the new slot's capbox: the booted slot is made primary
+    /// again and the new one bad (RAUC, here a script that logs its
+    /// arguments), the update recorded as config_refused with the key and
+    /// line. Then the other way: the guard's reason (failure=) reaches the
+    /// roll-back's message on the old slot. The only test of this binary
+    /// that sets CAPBOX_RAUC.
+    #[test]
+    fn refused_config_and_the_rolled_back_reason() {
+        let dir = std::env::temp_dir().join(format!("capbox-update-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("rauc.log");
+        let fake = dir.join("rauc");
+        std::fs::write(
+            &fake,
+            format!("#!/bin/sh\necho \"$*\" >>{}\n", log.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::env::set_var("CAPBOX_RAUC", &fake);
+        let cfg = crate::config::UpdateConfig {
+            state_file: dir.join("capbox-update.state"),
+            ..Default::default()
+        };
+        let st = State {
+            outcome: Outcome::Installing,
+            slot: "B".into(),
+            version: "2026.12.2".into(),
+            from_slot: "A".into(),
+            ..State::default()
+        };
+        let conf = std::path::Path::new("/etc/capbox/capbox.toml");
+        // Accepted or not asked: go on to the reboot, nothing recorded.
+        assert_eq!(
+            super::decide(&cfg, &st, "A", "B", conf, ConfigCheck::Accepted),
+            None
+        );
+        assert_eq!(
+            super::decide(
+                &cfg,
+                &st,
+                "A",
+                "B",
+                conf,
+                ConfigCheck::Unchecked("no mount".into())
+            ),
+            None
+        );
+        assert!(!log.exists() && !cfg.state_file.exists());
+        let lines = vec![
+            "/etc/capbox/capbox.toml:31: update.mark_good_after_s: 1 is out of range; expected seconds 5..=86400".to_string(),
+            "capbox: 1 error(s) in /etc/capbox/capbox.toml".to_string(),
+        ];
+        assert_eq!(
+            super::decide(&cfg, &st, "A", "B", conf, ConfigCheck::Refused(lines)),
+            Some(1)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "status mark-active booted\nstatus mark-bad other\n"
+        );
+        let s = State::load(&cfg.state_file).unwrap().unwrap();
+        assert_eq!(s.outcome, Outcome::ConfigRefused);
+        assert!(
+            s.message.starts_with("version 2026.12.2 refuses the config /etc/capbox/capbox.toml: /etc/capbox/capbox.toml:31: update.mark_good_after_s: 1 is out of range"),
+            "{}",
+            s.message
+        );
+        assert!(
+            s.message.contains("slot B marked bad, slot A stays"),
+            "{}",
+            s.message
+        );
+        let info =
+            update::Info::read_from(&cfg, "rauc.slot=A", &dir.join("none"), &dir.join("none"));
+        assert_eq!(info.status()["last"]["outcome"], "config_refused");
+        let mut m = String::new();
+        info.metrics(&mut m);
+        assert!(
+            m.contains(
+                "capbox_update_last_outcome{outcome=\"config_refused\",version=\"2026.12.2\"} 1"
+            ),
+            "{m}"
+        );
+
+        // The trial of B failed; its guard wrote why; A boots.
+        std::fs::remove_file(&log).unwrap();
+        State {
+            outcome: Outcome::Trial,
+            failure: "capbox refused the config: /etc/capbox/capbox.toml:31: update.x: unknown key"
+                .into(),
+            ..st
+        }
+        .store(&cfg.state_file)
+        .unwrap();
+        let info = std::sync::Arc::new(update::Info::read_from(
+            &cfg,
+            "rauc.slot=A",
+            &dir.join("none"),
+            &dir.join("none"),
+        ));
+        assert!(update::Trial::start(info.clone(), &cfg, Box::new(|| Ok(()))).is_none());
+        let s = State::load(&cfg.state_file).unwrap().unwrap();
+        assert_eq!(s.outcome, Outcome::RolledBack);
+        assert_eq!(
+            s.message,
+            "slot B (version 2026.12.2) was not marked good: the box is back on slot A; on slot B: capbox refused the config: /etc/capbox/capbox.toml:31: update.x: unknown key"
+        );
+        assert_eq!(info.status()["last"]["message"], s.message.as_str());
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "status mark-active booted\n"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn shell_values() {
         let out = "RAUC_MF_COMPATIBLE='capbox-x86_64'\nRAUC_MF_VERSION='0.9.1-test'\nRAUC_MF_DESCRIPTION=''\n";

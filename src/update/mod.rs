@@ -7,12 +7,18 @@
 //!   (`buildroot/board/capbox/grub.cfg`).
 //! - `capbox update BUNDLE|URL` (`cli::update`): checks the bundle with
 //!   `rauc info`, installs it into the other slot with `rauc install`,
-//!   records the update in the state file (`[update] state_file`, on the
-//!   data partition) as a trial of the new slot, and reboots.
+//!   runs the new slot's own capbox (the slot mounted read-only) as
+//!   `check-config` on this box's config — refused: the errors shown, the
+//!   new slot marked bad, no reboot (`config_refused`) — records the
+//!   update in the state file (`[update] state_file`, on the data
+//!   partition) as a trial of the new slot, and reboots.
 //! - At boot, `/etc/init.d/S20update` marks an ordinary boot good and,
 //!   on a trial boot, starts a guard that marks the slot bad and reboots
 //!   when it is not marked good within `[update] trial_timeout_s` (shell:
-//!   it must work when the new capbox cannot start at all).
+//!   it must work when the new capbox cannot start at all); before it
+//!   reboots it writes why (`failure=`: the new capbox's check-config
+//!   errors, its last exit, its health) for the old slot's roll-back
+//!   message.
 //! - `capbox serve` (`Trial`): on a trial boot, marks the slot good with
 //!   `rauc status mark-good booted` once its health held for
 //!   `[update] mark_good_after_s`; on a boot of the old slot while a trial
@@ -35,14 +41,24 @@ use std::time::{Duration, Instant};
 
 /// Files read here are a few hundred bytes; more is not ours.
 const MAX_READ: u64 = 64 * 1024;
-/// Values kept from a state file or RAUC's output.
-const MAX_VALUE: usize = 300;
+/// Values kept from a state file or RAUC's output (a message holds a few
+/// config errors, each naming its file, line and key).
+const MAX_VALUE: usize = 600;
 
 /// Where the image build writes the image's version
 /// (`images/build-test-image.sh`, Buildroot's post-build).
 pub const RELEASE_FILE: &str = "/etc/capbox-release";
 /// RAUC's system config.
 pub const RAUC_SYSTEM_CONF: &str = "/etc/rauc/system.conf";
+/// On a trial boot, capbox's health in words (one line, rewritten when it
+/// changes): the trial guard of /etc/init.d/S20update says it when it
+/// rolls back a slot whose capbox ran but never got healthy.
+pub const TRIAL_HEALTH_FILE: &str = "/run/capbox.trial-health";
+/// Where `capbox update` mounts the freshly written slot (read-only) to
+/// ask its capbox about the config.
+pub const SLOT_MOUNT_DIR: &str = "/run/capbox-update/slot";
+/// capbox in a slot, relative to the slot's root.
+pub const SLOT_CAPBOX: &str = "usr/bin/capbox";
 
 /// What the last update came to, as the state file, /status and
 /// `capbox_update_last_outcome{outcome}` name it.
@@ -64,6 +80,10 @@ pub enum Outcome {
     /// The install was cut (power, reset) before it finished; the box
     /// booted its old slot.
     Interrupted,
+    /// Installed, but the new version's capbox refused the config (`capbox
+    /// check-config` run from the new slot before the reboot): the new slot
+    /// was marked bad and the box never left its slot.
+    ConfigRefused,
 }
 
 pub const OUTCOMES: &[Outcome] = &[
@@ -74,6 +94,7 @@ pub const OUTCOMES: &[Outcome] = &[
     Outcome::RolledBack,
     Outcome::Failed,
     Outcome::Interrupted,
+    Outcome::ConfigRefused,
 ];
 
 impl Outcome {
@@ -86,6 +107,7 @@ impl Outcome {
             Outcome::RolledBack => "rolled_back",
             Outcome::Failed => "failed",
             Outcome::Interrupted => "interrupted",
+            Outcome::ConfigRefused => "config_refused",
         }
     }
 
@@ -110,6 +132,11 @@ pub struct State {
     pub at: u64,
     /// In words: what happened (RAUC's error, why it rolled back).
     pub message: String,
+    /// Why the trial of the new slot failed, as the trial guard of
+    /// /etc/init.d/S20update saw it before it rolled back (the new
+    /// capbox's `check-config` errors, its last exit, its health): written
+    /// by the guard on the new slot, read by capbox on the old one.
+    pub failure: String,
 }
 
 impl Default for State {
@@ -122,6 +149,7 @@ impl Default for State {
             from_version: String::new(),
             at: 0,
             message: String::new(),
+            failure: String::new(),
         }
     }
 }
@@ -178,6 +206,7 @@ impl State {
                 "from_version" => s.from_version = v,
                 "at" => s.at = v.parse().unwrap_or(0),
                 "message" => s.message = v,
+                "failure" => s.failure = v,
                 _ => {}
             }
         }
@@ -197,6 +226,9 @@ impl State {
         }
         let _ = writeln!(t, "at={}", self.at);
         let _ = writeln!(t, "message={}", clean(&self.message));
+        if !self.failure.is_empty() {
+            let _ = writeln!(t, "failure={}", clean(&self.failure));
+        }
         t
     }
 
@@ -484,6 +516,312 @@ pub fn rauc_error(stderr: &str, stdout: &str) -> Option<String> {
     Some(format!("{hint}{text}"))
 }
 
+/// What a slot's capbox says of the config (`capbox check-config`), asked
+/// by `capbox update` before it reboots into the slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigCheck {
+    /// Exit status 0.
+    Accepted,
+    /// Exit status 1: what it printed (`file:line: key: message` lines,
+    /// then its summary), at most `CHECK_LINES` lines.
+    Refused(Vec<String>),
+    /// It could not be asked (no capbox in the slot, it does not run here,
+    /// it did not answer in time, another exit status): why. The trial
+    /// after the reboot decides then.
+    Unchecked(String),
+}
+
+/// Lines kept of what a slot's `capbox check-config` printed.
+pub const CHECK_LINES: usize = 40;
+
+/// The program interpreter (`PT_INTERP`, e.g. `/lib64/ld-linux-x86-64.so.2`)
+/// of a 64-bit little-endian ELF executable from its first bytes: `Ok(None)`
+/// for a static executable or a script, `Err` for an ELF whose headers do
+/// not fit in `head`.
+pub fn elf_interp(head: &[u8]) -> Result<Option<String>, String> {
+    if head.len() < 64 || &head[..4] != b"\x7fELF" {
+        return Ok(None);
+    }
+    if head[4] != 2 || head[5] != 1 {
+        return Err("not a 64-bit little-endian ELF".into());
+    }
+    // Bytes `o..o + N` of the head; `None` beyond it (or on overflow).
+    let at = |o: usize, n: usize| o.checked_add(n).and_then(|end| head.get(o..end));
+    let u16_at = |o: usize| at(o, 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| at(o, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u64_at = |o: usize| {
+        at(o, 8).map(|b| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            u64::from_le_bytes(a)
+        })
+    };
+    let bad = || "ELF program headers beyond the first bytes".to_string();
+    let phoff = usize::try_from(u64_at(0x20).ok_or_else(bad)?).map_err(|_| bad())?;
+    let phentsize = usize::from(u16_at(0x36).ok_or_else(bad)?);
+    let phnum = usize::from(u16_at(0x38).ok_or_else(bad)?);
+    if phentsize < 56 {
+        return Err(format!("ELF program header size {phentsize}"));
+    }
+    for i in 0..phnum {
+        let ph = phoff
+            .checked_add(i.checked_mul(phentsize).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
+        if u32_at(ph).ok_or_else(bad)? != 3 {
+            continue; // not PT_INTERP
+        }
+        let field = |d: usize| ph.checked_add(d).and_then(u64_at).ok_or_else(bad);
+        let off = usize::try_from(field(8)?).map_err(|_| bad())?;
+        let len = usize::try_from(field(32)?).map_err(|_| bad())?;
+        let bytes = off
+            .checked_add(len)
+            .and_then(|end| head.get(off..end))
+            .ok_or_else(bad)?;
+        let s = String::from_utf8_lossy(bytes);
+        let s = s.trim_end_matches('\0');
+        if !s.starts_with('/') || s.len() > 255 {
+            return Err(format!("ELF interpreter {s:?}"));
+        }
+        return Ok(Some(s.to_string()));
+    }
+    Ok(None)
+}
+
+/// `path` (absolute, as the slot sees it) resolved inside `root`: every
+/// symbolic link on the way is followed as the slot would follow it (an
+/// absolute target is relative to `root`), so that a link such as
+/// `/lib64/ld-linux-x86-64.so.2 -> /lib/...` does not lead to the
+/// running system's file.
+pub fn resolve_in(root: &Path, path: &str) -> Option<PathBuf> {
+    let mut todo: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(String::from)
+        .collect();
+    let mut parts: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                parts.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let mut here = root.to_path_buf();
+        here.extend(&parts);
+        here.push(&c);
+        match std::fs::read_link(&here) {
+            Ok(target) => {
+                links += 1;
+                if links > 40 {
+                    return None;
+                }
+                let t = target.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    parts.clear();
+                }
+                todo.extend(
+                    t.split('/')
+                        .filter(|c| !c.is_empty())
+                        .rev()
+                        .map(String::from),
+                );
+            }
+            Err(_) => parts.push(c),
+        }
+    }
+    let mut out = root.to_path_buf();
+    out.extend(&parts);
+    Some(out)
+}
+
+/// Runs `capbox check-config CONFIG` with the capbox of the slot whose
+/// root filesystem is at `slot_root` (mounted read-only), on the running
+/// system: it sees the data partition, /proc and the sources as it will
+/// once booted. A dynamically linked capbox runs under the slot's own
+/// dynamic loader and libraries (`--library-path`), a static one as is.
+pub fn check_config_in(slot_root: &Path, config: &Path, timeout: Duration) -> ConfigCheck {
+    use std::io::Read;
+    let Some(bin) = resolve_in(slot_root, SLOT_CAPBOX).filter(|b| b.is_file()) else {
+        return ConfigCheck::Unchecked(format!("the slot has no /{SLOT_CAPBOX}"));
+    };
+    let mut head = Vec::new();
+    if let Err(e) = std::fs::File::open(&bin).and_then(|f| f.take(MAX_READ).read_to_end(&mut head))
+    {
+        return ConfigCheck::Unchecked(format!("cannot read {}: {e}", bin.display()));
+    }
+    let mut cmd = match elf_interp(&head) {
+        Err(e) => return ConfigCheck::Unchecked(format!("{}: {e}", bin.display())),
+        Ok(None) => Command::new(&bin),
+        Ok(Some(interp)) => {
+            let Some(ld) = resolve_in(slot_root, &interp).filter(|l| l.is_file()) else {
+                return ConfigCheck::Unchecked(format!(
+                    "the slot's capbox needs {interp}, which the slot does not have"
+                ));
+            };
+            let libs: Vec<String> = [
+                "lib",
+                "usr/lib",
+                "lib64",
+                "usr/lib64",
+                "lib/x86_64-linux-gnu",
+                "usr/lib/x86_64-linux-gnu",
+            ]
+            .iter()
+            .filter_map(|d| resolve_in(slot_root, d))
+            .filter(|d| d.is_dir())
+            .map(|d| d.display().to_string())
+            .collect();
+            let mut c = Command::new(ld);
+            c.arg("--library-path").arg(libs.join(":")).arg(&bin);
+            c
+        }
+    };
+    cmd.arg("check-config")
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return ConfigCheck::Unchecked(format!("cannot run the slot's capbox: {e}"));
+        }
+    };
+    let reader = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(r) = r {
+                let _ = r.take(MAX_READ).read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let err_t = reader(
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>),
+    );
+    let out_t = reader(
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+    );
+    let t0 = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Ok(s),
+            Ok(None) if t0.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!(
+                    "the slot's capbox check-config did not answer within {} s",
+                    timeout.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => break Err(format!("waiting for the slot's capbox: {e}")),
+        }
+    };
+    let text = format!(
+        "{}{}",
+        err_t.join().unwrap_or_default(),
+        out_t.join().unwrap_or_default()
+    );
+    let lines: Vec<String> = text
+        .lines()
+        .map(clean)
+        .filter(|l| !l.is_empty())
+        .take(CHECK_LINES)
+        .collect();
+    match status {
+        Err(e) => ConfigCheck::Unchecked(e),
+        Ok(s) if s.code() == Some(0) => ConfigCheck::Accepted,
+        Ok(s) if s.code() == Some(1) => ConfigCheck::Refused(if lines.is_empty() {
+            vec!["check-config ended with status 1 and said nothing".into()]
+        } else {
+            lines
+        }),
+        Ok(s) => ConfigCheck::Unchecked(format!(
+            "the slot's capbox check-config ended with {s}{}",
+            lines.last().map(|l| format!(": {l}")).unwrap_or_default()
+        )),
+    }
+}
+
+/// The config errors of a refusal for the state file and /status: the
+/// `file:line: key: message` lines first (not the summary, not warnings),
+/// joined with "; ".
+pub fn refusal_words(lines: &[String]) -> String {
+    let errs: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !l.starts_with("capbox: warning") && !is_summary(l))
+        .collect();
+    if errs.is_empty() {
+        lines.join("; ")
+    } else {
+        errs.join("; ")
+    }
+}
+
+fn is_summary(l: &str) -> bool {
+    l.strip_prefix("capbox: ")
+        .and_then(|r| r.split_once(" error(s) in "))
+        .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Mounts the slot `bootname` of RAUC's system.conf read-only at
+/// `mount_dir`, asks its capbox about `config` (`check_config_in`) and
+/// unmounts it.
+pub fn check_slot_config(
+    system_conf: &str,
+    bootname: &str,
+    config: &Path,
+    mount_dir: &Path,
+    timeout: Duration,
+) -> ConfigCheck {
+    let kf = parse_keyfile(system_conf);
+    let Some(section) = slot_section(system_conf, bootname) else {
+        return ConfigCheck::Unchecked(format!("no slot {bootname} in {RAUC_SYSTEM_CONF}"));
+    };
+    let Some(device) = keyfile_get(&kf, &section, "device") else {
+        return ConfigCheck::Unchecked(format!("[{section}] has no device= in {RAUC_SYSTEM_CONF}"));
+    };
+    let fstype = keyfile_get(&kf, &section, "type").unwrap_or("ext4");
+    if let Err(e) = std::fs::create_dir_all(mount_dir) {
+        return ConfigCheck::Unchecked(format!("cannot make {}: {e}", mount_dir.display()));
+    }
+    let mounted = Command::new("mount")
+        .args(["-t", fstype, "-o", "ro,nodev,nosuid", device])
+        .arg(mount_dir)
+        .output();
+    match mounted {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            return ConfigCheck::Unchecked(format!(
+                "cannot mount slot {bootname} ({device}) read-only: {}",
+                clean(&String::from_utf8_lossy(&o.stderr))
+            ))
+        }
+        Err(e) => return ConfigCheck::Unchecked(format!("cannot run mount: {e}")),
+    }
+    let r = check_config_in(mount_dir, config, timeout);
+    match Command::new("umount").arg(mount_dir).output() {
+        Ok(o) if o.status.success() => {}
+        other => log::warn!(
+            "update: umount {} failed ({other:?}): the slot stays mounted read-only",
+            mount_dir.display()
+        ),
+    }
+    r
+}
+
 /// What /status and /metrics show of updates; the trial thread updates it.
 pub struct Info {
     /// The image's version (`/etc/capbox-release`), else capbox's own.
@@ -501,18 +839,22 @@ pub struct Info {
     /// process) writes it.
     state_file: PathBuf,
     system_conf: PathBuf,
+    /// `TRIAL_HEALTH_FILE` on a box; none in tests.
+    trial_health_file: Option<PathBuf>,
 }
 
 impl Info {
     /// Reads the files of a running box (no RAUC call: cheap and safe
     /// when RAUC is not there, as on a workstation).
     pub fn read(cfg: &crate::config::UpdateConfig) -> Info {
-        Self::read_from(
+        let mut info = Self::read_from(
             cfg,
             &std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
             Path::new(RELEASE_FILE),
             Path::new(RAUC_SYSTEM_CONF),
-        )
+        );
+        info.trial_health_file = Some(PathBuf::from(TRIAL_HEALTH_FILE));
+        info
     }
 
     pub fn read_from(
@@ -542,6 +884,7 @@ impl Info {
             mark_good_after_s: cfg.mark_good_after_s,
             state_file: cfg.state_file.clone(),
             system_conf: system_conf.to_path_buf(),
+            trial_health_file: None,
         };
         info.refresh_other(&conf);
         info
@@ -699,6 +1042,9 @@ impl Trial {
                     "slot {} (version {}) was not marked good: the box is back on slot {booted}",
                     s.slot, s.version
                 );
+                if !s.failure.is_empty() {
+                    let _ = write!(s.message, "; on slot {}: {}", s.slot, s.failure);
+                }
                 s.at = unix_now();
                 log::error!("update: {}", s.message);
                 if let Err(e) = rauc(&["status", "mark-active", "booted"]) {
@@ -765,6 +1111,11 @@ fn trial_loop(
         }
         if words != last_words {
             log::info!("update: trial health: {words}");
+            if let Some(f) = &info.trial_health_file {
+                // Best effort: /run is tmpfs; the guard reads it only
+                // when it rolls back.
+                let _ = std::fs::write(f, format!("{}\n", clean(&words)));
+            }
             last_words = words.clone();
         }
         let held = since.map(|s| now - s).unwrap_or_default();

@@ -10,11 +10,18 @@ fn state_round_trip_and_bad_lines() {
         from_version: "2026.11.3".into(),
         at: 1_764_900_000,
         message: "installed\nwith a newline".into(),
+        failure: "capbox refused the config: capbox.toml:3: update.x: unknown key".into(),
     };
     let t = s.to_text();
     // One line per key: S20update greps `outcome=trial` and `slot=B`.
     assert!(t.lines().any(|l| l == "outcome=trial"), "{t}");
     assert!(t.lines().any(|l| l == "slot=B"), "{t}");
+    // The trial guard (shell) writes failure= the same way.
+    assert!(
+        t.lines()
+            .any(|l| l == "failure=capbox refused the config: capbox.toml:3: update.x: unknown key"),
+        "{t}"
+    );
     let back = State::parse(&t).unwrap();
     assert_eq!(back.message, "installed with a newline");
     assert_eq!(
@@ -238,5 +245,73 @@ fn status_and_metrics() {
     .store(&cfg.state_file)
     .unwrap();
     assert_eq!(info.status()["last"]["outcome"], "failed");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn elf_interp_of_what_is_not_an_executable() {
+    // Scripts and short files: no interpreter (run as they are).
+    assert_eq!(elf_interp(b"#!/bin/sh\nexit 1\n"), Ok(None));
+    assert_eq!(elf_interp(b"\x7fELF"), Ok(None));
+    // A 32-bit ELF is not for this box.
+    let mut h = vec![0u8; 64];
+    h[..4].copy_from_slice(b"\x7fELF");
+    h[4] = 1;
+    h[5] = 1;
+    assert!(elf_interp(&h).is_err());
+    // Program headers pointing anywhere: errors, never a panic.
+    h[4] = 2;
+    for (phoff, phnum, phentsize) in [
+        (u64::MAX, 3u16, 56u16),
+        (64, 1000, 56),
+        (64, 1, 0),
+        (1 << 40, 1, 56),
+    ] {
+        h[0x20..0x28].copy_from_slice(&phoff.to_le_bytes());
+        h[0x36..0x38].copy_from_slice(&phentsize.to_le_bytes());
+        h[0x38..0x3a].copy_from_slice(&phnum.to_le_bytes());
+        assert!(elf_interp(&h).is_err(), "{phoff} {phnum} {phentsize}");
+    }
+    // One PT_INTERP right after the header.
+    let mut e = h.clone();
+    e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+    e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    e[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+    let interp = b"/lib64/ld-linux-x86-64.so.2\0";
+    let mut ph = vec![0u8; 56];
+    ph[..4].copy_from_slice(&3u32.to_le_bytes());
+    ph[8..16].copy_from_slice(&120u64.to_le_bytes());
+    ph[32..40].copy_from_slice(&(interp.len() as u64).to_le_bytes());
+    e.extend_from_slice(&ph);
+    e.extend_from_slice(interp);
+    assert_eq!(
+        elf_interp(&e).unwrap().as_deref(),
+        Some("/lib64/ld-linux-x86-64.so.2")
+    );
+    // Its length beyond the bytes read: an error.
+    e.truncate(130);
+    assert!(elf_interp(&e).is_err());
+}
+
+#[test]
+fn resolve_in_keeps_links_inside_the_slot() {
+    let dir = std::env::temp_dir().join(format!("capbox-update-resolve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("usr/lib")).unwrap();
+    std::os::unix::fs::symlink("/usr/lib", dir.join("lib")).unwrap();
+    std::os::unix::fs::symlink("lib", dir.join("lib64")).unwrap();
+    std::os::unix::fs::symlink("../../etc/passwd", dir.join("usr/lib/up")).unwrap();
+    std::os::unix::fs::symlink("loop", dir.join("loop")).unwrap();
+    assert_eq!(
+        resolve_in(&dir, "/lib64/ld.so"),
+        Some(dir.join("usr/lib/ld.so"))
+    );
+    // `..` stops at the slot's root.
+    assert_eq!(
+        resolve_in(&dir, "/usr/lib/up"),
+        Some(dir.join("etc/passwd"))
+    );
+    assert_eq!(resolve_in(&dir, "/../../../etc/x"), Some(dir.join("etc/x")));
+    assert_eq!(resolve_in(&dir, "/loop"), None);
     let _ = std::fs::remove_dir_all(dir);
 }
