@@ -638,6 +638,13 @@ impl Tr101290 {
         // division per packet: `whole` + `rem`/n is span·(k+1)/n.
         let (q, r) = (span / n, span % n);
         let (mut whole, mut rem) = (0u64, 0u64);
+        // `packet`'s fast path, with the packet count and the latest time
+        // in registers (not stored and re-read through `self` per packet):
+        // written back before any packet that takes the full path, which
+        // reads the count (PCR accuracy) and sets the time itself. The
+        // times of one read never go back, so the latest is the last.
+        let mut packets = self.packets;
+        let mut latest: Option<u64> = None;
         for p in data.chunks_exact(PACKET_SIZE) {
             whole += q;
             rem += r;
@@ -646,11 +653,39 @@ impl Tr101290 {
                 rem -= n;
             }
             let t = from + whole;
-            if p[0] != SYNC_BYTE {
+            let [b0, b1, b2, b3, ..] = *p else {
+                continue;
+            };
+            if b0 != SYNC_BYTE {
                 self.error(Indicator::SyncByteError, t);
                 continue;
             }
-            self.packet(p, t);
+            if b1 & 0x80 == 0 && b3 & 0xE0 == 0 && self.started_ms.is_some() {
+                let pid = u16::from_be_bytes([b1 & 0x1F, b2]);
+                let si = self.slot_of[pid as usize] as usize;
+                if si != 0 {
+                    if let Some(s) = self.slots.get_mut(si) {
+                        if s.asm.is_none() && (s.role & ROLE_PTS == 0 || b1 & 0x40 == 0) {
+                            packets += 1;
+                            latest = Some(t);
+                            s.last_seen_ms = t;
+                            if pid != pid::NULL && s.cc.check(b3, b3 & 0x10 != 0, false) {
+                                let e = &mut self.ind[Indicator::ContinuityCountError as usize];
+                                e.errors += 1;
+                                e.last_error_ms = Some(t);
+                            }
+                            continue;
+                        }
+                    }
+                }
+            }
+            self.packets = packets;
+            self.packet_full(p, t);
+            packets = self.packets;
+        }
+        self.packets = packets;
+        if let Some(t) = latest {
+            self.now_ms = self.now_ms.max(t);
         }
         self.tick(to_ms);
     }
