@@ -391,6 +391,26 @@ impl Stream {
 
     /// Add one TS payload to the PES in progress; `off`: where it is in
     /// the batch.
+    /// `take_payload` of `m` packets' full payloads (184 bytes), the last
+    /// at `last_off` in the batch, those before it one packet apart (not
+    /// sampled audio: its bytes are copied one packet at a time).
+    fn take_run(&mut self, m: usize, last_off: usize) {
+        let full = PACKET_SIZE - 4;
+        self.pes_len += m * full;
+        if self.freeze.is_some() {
+            // As `m` payloads one after the other: the newer flips each
+            // time; the last two are the newer and the older.
+            self.newer ^= (m & 1) as u8;
+            let n = full.min(TAIL_SLOT) as u16;
+            self.pieces[self.newer as usize] = Piece::Batch(last_off as u32, n);
+            if m >= 2 {
+                self.pieces[(self.newer ^ 1) as usize] =
+                    Piece::Batch((last_off - PACKET_SIZE) as u32, n);
+            }
+            self.in_batch = true;
+        }
+    }
+
     fn take_payload(&mut self, data: &[u8], off: usize) {
         self.pes_len += data.len();
         if self.freeze.is_some() && !data.is_empty() {
@@ -476,7 +496,12 @@ impl ChannelMonitor {
             self.last_packet_ms = Some(now_ms);
         }
         self.counters.packets += (packets.len() / PACKET_SIZE) as u64;
-        for (i, raw) in packets.chunks_exact(PACKET_SIZE).enumerate() {
+        let total = packets.len() / PACKET_SIZE;
+        let mut i = 0;
+        while i < total {
+            let at = i * PACKET_SIZE;
+            let raw = &packets[at..at + PACKET_SIZE];
+            i += 1;
             if raw[0] != 0x47 {
                 self.counters.bad_sync += 1;
                 continue;
@@ -544,9 +569,34 @@ impl ChannelMonitor {
                     st.buf.clear();
                 }
                 let hl = h.payload_offset().min(payload.len());
-                st.take_payload(&payload[hl..], i * PACKET_SIZE + off + hl);
+                st.take_payload(&payload[hl..], at + off + hl);
             } else if st.in_pes {
-                st.take_payload(payload, i * PACKET_SIZE + off);
+                st.take_payload(payload, at + off);
+                if afc == 1 && !st.sampled {
+                    // The packets right after this one that continue the
+                    // PES alike (this PID, no PES start, clear, payload
+                    // only: no PCR, nothing but 184 bytes of payload)
+                    // need no more than their count: what this loop would
+                    // do for each of them, done once for the run.
+                    let mut m = 0;
+                    while let Some(h) =
+                        packets.get((i + m) * PACKET_SIZE..(i + m) * PACKET_SIZE + 4)
+                    {
+                        if i + m >= total
+                            || h[0] != 0x47
+                            || h[1] & 0x5F != raw[1] & 0x1F
+                            || h[2] != raw[2]
+                            || h[3] & 0xF0 != 0x10
+                        {
+                            break;
+                        }
+                        m += 1;
+                    }
+                    if m > 0 {
+                        i += m;
+                        st.take_run(m, (i - 1) * PACKET_SIZE + 4);
+                    }
+                }
             }
         }
         for st in &mut self.streams {

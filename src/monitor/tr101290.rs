@@ -638,24 +638,32 @@ impl Tr101290 {
         // division per packet: `whole` + `rem`/n is span·(k+1)/n.
         let (q, r) = (span / n, span % n);
         let (mut whole, mut rem) = (0u64, 0u64);
-        // `packet`'s fast path, with the packet count and the latest time
-        // in registers (not stored and re-read through `self` per packet):
-        // written back before any packet that takes the full path, which
-        // reads the count (PCR accuracy) and sets the time itself. The
-        // times of one read never go back, so the latest is the last.
-        let mut packets = self.packets;
-        let mut latest: Option<u64> = None;
-        for p in data.chunks_exact(PACKET_SIZE) {
+        let mut step = || {
             whole += q;
             rem += r;
             if rem >= n {
                 whole += 1;
                 rem -= n;
             }
-            let t = from + whole;
-            let [b0, b1, b2, b3, ..] = *p else {
-                continue;
-            };
+            from + whole
+        };
+        // `packet`'s fast path, by runs: a packet that takes it and the
+        // packets right after it on the same PID that also would (clear,
+        // payload only, no PES start on a PTS PID) are checked with the
+        // PID's continuity state, the packet count and the time in
+        // registers, stored once at the run's end; what `packet` does per
+        // packet, in the same order. The count is written back before a
+        // packet that takes the full path (it reads it: PCR accuracy), which
+        // sets the time itself; the times of one read never go back.
+        let mut packets = self.packets;
+        let mut latest: Option<u64> = None;
+        let total = data.len() / PACKET_SIZE;
+        let mut k = 0;
+        while k < total {
+            let p = &data[k * PACKET_SIZE..(k + 1) * PACKET_SIZE];
+            k += 1;
+            let t = step();
+            let (b0, b1, b2, b3) = (p[0], p[1], p[2], p[3]);
             if b0 != SYNC_BYTE {
                 self.error(Indicator::SyncByteError, t);
                 continue;
@@ -665,15 +673,40 @@ impl Tr101290 {
                 let si = self.slot_of[pid as usize] as usize;
                 if si != 0 {
                     if let Some(s) = self.slots.get_mut(si) {
-                        if s.asm.is_none() && (s.role & ROLE_PTS == 0 || b1 & 0x40 == 0) {
-                            packets += 1;
-                            latest = Some(t);
-                            s.last_seen_ms = t;
-                            if pid != pid::NULL && s.cc.check(b3, b3 & 0x10 != 0, false) {
-                                let e = &mut self.ind[Indicator::ContinuityCountError as usize];
-                                e.errors += 1;
-                                e.last_error_ms = Some(t);
+                        let pts = s.role & ROLE_PTS != 0;
+                        if s.asm.is_none() && (!pts || b1 & 0x40 == 0) {
+                            // Byte 1 of the run's packets: no TEI, this PID,
+                            // and no PES start if the PID's PTS are read.
+                            let m1 = if pts { 0xDF } else { 0x9F };
+                            let v1 = b1 & m1;
+                            let checked = pid != pid::NULL;
+                            let mut cc = s.cc;
+                            let (mut c3, mut last) = (b3, t);
+                            loop {
+                                packets += 1;
+                                if checked && cc.check(c3, c3 & 0x10 != 0, false) {
+                                    let e = &mut self.ind[Indicator::ContinuityCountError as usize];
+                                    e.errors += 1;
+                                    e.last_error_ms = Some(last);
+                                }
+                                if k >= total {
+                                    break;
+                                }
+                                let h = &data[k * PACKET_SIZE..k * PACKET_SIZE + 4];
+                                if h[0] != SYNC_BYTE
+                                    || h[1] & m1 != v1
+                                    || h[2] != b2
+                                    || h[3] & 0xE0 != 0
+                                {
+                                    break;
+                                }
+                                c3 = h[3];
+                                k += 1;
+                                last = step();
                             }
+                            s.cc = cc;
+                            s.last_seen_ms = last;
+                            latest = Some(last);
                             continue;
                         }
                     }
