@@ -1238,6 +1238,51 @@ mod tests {
         }
     }
 
+    /// Runs of packets taken at once must leave the same last two
+    /// payloads as one packet at a time: pictures of a header and four
+    /// packets, one of which changes from picture to picture; only the
+    /// last two (the fingerprint's tail) may move the verdict.
+    #[test]
+    fn the_picture_tail_is_the_last_two_payloads_whatever_the_runs() {
+        let s = MonitorSettings::from_config(&MonitorConfig {
+            frozen_after_s: 2,
+            pes_after_s: 1,
+            ..MonitorConfig::default()
+        });
+        for batch in [1, 2, 4, 5, 7, 33, 100] {
+            // (packet that changes, frozen?)
+            for (moving, frozen) in [(1, true), (2, true), (3, false), (4, false)] {
+                let mut m = ChannelMonitor::new(s, 0);
+                let mut cc = 0u8;
+                let mut stream = psi(&[(0x02, 0x100)], 0);
+                for n in 0..150u64 {
+                    let mut v = pes_packet(0x100, n * 3600, 0x11, false);
+                    v[3] = 0x10 | (cc & 0x0F);
+                    cc = cc.wrapping_add(1);
+                    for j in 1..=4 {
+                        let mut p = vec![0x47, 0x01, 0x00, 0x10 | (cc & 0x0F)];
+                        cc = cc.wrapping_add(1);
+                        p.resize(PACKET_SIZE, if j == moving { n as u8 } else { 0x33 });
+                        v.extend_from_slice(&p);
+                    }
+                    stream.extend(v);
+                }
+                let mut t = 0;
+                for (k, c) in stream.chunks(batch * PACKET_SIZE).enumerate() {
+                    t = (k * batch / 5) as u64 * 40;
+                    m.feed(t, c);
+                }
+                m.update(t, false);
+                let st = m.status();
+                assert_eq!(
+                    st.es[0].frozen, frozen,
+                    "batch {batch}, packet {moving}: {st:?}"
+                );
+                assert_eq!(st.es[0].pes, 149, "batch {batch}");
+            }
+        }
+    }
+
     #[test]
     fn radio_is_not_no_video_and_garbage_never_panics() {
         let mut m = ChannelMonitor::new(MonitorSettings::default(), 0);

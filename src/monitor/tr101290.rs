@@ -1622,6 +1622,58 @@ mod tests {
         assert_eq!(t.get(Indicator::PcrRepetitionError).errors, 1);
     }
 
+    /// The per-read loop takes runs of plain packets at once: the same
+    /// indicators and count as one packet at a time (`push_packets`),
+    /// with continuity errors inside runs, at their ends and across reads.
+    #[test]
+    fn runs_count_what_packets_one_at_a_time_count() {
+        let mut data = Vec::new();
+        packetize(&pat(), pid::PAT, &mut 0, &mut data);
+        // Two PIDs the PAT does not name (slots of their own at their
+        // first packet), in runs of 40 and 10.
+        let mut cc = [0u8; 2];
+        for k in 0..400u32 {
+            let (which, pid) = if k % 50 < 40 { (0, 0x200) } else { (1, 0x201) };
+            let mut c = cc[which];
+            match k {
+                37 | 120 => c = c.wrapping_add(3),      // a gap inside a run
+                80 | 81 | 210 => c = c.wrapping_sub(1), // duplicates, one a second
+                90 => c = c.wrapping_sub(5),            // a step back at a run's end
+                _ => {}
+            }
+            cc[which] = c.wrapping_add(1);
+            let mut p = [0xFFu8; PACKET_SIZE];
+            p[0] = if k == 300 { 0x46 } else { SYNC_BYTE };
+            p[1] = (pid >> 8) as u8 | if k % 97 == 0 { 0x40 } else { 0 };
+            p[2] = pid as u8;
+            p[3] = if k % 61 == 0 { 0x30 } else { 0x10 } | (c & 0x0F);
+            if k % 61 == 0 {
+                p[4] = 1;
+                p[5] = 0;
+            }
+            data.extend_from_slice(&p);
+        }
+        for read in [1, 2, 3, 40, 1000] {
+            let mut one = Tr101290::new(Config::mux(false));
+            let mut runs = Tr101290::new(Config::mux(false));
+            for (k, r) in data.chunks(read * PACKET_SIZE).enumerate() {
+                let now = 10 * k as u64;
+                one.push_packets(r, now);
+                runs.push_packets_between(r, now, now);
+            }
+            assert_eq!(one.indicators(), runs.indicators(), "reads of {read}");
+            assert_eq!(one.packets(), runs.packets(), "reads of {read}");
+        }
+        let mut t = Tr101290::new(Config::mux(false));
+        t.push_packets_between(&data, 0, 0);
+        assert!(
+            t.get(Indicator::ContinuityCountError).errors >= 4,
+            "{:?}",
+            t.indicators()
+        );
+        assert_eq!(t.get(Indicator::SyncByteError).errors, 1);
+    }
+
     #[test]
     fn a_read_is_spread_over_the_time_since_the_last() {
         let mut t = Tr101290::new(Config::channel());
