@@ -327,6 +327,40 @@ enum SyncState {
     Locked { bad_run: u8 },
 }
 
+/// The times of one read's packets (`push_packets_between`): packet k's
+/// is from + span·(k+1)/n, stepped without a division per packet (`at`
+/// + `rem`/n is it).
+struct Spread {
+    at: u64,
+    q: u64,
+    r: u64,
+    n: u64,
+    rem: u64,
+}
+
+impl Spread {
+    /// The next packet's time.
+    #[inline(always)]
+    fn next(&mut self) -> u64 {
+        self.at += self.q;
+        self.rem += self.r;
+        if self.rem >= self.n {
+            self.at += 1;
+            self.rem -= self.n;
+        }
+        self.at
+    }
+
+    /// `next` `m` times (one division): the last one's time.
+    #[inline]
+    fn skip(&mut self, m: u64) -> u64 {
+        self.rem += self.r * m;
+        self.at += self.q * m + self.rem / self.n;
+        self.rem %= self.n;
+        self.at
+    }
+}
+
 /// The analyser; see the module.
 pub struct Tr101290 {
     cfg: Config,
@@ -635,17 +669,13 @@ impl Tr101290 {
         let from = from_ms.max(to_ms.saturating_sub(MAX_SPREAD_MS)).min(to_ms);
         let span = to_ms - from;
         // Packet k's time is from + span·(k+1)/n, stepped without a
-        // division per packet: `whole` + `rem`/n is span·(k+1)/n.
-        let (q, r) = (span / n, span % n);
-        let (mut whole, mut rem) = (0u64, 0u64);
-        let mut step = || {
-            whole += q;
-            rem += r;
-            if rem >= n {
-                whole += 1;
-                rem -= n;
-            }
-            from + whole
+        // division per packet (`Spread`).
+        let mut spread = Spread {
+            at: from,
+            q: span / n,
+            r: span % n,
+            n,
+            rem: 0,
         };
         // `packet`'s fast path, by runs: a packet that takes it and the
         // packets right after it on the same PID that also would (clear,
@@ -662,7 +692,7 @@ impl Tr101290 {
         while k < total {
             let p = &data[k * PACKET_SIZE..(k + 1) * PACKET_SIZE];
             k += 1;
-            let t = step();
+            let t = spread.next();
             let (b0, b1, b2, b3) = (p[0], p[1], p[2], p[3]);
             if b0 != SYNC_BYTE {
                 self.error(Indicator::SyncByteError, t);
@@ -689,6 +719,30 @@ impl Tr101290 {
                                     e.errors += 1;
                                     e.last_error_ms = Some(last);
                                 }
+                                // The packets after it that continue the PID
+                                // plainly (payload only, the next counter):
+                                // no error, nothing but their count.
+                                if let Some(mut e) = cc.next_cc().filter(|_| checked) {
+                                    let mut m = 0;
+                                    while k + m < total {
+                                        let h = &data[(k + m) * PACKET_SIZE..][..4];
+                                        if h[0] != SYNC_BYTE
+                                            || h[1] & m1 != v1
+                                            || h[2] != b2
+                                            || h[3] != 0x10 | e
+                                        {
+                                            break;
+                                        }
+                                        e = (e + 1) & 0x0F;
+                                        m += 1;
+                                    }
+                                    if m > 0 {
+                                        cc.continued(e.wrapping_sub(1));
+                                        packets += m as u64;
+                                        k += m;
+                                        last = spread.skip(m as u64);
+                                    }
+                                }
                                 if k >= total {
                                     break;
                                 }
@@ -702,7 +756,7 @@ impl Tr101290 {
                                 }
                                 c3 = h[3];
                                 k += 1;
-                                last = step();
+                                last = spread.next();
                             }
                             s.cc = cc;
                             s.last_seen_ms = last;
@@ -1623,7 +1677,8 @@ mod tests {
     }
 
     /// The per-read loop takes runs of plain packets at once: the same
-    /// indicators and count as one packet at a time (`push_packets`),
+    /// indicators (times of errors included) and count as one packet at a
+    /// time, each at its time in the read,
     /// with continuity errors inside runs, at their ends and across reads.
     #[test]
     fn runs_count_what_packets_one_at_a_time_count() {
@@ -1657,9 +1712,19 @@ mod tests {
             let mut one = Tr101290::new(Config::mux(false));
             let mut runs = Tr101290::new(Config::mux(false));
             for (k, r) in data.chunks(read * PACKET_SIZE).enumerate() {
-                let now = 10 * k as u64;
-                one.push_packets(r, now);
-                runs.push_packets_between(r, now, now);
+                // Reads 7 ms apart, their packets spread over the 7 ms.
+                let (from, to) = (7 * k as u64, 7 * k as u64 + 7);
+                let n = (r.len() / PACKET_SIZE) as u64;
+                for (j, p) in r.chunks_exact(PACKET_SIZE).enumerate() {
+                    let t = from + 7 * (j as u64 + 1) / n;
+                    if p[0] != SYNC_BYTE {
+                        one.error(Indicator::SyncByteError, t);
+                    } else {
+                        one.packet(p, t);
+                    }
+                }
+                one.tick(to);
+                runs.push_packets_between(r, from, to);
             }
             assert_eq!(one.indicators(), runs.indicators(), "reads of {read}");
             assert_eq!(one.packets(), runs.packets(), "reads of {read}");
