@@ -42,6 +42,21 @@ impl CcCheck {
         error
     }
 
+    /// The counter a packet with payload must carry to continue the PID
+    /// plainly (no error, not a duplicate), once a counter was seen.
+    #[inline]
+    pub fn next_cc(&self) -> Option<u8> {
+        self.last.map(|l| (l + 1) & 0x0F)
+    }
+
+    /// What `check` does for packets with payload carrying `next_cc`, the
+    /// last of them `cc`: no error, no duplicate pending.
+    #[inline]
+    pub fn continued(&mut self, cc: u8) {
+        self.dup_seen = false;
+        self.last = Some(cc & 0x0F);
+    }
+
     /// The same, from a parsed packet.
     #[inline]
     pub fn check_packet<T: AsRef<[u8]>>(&mut self, p: &crate::ts::packet::Packet<T>) -> bool {

@@ -391,6 +391,26 @@ impl Stream {
 
     /// Add one TS payload to the PES in progress; `off`: where it is in
     /// the batch.
+    /// `take_payload` of `m` packets' full payloads (184 bytes), the last
+    /// at `last_off` in the batch, those before it one packet apart (not
+    /// sampled audio: its bytes are copied one packet at a time).
+    fn take_run(&mut self, m: usize, last_off: usize) {
+        let full = PACKET_SIZE - 4;
+        self.pes_len += m * full;
+        if self.freeze.is_some() {
+            // As `m` payloads one after the other: the newer flips each
+            // time; the last two are the newer and the older.
+            self.newer ^= (m & 1) as u8;
+            let n = full.min(TAIL_SLOT) as u16;
+            self.pieces[self.newer as usize] = Piece::Batch(last_off as u32, n);
+            if m >= 2 {
+                self.pieces[(self.newer ^ 1) as usize] =
+                    Piece::Batch((last_off - PACKET_SIZE) as u32, n);
+            }
+            self.in_batch = true;
+        }
+    }
+
     fn take_payload(&mut self, data: &[u8], off: usize) {
         self.pes_len += data.len();
         if self.freeze.is_some() && !data.is_empty() {
@@ -476,7 +496,12 @@ impl ChannelMonitor {
             self.last_packet_ms = Some(now_ms);
         }
         self.counters.packets += (packets.len() / PACKET_SIZE) as u64;
-        for (i, raw) in packets.chunks_exact(PACKET_SIZE).enumerate() {
+        let total = packets.len() / PACKET_SIZE;
+        let mut i = 0;
+        while i < total {
+            let at = i * PACKET_SIZE;
+            let raw = &packets[at..at + PACKET_SIZE];
+            i += 1;
             if raw[0] != 0x47 {
                 self.counters.bad_sync += 1;
                 continue;
@@ -544,9 +569,34 @@ impl ChannelMonitor {
                     st.buf.clear();
                 }
                 let hl = h.payload_offset().min(payload.len());
-                st.take_payload(&payload[hl..], i * PACKET_SIZE + off + hl);
+                st.take_payload(&payload[hl..], at + off + hl);
             } else if st.in_pes {
-                st.take_payload(payload, i * PACKET_SIZE + off);
+                st.take_payload(payload, at + off);
+                if afc == 1 && !st.sampled {
+                    // The packets right after this one that continue the
+                    // PES alike (this PID, no PES start, clear, payload
+                    // only: no PCR, nothing but 184 bytes of payload)
+                    // need no more than their count: what this loop would
+                    // do for each of them, done once for the run.
+                    let mut m = 0;
+                    while let Some(h) =
+                        packets.get((i + m) * PACKET_SIZE..(i + m) * PACKET_SIZE + 4)
+                    {
+                        if i + m >= total
+                            || h[0] != 0x47
+                            || h[1] & 0x5F != raw[1] & 0x1F
+                            || h[2] != raw[2]
+                            || h[3] & 0xF0 != 0x10
+                        {
+                            break;
+                        }
+                        m += 1;
+                    }
+                    if m > 0 {
+                        i += m;
+                        st.take_run(m, (i - 1) * PACKET_SIZE + 4);
+                    }
+                }
             }
         }
         for st in &mut self.streams {
@@ -1184,6 +1234,51 @@ mod tests {
                 let want = if frozen { Verdict::Frozen } else { Verdict::Ok };
                 assert_eq!(m.status().verdict, want, "batch {batch}: {:?}", m.status());
                 assert_eq!(m.status().es[0].frozen, frozen);
+            }
+        }
+    }
+
+    /// Runs of packets taken at once must leave the same last two
+    /// payloads as one packet at a time: pictures of a header and four
+    /// packets, one of which changes from picture to picture; only the
+    /// last two (the fingerprint's tail) may move the verdict.
+    #[test]
+    fn the_picture_tail_is_the_last_two_payloads_whatever_the_runs() {
+        let s = MonitorSettings::from_config(&MonitorConfig {
+            frozen_after_s: 2,
+            pes_after_s: 1,
+            ..MonitorConfig::default()
+        });
+        for batch in [1, 2, 4, 5, 7, 33, 100] {
+            // (packet that changes, frozen?)
+            for (moving, frozen) in [(1, true), (2, true), (3, false), (4, false)] {
+                let mut m = ChannelMonitor::new(s, 0);
+                let mut cc = 0u8;
+                let mut stream = psi(&[(0x02, 0x100)], 0);
+                for n in 0..150u64 {
+                    let mut v = pes_packet(0x100, n * 3600, 0x11, false);
+                    v[3] = 0x10 | (cc & 0x0F);
+                    cc = cc.wrapping_add(1);
+                    for j in 1..=4 {
+                        let mut p = vec![0x47, 0x01, 0x00, 0x10 | (cc & 0x0F)];
+                        cc = cc.wrapping_add(1);
+                        p.resize(PACKET_SIZE, if j == moving { n as u8 } else { 0x33 });
+                        v.extend_from_slice(&p);
+                    }
+                    stream.extend(v);
+                }
+                let mut t = 0;
+                for (k, c) in stream.chunks(batch * PACKET_SIZE).enumerate() {
+                    t = (k * batch / 5) as u64 * 40;
+                    m.feed(t, c);
+                }
+                m.update(t, false);
+                let st = m.status();
+                assert_eq!(
+                    st.es[0].frozen, frozen,
+                    "batch {batch}, packet {moving}: {st:?}"
+                );
+                assert_eq!(st.es[0].pes, 149, "batch {batch}");
             }
         }
     }

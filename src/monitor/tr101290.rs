@@ -327,6 +327,40 @@ enum SyncState {
     Locked { bad_run: u8 },
 }
 
+/// The times of one read's packets (`push_packets_between`): packet k's
+/// is from + span·(k+1)/n, stepped without a division per packet (`at`
+/// + `rem`/n is it).
+struct Spread {
+    at: u64,
+    q: u64,
+    r: u64,
+    n: u64,
+    rem: u64,
+}
+
+impl Spread {
+    /// The next packet's time.
+    #[inline(always)]
+    fn next(&mut self) -> u64 {
+        self.at += self.q;
+        self.rem += self.r;
+        if self.rem >= self.n {
+            self.at += 1;
+            self.rem -= self.n;
+        }
+        self.at
+    }
+
+    /// `next` `m` times (one division): the last one's time.
+    #[inline]
+    fn skip(&mut self, m: u64) -> u64 {
+        self.rem += self.r * m;
+        self.at += self.q * m + self.rem / self.n;
+        self.rem %= self.n;
+        self.at
+    }
+}
+
 /// The analyser; see the module.
 pub struct Tr101290 {
     cfg: Config,
@@ -635,22 +669,110 @@ impl Tr101290 {
         let from = from_ms.max(to_ms.saturating_sub(MAX_SPREAD_MS)).min(to_ms);
         let span = to_ms - from;
         // Packet k's time is from + span·(k+1)/n, stepped without a
-        // division per packet: `whole` + `rem`/n is span·(k+1)/n.
-        let (q, r) = (span / n, span % n);
-        let (mut whole, mut rem) = (0u64, 0u64);
-        for p in data.chunks_exact(PACKET_SIZE) {
-            whole += q;
-            rem += r;
-            if rem >= n {
-                whole += 1;
-                rem -= n;
-            }
-            let t = from + whole;
-            if p[0] != SYNC_BYTE {
+        // division per packet (`Spread`).
+        let mut spread = Spread {
+            at: from,
+            q: span / n,
+            r: span % n,
+            n,
+            rem: 0,
+        };
+        // `packet`'s fast path, by runs: a packet that takes it and the
+        // packets right after it on the same PID that also would (clear,
+        // payload only, no PES start on a PTS PID) are checked with the
+        // PID's continuity state, the packet count and the time in
+        // registers, stored once at the run's end; what `packet` does per
+        // packet, in the same order. The count is written back before a
+        // packet that takes the full path (it reads it: PCR accuracy), which
+        // sets the time itself; the times of one read never go back.
+        let mut packets = self.packets;
+        let mut latest: Option<u64> = None;
+        let total = data.len() / PACKET_SIZE;
+        let mut k = 0;
+        while k < total {
+            let p = &data[k * PACKET_SIZE..(k + 1) * PACKET_SIZE];
+            k += 1;
+            let t = spread.next();
+            let (b0, b1, b2, b3) = (p[0], p[1], p[2], p[3]);
+            if b0 != SYNC_BYTE {
                 self.error(Indicator::SyncByteError, t);
                 continue;
             }
-            self.packet(p, t);
+            if b1 & 0x80 == 0 && b3 & 0xE0 == 0 && self.started_ms.is_some() {
+                let pid = u16::from_be_bytes([b1 & 0x1F, b2]);
+                let si = self.slot_of[pid as usize] as usize;
+                if si != 0 {
+                    if let Some(s) = self.slots.get_mut(si) {
+                        let pts = s.role & ROLE_PTS != 0;
+                        if s.asm.is_none() && (!pts || b1 & 0x40 == 0) {
+                            // Byte 1 of the run's packets: no TEI, this PID,
+                            // and no PES start if the PID's PTS are read.
+                            let m1 = if pts { 0xDF } else { 0x9F };
+                            let v1 = b1 & m1;
+                            let checked = pid != pid::NULL;
+                            let mut cc = s.cc;
+                            let (mut c3, mut last) = (b3, t);
+                            loop {
+                                packets += 1;
+                                if checked && cc.check(c3, c3 & 0x10 != 0, false) {
+                                    let e = &mut self.ind[Indicator::ContinuityCountError as usize];
+                                    e.errors += 1;
+                                    e.last_error_ms = Some(last);
+                                }
+                                // The packets after it that continue the PID
+                                // plainly (payload only, the next counter):
+                                // no error, nothing but their count.
+                                if let Some(mut e) = cc.next_cc().filter(|_| checked) {
+                                    let mut m = 0;
+                                    while k + m < total {
+                                        let h = &data[(k + m) * PACKET_SIZE..][..4];
+                                        if h[0] != SYNC_BYTE
+                                            || h[1] & m1 != v1
+                                            || h[2] != b2
+                                            || h[3] != 0x10 | e
+                                        {
+                                            break;
+                                        }
+                                        e = (e + 1) & 0x0F;
+                                        m += 1;
+                                    }
+                                    if m > 0 {
+                                        cc.continued(e.wrapping_sub(1));
+                                        packets += m as u64;
+                                        k += m;
+                                        last = spread.skip(m as u64);
+                                    }
+                                }
+                                if k >= total {
+                                    break;
+                                }
+                                let h = &data[k * PACKET_SIZE..k * PACKET_SIZE + 4];
+                                if h[0] != SYNC_BYTE
+                                    || h[1] & m1 != v1
+                                    || h[2] != b2
+                                    || h[3] & 0xE0 != 0
+                                {
+                                    break;
+                                }
+                                c3 = h[3];
+                                k += 1;
+                                last = spread.next();
+                            }
+                            s.cc = cc;
+                            s.last_seen_ms = last;
+                            latest = Some(last);
+                            continue;
+                        }
+                    }
+                }
+            }
+            self.packets = packets;
+            self.packet_full(p, t);
+            packets = self.packets;
+        }
+        self.packets = packets;
+        if let Some(t) = latest {
+            self.now_ms = self.now_ms.max(t);
         }
         self.tick(to_ms);
     }
@@ -1552,6 +1674,69 @@ mod tests {
         t.push_packets(&pcr_pkt(9_000 * 27_000, 0, true), 280);
         assert_eq!(t.get(Indicator::PcrDiscontinuityIndicatorError).errors, 1);
         assert_eq!(t.get(Indicator::PcrRepetitionError).errors, 1);
+    }
+
+    /// The per-read loop takes runs of plain packets at once: the same
+    /// indicators (times of errors included) and count as one packet at a
+    /// time, each at its time in the read,
+    /// with continuity errors inside runs, at their ends and across reads.
+    #[test]
+    fn runs_count_what_packets_one_at_a_time_count() {
+        let mut data = Vec::new();
+        packetize(&pat(), pid::PAT, &mut 0, &mut data);
+        // Two PIDs the PAT does not name (slots of their own at their
+        // first packet), in runs of 40 and 10.
+        let mut cc = [0u8; 2];
+        for k in 0..400u32 {
+            let (which, pid) = if k % 50 < 40 { (0, 0x200) } else { (1, 0x201) };
+            let mut c = cc[which];
+            match k {
+                37 | 120 => c = c.wrapping_add(3),      // a gap inside a run
+                80 | 81 | 210 => c = c.wrapping_sub(1), // duplicates, one a second
+                90 => c = c.wrapping_sub(5),            // a step back at a run's end
+                _ => {}
+            }
+            cc[which] = c.wrapping_add(1);
+            let mut p = [0xFFu8; PACKET_SIZE];
+            p[0] = if k == 300 { 0x46 } else { SYNC_BYTE };
+            p[1] = (pid >> 8) as u8 | if k % 97 == 0 { 0x40 } else { 0 };
+            p[2] = pid as u8;
+            p[3] = if k % 61 == 0 { 0x30 } else { 0x10 } | (c & 0x0F);
+            if k % 61 == 0 {
+                p[4] = 1;
+                p[5] = 0;
+            }
+            data.extend_from_slice(&p);
+        }
+        for read in [1, 2, 3, 40, 1000] {
+            let mut one = Tr101290::new(Config::mux(false));
+            let mut runs = Tr101290::new(Config::mux(false));
+            for (k, r) in data.chunks(read * PACKET_SIZE).enumerate() {
+                // Reads 7 ms apart, their packets spread over the 7 ms.
+                let (from, to) = (7 * k as u64, 7 * k as u64 + 7);
+                let n = (r.len() / PACKET_SIZE) as u64;
+                for (j, p) in r.chunks_exact(PACKET_SIZE).enumerate() {
+                    let t = from + 7 * (j as u64 + 1) / n;
+                    if p[0] != SYNC_BYTE {
+                        one.error(Indicator::SyncByteError, t);
+                    } else {
+                        one.packet(p, t);
+                    }
+                }
+                one.tick(to);
+                runs.push_packets_between(r, from, to);
+            }
+            assert_eq!(one.indicators(), runs.indicators(), "reads of {read}");
+            assert_eq!(one.packets(), runs.packets(), "reads of {read}");
+        }
+        let mut t = Tr101290::new(Config::mux(false));
+        t.push_packets_between(&data, 0, 0);
+        assert!(
+            t.get(Indicator::ContinuityCountError).errors >= 4,
+            "{:?}",
+            t.indicators()
+        );
+        assert_eq!(t.get(Indicator::SyncByteError).errors, 1);
     }
 
     #[test]

@@ -230,18 +230,27 @@ fn fingerprint(size: usize, end: &[u8]) -> Fingerprint {
     let tail = (size / 2).min(TAIL_BYTES).min(end.len());
     Fingerprint {
         size: size.min(u32::MAX as usize) as u32,
-        hash: hash(0, &end[end.len() - tail..]),
+        hash: hash(&end[end.len() - tail..]),
     }
 }
 
-/// FNV-1a, 64 bits: a stable hash without a dependency.
-fn hash(mut h: u64, data: &[u8]) -> u64 {
-    if h == 0 {
-        h = 0xcbf2_9ce4_8422_2325;
+/// A stable 64-bit hash without a dependency: multiply-rotate over 8-byte
+/// words, the last bytes one by one, the length mixed in. Each step is a
+/// bijection of the state for a given word, so two tails that differ in
+/// one word never collide. It runs on every picture of every channel:
+/// a multiply per 8 bytes (FNV-1a, before, chained one per byte: ≈ 1 %
+/// of the capture path with 8 channels).
+fn hash(data: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = 0xcbf2_9ce4_8422_2325 ^ data.len() as u64;
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        h = (h ^ u64::from_le_bytes(a)).wrapping_mul(K).rotate_left(29);
     }
-    for &b in data {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    for &b in words.remainder() {
+        h = (h ^ b as u64).wrapping_mul(K).rotate_left(29);
     }
     h
 }
