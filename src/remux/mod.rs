@@ -944,6 +944,28 @@ impl Remux {
     }
 }
 
+/// `pmt` without CA_descriptors (tag 0x09) at program and ES level.
+fn without_ca_descriptors(pmt: &PmtRepr) -> PmtRepr {
+    fn strip(raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(raw.len());
+        for d in crate::ts::descriptor::Descriptors::new(raw) {
+            if d.tag != CA_DESCRIPTOR_TAG {
+                d.emit(&mut out);
+            }
+        }
+        out
+    }
+    let mut p = pmt.clone();
+    p.program_info = strip(&p.program_info);
+    for s in &mut p.streams {
+        s.descriptors = strip(&s.descriptors);
+    }
+    p
+}
+
+/// CA_descriptor (ISO/IEC 13818-1 2.6.16).
+const CA_DESCRIPTOR_TAG: u8 = 0x09;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1370,25 +1392,3 @@ mod tests {
         assert!(r.program(a).pmt.is_some() && r.program(b).pmt.is_some());
     }
 }
-
-/// `pmt` without CA_descriptors (tag 0x09) at program and ES level.
-fn without_ca_descriptors(pmt: &PmtRepr) -> PmtRepr {
-    fn strip(raw: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(raw.len());
-        for d in crate::ts::descriptor::Descriptors::new(raw) {
-            if d.tag != CA_DESCRIPTOR_TAG {
-                d.emit(&mut out);
-            }
-        }
-        out
-    }
-    let mut p = pmt.clone();
-    p.program_info = strip(&p.program_info);
-    for s in &mut p.streams {
-        s.descriptors = strip(&s.descriptors);
-    }
-    p
-}
-
-/// CA_descriptor (ISO/IEC 13818-1 2.6.16).
-const CA_DESCRIPTOR_TAG: u8 = 0x09;
