@@ -625,6 +625,13 @@ mod x86 {
     /// order).
     const REV4: [usize; 16] = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
 
+    /// Lanes per pass of `gather16`/`scatter_blocks16`: all 6 chunks of
+    /// 32 positions of 64 lanes, so that each 64-byte line of a row is
+    /// written (read) whole while it is in L1. (16 lanes per pass left
+    /// each line a quarter done, and the 192 rows of one 64-lane line
+    /// column fall in 16 of L1's 64 sets.)
+    const SUPER: usize = 64;
+
     /// A 16×16 byte transpose in each 128-bit half of 16 words, by four
     /// rounds of unpacks (8-, 16-, 32-, 64-bit): byte q of word p ends
     /// up as byte p of word `REV4[q]`.
@@ -670,11 +677,11 @@ mod x86 {
         let chunks = (8 * blocks).div_ceil(32);
         assert!(s.ct.len() >= ROWS * BATCH_SIZE && 32 * chunks <= ROWS);
         let ct = s.ct.as_mut_ptr();
-        let mut pad = [[0u8; FULL]; 16];
-        for g in 0..BATCH_SIZE / 16 {
-            let mut src = [ZERO.as_ptr(); 16];
+        let mut pad = [[0u8; FULL]; SUPER];
+        for sg in 0..BATCH_SIZE / SUPER {
+            let mut src = [ZERO.as_ptr(); SUPER];
             for (m, (src, pad)) in src.iter_mut().zip(pad.iter_mut()).enumerate() {
-                if let Some(&i) = chunk.get(16 * g + m) {
+                if let Some(&i) = chunk.get(SUPER * sg + m) {
                     let p = &*lanes[i].payload;
                     if p.len() == FULL {
                         *src = p.as_ptr();
@@ -687,32 +694,35 @@ mod x86 {
                 }
             }
             for c in 0..chunks {
-                // SAFETY: AVX2 per this function's contract. Every source
-                // has FULL = 184 readable bytes: chunks 0..5 read 32c..32c+32
-                // (≤ 160 + 32 = 192 only for c = 5, which reads 152..184
-                // and moves it down by 8 bytes, zero above); every store is
-                // 16 bytes of row 32c + q < ROWS (asserted) at lane 16g,
-                // inside `ct`.
-                unsafe {
-                    let mut x = [_mm256_setzero_si256(); 16];
-                    for (w, &p) in x.iter_mut().zip(&src) {
-                        *w = if c < 5 {
-                            _mm256_loadu_si256(p.add(32 * c) as *const __m256i)
-                        } else {
-                            let v = _mm256_loadu_si256(p.add(FULL - 32) as *const __m256i);
-                            _mm256_blend_epi32::<0xc0>(
-                                _mm256_permute4x64_epi64::<0xf9>(v),
-                                _mm256_setzero_si256(),
-                            )
-                        };
-                    }
-                    transpose16(&mut x);
-                    for (r, w) in x.iter().enumerate() {
-                        let q = 32 * c + REV4[r];
-                        let lo = ct.add(q * BATCH_SIZE + 16 * g);
-                        let hi = ct.add((q + 16) * BATCH_SIZE + 16 * g);
-                        _mm_storeu_si128(lo as *mut __m128i, _mm256_castsi256_si128(*w));
-                        _mm_storeu_si128(hi as *mut __m128i, _mm256_extracti128_si256::<1>(*w));
+                for (g4, src) in src.chunks_exact(16).enumerate() {
+                    let g = SUPER / 16 * sg + g4;
+                    // SAFETY: AVX2 per this function's contract. Every
+                    // source has FULL = 184 readable bytes: chunks 0..5
+                    // read 32c..32c+32, c = 5 reads 152..184 and moves it
+                    // down by 8 bytes, zero above; every store is 16 bytes
+                    // of row 32c + q < ROWS (asserted) at lane 16g < 256,
+                    // inside `ct`.
+                    unsafe {
+                        let mut x = [_mm256_setzero_si256(); 16];
+                        for (w, &p) in x.iter_mut().zip(src) {
+                            *w = if c < 5 {
+                                _mm256_loadu_si256(p.add(32 * c) as *const __m256i)
+                            } else {
+                                let v = _mm256_loadu_si256(p.add(FULL - 32) as *const __m256i);
+                                _mm256_blend_epi32::<0xc0>(
+                                    _mm256_permute4x64_epi64::<0xf9>(v),
+                                    _mm256_setzero_si256(),
+                                )
+                            };
+                        }
+                        transpose16(&mut x);
+                        for (r, w) in x.iter().enumerate() {
+                            let q = 32 * c + REV4[r];
+                            let lo = ct.add(q * BATCH_SIZE + 16 * g);
+                            let hi = ct.add((q + 16) * BATCH_SIZE + 16 * g);
+                            _mm_storeu_si128(lo as *mut __m128i, _mm256_castsi256_si128(*w));
+                            _mm_storeu_si128(hi as *mut __m128i, _mm256_extracti128_si256::<1>(*w));
+                        }
                     }
                 }
             }
@@ -736,30 +746,44 @@ mod x86 {
         let chunks = (8 * full).div_ceil(32);
         assert!(s.ct.len() >= ROWS * BATCH_SIZE && 32 * chunks <= ROWS);
         let ct = s.ct.as_ptr();
-        let mut pad = [[0u8; 32 * (ROWS / 32)]; 16];
-        for g in 0..chunk.len().div_ceil(16) {
-            let n = (chunk.len() - 16 * g).min(16);
+        // Short payloads and idle lanes (the sink) go through buffers.
+        let mut pad = [[0u8; FULL]; SUPER];
+        let mut sink = [0u8; FULL];
+        for sg in 0..chunk.len().div_ceil(SUPER) {
+            let mut dst = [sink.as_mut_ptr(); SUPER];
+            for (m, (d, pad)) in dst.iter_mut().zip(pad.iter_mut()).enumerate() {
+                if let Some(&i) = chunk.get(SUPER * sg + m) {
+                    let p = &mut *lanes[i].payload;
+                    *d = if p.len() == FULL {
+                        p.as_mut_ptr()
+                    } else {
+                        pad.as_mut_ptr()
+                    };
+                }
+            }
             for c in 0..chunks {
-                // SAFETY: AVX2 per this function's contract. Loads: 16
-                // bytes of rows 32c + a and 32c + 16 + a (< ROWS, asserted)
-                // at lane 16g, inside `ct`. Stores: a payload of FULL bytes
-                // takes 32 bytes at 32c for c < 5 and 24 at 160 (184 in
-                // all); a buffer of 192 bytes takes 32 at 32c < 192.
-                unsafe {
-                    let mut x = [_mm256_setzero_si256(); 16];
-                    for (a, w) in x.iter_mut().enumerate() {
-                        let q = 32 * c + a;
-                        *w = _mm256_loadu2_m128i(
-                            ct.add((q + 16) * BATCH_SIZE + 16 * g) as *const __m128i,
-                            ct.add(q * BATCH_SIZE + 16 * g) as *const __m128i,
-                        );
-                    }
-                    transpose16(&mut x);
-                    for m in 0..n {
-                        let v = x[REV4[m]];
-                        let p = &mut *lanes[chunk[16 * g + m]].payload;
-                        if p.len() == FULL {
-                            let d = p.as_mut_ptr();
+                for (g4, dst) in dst.chunks_exact(16).enumerate() {
+                    let g = SUPER / 16 * sg + g4;
+                    // SAFETY: AVX2 per this function's contract. Loads: 16
+                    // bytes of rows 32c + a and 32c + 16 + a (< ROWS,
+                    // asserted) at lane 16g < 256, inside `ct`. Stores:
+                    // every destination has FULL = 184 bytes and takes 32
+                    // bytes at 32c for c < 5, 24 at 160 for c = 5. No
+                    // destination is inside `ct`.
+                    unsafe {
+                        let mut x = [_mm256_setzero_si256(); 16];
+                        for (a, w) in x.iter_mut().enumerate() {
+                            let q = 32 * c + a;
+                            let lo =
+                                _mm_loadu_si128(ct.add(q * BATCH_SIZE + 16 * g) as *const __m128i);
+                            let hi = _mm_loadu_si128(
+                                ct.add((q + 16) * BATCH_SIZE + 16 * g) as *const __m128i
+                            );
+                            *w = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+                        }
+                        transpose16(&mut x);
+                        for (m, &d) in dst.iter().enumerate() {
+                            let v = x[REV4[m]];
                             if c < 5 {
                                 _mm256_storeu_si256(d.add(32 * c) as *mut __m256i, v);
                             } else {
@@ -772,17 +796,17 @@ mod x86 {
                                     _mm256_extracti128_si256::<1>(v),
                                 );
                             }
-                        } else {
-                            _mm256_storeu_si256(pad[m].as_mut_ptr().add(32 * c) as *mut __m256i, v);
                         }
                     }
                 }
             }
-            for (m, pad) in pad.iter().enumerate().take(n) {
-                let p = &mut *lanes[chunk[16 * g + m]].payload;
-                if p.len() != FULL {
-                    let e = 8 * (p.len() / 8);
-                    p[..e].copy_from_slice(&pad[..e]);
+            for (m, pad) in pad.iter().enumerate() {
+                if let Some(&i) = chunk.get(SUPER * sg + m) {
+                    let p = &mut *lanes[i].payload;
+                    if p.len() != FULL {
+                        let e = 8 * (p.len() / 8);
+                        p[..e].copy_from_slice(&pad[..e]);
+                    }
                 }
             }
         }
@@ -1930,6 +1954,80 @@ mod tests {
         let mut out = vec![0u8; ROWS * BATCH_SIZE];
         store_planes(p, &mut out, 0);
         assert_eq!(&out[..64], &v[..64]);
+    }
+
+    /// Runs whose longest payload is short of 184 bytes (fewer rows
+    /// gathered and scattered), short payloads beside full ones, and
+    /// partial runs: every engine gives the scalar reference's bytes.
+    #[test]
+    fn short_payloads_and_partial_runs_agree_with_scalar() {
+        let keys = Keys::new(
+            [0x12, 0x34, 0x56, 0x9c, 0x78, 0x9a, 0xbc, 0xce],
+            [0x21, 0x43, 0x65, 0xc9, 0x87, 0xa9, 0xcb, 0xfb],
+        );
+        let cases: [&[usize]; 9] = [
+            &[8; 40],
+            &[9, 31, 32, 33, 17, 12, 8, 15, 16, 24],
+            &[63, 64, 65, 95, 96, 97],
+            &[127, 128, 129, 159, 160, 161, 20, 40],
+            &[175, 176, 177, 183, 170, 150],
+            &[183; 70],
+            &[184, 8, 183, 9, 176, 100, 184, 31],
+            &[184; 257],
+            &[90; 300],
+        ];
+        let simds = [
+            Simd::Portable,
+            Simd::Sse2,
+            Simd::Avx2,
+            Simd::Avx512,
+            Simd::Avx512Vbmi,
+        ];
+        for (k, lens) in cases.iter().enumerate() {
+            let clear: Vec<[u8; 188]> = lens
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| {
+                    let mut p = [0xffu8; 188];
+                    p[..4].copy_from_slice(&[0x47, 0x01, 0x00, 0x10]);
+                    if len < 184 {
+                        p[3] = 0x30;
+                        p[4] = (183 - len) as u8;
+                        if len < 183 {
+                            p[5] = 0;
+                        }
+                    }
+                    for (j, b) in p[188 - len..].iter_mut().enumerate() {
+                        *b = (i * 37 + j * 11 + k) as u8;
+                    }
+                    p
+                })
+                .collect();
+            let mut scrambled = clear.clone();
+            for (i, p) in scrambled.iter_mut().enumerate() {
+                let parity = if i % 5 == 1 {
+                    Parity::Odd
+                } else {
+                    Parity::Even
+                };
+                super::super::scramble_packet(p, &keys, parity);
+            }
+            for simd in simds.into_iter().filter(|s| s.available()) {
+                let mut b = scrambled.clone();
+                let mut batch = Batch::with_simd(simd);
+                for p in b.iter_mut() {
+                    assert!(matches!(batch.push(p, &keys), Pushed::Queued));
+                }
+                drop(batch);
+                for (i, (got, want)) in b.iter().zip(&clear).enumerate() {
+                    assert!(
+                        got == want,
+                        "{simd:?}, case {k}, packet {i}, payload {}",
+                        lens[i]
+                    );
+                }
+            }
+        }
     }
 
     /// Small flushes go through the scalar path, larger ones through the
