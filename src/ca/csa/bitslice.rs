@@ -208,7 +208,7 @@ impl Word for u64 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::Word;
+    use super::{Lane, Run, Scratch, Word, BATCH_SIZE, MAX_PAYLOAD, ROWS};
     use std::arch::x86_64::*;
 
     /// 128 lanes in an SSE2 register. SSE2 is part of the x86_64 baseline,
@@ -621,11 +621,231 @@ mod x86 {
         }
     }
 
+    /// `REV4[r]`: `r` with its four bits reversed (`transpose16`'s output
+    /// order).
+    const REV4: [usize; 16] = [0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15];
+
+    /// Lanes per pass of `gather16`/`scatter_blocks16`: all 6 chunks of
+    /// 32 positions of 64 lanes, so that each 64-byte line of a row is
+    /// written (read) whole while it is in L1. (16 lanes per pass left
+    /// each line a quarter done, and the 192 rows of one 64-lane line
+    /// column fall in 16 of L1's 64 sets.)
+    const SUPER: usize = 64;
+
+    /// A 16×16 byte transpose in each 128-bit half of 16 words, by four
+    /// rounds of unpacks (8-, 16-, 32-, 64-bit): byte q of word p ends
+    /// up as byte p of word `REV4[q]`.
+    #[inline(always)]
+    fn transpose16(x: &mut [__m256i; 16]) {
+        macro_rules! round {
+            ($bit:expr, $lo:ident, $hi:ident) => {
+                for r in 0..16 {
+                    if r & $bit == 0 {
+                        let (a, b) = (x[r], x[r | $bit]);
+                        // SAFETY: only reached from functions compiled with
+                        // AVX2 (the gather and scatter phases of Avx2 and
+                        // Avx512), which run only where the CPU has it.
+                        unsafe {
+                            x[r] = $lo(a, b);
+                            x[r | $bit] = $hi(a, b);
+                        }
+                    }
+                }
+            };
+        }
+        round!(1, _mm256_unpacklo_epi8, _mm256_unpackhi_epi8);
+        round!(2, _mm256_unpacklo_epi16, _mm256_unpackhi_epi16);
+        round!(4, _mm256_unpacklo_epi32, _mm256_unpackhi_epi32);
+        round!(8, _mm256_unpacklo_epi64, _mm256_unpackhi_epi64);
+    }
+
+    /// Payloads into byte rows of `s.ct`, 16 lanes × 32 positions at a
+    /// time: each lane's 32 bytes in one word, `transpose16`, then 16
+    /// bytes of a row per store (AVX2 and AVX-512 phases). A payload
+    /// shorter than `MAX_PAYLOAD` is copied into a zero-padded buffer
+    /// first; idle lanes read zeros; positions past a payload are zero up
+    /// to the row after the longest.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[inline(always)]
+    pub(super) unsafe fn gather16(s: &mut Scratch, job: &Run<'_, '_>) {
+        const FULL: usize = MAX_PAYLOAD;
+        static ZERO: [u8; FULL] = [0; FULL];
+        let (lanes, chunk) = (&*job.lanes, job.chunk);
+        let blocks = (super::max_payload(job) / 8 + 1).min(ROWS / 8);
+        let chunks = (8 * blocks).div_ceil(32);
+        assert!(s.ct.len() >= ROWS * BATCH_SIZE && 32 * chunks <= ROWS);
+        let ct = s.ct.as_mut_ptr();
+        let mut pad = [[0u8; FULL]; SUPER];
+        for sg in 0..BATCH_SIZE / SUPER {
+            let mut src = [ZERO.as_ptr(); SUPER];
+            for (m, (src, pad)) in src.iter_mut().zip(pad.iter_mut()).enumerate() {
+                if let Some(&i) = chunk.get(SUPER * sg + m) {
+                    let p = &*lanes[i].payload;
+                    if p.len() == FULL {
+                        *src = p.as_ptr();
+                    } else {
+                        let n = p.len().min(FULL);
+                        *pad = [0; FULL];
+                        pad[..n].copy_from_slice(&p[..n]);
+                        *src = pad.as_ptr();
+                    }
+                }
+            }
+            for c in 0..chunks {
+                for (g4, src) in src.chunks_exact(16).enumerate() {
+                    let g = SUPER / 16 * sg + g4;
+                    // SAFETY: AVX2 per this function's contract. Every
+                    // source has FULL = 184 readable bytes: chunks 0..5
+                    // read 32c..32c+32, c = 5 reads 152..184 and moves it
+                    // down by 8 bytes, zero above; every store is 16 bytes
+                    // of row 32c + q < ROWS (asserted) at lane 16g < 256,
+                    // inside `ct`.
+                    unsafe {
+                        let mut x = [_mm256_setzero_si256(); 16];
+                        for (w, &p) in x.iter_mut().zip(src) {
+                            *w = if c < 5 {
+                                _mm256_loadu_si256(p.add(32 * c) as *const __m256i)
+                            } else {
+                                let v = _mm256_loadu_si256(p.add(FULL - 32) as *const __m256i);
+                                _mm256_blend_epi32::<0xc0>(
+                                    _mm256_permute4x64_epi64::<0xf9>(v),
+                                    _mm256_setzero_si256(),
+                                )
+                            };
+                        }
+                        transpose16(&mut x);
+                        for (r, w) in x.iter().enumerate() {
+                            let q = 32 * c + REV4[r];
+                            let lo = ct.add(q * BATCH_SIZE + 16 * g);
+                            let hi = ct.add((q + 16) * BATCH_SIZE + 16 * g);
+                            _mm_storeu_si128(lo as *mut __m128i, _mm256_castsi256_si128(*w));
+                            _mm_storeu_si128(hi as *mut __m128i, _mm256_extracti128_si256::<1>(*w));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The full plaintext blocks from the rows of `s.ct` back into the
+    /// payloads, 16 lanes × 32 positions at a time (`gather16` in
+    /// reverse); a payload shorter than `MAX_PAYLOAD` through a buffer.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[inline(always)]
+    pub(super) unsafe fn scatter_blocks16(
+        s: &Scratch,
+        lanes: &mut [Lane<'_>],
+        chunk: &[usize],
+        full: usize,
+    ) {
+        const FULL: usize = MAX_PAYLOAD;
+        let chunks = (8 * full).div_ceil(32);
+        assert!(s.ct.len() >= ROWS * BATCH_SIZE && 32 * chunks <= ROWS);
+        let ct = s.ct.as_ptr();
+        // Short payloads and idle lanes (the sink) go through buffers.
+        let mut pad = [[0u8; FULL]; SUPER];
+        let mut sink = [0u8; FULL];
+        for sg in 0..chunk.len().div_ceil(SUPER) {
+            let mut dst = [sink.as_mut_ptr(); SUPER];
+            for (m, (d, pad)) in dst.iter_mut().zip(pad.iter_mut()).enumerate() {
+                if let Some(&i) = chunk.get(SUPER * sg + m) {
+                    let p = &mut *lanes[i].payload;
+                    *d = if p.len() == FULL {
+                        p.as_mut_ptr()
+                    } else {
+                        pad.as_mut_ptr()
+                    };
+                }
+            }
+            for c in 0..chunks {
+                for (g4, dst) in dst.chunks_exact(16).enumerate() {
+                    let g = SUPER / 16 * sg + g4;
+                    // SAFETY: AVX2 per this function's contract. Loads: 16
+                    // bytes of rows 32c + a and 32c + 16 + a (< ROWS,
+                    // asserted) at lane 16g < 256, inside `ct`. Stores:
+                    // every destination has FULL = 184 bytes and takes 32
+                    // bytes at 32c for c < 5, 24 at 160 for c = 5. No
+                    // destination is inside `ct`.
+                    unsafe {
+                        let mut x = [_mm256_setzero_si256(); 16];
+                        for (a, w) in x.iter_mut().enumerate() {
+                            let q = 32 * c + a;
+                            let lo =
+                                _mm_loadu_si128(ct.add(q * BATCH_SIZE + 16 * g) as *const __m128i);
+                            let hi = _mm_loadu_si128(
+                                ct.add((q + 16) * BATCH_SIZE + 16 * g) as *const __m128i
+                            );
+                            *w = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(lo), hi);
+                        }
+                        transpose16(&mut x);
+                        for (m, &d) in dst.iter().enumerate() {
+                            let v = x[REV4[m]];
+                            if c < 5 {
+                                _mm256_storeu_si256(d.add(32 * c) as *mut __m256i, v);
+                            } else {
+                                _mm_storeu_si128(
+                                    d.add(160) as *mut __m128i,
+                                    _mm256_castsi256_si128(v),
+                                );
+                                _mm_storel_epi64(
+                                    d.add(176) as *mut __m128i,
+                                    _mm256_extracti128_si256::<1>(v),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            for (m, pad) in pad.iter().enumerate() {
+                if let Some(&i) = chunk.get(SUPER * sg + m) {
+                    let p = &mut *lanes[i].payload;
+                    if p.len() != FULL {
+                        let e = 8 * (p.len() / 8);
+                        p[..e].copy_from_slice(&pad[..e]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `scatter_phase` with `scatter_blocks16`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[inline(always)]
+    pub(super) unsafe fn scatter16(s: &mut Scratch, job: Run<'_, '_>) {
+        let full = super::max_payload(&job) / 8;
+        let Run { lanes, chunk, lens } = job;
+        let fixes = super::scatter_fixes(s, lanes, chunk, lens);
+        // SAFETY: AVX2 per this function's contract.
+        unsafe { scatter_blocks16(s, lanes, chunk, full) };
+        super::scatter_finish(s, lanes, chunk, &fixes);
+    }
+
     /// `Phases` for a word type: each phase a function of its own, compiled
     /// with the word's target features, that inlines the generic phase.
     macro_rules! phases {
-        ($word:ty, $features:literal, $m:ident) => {
+        (@gather generic, $word:ty, $s:ident, $job:ident) => {
+            gather_phase::<$word>($s, $job)
+        };
+        (@gather t16, $word:ty, $s:ident, $job:ident) => {
+            // SAFETY: the caller's target features include AVX2.
+            unsafe { super::gather16($s, $job) }
+        };
+        (@scatter generic, $word:ty, $s:ident, $job:ident) => {
+            scatter_phase::<$word>($s, $job)
+        };
+        (@scatter t16, $word:ty, $s:ident, $job:ident) => {
+            // SAFETY: the caller's target features include AVX2.
+            unsafe { super::scatter16($s, $job) }
+        };
+        ($word:ty, $features:literal, $m:ident, $t:ident) => {
             mod $m {
+                #[allow(unused_imports)] // gather_phase, scatter_phase: `generic` only
                 use super::super::{
                     block_phase, gather_phase, scatter_phase, stream_phase, KeySchedule, Run,
                     Scratch,
@@ -635,7 +855,7 @@ mod x86 {
                 #[target_feature(enable = $features)]
                 #[inline(never)]
                 pub unsafe fn gather(s: &mut Scratch, job: &Run<'_, '_>) {
-                    gather_phase::<$word>(s, job)
+                    phases!(@gather $t, $word, s, job)
                 }
                 #[target_feature(enable = $features)]
                 #[inline(never)]
@@ -650,7 +870,7 @@ mod x86 {
                 #[target_feature(enable = $features)]
                 #[inline(never)]
                 pub unsafe fn scatter(s: &mut Scratch, job: Run<'_, '_>) {
-                    scatter_phase::<$word>(s, job)
+                    phases!(@scatter $t, $word, s, job)
                 }
             }
 
@@ -681,13 +901,17 @@ mod x86 {
             }
         };
     }
-    phases!(Sse2, "sse2", sse2);
-    phases!(Avx2, "avx2", avx2);
-    phases!(Avx512<false>, "avx2,avx512f,avx512bw,avx512vl", avx512);
+    // The last argument: `t16` for the gather and scatter by 16×16 byte
+    // transposes (`gather16`, AVX2 and up), `generic` for the delta swaps
+    // of `gather_phase`/`scatter_phase`.
+    phases!(Sse2, "sse2", sse2, generic);
+    phases!(Avx2, "avx2", avx2, t16);
+    phases!(Avx512<false>, "avx2,avx512f,avx512bw,avx512vl", avx512, t16);
     phases!(
         Avx512<true>,
         "avx2,avx512f,avx512bw,avx512vl,avx512vbmi",
-        avx512_vbmi
+        avx512_vbmi,
+        t16
     );
 
     /// # Safety
@@ -1524,16 +1748,28 @@ fn gather_phase<W: Word>(s: &mut Scratch, job: &Run<'_, '_>) {
 /// residues.
 #[inline(always)]
 fn scatter_phase<W: Word>(s: &mut Scratch, job: Run<'_, '_>) {
-    let max_len = max_payload(&job);
+    let full = max_payload(&job) / 8;
     let Run { lanes, chunk, lens } = job;
-    let width = W::LANES;
-    let per = W::LANES / 64; // 8-byte blocks per word
+    let fixes = scatter_fixes(s, lanes, chunk, lens);
+    scatter_blocks::<W>(s, lanes, chunk, full);
+    scatter_finish(s, lanes, chunk, &fixes);
+}
+
+/// Per lane: the engine XORed IB_n = C_n ^ K_{n-1} into the last block if
+/// it had that keystream block; what to XOR to take it out again (read
+/// before the blocks are written back).
+struct Fixes {
+    v: [(usize, [u8; 8]); BATCH_SIZE],
+    n: usize,
+}
+
+#[inline(always)]
+fn scatter_fixes(s: &Scratch, lanes: &[Lane<'_>], chunk: &[usize], lens: &[usize]) -> Fixes {
     let ks_blocks = keystream_blocks(lens);
-    // Per lane: the engine XORed IB_n = C_n ^ K_{n-1} into the last block
-    // if it had that keystream block; note it to take it out again (read
-    // before the blocks are written back).
-    let mut fixes = [(0usize, [0u8; 8]); BATCH_SIZE];
-    let mut n_fixes = 0;
+    let mut f = Fixes {
+        v: [(0usize, [0u8; 8]); BATCH_SIZE],
+        n: 0,
+    };
     for (l, &i) in chunk.iter().enumerate() {
         let p = &*lanes[i].payload;
         let n = p.len() / 8;
@@ -1543,12 +1779,40 @@ fn scatter_phase<W: Word>(s: &mut Scratch, job: Run<'_, '_>) {
                 let c = p.get(8 * n + j).copied().unwrap_or(0);
                 *v = c ^ s.ks[(8 * (n - 1) + j) * BATCH_SIZE + l];
             }
-            fixes[n_fixes] = (l, last);
-            n_fixes += 1;
+            f.v[f.n] = (l, last);
+            f.n += 1;
         }
     }
-    // Copy the full blocks back, 8 lanes × `per` blocks at a time.
-    let full = max_len / 8;
+    f
+}
+
+/// The fixes of `scatter_fixes`, then the residues: stream cipher only.
+#[inline(always)]
+fn scatter_finish(s: &Scratch, lanes: &mut [Lane<'_>], chunk: &[usize], fixes: &Fixes) {
+    for &(l, last) in &fixes.v[..fixes.n] {
+        let p = &mut *lanes[chunk[l]].payload;
+        let n = p.len() / 8;
+        for (d, f) in p[8 * (n - 1)..8 * n].iter_mut().zip(last) {
+            *d ^= f;
+        }
+    }
+    for (l, &i) in chunk.iter().enumerate() {
+        let p = &mut *lanes[i].payload;
+        let start = 8 * (p.len() / 8);
+        for (pos, d) in p.iter_mut().enumerate().skip(start) {
+            *d ^= s.ks[(pos - 8) * BATCH_SIZE + l];
+        }
+    }
+}
+
+/// The first `full` plaintext blocks from the rows of `s.ct` back into
+/// the payloads (each payload's full blocks), 8 lanes × `W::LANES / 64`
+/// blocks at a time.
+#[inline(always)]
+fn scatter_blocks<W: Word>(s: &Scratch, lanes: &mut [Lane<'_>], chunk: &[usize], full: usize) {
+    let width = W::LANES;
+    let per = W::LANES / 64; // 8-byte blocks per word
+                             // Copy the full blocks back, 8 lanes × `per` blocks at a time.
     for g in 0..width.min(chunk.len().div_ceil(8) * 8) / 8 {
         for b0 in (0..full).step_by(per) {
             let mut x = [W::zero(); 8];
@@ -1588,21 +1852,6 @@ fn scatter_phase<W: Word>(s: &mut Scratch, job: Run<'_, '_>) {
                     }
                 }
             }
-        }
-    }
-    for &(l, last) in &fixes[..n_fixes] {
-        let p = &mut *lanes[chunk[l]].payload;
-        let n = p.len() / 8;
-        for (d, f) in p[8 * (n - 1)..8 * n].iter_mut().zip(last) {
-            *d ^= f;
-        }
-    }
-    // Residues: stream cipher only.
-    for (l, &i) in chunk.iter().enumerate() {
-        let p = &mut *lanes[i].payload;
-        let start = 8 * (p.len() / 8);
-        for (pos, d) in p.iter_mut().enumerate().skip(start) {
-            *d ^= s.ks[(pos - 8) * BATCH_SIZE + l];
         }
     }
 }
@@ -1705,6 +1954,80 @@ mod tests {
         let mut out = vec![0u8; ROWS * BATCH_SIZE];
         store_planes(p, &mut out, 0);
         assert_eq!(&out[..64], &v[..64]);
+    }
+
+    /// Runs whose longest payload is short of 184 bytes (fewer rows
+    /// gathered and scattered), short payloads beside full ones, and
+    /// partial runs: every engine gives the scalar reference's bytes.
+    #[test]
+    fn short_payloads_and_partial_runs_agree_with_scalar() {
+        let keys = Keys::new(
+            [0x12, 0x34, 0x56, 0x9c, 0x78, 0x9a, 0xbc, 0xce],
+            [0x21, 0x43, 0x65, 0xc9, 0x87, 0xa9, 0xcb, 0xfb],
+        );
+        let cases: [&[usize]; 9] = [
+            &[8; 40],
+            &[9, 31, 32, 33, 17, 12, 8, 15, 16, 24],
+            &[63, 64, 65, 95, 96, 97],
+            &[127, 128, 129, 159, 160, 161, 20, 40],
+            &[175, 176, 177, 183, 170, 150],
+            &[183; 70],
+            &[184, 8, 183, 9, 176, 100, 184, 31],
+            &[184; 257],
+            &[90; 300],
+        ];
+        let simds = [
+            Simd::Portable,
+            Simd::Sse2,
+            Simd::Avx2,
+            Simd::Avx512,
+            Simd::Avx512Vbmi,
+        ];
+        for (k, lens) in cases.iter().enumerate() {
+            let clear: Vec<[u8; 188]> = lens
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| {
+                    let mut p = [0xffu8; 188];
+                    p[..4].copy_from_slice(&[0x47, 0x01, 0x00, 0x10]);
+                    if len < 184 {
+                        p[3] = 0x30;
+                        p[4] = (183 - len) as u8;
+                        if len < 183 {
+                            p[5] = 0;
+                        }
+                    }
+                    for (j, b) in p[188 - len..].iter_mut().enumerate() {
+                        *b = (i * 37 + j * 11 + k) as u8;
+                    }
+                    p
+                })
+                .collect();
+            let mut scrambled = clear.clone();
+            for (i, p) in scrambled.iter_mut().enumerate() {
+                let parity = if i % 5 == 1 {
+                    Parity::Odd
+                } else {
+                    Parity::Even
+                };
+                super::super::scramble_packet(p, &keys, parity);
+            }
+            for simd in simds.into_iter().filter(|s| s.available()) {
+                let mut b = scrambled.clone();
+                let mut batch = Batch::with_simd(simd);
+                for p in b.iter_mut() {
+                    assert!(matches!(batch.push(p, &keys), Pushed::Queued));
+                }
+                drop(batch);
+                for (i, (got, want)) in b.iter().zip(&clear).enumerate() {
+                    assert!(
+                        got == want,
+                        "{simd:?}, case {k}, packet {i}, payload {}",
+                        lens[i]
+                    );
+                }
+            }
+        }
     }
 
     /// Small flushes go through the scalar path, larger ones through the
