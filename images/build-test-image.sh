@@ -48,8 +48,11 @@ stamp() { echo "build-test-image: $*"; }
 die() { echo "build-test-image: FAILED: $*" >&2; exit 2; }
 
 # ---- 1. packages ----
+# linux-source-6.1 and the headers: vidtv is built here when no other rig
+# built it first (a fresh machine may run this rig before the kernel rig,
+# and the appliance test requires the DVB path).
 rig_install genimage grub-pc-bin grub-common mtools dosfstools e2fsprogs busybox-static kmod cpio xz-utils gzip bc \
-    rauc squashfs-tools dbus-daemon openssl
+    rauc squashfs-tools dbus-daemon openssl linux-source-6.1 linux-headers-amd64 gcc make patch
 stamp() { printf 'build-test-image: [%6.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
 kver=$(rig_kernel_version)
 stamp "kernel $kver"
