@@ -13,6 +13,10 @@
 #   refused version ...-r, /usr/bin/capbox replaced by a program that
 #           plays a newer capbox refusing [update] trial_timeout_s (its
 #           `check-config` names the file, line and key, exit 1)
+#   wdreset version ...-w, /usr/bin/capbox replaced by a program that
+#           arms the i6300esb watchdog (heartbeat 15 s) and never feeds
+#           it: every boot of the slot ends in a watchdog reset, well
+#           before the trial guard's 60 s
 #   bad     version ...-b, signed by the stranger CA
 #   good2   version ...-c (for the power cut)
 # served to the guest over HTTP by the host (10.0.2.2 under QEMU's user
@@ -36,6 +40,12 @@
 #      trial guard marks A bad after 60 s and reboots: back on B by
 #      itself, /status outcome "rolled_back" and why (the guard saw
 #      capbox exit: "capbox does not stay up");
+#   3b. watchdog resets (from B into A): every boot of A is reset by the
+#      watchdog ~15 s after capbox's start, before the guard's 60 s: no
+#      guard reason; GRUB boots A three times (three trial boots on the
+#      console, grubenv A_TRY=3), then B by itself; /status outcome
+#      "rolled_back", saying A's 3 boot tries ran out with no reason
+#      recorded;
 #   5. power cut: QEMU killed while `rauc install` writes good2 into A;
 #      QEMU started again on the same disk: slot B boots, /status outcome
 #      "interrupted".
@@ -45,7 +55,8 @@
 # booted. Prints `update-vm: P passed, F failed` and `UPDATE figures`.
 #
 # Environment: CAPBOX_HW_CACHE; CAPBOX_HW_TIMEOUT (seconds per QEMU run,
-# default 900); CAPBOX_UPDATE_CASES (default "badsig refused good broken powercut":
+# default 900, 600 more with wdreset); CAPBOX_UPDATE_CASES (default
+# "badsig refused good wdreset broken powercut":
 # the cases to run, in that order; CI runs them all when they fit).
 set -euo pipefail
 T0=$(date +%s.%N)
@@ -54,8 +65,8 @@ repo=$(cd "$here/.." && pwd)
 # shellcheck source=hw-tests/lib.sh
 source "$here/lib.sh"
 cache=$(rig_cache_dir "$repo")
-session_timeout=${CAPBOX_HW_TIMEOUT:-900}
-cases=${CAPBOX_UPDATE_CASES:-badsig refused good broken powercut}
+cases=${CAPBOX_UPDATE_CASES:-badsig refused good wdreset broken powercut}
+case " $cases " in *" wdreset "*) session_timeout=${CAPBOX_HW_TIMEOUT:-1500} ;; *) session_timeout=${CAPBOX_HW_TIMEOUT:-900} ;; esac
 
 stamp() { echo "run-update-vm: $*"; }
 die() { echo "run-update-vm: FAILED: $*" >&2; exit 2; }
@@ -119,11 +130,27 @@ if [ "$1" = check-config ]; then
 fi
 exit 1
 SH
+# A build that hangs the box: the watchdog armed, never fed. Opening
+# /dev/watchdog arms it; the fd is held and nothing is ever written, so
+# the keeper of S60capbox sees a capbox that runs (a restart would feed
+# it). The driver reloaded with a 15 s heartbeat (default 30): the reset
+# comes ~15 s after S60capbox, far ahead of the guard's 60 s from S20.
+cat >"$run/wdreset-capbox" <<'SH'
+#!/bin/sh
+[ "$1" = check-config ] && exit 0
+modprobe -r i6300esb 2>/dev/null && modprobe i6300esb heartbeat=15 2>/dev/null
+i=0
+while [ ! -c /dev/watchdog ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+echo "capbox: update rig: watchdog armed ($(cat /sys/class/watchdog/watchdog0/timeout 2>/dev/null) s), never fed, at $(cut -d' ' -f1 /proc/uptime) s" >/dev/console
+exec 3>/dev/watchdog
+exec sleep 100000
+SH
 mkdir -p "$run/www"
 variant "$run/rootfs-b.ext4" "$base-b"
 variant "$run/rootfs-x.ext4" "$base-x" "$run/broken-capbox"
 variant "$run/rootfs-c.ext4" "$base-c"
 case " $cases " in *" refused "*) variant "$run/rootfs-r.ext4" "$base-r" "$run/refusing-capbox" ;; esac
+case " $cases " in *" wdreset "*) variant "$run/rootfs-w.ext4" "$base-w" "$run/wdreset-capbox" ;; esac
 B0=$(date +%s.%N)
 bash "$repo/images/make-bundle.sh" "$run/rootfs-b.ext4" "$base-b" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/good.raucb" "$run/ca/ca.cert.pem" || die "make-bundle good"
 bundle_s=$(echo "$(date +%s.%N) - $B0" | bc)
@@ -132,6 +159,9 @@ bash "$repo/images/make-bundle.sh" "$run/rootfs-c.ext4" "$base-c" "$run/ca/sign.
 bash "$repo/images/make-bundle.sh" "$run/rootfs-b.ext4" "$base-b" "$run/stranger/sign.cert.pem" "$run/stranger/sign.key.pem" "$run/www/bad.raucb" >/dev/null || die "make-bundle bad"
 if [ -f "$run/rootfs-r.ext4" ]; then
     bash "$repo/images/make-bundle.sh" "$run/rootfs-r.ext4" "$base-r" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/refused.raucb" >/dev/null || die "make-bundle refused"
+fi
+if [ -f "$run/rootfs-w.ext4" ]; then
+    bash "$repo/images/make-bundle.sh" "$run/rootfs-w.ext4" "$base-w" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/wdreset.raucb" >/dev/null || die "make-bundle wdreset"
 fi
 bundle_bytes=$(stat -c %s "$run/www/good.raucb")
 rauc info --keyring="$run/stranger/ca.cert.pem" "$run/www/bad.raucb" >/dev/null 2>&1 || die "the stranger's bundle does not verify against the stranger's CA"
@@ -349,6 +379,49 @@ for c in $cases; do
             break
         fi
         ;;
+    wdreset)
+        sh_run 'cat /proc/cmdline'
+        old=$(echo "$out" | grep -o 'rauc.slot=[AB]' | head -1 | cut -d= -f2)
+        [ "$old" = A ] && new=B || new=A
+        oldv=$(json "s['update']['version']")
+        from=$(size)
+        W0=$EPOCHREALTIME
+        send "capbox update $url/wdreset.raucb"
+        wait_for 'rebooting into the new slot' 300 "$from" && m=$(size) || m=$from
+        # Three trial boots of the new slot, each reset by the watchdog;
+        # then GRUB's fourth pick is the old slot, whose S20update marks
+        # it good (its X_TRY is 1): that line says the old slot is back.
+        wait_for "update: slot $old booted: marked good" 1200 "$m"
+        seg=$(tail -c +"$((m + 1))" "$raw" | tr -d '\r')
+        tries=$(echo "$seg" | grep -a -c "update: trial boot of slot $new")
+        armed=$(echo "$seg" | grep -a -c 'update rig: watchdog armed')
+        guard=$(echo "$seg" | grep -a -c 'not marked good within')
+        g=$(echo "$seg" | grep -a -c 'GNU GRUB')
+        echo "$seg" | grep -a -E 'update rig: watchdog armed|update: trial boot|not marked good|i6300esb|watchdog' | head -12 | sed 's/^/  serial| /'
+        check "watchdog resets: 3 trial boots of slot $new, each reset by the watchdog before the guard" \
+            "$([ "$tries" = 3 ] && [ "$armed" = 3 ] && [ "$guard" = 0 ] && echo 1 || echo 0)" \
+            "$tries trial boots, $armed watchdog arms, $guard guard timeouts, $g GRUB starts since the command"
+        if login "$(size)"; then
+            sh_run 'cat /proc/cmdline; cat /etc/capbox-release'
+            wd_back=$(printf %.0f "$(echo "$EPOCHREALTIME - $W0" | bc)")
+            ge=$(grubenv)
+            check "watchdog resets: GRUB boots slot $old by itself, ${new}_TRY=3" \
+                "$(echo "$out" | grep -q "rauc.slot=$old" && echo "$out" | grep -q "VERSION=$oldv" && echo "$ge" | grep -q "${new}_TRY=3" && echo 1 || echo 0)" \
+                "$(echo "$out" | grep -o 'rauc.slot=[AB]') $(echo "$out" | grep VERSION=), $wd_back s after the command; grubenv $ge"
+            if wait_json "s['update']['last']['outcome']" rolled_back 90; then
+                check "watchdog resets: /status says rolled back after the tries ran out" \
+                    "$(json "s['update']['last']['message']" | grep -q "slot $new (version $base-w) was not marked good: the box is back on slot $old after slot $new's 3 boot tries ran out" && echo 1 || echo 0)" \
+                    "$(json "s['update']['last']['message']")"
+            else
+                check "watchdog resets: /status says rolled back" 0 "$(json "s['update']")"
+                guest_dump
+            fi
+            check "watchdog resets: config unchanged" "$([ "$(cfg_sum)" = "$sum0" ] && echo 1 || echo 0)" "md5 $sum0"
+        else
+            check "watchdog resets: GRUB boots slot $old by itself" 0 "no login (log: $raw)"
+            break
+        fi
+        ;;
     powercut)
         from=$(size)
         send "capbox update $url/good2.raucb"
@@ -393,6 +466,7 @@ printf '| bundle (plain, squashfs of the 64 MiB ext4 slot) | %.1f MiB (%d bytes)
 printf '| making one bundle (rauc bundle, host) | %.1f s |\n' "$bundle_s"
 printf '| good bundle: command to marked good (TCG) | %s s |\n' "${good_s:--}"
 printf '| broken bundle: command to back on the old slot (TCG) | %s s |\n' "${back:--}"
+printf '| watchdog-reset bundle: command to back on the old slot after 3 tries (TCG) | %s s |\n' "${wd_back:--}"
 printf '| QEMU part (all boots and cases) | %.2f min |\n' "$(echo "($Q1 - $Q0) / 60" | bc -l)"
 printf '| whole update test (image, bundles, QEMU) | %.2f min |\n' "$(echo "($T1 - $T0) / 60" | bc -l)"
 echo "run-update-vm: serial log $raw"

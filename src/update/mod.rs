@@ -397,6 +397,57 @@ pub enum BootAction {
     Interrupted,
 }
 
+/// GRUB's environment block (RAUC's `bootloader=grub`): slot order and
+/// boot counts.
+const GRUBENV: &str = "/boot/grub/grubenv";
+
+/// `KEY=value` of GRUB's environment block (1 KiB of `KEY=value` lines
+/// padded with `#`), None when absent.
+pub fn grubenv_value<'a>(env: &'a str, key: &str) -> Option<&'a str> {
+    env.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(str::trim)
+}
+
+/// The roll-back message of /status, on the old slot `booted`: the trial
+/// guard's reason when it wrote one (`failure=`); without one, the new
+/// slot's trial boots never reached the guard's end (a watchdog reset, a
+/// hang, a kernel panic on every try) and GRUB went back by its boot
+/// counting — said plainly, with the count from `grubenv` when it shows
+/// the tries ran out.
+pub fn rolled_back_message(s: &State, booted: &str, grubenv: &str) -> String {
+    let mut m = format!(
+        "slot {} (version {}) was not marked good: the box is back on slot {booted}",
+        s.slot, s.version
+    );
+    if !s.failure.is_empty() {
+        let _ = write!(m, "; on slot {}: {}", s.slot, s.failure);
+        return m;
+    }
+    let tries =
+        grubenv_value(grubenv, &format!("{}_TRY", s.slot)).and_then(|v| v.parse::<u32>().ok());
+    match tries {
+        Some(n) if n >= 3 => {
+            let _ = write!(
+                m,
+                " after slot {}'s {n} boot tries ran out (GRUB's boot counting); no reason recorded: \
+                 none of its trial boots lasted until the trial guard's timeout (a watchdog reset, \
+                 a hang or a kernel panic each time)",
+                s.slot
+            );
+        }
+        _ => {
+            let _ = write!(
+                m,
+                "; no reason recorded on slot {}: its trial boot ended before the trial guard's \
+                 timeout (a reset, a hang or a kernel panic), or the slot was switched by hand",
+                s.slot
+            );
+        }
+    }
+    m
+}
+
 pub fn boot_action(state: Option<&State>, booted: &str) -> BootAction {
     match state {
         Some(s) if s.outcome == Outcome::Trial && s.slot == booted => BootAction::Trial,
@@ -1038,13 +1089,11 @@ impl Trial {
             BootAction::RolledBack => {
                 let mut s = state.unwrap_or_default();
                 s.outcome = Outcome::RolledBack;
-                s.message = format!(
-                    "slot {} (version {}) was not marked good: the box is back on slot {booted}",
-                    s.slot, s.version
-                );
-                if !s.failure.is_empty() {
-                    let _ = write!(s.message, "; on slot {}: {}", s.slot, s.failure);
-                }
+                let grubenv = read_small(Path::new(GRUBENV))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                s.message = rolled_back_message(&s, &booted, &grubenv);
                 s.at = unix_now();
                 log::error!("update: {}", s.message);
                 if let Err(e) = rauc(&["status", "mark-active", "booted"]) {

@@ -315,3 +315,32 @@ fn resolve_in_keeps_links_inside_the_slot() {
     assert_eq!(resolve_in(&dir, "/loop"), None);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn rolled_back_messages() {
+    let mut s = State {
+        outcome: Outcome::Trial,
+        slot: "A".into(),
+        version: "1.0-x".into(),
+        ..State::default()
+    };
+    // GRUB's own environment block as grub-editenv writes it.
+    let env = "# GRUB Environment Block\nORDER=A B\nA_OK=1\nA_TRY=3\nB_OK=1\nB_TRY=0\n####";
+    assert_eq!(grubenv_value(env, "A_TRY"), Some("3"));
+    assert_eq!(grubenv_value(env, "A"), None);
+    let m = rolled_back_message(&s, "B", env);
+    assert!(m.starts_with("slot A (version 1.0-x) was not marked good: the box is back on slot B after slot A's 3 boot tries ran out"), "{m}");
+    assert!(m.contains("no reason recorded"), "{m}");
+    // No count to show: said without one.
+    let m = rolled_back_message(&s, "B", "");
+    assert!(m.contains("; no reason recorded on slot A"), "{m}");
+    assert!(!m.contains("boot tries"), "{m}");
+    // The guard's reason wins.
+    s.failure = "capbox does not stay up: capbox exited with status 1".into();
+    let m = rolled_back_message(&s, "B", env);
+    assert!(
+        m.ends_with("; on slot A: capbox does not stay up: capbox exited with status 1"),
+        "{m}"
+    );
+    assert!(!m.contains("no reason"), "{m}");
+}
