@@ -828,6 +828,7 @@ fn custom_transport_sees_the_validators() {
                 etag: Some("W/\"c\"".into()),
                 ..Validators::default()
             },
+            received: body.len() as u64,
         })
     });
     let Fetched::Body(b) = f else { panic!("{f:?}") };

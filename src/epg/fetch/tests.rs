@@ -69,6 +69,7 @@ fn schedule_and_backoff_through_the_state_machine() {
             3 => Ok(Answer::Body {
                 body: b"<tv/>".to_vec(),
                 validators: Validators::default(),
+                received: 5,
             }),
             _ => Ok(Answer::NotModified),
         });
@@ -139,6 +140,7 @@ fn doc(ch: &str, n: usize, title: impl Fn(usize) -> String, step: i64, dur: i64)
 fn body(p: &mut Poller, b: Vec<u8>, etag: &str) -> Vec<u8> {
     let r = p.fetch_with(p.next_due(), NOW, |_, _| {
         Ok(Answer::Body {
+            received: b.len() as u64,
             body: b,
             validators: Validators {
                 etag: Some(etag.into()),
