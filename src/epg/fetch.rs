@@ -91,6 +91,9 @@
 //!   response head, connect/idle/total timeouts, no panic on any response.
 //!   Plain HTTP only (no TLS; the daemon box fetches from the operator's
 //!   LAN), no redirects followed (the error names the Location).
+//!
+//!   A host name is resolved by the system resolver, which the timeouts do
+//!   not bound (give the source as an address where that matters).
 //! - gzip: a body (URL or file) that starts with gzip's magic bytes
 //!   (`1f 8b 08`) is inflated as it arrives, whatever its name or
 //!   Content-Type says (`guide.xml.gz`, `application/gzip`), and so is one
@@ -103,10 +106,8 @@
 //!   truncated stream is `gzip` (the error names the compressed byte).
 //!   What is judged, and cached, is the inflated document; validators
 //!   (ETag, Last-Modified, a file's time and size) are those of what was
-//!   received.
-//!
-//!   A host name is resolved by the system resolver, which the timeouts do
-//!   not bound (give the source as an address where that matters).
+//!   received. A body that does not inflate is a failure of the source:
+//!   it backs off like a truncated one.
 //!
 //! The state machine (`Poller`) does no network I/O of its own in
 //! `fetch_with` (only the optional cache's small state file) and takes
@@ -1278,7 +1279,7 @@ enum DocError {
 
 /// `n` bytes in words: "64 MiB" when it is a whole number of MiB.
 fn size_words(n: u64) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
     } else {
         format!("{n} bytes")
