@@ -1387,6 +1387,12 @@ fn read_document<R: Read>(
                     )
                 } else if e.to_string().contains("checksum") {
                     format!("gzip: corrupt: the CRC-32 or length check of the member ending at compressed byte {at} fails")
+                } else if e.to_string().contains("header") {
+                    // The parser reads the 10 fixed bytes, then judges.
+                    format!(
+                        "gzip: invalid gzip header in compressed bytes {}..{at} (bytes after a member that are not gzip?)",
+                        at.saturating_sub(10)
+                    )
                 } else {
                     format!("gzip: {e} at compressed byte {at}")
                 };
