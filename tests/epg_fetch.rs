@@ -651,7 +651,8 @@ fn never_polled_more_often_than_configured_through_a_week() {
 }
 
 /// Python's http.server (an independent implementation) sends
-/// Last-Modified and answers If-Modified-Since with 304.
+/// Last-Modified and answers If-Modified-Since with 304; it serves a
+/// guide.xml.gz (made by Debian's gzip) as application/gzip.
 #[test]
 fn python_http_server_last_modified() {
     if Command::new("python3").arg("--version").output().is_err() {
@@ -711,6 +712,39 @@ fn python_http_server_last_modified() {
     assert_eq!(snapshot(&store, "news", NOW).len(), 48);
     assert_eq!(poll(&mut p, &mut store, 6 * H, NOW).0, Fetched::NotModified);
     assert_eq!(p.stats().not_modified, 1);
+    // The same guide as guide.xml.gz, compressed by Debian's gzip and
+    // served as a file of type application/gzip: inflated, the same
+    // events; unchanged, a 304.
+    let gz = Command::new("gzip")
+        .args(["-k", "-n", "-9"])
+        .arg(dir.join("guide.xml"))
+        .status();
+    assert!(
+        gz.is_ok_and(|s| s.success()),
+        "gzip failed (Debian: apt-get install gzip)"
+    );
+    let mut g = Poller::new(source(&format!("http://127.0.0.1:{port}/guide.xml.gz")));
+    let mut gstore = Store::new(Limits::default());
+    assert!(matches!(
+        poll(&mut g, &mut gstore, 0, NOW).1,
+        Some(Applied::Loaded { channels: 2, .. })
+    ));
+    assert_eq!(
+        snapshot(&gstore, "news", NOW),
+        snapshot(&store, "news", NOW)
+    );
+    assert_eq!(
+        snapshot(&gstore, "films", NOW),
+        snapshot(&store, "films", NOW)
+    );
+    let gz_len = std::fs::metadata(dir.join("guide.xml.gz")).unwrap().len();
+    assert_eq!(g.stats().bytes, gz_len);
+    assert!(gz_len < good(NOW, "py").len() as u64 / 4);
+    assert_eq!(
+        poll(&mut g, &mut gstore, 6 * H, NOW).0,
+        Fetched::NotModified
+    );
+
     // A missing file: 404, counted, guide kept.
     let mut q = Poller::new(source(&format!("http://127.0.0.1:{port}/nope.xml")));
     assert_eq!(q.fetch(0, NOW), Fetched::Failed(Reason::HttpStatus));
@@ -828,6 +862,7 @@ fn custom_transport_sees_the_validators() {
                 etag: Some("W/\"c\"".into()),
                 ..Validators::default()
             },
+            received: body.len() as u64,
         })
     });
     let Fetched::Body(b) = f else { panic!("{f:?}") };

@@ -12,7 +12,7 @@
 //!
 //! [[xmltv]]
 //! name = "operator"
-//! url = "http://guide.example/xmltv.xml"   # or file = "guide.xml"
+//! url = "http://guide.example/xmltv.xml"   # or file = "guide.xml"; gzip too (.xml.gz)
 //! every_h = 6
 //! map = { "bbc1.uk" = "bbc1" }   # source channel id → capbox channel name
 //!
@@ -97,7 +97,9 @@ pub struct XmltvConfig {
     /// `name`, required, unique, `[a-z0-9._-]{1,64}`: the `source` label in
     /// metrics and status.
     pub name: String,
-    /// `url` or `file`, exactly one.
+    /// `url` or `file`, exactly one. The document may be gzip-compressed
+    /// (found by its magic bytes, inflated under the 64 MiB cap: see
+    /// `epg::fetch`).
     pub location: XmltvLocation,
     /// `every_h`, default 6, 1..=168: hours between fetches (never more
     /// often; errors back off from there).

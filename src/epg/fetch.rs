@@ -41,8 +41,9 @@
 //!   the source, by what came of it: `ok` (loaded), `not_modified` (304 or
 //!   an unchanged file), or the failure (`Reason::as_str`: `connect`,
 //!   `timeout`, `http_status`, `bad_response`, `too_big`, `truncated`,
-//!   `file`, `parse`, `no_channels`, `invalid`).
-//! - `capbox_epg_xmltv_bytes_total{source}`: body bytes received.
+//!   `gzip`, `file`, `parse`, `no_channels`, `invalid`).
+//! - `capbox_epg_xmltv_bytes_total{source}`: body bytes received (as
+//!   received: compressed for a gzip body).
 //! - `capbox_epg_xmltv_last_success_timestamp_seconds{source}`: Unix time of
 //!   the last poll that loaded or found the document unchanged (0: never);
 //!   alert on `time() - … > 2 * every`.
@@ -89,11 +90,24 @@
 //!   (`too_big`; a Content-Length over it before reading the body), a 16 KiB
 //!   response head, connect/idle/total timeouts, no panic on any response.
 //!   Plain HTTP only (no TLS; the daemon box fetches from the operator's
-//!   LAN), no redirects followed (the error names the Location), no
-//!   compressed bodies (`Accept-Encoding: identity`).
+//!   LAN), no redirects followed (the error names the Location).
 //!
 //!   A host name is resolved by the system resolver, which the timeouts do
 //!   not bound (give the source as an address where that matters).
+//! - gzip: a body (URL or file) that starts with gzip's magic bytes
+//!   (`1f 8b 08`) is inflated as it arrives, whatever its name or
+//!   Content-Type says (`guide.xml.gz`, `application/gzip`), and so is one
+//!   sent with `Content-Encoding: gzip` (asked for: `Accept-Encoding: gzip,
+//!   identity`; any other coding is `bad_response`). Concatenated members
+//!   are one document. The cap holds on both sides: at most
+//!   `max_body_bytes` received, and the inflated document is refused
+//!   (`too_big`) the moment it grows past `max_body_bytes`, so a gzip bomb
+//!   never takes more memory than a plain document may. A corrupt or
+//!   truncated stream is `gzip` (the error names the compressed byte).
+//!   What is judged, and cached, is the inflated document; validators
+//!   (ETag, Last-Modified, a file's time and size) are those of what was
+//!   received. A body that does not inflate is a failure of the source:
+//!   it backs off like a truncated one.
 //!
 //! The state machine (`Poller`) does no network I/O of its own in
 //! `fetch_with` (only the optional cache's small state file) and takes
@@ -104,7 +118,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::ops::DerefMut;
 use std::path::{Path, PathBuf};
@@ -245,10 +259,12 @@ pub struct Validators {
 pub enum Answer {
     /// 304, or the file's mtime and size unchanged.
     NotModified,
-    /// A document, with its validators.
+    /// A document (inflated if it came gzip-compressed), with its
+    /// validators and the body bytes received (compressed size for gzip).
     Body {
         body: Vec<u8>,
         validators: Validators,
+        received: u64,
     },
 }
 
@@ -262,12 +278,18 @@ pub enum Reason {
     Timeout,
     /// An HTTP status other than 200 and 304.
     HttpStatus,
-    /// Not HTTP, a head over 16 KiB, a compressed body, an I/O error.
+    /// Not HTTP, a head over 16 KiB, a Content-Encoding other than gzip,
+    /// an I/O error.
     BadResponse,
-    /// Body over `max_body_bytes`.
+    /// Body, or the document inflated from a gzip body, over
+    /// `max_body_bytes`.
     TooBig,
     /// The body ended before its Content-Length or last chunk.
     Truncated,
+    /// A gzip body that does not inflate: corrupt, truncated, a bad
+    /// header or checksum, or `Content-Encoding: gzip` on a body that is
+    /// not gzip.
+    Gzip,
     /// The file cannot be read (missing, not a file, changed while read).
     File,
     /// Not well-formed XML or not UTF-8.
@@ -279,13 +301,14 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Connect,
         Reason::Timeout,
         Reason::HttpStatus,
         Reason::BadResponse,
         Reason::TooBig,
         Reason::Truncated,
+        Reason::Gzip,
         Reason::File,
         Reason::Parse,
         Reason::NoChannels,
@@ -300,6 +323,7 @@ impl Reason {
             Reason::BadResponse => "bad_response",
             Reason::TooBig => "too_big",
             Reason::Truncated => "truncated",
+            Reason::Gzip => "gzip",
             Reason::File => "file",
             Reason::Parse => "parse",
             Reason::NoChannels => "no_channels",
@@ -346,8 +370,8 @@ pub struct FetchStats {
     pub loaded: u64,
     pub not_modified: u64,
     /// Per `Reason` (`Reason::ALL` order).
-    pub errors: [u64; 10],
-    /// Body bytes received.
+    pub errors: [u64; Reason::ALL.len()],
+    /// Body bytes received (compressed, for a gzip body).
     pub bytes: u64,
     /// Unix time of the last poll that loaded or found the document
     /// unchanged.
@@ -567,8 +591,12 @@ impl Poller {
                 self.stats.last_success = Some(unix);
                 Fetched::NotModified
             }
-            Ok(Answer::Body { body, validators }) => {
-                self.stats.bytes += body.len() as u64;
+            Ok(Answer::Body {
+                body,
+                validators,
+                received,
+            }) => {
+                self.stats.bytes += received;
                 self.stats.consecutive_failures = 0;
                 self.pending = Some(validators);
                 Fetched::Body(body)
@@ -1102,16 +1130,11 @@ fn file_get(p: &Path, v: &Validators, max: u64) -> Result<Answer, FetchError> {
             format!("{} bytes, over the {max}-byte cap", id.1),
         ));
     }
-    let mut body = Vec::new();
-    std::fs::File::open(p)
-        .and_then(|f| f.take(max + 1).read_to_end(&mut body))
-        .map_err(err)?;
-    if body.len() as u64 > max {
-        return Err(FetchError::new(
-            Reason::TooBig,
-            format!("over the {max}-byte cap"),
-        ));
-    }
+    let mut f = std::fs::File::open(p).map_err(err)?;
+    let doc = read_document(&mut f, max, false, Some(id.1)).map_err(|e| match e {
+        DocError::Source(e) => err(e),
+        DocError::Doc(e) => e,
+    })?;
     // Written in place while we read (write it elsewhere and rename): a
     // torn document is not read; the next poll tries again.
     let after = std::fs::metadata(p).map(|m| file_id(&m)).map_err(err)?;
@@ -1122,11 +1145,264 @@ fn file_get(p: &Path, v: &Validators, max: u64) -> Result<Answer, FetchError> {
         ));
     }
     Ok(Answer::Body {
-        body,
+        body: doc.body,
         validators: Validators {
             file: Some(id),
             ..Validators::default()
         },
+        received: doc.received,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The document out of the body: as is, or inflated from gzip.
+
+/// gzip's magic bytes and its one compression method, deflate (RFC 1952).
+pub const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
+
+/// The body as it arrives, buffered for the reader of the document, which
+/// it counts: how far the document's reader consumed (where in the
+/// compressed stream an error is) and how much came in (at most `max`, one
+/// buffer more before the refusal).
+struct Counted<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+    consumed: u64,
+    received: u64,
+    max: u64,
+    /// More than `max` came in.
+    over: bool,
+    /// The inner reader's own error (not the document's).
+    failed: Option<io::Error>,
+}
+
+impl<R: Read> Counted<R> {
+    fn new(inner: R, max: u64) -> Counted<R> {
+        Counted {
+            inner,
+            buf: vec![0u8; 64 * 1024].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            consumed: 0,
+            received: 0,
+            max,
+            over: false,
+            failed: None,
+        }
+    }
+
+    /// Read more into `buf[end..]`. The error handed up is a stand-in (the
+    /// decoder must not mistake it for one of its own): the real one is in
+    /// `failed`, or `over` is set.
+    fn more(&mut self) -> io::Result<usize> {
+        if self.over || self.failed.is_some() {
+            return Err(io::Error::other("the body failed"));
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(k) => {
+                    self.end += k;
+                    self.received += k as u64;
+                    if self.received > self.max {
+                        self.over = true;
+                        return Err(io::Error::other("the body is over the cap"));
+                    }
+                    return Ok(k);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.failed = Some(e);
+                    return Err(io::Error::other("the body failed"));
+                }
+            }
+        }
+    }
+
+    /// The first `n` bytes (fewer if the body is shorter), not consumed.
+    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        while self.end - self.pos < n {
+            if self.end == self.buf.len() {
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
+                self.pos = 0;
+            }
+            if self.more()? == 0 {
+                break;
+            }
+        }
+        Ok(&self.buf[self.pos..self.end])
+    }
+}
+
+impl<R: Read> BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+            self.more()?;
+        }
+        Ok(&self.buf[self.pos..self.end])
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.end - self.pos);
+        self.pos += n;
+        self.consumed += n as u64;
+    }
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let b = self.fill_buf()?;
+        let n = b.len().min(out.len());
+        out[..n].copy_from_slice(&b[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// A document read out of a body.
+struct Document {
+    body: Vec<u8>,
+    /// Body bytes received (compressed, for gzip).
+    received: u64,
+}
+
+enum DocError {
+    /// The source's own error (the file, the connection): the caller
+    /// words it.
+    Source(io::Error),
+    Doc(FetchError),
+}
+
+/// `n` bytes in words: "64 MiB" when it is a whole number of MiB.
+fn size_words(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// Read the document out of `r`, the body as it arrives: inflated on the
+/// fly when it starts with gzip's magic bytes (whatever the name or
+/// Content-Type), else as is. `gzip_declared`: the server said
+/// `Content-Encoding: gzip`, so the magic bytes must be there. Never more
+/// than `max` bytes received, and an inflated document is refused the
+/// moment it grows past `max` (a bomb is never held whole). `reserve`: the
+/// announced size of a plain body (at most `max`), allocated at once.
+fn read_document<R: Read>(
+    r: &mut R,
+    max: u64,
+    gzip_declared: bool,
+    reserve: Option<u64>,
+) -> Result<Document, DocError> {
+    let mut c = Counted::new(r, max);
+    // The source's error, or the cap on what is received.
+    let fail = |c: &mut Counted<&mut R>, gzip: bool| {
+        if let Some(e) = c.failed.take() {
+            return DocError::Source(e);
+        }
+        DocError::Doc(FetchError::new(
+            Reason::TooBig,
+            format!(
+                "{}body over the {max}-byte cap",
+                if gzip { "compressed " } else { "" }
+            ),
+        ))
+    };
+    let head = match c.peek(GZIP_MAGIC.len()) {
+        Ok(h) => h,
+        Err(_) => return Err(fail(&mut c, gzip_declared)),
+    };
+    let gzip = head.starts_with(&GZIP_MAGIC);
+    if !gzip {
+        let why = if head.starts_with(&GZIP_MAGIC[..2]) && head.len() > 2 {
+            Some(format!(
+                "gzip compression method {} is not deflate (8)",
+                head[2]
+            ))
+        } else if gzip_declared {
+            Some(format!(
+                "Content-Encoding: gzip, but the body starts with \"{}\", not gzip's magic bytes 1f 8b 08",
+                printable(head, 8)
+            ))
+        } else {
+            None
+        };
+        if let Some(w) = why {
+            return Err(DocError::Doc(FetchError::new(Reason::Gzip, w)));
+        }
+        let mut body = Vec::new();
+        body.reserve_exact(reserve.unwrap_or(0).min(max) as usize);
+        loop {
+            let n = match c.fill_buf() {
+                Ok([]) => break,
+                Ok(b) => {
+                    body.extend_from_slice(b);
+                    b.len()
+                }
+                Err(_) => return Err(fail(&mut c, false)),
+            };
+            c.consume(n);
+        }
+        return Ok(Document {
+            body,
+            received: c.received,
+        });
+    }
+    let mut dec = flate2::bufread::MultiGzDecoder::new(c);
+    let mut body: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match dec.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                if (body.len() + n) as u64 > max {
+                    return Err(DocError::Doc(FetchError::new(
+                        Reason::TooBig,
+                        format!(
+                            "gzip: the document expands past max_body_bytes ({}) by compressed byte {} (a gzip bomb?)",
+                            size_words(max),
+                            dec.get_ref().consumed
+                        ),
+                    )));
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let c = dec.get_mut();
+                if c.over || c.failed.is_some() {
+                    return Err(fail(c, true));
+                }
+                let at = c.consumed;
+                let text = if e.kind() == io::ErrorKind::UnexpectedEof {
+                    format!(
+                        "gzip: truncated: the stream ends at compressed byte {} inside a member ({} bytes inflated)",
+                        c.received,
+                        body.len()
+                    )
+                } else if e.to_string().contains("checksum") {
+                    format!("gzip: corrupt: the CRC-32 or length check of the member ending at compressed byte {at} fails")
+                } else if e.to_string().contains("header") {
+                    // The parser reads the 10 fixed bytes, then judges.
+                    format!(
+                        "gzip: invalid gzip header in compressed bytes {}..{at} (bytes after a member that are not gzip?)",
+                        at.saturating_sub(10)
+                    )
+                } else {
+                    format!("gzip: {e} at compressed byte {at}")
+                };
+                return Err(DocError::Doc(FetchError::new(Reason::Gzip, text)));
+            }
+        }
+    }
+    Ok(Document {
+        body,
+        received: dec.get_ref().received,
     })
 }
 
@@ -1238,7 +1514,7 @@ fn http_get(url: &HttpUrl, v: &Validators, src: &XmltvSource) -> Result<Answer, 
     let mut req = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: capbox/{}\r\n\
          Accept: application/xml, text/xml;q=0.9, */*;q=0.5\r\n\
-         Accept-Encoding: identity\r\nConnection: close\r\n",
+         Accept-Encoding: gzip, identity\r\nConnection: close\r\n",
         url.target,
         env!("CARGO_PKG_VERSION")
     );
@@ -1262,7 +1538,7 @@ fn http_get(url: &HttpUrl, v: &Validators, src: &XmltvSource) -> Result<Answer, 
     // The head.
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 64 * 1024];
-    let (head_len, status, reason, framing, validators, retry_after, location) = loop {
+    let (head_len, status, reason, framing, gzip, validators, retry_after, location) = loop {
         let n = dl.read(&mut s, &mut chunk, buf.len() as u64)?;
         if n == 0 {
             return Err(FetchError::new(
@@ -1332,17 +1608,26 @@ fn http_get(url: &HttpUrl, v: &Validators, src: &XmltvSource) -> Result<Answer, 
             },
             (None, None) => Framing::Close,
         };
-        if let Some(ce) = header("content-encoding") {
-            if !ce.trim_ascii().eq_ignore_ascii_case(b"identity") && status == 200 {
-                return Err(FetchError::new(
-                    Reason::BadResponse,
-                    format!(
-                        "compressed body (Content-Encoding: {}) is not supported",
-                        printable(ce, 64)
-                    ),
-                ));
+        // gzip (x-gzip is its old name, RFC 9110 8.4.1.3) is inflated;
+        // a body that is gzip without saying so is found by its magic
+        // bytes anyway (`read_document`).
+        let gzip = match header("content-encoding").map(|c| c.trim_ascii()) {
+            None => false,
+            Some(c) if c.is_empty() || c.eq_ignore_ascii_case(b"identity") => false,
+            Some(c) if c.eq_ignore_ascii_case(b"gzip") || c.eq_ignore_ascii_case(b"x-gzip") => true,
+            Some(c) => {
+                if status == 200 {
+                    return Err(FetchError::new(
+                        Reason::BadResponse,
+                        format!(
+                            "Content-Encoding \"{}\" is not supported (only gzip)",
+                            printable(c, 64)
+                        ),
+                    ));
+                }
+                false
             }
-        }
+        };
         let validators = Validators {
             etag: header("etag").and_then(validator),
             last_modified: header("last-modified").and_then(validator),
@@ -1357,6 +1642,7 @@ fn http_get(url: &HttpUrl, v: &Validators, src: &XmltvSource) -> Result<Answer, 
             status,
             reason,
             framing,
+            gzip,
             validators,
             retry_after,
             location,
@@ -1389,42 +1675,104 @@ fn http_get(url: &HttpUrl, v: &Validators, src: &XmltvSource) -> Result<Answer, 
             ));
         }
     }
-    let too_big = || FetchError::new(Reason::TooBig, format!("body over the {max}-byte cap"));
-    let mut body: Vec<u8> = Vec::new();
-    if let Framing::Length(n) = framing {
-        // At most `max` (checked above): one allocation, no copies as the
-        // body grows.
-        body.reserve_exact(n as usize);
-    }
-    let mut dec = BodyDecoder::new(framing);
     let rest = buf.split_off(head_len);
     drop(buf);
-    let feed = |dec: &mut BodyDecoder, body: &mut Vec<u8>, input: &[u8]| {
-        dec.feed(input, |b| {
-            // Bounded: stop copying past the cap (checked right after).
-            if (body.len() as u64) <= max {
-                body.extend_from_slice(b);
-            }
-        })
-        .map_err(|e| FetchError::new(Reason::BadResponse, e))
+    let mut body = HttpBody {
+        s: &mut s,
+        dl: &dl,
+        dec: BodyDecoder::new(framing),
+        chunk,
+        decoded: Vec::new(),
+        pos: 0,
+        got: 0,
+        eof: false,
+        failed: None,
     };
-    feed(&mut dec, &mut body, &rest)?;
-    while !dec.done() {
-        if body.len() as u64 > max {
-            return Err(too_big());
-        }
-        let n = dl.read(&mut s, &mut chunk, body.len() as u64)?;
+    body.feed(&rest)
+        .map_err(|e| FetchError::new(Reason::BadResponse, e))?;
+    drop(rest);
+    let reserve = match framing {
+        Framing::Length(n) if !gzip => Some(n),
+        _ => None,
+    };
+    let doc = read_document(&mut body, max, gzip, reserve).map_err(|e| match e {
+        DocError::Doc(e) => e,
+        DocError::Source(e) => body.failed.take().unwrap_or_else(|| {
+            FetchError::new(
+                Reason::BadResponse,
+                format!("read after {} bytes: {e}", body.got),
+            )
+        }),
+    })?;
+    Ok(Answer::Body {
+        body: doc.body,
+        validators,
+        received: doc.received,
+    })
+}
+
+/// The body of a response, de-chunked, as a `Read`: for `read_document`.
+/// Its own failures (timeouts, a truncated or broken framing) are kept in
+/// `failed`, the `Read` error being a stand-in.
+struct HttpBody<'a> {
+    s: &'a mut TcpStream,
+    dl: &'a Deadline,
+    dec: BodyDecoder,
+    chunk: Vec<u8>,
+    /// Body bytes decoded and not yet read.
+    decoded: Vec<u8>,
+    pos: usize,
+    /// Body bytes decoded so far.
+    got: u64,
+    eof: bool,
+    failed: Option<FetchError>,
+}
+
+impl HttpBody<'_> {
+    /// Decode `input` (framing errors in words).
+    fn feed(&mut self, input: &[u8]) -> Result<(), String> {
+        let decoded = &mut self.decoded;
+        let before = decoded.len();
+        let r = self.dec.feed(input, |b| decoded.extend_from_slice(b));
+        self.got += (self.decoded.len() - before) as u64;
+        r
+    }
+
+    /// Read from the socket until some body comes or it ends.
+    fn more(&mut self) -> Result<(), FetchError> {
+        let n = self.dl.read(self.s, &mut self.chunk, self.got)?;
         if n == 0 {
-            dec.at_eof()
+            self.dec
+                .at_eof()
                 .map_err(|e| FetchError::new(Reason::Truncated, e))?;
-            break;
+            self.eof = true;
+            return Ok(());
         }
-        feed(&mut dec, &mut body, &chunk[..n])?;
+        let chunk = std::mem::take(&mut self.chunk);
+        let r = self.feed(&chunk[..n]);
+        self.chunk = chunk;
+        r.map_err(|e| FetchError::new(Reason::BadResponse, e))
     }
-    if body.len() as u64 > max {
-        return Err(too_big());
+}
+
+impl Read for HttpBody<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.decoded.len() {
+            self.decoded.clear();
+            self.pos = 0;
+            if self.eof || self.dec.done() || self.failed.is_some() {
+                return Ok(0);
+            }
+            if let Err(e) = self.more() {
+                self.failed = Some(e);
+                return Err(io::Error::other("the HTTP body failed"));
+            }
+        }
+        let n = out.len().min(self.decoded.len() - self.pos);
+        out[..n].copy_from_slice(&self.decoded[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
-    Ok(Answer::Body { body, validators })
 }
 
 // ---------------------------------------------------------------------------

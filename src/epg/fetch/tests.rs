@@ -69,6 +69,7 @@ fn schedule_and_backoff_through_the_state_machine() {
             3 => Ok(Answer::Body {
                 body: b"<tv/>".to_vec(),
                 validators: Validators::default(),
+                received: 5,
             }),
             _ => Ok(Answer::NotModified),
         });
@@ -139,6 +140,7 @@ fn doc(ch: &str, n: usize, title: impl Fn(usize) -> String, step: i64, dur: i64)
 fn body(p: &mut Poller, b: Vec<u8>, etag: &str) -> Vec<u8> {
     let r = p.fetch_with(p.next_due(), NOW, |_, _| {
         Ok(Answer::Body {
+            received: b.len() as u64,
             body: b,
             validators: Validators {
                 etag: Some(etag.into()),
@@ -389,4 +391,406 @@ fn restart_with_a_cache_keeps_guide_and_schedule() {
     );
     assert_eq!(r.next_due(), 0);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------
+// gzip, made by an independent tool (Debian's gzip).
+
+/// `data` compressed by the `gzip` program.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    gzip_cmd("gzip -c -n", data)
+}
+
+/// `sh -c cmd` fed `data`, its output.
+fn gzip_cmd(cmd: &str, data: &[u8]) -> Vec<u8> {
+    use std::process::{Command, Stdio};
+    let mut c = Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sh and gzip (Debian: gzip)");
+    let mut stdin = c.stdin.take().unwrap();
+    let data = data.to_vec();
+    let w = std::thread::spawn(move || stdin.write_all(&data));
+    let out = c.wait_with_output().unwrap();
+    w.join().unwrap().unwrap();
+    assert!(out.status.success(), "{cmd}: {:?}", out.status);
+    out.stdout
+}
+
+fn tmp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("capbox-fetch-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn news_map(id: &str) -> Option<String> {
+    (id == "src.news").then(|| "news".to_string())
+}
+
+/// One poll of `p` (due at once) and, for a body, its judgement.
+fn poll_once(p: &mut Poller, store: &mut Store) -> Result<Applied, Reason> {
+    match p.fetch(p.next_due(), NOW) {
+        Fetched::Body(b) => Ok(p.apply(&b, store, &news_map, NOW)),
+        Fetched::Failed(r) => Err(r),
+        f => panic!("{f:?}"),
+    }
+}
+
+fn guide_of(store: &Store) -> Vec<crate::epg::store::Event> {
+    store
+        .guide("news", NOW - 3600, NOW + 86_400)
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
+fn file_poller(path: &Path, max: u64) -> Poller {
+    let mut s = XmltvSource::new("op", 0, path.to_str().unwrap()).unwrap();
+    s.max_body_bytes = max;
+    Poller::new(s)
+}
+
+#[test]
+fn gzip_file_loads_the_same_events_as_the_plain_file() {
+    let dir = tmp_dir("gz");
+    let plain = doc(
+        "src.news",
+        40,
+        |i| format!("Show {i} &amp; more"),
+        1800,
+        1800,
+    );
+    std::fs::write(dir.join("guide.xml"), &plain).unwrap();
+    let mut store = Store::new(Limits::default());
+    let mut p = file_poller(&dir.join("guide.xml"), DEFAULT_MAX_BODY_BYTES);
+    assert!(matches!(
+        poll_once(&mut p, &mut store),
+        Ok(Applied::Loaded { channels: 1, .. })
+    ));
+    let want = guide_of(&store);
+    assert_eq!(want.len(), 40);
+
+    // guide.xml.gz by gzip; the same bytes named guide.xml (found by the
+    // magic bytes, not the name); two members (each half compressed on its
+    // own, concatenated, as `cat a.gz b.gz` makes).
+    let gz = gzip(&plain);
+    assert!(gz.starts_with(&GZIP_MAGIC) && gz.len() < plain.len() / 2);
+    let half = plain.len() / 2;
+    let mut two = gzip(&plain[..half]);
+    two.extend_from_slice(&gzip(&plain[half..]));
+    for (name, bytes) in [
+        ("guide.xml.gz", &gz),
+        ("misnamed.xml", &gz),
+        ("two-members.xml.gz", &two),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let mut store = Store::new(Limits::default());
+        let cache = dir.join(format!("cache-{name}"));
+        std::fs::create_dir_all(&cache).unwrap();
+        let mut p = file_poller(&path, DEFAULT_MAX_BODY_BYTES).cache_in(cache.clone());
+        assert_eq!(
+            poll_once(&mut p, &mut store),
+            Ok(Applied::Loaded {
+                channels: 1,
+                refused: 0
+            }),
+            "{name}: {:?}",
+            p.stats().last_error
+        );
+        assert_eq!(guide_of(&store), want, "{name}");
+        // Counted as received: the compressed size.
+        assert_eq!(p.stats().bytes, bytes.len() as u64, "{name}");
+        // An unchanged file is not read again.
+        assert_eq!(p.fetch(p.next_due(), NOW), Fetched::NotModified, "{name}");
+        // The cache keeps the inflated document, which a restart loads.
+        assert_eq!(std::fs::read(cache.join("xmltv-op.xml")).unwrap(), plain);
+        let mut fresh = Store::new(Limits::default());
+        let mut q = file_poller(&path, DEFAULT_MAX_BODY_BYTES).cache_in(cache);
+        assert!(matches!(
+            q.restore(&mut fresh, &news_map, 0, NOW),
+            Some(Applied::Loaded { channels: 1, .. })
+        ));
+        assert_eq!(guide_of(&fresh), want, "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The compressed byte an error names ("… compressed byte N …").
+fn compressed_byte(text: &str) -> u64 {
+    text.split("compressed byte ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no compressed byte in {text:?}"))
+}
+
+#[test]
+fn gzip_bomb_and_broken_streams_keep_the_last_good_guide() {
+    let dir = tmp_dir("gzbad");
+    let path = dir.join("guide.xml.gz");
+    let max = 1 << 20;
+    let plain = doc("src.news", 10, |i| format!("Show {i}"), 1800, 1800);
+    let good = gzip(&plain);
+    std::fs::write(&path, &good).unwrap();
+    let mut store = Store::new(Limits::default());
+    let mut p = file_poller(&path, max);
+    assert!(matches!(
+        poll_once(&mut p, &mut store),
+        Ok(Applied::Loaded { .. })
+    ));
+    let want = guide_of(&store);
+    assert_eq!(want.len(), 10);
+
+    // A bomb: 64 MiB of zeros, 64 KiB compressed, against a 1 MiB cap.
+    // Refused as it inflates, a few KiB into the compressed stream: never
+    // inflated whole.
+    let bomb = gzip_cmd("head -c 64M /dev/zero | gzip -c -n", b"");
+    assert!(bomb.len() < 200 << 10 && bomb.len() as u64 <= max);
+    // Corrupt deflate data: the first block's bytes replaced.
+    let mut corrupt = good.clone();
+    for b in &mut corrupt[10..20] {
+        *b = 0xff;
+    }
+    // A wrong CRC-32 in the trailer.
+    let mut crc = good.clone();
+    let n = crc.len();
+    crc[n - 8] ^= 0x55;
+    let cases: [(&str, Vec<u8>, Reason, &str); 5] = [
+        (
+            "bomb",
+            bomb.clone(),
+            Reason::TooBig,
+            "gzip: the document expands past max_body_bytes (1 MiB) by compressed byte",
+        ),
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            Reason::Gzip,
+            "gzip: truncated: the stream ends at compressed byte",
+        ),
+        (
+            "corrupt",
+            corrupt,
+            Reason::Gzip,
+            "gzip: corrupt deflate stream at compressed byte",
+        ),
+        ("crc", crc, Reason::Gzip, "CRC-32 or length check"),
+        (
+            "trailing garbage",
+            [&good[..], b"<tv>junk</tv>"].concat(),
+            Reason::Gzip,
+            "gzip: invalid gzip header in compressed bytes",
+        ),
+    ];
+    for (i, (what, bytes, reason, words)) in cases.into_iter().enumerate() {
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(poll_once(&mut p, &mut store), Err(reason), "{what}");
+        let err = p.stats().last_error.clone().unwrap();
+        eprintln!("{what}: {err}");
+        assert!(err.contains(words), "{what}: {err}");
+        assert!(err.contains("guide.xml.gz"), "{what}: {err}");
+        if what == "bomb" {
+            let at = compressed_byte(&err);
+            assert!(at < bomb.len() as u64 / 8, "{what}: {at} of {}", bomb.len());
+        }
+        if what == "trailing garbage" {
+            assert!(err.contains(&format!("bytes {}..", good.len())), "{err}");
+        }
+        if what == "truncated" {
+            assert_eq!(compressed_byte(&err), good.len() as u64 / 2, "{err}");
+        }
+        assert_eq!(guide_of(&store), want, "{what}");
+        assert_eq!(p.stats().consecutive_failures, i as u32 + 1, "{what}");
+    }
+    let s = p.stats();
+    assert_eq!(
+        (s.errors_of(Reason::TooBig), s.errors_of(Reason::Gzip)),
+        (1, 4)
+    );
+    let mut m = String::new();
+    render_metrics(&mut m, &[("op", s)]);
+    crate::monitor::metrics::lint(&m).unwrap();
+    assert!(m.contains("capbox_epg_xmltv_fetches_total{source=\"op\",result=\"gzip\"} 4\n"));
+    assert!(m.contains("capbox_epg_xmltv_fetches_total{source=\"op\",result=\"too_big\"} 1\n"));
+    // A compressed file over the cap is refused before it is read.
+    p.src.max_body_bytes = bomb.len() as u64 - 1;
+    std::fs::write(&path, &bomb).unwrap();
+    assert_eq!(poll_once(&mut p, &mut store), Err(Reason::TooBig));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A one-request HTTP server on 127.0.0.1: answers `response` and
+/// closes. The URL, and the request head it got.
+fn serve_once(response: Vec<u8>) -> (String, std::thread::JoinHandle<String>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/guide.xml",
+        l.local_addr().unwrap().port()
+    );
+    let h = std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        let mut req = Vec::new();
+        let mut b = [0u8; 4096];
+        while !req.ends_with(b"\r\n\r\n") {
+            match c.read(&mut b) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => req.extend_from_slice(&b[..n]),
+            }
+        }
+        // The client may close early (a refused body): not an error here.
+        let _ = c.write_all(&response);
+        String::from_utf8_lossy(&req).into_owned()
+    });
+    (url, h)
+}
+
+fn http_poller(url: &str, max: u64) -> Poller {
+    let mut s = XmltvSource::new("op", 0, url).unwrap();
+    s.max_body_bytes = max;
+    s.idle_timeout_ms = 2000;
+    s.total_timeout_ms = 10_000;
+    Poller::new(s)
+}
+
+fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in body.chunks(1000) {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+#[test]
+fn gzip_over_http_by_magic_or_content_encoding() {
+    let plain = doc("src.news", 40, |i| format!("Show {i}"), 1800, 1800);
+    let gz = gzip(&plain);
+    let mut store = Store::new(Limits::default());
+    let (url, h) = serve_once(
+        [
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
+                plain.len()
+            )
+            .as_bytes(),
+            &plain,
+        ]
+        .concat(),
+    );
+    assert!(matches!(
+        poll_once(&mut http_poller(&url, DEFAULT_MAX_BODY_BYTES), &mut store),
+        Ok(Applied::Loaded { channels: 1, .. })
+    ));
+    assert!(
+        h.join()
+            .unwrap()
+            .contains("\r\nAccept-Encoding: gzip, identity\r\n"),
+        "gzip not asked for"
+    );
+    let want = guide_of(&store);
+    assert_eq!(want.len(), 40);
+
+    let heads = [
+        // A .gz file served as such (no Content-Encoding), with a length.
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\n\r\n",
+            gz.len()
+        ),
+        // Compressed on the fly, chunked.
+        "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n".to_string(),
+        // The old name, until the server closes.
+        "HTTP/1.1 200 OK\r\nContent-Encoding: x-gzip\r\nConnection: close\r\n\r\n".to_string(),
+    ];
+    for (i, head) in heads.into_iter().enumerate() {
+        let body = if head.contains("chunked") {
+            chunked(&gz)
+        } else {
+            gz.clone()
+        };
+        let (url, _h) = serve_once([head.as_bytes(), &body].concat());
+        let mut p = http_poller(&url, DEFAULT_MAX_BODY_BYTES);
+        let mut store = Store::new(Limits::default());
+        assert_eq!(
+            poll_once(&mut p, &mut store),
+            Ok(Applied::Loaded {
+                channels: 1,
+                refused: 0
+            }),
+            "case {i}: {:?}",
+            p.stats().last_error
+        );
+        assert_eq!(guide_of(&store), want, "case {i}");
+        assert_eq!(p.stats().bytes, gz.len() as u64, "case {i}");
+    }
+
+    // A bomb, a truncated stream, a plain body that says gzip, another
+    // coding: refused, counted, the guide kept.
+    let bomb = gzip_cmd("head -c 16M /dev/zero | gzip -c -n", b"");
+    let cases: [(Vec<u8>, Reason, &str); 4] = [
+        (
+            [
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-gzip\r\n\r\n".as_slice(),
+                &bomb,
+            ]
+            .concat(),
+            Reason::TooBig,
+            "gzip: the document expands past max_body_bytes (1 MiB)",
+        ),
+        (
+            [
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                    gz.len() - 10
+                )
+                .as_bytes(),
+                &gz[..gz.len() - 10],
+            ]
+            .concat(),
+            Reason::Gzip,
+            "gzip: truncated",
+        ),
+        (
+            [
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+                    plain.len()
+                )
+                .as_bytes(),
+                &plain,
+            ]
+            .concat(),
+            Reason::Gzip,
+            "Content-Encoding: gzip, but the body starts with \"<?xml ve",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+            Reason::BadResponse,
+            "Content-Encoding \"br\" is not supported",
+        ),
+    ];
+    let mut p = http_poller(&url, 1 << 20);
+    p.validators = Validators::default();
+    for (i, (response, reason, words)) in cases.into_iter().enumerate() {
+        let (url, _h) = serve_once(response);
+        p.src.location = Location::parse(&url).unwrap();
+        assert_eq!(poll_once(&mut p, &mut store), Err(reason), "case {i}");
+        let err = p.stats().last_error.clone().unwrap();
+        assert!(err.contains(words), "case {i}: {err}");
+        assert_eq!(guide_of(&store), want, "case {i}");
+    }
+    let s = p.stats();
+    assert_eq!(
+        (
+            s.errors_of(Reason::TooBig),
+            s.errors_of(Reason::Gzip),
+            s.errors_of(Reason::BadResponse)
+        ),
+        (1, 2, 1)
+    );
 }
