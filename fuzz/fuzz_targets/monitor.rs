@@ -40,7 +40,9 @@ fn check_tr(t: &Tr101290, slots: u64, what: &str) {
         "{what}: footprint {:?}",
         t.footprint()
     );
-    assert!(carry <= 8 * 188, "{what}: carry {carry}");
+    // The carry holds at most 6 packets' worth; its capacity (what this
+    // reports) may double once past a fresh allocation.
+    assert!(carry <= 16 * 188, "{what}: carry {carry}");
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -133,6 +135,15 @@ fuzz_target!(|data: &[u8]| {
 
     m.update(now.saturating_add(250), false);
     let st = m.status();
+    if std::env::var_os("FZ_DEBUG").is_some() {
+        eprintln!(
+            "{:?} {} es, {:?}; mux {:?}",
+            st.verdict,
+            st.es.len(),
+            st.counters,
+            s.snapshot(now).summary()
+        );
+    }
     let c = st.counters;
     assert_eq!(c.packets, ar_slots, "channel monitor packets");
     for (name, v) in [
