@@ -207,4 +207,111 @@ cfgs.append(b'[[channel]]\nname = "news"\n[[channel.source]]\nfile = "mux.ts"\np
 seeds("config", cfgs)
 seeds("cidr", [b"10.0.0.0/8", b"::1/128", b"192.168.1.5/24", b"::ffff:10.0.0.1/104", b"0.0.0.0/0"])
 
+# EPG (xmltv_in, epg_eit, monitor). The guides are around BASE, 2026-12-06
+# 00:00 UTC, the targets' "now" for a header of zeros.
+BASE = 1796515200
+
+
+def xmltv_time(t, off_min=0):
+    import time
+    tm = time.gmtime(t + off_min * 60)
+    sign = "+" if off_min >= 0 else "-"
+    return time.strftime("%Y%m%d%H%M%S", tm) + " %s%02d%02d" % (sign, abs(off_min) // 60, abs(off_min) % 60)
+
+
+def xmltv_doc(progs, channels=("a", "b")):
+    out = ['<?xml version="1.0" encoding="UTF-8"?>', '<!DOCTYPE tv SYSTEM "xmltv.dtd">', '<tv>']
+    for c in channels:
+        out.append('<channel id="%s"><display-name>%s</display-name></channel>' % (c, c.upper()))
+    out += progs
+    out.append("</tv>")
+    return "\n".join(out).encode()
+
+
+def prog(ch, start, stop, title, extra="", off=60):
+    stop_attr = ' stop="%s"' % xmltv_time(stop, off) if stop is not None else ""
+    return ('<programme start="%s"%s channel="%s"><title lang="en">%s</title>%s</programme>'
+            % (xmltv_time(start, off), stop_attr, ch, title, extra))
+
+
+day = [prog("a", BASE + h * 3600, BASE + (h + 1) * 3600, "News &amp; Weather %d" % h,
+            "<sub-title>Part &#49;</sub-title><desc>Line one\nline &lt;two&gt; &quot;q&quot;</desc>"
+            "<category>Sports</category><category lang=\"en\">Movie/Drama</category>"
+            "<rating system=\"FSK\"><value>12</value></rating>") for h in range(12)]
+hdr = bytes([0, 0, 0x40, 0x03])  # now = BASE, budget 130 KiB, 4 channels, UTC
+seeds("xmltv_in", [
+    hdr + xmltv_doc(day),
+    hdr + xmltv_doc([prog("b", BASE + i * 1800, None, "THE EVENING NEWS") for i in range(6)]),
+    bytes([0, 0, 0x02, 0x09]) + xmltv_doc(day[:4] + [prog("b", BASE, BASE + 600, "<![CDATA[A < B]]>"),
+                                                      prog("xunknown", BASE, BASE + 60, "x"),
+                                                      prog("a", BASE + 1800, BASE + 900, "backwards"),
+                                                      prog("a", BASE + 7200, BASE + 9000, "&custom; ent")]),
+    bytes([0xFF, 0xB0, 0x10, 0x12]) + xmltv_doc([prog("c", BASE - 2 * 86400 + i * 5400, BASE - 2 * 86400 + (i + 1) * 5400,
+                                                      "Caf\u00e9 \u2014 \u65e5\u672c", off=-300).encode().decode()
+                                                 for i in range(40)], channels=("c",)),
+])
+
+
+def mjd_utc(t):
+    days, secs = divmod(t, 86400)
+    mjd = days + 40587
+    bcd = lambda v: (v // 10) << 4 | v % 10
+    return bytes([mjd >> 8, mjd & 0xFF, bcd(secs // 3600), bcd(secs // 60 % 60), bcd(secs % 60)])
+
+
+def eit_event(eid, t, dur_min, title, text=b"", lang=b"eng"):
+    d = desc(0x4D, lang + bytes([len(title)]) + title + bytes([len(text)]) + text)
+    d += desc(0x54, bytes([0x40, 0x00])) + desc(0x55, b"FRA" + bytes([0x09]))
+    if text:
+        d += desc(0x4E, bytes([0x00]) + lang + bytes([0]) + bytes([len(text)]) + text)
+    bcd = lambda v: (v // 10) << 4 | v % 10
+    dur = bytes([bcd(dur_min // 60), bcd(dur_min % 60), 0])
+    return bytes([eid >> 8, eid & 0xFF]) + mjd_utc(t) + dur + bytes([0x80 | len(d) >> 8, len(d) & 0xFF]) + d
+
+
+def eit_sec(tid, sid, events, sn=0, last=0, version=1):
+    return long_section(tid, sid, bytes([0x0C, 0x0B, 0x20, 0xFA, last, tid]) + b"".join(events),
+                        version=version, sn=sn, last=last, reserved=0x70)
+
+
+def packetize(sec, pid_, cc0=0):
+    out, cc, first = [], cc0, True
+    data = sec
+    while first or data:
+        body = (b"\x00" + data) if first else data
+        chunk, data = body[:184], body[184:] if not first else body[184:]
+        pkt = bytes([0x47, (0x40 if first else 0) | pid_ >> 8, pid_ & 0xFF, 0x10 | cc]) + chunk
+        out.append(pkt + b"\xFF" * (188 - len(pkt)))
+        cc, first = (cc + 1) % 16, False
+    return out
+
+
+pf = eit_sec(0x4E, 1, [eit_event(1, BASE + 3600, 60, b"Now & <then>", b"\x05Caf\xe9 d\xe9j\xe0"),
+                       eit_event(2, BASE + 7200, 30, b"NEXT PROGRAMME TONIGHT")])
+sched = eit_sec(0x50, 2, [eit_event(10 + i, BASE + i * 2700, 45, b"Film %d" % i, b"A long text " * 3)
+                          for i in range(8)])
+sched2 = eit_sec(0x51, 2, [eit_event(30 + i, BASE + 4 * 86400 + i * 3600, 60, b"Day four %d" % i) for i in range(4)])
+other = eit_sec(0x4F, 3, [eit_event(5, BASE, 90, b"Other mux")])
+rec = lambda s: b"\x00" + len(s).to_bytes(2, "big") + s
+pk = packetize(pf, 0x12) + packetize(sched, 0x12, 1)
+pkrec = b"".join(bytes([0x01, len(pk[i:i + 8]) - 1]) + b"".join(pk[i:i + 8]) for i in range(0, len(pk), 8))
+pkshared = b"".join(bytes([0x12, len(pk[i:i + 8]) - 1]) + b"".join(pk[i:i + 8]) for i in range(0, len(pk), 8))
+ehdr = bytes([0, 0, 0x20, 0x00])
+seeds("epg_eit", [
+    ehdr + rec(pf) + rec(sched) + rec(sched2) + rec(other),
+    ehdr + pkrec + b"\x03\x3c" + pkrec,
+    bytes([0, 0, 0x02, 0x07]) + pkshared + b"\x02" + pkshared[1:] + b"\x13\x02" + rec(pf),
+    ehdr + rec(pf) + b"\x40" + rec(sched)[1:] + b"\x04" + rec(pf),
+])
+
+# Monitor: mux.ts's first packets in reads of 8, the clock moving 10 ms a
+# read; one with a gap of minutes, one through push_bytes.
+mon = b"\x03"
+for i in range(0, 96, 8):
+    mon += bytes([0x3C | 0x40, 1]) + b"".join(pkts[i:i + 8])
+gap = b"\x01" + b"".join(bytes([0x1C | 0x40, 2]) + b"".join(pkts[i:i + 8]) for i in range(0, 48, 8))
+gap += bytes([0x1C | 0xA0, 5]) + b"".join(pkts[48:56]) + bytes([0x03, 1, 0x03, 2])
+byt = b"\x02" + b"".join(bytes([0x1E | 0x40, 3]) + b"".join(pkts[i:i + 8])[5:] for i in range(0, 64, 8))
+seeds("monitor", [mon, gap, byt])
+
 print("seeds written to %s (%d targets)" % (CORPUS, len(os.listdir(CORPUS))))

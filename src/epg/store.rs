@@ -684,6 +684,83 @@ impl Store {
         taken
     }
 
+    /// Check what this module promises of what it holds (for the fuzz
+    /// targets and tests): `bytes` is the sum of the events' footprints and
+    /// within the budget; at most `max_channels` channels and `MAX_PARTS`
+    /// parts each; every part's events have a duration in
+    /// 1..=`max_duration`, are sorted by start without overlap, have a
+    /// title, texts within their maxima, a lowercase ISO 639 code or none.
+    /// The error names the channel and part that broke which promise.
+    pub fn check(&self) -> Result<(), String> {
+        let l = &self.limits;
+        if self.channels.len() > l.max_channels {
+            return Err(format!(
+                "{} channels, max_channels {}",
+                self.channels.len(),
+                l.max_channels
+            ));
+        }
+        let mut total = 0usize;
+        for (name, c) in &self.channels {
+            if c.parts.len() > MAX_PARTS {
+                return Err(format!("channel {name:?}: {} parts", c.parts.len()));
+            }
+            for (k, p) in &c.parts {
+                let at = |what: String| format!("channel {name:?} part {k:?}: {what}");
+                let f: usize = p.events.iter().map(Event::footprint).sum();
+                if f != p.bytes {
+                    return Err(at(format!("bytes {} but footprints sum to {f}", p.bytes)));
+                }
+                total += f;
+                let mut prev: Option<&Event> = None;
+                for e in &p.events {
+                    if e.duration == 0 || e.duration > l.max_duration || e.end() <= e.start {
+                        return Err(at(format!("event at {} lasts {}", e.start, e.duration)));
+                    }
+                    if let Some(q) = prev {
+                        if e.start < q.end() {
+                            return Err(at(format!(
+                                "event at {} overlaps the one at {} (ending {})",
+                                e.start,
+                                q.start,
+                                q.end()
+                            )));
+                        }
+                    }
+                    if e.title.is_empty()
+                        || e.subtitle.len() > MAX_SUBTITLE_BYTES
+                        || e.description.len() > MAX_DESCRIPTION_BYTES
+                    {
+                        return Err(at(format!(
+                            "event at {}: title {} bytes, subtitle {}, description {}",
+                            e.start,
+                            e.title.len(),
+                            e.subtitle.len(),
+                            e.description.len()
+                        )));
+                    }
+                    if e.language != [0; 3] && !e.language.iter().all(u8::is_ascii_lowercase) {
+                        return Err(at(format!(
+                            "event at {}: language {:?}",
+                            e.start, e.language
+                        )));
+                    }
+                    prev = Some(e);
+                }
+            }
+        }
+        if total != self.bytes {
+            return Err(format!("bytes {} but the parts hold {total}", self.bytes));
+        }
+        if self.bytes > l.budget_bytes {
+            return Err(format!(
+                "bytes {} over the budget {}",
+                self.bytes, l.budget_bytes
+            ));
+        }
+        Ok(())
+    }
+
     /// Programmes starting in `[now, now + secs)` plus the one running at
     /// `now`: the coverage figure (`capbox_epg_programmes_next_12h`).
     pub fn coverage(&self, channel: &str, now: i64, secs: i64) -> usize {

@@ -257,7 +257,22 @@ fn hostile_input_never_panics() {
             NOW,
         );
         assert!(s.bytes() <= 100_000);
+        s.check().unwrap();
     }
+}
+
+#[test]
+fn check_names_the_broken_promise() {
+    let mut s = Store::new(Limits::default());
+    s.replace_raw("a", PartKey::EitPresentFollowing, day(NOW, 4), NOW);
+    s.check().unwrap();
+    s.bytes += 1;
+    assert!(s.check().unwrap_err().contains("the parts hold"));
+    s.bytes -= 1;
+    let p = s.channels.get_mut("a").unwrap().parts.values_mut().next().unwrap();
+    p.events.swap(0, 1);
+    let e = s.check().unwrap_err();
+    assert!(e.contains("\"a\"") && e.contains("overlaps"), "{e}");
 }
 
 #[test]
