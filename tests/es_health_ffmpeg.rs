@@ -281,6 +281,17 @@ fn aac_tone_noise_and_silence() {
     check_codec(AudioCodec::Aac, "aac", &["-b:a", "128k"]);
 }
 
+/// AAC in LATM/LOAS (stream_type 0x11), as ffmpeg's muxer writes it: a
+/// StreamMuxConfig every 20 frames, the frames between reuse it.
+#[test]
+fn aac_latm_tone_noise_and_silence() {
+    check_codec(
+        AudioCodec::AacLatm,
+        "aac",
+        &["-b:a", "128k", "-mpegts_flags", "latm"],
+    );
+}
+
 // ---- video ----
 
 fn run_video(codec: VideoCodec, path: &Path, cfg: FreezeConfig) -> Vec<(u64, PictureState)> {

@@ -31,10 +31,11 @@ const VIDEO: [VideoCodec; 4] = [
     VideoCodec::Hevc,
     VideoCodec::Other,
 ];
-const AUDIO: [AudioCodec; 5] = [
+const AUDIO: [AudioCodec; 6] = [
     AudioCodec::Mpeg,
     AudioCodec::Ac3,
     AudioCodec::Aac,
+    AudioCodec::AacLatm,
     AudioCodec::Eac3,
     AudioCodec::Other,
 ];

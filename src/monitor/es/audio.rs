@@ -101,6 +101,8 @@ pub struct SilenceDetector {
     /// Arrival time of the first frame of the current silent run.
     silent_since: Option<u64>,
     seen_frame: bool,
+    /// LATM: the last StreamMuxConfig read (frames may reuse it).
+    latm: LatmMux,
 }
 
 impl SilenceDetector {
@@ -113,6 +115,7 @@ impl SilenceDetector {
             last_level: None,
             silent_since: None,
             seen_frame: false,
+            latm: LatmMux::default(),
         }
     }
 
@@ -187,7 +190,11 @@ impl SilenceDetector {
                     if rest.len() < n {
                         break;
                     }
-                    let level = frame_level(self.codec, &rest[..n]);
+                    let frame = &rest[..n];
+                    let level = match self.codec {
+                        AudioCodec::AacLatm => latm_level(&mut self.latm, frame),
+                        c => frame_level(c, frame),
+                    };
                     i += n;
                     match level {
                         Ok(db) => {
@@ -247,17 +254,25 @@ fn frame_length(codec: AudioCodec, b: &[u8]) -> Framing {
             Err(FrameError::Truncated) => Framing::NeedMore,
             Err(_) => Framing::NotSync,
         },
+        AudioCodec::AacLatm => match loas_header(b) {
+            Ok(n) => Framing::Len(n),
+            Err(FrameError::Truncated) => Framing::NeedMore,
+            Err(_) => Framing::NotSync,
+        },
         // Nothing to measure: skip everything, counted as resync bytes.
         AudioCodec::Eac3 | AudioCodec::Other => Framing::NotSync,
     }
 }
 
 /// The loudest level of one whole frame, in dBFS (−∞: digital silence).
+/// An LATM frame is read on its own: one that reuses an earlier
+/// StreamMuxConfig is `Unsupported` here ([`SilenceDetector`] keeps it).
 pub fn frame_level(codec: AudioCodec, frame: &[u8]) -> Result<f32, FrameError> {
     match codec {
         AudioCodec::Mpeg => mp2_level(frame),
         AudioCodec::Ac3 => ac3_level(frame),
         AudioCodec::Aac => aac_level(frame),
+        AudioCodec::AacLatm => latm_level(&mut LatmMux::default(), frame),
         AudioCodec::Eac3 | AudioCodec::Other => Err(FrameError::Unsupported),
     }
 }
@@ -673,6 +688,223 @@ fn adts_header(b: &[u8]) -> Result<AdtsHeader, FrameError> {
     })
 }
 
+// ---- AAC in LATM/LOAS (ISO/IEC 14496-3 1.7.2, 1.7.3) ----
+
+/// The StreamMuxConfig an LATM frame may reuse (useSameStreamMux).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum LatmMux {
+    /// None read yet: a frame that reuses one cannot be read.
+    #[default]
+    Unknown,
+    /// One AAC-LC stream (plain, or the core of HE-AAC v1/v2), one layer,
+    /// frameLengthType 0: the only kind read.
+    Usable,
+    /// The last config read was of a kind not read, or broken.
+    Unusable(FrameError),
+}
+
+/// The length of the AudioSyncStream frame at `b`: syncword 0x2B7 (11
+/// bits), audioMuxLengthBytes (13), then that many bytes.
+fn loas_header(b: &[u8]) -> Result<usize, FrameError> {
+    if b.len() < 3 {
+        if b.is_empty() || b[0] == 0x56 && (b.len() < 2 || b[1] & 0xE0 == 0xE0) {
+            return Err(FrameError::Truncated);
+        }
+        return Err(FrameError::NoSync);
+    }
+    if b[0] != 0x56 || b[1] & 0xE0 != 0xE0 {
+        return Err(FrameError::NoSync);
+    }
+    let len = (((b[1] & 0x1F) as usize) << 8) | b[2] as usize;
+    if len == 0 {
+        return Err(FrameError::NoSync);
+    }
+    Ok(3 + len)
+}
+
+/// The level of one AudioSyncStream frame: its AudioMuxElement(1), with a
+/// StreamMuxConfig or reusing `mux`, then the first subframe's payload (a
+/// raw_data_block) read as ADTS's is.
+fn latm_level(mux: &mut LatmMux, frame: &[u8]) -> Result<f32, FrameError> {
+    let len = loas_header(frame)?;
+    let t = FrameError::Truncated;
+    let body = frame.get(3..len).ok_or(t)?;
+    let mut r = BitReader::new(body);
+    let use_same = r.flag().ok_or(t)?;
+    if !use_same {
+        *mux = match stream_mux_config(&mut r) {
+            Ok(()) => LatmMux::Usable,
+            Err(e) => LatmMux::Unusable(e),
+        };
+    }
+    match *mux {
+        LatmMux::Usable => {}
+        LatmMux::Unknown => return Err(FrameError::Unsupported),
+        LatmMux::Unusable(e) => return Err(e),
+    }
+    // PayloadLengthInfo: one stream, frameLengthType 0.
+    let mut payload_len = 0usize;
+    loop {
+        let b = r.read(8).ok_or(t)? as usize;
+        payload_len += b;
+        if b != 255 {
+            break;
+        }
+    }
+    // The payload is not byte-aligned in the frame; the raw_data_block's
+    // byte_alignment counts from its own start, so copy it out.
+    let mut payload = Vec::with_capacity(payload_len.min(body.len()));
+    for _ in 0..payload_len {
+        payload.push(r.read(8).ok_or(t)? as u8);
+    }
+    raw_data_block_level(&mut BitReader::new(&payload))
+}
+
+/// LatmGetValue (1.7.3): bytesForValue, then that many bytes plus one.
+fn latm_value(r: &mut BitReader) -> Option<u32> {
+    let n = r.read(2)?;
+    let mut v = 0u32;
+    for _ in 0..=n {
+        v = (v << 8) | r.read(8)?;
+    }
+    Some(v)
+}
+
+/// StreamMuxConfig (1.7.3), audioMuxVersion 0 or 1: Ok when it is one
+/// program of one layer of AAC-LC with frameLengthType 0, leaving `r` at
+/// the end of the config.
+fn stream_mux_config(r: &mut BitReader) -> Result<(), FrameError> {
+    let t = FrameError::Truncated;
+    let version = r.read(1).ok_or(t)?;
+    if version == 1 && r.flag().ok_or(t)? {
+        // audioMuxVersionA 1: syntax "to be defined".
+        return Err(FrameError::Unsupported);
+    }
+    if version == 1 {
+        latm_value(r).ok_or(t)?; // taraBufferFullness
+    }
+    let all_same_framing = r.flag().ok_or(t)?;
+    r.skip(6).ok_or(t)?; // numSubFrames: the first is read
+    let num_program = r.read(4).ok_or(t)?;
+    let num_layer = r.read(3).ok_or(t)?;
+    if num_program != 0 || num_layer != 0 || !all_same_framing {
+        return Err(FrameError::Unsupported);
+    }
+    if version == 0 {
+        audio_specific_config(r, None)?;
+    } else {
+        let asc_len = latm_value(r).ok_or(t)? as usize;
+        let start = r.pos();
+        audio_specific_config(r, Some(asc_len))?;
+        let used = r.pos() - start;
+        if used > asc_len {
+            return Err(FrameError::Invalid);
+        }
+        r.skip(asc_len - used).ok_or(t)?; // fillBits
+    }
+    let frame_length_type = r.read(3).ok_or(t)?;
+    if frame_length_type != 0 {
+        return Err(FrameError::Unsupported);
+    }
+    r.skip(8).ok_or(t)?; // latmBufferFullness
+    if r.flag().ok_or(t)? {
+        // otherDataPresent: otherDataLenBits (the other data follows the
+        // payloads, not read).
+        if version == 1 {
+            latm_value(r).ok_or(t)?;
+        } else {
+            loop {
+                let esc = r.flag().ok_or(t)?;
+                r.skip(8).ok_or(t)?;
+                if !esc {
+                    break;
+                }
+            }
+        }
+    }
+    if r.flag().ok_or(t)? {
+        r.skip(8).ok_or(t)?; // crcCheckSum
+    }
+    Ok(())
+}
+
+/// GetAudioObjectType (1.6.2.1).
+fn audio_object_type(r: &mut BitReader) -> Option<u32> {
+    let aot = r.read(5)?;
+    if aot == 31 {
+        return Some(32 + r.read(6)?);
+    }
+    Some(aot)
+}
+
+/// samplingFrequencyIndex, and the explicit frequency after index 15.
+fn sampling_frequency(r: &mut BitReader) -> Result<(), FrameError> {
+    let t = FrameError::Truncated;
+    match r.read(4).ok_or(t)? {
+        15 => r.skip(24).ok_or(t),
+        13 | 14 => Err(FrameError::Invalid),
+        _ => Ok(()),
+    }
+}
+
+/// AudioSpecificConfig (1.6.2.1): Ok when the core is AAC-LC (object type
+/// 2, or 5/29 — SBR, SBR+PS — over AAC-LC), leaving `r` after it.
+/// `len` is its length in bits when the mux says (audioMuxVersion 1).
+fn audio_specific_config(r: &mut BitReader, len: Option<usize>) -> Result<(), FrameError> {
+    let t = FrameError::Truncated;
+    let start = r.pos();
+    let mut aot = audio_object_type(r).ok_or(t)?;
+    sampling_frequency(r)?;
+    let channel_config = r.read(4).ok_or(t)?;
+    let explicit_sbr = aot == 5 || aot == 29;
+    if explicit_sbr {
+        sampling_frequency(r)?; // extensionSamplingFrequencyIndex
+        aot = audio_object_type(r).ok_or(t)?;
+    }
+    if aot != 2 {
+        return Err(FrameError::Unsupported);
+    }
+    // GASpecificConfig for AAC-LC.
+    r.skip(1).ok_or(t)?; // frameLengthFlag
+    if r.flag().ok_or(t)? {
+        r.skip(14).ok_or(t)?; // coreCoderDelay
+    }
+    let extension_flag = r.flag().ok_or(t)?;
+    if channel_config == 0 {
+        // A program_config_element: not parsed.
+        return Err(FrameError::Unsupported);
+    }
+    if extension_flag {
+        r.skip(1).ok_or(t)?; // extensionFlag3
+    }
+    if explicit_sbr {
+        return Ok(());
+    }
+    // Backward-compatible SBR/PS signalling (syncExtensionType 0x2B7).
+    // With no length (audioMuxVersion 0) it is recognised by its sync:
+    // the bits a config without it has next (frameLengthType 0, then
+    // latmBufferFullness) never start with 0x2B7.
+    let room = |r: &BitReader, n: usize| len.is_none_or(|l| r.pos() - start + n <= l);
+    if room(r, 16) && r.clone().read(11) == Some(0x2B7) {
+        r.skip(11).ok_or(t)?;
+        let ext_aot = audio_object_type(r).ok_or(t)?;
+        if ext_aot == 5 {
+            if r.flag().ok_or(t)? {
+                // sbrPresentFlag
+                sampling_frequency(r)?;
+                if room(r, 12) && r.clone().read(11) == Some(0x548) {
+                    r.skip(12).ok_or(t)?; // syncExtensionType, psPresentFlag
+                }
+            }
+        } else if len.is_none() {
+            // Another extension of unknown length: the config's end is
+            // unknown.
+            return Err(FrameError::Unsupported);
+        }
+    }
+    Ok(())
+}
+
 /// The level given to an AAC frame with any spectral energy: AAC is read
 /// for digital silence only (module docs).
 const AAC_SIGNAL_DBFS: f32 = 0.0;
@@ -683,31 +915,37 @@ fn aac_level(frame: &[u8]) -> Result<f32, FrameError> {
     if profile != 1 {
         return Err(FrameError::Unsupported);
     }
-    let t = FrameError::Truncated;
     // With several raw_data_blocks only the first is read.
-    let mut r = BitReader::new(&frame[h.header_len..]);
+    raw_data_block_level(&mut BitReader::new(&frame[h.header_len..]))
+}
+
+/// The level of an AAC-LC raw_data_block (ISO/IEC 14496-3 4.4.2.1), from
+/// its first channel element; `r` starts at the block, byte-aligned (a
+/// DSE's byte_alignment counts from there). Shared by ADTS and LATM.
+fn raw_data_block_level(r: &mut BitReader) -> Result<f32, FrameError> {
+    let t = FrameError::Truncated;
     loop {
         let id = r.read(3).ok_or(t)?;
         match id {
             // SCE, LFE
             0 | 3 => {
                 r.skip(4).ok_or(t)?;
-                return ics_level(&mut r, None);
+                return ics_level(r, None);
             }
             // CPE
             1 => {
                 r.skip(4).ok_or(t)?;
                 let common_window = r.flag().ok_or(t)?;
                 if common_window {
-                    let info = ics_info(&mut r)?;
+                    let info = ics_info(r)?;
                     let ms_mask_present = r.read(2).ok_or(t)?;
                     if ms_mask_present == 1 {
                         r.skip(info.groups as usize * info.max_sfb as usize)
                             .ok_or(t)?;
                     }
-                    return ics_level(&mut r, Some(info));
+                    return ics_level(r, Some(info));
                 }
-                return ics_level(&mut r, None);
+                return ics_level(r, None);
             }
             // DSE
             4 => {
