@@ -148,7 +148,7 @@ fn median(v: &[f32]) -> f32 {
 fn frames_per_s(codec: AudioCodec) -> f64 {
     match codec {
         AudioCodec::Mpeg => 48000.0 / 1152.0,
-        AudioCodec::Ac3 => 48000.0 / 1536.0,
+        AudioCodec::Ac3 | AudioCodec::Eac3 => 48000.0 / 1536.0,
         _ => 48000.0 / 1024.0,
     }
 }
@@ -159,7 +159,7 @@ fn frames_per_s(codec: AudioCodec) -> f64 {
 fn tolerance_db(codec: AudioCodec) -> f32 {
     match codec {
         AudioCodec::Mpeg => 4.0,
-        AudioCodec::Ac3 => 9.0,
+        AudioCodec::Ac3 | AudioCodec::Eac3 => 9.0,
         _ => f32::INFINITY,
     }
 }
@@ -279,6 +279,28 @@ fn ac3_tone_noise_and_silence() {
 #[test]
 fn aac_tone_noise_and_silence() {
     check_codec(AudioCodec::Aac, "aac", &["-b:a", "128k"]);
+}
+
+#[test]
+fn eac3_tone_noise_and_silence() {
+    check_codec(AudioCodec::Eac3, "eac3", &["-b:a", "192k"]);
+    // 5.1 (coupling of the front channels, an LFE) and mono at a low rate.
+    if ffmpeg_has("eac3") {
+        for (name, extra) in [
+            ("eac3_51", vec!["-ac", "6", "-b:a", "384k"]),
+            ("eac3_mono", vec!["-ac", "1", "-b:a", "64k"]),
+        ] {
+            let mut args = vec!["-f", "lavfi", "-i", "sine=f=1000:r=48000", "-t", "4"];
+            args.extend(["-c:a", "eac3"]);
+            args.extend(extra);
+            let r = run_audio(AudioCodec::Eac3, &ffmpeg(name, &args));
+            assert_eq!(r.bad, 0, "{name}");
+            assert!(r.frames > 100, "{name}: {} frames", r.frames);
+            let med = median(&r.levels);
+            assert!((med + 18.0).abs() <= 9.0, "{name}: {med}");
+            assert_eq!(r.silent_frames, 0);
+        }
+    }
 }
 
 /// AAC in LATM/LOAS (stream_type 0x11), as ffmpeg's muxer writes it: a

@@ -259,8 +259,13 @@ fn frame_length(codec: AudioCodec, b: &[u8]) -> Framing {
             Err(FrameError::Truncated) => Framing::NeedMore,
             Err(_) => Framing::NotSync,
         },
+        AudioCodec::Eac3 => match eac3_frame_len(b) {
+            Ok(n) => Framing::Len(n),
+            Err(FrameError::Truncated) => Framing::NeedMore,
+            Err(_) => Framing::NotSync,
+        },
         // Nothing to measure: skip everything, counted as resync bytes.
-        AudioCodec::Eac3 | AudioCodec::Other => Framing::NotSync,
+        AudioCodec::Other => Framing::NotSync,
     }
 }
 
@@ -273,7 +278,8 @@ pub fn frame_level(codec: AudioCodec, frame: &[u8]) -> Result<f32, FrameError> {
         AudioCodec::Ac3 => ac3_level(frame),
         AudioCodec::Aac => aac_level(frame),
         AudioCodec::AacLatm => latm_level(&mut LatmMux::default(), frame),
-        AudioCodec::Eac3 | AudioCodec::Other => Err(FrameError::Unsupported),
+        AudioCodec::Eac3 => eac3_level(frame),
+        AudioCodec::Other => Err(FrameError::Unsupported),
     }
 }
 
@@ -591,6 +597,23 @@ fn ac3_level(frame: &[u8]) -> Result<f32, FrameError> {
     if lfeon {
         r.skip(1).ok_or(t)?;
     }
+    let cpl = (cplinu && cplexpstr != 0).then_some((cplexpstr, cplendf));
+    block0_exponents(&mut r, nfchans, &chexpstr, &chincpl, cplbegf, cpl)
+}
+
+/// The loudest exponent of block 0, from the channel bandwidth codes on
+/// (the part AC-3 and E-AC-3 share): each full-bandwidth channel's
+/// `chexpstr` (none may be reuse), whether it is coupled, cplbegf, and the
+/// coupling channel's (cplexpstr, cplendf) when it has exponents.
+fn block0_exponents(
+    r: &mut BitReader,
+    nfchans: usize,
+    chexpstr: &[u32; 5],
+    chincpl: &[bool; 5],
+    cplbegf: u32,
+    cpl: Option<(u32, u32)>,
+) -> Result<f32, FrameError> {
+    let t = FrameError::Truncated;
     let mut endmant = [0u32; 5];
     for ch in 0..nfchans {
         if chexpstr[ch] == 0 {
@@ -608,14 +631,14 @@ fn ac3_level(frame: &[u8]) -> Result<f32, FrameError> {
         }
     }
     let mut min_exp = u32::MAX;
-    if cplinu && cplexpstr != 0 {
+    if let Some((cplexpstr, cplendf)) = cpl {
         // The coupling channel carries the coupled channels' level above
         // cplbegf: its exponents count too.
         let strt = 37 + 12 * cplbegf;
         let end = 37 + 12 * (cplendf + 3);
         let ngrps = (end - strt) / (3 << (cplexpstr - 1));
         let mut exp = (r.read(4).ok_or(t)? << 1) as i32;
-        read_exp_groups(&mut r, ngrps, &mut exp, &mut min_exp)?;
+        read_exp_groups(r, ngrps, &mut exp, &mut min_exp)?;
     }
     for ch in 0..nfchans {
         let ngrps = match chexpstr[ch] {
@@ -625,10 +648,350 @@ fn ac3_level(frame: &[u8]) -> Result<f32, FrameError> {
         };
         let mut exp = r.read(4).ok_or(t)? as i32;
         min_exp = min_exp.min(exp as u32);
-        read_exp_groups(&mut r, ngrps, &mut exp, &mut min_exp)?;
+        read_exp_groups(r, ngrps, &mut exp, &mut min_exp)?;
         r.skip(2).ok_or(t)?; // gainrng
     }
     Ok(-6.02 * min_exp as f32)
+}
+
+// ---- E-AC-3 (ATSC A/52 Annex E) ----
+
+/// The length of the E-AC-3 syncframe at `b` (frmsiz + 1 words); an AC-3
+/// frame (bsid ≤ 10) in an E-AC-3 stream is read as AC-3.
+fn eac3_frame_len(b: &[u8]) -> Result<usize, FrameError> {
+    if b.len() < 6 {
+        if b.is_empty() || b[0] == 0x0B && (b.len() < 2 || b[1] == 0x77) {
+            return Err(FrameError::Truncated);
+        }
+        return Err(FrameError::NoSync);
+    }
+    if b[0] != 0x0B || b[1] != 0x77 {
+        return Err(FrameError::NoSync);
+    }
+    let bsid = b[5] >> 3;
+    if bsid <= 10 {
+        return ac3_header(b).map(|h| h.frame_len);
+    }
+    let strmtyp = b[2] >> 6;
+    let fscod_pair = b[4] >> 4; // fscod, then fscod2 or numblkscod
+    if bsid > 16 || strmtyp == 3 || fscod_pair == 0xF {
+        return Err(FrameError::NoSync);
+    }
+    let frmsiz = (((b[2] & 7) as usize) << 8) | b[3] as usize;
+    Ok((frmsiz + 1) * 2)
+}
+
+/// Table E2.16: the coupling band structure of block 0 when the frame
+/// does not send one.
+const EAC3_DEFAULT_CPL_BANDS: [bool; 18] = {
+    let mut t = [false; 18];
+    let mut i = 0;
+    while i < 18 {
+        t[i] = matches!(i, 8 | 10 | 11 | 13..=17);
+        i += 1;
+    }
+    t
+};
+
+/// The loudest exponent of block 0 of an independent E-AC-3 substream
+/// (bsi, audfrm, then audblk up to the exponents), as AC-3's. Dependent
+/// substreams, substreams of other programs, spectral extension, enhanced
+/// coupling and AHT are `Unsupported`.
+fn eac3_level(frame: &[u8]) -> Result<f32, FrameError> {
+    let words = eac3_frame_len(frame)? / 2;
+    if frame[5] >> 3 <= 10 {
+        return ac3_level(frame);
+    }
+    let t = FrameError::Truncated;
+    let u = FrameError::Unsupported;
+    let mut r = BitReader::new(frame);
+    r.skip(16).ok_or(t)?; // syncword
+    let strmtyp = r.read(2).ok_or(t)?;
+    let substreamid = r.read(3).ok_or(t)?;
+    if strmtyp == 1 || substreamid != 0 {
+        // A dependent substream adds channels to an independent one; other
+        // substream ids are other programs.
+        return Err(u);
+    }
+    r.skip(11).ok_or(t)?; // frmsiz
+    let fscod = r.read(2).ok_or(t)?;
+    let numblkscod = if fscod == 3 {
+        r.skip(2).ok_or(t)?; // fscod2
+        3
+    } else {
+        r.read(2).ok_or(t)?
+    };
+    let nblks = [1usize, 2, 3, 6][numblkscod as usize];
+    let acmod = r.read(3).ok_or(t)? as usize;
+    let lfeon = r.flag().ok_or(t)?;
+    r.skip(5).ok_or(t)?; // bsid
+    let dual = if acmod == 0 { 2 } else { 1 };
+    for _ in 0..dual {
+        r.skip(5).ok_or(t)?; // dialnorm
+        if r.flag().ok_or(t)? {
+            r.skip(8).ok_or(t)?; // compr
+        }
+    }
+    // strmtyp 1 (chanmape) was refused above.
+    if r.flag().ok_or(t)? {
+        // mixmdate
+        if acmod > 2 {
+            r.skip(2).ok_or(t)?; // dmixmod
+        }
+        if acmod & 1 == 1 && acmod > 2 {
+            r.skip(6).ok_or(t)?; // ltrtcmixlev, lorocmixlev
+        }
+        if acmod & 4 != 0 {
+            r.skip(6).ok_or(t)?; // ltrtsurmixlev, lorosurmixlev
+        }
+        if lfeon && r.flag().ok_or(t)? {
+            r.skip(5).ok_or(t)?; // lfemixlevcod
+        }
+        if strmtyp == 0 {
+            for _ in 0..dual {
+                if r.flag().ok_or(t)? {
+                    r.skip(6).ok_or(t)?; // pgmscl
+                }
+            }
+            if r.flag().ok_or(t)? {
+                r.skip(6).ok_or(t)?; // extpgmscl
+            }
+            match r.read(2).ok_or(t)? {
+                1 => r.skip(5).ok_or(t)?,
+                2 => r.skip(12).ok_or(t)?,
+                3 => {
+                    let mixdeflen = r.read(5).ok_or(t)? as usize;
+                    r.skip((mixdeflen + 2) * 8).ok_or(t)?;
+                }
+                _ => {}
+            }
+            if acmod < 2 {
+                for _ in 0..dual {
+                    if r.flag().ok_or(t)? {
+                        r.skip(14).ok_or(t)?; // panmean, paninfo
+                    }
+                }
+            }
+            if r.flag().ok_or(t)? {
+                // frmmixcfginfoe
+                for _ in 0..nblks {
+                    if nblks == 1 || r.flag().ok_or(t)? {
+                        r.skip(5).ok_or(t)?; // blkmixcfginfo
+                    }
+                }
+            }
+        }
+    }
+    if r.flag().ok_or(t)? {
+        // infomdate
+        r.skip(5).ok_or(t)?; // bsmod, copyrightb, origbs
+        if acmod == 2 {
+            r.skip(4).ok_or(t)?; // dsurmod, dheadphonmod
+        }
+        if acmod >= 6 {
+            r.skip(2).ok_or(t)?; // dsurexmod
+        }
+        for _ in 0..dual {
+            if r.flag().ok_or(t)? {
+                r.skip(8).ok_or(t)?; // mixlevel, roomtyp, adconvtyp
+            }
+        }
+        if fscod < 3 {
+            r.skip(1).ok_or(t)?; // sourcefscod
+        }
+    }
+    if strmtyp == 0 && numblkscod != 3 {
+        r.skip(1).ok_or(t)?; // convsync
+    }
+    if strmtyp == 2 && (numblkscod == 3 || r.flag().ok_or(t)?) {
+        r.skip(6).ok_or(t)?; // frmsizecod
+    }
+    if r.flag().ok_or(t)? {
+        let addbsil = r.read(6).ok_or(t)? as usize;
+        r.skip((addbsil + 1) * 8).ok_or(t)?;
+    }
+
+    // audfrm
+    let (expstre, ahte) = if numblkscod == 3 {
+        (r.flag().ok_or(t)?, r.flag().ok_or(t)?)
+    } else {
+        (true, false)
+    };
+    let snroffststr = r.read(2).ok_or(t)?;
+    let transproce = r.flag().ok_or(t)?;
+    let blkswe = r.flag().ok_or(t)?;
+    let dithflage = r.flag().ok_or(t)?;
+    r.skip(4).ok_or(t)?; // bamode, frmfgaincode, dbaflde, skipflde
+    let spxattene = r.flag().ok_or(t)?;
+    let nfchans = [2usize, 1, 2, 3, 3, 4, 4, 5][acmod];
+    let mut cplstre = [false; 6];
+    let mut cplinu = [false; 6];
+    if acmod > 1 {
+        for blk in 0..nblks {
+            cplstre[blk] = blk == 0 || r.flag().ok_or(t)?;
+            cplinu[blk] = if cplstre[blk] {
+                r.flag().ok_or(t)?
+            } else {
+                cplinu[blk - 1]
+            };
+        }
+    }
+    let ncplblks = cplinu.iter().filter(|&&c| c).count();
+    // Exponent strategies: [0] coupling, [1..=nfchans] full bandwidth,
+    // [6] LFE; 0 is reuse. `later_reuse`: every block after the first
+    // reuses (the only way a channel may use AHT).
+    let mut blk0 = [0u32; 7];
+    let mut later_reuse = [true; 7];
+    if expstre {
+        for blk in 0..nblks {
+            let first = if cplinu[blk] { 0 } else { 1 };
+            for ch in first..=nfchans {
+                let e = r.read(2).ok_or(t)?;
+                if blk == 0 {
+                    blk0[ch] = e;
+                } else if e != 0 {
+                    later_reuse[ch] = false;
+                }
+            }
+        }
+    } else {
+        // frmchexpstr, table E2.14: block 0 is D15 for 0..=3, D25 for
+        // 4..=15, D45 above; only 0 reuses in every later block.
+        let first = if acmod > 1 && ncplblks > 0 { 0 } else { 1 };
+        for ch in first..=nfchans {
+            let f = r.read(5).ok_or(t)?;
+            blk0[ch] = 1 + (f >= 4) as u32 + (f >= 16) as u32;
+            later_reuse[ch] = f == 0;
+        }
+    }
+    if lfeon {
+        for blk in 0..nblks {
+            let e = r.read(1).ok_or(t)?;
+            if blk > 0 && e != 0 {
+                later_reuse[6] = false;
+            }
+        }
+    }
+    if strmtyp == 0 && (numblkscod == 3 || r.flag().ok_or(t)?) {
+        r.skip(5 * nfchans).ok_or(t)?; // convexpstr
+    }
+    if ahte {
+        // chahtinu, for the channels whose exponents allow it.
+        let cpl_ok = ncplblks == 6 && later_reuse[0] && !cplstre[1..].contains(&true);
+        let chans = (1..=nfchans).chain(lfeon.then_some(6));
+        for ch in std::iter::once(0).filter(|_| cpl_ok).chain(chans) {
+            if ch != 0 && !later_reuse[ch] {
+                continue;
+            }
+            if r.flag().ok_or(t)? {
+                // The level would still be in block 0's exponents, but
+                // no encoder at hand writes AHT to test it on.
+                return Err(u);
+            }
+        }
+    }
+    if snroffststr == 0 {
+        r.skip(10).ok_or(t)?; // frmcsnroffst, frmfsnroffst
+    }
+    if transproce {
+        for _ in 0..nfchans {
+            if r.flag().ok_or(t)? {
+                r.skip(18).ok_or(t)?; // transprocloc, transproclen
+            }
+        }
+    }
+    if spxattene {
+        for _ in 0..nfchans {
+            if r.flag().ok_or(t)? {
+                r.skip(5).ok_or(t)?; // spxattencod
+            }
+        }
+    }
+    if numblkscod != 0 && r.flag().ok_or(t)? {
+        // blkstrtinfo: (nblks − 1) × (4 + ceil(log2(words per frame))).
+        let log2 = (usize::BITS - (words.max(1) - 1).leading_zeros()) as usize;
+        r.skip((nblks - 1) * (4 + log2)).ok_or(t)?;
+    }
+
+    // audblk, block 0.
+    if blkswe {
+        r.skip(nfchans).ok_or(t)?;
+    }
+    if dithflage {
+        r.skip(nfchans).ok_or(t)?;
+    }
+    for _ in 0..dual {
+        if r.flag().ok_or(t)? {
+            r.skip(8).ok_or(t)?; // dynrng
+        }
+    }
+    // spxstre is implicit in block 0.
+    if r.flag().ok_or(t)? {
+        // spxinu: spectral extension, not read.
+        return Err(u);
+    }
+    let mut chincpl = [false; 5];
+    let mut cplbegf = 0;
+    let mut cplendf = 0;
+    if cplinu[0] {
+        if r.flag().ok_or(t)? {
+            // ecplinu: enhanced coupling, not read.
+            return Err(u);
+        }
+        if acmod == 2 {
+            chincpl[0] = true;
+            chincpl[1] = true;
+        } else {
+            for c in chincpl.iter_mut().take(nfchans) {
+                *c = r.flag().ok_or(t)?;
+            }
+        }
+        let phsflginu = acmod == 2 && r.flag().ok_or(t)?;
+        cplbegf = r.read(4).ok_or(t)?;
+        cplendf = r.read(4).ok_or(t)?;
+        if cplbegf > cplendf + 2 {
+            return Err(FrameError::Invalid);
+        }
+        let (sb0, sb1) = (cplbegf as usize + 1, cplendf as usize + 3);
+        let mut bndstrc = EAC3_DEFAULT_CPL_BANDS;
+        if r.flag().ok_or(t)? {
+            for b in &mut bndstrc[sb0..sb1] {
+                *b = r.flag().ok_or(t)?;
+            }
+        }
+        let merged = bndstrc[sb0..sb1].iter().filter(|&&b| b).count();
+        let ncplbnd = sb1 - cplbegf as usize - merged;
+        // Coupling coordinates: in block 0 every coupled channel has them
+        // (firstcplcos), with no cplcoe bit.
+        for _ in chincpl.iter().take(nfchans).filter(|&&c| c) {
+            r.skip(2 + 8 * ncplbnd).ok_or(t)?; // mstrcplco, cplcoexp, cplcomant
+        }
+        if phsflginu {
+            r.skip(ncplbnd).ok_or(t)?; // phsflg
+        }
+    }
+    if acmod == 2 {
+        // rematstr is implicit in block 0.
+        let nrematbd = if !cplinu[0] || cplbegf > 2 {
+            4
+        } else if cplbegf > 0 {
+            3
+        } else {
+            2
+        };
+        r.skip(nrematbd).ok_or(t)?;
+    }
+    let mut chexpstr = [0u32; 5];
+    chexpstr[..nfchans].copy_from_slice(&blk0[1..=nfchans]);
+    let cpl = if cplinu[0] {
+        if blk0[0] == 0 {
+            return Err(FrameError::Invalid);
+        }
+        Some((blk0[0], cplendf))
+    } else {
+        None
+    };
+    block0_exponents(&mut r, nfchans, &chexpstr, &chincpl, cplbegf, cpl)
 }
 
 /// `ngrps` grouped exponent deltas (A/52 7.1.3): each 7-bit group holds
