@@ -3,11 +3,14 @@
 //! Each frame's loudest level is read from the fields an encoder writes to
 //! scale its spectrum: MPEG-1/2 Layer II scale factors (ISO/IEC 11172-3
 //! 2.4.1.6; a scale factor index i scales by 2^(1 - i/3), about 6 − 2·i dB),
-//! AC-3 exponents of the first audio block (ATSC A/52 5.4.3; a coefficient
-//! with exponent e is below 2^-e, about −6·e dB). AAC (ADTS, AAC-LC) is
-//! read for digital silence only: the section data of the first channel of
-//! the first element says whether any band carries spectrum (a frame of
-//! ZERO_HCB sections is −∞, any other 0 dBFS). Its global_gain turned out
+//! AC-3 and E-AC-3 exponents of the first audio block (ATSC A/52 5.4.3 and
+//! Annex E; a coefficient with exponent e is below 2^-e, about −6·e dB).
+//! AAC-LC — in ADTS, or in LATM/LOAS (ISO/IEC 14496-3 1.7: StreamMuxConfig
+//! audioMuxVersion 0 or 1, kept for the frames that reuse it), and the
+//! AAC-LC core of HE-AAC v1/v2 however signalled — is read for digital
+//! silence only: the section data of the first channel of the first
+//! element says whether any band carries spectrum (a frame of ZERO_HCB
+//! sections is −∞, any other 0 dBFS). Its global_gain turned out
 //! to be no level (ffmpeg writes a higher one for a −50 dBFS tone than for
 //! −6 dBFS); a true AAC level needs the Huffman-coded scale factors. These
 //! are the fields a decoder reads first, so the cost is a header parse per
@@ -18,15 +21,21 @@
 //! byte or frame it cannot use is counted in [`SilenceStats`].
 //!
 //! What it cannot see: AAC measures one channel of the first element (a
-//! channel silent on the right only is not flagged), AC-3 measures the
-//! first of six blocks of each frame. E-AC-3, HE-AAC's SBR part and LATM
-//! framing are not read (`unsupported` frames).
+//! channel silent on the right only is not flagged) and not HE-AAC's SBR
+//! part; AC-3 and E-AC-3 measure the first block of each frame. Counted
+//! `unsupported`, never measured: LATM with several programs or layers, a
+//! frameLengthType other than 0, a program_config_element, a core other
+//! than AAC-LC, and frames before the first StreamMuxConfig; E-AC-3
+//! dependent substreams (the extra channels of 7.1), substreams of other
+//! programs, spectral extension, enhanced coupling and AHT in use (no
+//! encoder at hand writes them to test on).
 
 use super::bits::BitReader;
 use crate::ts::pmt::AudioCodec;
 
 /// The reassembly buffer's bound: above the largest frame of every codec
-/// read here (AAC ADTS frame_length is 13 bits).
+/// read here (AAC ADTS frame_length and LOAS audioMuxLengthBytes are 13
+/// bits, E-AC-3 frmsiz 11 bits of 16-bit words).
 pub const MAX_BUFFER: usize = 16 * 1024;
 
 /// When a stream counts as silent.
@@ -57,8 +66,9 @@ pub struct SilenceStats {
     /// Frames with a valid header whose body could not be read (truncated,
     /// a value the standard forbids).
     pub bad_frames: u64,
-    /// Frames of a kind this reader does not measure (E-AC-3, free-format
-    /// Layer II, an AAC element it cannot skip).
+    /// Frames of a kind this reader does not measure (free-format Layer
+    /// II, an AAC element it cannot skip, the LATM and E-AC-3 kinds the
+    /// module docs list).
     pub unsupported_frames: u64,
     /// Bytes skipped looking for a frame header.
     pub resync_bytes: u64,
