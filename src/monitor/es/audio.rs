@@ -853,8 +853,8 @@ fn eac3_level(frame: &[u8]) -> Result<f32, FrameError> {
     let mut blk0 = [0u32; 7];
     let mut later_reuse = [true; 7];
     if expstre {
-        for blk in 0..nblks {
-            let first = if cplinu[blk] { 0 } else { 1 };
+        for (blk, &cpl) in cplinu.iter().enumerate().take(nblks) {
+            let first = if cpl { 0 } else { 1 };
             for ch in first..=nfchans {
                 let e = r.read(2).ok_or(t)?;
                 if blk == 0 {
