@@ -148,7 +148,7 @@ fn median(v: &[f32]) -> f32 {
 fn frames_per_s(codec: AudioCodec) -> f64 {
     match codec {
         AudioCodec::Mpeg => 48000.0 / 1152.0,
-        AudioCodec::Ac3 => 48000.0 / 1536.0,
+        AudioCodec::Ac3 | AudioCodec::Eac3 => 48000.0 / 1536.0,
         _ => 48000.0 / 1024.0,
     }
 }
@@ -159,7 +159,7 @@ fn frames_per_s(codec: AudioCodec) -> f64 {
 fn tolerance_db(codec: AudioCodec) -> f32 {
     match codec {
         AudioCodec::Mpeg => 4.0,
-        AudioCodec::Ac3 => 9.0,
+        AudioCodec::Ac3 | AudioCodec::Eac3 => 9.0,
         _ => f32::INFINITY,
     }
 }
@@ -279,6 +279,39 @@ fn ac3_tone_noise_and_silence() {
 #[test]
 fn aac_tone_noise_and_silence() {
     check_codec(AudioCodec::Aac, "aac", &["-b:a", "128k"]);
+}
+
+#[test]
+fn eac3_tone_noise_and_silence() {
+    check_codec(AudioCodec::Eac3, "eac3", &["-b:a", "192k"]);
+    // 5.1 (coupling of the front channels, an LFE) and mono at a low rate.
+    if ffmpeg_has("eac3") {
+        for (name, extra) in [
+            ("eac3_51", vec!["-ac", "6", "-b:a", "384k"]),
+            ("eac3_mono", vec!["-ac", "1", "-b:a", "64k"]),
+        ] {
+            let mut args = vec!["-f", "lavfi", "-i", "sine=f=1000:r=48000", "-t", "4"];
+            args.extend(["-c:a", "eac3"]);
+            args.extend(extra);
+            let r = run_audio(AudioCodec::Eac3, &ffmpeg(name, &args));
+            assert_eq!(r.bad, 0, "{name}");
+            assert!(r.frames > 100, "{name}: {} frames", r.frames);
+            let med = median(&r.levels);
+            assert!((med + 18.0).abs() <= 9.0, "{name}: {med}");
+            assert_eq!(r.silent_frames, 0);
+        }
+    }
+}
+
+/// AAC in LATM/LOAS (stream_type 0x11), as ffmpeg's muxer writes it: a
+/// StreamMuxConfig every 20 frames, the frames between reuse it.
+#[test]
+fn aac_latm_tone_noise_and_silence() {
+    check_codec(
+        AudioCodec::AacLatm,
+        "aac",
+        &["-b:a", "128k", "-mpegts_flags", "latm"],
+    );
 }
 
 // ---- video ----
@@ -445,4 +478,195 @@ fn flow_of_an_ffmpeg_stream_is_ok_with_its_pts_pcr() {
     assert!((600_000..=1_600_000).contains(&r.bitrate_bps), "{r:?}");
     // The PES stop: no PES a window later.
     assert_eq!(f.report(end + 6_000).verdict, FlowVerdict::NoPes);
+}
+
+// ---- LATM configurations ffmpeg's muxer does not write ----
+
+/// The raw_data_blocks of an ADTS stream ffmpeg encoded (AAC-LC, 48 kHz
+/// stereo), to wrap in LATM configurations its muxer does not write.
+fn adts_blocks(name: &str, source: &str) -> Vec<Vec<u8>> {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("esh_{name}.aac"));
+    let st = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", source, "-t", "0.5", "-c:a", "aac", "-b:a", "128k"])
+        .args(["-f", "adts"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let data = std::fs::read(&out).unwrap();
+    let mut blocks = Vec::new();
+    let mut i = 0;
+    while i + 7 <= data.len() {
+        let h = &data[i..];
+        assert_eq!((h[0], h[1] & 0xF6), (0xFF, 0xF0), "ADTS sync at {i}");
+        let len = ((h[3] as usize & 3) << 11) | (h[4] as usize) << 3 | (h[5] as usize) >> 5;
+        let hl = if h[1] & 1 == 1 { 7 } else { 9 };
+        blocks.push(data[i + hl..i + len].to_vec());
+        i += len;
+    }
+    assert!(blocks.len() > 10, "{} ADTS frames", blocks.len());
+    blocks
+}
+
+#[derive(Default)]
+struct Bits {
+    bytes: Vec<u8>,
+    n: usize,
+}
+
+impl Bits {
+    fn put(&mut self, width: u32, v: u64) -> &mut Bits {
+        for i in (0..width).rev() {
+            if self.n.is_multiple_of(8) {
+                self.bytes.push(0);
+            }
+            if (v >> i) & 1 == 1 {
+                *self.bytes.last_mut().unwrap() |= 0x80 >> (self.n % 8);
+            }
+            self.n += 1;
+        }
+        self
+    }
+    /// LatmGetValue with one byte.
+    fn value(&mut self, v: u8) -> &mut Bits {
+        self.put(2, 0).put(8, v as u64)
+    }
+}
+
+/// One AudioSyncStream frame: AudioMuxElement(1) with `config` (None:
+/// useSameStreamMux), one payload, then `other` bits of other data.
+fn loas(config: Option<&dyn Fn(&mut Bits)>, payload: &[u8], other: u32) -> Vec<u8> {
+    let mut b = Bits::default();
+    b.put(1, config.is_none() as u64);
+    if let Some(c) = config {
+        c(&mut b);
+    }
+    let mut l = payload.len();
+    while l >= 255 {
+        b.put(8, 255);
+        l -= 255;
+    }
+    b.put(8, l as u64);
+    for &x in payload {
+        b.put(8, x as u64);
+    }
+    b.put(other, 0);
+    let len = b.bytes.len();
+    let mut f = vec![0x56, 0xE0 | (len >> 8) as u8, len as u8];
+    f.extend_from_slice(&b.bytes);
+    f
+}
+
+/// The mux header every config here starts with: one program, one layer,
+/// all streams on the same time framing, one subframe.
+fn mux_start(b: &mut Bits, version: u64) {
+    b.put(1, version);
+    if version == 1 {
+        b.put(1, 0).value(0xFF); // audioMuxVersionA, taraBufferFullness
+    }
+    b.put(1, 1).put(6, 0).put(4, 0).put(3, 0);
+}
+
+/// HE-AAC v1 signalled explicitly (object type 5 over AAC-LC), version 0.
+fn he_aac_explicit(b: &mut Bits) {
+    mux_start(b, 0);
+    // AOT 5, 24 kHz, stereo, extension 48 kHz, core AOT 2, GASpecificConfig.
+    b.put(5, 5)
+        .put(4, 6)
+        .put(4, 2)
+        .put(4, 3)
+        .put(5, 2)
+        .put(3, 0);
+    b.put(3, 0).put(8, 0xFF).put(1, 0).put(1, 0);
+}
+
+/// HE-AAC v2 signalled backward-compatibly (AAC-LC, then sync extensions
+/// 0x2B7 SBR and 0x548 PS), version 1 with ascLen, fill bits, other data
+/// and a CRC.
+fn he_aac_v2_compatible(b: &mut Bits) {
+    mux_start(b, 1);
+    // ascLen: 5+4+4 + GA 3 + SBR 11+5+1+4 + PS 11+1 = 49 bits, 3 fill bits.
+    b.value(52);
+    b.put(5, 2).put(4, 6).put(4, 2).put(3, 0);
+    b.put(11, 0x2B7).put(5, 5).put(1, 1).put(4, 3);
+    b.put(11, 0x548).put(1, 1);
+    b.put(3, 0); // fillBits
+    b.put(3, 0).put(8, 0xFF);
+    b.put(1, 1).value(8); // otherDataPresent, otherDataLenBits
+    b.put(1, 1).put(8, 0x5A); // crcCheckPresent, crcCheckSum
+}
+
+/// HE-AAC v1 signalled backward-compatibly in version 0 (no length: the
+/// extension is found by its sync).
+fn he_aac_compatible_v0(b: &mut Bits) {
+    mux_start(b, 0);
+    b.put(5, 2).put(4, 6).put(4, 2).put(3, 0);
+    b.put(11, 0x2B7).put(5, 5).put(1, 1).put(4, 3);
+    b.put(3, 0)
+        .put(8, 0xFF)
+        .put(1, 1)
+        .put(1, 0)
+        .put(8, 16)
+        .put(1, 0);
+}
+
+/// Two programs: not read.
+fn two_programs(b: &mut Bits) {
+    b.put(1, 0).put(1, 1).put(6, 0).put(4, 1);
+}
+
+#[test]
+fn aac_latm_configs_ffmpeg_does_not_write() {
+    if !ffmpeg_has("aac") {
+        return;
+    }
+    let silent = adts_blocks("latm_anull", "anullsrc=r=48000:cl=stereo");
+    let tone = adts_blocks("latm_tone", "sine=f=1000:r=48000");
+    let cfg = SilenceConfig {
+        threshold_dbfs: -70.0,
+        silence_after_ms: 100,
+    };
+    type Config = fn(&mut Bits);
+    let configs: [(&str, Config, u32); 3] = [
+        ("explicit", he_aac_explicit, 0),
+        ("v2 compatible", he_aac_v2_compatible, 8),
+        ("v0 compatible", he_aac_compatible_v0, 16),
+    ];
+    for (name, config, other) in configs {
+        for (blocks, want) in [(&silent, f32::NEG_INFINITY), (&tone, 0.0)] {
+            let mut d = SilenceDetector::new(AudioCodec::AacLatm, cfg);
+            // Two frames reusing a config not seen yet, then one every 8.
+            let mut pes = Vec::new();
+            for (i, blk) in blocks.iter().enumerate() {
+                let c = (i >= 2 && i % 8 == 2).then_some(&config as &dyn Fn(&mut Bits));
+                pes.extend(loas(c, blk, other));
+            }
+            // Split unevenly: frames cross PES boundaries.
+            for (i, p) in pes.chunks(700).enumerate() {
+                d.push_pes(i as u64 * 10, p);
+            }
+            let s = *d.stats();
+            assert_eq!(s.unsupported_frames, 2, "{name}: {s:?}");
+            assert_eq!(s.frames, blocks.len() as u64 - 2, "{name}: {s:?}");
+            assert_eq!(s.bad_frames + s.resync_bytes + s.overflow_bytes, 0);
+            assert_eq!(d.last_level_dbfs(), Some(want), "{name}");
+            let silent_run = want == f32::NEG_INFINITY;
+            assert_eq!(
+                matches!(d.state(1_000_000), AudioState::Silent { .. }),
+                silent_run,
+                "{name}"
+            );
+        }
+    }
+    // A config of a kind not read: it and the frames reusing it are
+    // counted, none measured; a readable config later is read.
+    let mut d = SilenceDetector::new(AudioCodec::AacLatm, cfg);
+    let mut pes = loas(Some(&two_programs), &[0; 4], 0);
+    pes.extend(loas(None, &silent[0], 0));
+    pes.extend(loas(Some(&he_aac_explicit), &silent[1], 0));
+    pes.extend(loas(None, &silent[2], 0));
+    d.push_pes(0, &pes);
+    let s = *d.stats();
+    assert_eq!((s.unsupported_frames, s.frames), (2, 2), "{s:?}");
 }

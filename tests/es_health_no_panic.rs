@@ -31,10 +31,11 @@ const VIDEO: [VideoCodec; 4] = [
     VideoCodec::Hevc,
     VideoCodec::Other,
 ];
-const AUDIO: [AudioCodec; 5] = [
+const AUDIO: [AudioCodec; 6] = [
     AudioCodec::Mpeg,
     AudioCodec::Ac3,
     AudioCodec::Aac,
+    AudioCodec::AacLatm,
     AudioCodec::Eac3,
     AudioCodec::Other,
 ];
@@ -102,13 +103,15 @@ fn random_and_start_code_dense_payloads() {
 #[test]
 fn valid_audio_headers_over_random_bodies() {
     let mut rng = Rng(0xac3_aac);
-    let headers: [&[u8]; 6] = [
+    let headers: [&[u8]; 8] = [
         &[0xFF, 0xFD, 0xA4, 0x00],             // MPEG-1 L2 192k 48k stereo
         &[0xFF, 0xF5, 0x84, 0xC0],             // MPEG-2 LSF L2 mono
         &[0x0B, 0x77, 0, 0, 0x14, 0x40],       // AC-3 48k 192k bsid 8
         &[0x0B, 0x77, 0, 0, 0x40, 0x50],       // AC-3 44.1k bsid 10
         &[0xFF, 0xF1, 0x4C, 0x80, 0x2E, 0x7F], // ADTS LC 48k stereo
         &[0xFF, 0xF0, 0x4C, 0x40, 0x01, 0x1F], // ADTS with CRC
+        &[0x56, 0xE0, 0xDD, 0x20, 0x00, 0x11, 0x88, 0x1F], // LOAS, StreamMuxConfig
+        &[0x0B, 0x77, 0x00, 0xBF, 0x32, 0x87], // E-AC-3 48k stereo
     ];
     for _ in 0..3000 {
         let mut payloads = Vec::new();
@@ -181,6 +184,8 @@ fn mutated_ffmpeg_elementary_streams() {
         (&a, "mp2", "mp2", "a.mp2"),
         (&a, "ac3", "ac3", "a.ac3"),
         (&a, "aac", "adts", "a.aac"),
+        (&a, "aac", "latm", "a.latm"),
+        (&a, "eac3", "eac3", "a.ec3"),
     ] {
         let mut full: Vec<&str> = args.to_vec();
         full.extend(["-c", enc, "-f", fmt]);

@@ -14,8 +14,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let vcodec = [VideoCodec::Mpeg2, VideoCodec::H264, VideoCodec::Hevc, VideoCodec::Other]
         [(sel & 3) as usize];
-    let acodec = [AudioCodec::Mpeg, AudioCodec::Ac3, AudioCodec::Aac, AudioCodec::Eac3]
-        [((sel >> 2) & 3) as usize];
+    let acodec = [
+        AudioCodec::Mpeg,
+        AudioCodec::Ac3,
+        AudioCodec::Aac,
+        AudioCodec::AacLatm,
+        AudioCodec::Eac3,
+    ][((sel >> 2) % 5) as usize];
     let mut v = FreezeDetector::new(vcodec, FreezeConfig::default());
     let mut a = SilenceDetector::new(acodec, SilenceConfig::default());
     let mut f = EsFlow::new(FlowConfig::default(), 0);

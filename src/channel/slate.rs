@@ -119,6 +119,10 @@ pub fn choose(dir: &Path, override_file: Option<&Path>, f: &ChannelFormat) -> Sl
     let aname = match f.audio {
         Some(AudioCodec::Mpeg) => "mp2",
         Some(AudioCodec::Aac) => "aac",
+        Some(AudioCodec::AacLatm) => {
+            differences.push("audio AAC in LATM vs ADTS".to_string());
+            "aac"
+        }
         Some(AudioCodec::Ac3) => "ac3",
         Some(AudioCodec::Eac3) => {
             differences.push("audio E-AC-3 vs AC-3".to_string());
@@ -247,6 +251,7 @@ mod tests {
             for audio in [
                 AudioCodec::Mpeg,
                 AudioCodec::Aac,
+                AudioCodec::AacLatm,
                 AudioCodec::Ac3,
                 AudioCodec::Eac3,
                 AudioCodec::Other,

@@ -77,7 +77,12 @@ pub enum VideoCodec {
 pub enum AudioCodec {
     /// MPEG-1/2 audio (Layer II in DVB).
     Mpeg,
+    /// AAC in ADTS (stream_type 0x0F, 0x1C).
     Aac,
+    /// AAC in LATM/LOAS (stream_type 0x11, ISO/IEC 14496-3 1.7): the
+    /// same audio, another framing (DVB-T2 and satellite HE-AAC).
+    #[serde(rename = "aac_latm")]
+    AacLatm,
     Ac3,
     Eac3,
     /// DTS, Opus, SMPTE 302M, …
@@ -103,6 +108,7 @@ impl AudioCodec {
         match self {
             AudioCodec::Mpeg => "mp2",
             AudioCodec::Aac => "aac",
+            AudioCodec::AacLatm => "aac_latm",
             AudioCodec::Ac3 => "ac3",
             AudioCodec::Eac3 => "eac3",
             AudioCodec::Other => "other",
@@ -217,7 +223,8 @@ impl PmtStream {
         }
         Some(match c.codec {
             Some("mp2") => AudioCodec::Mpeg,
-            Some("aac" | "aac_latm") => AudioCodec::Aac,
+            Some("aac") => AudioCodec::Aac,
+            Some("aac_latm") => AudioCodec::AacLatm,
             Some("ac3") => AudioCodec::Ac3,
             Some("eac3") => AudioCodec::Eac3,
             _ => AudioCodec::Other,
@@ -405,6 +412,7 @@ mod tests {
         assert_eq!(st(0x42, vec![]).video_codec(), Some(VideoCodec::Other));
         assert_eq!(st(0x04, vec![]).audio_codec(), Some(AudioCodec::Mpeg));
         assert_eq!(st(0x1C, vec![]).audio_codec(), Some(AudioCodec::Aac));
+        assert_eq!(st(0x11, vec![]).audio_codec(), Some(AudioCodec::AacLatm));
         // 0x06: the first telling descriptor decides kind and codec alike.
         let dts_then_ac3 = st(0x06, vec![0x7B, 0, tag::AC3, 0]);
         assert_eq!(dts_then_ac3.classify().codec, Some("dts"));

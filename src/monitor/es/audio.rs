@@ -3,11 +3,14 @@
 //! Each frame's loudest level is read from the fields an encoder writes to
 //! scale its spectrum: MPEG-1/2 Layer II scale factors (ISO/IEC 11172-3
 //! 2.4.1.6; a scale factor index i scales by 2^(1 - i/3), about 6 − 2·i dB),
-//! AC-3 exponents of the first audio block (ATSC A/52 5.4.3; a coefficient
-//! with exponent e is below 2^-e, about −6·e dB). AAC (ADTS, AAC-LC) is
-//! read for digital silence only: the section data of the first channel of
-//! the first element says whether any band carries spectrum (a frame of
-//! ZERO_HCB sections is −∞, any other 0 dBFS). Its global_gain turned out
+//! AC-3 and E-AC-3 exponents of the first audio block (ATSC A/52 5.4.3 and
+//! Annex E; a coefficient with exponent e is below 2^-e, about −6·e dB).
+//! AAC-LC — in ADTS, or in LATM/LOAS (ISO/IEC 14496-3 1.7: StreamMuxConfig
+//! audioMuxVersion 0 or 1, kept for the frames that reuse it), and the
+//! AAC-LC core of HE-AAC v1/v2 however signalled — is read for digital
+//! silence only: the section data of the first channel of the first
+//! element says whether any band carries spectrum (a frame of ZERO_HCB
+//! sections is −∞, any other 0 dBFS). Its global_gain turned out
 //! to be no level (ffmpeg writes a higher one for a −50 dBFS tone than for
 //! −6 dBFS); a true AAC level needs the Huffman-coded scale factors. These
 //! are the fields a decoder reads first, so the cost is a header parse per
@@ -18,15 +21,21 @@
 //! byte or frame it cannot use is counted in [`SilenceStats`].
 //!
 //! What it cannot see: AAC measures one channel of the first element (a
-//! channel silent on the right only is not flagged), AC-3 measures the
-//! first of six blocks of each frame. E-AC-3, HE-AAC's SBR part and LATM
-//! framing are not read (`unsupported` frames).
+//! channel silent on the right only is not flagged) and not HE-AAC's SBR
+//! part; AC-3 and E-AC-3 measure the first block of each frame. Counted
+//! `unsupported`, never measured: LATM with several programs or layers, a
+//! frameLengthType other than 0, a program_config_element, a core other
+//! than AAC-LC, and frames before the first StreamMuxConfig; E-AC-3
+//! dependent substreams (the extra channels of 7.1), substreams of other
+//! programs, spectral extension, enhanced coupling and AHT in use (no
+//! encoder at hand writes them to test on).
 
 use super::bits::BitReader;
 use crate::ts::pmt::AudioCodec;
 
 /// The reassembly buffer's bound: above the largest frame of every codec
-/// read here (AAC ADTS frame_length is 13 bits).
+/// read here (AAC ADTS frame_length and LOAS audioMuxLengthBytes are 13
+/// bits, E-AC-3 frmsiz 11 bits of 16-bit words).
 pub const MAX_BUFFER: usize = 16 * 1024;
 
 /// When a stream counts as silent.
@@ -57,8 +66,9 @@ pub struct SilenceStats {
     /// Frames with a valid header whose body could not be read (truncated,
     /// a value the standard forbids).
     pub bad_frames: u64,
-    /// Frames of a kind this reader does not measure (E-AC-3, free-format
-    /// Layer II, an AAC element it cannot skip).
+    /// Frames of a kind this reader does not measure (free-format Layer
+    /// II, an AAC element it cannot skip, the LATM and E-AC-3 kinds the
+    /// module docs list).
     pub unsupported_frames: u64,
     /// Bytes skipped looking for a frame header.
     pub resync_bytes: u64,
@@ -101,6 +111,8 @@ pub struct SilenceDetector {
     /// Arrival time of the first frame of the current silent run.
     silent_since: Option<u64>,
     seen_frame: bool,
+    /// LATM: the last StreamMuxConfig read (frames may reuse it).
+    latm: LatmMux,
 }
 
 impl SilenceDetector {
@@ -113,6 +125,7 @@ impl SilenceDetector {
             last_level: None,
             silent_since: None,
             seen_frame: false,
+            latm: LatmMux::default(),
         }
     }
 
@@ -187,7 +200,11 @@ impl SilenceDetector {
                     if rest.len() < n {
                         break;
                     }
-                    let level = frame_level(self.codec, &rest[..n]);
+                    let frame = &rest[..n];
+                    let level = match self.codec {
+                        AudioCodec::AacLatm => latm_level(&mut self.latm, frame),
+                        c => frame_level(c, frame),
+                    };
                     i += n;
                     match level {
                         Ok(db) => {
@@ -247,18 +264,32 @@ fn frame_length(codec: AudioCodec, b: &[u8]) -> Framing {
             Err(FrameError::Truncated) => Framing::NeedMore,
             Err(_) => Framing::NotSync,
         },
+        AudioCodec::AacLatm => match loas_header(b) {
+            Ok(n) => Framing::Len(n),
+            Err(FrameError::Truncated) => Framing::NeedMore,
+            Err(_) => Framing::NotSync,
+        },
+        AudioCodec::Eac3 => match eac3_frame_len(b) {
+            Ok(n) => Framing::Len(n),
+            Err(FrameError::Truncated) => Framing::NeedMore,
+            Err(_) => Framing::NotSync,
+        },
         // Nothing to measure: skip everything, counted as resync bytes.
-        AudioCodec::Eac3 | AudioCodec::Other => Framing::NotSync,
+        AudioCodec::Other => Framing::NotSync,
     }
 }
 
 /// The loudest level of one whole frame, in dBFS (−∞: digital silence).
+/// An LATM frame is read on its own: one that reuses an earlier
+/// StreamMuxConfig is `Unsupported` here ([`SilenceDetector`] keeps it).
 pub fn frame_level(codec: AudioCodec, frame: &[u8]) -> Result<f32, FrameError> {
     match codec {
         AudioCodec::Mpeg => mp2_level(frame),
         AudioCodec::Ac3 => ac3_level(frame),
         AudioCodec::Aac => aac_level(frame),
-        AudioCodec::Eac3 | AudioCodec::Other => Err(FrameError::Unsupported),
+        AudioCodec::AacLatm => latm_level(&mut LatmMux::default(), frame),
+        AudioCodec::Eac3 => eac3_level(frame),
+        AudioCodec::Other => Err(FrameError::Unsupported),
     }
 }
 
@@ -576,6 +607,23 @@ fn ac3_level(frame: &[u8]) -> Result<f32, FrameError> {
     if lfeon {
         r.skip(1).ok_or(t)?;
     }
+    let cpl = (cplinu && cplexpstr != 0).then_some((cplexpstr, cplendf));
+    block0_exponents(&mut r, nfchans, &chexpstr, &chincpl, cplbegf, cpl)
+}
+
+/// The loudest exponent of block 0, from the channel bandwidth codes on
+/// (the part AC-3 and E-AC-3 share): each full-bandwidth channel's
+/// `chexpstr` (none may be reuse), whether it is coupled, cplbegf, and the
+/// coupling channel's (cplexpstr, cplendf) when it has exponents.
+fn block0_exponents(
+    r: &mut BitReader,
+    nfchans: usize,
+    chexpstr: &[u32; 5],
+    chincpl: &[bool; 5],
+    cplbegf: u32,
+    cpl: Option<(u32, u32)>,
+) -> Result<f32, FrameError> {
+    let t = FrameError::Truncated;
     let mut endmant = [0u32; 5];
     for ch in 0..nfchans {
         if chexpstr[ch] == 0 {
@@ -593,14 +641,14 @@ fn ac3_level(frame: &[u8]) -> Result<f32, FrameError> {
         }
     }
     let mut min_exp = u32::MAX;
-    if cplinu && cplexpstr != 0 {
+    if let Some((cplexpstr, cplendf)) = cpl {
         // The coupling channel carries the coupled channels' level above
         // cplbegf: its exponents count too.
         let strt = 37 + 12 * cplbegf;
         let end = 37 + 12 * (cplendf + 3);
         let ngrps = (end - strt) / (3 << (cplexpstr - 1));
         let mut exp = (r.read(4).ok_or(t)? << 1) as i32;
-        read_exp_groups(&mut r, ngrps, &mut exp, &mut min_exp)?;
+        read_exp_groups(r, ngrps, &mut exp, &mut min_exp)?;
     }
     for ch in 0..nfchans {
         let ngrps = match chexpstr[ch] {
@@ -610,10 +658,350 @@ fn ac3_level(frame: &[u8]) -> Result<f32, FrameError> {
         };
         let mut exp = r.read(4).ok_or(t)? as i32;
         min_exp = min_exp.min(exp as u32);
-        read_exp_groups(&mut r, ngrps, &mut exp, &mut min_exp)?;
+        read_exp_groups(r, ngrps, &mut exp, &mut min_exp)?;
         r.skip(2).ok_or(t)?; // gainrng
     }
     Ok(-6.02 * min_exp as f32)
+}
+
+// ---- E-AC-3 (ATSC A/52 Annex E) ----
+
+/// The length of the E-AC-3 syncframe at `b` (frmsiz + 1 words); an AC-3
+/// frame (bsid ≤ 10) in an E-AC-3 stream is read as AC-3.
+fn eac3_frame_len(b: &[u8]) -> Result<usize, FrameError> {
+    if b.len() < 6 {
+        if b.is_empty() || b[0] == 0x0B && (b.len() < 2 || b[1] == 0x77) {
+            return Err(FrameError::Truncated);
+        }
+        return Err(FrameError::NoSync);
+    }
+    if b[0] != 0x0B || b[1] != 0x77 {
+        return Err(FrameError::NoSync);
+    }
+    let bsid = b[5] >> 3;
+    if bsid <= 10 {
+        return ac3_header(b).map(|h| h.frame_len);
+    }
+    let strmtyp = b[2] >> 6;
+    let fscod_pair = b[4] >> 4; // fscod, then fscod2 or numblkscod
+    if bsid > 16 || strmtyp == 3 || fscod_pair == 0xF {
+        return Err(FrameError::NoSync);
+    }
+    let frmsiz = (((b[2] & 7) as usize) << 8) | b[3] as usize;
+    Ok((frmsiz + 1) * 2)
+}
+
+/// Table E2.16: the coupling band structure of block 0 when the frame
+/// does not send one.
+const EAC3_DEFAULT_CPL_BANDS: [bool; 18] = {
+    let mut t = [false; 18];
+    let mut i = 0;
+    while i < 18 {
+        t[i] = matches!(i, 8 | 10 | 11 | 13..=17);
+        i += 1;
+    }
+    t
+};
+
+/// The loudest exponent of block 0 of an independent E-AC-3 substream
+/// (bsi, audfrm, then audblk up to the exponents), as AC-3's. Dependent
+/// substreams, substreams of other programs, spectral extension, enhanced
+/// coupling and AHT are `Unsupported`.
+fn eac3_level(frame: &[u8]) -> Result<f32, FrameError> {
+    let words = eac3_frame_len(frame)? / 2;
+    if frame[5] >> 3 <= 10 {
+        return ac3_level(frame);
+    }
+    let t = FrameError::Truncated;
+    let u = FrameError::Unsupported;
+    let mut r = BitReader::new(frame);
+    r.skip(16).ok_or(t)?; // syncword
+    let strmtyp = r.read(2).ok_or(t)?;
+    let substreamid = r.read(3).ok_or(t)?;
+    if strmtyp == 1 || substreamid != 0 {
+        // A dependent substream adds channels to an independent one; other
+        // substream ids are other programs.
+        return Err(u);
+    }
+    r.skip(11).ok_or(t)?; // frmsiz
+    let fscod = r.read(2).ok_or(t)?;
+    let numblkscod = if fscod == 3 {
+        r.skip(2).ok_or(t)?; // fscod2
+        3
+    } else {
+        r.read(2).ok_or(t)?
+    };
+    let nblks = [1usize, 2, 3, 6][numblkscod as usize];
+    let acmod = r.read(3).ok_or(t)? as usize;
+    let lfeon = r.flag().ok_or(t)?;
+    r.skip(5).ok_or(t)?; // bsid
+    let dual = if acmod == 0 { 2 } else { 1 };
+    for _ in 0..dual {
+        r.skip(5).ok_or(t)?; // dialnorm
+        if r.flag().ok_or(t)? {
+            r.skip(8).ok_or(t)?; // compr
+        }
+    }
+    // strmtyp 1 (chanmape) was refused above.
+    if r.flag().ok_or(t)? {
+        // mixmdate
+        if acmod > 2 {
+            r.skip(2).ok_or(t)?; // dmixmod
+        }
+        if acmod & 1 == 1 && acmod > 2 {
+            r.skip(6).ok_or(t)?; // ltrtcmixlev, lorocmixlev
+        }
+        if acmod & 4 != 0 {
+            r.skip(6).ok_or(t)?; // ltrtsurmixlev, lorosurmixlev
+        }
+        if lfeon && r.flag().ok_or(t)? {
+            r.skip(5).ok_or(t)?; // lfemixlevcod
+        }
+        if strmtyp == 0 {
+            for _ in 0..dual {
+                if r.flag().ok_or(t)? {
+                    r.skip(6).ok_or(t)?; // pgmscl
+                }
+            }
+            if r.flag().ok_or(t)? {
+                r.skip(6).ok_or(t)?; // extpgmscl
+            }
+            match r.read(2).ok_or(t)? {
+                1 => r.skip(5).ok_or(t)?,
+                2 => r.skip(12).ok_or(t)?,
+                3 => {
+                    let mixdeflen = r.read(5).ok_or(t)? as usize;
+                    r.skip((mixdeflen + 2) * 8).ok_or(t)?;
+                }
+                _ => {}
+            }
+            if acmod < 2 {
+                for _ in 0..dual {
+                    if r.flag().ok_or(t)? {
+                        r.skip(14).ok_or(t)?; // panmean, paninfo
+                    }
+                }
+            }
+            if r.flag().ok_or(t)? {
+                // frmmixcfginfoe
+                for _ in 0..nblks {
+                    if nblks == 1 || r.flag().ok_or(t)? {
+                        r.skip(5).ok_or(t)?; // blkmixcfginfo
+                    }
+                }
+            }
+        }
+    }
+    if r.flag().ok_or(t)? {
+        // infomdate
+        r.skip(5).ok_or(t)?; // bsmod, copyrightb, origbs
+        if acmod == 2 {
+            r.skip(4).ok_or(t)?; // dsurmod, dheadphonmod
+        }
+        if acmod >= 6 {
+            r.skip(2).ok_or(t)?; // dsurexmod
+        }
+        for _ in 0..dual {
+            if r.flag().ok_or(t)? {
+                r.skip(8).ok_or(t)?; // mixlevel, roomtyp, adconvtyp
+            }
+        }
+        if fscod < 3 {
+            r.skip(1).ok_or(t)?; // sourcefscod
+        }
+    }
+    if strmtyp == 0 && numblkscod != 3 {
+        r.skip(1).ok_or(t)?; // convsync
+    }
+    if strmtyp == 2 && (numblkscod == 3 || r.flag().ok_or(t)?) {
+        r.skip(6).ok_or(t)?; // frmsizecod
+    }
+    if r.flag().ok_or(t)? {
+        let addbsil = r.read(6).ok_or(t)? as usize;
+        r.skip((addbsil + 1) * 8).ok_or(t)?;
+    }
+
+    // audfrm
+    let (expstre, ahte) = if numblkscod == 3 {
+        (r.flag().ok_or(t)?, r.flag().ok_or(t)?)
+    } else {
+        (true, false)
+    };
+    let snroffststr = r.read(2).ok_or(t)?;
+    let transproce = r.flag().ok_or(t)?;
+    let blkswe = r.flag().ok_or(t)?;
+    let dithflage = r.flag().ok_or(t)?;
+    r.skip(4).ok_or(t)?; // bamode, frmfgaincode, dbaflde, skipflde
+    let spxattene = r.flag().ok_or(t)?;
+    let nfchans = [2usize, 1, 2, 3, 3, 4, 4, 5][acmod];
+    let mut cplstre = [false; 6];
+    let mut cplinu = [false; 6];
+    if acmod > 1 {
+        for blk in 0..nblks {
+            cplstre[blk] = blk == 0 || r.flag().ok_or(t)?;
+            cplinu[blk] = if cplstre[blk] {
+                r.flag().ok_or(t)?
+            } else {
+                cplinu[blk - 1]
+            };
+        }
+    }
+    let ncplblks = cplinu.iter().filter(|&&c| c).count();
+    // Exponent strategies: [0] coupling, [1..=nfchans] full bandwidth,
+    // [6] LFE; 0 is reuse. `later_reuse`: every block after the first
+    // reuses (the only way a channel may use AHT).
+    let mut blk0 = [0u32; 7];
+    let mut later_reuse = [true; 7];
+    if expstre {
+        for (blk, &cpl) in cplinu.iter().enumerate().take(nblks) {
+            let first = if cpl { 0 } else { 1 };
+            for ch in first..=nfchans {
+                let e = r.read(2).ok_or(t)?;
+                if blk == 0 {
+                    blk0[ch] = e;
+                } else if e != 0 {
+                    later_reuse[ch] = false;
+                }
+            }
+        }
+    } else {
+        // frmchexpstr, table E2.14: block 0 is D15 for 0..=3, D25 for
+        // 4..=15, D45 above; only 0 reuses in every later block.
+        let first = if acmod > 1 && ncplblks > 0 { 0 } else { 1 };
+        for ch in first..=nfchans {
+            let f = r.read(5).ok_or(t)?;
+            blk0[ch] = 1 + (f >= 4) as u32 + (f >= 16) as u32;
+            later_reuse[ch] = f == 0;
+        }
+    }
+    if lfeon {
+        for blk in 0..nblks {
+            let e = r.read(1).ok_or(t)?;
+            if blk > 0 && e != 0 {
+                later_reuse[6] = false;
+            }
+        }
+    }
+    if strmtyp == 0 && (numblkscod == 3 || r.flag().ok_or(t)?) {
+        r.skip(5 * nfchans).ok_or(t)?; // convexpstr
+    }
+    if ahte {
+        // chahtinu, for the channels whose exponents allow it.
+        let cpl_ok = ncplblks == 6 && later_reuse[0] && !cplstre[1..].contains(&true);
+        let chans = (1..=nfchans).chain(lfeon.then_some(6));
+        for ch in std::iter::once(0).filter(|_| cpl_ok).chain(chans) {
+            if ch != 0 && !later_reuse[ch] {
+                continue;
+            }
+            if r.flag().ok_or(t)? {
+                // The level would still be in block 0's exponents, but
+                // no encoder at hand writes AHT to test it on.
+                return Err(u);
+            }
+        }
+    }
+    if snroffststr == 0 {
+        r.skip(10).ok_or(t)?; // frmcsnroffst, frmfsnroffst
+    }
+    if transproce {
+        for _ in 0..nfchans {
+            if r.flag().ok_or(t)? {
+                r.skip(18).ok_or(t)?; // transprocloc, transproclen
+            }
+        }
+    }
+    if spxattene {
+        for _ in 0..nfchans {
+            if r.flag().ok_or(t)? {
+                r.skip(5).ok_or(t)?; // spxattencod
+            }
+        }
+    }
+    if numblkscod != 0 && r.flag().ok_or(t)? {
+        // blkstrtinfo: (nblks − 1) × (4 + ceil(log2(words per frame))).
+        let log2 = (usize::BITS - (words.max(1) - 1).leading_zeros()) as usize;
+        r.skip((nblks - 1) * (4 + log2)).ok_or(t)?;
+    }
+
+    // audblk, block 0.
+    if blkswe {
+        r.skip(nfchans).ok_or(t)?;
+    }
+    if dithflage {
+        r.skip(nfchans).ok_or(t)?;
+    }
+    for _ in 0..dual {
+        if r.flag().ok_or(t)? {
+            r.skip(8).ok_or(t)?; // dynrng
+        }
+    }
+    // spxstre is implicit in block 0.
+    if r.flag().ok_or(t)? {
+        // spxinu: spectral extension, not read.
+        return Err(u);
+    }
+    let mut chincpl = [false; 5];
+    let mut cplbegf = 0;
+    let mut cplendf = 0;
+    if cplinu[0] {
+        if r.flag().ok_or(t)? {
+            // ecplinu: enhanced coupling, not read.
+            return Err(u);
+        }
+        if acmod == 2 {
+            chincpl[0] = true;
+            chincpl[1] = true;
+        } else {
+            for c in chincpl.iter_mut().take(nfchans) {
+                *c = r.flag().ok_or(t)?;
+            }
+        }
+        let phsflginu = acmod == 2 && r.flag().ok_or(t)?;
+        cplbegf = r.read(4).ok_or(t)?;
+        cplendf = r.read(4).ok_or(t)?;
+        if cplbegf > cplendf + 2 {
+            return Err(FrameError::Invalid);
+        }
+        let (sb0, sb1) = (cplbegf as usize + 1, cplendf as usize + 3);
+        let mut bndstrc = EAC3_DEFAULT_CPL_BANDS;
+        if r.flag().ok_or(t)? {
+            for b in &mut bndstrc[sb0..sb1] {
+                *b = r.flag().ok_or(t)?;
+            }
+        }
+        let merged = bndstrc[sb0..sb1].iter().filter(|&&b| b).count();
+        let ncplbnd = sb1 - cplbegf as usize - merged;
+        // Coupling coordinates: in block 0 every coupled channel has them
+        // (firstcplcos), with no cplcoe bit.
+        for _ in chincpl.iter().take(nfchans).filter(|&&c| c) {
+            r.skip(2 + 8 * ncplbnd).ok_or(t)?; // mstrcplco, cplcoexp, cplcomant
+        }
+        if phsflginu {
+            r.skip(ncplbnd).ok_or(t)?; // phsflg
+        }
+    }
+    if acmod == 2 {
+        // rematstr is implicit in block 0.
+        let nrematbd = if !cplinu[0] || cplbegf > 2 {
+            4
+        } else if cplbegf > 0 {
+            3
+        } else {
+            2
+        };
+        r.skip(nrematbd).ok_or(t)?;
+    }
+    let mut chexpstr = [0u32; 5];
+    chexpstr[..nfchans].copy_from_slice(&blk0[1..=nfchans]);
+    let cpl = if cplinu[0] {
+        if blk0[0] == 0 {
+            return Err(FrameError::Invalid);
+        }
+        Some((blk0[0], cplendf))
+    } else {
+        None
+    };
+    block0_exponents(&mut r, nfchans, &chexpstr, &chincpl, cplbegf, cpl)
 }
 
 /// `ngrps` grouped exponent deltas (A/52 7.1.3): each 7-bit group holds
@@ -673,6 +1061,223 @@ fn adts_header(b: &[u8]) -> Result<AdtsHeader, FrameError> {
     })
 }
 
+// ---- AAC in LATM/LOAS (ISO/IEC 14496-3 1.7.2, 1.7.3) ----
+
+/// The StreamMuxConfig an LATM frame may reuse (useSameStreamMux).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum LatmMux {
+    /// None read yet: a frame that reuses one cannot be read.
+    #[default]
+    Unknown,
+    /// One AAC-LC stream (plain, or the core of HE-AAC v1/v2), one layer,
+    /// frameLengthType 0: the only kind read.
+    Usable,
+    /// The last config read was of a kind not read, or broken.
+    Unusable(FrameError),
+}
+
+/// The length of the AudioSyncStream frame at `b`: syncword 0x2B7 (11
+/// bits), audioMuxLengthBytes (13), then that many bytes.
+fn loas_header(b: &[u8]) -> Result<usize, FrameError> {
+    if b.len() < 3 {
+        if b.is_empty() || b[0] == 0x56 && (b.len() < 2 || b[1] & 0xE0 == 0xE0) {
+            return Err(FrameError::Truncated);
+        }
+        return Err(FrameError::NoSync);
+    }
+    if b[0] != 0x56 || b[1] & 0xE0 != 0xE0 {
+        return Err(FrameError::NoSync);
+    }
+    let len = (((b[1] & 0x1F) as usize) << 8) | b[2] as usize;
+    if len == 0 {
+        return Err(FrameError::NoSync);
+    }
+    Ok(3 + len)
+}
+
+/// The level of one AudioSyncStream frame: its AudioMuxElement(1), with a
+/// StreamMuxConfig or reusing `mux`, then the first subframe's payload (a
+/// raw_data_block) read as ADTS's is.
+fn latm_level(mux: &mut LatmMux, frame: &[u8]) -> Result<f32, FrameError> {
+    let len = loas_header(frame)?;
+    let t = FrameError::Truncated;
+    let body = frame.get(3..len).ok_or(t)?;
+    let mut r = BitReader::new(body);
+    let use_same = r.flag().ok_or(t)?;
+    if !use_same {
+        *mux = match stream_mux_config(&mut r) {
+            Ok(()) => LatmMux::Usable,
+            Err(e) => LatmMux::Unusable(e),
+        };
+    }
+    match *mux {
+        LatmMux::Usable => {}
+        LatmMux::Unknown => return Err(FrameError::Unsupported),
+        LatmMux::Unusable(e) => return Err(e),
+    }
+    // PayloadLengthInfo: one stream, frameLengthType 0.
+    let mut payload_len = 0usize;
+    loop {
+        let b = r.read(8).ok_or(t)? as usize;
+        payload_len += b;
+        if b != 255 {
+            break;
+        }
+    }
+    // The payload is not byte-aligned in the frame; the raw_data_block's
+    // byte_alignment counts from its own start, so copy it out.
+    let mut payload = Vec::with_capacity(payload_len.min(body.len()));
+    for _ in 0..payload_len {
+        payload.push(r.read(8).ok_or(t)? as u8);
+    }
+    raw_data_block_level(&mut BitReader::new(&payload))
+}
+
+/// LatmGetValue (1.7.3): bytesForValue, then that many bytes plus one.
+fn latm_value(r: &mut BitReader) -> Option<u32> {
+    let n = r.read(2)?;
+    let mut v = 0u32;
+    for _ in 0..=n {
+        v = (v << 8) | r.read(8)?;
+    }
+    Some(v)
+}
+
+/// StreamMuxConfig (1.7.3), audioMuxVersion 0 or 1: Ok when it is one
+/// program of one layer of AAC-LC with frameLengthType 0, leaving `r` at
+/// the end of the config.
+fn stream_mux_config(r: &mut BitReader) -> Result<(), FrameError> {
+    let t = FrameError::Truncated;
+    let version = r.read(1).ok_or(t)?;
+    if version == 1 && r.flag().ok_or(t)? {
+        // audioMuxVersionA 1: syntax "to be defined".
+        return Err(FrameError::Unsupported);
+    }
+    if version == 1 {
+        latm_value(r).ok_or(t)?; // taraBufferFullness
+    }
+    let all_same_framing = r.flag().ok_or(t)?;
+    r.skip(6).ok_or(t)?; // numSubFrames: the first is read
+    let num_program = r.read(4).ok_or(t)?;
+    let num_layer = r.read(3).ok_or(t)?;
+    if num_program != 0 || num_layer != 0 || !all_same_framing {
+        return Err(FrameError::Unsupported);
+    }
+    if version == 0 {
+        audio_specific_config(r, None)?;
+    } else {
+        let asc_len = latm_value(r).ok_or(t)? as usize;
+        let start = r.pos();
+        audio_specific_config(r, Some(asc_len))?;
+        let used = r.pos() - start;
+        if used > asc_len {
+            return Err(FrameError::Invalid);
+        }
+        r.skip(asc_len - used).ok_or(t)?; // fillBits
+    }
+    let frame_length_type = r.read(3).ok_or(t)?;
+    if frame_length_type != 0 {
+        return Err(FrameError::Unsupported);
+    }
+    r.skip(8).ok_or(t)?; // latmBufferFullness
+    if r.flag().ok_or(t)? {
+        // otherDataPresent: otherDataLenBits (the other data follows the
+        // payloads, not read).
+        if version == 1 {
+            latm_value(r).ok_or(t)?;
+        } else {
+            loop {
+                let esc = r.flag().ok_or(t)?;
+                r.skip(8).ok_or(t)?;
+                if !esc {
+                    break;
+                }
+            }
+        }
+    }
+    if r.flag().ok_or(t)? {
+        r.skip(8).ok_or(t)?; // crcCheckSum
+    }
+    Ok(())
+}
+
+/// GetAudioObjectType (1.6.2.1).
+fn audio_object_type(r: &mut BitReader) -> Option<u32> {
+    let aot = r.read(5)?;
+    if aot == 31 {
+        return Some(32 + r.read(6)?);
+    }
+    Some(aot)
+}
+
+/// samplingFrequencyIndex, and the explicit frequency after index 15.
+fn sampling_frequency(r: &mut BitReader) -> Result<(), FrameError> {
+    let t = FrameError::Truncated;
+    match r.read(4).ok_or(t)? {
+        15 => r.skip(24).ok_or(t),
+        13 | 14 => Err(FrameError::Invalid),
+        _ => Ok(()),
+    }
+}
+
+/// AudioSpecificConfig (1.6.2.1): Ok when the core is AAC-LC (object type
+/// 2, or 5/29 — SBR, SBR+PS — over AAC-LC), leaving `r` after it.
+/// `len` is its length in bits when the mux says (audioMuxVersion 1).
+fn audio_specific_config(r: &mut BitReader, len: Option<usize>) -> Result<(), FrameError> {
+    let t = FrameError::Truncated;
+    let start = r.pos();
+    let mut aot = audio_object_type(r).ok_or(t)?;
+    sampling_frequency(r)?;
+    let channel_config = r.read(4).ok_or(t)?;
+    let explicit_sbr = aot == 5 || aot == 29;
+    if explicit_sbr {
+        sampling_frequency(r)?; // extensionSamplingFrequencyIndex
+        aot = audio_object_type(r).ok_or(t)?;
+    }
+    if aot != 2 {
+        return Err(FrameError::Unsupported);
+    }
+    // GASpecificConfig for AAC-LC.
+    r.skip(1).ok_or(t)?; // frameLengthFlag
+    if r.flag().ok_or(t)? {
+        r.skip(14).ok_or(t)?; // coreCoderDelay
+    }
+    let extension_flag = r.flag().ok_or(t)?;
+    if channel_config == 0 {
+        // A program_config_element: not parsed.
+        return Err(FrameError::Unsupported);
+    }
+    if extension_flag {
+        r.skip(1).ok_or(t)?; // extensionFlag3
+    }
+    if explicit_sbr {
+        return Ok(());
+    }
+    // Backward-compatible SBR/PS signalling (syncExtensionType 0x2B7).
+    // With no length (audioMuxVersion 0) it is recognised by its sync:
+    // the bits a config without it has next (frameLengthType 0, then
+    // latmBufferFullness) never start with 0x2B7.
+    let room = |r: &BitReader, n: usize| len.is_none_or(|l| r.pos() - start + n <= l);
+    if room(r, 16) && r.clone().read(11) == Some(0x2B7) {
+        r.skip(11).ok_or(t)?;
+        let ext_aot = audio_object_type(r).ok_or(t)?;
+        if ext_aot == 5 {
+            if r.flag().ok_or(t)? {
+                // sbrPresentFlag
+                sampling_frequency(r)?;
+                if room(r, 12) && r.clone().read(11) == Some(0x548) {
+                    r.skip(12).ok_or(t)?; // syncExtensionType, psPresentFlag
+                }
+            }
+        } else if len.is_none() {
+            // Another extension of unknown length: the config's end is
+            // unknown.
+            return Err(FrameError::Unsupported);
+        }
+    }
+    Ok(())
+}
+
 /// The level given to an AAC frame with any spectral energy: AAC is read
 /// for digital silence only (module docs).
 const AAC_SIGNAL_DBFS: f32 = 0.0;
@@ -683,31 +1288,37 @@ fn aac_level(frame: &[u8]) -> Result<f32, FrameError> {
     if profile != 1 {
         return Err(FrameError::Unsupported);
     }
-    let t = FrameError::Truncated;
     // With several raw_data_blocks only the first is read.
-    let mut r = BitReader::new(&frame[h.header_len..]);
+    raw_data_block_level(&mut BitReader::new(&frame[h.header_len..]))
+}
+
+/// The level of an AAC-LC raw_data_block (ISO/IEC 14496-3 4.4.2.1), from
+/// its first channel element; `r` starts at the block, byte-aligned (a
+/// DSE's byte_alignment counts from there). Shared by ADTS and LATM.
+fn raw_data_block_level(r: &mut BitReader) -> Result<f32, FrameError> {
+    let t = FrameError::Truncated;
     loop {
         let id = r.read(3).ok_or(t)?;
         match id {
             // SCE, LFE
             0 | 3 => {
                 r.skip(4).ok_or(t)?;
-                return ics_level(&mut r, None);
+                return ics_level(r, None);
             }
             // CPE
             1 => {
                 r.skip(4).ok_or(t)?;
                 let common_window = r.flag().ok_or(t)?;
                 if common_window {
-                    let info = ics_info(&mut r)?;
+                    let info = ics_info(r)?;
                     let ms_mask_present = r.read(2).ok_or(t)?;
                     if ms_mask_present == 1 {
                         r.skip(info.groups as usize * info.max_sfb as usize)
                             .ok_or(t)?;
                     }
-                    return ics_level(&mut r, Some(info));
+                    return ics_level(r, Some(info));
                 }
-                return ics_level(&mut r, None);
+                return ics_level(r, None);
             }
             // DSE
             4 => {

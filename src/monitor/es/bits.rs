@@ -2,6 +2,7 @@
 //! past the end yields `None`, so a truncated or garbage frame ends the
 //! parse instead of the process.
 
+#[derive(Clone)]
 pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     /// Position in bits from the start of `data`.
@@ -45,6 +46,11 @@ impl<'a> BitReader<'a> {
         }
         self.pos = end;
         Some(())
+    }
+
+    /// Bits read so far.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
     }
 
     pub(crate) fn align(&mut self) {
