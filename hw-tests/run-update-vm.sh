@@ -170,10 +170,12 @@ if [ -f "$run/rootfs-w.ext4" ]; then
     bash "$repo/images/make-bundle.sh" "$run/rootfs-w.ext4" "$base-w" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/wdreset.raucb" >/dev/null || die "make-bundle wdreset"
 fi
 case " $cases " in *" wrongbox "*)
+    stamp "bundle for another box (compatible capbox-aarch64)"
     CAPBOX_BUNDLE_COMPATIBLE=capbox-aarch64 bash "$repo/images/make-bundle.sh" "$run/rootfs-b.ext4" "$base-b" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/wrongbox.raucb" >/dev/null || die "make-bundle wrongbox" ;;
 esac
 bundle_bytes=$(stat -c %s "$run/www/good.raucb")
 head -c $((bundle_bytes / 2)) "$run/www/good.raucb" >"$run/www/cut.raucb"
+stamp "bundles made"
 rauc info --keyring="$run/stranger/ca.cert.pem" "$run/www/bad.raucb" >/dev/null 2>&1 || die "the stranger's bundle does not verify against the stranger's CA"
 wport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 (cd "$run/www" && exec python3 -m http.server "$wport" --bind 127.0.0.1 >"$run/http.log" 2>&1) &
@@ -300,6 +302,7 @@ check "metrics: capbox_build_info carries version and slot" \
 stamp "grubenv: $(grubenv)"
 
 for c in $cases; do
+    stamp "case $c"
     case $c in
     badsig)
         sh_run "capbox update $url/bad.raucb 2>&1" 240
@@ -486,6 +489,7 @@ for c in $cases; do
         ;;
     esac
 done
+stamp "cases done"
 send 'poweroff'
 for _ in $(seq 1 60); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
 Q1=$EPOCHREALTIME
