@@ -16,7 +16,7 @@
 //! loudly.
 //!
 //! CI runs the core cases in about 5 minutes under TCG: bad signature,
-//! wrong box, cut bundle (these two add about 13 s: one more bundle made
+//! wrong box, cut bundle (these two add about 14 s: one more bundle made
 //! on the host, two refusals in the same boot), good bundle (install, boot, marked good), power cut. The broken bundle
 //! (the box rolls back by itself after `trial_timeout_s`, two more boots:
 //! about 3 minutes more) runs in the script's full set
