@@ -18,6 +18,9 @@
 #           it: every boot of the slot ends in a watchdog reset, well
 #           before the trial guard's 60 s
 #   bad     version ...-b, signed by the stranger CA
+#   wrongbox version ...-b, signed by the test CA, compatible
+#           capbox-aarch64 (a bundle for another kind of box)
+#   cut     the good bundle's first half (a download cut short)
 #   good2   version ...-c (for the power cut)
 # served to the guest over HTTP by the host (10.0.2.2 under QEMU's user
 # networking): `capbox update http://...` is what an operator types.
@@ -30,6 +33,9 @@
 #      10, trial_timeout_s = 60) and its checksum taken;
 #   2. bad signature: refused with a clear message, nothing written, no
 #      reboot, /status last outcome "failed";
+#   2a. wrong box, cut bundle: the same checks as the bad signature, in the
+#      same boot (no reboot): refused, saying the bundle is for another
+#      kind of box (naming both compatibles) / is incomplete or damaged;
 #   2b. refused config: installed into B, the new slot's capbox (run from
 #      the slot mounted read-only) refuses the config: its words on the
 #      console with line and key, no reboot, B marked bad, A still first,
@@ -56,7 +62,7 @@
 #
 # Environment: CAPBOX_HW_CACHE; CAPBOX_HW_TIMEOUT (seconds per QEMU run,
 # default 900, 600 more with wdreset); CAPBOX_UPDATE_CASES (default
-# "badsig refused good wdreset broken powercut":
+# "badsig wrongbox cut refused good wdreset broken powercut":
 # the cases to run, in that order; CI runs them all when they fit).
 set -euo pipefail
 T0=$(date +%s.%N)
@@ -65,7 +71,7 @@ repo=$(cd "$here/.." && pwd)
 # shellcheck source=hw-tests/lib.sh
 source "$here/lib.sh"
 cache=$(rig_cache_dir "$repo")
-cases=${CAPBOX_UPDATE_CASES:-badsig refused good wdreset broken powercut}
+cases=${CAPBOX_UPDATE_CASES:-badsig wrongbox cut refused good wdreset broken powercut}
 case " $cases " in *" wdreset "*) session_timeout=${CAPBOX_HW_TIMEOUT:-1500} ;; *) session_timeout=${CAPBOX_HW_TIMEOUT:-900} ;; esac
 
 stamp() { echo "run-update-vm: $*"; }
@@ -163,7 +169,13 @@ fi
 if [ -f "$run/rootfs-w.ext4" ]; then
     bash "$repo/images/make-bundle.sh" "$run/rootfs-w.ext4" "$base-w" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/wdreset.raucb" >/dev/null || die "make-bundle wdreset"
 fi
+case " $cases " in *" wrongbox "*)
+    stamp "bundle for another box (compatible capbox-aarch64)"
+    CAPBOX_BUNDLE_COMPATIBLE=capbox-aarch64 bash "$repo/images/make-bundle.sh" "$run/rootfs-b.ext4" "$base-b" "$run/ca/sign.cert.pem" "$run/ca/sign.key.pem" "$run/www/wrongbox.raucb" >/dev/null || die "make-bundle wrongbox" ;;
+esac
 bundle_bytes=$(stat -c %s "$run/www/good.raucb")
+head -c $((bundle_bytes / 2)) "$run/www/good.raucb" >"$run/www/cut.raucb"
+stamp "bundles made"
 rauc info --keyring="$run/stranger/ca.cert.pem" "$run/www/bad.raucb" >/dev/null 2>&1 || die "the stranger's bundle does not verify against the stranger's CA"
 wport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 (cd "$run/www" && exec python3 -m http.server "$wport" --bind 127.0.0.1 >"$run/http.log" 2>&1) &
@@ -290,6 +302,7 @@ check "metrics: capbox_build_info carries version and slot" \
 stamp "grubenv: $(grubenv)"
 
 for c in $cases; do
+    stamp "case $c"
     case $c in
     badsig)
         sh_run "capbox update $url/bad.raucb 2>&1" 240
@@ -302,6 +315,28 @@ for c in $cases; do
             "$([ "$(json "s['update']['last']['outcome']")" = failed ] && [ "$(json "s['update']['slot']")" = A ] && grubenv | grep -q 'ORDER=A B' && echo 1 || echo 0)" \
             "outcome $(json "s['update']['last']['outcome']"), grubenv $(grubenv)"
         check "bad signature: config unchanged" "$([ "$(cfg_sum)" = "$sum0" ] && echo 1 || echo 0)" "md5 $sum0"
+        ;;
+    wrongbox | cut)
+        # Refused before anything is written, like the bad signature.
+        if [ "$c" = wrongbox ]; then
+            what="wrong box"
+            want='for another kind of box.*capbox-x86_64.*capbox-aarch64'
+        else
+            what="cut bundle"
+            want='incomplete or damaged'
+        fi
+        sh_run "capbox update $url/$c.raucb 2>&1" 240
+        msg=$(echo "$out" | grep -a 'FAILED' | head -1)
+        check "$what: refused with a clear message" \
+            "$([ "$rc" = 1 ] && echo "$msg" | grep -qE "$want" && echo 1 || echo 0)" "exit $rc: $msg"
+        [ "$rc" = 1 ] || echo "$out" | tail -15 | sed 's/^/  guest| /'
+        echo "$out" | grep -aiE 'rauc|error|fail|invalid|mismatch' | head -8 | sed 's/^/  guest| /'
+        wait_json "s['update']['last']['outcome']" failed 5 || true
+        m=$(json "s['update']['last']['message']")
+        check "$what: nothing installed, /status says failed with that message, still slot A" \
+            "$([ "$(json "s['update']['last']['outcome']")" = failed ] && echo "$m" | grep -qE "$want" && [ "$(json "s['update']['slot']")" = A ] && grubenv | grep -q 'ORDER=A B' && echo 1 || echo 0)" \
+            "outcome $(json "s['update']['last']['outcome']"): $m; grubenv $(grubenv)"
+        check "$what: config unchanged" "$([ "$(cfg_sum)" = "$sum0" ] && echo 1 || echo 0)" "md5 $sum0"
         ;;
     refused)
         sh_run "capbox update $url/refused.raucb 2>&1" 300
@@ -454,6 +489,7 @@ for c in $cases; do
         ;;
     esac
 done
+stamp "cases done"
 send 'poweroff'
 for _ in $(seq 1 60); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
 Q1=$EPOCHREALTIME

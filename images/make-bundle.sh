@@ -5,13 +5,14 @@
 # CERT/KEY: the signing certificate and its key (PEM), issued by the CA
 # whose certificate the boxes carry as /etc/rauc/keyring.pem; KEYRING
 # (optional): that CA certificate, to check the bundle right after it is
-# signed. The compatible is the one of rootfs-overlay/etc/rauc/system.conf.
+# signed. The compatible is the one of rootfs-overlay/etc/rauc/system.conf,
+# or CAPBOX_BUNDLE_COMPATIBLE's (the update rig's bundle for another box).
 # Prints the bundle's size.
 set -euo pipefail
 [ $# -ge 5 ] || { echo "usage: $0 ROOTFS.ext4 VERSION CERT KEY OUT.raucb [KEYRING]" >&2; exit 2; }
 rootfs=$1 version=$2 cert=$3 key=$4 out=$5 keyring=${6:-}
 here=$(cd "$(dirname "$0")" && pwd)
-compatible=$(sed -n 's/^compatible=//p' "$here/../buildroot/board/capbox/rootfs-overlay/etc/rauc/system.conf")
+compatible=${CAPBOX_BUNDLE_COMPATIBLE:-$(sed -n 's/^compatible=//p' "$here/../buildroot/board/capbox/rootfs-overlay/etc/rauc/system.conf")}
 [ -n "$compatible" ] || { echo "make-bundle: no compatible in system.conf" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -166,8 +166,10 @@ fn install(
         message: format!("installing {bundle}"),
         failure: String::new(),
     };
-    // 1. The signature and compatible, before anything is written.
-    say(&format!("checking {bundle} (signature, compatible)"));
+    // 1. The signature and format, before anything is written. `rauc
+    // info` does not compare the compatible: `rauc install` refuses a
+    // bundle for another box, also before it writes (the rig's wrongbox).
+    say(&format!("checking {bundle} (signature, format)"));
     let out = match update::rauc(&["info", "--output-format=shell", &bundle_arg]) {
         Ok(o) => o,
         Err(e) => return refuse(cfg, st, Outcome::Failed, format!("{bundle} refused: {e}")),

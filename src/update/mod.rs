@@ -557,14 +557,36 @@ pub fn rauc_error(stderr: &str, stdout: &str) -> Option<String> {
         .or_else(|| lines.last())?;
     let text = clean(pick);
     let low = text.to_ascii_lowercase();
-    let hint = if low.contains("signature") || low.contains("certificate") {
-        "the bundle is not signed by a key this box trusts (/etc/rauc/keyring.pem): "
+    // A bundle cut short (a download that stopped halfway) ends in the
+    // middle of its squashfs: RAUC 1.8 reads a nonsense signature size
+    // from its last bytes ("Invalid bundle format: Signature size (...)
+    // exceeds bundle size"). That is no signature problem: checked first.
+    let hint = if low.contains("invalid bundle format")
+        || low.contains("exceeds bundle size")
+        || low.contains("too small")
+        || low.contains("truncated")
+    {
+        "the bundle is incomplete or damaged (download cut short?): ".to_string()
+    } else if low.contains("signature") || low.contains("certificate") {
+        "the bundle is not signed by a key this box trusts (/etc/rauc/keyring.pem): ".to_string()
     } else if low.contains("compatible") {
-        "the bundle is for another kind of box: "
+        match (quoted_after(&text, "Expected"), quoted_after(&text, "has")) {
+            (Some(ours), Some(theirs)) => format!(
+                "the bundle is for another kind of box (this box is '{ours}', the bundle is for '{theirs}'): "
+            ),
+            _ => "the bundle is for another kind of box: ".to_string(),
+        }
     } else {
-        ""
+        String::new()
     };
     Some(format!("{hint}{text}"))
+}
+
+/// The first '...'-quoted text after `word` in `text`.
+fn quoted_after<'a>(text: &'a str, word: &str) -> Option<&'a str> {
+    let rest = &text[text.find(word)? + word.len()..];
+    let rest = &rest[rest.find('\'')? + 1..];
+    Some(&rest[..rest.find('\'')?])
 }
 
 /// What a slot's capbox says of the config (`capbox check-config`), asked

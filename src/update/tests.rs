@@ -184,6 +184,46 @@ fn rauc_errors_in_words() {
 }
 
 #[test]
+fn rauc_errors_for_another_box_name_both_compatibles() {
+    // What RAUC 1.8's `rauc install` printed in the update rig
+    // (hw-tests/run-update-vm.sh, case wrongbox) for a bundle signed by the
+    // trusted key whose manifest says compatible=capbox-aarch64.
+    let out = "installing\n  0% Installing\n  0% Determining slot states\n 20% Determining slot states done.\n 20% Checking bundle\n 20% Verifying signature\n 40% Verifying signature done.\n 40% Checking bundle done.\n 40% Checking manifest contents\n 60% Checking manifest contents done.\n 60% Determining target install group\n 80% Determining target install group done.\n100% Installing failed.\nLastError: Installation error: Compatible mismatch: Expected 'capbox-x86_64' but bundle manifest has 'capbox-aarch64'\nInstalling `http://10.0.2.2:52757/wrongbox.raucb` failed\n";
+    let e = rauc_error(out, "").unwrap();
+    assert!(
+        e.starts_with(
+            "the bundle is for another kind of box \
+             (this box is 'capbox-x86_64', the bundle is for 'capbox-aarch64'): "
+        ),
+        "{e}"
+    );
+    assert!(e.contains("Compatible mismatch"), "{e}");
+    // Without both names, the hint alone.
+    let e = rauc_error("LastError: Compatible mismatch\n", "").unwrap();
+    assert_eq!(
+        e,
+        "the bundle is for another kind of box: LastError: Compatible mismatch"
+    );
+}
+
+#[test]
+fn rauc_errors_for_a_cut_bundle_say_damaged_not_untrusted() {
+    // RAUC 1.8's `rauc info` on the good bundle cut to half its size (the
+    // rig's case cut: a download that stopped halfway). It reads a
+    // nonsense signature size from the last bytes and names the
+    // signature: that must not read as "not signed by a trusted key".
+    // The error line as the rig's guest printed it; the progress line as
+    // RAUC 1.8 prints it on the host for the same kind of file.
+    let stderr = "rauc-Message: 04:47:39.326: Reading bundle: /tmp/ub-b/cut.raucb\nInvalid bundle format: Signature size (14371367299186377665) exceeds bundle size\n";
+    let e = rauc_error(stderr, "").unwrap();
+    assert_eq!(
+        e,
+        "the bundle is incomplete or damaged (download cut short?): \
+         Invalid bundle format: Signature size (14371367299186377665) exceeds bundle size"
+    );
+}
+
+#[test]
 fn status_and_metrics() {
     let dir = std::env::temp_dir().join(format!("capbox-update-info-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
