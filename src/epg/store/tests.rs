@@ -269,7 +269,14 @@ fn check_names_the_broken_promise() {
     s.bytes += 1;
     assert!(s.check().unwrap_err().contains("the parts hold"));
     s.bytes -= 1;
-    let p = s.channels.get_mut("a").unwrap().parts.values_mut().next().unwrap();
+    let p = s
+        .channels
+        .get_mut("a")
+        .unwrap()
+        .parts
+        .values_mut()
+        .next()
+        .unwrap();
     p.events.swap(0, 1);
     let e = s.check().unwrap_err();
     assert!(e.contains("\"a\"") && e.contains("overlaps"), "{e}");
