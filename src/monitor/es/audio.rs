@@ -464,7 +464,9 @@ const AC3_KBPS: [u32; 19] = [
     32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 576, 640,
 ];
 
-fn ac3_header(b: &[u8]) -> Result<Ac3Header, FrameError> {
+/// The AC-3 / E-AC-3 syncword (0x0B77) and room for the 6 bytes both
+/// headers read: `Truncated` when what is there could still be one.
+fn ac3_sync(b: &[u8]) -> Result<(), FrameError> {
     if b.len() < 6 {
         if b.is_empty() || b[0] == 0x0B && (b.len() < 2 || b[1] == 0x77) {
             return Err(FrameError::Truncated);
@@ -474,6 +476,11 @@ fn ac3_header(b: &[u8]) -> Result<Ac3Header, FrameError> {
     if b[0] != 0x0B || b[1] != 0x77 {
         return Err(FrameError::NoSync);
     }
+    Ok(())
+}
+
+fn ac3_header(b: &[u8]) -> Result<Ac3Header, FrameError> {
+    ac3_sync(b)?;
     let fscod = b[4] >> 6;
     let frmsizecod = (b[4] & 0x3F) as usize;
     let bsid = b[5] >> 3;
@@ -669,15 +676,7 @@ fn block0_exponents(
 /// The length of the E-AC-3 syncframe at `b` (frmsiz + 1 words); an AC-3
 /// frame (bsid ≤ 10) in an E-AC-3 stream is read as AC-3.
 fn eac3_frame_len(b: &[u8]) -> Result<usize, FrameError> {
-    if b.len() < 6 {
-        if b.is_empty() || b[0] == 0x0B && (b.len() < 2 || b[1] == 0x77) {
-            return Err(FrameError::Truncated);
-        }
-        return Err(FrameError::NoSync);
-    }
-    if b[0] != 0x0B || b[1] != 0x77 {
-        return Err(FrameError::NoSync);
-    }
+    ac3_sync(b)?;
     let bsid = b[5] >> 3;
     if bsid <= 10 {
         return ac3_header(b).map(|h| h.frame_len);
